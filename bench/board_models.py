@@ -85,8 +85,7 @@ class FrameCounter:
         while words > 0:
             n = min(words, self._burst)
             frames += 1
-            self.wire += sp.request_length(command, n) + sp.response_length(
-                n if command == sp.Command.READ else 0)
+            self.wire += sp.exchange_length(command, n)
             words -= n
         self.frames += frames
         # A burst's frames go pipelined (the list top's receive FIFO): one round trip per

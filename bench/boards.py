@@ -55,15 +55,14 @@ LAYERS = [
 ]
 
 
-def frame_bytes(operation: str, words: int) -> int:
-    """Bytes on the wire, both directions, of one transport operation of ``words`` words."""
+def frame_bytes(operation: str, words: int, burst: int = sp.MAX_BURST) -> int:
+    """Bytes on the wire, both directions, of one transport operation of ``words`` words, cut
+    into frames of ``burst`` words."""
+    command = sp.Command.WRITE if operation.startswith("write") else sp.Command.READ
     total, left = 0, words
     while left > 0:
-        n = min(left, sp.MAX_BURST)
-        if operation.startswith("write"):
-            total += sp.request_length(sp.Command.WRITE, n) + sp.response_length(0)
-        else:
-            total += sp.request_length(sp.Command.READ, n) + sp.response_length(n)
+        n = min(left, burst)
+        total += sp.exchange_length(command, n)
         left -= n
     return total
 

@@ -502,8 +502,10 @@ class EngineConfig:
 #: Named configurations: ``small`` for fast simulation, ``default`` for benchmarks and boards,
 #: ``up5k`` for a Lattice iCE40UP5K beside a serial bridge, ``quantized`` the ``default`` engine
 #: with the activation offset and the float32 output stage (torch's quantised convolutions).
+_SMALL = EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_depth=256)
+
 PRESETS = {
-    "small": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_depth=256),
+    "small": _SMALL,
     "default": EngineConfig(),
     "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
@@ -511,6 +513,5 @@ PRESETS = {
     "quantized": EngineConfig(activation_offset=True, float_output=True),
     # The quantised datapath on the small array: the ULX3S's, where the UART link, not the
     # array, sets a model's time, and the 8x8 one with LiteDRAM did not route.
-    "small-quantized": EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512,
-                                    acc_depth=256, activation_offset=True, float_output=True),
+    "small-quantized": dataclasses.replace(_SMALL, activation_offset=True, float_output=True),
 }

@@ -45,7 +45,8 @@ __all__ = [
     "INFO_MAGIC", "INFO_WORDS", "LARGEST_BURST", "MAX_BURST", "PROTOCOL_VERSION", "REQUEST_SYNC",
     "RESPONSE_SYNC", "Command", "FrameError", "Reject", "Request", "Response", "Status",
     "crc16", "crc16_update", "decode_request", "decode_response", "encode_request",
-    "encode_response", "frame_timeout_bytes", "request_length", "response_length",
+    "encode_response", "exchange_length", "frame_timeout_bytes", "request_length",
+    "response_length",
     "INFO_BASE", "MEMORY_BASE", "MEMORY_KINDS", "MEMORY_WINDOW", "REGISTERS_BASE",
     "check_memory_kind",
 ]
@@ -174,6 +175,13 @@ def request_length(command: int, count: int = 1) -> int:
 
 def response_length(words: int) -> int:
     return RESPONSE_HEADER + 4 * words + CRC_BYTES
+
+
+def exchange_length(command: int, count: int = 1) -> int:
+    """Bytes on the wire, both directions, of one request of ``count`` words and its good
+    response (a READ's carries the words, INFO's its :data:`INFO_WORDS`, a WRITE's none)."""
+    words = {Command.READ: count, Command.INFO: INFO_WORDS}.get(command, 0)
+    return request_length(command, count) + response_length(words)
 
 
 def _with_crc(body: bytes) -> bytes:

@@ -50,8 +50,8 @@ def test_field_validation(kwargs, error, message):
 
 def test_presets():
     assert list(PRESETS) == ["small", "default", "up5k", "quantized", "small-quantized"]
-    assert PRESETS["small-quantized"] == dataclasses.replace(
-        PRESETS["small"], activation_offset=True, float_output=True)
+    assert PRESETS["small-quantized"].describe().startswith(
+        "4x4 array, (uint8 - zero) x int8 -> int32")
     assert UP5K == EngineConfig(rows=2, cols=2, input_width=8, weight_width=8, acc_width=24,
                                 input_depth=2048, weight_depth=512, acc_depth=256,
                                 coord_width=8, param_width=4, border_skipping=False,

@@ -338,3 +338,14 @@ def test_no_device_memory(bridge):
     with transport(bridge) as t:
         with pytest.raises(LinkError, match="device memory is at 0x0"):
             t.memory_size()
+
+
+@pytest.mark.parametrize("command", [sp.Command.READ, sp.Command.WRITE, sp.Command.INFO])
+@pytest.mark.parametrize("count", [1, 64, sp.LARGEST_BURST])
+def test_exchange_length_is_the_encoded_frames(command, count):
+    # The wire bytes the transport and the benchmarks count, against encoded frames.
+    payload = list(range(count)) if command == sp.Command.WRITE else []
+    answer = {sp.Command.READ: count, sp.Command.INFO: sp.INFO_WORDS}.get(command, 0)
+    encoded = (len(sp.encode_request(command, 1, 0, count, payload))
+               + len(sp.encode_response(1, sp.Status.OK, 0, list(range(answer)))))
+    assert sp.exchange_length(command, count) == encoded

@@ -61,8 +61,8 @@ SCRIPT_AFTER_SYNTH = {"ecp5": "hierarchy -check; stat; check -noinit; blackbox =
                       "ice40": ""}
 
 #: nextpnr options of a board build beyond the report, the seed and the clock. The ULX3S's list
-#: top with the SDRAM routes with router2 in about 4 minutes; nextpnr's default router had
-#: done 11 % of its arcs after 6 (docs/boards.md).
+#: top with the SDRAM routes with router2; nextpnr's default router had done 11 % of its arcs
+#: after 6 minutes (docs/boards.md).
 NEXTPNR_BOARD_OPTIONS = {"ecp5": " --router router2", "ice40": ""}
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .. import golden
 from ..descriptor import JOB_DESCRIPTOR
 from .list_model import Memory, float_requantize
-from .lower import Allocator, ListBuilder, params_image, weight_image
+from .lower import ALIGN, Allocator, ListBuilder, params_image, weight_image
 
 __all__ = ["Layer", "ListImage", "ListPlan", "ResidentImages", "build", "plan", "reference"]
 
@@ -119,7 +119,7 @@ class ResidentImages:
 
     TOKEN_BYTES = 64
 
-    def __init__(self, top: int, align: int = 64) -> None:
+    def __init__(self, top: int, align: int = ALIGN) -> None:
         if top < 2 * self.TOKEN_BYTES:
             raise ValueError(f"top must leave room for the token, not {top!r}")
         self.top = top

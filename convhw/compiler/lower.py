@@ -85,10 +85,14 @@ def bank_config(config: EngineConfig) -> EngineConfig:
                                acc_depth=config.acc_depth // 2)
 
 
+#: The alignment of every block the host places in device memory (a cache line).
+ALIGN = 64
+
+
 class Allocator:
     """Bump allocation of device memory: every block aligned to ``align`` bytes."""
 
-    def __init__(self, base: int = 0x1000, align: int = 64, size: int = 1 << 32) -> None:
+    def __init__(self, base: int = 0x1000, align: int = ALIGN, size: int = 1 << 32) -> None:
         self._next = base
         self._align = align
         self._end = size

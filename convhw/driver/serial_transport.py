@@ -198,8 +198,7 @@ class SerialTransport(Transport):
                 chunk = list(payload[done:done + n]) if command == sp.Command.WRITE else []
                 at = address + 4 * done
                 words = {sp.Command.READ: n, sp.Command.INFO: sp.INFO_WORDS}.get(command, 0)
-                wire = (sp.request_length(command, n) + sp.response_length(words)) \
-                    * self._byte_seconds()
+                wire = sp.exchange_length(command, n) * self._byte_seconds()
                 frame = (command, at, n, chunk, wire)
                 # Retries of this frame keep its tag (a WRITE carried out is not repeated),
                 # the last one it was sent with; its READ answers so far (suspect line).
@@ -253,8 +252,7 @@ class SerialTransport(Transport):
             n = min(self._frame_words, count - at_word)
             chunk = list(payload[at_word:at_word + n]) if command == sp.Command.WRITE else []
             frames.append((address + 4 * at_word, n, chunk, self._new_tag(command)))
-            wire += sp.request_length(command, n) + sp.response_length(
-                n if command == sp.Command.READ else 0)
+            wire += sp.exchange_length(command, n)
             at_word += n
         data = b"".join(sp.encode_request(command, tag, at, n, chunk)
                         for at, n, chunk, tag in frames)

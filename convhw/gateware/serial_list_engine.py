@@ -171,8 +171,8 @@ class SerialListEngine(wiring.Component):
         # the host pays the link's round trip (the USB latency of a board's UART bridge chip)
         # once per several 128-word frames instead of once per 64 words, which is what moving
         # tensors through device memory costs most. 128 bytes hold what arrives while a burst
-        # executes on the SDRAM and is answered (some 30 byte times) and a READ's seven next
-        # requests.
+        # executes on the SDRAM and is answered (an estimate, not measured: some 30 byte
+        # times) and a READ's seven next requests.
         self.bridge = SerialBridge(BRIDGE_ADDR_WIDTH, clock_hz=clock_hz, divisor=divisor,
                                    max_burst=LARGEST_BURST, rx_fifo=RX_FIFO_BYTES)
         self.transmitter = UARTTransmitter(divisor)

@@ -50,10 +50,9 @@ from convhw.memory_model import MemoryModel
 RESULTS = Path(__file__).resolve().parent / "results"
 
 #: The ULX3S's SDRAM as the harness's memory: the 16-bit chip moves 2 bytes per cycle at the
-#: controller's 60 MHz; the latency of LiteDRAM's read path. Calibrated on the simulated board
-#: (LiteDRAM's RTL and the behavioural chip): ResNet-8 (small) takes 75,583 cycles there and
-#: 68,985 on this model (0.913: refresh, row changes and bus turnarounds the model leaves out),
-#: see docs/boards.md.
+#: controller's 60 MHz; the latency of LiteDRAM's read path. ``--calibrate`` compares it with
+#: the simulated board (LiteDRAM's RTL and the behavioural chip) on ResNet-8 (small):
+#: bench/results/sdram_calibration.md.
 SDRAM = MemoryModel(bytes_per_cycle=2, latency=24)
 #: The request-response round trip of one frame over the FT231X (USB full speed).
 TURNAROUND = 1e-3
@@ -182,15 +181,78 @@ def run_model(name: str, size: str, device: CountedDevice, clock_hz: float,
     }
 
 
+def calibrate(board, config, write: bool) -> int:
+    """ResNet-8 (small)'s engine cycles on the simulated board (the serial list top, LiteDRAM
+    and the SDRAM chip model, through ``Device("serial")``) and on the Verilated engine with
+    :data:`SDRAM`, its second call (weights resident) each; prints and records both."""
+    import torch
+
+    from convhw.driver.serial_sim import SimulatedBoard
+    from convhw.profile import profile
+    model, (x,) = models.build("resnet8", "small")
+    calibration = [torch.randn(4, *x.shape[1:], generator=torch.Generator().manual_seed(i))
+                   for i in range(2)]
+    quantized = convhw.quantize(model, calibration, reference="fbgemm")
+
+    def layer_cycles(device) -> list[int]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            offloaded = convhw.offload(quantized, device, strict=True)
+        profile(offloaded, x)
+        _, result = profile(offloaded, x)
+        return [layer.cycles for layer in result.engine_layers]
+
+    with SimulatedBoard(config, clock_hz=round(board.clock_hz), baudrate=board.baudrate,
+                        memory_bytes=1 << 20, memory="sdram") as simulated:
+        device = convhw.Device("serial", config, port=simulated.port, baudrate=board.baudrate,
+                               timeout=5.0)
+        try:
+            on_board = layer_cycles(device)
+        finally:
+            device.close()
+    device = convhw.Device("verilator", config, memory=SDRAM)
+    try:
+        modelled = layer_cycles(device)
+    finally:
+        device.close()
+    rows = [dict(layer=i, board_cycles=f"{b:,}", model_cycles=f"{m:,}", ratio=f"{m / b:.3f}")
+            for i, (b, m) in enumerate(zip(on_board, modelled))]
+    rows.append(dict(layer="all", board_cycles=f"{sum(on_board):,}",
+                     model_cycles=f"{sum(modelled):,}",
+                     ratio=f"{sum(modelled) / sum(on_board):.3f}"))
+    columns = ["layer", "board_cycles", "model_cycles", "ratio"]
+    print(render(rows, columns, f"ResNet-8 (small), second call: the simulated board against "
+                                f"{SDRAM}"))
+    if write:
+        command, machine, date = provenance("board_models.py", ["--calibrate"])
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "sdram_calibration.md").write_text("\n".join([
+            "# The SDRAM memory model against the simulated ULX3S\n",
+            f"- command: `{command}`", f"- date: {date}", f"- machine: {machine}",
+            f"- engine: `{config.describe()}`; model: {SDRAM}", "",
+            "Each offloaded module of ResNet-8 (small), its second call (weights resident): "
+            "CYCLES on the simulated board (the serial list top, LiteDRAM's Verilog and the "
+            "behavioural SDRAM chip, Verilated, through `Device(\"serial\")`) and on the "
+            "Verilated list engine with the memory model bench/board_models.py uses. ratio = "
+            "model / board: below 1, the model's engine times are that much too short.", "",
+            markdown(rows, columns), ""]))
+        print(f"\nwrote {RESULTS / 'sdram_calibration.md'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = [name for name, _ in MODELS]
     parser.add_argument("--models", nargs="+", default=names, choices=names, metavar="NAME",
                         help=f"models to run (default: all: {' '.join(names)})")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="instead: compare the SDRAM memory model with the simulated board")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)
     board = BOARDS["ulx3s"]
     config = convhw.EngineConfig.preset(board.preset)
+    if args.calibrate:
+        return calibrate(board, config, not args.no_write)
     device = CountedDevice("verilator", config, memory=SDRAM)
     rows = []
     try:

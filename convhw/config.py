@@ -507,7 +507,10 @@ _SMALL = EngineConfig(rows=4, cols=4, input_depth=1024, weight_depth=512, acc_de
 PRESETS = {
     "small": _SMALL,
     "default": EngineConfig(),
-    "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=2048, weight_depth=512,
+    # The UP5K's input and weight buffers are an SPRAM block each (16,384 x 16 bits; the
+    # host-fed engine's buffers are single-ported, gateware/single_port_ram.py): 8 and 32 times
+    # what its block RAMs held, for two logic cells more (bench/results/boards.md).
+    "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=16384, weight_depth=16384,
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
                          deep_pipeline=False, source_range_check="off"),
     "quantized": EngineConfig(activation_offset=True, float_output=True),

@@ -74,6 +74,12 @@ class PartBudget:
     bram_overhead: int
     #: Which engine the part's builds carry, and so which cycle model applies.
     engine: str
+    #: Single-port RAM blocks (the UP5K's SB_SPRAM256KA) and their ``(depth, width)``: the
+    #: host-fed engine's input and weight buffers go there when they fit one block's depth
+    #: (:func:`convhw.gateware.single_port_ram.uses_ice40_spram`, whose constants a test
+    #: holds these to).
+    spram: int = 0
+    spram_shape: tuple[int, int] = (0, 0)
 
 
 #: The parts of :data:`convhw.boards.flow.PARTS`. The overheads are measured: the ECP5's on the
@@ -87,7 +93,8 @@ PARTS = {
                            dsp_overhead=26, bram_overhead=1, engine="list"),
     "up5k": PartBudget(preset="up5k", dsp=8, bram=30,
                        bram_shapes=((2048, 2), (1024, 4), (512, 8), (256, 16)),
-                       dsp_overhead=4, bram_overhead=6, engine="host-fed"),
+                       dsp_overhead=4, bram_overhead=6, engine="host-fed", spram=4,
+                       spram_shape=(16384, 16)),
 }
 
 
@@ -102,22 +109,32 @@ def _blocks(depth: int, width: int, shapes) -> int:
 
 
 def resources(config: EngineConfig, part: str) -> dict:
-    """The DSP blocks and block RAMs ``config`` needs on ``part``, estimated before synthesis
-    (one multiplier per PE plus the part's measured overhead; the input, weight and
-    accumulator buffers, each ``depth`` x its word width, tiled onto the part's block RAM
-    shapes: the banks split a buffer's depth, which leaves the count alone)."""
+    """The DSP blocks, block RAMs and (on a part that has them) single-port RAM blocks
+    ``config`` needs on ``part``, estimated before synthesis (one multiplier per PE plus the
+    part's measured overhead; the input, weight and accumulator buffers, each ``depth`` x its
+    word width, tiled onto the part's block RAM shapes: the banks split a buffer's depth,
+    which leaves the count alone; the host-fed engine's input and weight buffers on single-port
+    blocks where one block's depth holds them, as its build places them)."""
     budget = PARTS[part]
     shapes = budget.bram_shapes
-    bram = (budget.bram_overhead
-            + _blocks(config.input_depth, config.input_word_width, shapes)
-            + _blocks(config.weight_depth, config.weight_word_width, shapes)
-            + _blocks(config.acc_depth, config.acc_word_width, shapes))
-    return {"dsp": config.rows * config.cols + budget.dsp_overhead, "bram": bram}
+    bram = budget.bram_overhead + _blocks(config.acc_depth, config.acc_word_width, shapes)
+    spram = 0
+    for depth, width in ((config.input_depth, config.input_word_width),
+                         (config.weight_depth, config.weight_word_width)):
+        if budget.spram and depth <= budget.spram_shape[0]:
+            spram += -(-width // budget.spram_shape[1])
+        else:
+            bram += _blocks(depth, width, shapes)
+    counts = {"dsp": config.rows * config.cols + budget.dsp_overhead, "bram": bram}
+    if budget.spram:
+        counts["spram"] = spram
+    return counts
 
 
 def fits(estimate: dict, part: str) -> bool:
     budget = PARTS[part]
-    return estimate["dsp"] <= budget.dsp and estimate["bram"] <= budget.bram
+    return (estimate["dsp"] <= budget.dsp and estimate["bram"] <= budget.bram
+            and estimate.get("spram", 0) <= budget.spram)
 
 
 # -- the network --------------------------------------------------------------------------------

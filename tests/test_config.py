@@ -53,7 +53,7 @@ def test_presets():
     assert PRESETS["small-quantized"].describe().startswith(
         "4x4 array, (uint8 - zero) x int8 -> int32")
     assert UP5K == EngineConfig(rows=2, cols=2, input_width=8, weight_width=8, acc_width=24,
-                                input_depth=2048, weight_depth=512, acc_depth=256,
+                                input_depth=16384, weight_depth=16384, acc_depth=256,
                                 coord_width=8, param_width=4, border_skipping=False,
                                 deep_pipeline=False, source_range_check="off")
     with pytest.raises(ValueError, match=exactly(

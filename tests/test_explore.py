@@ -4,6 +4,7 @@ started as processes of their own, one of them killed in the middle)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 import threading
@@ -63,13 +64,26 @@ def test_grid_checks_every_point_before_any_work():
 
 def test_resource_estimate_matches_the_measured_builds():
     # bench/results/ecp5-85f-list-engine.md (ae83028): 90 MULT18X18D and 70 DP16KD;
-    # bench/results/boards.md, the iCEBreaker: 8 SB_MAC16 and 19 block RAMs.
+    # bench/results/boards.md, the iCEBreaker: 8 SB_MAC16, 9 block RAMs and 2 SPRAM blocks
+    # (19 block RAMs and no SPRAM with the buffers the block RAMs held before).
     estimate_8x8 = explore.resources(EngineConfig(), "ecp5-85f")
     assert estimate_8x8 == {"dsp": 90, "bram": 70}
-    assert explore.resources(EngineConfig.preset("up5k"), "up5k") == {"dsp": 8, "bram": 19}
+    up5k = EngineConfig.preset("up5k")
+    assert explore.resources(up5k, "up5k") == {"dsp": 8, "bram": 9, "spram": 2}
+    block_rams = dataclasses.replace(up5k, input_depth=2048, weight_depth=512)
+    # Still SPRAM: the block RAMs' count of the earlier build is what they would take.
+    assert explore.resources(block_rams, "up5k") == {"dsp": 8, "bram": 9, "spram": 2}
+    deep = dataclasses.replace(up5k, input_depth=32768)
+    assert explore.resources(deep, "up5k") == {"dsp": 8, "bram": 9 + 128, "spram": 1}
+    assert not explore.fits(explore.resources(deep, "up5k"), "up5k")
     assert explore.fits(estimate_8x8, "ecp5-85f")
     assert not explore.fits(explore.resources(EngineConfig(rows=16, cols=16), "ecp5-85f"),
                             "ecp5-85f")
+
+
+def test_spram_shape_is_the_gateware_s():
+    from convhw.gateware.single_port_ram import SPRAM_DEPTH, SPRAM_WIDTH
+    assert explore.PARTS["up5k"].spram_shape == (SPRAM_DEPTH, SPRAM_WIDTH)
 
 
 def test_pareto():

@@ -18,19 +18,23 @@ real element, in the same cycle (no stage more).
 Two forms, by ``banked``:
 
 * *unbanked* (:class:`~convhw.gateware.engine.Engine`, fed by the host through windows): one
-  accumulator of ``acc_depth`` entries; the job's addresses are used as they are;
+  accumulator of ``acc_depth`` entries; the job's addresses are used as they are; the input
+  and weight buffers are single-ported (:class:`~convhw.gateware.single_port_ram.SinglePortRam`,
+  the UP5K's SPRAM): the host writes them only while the core is idle;
 * *banked* (the engine that runs descriptor lists, docs/memory.md): the input buffer's bank
   ``input_bank`` (its upper half when 1) and the weights from word ``weight_base`` on are the
   job's; the accumulator is two memories of ``acc_depth / 2`` entries, the job sums into bank
   ``acc_bank`` while the other bank's read port is free for the drain (``acc_read``).
 
-The buffers' write ports are the loaders' (or the host's) at all times; their read ports are
-the datapath's while ``busy`` and the host's (``input_read``, ``weight_read``) otherwise.
+The buffers' write ports are the loaders' (or the host's) at all times (unbanked: a write
+takes the buffer's one port for its cycle); their read ports are the datapath's while ``busy``
+and the host's (``input_read``, ``weight_read``) otherwise.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, Value, unsigned
 from amaranth.lib import data, memory, wiring
@@ -43,6 +47,7 @@ from .control import JobController
 from .family import family_of
 from .job_registers import JobRegisters
 from .pass_sequencer import PassSequencer
+from .single_port_ram import SinglePortRam
 from .streamer import Streamer
 from .systolic_array import SystolicArray
 from .weight_loader import WeightLoader
@@ -56,6 +61,13 @@ class BufferReadSignature(wiring.Signature):
 
     def __init__(self, addr_width: int, data_width: int) -> None:
         super().__init__({"addr": Out(addr_width), "data": In(data_width)})
+
+
+class _ReadPort(NamedTuple):
+    """A single-port buffer's read side, shaped like a ``lib.memory`` read port's."""
+
+    addr: Signal
+    data: Value
 
 
 class ComputeCore(wiring.Component):
@@ -125,13 +137,34 @@ class ComputeCore(wiring.Component):
             "acc_read": In(BufferReadSignature(config.address_width(acc_depth), entries.size)),
             "acc_read_bank": In(1),
         })
-        # The buffers are made here so that a simulation can load them directly.
-        self.input_buffer = memory.Memory(shape=unsigned(self._input_width),
-                                          depth=config.input_depth, init=[])
-        self.weight_buffer = memory.Memory(shape=unsigned(self._weight_width),
-                                           depth=config.weight_depth, init=[])
+        # The buffers are made here so that a simulation can load them directly. Banked (the
+        # list engine), each is read by the job and written by the next job's loads in one
+        # cycle: two ports. Unbanked (the host-fed engine), the host writes them only while the
+        # core is idle (its window drops writes while busy) and the core reads them only while
+        # busy: one port, which the UP5K's SPRAM is (SinglePortRam).
+        if self._banked:
+            self._input_ram = self._weight_ram = None
+            self._input_buffer = memory.Memory(shape=unsigned(self._input_width),
+                                               depth=config.input_depth, init=[])
+            self._weight_buffer = memory.Memory(shape=unsigned(self._weight_width),
+                                                depth=config.weight_depth, init=[])
+        else:
+            self._input_ram = SinglePortRam(width=self._input_width,
+                                            depth=config.input_depth, parts=input_parts)
+            self._weight_ram = SinglePortRam(width=self._weight_width,
+                                             depth=config.weight_depth, parts=weight_parts)
         bank_config = dataclasses.replace(config, acc_depth=acc_depth)
         self.accumulators = [Accumulator(bank_config) for _ in range(2 if banked else 1)]
+
+    @property
+    def input_buffer(self) -> memory.Memory:
+        """The input buffer's memory in simulation (loaded directly by a testbench)."""
+        return self._input_buffer if self._banked else self._input_ram.memory
+
+    @property
+    def weight_buffer(self) -> memory.Memory:
+        """The weight buffer's memory in simulation."""
+        return self._weight_buffer if self._banked else self._weight_ram.memory
 
     @staticmethod
     def _write_signature(addr_width: int, width: int, parts: int) -> wiring.Signature:
@@ -235,18 +268,32 @@ class ComputeCore(wiring.Component):
         ]
 
         # -- buffers -----------------------------------------------------------------------
-        m.submodules.input_buffer = input_buffer = self.input_buffer
-        m.submodules.weight_buffer = weight_buffer = self.weight_buffer
-        in_parts, w_parts = len(self.input_write.en), len(self.weight_write.en)
-        in_write = input_buffer.write_port(
-            granularity=self._input_width // in_parts if in_parts > 1 else None)
-        w_write = weight_buffer.write_port(
-            granularity=self._weight_width // w_parts if w_parts > 1 else None)
-        in_read = input_buffer.read_port()
-        w_read = weight_buffer.read_port()
-        for port, source in ((in_write, self.input_write), (w_write, self.weight_write)):
-            m.d.comb += [port.addr.eq(source.addr), port.data.eq(source.data),
-                         port.en.eq(source.en)]
+        if self._banked:
+            m.submodules.input_buffer = input_buffer = self._input_buffer
+            m.submodules.weight_buffer = weight_buffer = self._weight_buffer
+            in_parts, w_parts = len(self.input_write.en), len(self.weight_write.en)
+            in_write = input_buffer.write_port(
+                granularity=self._input_width // in_parts if in_parts > 1 else None)
+            w_write = weight_buffer.write_port(
+                granularity=self._weight_width // w_parts if w_parts > 1 else None)
+            in_read = input_buffer.read_port()
+            w_read = weight_buffer.read_port()
+            for port, source in ((in_write, self.input_write), (w_write, self.weight_write)):
+                m.d.comb += [port.addr.eq(source.addr), port.data.eq(source.data),
+                             port.en.eq(source.en)]
+        else:
+            # One port each: a write (the host's, only while idle) takes the cycle's address;
+            # otherwise the read's (the job's while busy, the host's while idle).
+            m.submodules.input_buffer = input_ram = self._input_ram
+            m.submodules.weight_buffer = weight_ram = self._weight_ram
+            in_read = _ReadPort(Signal(len(input_ram.addr), name="input_read_addr"),
+                                input_ram.r_data)
+            w_read = _ReadPort(Signal(len(weight_ram.addr), name="weight_read_addr"),
+                               weight_ram.r_data)
+            for ram, source, read in ((input_ram, self.input_write, in_read),
+                                      (weight_ram, self.weight_write, w_read)):
+                m.d.comb += [ram.addr.eq(Mux(source.en.any(), source.addr, read.addr)),
+                             ram.w_data.eq(source.data), ram.w_en.eq(source.en)]
         if self._banked:
             # A job's window lies in its bank (checked before it starts): the bank is the
             # address's top bit. Its weights start at weight_base.

@@ -33,13 +33,14 @@ cannot be abandoned), and reports ``ABORTED`` with the index of the oldest job n
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import timing
 from ..config import EngineConfig
 from ..registers import ErrorCode
 from .descriptor_fetcher import descriptor_layout
+from .head_read_fifo import HeadReadFifo
 
 __all__ = ["ListController"]
 
@@ -166,9 +167,12 @@ class ListController(wiring.Component):
             return aborting | (failed & fail_scope[queue])
 
         # -- load stage -----------------------------------------------------------------------
-        m.submodules.compute_queue = cq = fifo.SyncFIFOBuffered(
+        # Queues whose read enables, the ends of the stages' decisions, load only pointers
+        # (HeadReadFifo; the ULX3S build's critical path was the compute queue's read enable
+        # reaching an output register of a descriptor's width).
+        m.submodules.compute_queue = cq = HeadReadFifo(
             width=len(Signal(job_layout).as_value()) + 3, depth=slots)
-        m.submodules.drain_queue = dq = fifo.SyncFIFOBuffered(
+        m.submodules.drain_queue = dq = HeadReadFifo(
             width=len(Signal(job_layout).as_value()), depth=slots)
 
         head = self.jobs.payload

@@ -1458,8 +1458,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8941$0 (acc_addr),
-    .\port$990$5 (compute__payload[6:5]),
+    .\port$8895$0 (acc_addr),
+    .\port$965$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
     .\start$86 (\start$262 ),
@@ -4120,8 +4120,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6585$0 (\$like ),
-    .\port$6586$0 (value_next),
+    .\port$6535$0 (\$like ),
+    .\port$6536$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4845,7 +4845,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6585$0 , \port$6586$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6535$0 , \port$6536$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4857,21 +4857,21 @@ module \convhw_list.checker.multiplier (rst, \port$6585$0 , \port$6586$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6585$0 ;
-  wire [16:0] \port$6585$0 ;
-  input [16:0] \port$6586$0 ;
-  wire [16:0] \port$6586$0 ;
+  input [16:0] \port$6535$0 ;
+  wire [16:0] \port$6535$0 ;
+  input [16:0] \port$6536$0 ;
+  wire [16:0] \port$6536$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6586$0  };
+    a <= { 1'h0, \port$6536$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6585$0  };
+    b <= { 1'h0, \port$6535$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6586$0  };
-  assign \b$5  = { 1'h0, \port$6585$0  };
+  assign \a$3  = { 1'h0, \port$6536$0  };
+  assign \b$5  = { 1'h0, \port$6535$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6297,7 +6297,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6590$0 (jobs__payload[943:0]),
+    .\port$6540$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7801,227 +7801,174 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$6590$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6540$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [1:0] \$16 ;
+  reg [1:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire [3:0] \$3 ;
+  wire [4:0] \$4 ;
+  wire [3:0] \$5 ;
+  wire [4:0] \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$9 ;
   input clk;
   wire clk;
   (* init = 2'h0 *)
   wire [1:0] consume;
-  reg [1:0] inner_level = 2'h0;
-  wire inner_r_rdy;
+  wire do_read;
+  wire do_write;
+  (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$6590$0 ;
-  wire [943:0] \port$6590$0 ;
+  input [943:0] \port$6540$0 ;
+  wire [943:0] \port$6540$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
   wire [948:0] r_data;
   input r_en;
   wire r_en;
-  wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
   wire [948:0] r_port__data;
-  wire r_port__en;
   output r_rdy;
-  reg r_rdy = 1'h0;
+  wire r_rdy;
   input rst;
   wire rst;
+  reg [2:0] stored = 3'h0;
+  reg [2:0] visible = 3'h0;
   wire [948:0] w_data;
   input w_en;
   wire w_en;
-  wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
   wire [948:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [948:0] storage [2:0];
+  wire [2:0] waiting;
+  reg written = 1'h0;
+  reg [948:0] store [3:0];
   initial begin
-    storage[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[1] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[2] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[1] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[2] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[3] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$6590$0 [3:2], \port$6590$0 [929:928], \port$6590$0  };
+    if (do_write)
+      store[w_port__addr] <= { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
   end
-  reg [948:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
+  assign r_data = store[r_port__addr];
+  assign \$1  = | visible;
+  assign \$2  = stored - \$1 ;
+  assign w_rdy = \$2 [2:0] != 2'h3;
+  assign r_rdy = | visible;
+  assign do_write = w_en & w_rdy;
+  assign do_read = r_en & r_rdy;
+  assign \$3  = stored + do_write;
+  assign \$4  = \$3  - do_read;
+  assign \$5  = visible + written;
+  assign \$6  = \$5  - do_read;
+  assign \$7  = w_port__addr == 2'h3;
+  assign \$8  = w_port__addr + 1'h1;
+  assign \$9  = \$7  ? 3'h0 : \$8 ;
+  assign \$10  = r_port__addr == 2'h3;
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    written <= \$13 ;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    r_rdy <= \$33 ;
+    w_port__addr <= \$16 ;
+  always @(posedge clk)
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
-    end
+    \$13  = do_write;
     if (rst) begin
-      \$30  = 2'h0;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
-    end
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$31  = 2'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
-    end
+    \$15  = \$6 [2:0];
     if (rst) begin
-      \$32  = 2'h0;
+      \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$16  = 2'h0;
     end
   end
-  assign level = w_level;
-  assign r_level = w_level;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
+    end
+    if (rst) begin
+      \$17  = 2'h0;
+    end
+  end
+  assign waiting = \$2 [2:0];
+  assign level = stored;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6590$0 [3:2], \port$6590$0 [929:928], \port$6590$0  };
-  assign w_data = { 1'h1, \port$6590$0 [3:2], \port$6590$0 [929:928], \port$6590$0  };
+  assign w_port__data = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
+  assign w_data = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_en, r_rdy, clk);
+module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_en, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [1:0] \$16 ;
+  reg [1:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire [3:0] \$3 ;
+  wire [4:0] \$4 ;
+  wire [3:0] \$5 ;
+  wire [4:0] \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$9 ;
   input clk;
   wire clk;
   (* init = 2'h0 *)
   wire [1:0] consume;
-  reg [1:0] inner_level = 2'h0;
-  wire inner_r_rdy;
+  wire do_read;
+  wire do_write;
+  (* init = 3'h0 *)
   wire [2:0] level;
   (* init = 2'h0 *)
   wire [1:0] produce;
@@ -8029,137 +7976,114 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
   wire [945:0] r_data;
   input r_en;
   wire r_en;
-  wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
   wire [945:0] r_port__data;
-  wire r_port__en;
   output r_rdy;
-  reg r_rdy = 1'h0;
+  wire r_rdy;
   input rst;
   wire rst;
+  reg [2:0] stored = 3'h0;
+  reg [2:0] visible = 3'h0;
   wire [945:0] w_data;
   input w_en;
   wire w_en;
-  wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
   input [945:0] w_port__data;
   wire [945:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [945:0] storage [2:0];
+  wire [2:0] waiting;
+  reg written = 1'h0;
+  reg [945:0] store [3:0];
   initial begin
-    storage[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[1] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[2] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[1] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[2] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[3] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
+    if (do_write)
+      store[w_port__addr] <= w_port__data;
   end
-  reg [945:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
+  assign r_data = store[r_port__addr];
+  assign \$1  = | visible;
+  assign \$2  = stored - \$1 ;
+  assign w_rdy = \$2 [2:0] != 2'h3;
+  assign r_rdy = | visible;
+  assign do_write = w_en & w_rdy;
+  assign do_read = r_en & r_rdy;
+  assign \$3  = stored + do_write;
+  assign \$4  = \$3  - do_read;
+  assign \$5  = visible + written;
+  assign \$6  = \$5  - do_read;
+  assign \$7  = w_port__addr == 2'h3;
+  assign \$8  = w_port__addr + 1'h1;
+  assign \$9  = \$7  ? 3'h0 : \$8 ;
+  assign \$10  = r_port__addr == 2'h3;
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    written <= \$13 ;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    r_rdy <= \$33 ;
+    w_port__addr <= \$16 ;
+  always @(posedge clk)
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
-    end
+    \$13  = do_write;
     if (rst) begin
-      \$30  = 2'h0;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
-    end
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$31  = 2'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
-    end
+    \$15  = \$6 [2:0];
     if (rst) begin
-      \$32  = 2'h0;
+      \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$16  = 2'h0;
     end
   end
-  assign level = w_level;
-  assign r_level = w_level;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
+    end
+    if (rst) begin
+      \$17  = 2'h0;
+    end
+  end
+  assign waiting = \$2 [2:0];
+  assign level = stored;
   assign produce = w_port__addr;
   assign w_data = w_port__data;
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8941$0 , clk);
+module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8895$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8836,10 +8760,10 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8941$0 ;
-  wire [10:0] \port$8941$0 ;
-  input [1:0] \port$990$5 ;
-  wire [1:0] \port$990$5 ;
+  input [10:0] \port$8895$0 ;
+  wire [10:0] \port$8895$0 ;
+  input [1:0] \port$965$5 ;
+  wire [1:0] \port$965$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -19189,14 +19113,14 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$990$5 [1] != tail_bank;
+  assign \$14  = \port$965$5 [1] != tail_bank;
   assign \$15  = ! job[482:475];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$990$5 [1];
+  assign \$20  = ! \port$965$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -19339,7 +19263,7 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8941$0 [9:0]),
+    .host_addr(\port$8895$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19349,7 +19273,7 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$170 ),
-    .host_addr(\port$8941$0 [9:0]),
+    .host_addr(\port$8895$0 [9:0]),
     .old(\host_data$177 ),
     .rst(rst),
     .sum(sum),
@@ -19456,7 +19380,7 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$990$5 [0];
+      \$35  = \port$965$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -19627,7 +19551,7 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$990$5 [1];
+      \$57  = \port$965$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -19889,7 +19813,7 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \port$8941$0 [10];
+    \$93  = \port$8895$0 [10];
     if (rst) begin
       \$93  = 1'h0;
     end
@@ -19919,9 +19843,9 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$990$5 [0];
-  assign acc_bank = \port$990$5 [1];
-  assign acc_read_bank = \port$8941$0 [10];
+  assign input_bank = \port$965$5 [0];
+  assign acc_bank = \port$965$5 [1];
+  assign acc_read_bank = \port$8895$0 [10];
   assign \job$85  = job_copy;
   assign \abort$88  = abort;
   assign \busy$89  = busy;
@@ -19965,12 +19889,12 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$166  = sum_valid;
   assign \busy$167  = acc_busy[0];
-  assign host_addr = \port$8941$0 [9:0];
-  assign acc_read__addr = \port$8941$0 [9:0];
+  assign host_addr = \port$8895$0 [9:0];
+  assign acc_read__addr = \port$8895$0 [9:0];
   assign \sum$171  = sum;
   assign \sum_valid$172  = sum_valid;
   assign \busy$173  = acc_busy[1];
-  assign \host_addr$174  = \port$8941$0 [9:0];
+  assign \host_addr$174  = \port$8895$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20440,7 +20364,7 @@ module \convhw_list.core (rst, \start$86 , \port$990$5 , weight_base, ready, acc
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$25  = \port$990$5 [1];
+  assign \$25  = \port$965$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d15;
 endmodule
@@ -40160,56 +40084,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$7190$376 (job[391:376]),
-    .\port$7899$0 (acc_row_s1),
+    .\port$7144$376 (job[391:376]),
+    .\port$7853$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$7190$224 (job[239:224]),
-    .\port$7805$0 (o0),
+    .\port$7144$224 (job[239:224]),
+    .\port$7759$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7791$0 (chunks),
-    .\port$7961$0 (local2_s3),
+    .\port$7745$0 (chunks),
+    .\port$7915$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7771$0 (window1),
-    .\port$7925$0 (local0_s2),
+    .\port$7725$0 (window1),
+    .\port$7879$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7789$0 (window2),
-    .\port$7791$0 (chunks),
+    .\port$7743$0 (window2),
+    .\port$7745$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7959$0 (local1_s3),
-    .\port$8006$0 (\p$172 [12:0]),
+    .\port$7913$0 (local1_s3),
+    .\port$7960$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$8006$0 (\p$172 [12:0]),
-    .\port$8009$0 (\p$188 [12:0]),
+    .\port$7960$0 (\p$172 [12:0]),
+    .\port$7963$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41872,7 +41796,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7190$376 , flush, \port$7899$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7144$376 , flush, \port$7853$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41886,24 +41810,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7190$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7190$376 ;
-  wire [15:0] \port$7190$376 ;
-  input [10:0] \port$7899$0 ;
-  wire [10:0] \port$7899$0 ;
+  input [15:0] \port$7144$376 ;
+  wire [15:0] \port$7144$376 ;
+  input [10:0] \port$7853$0 ;
+  wire [10:0] \port$7853$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7899$0  * \port$7190$376 ;
+  assign \$1  = \port$7853$0  * \port$7144$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7899$0  };
-  assign \a$1  = { 1'h0, \port$7899$0  };
-  assign b = { 1'h0, \port$7190$376  };
-  assign \b$3  = { 1'h0, \port$7190$376  };
+  assign a = { 1'h0, \port$7853$0  };
+  assign \a$1  = { 1'h0, \port$7853$0  };
+  assign b = { 1'h0, \port$7144$376  };
+  assign \b$3  = { 1'h0, \port$7144$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7190$224 , flush, \port$7805$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7144$224 , flush, \port$7759$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41917,24 +41841,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7190$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7190$224 ;
-  wire [15:0] \port$7190$224 ;
-  input [15:0] \port$7805$0 ;
-  wire [15:0] \port$7805$0 ;
+  input [15:0] \port$7144$224 ;
+  wire [15:0] \port$7144$224 ;
+  input [15:0] \port$7759$0 ;
+  wire [15:0] \port$7759$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7805$0  * \port$7190$224 ;
+  assign \$1  = \port$7759$0  * \port$7144$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7805$0  };
-  assign \a$1  = { 1'h0, \port$7805$0  };
-  assign b = { 1'h0, \port$7190$224  };
-  assign \b$3  = { 1'h0, \port$7190$224  };
+  assign a = { 1'h0, \port$7759$0  };
+  assign \a$1  = { 1'h0, \port$7759$0  };
+  assign b = { 1'h0, \port$7144$224  };
+  assign \b$3  = { 1'h0, \port$7144$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7791$0 , \port$7961$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7745$0 , \port$7915$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41948,24 +41872,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7791$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7791$0 ;
-  wire [12:0] \port$7791$0 ;
-  input [12:0] \port$7961$0 ;
-  wire [12:0] \port$7961$0 ;
+  input [12:0] \port$7745$0 ;
+  wire [12:0] \port$7745$0 ;
+  input [12:0] \port$7915$0 ;
+  wire [12:0] \port$7915$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7961$0  * \port$7791$0 ;
+  assign \$1  = \port$7915$0  * \port$7745$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7961$0  };
-  assign \a$1  = { 1'h0, \port$7961$0  };
-  assign b = { 1'h0, \port$7791$0  };
-  assign \b$3  = { 1'h0, \port$7791$0  };
+  assign a = { 1'h0, \port$7915$0  };
+  assign \a$1  = { 1'h0, \port$7915$0  };
+  assign b = { 1'h0, \port$7745$0  };
+  assign \b$3  = { 1'h0, \port$7745$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7771$0 , \port$7925$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7725$0 , \port$7879$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41979,24 +41903,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7771$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7771$0 ;
-  wire [12:0] \port$7771$0 ;
-  input [12:0] \port$7925$0 ;
-  wire [12:0] \port$7925$0 ;
+  input [12:0] \port$7725$0 ;
+  wire [12:0] \port$7725$0 ;
+  input [12:0] \port$7879$0 ;
+  wire [12:0] \port$7879$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7925$0  * \port$7771$0 ;
+  assign \$1  = \port$7879$0  * \port$7725$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7925$0  };
-  assign \a$1  = { 1'h0, \port$7925$0  };
-  assign b = { 1'h0, \port$7771$0  };
-  assign \b$3  = { 1'h0, \port$7771$0  };
+  assign a = { 1'h0, \port$7879$0  };
+  assign \a$1  = { 1'h0, \port$7879$0  };
+  assign b = { 1'h0, \port$7725$0  };
+  assign \b$3  = { 1'h0, \port$7725$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7789$0 , \port$7791$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7743$0 , \port$7745$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42010,24 +41934,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7789$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7789$0 ;
-  wire [12:0] \port$7789$0 ;
-  input [12:0] \port$7791$0 ;
-  wire [12:0] \port$7791$0 ;
+  input [12:0] \port$7743$0 ;
+  wire [12:0] \port$7743$0 ;
+  input [12:0] \port$7745$0 ;
+  wire [12:0] \port$7745$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7789$0  * \port$7791$0 ;
+  assign \$1  = \port$7743$0  * \port$7745$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7789$0  };
-  assign \a$1  = { 1'h0, \port$7789$0  };
-  assign b = { 1'h0, \port$7791$0  };
-  assign \b$3  = { 1'h0, \port$7791$0  };
+  assign a = { 1'h0, \port$7743$0  };
+  assign \a$1  = { 1'h0, \port$7743$0  };
+  assign b = { 1'h0, \port$7745$0  };
+  assign \b$3  = { 1'h0, \port$7745$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7959$0 , \port$8006$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7913$0 , \port$7960$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42041,24 +41965,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7959
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7959$0 ;
-  wire [12:0] \port$7959$0 ;
-  input [12:0] \port$8006$0 ;
-  wire [12:0] \port$8006$0 ;
+  input [12:0] \port$7913$0 ;
+  wire [12:0] \port$7913$0 ;
+  input [12:0] \port$7960$0 ;
+  wire [12:0] \port$7960$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7959$0  * \port$8006$0 ;
+  assign \$1  = \port$7913$0  * \port$7960$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7959$0  };
-  assign \a$1  = { 1'h0, \port$7959$0  };
-  assign b = { 1'h0, \port$8006$0  };
-  assign \b$3  = { 1'h0, \port$8006$0  };
+  assign a = { 1'h0, \port$7913$0  };
+  assign \a$1  = { 1'h0, \port$7913$0  };
+  assign b = { 1'h0, \port$7960$0  };
+  assign \b$3  = { 1'h0, \port$7960$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$8006$0 , \port$8009$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7960$0 , \port$7963$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42072,19 +41996,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$8006
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$8006$0 ;
-  wire [12:0] \port$8006$0 ;
-  input [12:0] \port$8009$0 ;
-  wire [12:0] \port$8009$0 ;
+  input [12:0] \port$7960$0 ;
+  wire [12:0] \port$7960$0 ;
+  input [12:0] \port$7963$0 ;
+  wire [12:0] \port$7963$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$8009$0  * \port$8006$0 ;
+  assign \$1  = \port$7963$0  * \port$7960$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$8009$0  };
-  assign \a$1  = { 1'h0, \port$8009$0  };
-  assign b = { 1'h0, \port$8006$0  };
-  assign \b$3  = { 1'h0, \port$8006$0  };
+  assign a = { 1'h0, \port$7963$0  };
+  assign \a$1  = { 1'h0, \port$7963$0  };
+  assign b = { 1'h0, \port$7960$0  };
+  assign \b$3  = { 1'h0, \port$7960$0  };
   assign \p$5  = p;
 endmodule
 
@@ -46447,15 +46371,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6884$16 (op_a[31:16]),
-    .\port$6885$0 (op_b),
+    .\port$6838$16 (op_a[31:16]),
+    .\port$6839$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6884$0 (op_a[15:0]),
-    .\port$6885$0 (op_b),
+    .\port$6838$0 (op_a[15:0]),
+    .\port$6839$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -47502,7 +47426,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6884$16 , \port$6885$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6838$16 , \port$6839$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47514,26 +47438,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6884$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6884$16 ;
-  wire [15:0] \port$6884$16 ;
-  input [15:0] \port$6885$0 ;
-  wire [15:0] \port$6885$0 ;
+  input [15:0] \port$6838$16 ;
+  wire [15:0] \port$6838$16 ;
+  input [15:0] \port$6839$0 ;
+  wire [15:0] \port$6839$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6884$16  };
+    a <= { 1'h0, \port$6838$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6885$0  };
+    b <= { 1'h0, \port$6839$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6884$16  };
-  assign \b$5  = { 1'h0, \port$6885$0  };
+  assign \a$3  = { 1'h0, \port$6838$16  };
+  assign \b$5  = { 1'h0, \port$6839$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6884$0 , \port$6885$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6838$0 , \port$6839$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47545,21 +47469,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6884$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6884$0 ;
-  wire [15:0] \port$6884$0 ;
-  input [15:0] \port$6885$0 ;
-  wire [15:0] \port$6885$0 ;
+  input [15:0] \port$6838$0 ;
+  wire [15:0] \port$6838$0 ;
+  input [15:0] \port$6839$0 ;
+  wire [15:0] \port$6839$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6884$0  };
+    a <= { 1'h0, \port$6838$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6885$0  };
+    b <= { 1'h0, \port$6839$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6884$0  };
-  assign \b$5  = { 1'h0, \port$6885$0  };
+  assign \a$3  = { 1'h0, \port$6838$0  };
+  assign \b$5  = { 1'h0, \port$6839$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54865,8 +54789,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3385$0 (acc_data),
-    .\port$8957$0 (in_flight1),
+    .\port$3335$0 (acc_data),
+    .\port$8911$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57874,7 +57798,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9110$0 (v_0[16:0]),
+    .\port$9064$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57882,7 +57806,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9130$0 (v_1[16:0]),
+    .\port$9084$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57890,7 +57814,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9150$0 (v_2[16:0]),
+    .\port$9104$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57898,7 +57822,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9170$0 (v_3[16:0]),
+    .\port$9124$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57906,7 +57830,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9190$0 (v_4[16:0]),
+    .\port$9144$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57914,7 +57838,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9210$0 (v_5[16:0]),
+    .\port$9164$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57922,7 +57846,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9230$0 (v_6[16:0]),
+    .\port$9184$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57930,7 +57854,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9250$0 (v_7[16:0]),
+    .\port$9204$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57938,7 +57862,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$9110$17 (v_0[32:17]),
+    .\port$9064$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57946,7 +57870,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9130$17 (v_1[32:17]),
+    .\port$9084$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57954,7 +57878,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9150$17 (v_2[32:17]),
+    .\port$9104$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57962,7 +57886,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9170$17 (v_3[32:17]),
+    .\port$9124$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57970,7 +57894,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9190$17 (v_4[32:17]),
+    .\port$9144$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57978,7 +57902,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9210$17 (v_5[32:17]),
+    .\port$9164$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57986,7 +57910,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9230$17 (v_6[32:17]),
+    .\port$9184$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57994,7 +57918,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9250$17 (v_7[32:17]),
+    .\port$9204$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -59173,7 +59097,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9110$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9064$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59190,11 +59114,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9110$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9110$0 ;
-  wire [16:0] \port$9110$0 ;
+  input [16:0] \port$9064$0 ;
+  wire [16:0] \port$9064$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9110$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9064$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59204,14 +59128,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9110$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9110$0  };
-  assign \a$1  = { 1'h0, \port$9110$0  };
+  assign a = { 1'h0, \port$9064$0  };
+  assign \a$1  = { 1'h0, \port$9064$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9130$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9084$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59228,11 +59152,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9130$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9130$0 ;
-  wire [16:0] \port$9130$0 ;
+  input [16:0] \port$9084$0 ;
+  wire [16:0] \port$9084$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9130$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9084$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59242,14 +59166,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9130$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9130$0  };
-  assign \a$1  = { 1'h0, \port$9130$0  };
+  assign a = { 1'h0, \port$9084$0  };
+  assign \a$1  = { 1'h0, \port$9084$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9150$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9104$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59266,11 +59190,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9150$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9150$0 ;
-  wire [16:0] \port$9150$0 ;
+  input [16:0] \port$9104$0 ;
+  wire [16:0] \port$9104$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9150$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9104$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59280,14 +59204,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9150$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9150$0  };
-  assign \a$1  = { 1'h0, \port$9150$0  };
+  assign a = { 1'h0, \port$9104$0  };
+  assign \a$1  = { 1'h0, \port$9104$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9170$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9124$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59304,11 +59228,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9170$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9170$0 ;
-  wire [16:0] \port$9170$0 ;
+  input [16:0] \port$9124$0 ;
+  wire [16:0] \port$9124$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9170$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9124$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59318,14 +59242,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9170$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9170$0  };
-  assign \a$1  = { 1'h0, \port$9170$0  };
+  assign a = { 1'h0, \port$9124$0  };
+  assign \a$1  = { 1'h0, \port$9124$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9190$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9144$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59342,11 +59266,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9190$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9190$0 ;
-  wire [16:0] \port$9190$0 ;
+  input [16:0] \port$9144$0 ;
+  wire [16:0] \port$9144$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9190$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9144$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59356,14 +59280,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9190$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9190$0  };
-  assign \a$1  = { 1'h0, \port$9190$0  };
+  assign a = { 1'h0, \port$9144$0  };
+  assign \a$1  = { 1'h0, \port$9144$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9210$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9164$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59380,11 +59304,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9210$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9210$0 ;
-  wire [16:0] \port$9210$0 ;
+  input [16:0] \port$9164$0 ;
+  wire [16:0] \port$9164$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9210$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9164$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59394,14 +59318,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9210$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9210$0  };
-  assign \a$1  = { 1'h0, \port$9210$0  };
+  assign a = { 1'h0, \port$9164$0  };
+  assign \a$1  = { 1'h0, \port$9164$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9230$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9184$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59418,11 +59342,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9230$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9230$0 ;
-  wire [16:0] \port$9230$0 ;
+  input [16:0] \port$9184$0 ;
+  wire [16:0] \port$9184$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9230$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9184$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59432,14 +59356,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9230$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9230$0  };
-  assign \a$1  = { 1'h0, \port$9230$0  };
+  assign a = { 1'h0, \port$9184$0  };
+  assign \a$1  = { 1'h0, \port$9184$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9250$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9204$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59456,11 +59380,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9250$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9250$0 ;
-  wire [16:0] \port$9250$0 ;
+  input [16:0] \port$9204$0 ;
+  wire [16:0] \port$9204$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9250$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9204$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59470,14 +59394,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9250$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9250$0  };
-  assign \a$1  = { 1'h0, \port$9250$0  };
+  assign a = { 1'h0, \port$9204$0  };
+  assign \a$1  = { 1'h0, \port$9204$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9110$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9064$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59494,11 +59418,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9110$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9110$17 ;
-  wire [15:0] \port$9110$17 ;
+  input [15:0] \port$9064$17 ;
+  wire [15:0] \port$9064$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9110$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9064$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59508,14 +59432,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9110$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9110$17 [15], \port$9110$17 [15], \port$9110$17  };
-  assign \a$1  = { \port$9110$17 [15], \port$9110$17 [15], \port$9110$17  };
+  assign a = { \port$9064$17 [15], \port$9064$17 [15], \port$9064$17  };
+  assign \a$1  = { \port$9064$17 [15], \port$9064$17 [15], \port$9064$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9130$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9084$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59532,11 +59456,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9130$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9130$17 ;
-  wire [15:0] \port$9130$17 ;
+  input [15:0] \port$9084$17 ;
+  wire [15:0] \port$9084$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9130$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9084$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59546,14 +59470,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9130$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9130$17 [15], \port$9130$17 [15], \port$9130$17  };
-  assign \a$1  = { \port$9130$17 [15], \port$9130$17 [15], \port$9130$17  };
+  assign a = { \port$9084$17 [15], \port$9084$17 [15], \port$9084$17  };
+  assign \a$1  = { \port$9084$17 [15], \port$9084$17 [15], \port$9084$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9150$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9104$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59570,11 +59494,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9150$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9150$17 ;
-  wire [15:0] \port$9150$17 ;
+  input [15:0] \port$9104$17 ;
+  wire [15:0] \port$9104$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9150$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9104$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59584,14 +59508,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9150$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9150$17 [15], \port$9150$17 [15], \port$9150$17  };
-  assign \a$1  = { \port$9150$17 [15], \port$9150$17 [15], \port$9150$17  };
+  assign a = { \port$9104$17 [15], \port$9104$17 [15], \port$9104$17  };
+  assign \a$1  = { \port$9104$17 [15], \port$9104$17 [15], \port$9104$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9170$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9124$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59608,11 +59532,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9170$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9170$17 ;
-  wire [15:0] \port$9170$17 ;
+  input [15:0] \port$9124$17 ;
+  wire [15:0] \port$9124$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9170$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9124$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59622,14 +59546,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9170$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9170$17 [15], \port$9170$17 [15], \port$9170$17  };
-  assign \a$1  = { \port$9170$17 [15], \port$9170$17 [15], \port$9170$17  };
+  assign a = { \port$9124$17 [15], \port$9124$17 [15], \port$9124$17  };
+  assign \a$1  = { \port$9124$17 [15], \port$9124$17 [15], \port$9124$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9190$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9144$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59646,11 +59570,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9190$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9190$17 ;
-  wire [15:0] \port$9190$17 ;
+  input [15:0] \port$9144$17 ;
+  wire [15:0] \port$9144$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9190$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9144$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59660,14 +59584,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9190$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9190$17 [15], \port$9190$17 [15], \port$9190$17  };
-  assign \a$1  = { \port$9190$17 [15], \port$9190$17 [15], \port$9190$17  };
+  assign a = { \port$9144$17 [15], \port$9144$17 [15], \port$9144$17  };
+  assign \a$1  = { \port$9144$17 [15], \port$9144$17 [15], \port$9144$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9210$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9164$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59684,11 +59608,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9210$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9210$17 ;
-  wire [15:0] \port$9210$17 ;
+  input [15:0] \port$9164$17 ;
+  wire [15:0] \port$9164$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9210$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9164$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59698,14 +59622,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9210$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9210$17 [15], \port$9210$17 [15], \port$9210$17  };
-  assign \a$1  = { \port$9210$17 [15], \port$9210$17 [15], \port$9210$17  };
+  assign a = { \port$9164$17 [15], \port$9164$17 [15], \port$9164$17  };
+  assign \a$1  = { \port$9164$17 [15], \port$9164$17 [15], \port$9164$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9230$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9184$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59722,11 +59646,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9230$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9230$17 ;
-  wire [15:0] \port$9230$17 ;
+  input [15:0] \port$9184$17 ;
+  wire [15:0] \port$9184$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9230$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9184$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59736,14 +59660,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9230$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9230$17 [15], \port$9230$17 [15], \port$9230$17  };
-  assign \a$1  = { \port$9230$17 [15], \port$9230$17 [15], \port$9230$17  };
+  assign a = { \port$9184$17 [15], \port$9184$17 [15], \port$9184$17  };
+  assign \a$1  = { \port$9184$17 [15], \port$9184$17 [15], \port$9184$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9250$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9204$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59760,11 +59684,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9250$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9250$17 ;
-  wire [15:0] \port$9250$17 ;
+  input [15:0] \port$9204$17 ;
+  wire [15:0] \port$9204$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9250$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9204$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59774,8 +59698,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9250$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9250$17 [15], \port$9250$17 [15], \port$9250$17  };
-  assign \a$1  = { \port$9250$17 [15], \port$9250$17 [15], \port$9250$17  };
+  assign a = { \port$9204$17 [15], \port$9204$17 [15], \port$9204$17  };
+  assign \a$1  = { \port$9204$17 [15], \port$9204$17 [15], \port$9204$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -59942,7 +59866,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \port$8957$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$8911$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59966,10 +59890,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3385$0 ;
-  wire [255:0] \port$3385$0 ;
-  input [2:0] \port$8957$0 ;
-  wire [2:0] \port$8957$0 ;
+  input [255:0] \port$3335$0 ;
+  wire [255:0] \port$3335$0 ;
+  input [2:0] \port$8911$0 ;
+  wire [2:0] \port$8911$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -60001,23 +59925,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8957$0 [2:1], \port$3385$0  };
+      storage[w_port__addr] <= { \port$8911$0 [2:1], \port$3335$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8957$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8957$0 [0];
+  assign w_port__en = \port$8911$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8911$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8957$0 [0];
+  assign \$5  = w_rdy & \port$8911$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8957$0 [0];
+  assign \$11  = w_rdy & \port$8911$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -60063,9 +59987,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8957$0 [2:1], \port$3385$0  };
-  assign w_data = { \port$8957$0 [2:1], \port$3385$0  };
-  assign w_en = \port$8957$0 [0];
+  assign w_port__data = { \port$8911$0 [2:1], \port$3335$0  };
+  assign w_data = { \port$8911$0 [2:1], \port$3335$0  };
+  assign w_en = \port$8911$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

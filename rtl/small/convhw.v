@@ -324,18 +324,18 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .done(regs__status__done),
     .error(regs__status__error),
     .host_addr(\$5 [7:0]),
-    .in_write__addr(input_write__addr),
-    .in_write__data(wb__dat_w),
-    .in_write__en(input_write__en),
     .input_read__addr(input_read__addr),
     .input_read__data(input_read__data),
+    .input_write__addr(input_write__addr),
+    .input_write__en(input_write__en),
     .job(job),
     .rst(rst),
     .\start$3 (start),
-    .w_write__addr(weight_write__addr),
-    .w_write__en(weight_write__en),
+    .w_data(wb__dat_w),
     .weight_read__addr(weight_read__addr),
-    .weight_read__data(weight_read__data)
+    .weight_read__data(weight_read__data),
+    .weight_write__addr(weight_write__addr),
+    .weight_write__en(weight_write__en)
   );
   \convhw.output_stage  output_stage (
     .acc(acc),
@@ -1591,42 +1591,44 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w_write__addr, w_write__en, weight_read__addr, host_addr, job, \start$3 , abort, input_read__data, weight_read__data, busy, cycles, done, error, code, acc_read__data, in_write__data
+module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__addr, weight_write__addr, weight_write__en, weight_read__addr, host_addr, job, \start$3 , abort, input_read__data, weight_read__data, busy, cycles, done, error, code, acc_read__data, w_data
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
   wire \$10 ;
-  reg \$11 ;
-  reg [31:0] \$12 ;
-  reg [31:0] \$13 ;
-  reg \$14 ;
-  reg [7:0] \$15 ;
-  reg [31:0] \$16 ;
-  reg \$17 ;
-  reg \$18 ;
+  wire \$11 ;
+  wire \$12 ;
+  reg \$13 ;
+  reg [31:0] \$14 ;
+  reg [31:0] \$15 ;
+  reg \$16 ;
+  reg [7:0] \$17 ;
+  reg [31:0] \$18 ;
   reg \$19 ;
   wire \$2 ;
   reg \$20 ;
   reg \$21 ;
-  reg [7:0] \$22 ;
+  reg \$22 ;
   reg \$23 ;
-  reg \$24 ;
+  reg [7:0] \$24 ;
   reg \$25 ;
   reg \$26 ;
   reg \$27 ;
   reg \$28 ;
-  reg [7:0] \$29 ;
+  reg \$29 ;
   wire \$3 ;
   reg \$30 ;
-  reg [9:0] \$31 ;
-  reg [9:0] \$32 ;
+  reg [7:0] \$31 ;
+  reg \$32 ;
   reg [9:0] \$33 ;
   reg [9:0] \$34 ;
   reg [9:0] \$35 ;
   reg [9:0] \$36 ;
   reg [9:0] \$37 ;
   reg [9:0] \$38 ;
+  reg [9:0] \$39 ;
   wire \$4 ;
+  reg [9:0] \$40 ;
   wire \$5 ;
   wire \$6 ;
   wire \$7 ;
@@ -1678,6 +1680,8 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [7:0] acc_read__addr;
   output [127:0] acc_read__data;
   wire [127:0] acc_read__data;
+  wire [9:0] addr;
+  wire [8:0] \addr$51 ;
   wire bank;
   reg bank_read0 = 1'h0;
   (* init = 1'h0 *)
@@ -1722,16 +1726,8 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [31:0] \host_data[3] ;
   wire [9:0] in_addr;
   reg in_bank = 1'h0;
-  reg [9:0] in_read__addr;
-  wire [31:0] in_read__data;
   reg in_valid = 1'h0;
   wire [31:0] in_word;
-  input [9:0] in_write__addr;
-  wire [9:0] in_write__addr;
-  input [31:0] in_write__data;
-  wire [31:0] in_write__data;
-  input in_write__en;
-  wire in_write__en;
   wire init;
   reg init_read0 = 1'h0;
   reg init_read1 = 1'h0;
@@ -1739,8 +1735,11 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire [9:0] input_read__addr;
   output [31:0] input_read__data;
   reg [31:0] input_read__data = 32'd0;
+  reg [9:0] input_read_addr;
+  input [9:0] input_write__addr;
   wire [9:0] input_write__addr;
   wire [31:0] input_write__data;
+  input input_write__en;
   wire input_write__en;
   input [495:0] job;
   wire [495:0] job;
@@ -2056,6 +2055,8 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
+  wire [31:0] r_data;
+  wire [31:0] \r_data$111 ;
   wire ready;
   wire ready_next;
   wire \ready_next$36 ;
@@ -2082,25 +2083,26 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire valid_read1;
   wire w_bank;
   wire \w_bank$74 ;
+  input [31:0] w_data;
   wire [31:0] w_data;
+  wire [31:0] \w_data$55 ;
+  wire [31:0] \w_data$75 ;
   wire [31:0] \w_data$76 ;
-  reg [8:0] w_read__addr;
-  wire [31:0] w_read__data;
+  wire w_en;
+  wire \w_en$57 ;
   wire [1:0] w_row;
   wire [1:0] \w_row$72 ;
   wire w_we;
   wire \w_we$70 ;
-  input [8:0] w_write__addr;
-  wire [8:0] w_write__addr;
-  wire [31:0] w_write__data;
-  input w_write__en;
-  wire w_write__en;
   input [8:0] weight_read__addr;
   wire [8:0] weight_read__addr;
   output [31:0] weight_read__data;
   reg [31:0] weight_read__data = 32'd0;
+  reg [8:0] weight_read_addr;
+  input [8:0] weight_write__addr;
   wire [8:0] weight_write__addr;
   wire [31:0] weight_write__data;
+  input weight_write__en;
   wire weight_write__en;
   wire window_miss;
   reg [31:0] word = 32'd0;
@@ -2110,1588 +2112,28 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   wire zero;
   reg zero_read0 = 1'h0;
   reg zero_read1 = 1'h0;
-  reg [31:0] input_buffer [1023:0];
-  initial begin
-    input_buffer[0] = 32'd0;
-    input_buffer[1] = 32'd0;
-    input_buffer[2] = 32'd0;
-    input_buffer[3] = 32'd0;
-    input_buffer[4] = 32'd0;
-    input_buffer[5] = 32'd0;
-    input_buffer[6] = 32'd0;
-    input_buffer[7] = 32'd0;
-    input_buffer[8] = 32'd0;
-    input_buffer[9] = 32'd0;
-    input_buffer[10] = 32'd0;
-    input_buffer[11] = 32'd0;
-    input_buffer[12] = 32'd0;
-    input_buffer[13] = 32'd0;
-    input_buffer[14] = 32'd0;
-    input_buffer[15] = 32'd0;
-    input_buffer[16] = 32'd0;
-    input_buffer[17] = 32'd0;
-    input_buffer[18] = 32'd0;
-    input_buffer[19] = 32'd0;
-    input_buffer[20] = 32'd0;
-    input_buffer[21] = 32'd0;
-    input_buffer[22] = 32'd0;
-    input_buffer[23] = 32'd0;
-    input_buffer[24] = 32'd0;
-    input_buffer[25] = 32'd0;
-    input_buffer[26] = 32'd0;
-    input_buffer[27] = 32'd0;
-    input_buffer[28] = 32'd0;
-    input_buffer[29] = 32'd0;
-    input_buffer[30] = 32'd0;
-    input_buffer[31] = 32'd0;
-    input_buffer[32] = 32'd0;
-    input_buffer[33] = 32'd0;
-    input_buffer[34] = 32'd0;
-    input_buffer[35] = 32'd0;
-    input_buffer[36] = 32'd0;
-    input_buffer[37] = 32'd0;
-    input_buffer[38] = 32'd0;
-    input_buffer[39] = 32'd0;
-    input_buffer[40] = 32'd0;
-    input_buffer[41] = 32'd0;
-    input_buffer[42] = 32'd0;
-    input_buffer[43] = 32'd0;
-    input_buffer[44] = 32'd0;
-    input_buffer[45] = 32'd0;
-    input_buffer[46] = 32'd0;
-    input_buffer[47] = 32'd0;
-    input_buffer[48] = 32'd0;
-    input_buffer[49] = 32'd0;
-    input_buffer[50] = 32'd0;
-    input_buffer[51] = 32'd0;
-    input_buffer[52] = 32'd0;
-    input_buffer[53] = 32'd0;
-    input_buffer[54] = 32'd0;
-    input_buffer[55] = 32'd0;
-    input_buffer[56] = 32'd0;
-    input_buffer[57] = 32'd0;
-    input_buffer[58] = 32'd0;
-    input_buffer[59] = 32'd0;
-    input_buffer[60] = 32'd0;
-    input_buffer[61] = 32'd0;
-    input_buffer[62] = 32'd0;
-    input_buffer[63] = 32'd0;
-    input_buffer[64] = 32'd0;
-    input_buffer[65] = 32'd0;
-    input_buffer[66] = 32'd0;
-    input_buffer[67] = 32'd0;
-    input_buffer[68] = 32'd0;
-    input_buffer[69] = 32'd0;
-    input_buffer[70] = 32'd0;
-    input_buffer[71] = 32'd0;
-    input_buffer[72] = 32'd0;
-    input_buffer[73] = 32'd0;
-    input_buffer[74] = 32'd0;
-    input_buffer[75] = 32'd0;
-    input_buffer[76] = 32'd0;
-    input_buffer[77] = 32'd0;
-    input_buffer[78] = 32'd0;
-    input_buffer[79] = 32'd0;
-    input_buffer[80] = 32'd0;
-    input_buffer[81] = 32'd0;
-    input_buffer[82] = 32'd0;
-    input_buffer[83] = 32'd0;
-    input_buffer[84] = 32'd0;
-    input_buffer[85] = 32'd0;
-    input_buffer[86] = 32'd0;
-    input_buffer[87] = 32'd0;
-    input_buffer[88] = 32'd0;
-    input_buffer[89] = 32'd0;
-    input_buffer[90] = 32'd0;
-    input_buffer[91] = 32'd0;
-    input_buffer[92] = 32'd0;
-    input_buffer[93] = 32'd0;
-    input_buffer[94] = 32'd0;
-    input_buffer[95] = 32'd0;
-    input_buffer[96] = 32'd0;
-    input_buffer[97] = 32'd0;
-    input_buffer[98] = 32'd0;
-    input_buffer[99] = 32'd0;
-    input_buffer[100] = 32'd0;
-    input_buffer[101] = 32'd0;
-    input_buffer[102] = 32'd0;
-    input_buffer[103] = 32'd0;
-    input_buffer[104] = 32'd0;
-    input_buffer[105] = 32'd0;
-    input_buffer[106] = 32'd0;
-    input_buffer[107] = 32'd0;
-    input_buffer[108] = 32'd0;
-    input_buffer[109] = 32'd0;
-    input_buffer[110] = 32'd0;
-    input_buffer[111] = 32'd0;
-    input_buffer[112] = 32'd0;
-    input_buffer[113] = 32'd0;
-    input_buffer[114] = 32'd0;
-    input_buffer[115] = 32'd0;
-    input_buffer[116] = 32'd0;
-    input_buffer[117] = 32'd0;
-    input_buffer[118] = 32'd0;
-    input_buffer[119] = 32'd0;
-    input_buffer[120] = 32'd0;
-    input_buffer[121] = 32'd0;
-    input_buffer[122] = 32'd0;
-    input_buffer[123] = 32'd0;
-    input_buffer[124] = 32'd0;
-    input_buffer[125] = 32'd0;
-    input_buffer[126] = 32'd0;
-    input_buffer[127] = 32'd0;
-    input_buffer[128] = 32'd0;
-    input_buffer[129] = 32'd0;
-    input_buffer[130] = 32'd0;
-    input_buffer[131] = 32'd0;
-    input_buffer[132] = 32'd0;
-    input_buffer[133] = 32'd0;
-    input_buffer[134] = 32'd0;
-    input_buffer[135] = 32'd0;
-    input_buffer[136] = 32'd0;
-    input_buffer[137] = 32'd0;
-    input_buffer[138] = 32'd0;
-    input_buffer[139] = 32'd0;
-    input_buffer[140] = 32'd0;
-    input_buffer[141] = 32'd0;
-    input_buffer[142] = 32'd0;
-    input_buffer[143] = 32'd0;
-    input_buffer[144] = 32'd0;
-    input_buffer[145] = 32'd0;
-    input_buffer[146] = 32'd0;
-    input_buffer[147] = 32'd0;
-    input_buffer[148] = 32'd0;
-    input_buffer[149] = 32'd0;
-    input_buffer[150] = 32'd0;
-    input_buffer[151] = 32'd0;
-    input_buffer[152] = 32'd0;
-    input_buffer[153] = 32'd0;
-    input_buffer[154] = 32'd0;
-    input_buffer[155] = 32'd0;
-    input_buffer[156] = 32'd0;
-    input_buffer[157] = 32'd0;
-    input_buffer[158] = 32'd0;
-    input_buffer[159] = 32'd0;
-    input_buffer[160] = 32'd0;
-    input_buffer[161] = 32'd0;
-    input_buffer[162] = 32'd0;
-    input_buffer[163] = 32'd0;
-    input_buffer[164] = 32'd0;
-    input_buffer[165] = 32'd0;
-    input_buffer[166] = 32'd0;
-    input_buffer[167] = 32'd0;
-    input_buffer[168] = 32'd0;
-    input_buffer[169] = 32'd0;
-    input_buffer[170] = 32'd0;
-    input_buffer[171] = 32'd0;
-    input_buffer[172] = 32'd0;
-    input_buffer[173] = 32'd0;
-    input_buffer[174] = 32'd0;
-    input_buffer[175] = 32'd0;
-    input_buffer[176] = 32'd0;
-    input_buffer[177] = 32'd0;
-    input_buffer[178] = 32'd0;
-    input_buffer[179] = 32'd0;
-    input_buffer[180] = 32'd0;
-    input_buffer[181] = 32'd0;
-    input_buffer[182] = 32'd0;
-    input_buffer[183] = 32'd0;
-    input_buffer[184] = 32'd0;
-    input_buffer[185] = 32'd0;
-    input_buffer[186] = 32'd0;
-    input_buffer[187] = 32'd0;
-    input_buffer[188] = 32'd0;
-    input_buffer[189] = 32'd0;
-    input_buffer[190] = 32'd0;
-    input_buffer[191] = 32'd0;
-    input_buffer[192] = 32'd0;
-    input_buffer[193] = 32'd0;
-    input_buffer[194] = 32'd0;
-    input_buffer[195] = 32'd0;
-    input_buffer[196] = 32'd0;
-    input_buffer[197] = 32'd0;
-    input_buffer[198] = 32'd0;
-    input_buffer[199] = 32'd0;
-    input_buffer[200] = 32'd0;
-    input_buffer[201] = 32'd0;
-    input_buffer[202] = 32'd0;
-    input_buffer[203] = 32'd0;
-    input_buffer[204] = 32'd0;
-    input_buffer[205] = 32'd0;
-    input_buffer[206] = 32'd0;
-    input_buffer[207] = 32'd0;
-    input_buffer[208] = 32'd0;
-    input_buffer[209] = 32'd0;
-    input_buffer[210] = 32'd0;
-    input_buffer[211] = 32'd0;
-    input_buffer[212] = 32'd0;
-    input_buffer[213] = 32'd0;
-    input_buffer[214] = 32'd0;
-    input_buffer[215] = 32'd0;
-    input_buffer[216] = 32'd0;
-    input_buffer[217] = 32'd0;
-    input_buffer[218] = 32'd0;
-    input_buffer[219] = 32'd0;
-    input_buffer[220] = 32'd0;
-    input_buffer[221] = 32'd0;
-    input_buffer[222] = 32'd0;
-    input_buffer[223] = 32'd0;
-    input_buffer[224] = 32'd0;
-    input_buffer[225] = 32'd0;
-    input_buffer[226] = 32'd0;
-    input_buffer[227] = 32'd0;
-    input_buffer[228] = 32'd0;
-    input_buffer[229] = 32'd0;
-    input_buffer[230] = 32'd0;
-    input_buffer[231] = 32'd0;
-    input_buffer[232] = 32'd0;
-    input_buffer[233] = 32'd0;
-    input_buffer[234] = 32'd0;
-    input_buffer[235] = 32'd0;
-    input_buffer[236] = 32'd0;
-    input_buffer[237] = 32'd0;
-    input_buffer[238] = 32'd0;
-    input_buffer[239] = 32'd0;
-    input_buffer[240] = 32'd0;
-    input_buffer[241] = 32'd0;
-    input_buffer[242] = 32'd0;
-    input_buffer[243] = 32'd0;
-    input_buffer[244] = 32'd0;
-    input_buffer[245] = 32'd0;
-    input_buffer[246] = 32'd0;
-    input_buffer[247] = 32'd0;
-    input_buffer[248] = 32'd0;
-    input_buffer[249] = 32'd0;
-    input_buffer[250] = 32'd0;
-    input_buffer[251] = 32'd0;
-    input_buffer[252] = 32'd0;
-    input_buffer[253] = 32'd0;
-    input_buffer[254] = 32'd0;
-    input_buffer[255] = 32'd0;
-    input_buffer[256] = 32'd0;
-    input_buffer[257] = 32'd0;
-    input_buffer[258] = 32'd0;
-    input_buffer[259] = 32'd0;
-    input_buffer[260] = 32'd0;
-    input_buffer[261] = 32'd0;
-    input_buffer[262] = 32'd0;
-    input_buffer[263] = 32'd0;
-    input_buffer[264] = 32'd0;
-    input_buffer[265] = 32'd0;
-    input_buffer[266] = 32'd0;
-    input_buffer[267] = 32'd0;
-    input_buffer[268] = 32'd0;
-    input_buffer[269] = 32'd0;
-    input_buffer[270] = 32'd0;
-    input_buffer[271] = 32'd0;
-    input_buffer[272] = 32'd0;
-    input_buffer[273] = 32'd0;
-    input_buffer[274] = 32'd0;
-    input_buffer[275] = 32'd0;
-    input_buffer[276] = 32'd0;
-    input_buffer[277] = 32'd0;
-    input_buffer[278] = 32'd0;
-    input_buffer[279] = 32'd0;
-    input_buffer[280] = 32'd0;
-    input_buffer[281] = 32'd0;
-    input_buffer[282] = 32'd0;
-    input_buffer[283] = 32'd0;
-    input_buffer[284] = 32'd0;
-    input_buffer[285] = 32'd0;
-    input_buffer[286] = 32'd0;
-    input_buffer[287] = 32'd0;
-    input_buffer[288] = 32'd0;
-    input_buffer[289] = 32'd0;
-    input_buffer[290] = 32'd0;
-    input_buffer[291] = 32'd0;
-    input_buffer[292] = 32'd0;
-    input_buffer[293] = 32'd0;
-    input_buffer[294] = 32'd0;
-    input_buffer[295] = 32'd0;
-    input_buffer[296] = 32'd0;
-    input_buffer[297] = 32'd0;
-    input_buffer[298] = 32'd0;
-    input_buffer[299] = 32'd0;
-    input_buffer[300] = 32'd0;
-    input_buffer[301] = 32'd0;
-    input_buffer[302] = 32'd0;
-    input_buffer[303] = 32'd0;
-    input_buffer[304] = 32'd0;
-    input_buffer[305] = 32'd0;
-    input_buffer[306] = 32'd0;
-    input_buffer[307] = 32'd0;
-    input_buffer[308] = 32'd0;
-    input_buffer[309] = 32'd0;
-    input_buffer[310] = 32'd0;
-    input_buffer[311] = 32'd0;
-    input_buffer[312] = 32'd0;
-    input_buffer[313] = 32'd0;
-    input_buffer[314] = 32'd0;
-    input_buffer[315] = 32'd0;
-    input_buffer[316] = 32'd0;
-    input_buffer[317] = 32'd0;
-    input_buffer[318] = 32'd0;
-    input_buffer[319] = 32'd0;
-    input_buffer[320] = 32'd0;
-    input_buffer[321] = 32'd0;
-    input_buffer[322] = 32'd0;
-    input_buffer[323] = 32'd0;
-    input_buffer[324] = 32'd0;
-    input_buffer[325] = 32'd0;
-    input_buffer[326] = 32'd0;
-    input_buffer[327] = 32'd0;
-    input_buffer[328] = 32'd0;
-    input_buffer[329] = 32'd0;
-    input_buffer[330] = 32'd0;
-    input_buffer[331] = 32'd0;
-    input_buffer[332] = 32'd0;
-    input_buffer[333] = 32'd0;
-    input_buffer[334] = 32'd0;
-    input_buffer[335] = 32'd0;
-    input_buffer[336] = 32'd0;
-    input_buffer[337] = 32'd0;
-    input_buffer[338] = 32'd0;
-    input_buffer[339] = 32'd0;
-    input_buffer[340] = 32'd0;
-    input_buffer[341] = 32'd0;
-    input_buffer[342] = 32'd0;
-    input_buffer[343] = 32'd0;
-    input_buffer[344] = 32'd0;
-    input_buffer[345] = 32'd0;
-    input_buffer[346] = 32'd0;
-    input_buffer[347] = 32'd0;
-    input_buffer[348] = 32'd0;
-    input_buffer[349] = 32'd0;
-    input_buffer[350] = 32'd0;
-    input_buffer[351] = 32'd0;
-    input_buffer[352] = 32'd0;
-    input_buffer[353] = 32'd0;
-    input_buffer[354] = 32'd0;
-    input_buffer[355] = 32'd0;
-    input_buffer[356] = 32'd0;
-    input_buffer[357] = 32'd0;
-    input_buffer[358] = 32'd0;
-    input_buffer[359] = 32'd0;
-    input_buffer[360] = 32'd0;
-    input_buffer[361] = 32'd0;
-    input_buffer[362] = 32'd0;
-    input_buffer[363] = 32'd0;
-    input_buffer[364] = 32'd0;
-    input_buffer[365] = 32'd0;
-    input_buffer[366] = 32'd0;
-    input_buffer[367] = 32'd0;
-    input_buffer[368] = 32'd0;
-    input_buffer[369] = 32'd0;
-    input_buffer[370] = 32'd0;
-    input_buffer[371] = 32'd0;
-    input_buffer[372] = 32'd0;
-    input_buffer[373] = 32'd0;
-    input_buffer[374] = 32'd0;
-    input_buffer[375] = 32'd0;
-    input_buffer[376] = 32'd0;
-    input_buffer[377] = 32'd0;
-    input_buffer[378] = 32'd0;
-    input_buffer[379] = 32'd0;
-    input_buffer[380] = 32'd0;
-    input_buffer[381] = 32'd0;
-    input_buffer[382] = 32'd0;
-    input_buffer[383] = 32'd0;
-    input_buffer[384] = 32'd0;
-    input_buffer[385] = 32'd0;
-    input_buffer[386] = 32'd0;
-    input_buffer[387] = 32'd0;
-    input_buffer[388] = 32'd0;
-    input_buffer[389] = 32'd0;
-    input_buffer[390] = 32'd0;
-    input_buffer[391] = 32'd0;
-    input_buffer[392] = 32'd0;
-    input_buffer[393] = 32'd0;
-    input_buffer[394] = 32'd0;
-    input_buffer[395] = 32'd0;
-    input_buffer[396] = 32'd0;
-    input_buffer[397] = 32'd0;
-    input_buffer[398] = 32'd0;
-    input_buffer[399] = 32'd0;
-    input_buffer[400] = 32'd0;
-    input_buffer[401] = 32'd0;
-    input_buffer[402] = 32'd0;
-    input_buffer[403] = 32'd0;
-    input_buffer[404] = 32'd0;
-    input_buffer[405] = 32'd0;
-    input_buffer[406] = 32'd0;
-    input_buffer[407] = 32'd0;
-    input_buffer[408] = 32'd0;
-    input_buffer[409] = 32'd0;
-    input_buffer[410] = 32'd0;
-    input_buffer[411] = 32'd0;
-    input_buffer[412] = 32'd0;
-    input_buffer[413] = 32'd0;
-    input_buffer[414] = 32'd0;
-    input_buffer[415] = 32'd0;
-    input_buffer[416] = 32'd0;
-    input_buffer[417] = 32'd0;
-    input_buffer[418] = 32'd0;
-    input_buffer[419] = 32'd0;
-    input_buffer[420] = 32'd0;
-    input_buffer[421] = 32'd0;
-    input_buffer[422] = 32'd0;
-    input_buffer[423] = 32'd0;
-    input_buffer[424] = 32'd0;
-    input_buffer[425] = 32'd0;
-    input_buffer[426] = 32'd0;
-    input_buffer[427] = 32'd0;
-    input_buffer[428] = 32'd0;
-    input_buffer[429] = 32'd0;
-    input_buffer[430] = 32'd0;
-    input_buffer[431] = 32'd0;
-    input_buffer[432] = 32'd0;
-    input_buffer[433] = 32'd0;
-    input_buffer[434] = 32'd0;
-    input_buffer[435] = 32'd0;
-    input_buffer[436] = 32'd0;
-    input_buffer[437] = 32'd0;
-    input_buffer[438] = 32'd0;
-    input_buffer[439] = 32'd0;
-    input_buffer[440] = 32'd0;
-    input_buffer[441] = 32'd0;
-    input_buffer[442] = 32'd0;
-    input_buffer[443] = 32'd0;
-    input_buffer[444] = 32'd0;
-    input_buffer[445] = 32'd0;
-    input_buffer[446] = 32'd0;
-    input_buffer[447] = 32'd0;
-    input_buffer[448] = 32'd0;
-    input_buffer[449] = 32'd0;
-    input_buffer[450] = 32'd0;
-    input_buffer[451] = 32'd0;
-    input_buffer[452] = 32'd0;
-    input_buffer[453] = 32'd0;
-    input_buffer[454] = 32'd0;
-    input_buffer[455] = 32'd0;
-    input_buffer[456] = 32'd0;
-    input_buffer[457] = 32'd0;
-    input_buffer[458] = 32'd0;
-    input_buffer[459] = 32'd0;
-    input_buffer[460] = 32'd0;
-    input_buffer[461] = 32'd0;
-    input_buffer[462] = 32'd0;
-    input_buffer[463] = 32'd0;
-    input_buffer[464] = 32'd0;
-    input_buffer[465] = 32'd0;
-    input_buffer[466] = 32'd0;
-    input_buffer[467] = 32'd0;
-    input_buffer[468] = 32'd0;
-    input_buffer[469] = 32'd0;
-    input_buffer[470] = 32'd0;
-    input_buffer[471] = 32'd0;
-    input_buffer[472] = 32'd0;
-    input_buffer[473] = 32'd0;
-    input_buffer[474] = 32'd0;
-    input_buffer[475] = 32'd0;
-    input_buffer[476] = 32'd0;
-    input_buffer[477] = 32'd0;
-    input_buffer[478] = 32'd0;
-    input_buffer[479] = 32'd0;
-    input_buffer[480] = 32'd0;
-    input_buffer[481] = 32'd0;
-    input_buffer[482] = 32'd0;
-    input_buffer[483] = 32'd0;
-    input_buffer[484] = 32'd0;
-    input_buffer[485] = 32'd0;
-    input_buffer[486] = 32'd0;
-    input_buffer[487] = 32'd0;
-    input_buffer[488] = 32'd0;
-    input_buffer[489] = 32'd0;
-    input_buffer[490] = 32'd0;
-    input_buffer[491] = 32'd0;
-    input_buffer[492] = 32'd0;
-    input_buffer[493] = 32'd0;
-    input_buffer[494] = 32'd0;
-    input_buffer[495] = 32'd0;
-    input_buffer[496] = 32'd0;
-    input_buffer[497] = 32'd0;
-    input_buffer[498] = 32'd0;
-    input_buffer[499] = 32'd0;
-    input_buffer[500] = 32'd0;
-    input_buffer[501] = 32'd0;
-    input_buffer[502] = 32'd0;
-    input_buffer[503] = 32'd0;
-    input_buffer[504] = 32'd0;
-    input_buffer[505] = 32'd0;
-    input_buffer[506] = 32'd0;
-    input_buffer[507] = 32'd0;
-    input_buffer[508] = 32'd0;
-    input_buffer[509] = 32'd0;
-    input_buffer[510] = 32'd0;
-    input_buffer[511] = 32'd0;
-    input_buffer[512] = 32'd0;
-    input_buffer[513] = 32'd0;
-    input_buffer[514] = 32'd0;
-    input_buffer[515] = 32'd0;
-    input_buffer[516] = 32'd0;
-    input_buffer[517] = 32'd0;
-    input_buffer[518] = 32'd0;
-    input_buffer[519] = 32'd0;
-    input_buffer[520] = 32'd0;
-    input_buffer[521] = 32'd0;
-    input_buffer[522] = 32'd0;
-    input_buffer[523] = 32'd0;
-    input_buffer[524] = 32'd0;
-    input_buffer[525] = 32'd0;
-    input_buffer[526] = 32'd0;
-    input_buffer[527] = 32'd0;
-    input_buffer[528] = 32'd0;
-    input_buffer[529] = 32'd0;
-    input_buffer[530] = 32'd0;
-    input_buffer[531] = 32'd0;
-    input_buffer[532] = 32'd0;
-    input_buffer[533] = 32'd0;
-    input_buffer[534] = 32'd0;
-    input_buffer[535] = 32'd0;
-    input_buffer[536] = 32'd0;
-    input_buffer[537] = 32'd0;
-    input_buffer[538] = 32'd0;
-    input_buffer[539] = 32'd0;
-    input_buffer[540] = 32'd0;
-    input_buffer[541] = 32'd0;
-    input_buffer[542] = 32'd0;
-    input_buffer[543] = 32'd0;
-    input_buffer[544] = 32'd0;
-    input_buffer[545] = 32'd0;
-    input_buffer[546] = 32'd0;
-    input_buffer[547] = 32'd0;
-    input_buffer[548] = 32'd0;
-    input_buffer[549] = 32'd0;
-    input_buffer[550] = 32'd0;
-    input_buffer[551] = 32'd0;
-    input_buffer[552] = 32'd0;
-    input_buffer[553] = 32'd0;
-    input_buffer[554] = 32'd0;
-    input_buffer[555] = 32'd0;
-    input_buffer[556] = 32'd0;
-    input_buffer[557] = 32'd0;
-    input_buffer[558] = 32'd0;
-    input_buffer[559] = 32'd0;
-    input_buffer[560] = 32'd0;
-    input_buffer[561] = 32'd0;
-    input_buffer[562] = 32'd0;
-    input_buffer[563] = 32'd0;
-    input_buffer[564] = 32'd0;
-    input_buffer[565] = 32'd0;
-    input_buffer[566] = 32'd0;
-    input_buffer[567] = 32'd0;
-    input_buffer[568] = 32'd0;
-    input_buffer[569] = 32'd0;
-    input_buffer[570] = 32'd0;
-    input_buffer[571] = 32'd0;
-    input_buffer[572] = 32'd0;
-    input_buffer[573] = 32'd0;
-    input_buffer[574] = 32'd0;
-    input_buffer[575] = 32'd0;
-    input_buffer[576] = 32'd0;
-    input_buffer[577] = 32'd0;
-    input_buffer[578] = 32'd0;
-    input_buffer[579] = 32'd0;
-    input_buffer[580] = 32'd0;
-    input_buffer[581] = 32'd0;
-    input_buffer[582] = 32'd0;
-    input_buffer[583] = 32'd0;
-    input_buffer[584] = 32'd0;
-    input_buffer[585] = 32'd0;
-    input_buffer[586] = 32'd0;
-    input_buffer[587] = 32'd0;
-    input_buffer[588] = 32'd0;
-    input_buffer[589] = 32'd0;
-    input_buffer[590] = 32'd0;
-    input_buffer[591] = 32'd0;
-    input_buffer[592] = 32'd0;
-    input_buffer[593] = 32'd0;
-    input_buffer[594] = 32'd0;
-    input_buffer[595] = 32'd0;
-    input_buffer[596] = 32'd0;
-    input_buffer[597] = 32'd0;
-    input_buffer[598] = 32'd0;
-    input_buffer[599] = 32'd0;
-    input_buffer[600] = 32'd0;
-    input_buffer[601] = 32'd0;
-    input_buffer[602] = 32'd0;
-    input_buffer[603] = 32'd0;
-    input_buffer[604] = 32'd0;
-    input_buffer[605] = 32'd0;
-    input_buffer[606] = 32'd0;
-    input_buffer[607] = 32'd0;
-    input_buffer[608] = 32'd0;
-    input_buffer[609] = 32'd0;
-    input_buffer[610] = 32'd0;
-    input_buffer[611] = 32'd0;
-    input_buffer[612] = 32'd0;
-    input_buffer[613] = 32'd0;
-    input_buffer[614] = 32'd0;
-    input_buffer[615] = 32'd0;
-    input_buffer[616] = 32'd0;
-    input_buffer[617] = 32'd0;
-    input_buffer[618] = 32'd0;
-    input_buffer[619] = 32'd0;
-    input_buffer[620] = 32'd0;
-    input_buffer[621] = 32'd0;
-    input_buffer[622] = 32'd0;
-    input_buffer[623] = 32'd0;
-    input_buffer[624] = 32'd0;
-    input_buffer[625] = 32'd0;
-    input_buffer[626] = 32'd0;
-    input_buffer[627] = 32'd0;
-    input_buffer[628] = 32'd0;
-    input_buffer[629] = 32'd0;
-    input_buffer[630] = 32'd0;
-    input_buffer[631] = 32'd0;
-    input_buffer[632] = 32'd0;
-    input_buffer[633] = 32'd0;
-    input_buffer[634] = 32'd0;
-    input_buffer[635] = 32'd0;
-    input_buffer[636] = 32'd0;
-    input_buffer[637] = 32'd0;
-    input_buffer[638] = 32'd0;
-    input_buffer[639] = 32'd0;
-    input_buffer[640] = 32'd0;
-    input_buffer[641] = 32'd0;
-    input_buffer[642] = 32'd0;
-    input_buffer[643] = 32'd0;
-    input_buffer[644] = 32'd0;
-    input_buffer[645] = 32'd0;
-    input_buffer[646] = 32'd0;
-    input_buffer[647] = 32'd0;
-    input_buffer[648] = 32'd0;
-    input_buffer[649] = 32'd0;
-    input_buffer[650] = 32'd0;
-    input_buffer[651] = 32'd0;
-    input_buffer[652] = 32'd0;
-    input_buffer[653] = 32'd0;
-    input_buffer[654] = 32'd0;
-    input_buffer[655] = 32'd0;
-    input_buffer[656] = 32'd0;
-    input_buffer[657] = 32'd0;
-    input_buffer[658] = 32'd0;
-    input_buffer[659] = 32'd0;
-    input_buffer[660] = 32'd0;
-    input_buffer[661] = 32'd0;
-    input_buffer[662] = 32'd0;
-    input_buffer[663] = 32'd0;
-    input_buffer[664] = 32'd0;
-    input_buffer[665] = 32'd0;
-    input_buffer[666] = 32'd0;
-    input_buffer[667] = 32'd0;
-    input_buffer[668] = 32'd0;
-    input_buffer[669] = 32'd0;
-    input_buffer[670] = 32'd0;
-    input_buffer[671] = 32'd0;
-    input_buffer[672] = 32'd0;
-    input_buffer[673] = 32'd0;
-    input_buffer[674] = 32'd0;
-    input_buffer[675] = 32'd0;
-    input_buffer[676] = 32'd0;
-    input_buffer[677] = 32'd0;
-    input_buffer[678] = 32'd0;
-    input_buffer[679] = 32'd0;
-    input_buffer[680] = 32'd0;
-    input_buffer[681] = 32'd0;
-    input_buffer[682] = 32'd0;
-    input_buffer[683] = 32'd0;
-    input_buffer[684] = 32'd0;
-    input_buffer[685] = 32'd0;
-    input_buffer[686] = 32'd0;
-    input_buffer[687] = 32'd0;
-    input_buffer[688] = 32'd0;
-    input_buffer[689] = 32'd0;
-    input_buffer[690] = 32'd0;
-    input_buffer[691] = 32'd0;
-    input_buffer[692] = 32'd0;
-    input_buffer[693] = 32'd0;
-    input_buffer[694] = 32'd0;
-    input_buffer[695] = 32'd0;
-    input_buffer[696] = 32'd0;
-    input_buffer[697] = 32'd0;
-    input_buffer[698] = 32'd0;
-    input_buffer[699] = 32'd0;
-    input_buffer[700] = 32'd0;
-    input_buffer[701] = 32'd0;
-    input_buffer[702] = 32'd0;
-    input_buffer[703] = 32'd0;
-    input_buffer[704] = 32'd0;
-    input_buffer[705] = 32'd0;
-    input_buffer[706] = 32'd0;
-    input_buffer[707] = 32'd0;
-    input_buffer[708] = 32'd0;
-    input_buffer[709] = 32'd0;
-    input_buffer[710] = 32'd0;
-    input_buffer[711] = 32'd0;
-    input_buffer[712] = 32'd0;
-    input_buffer[713] = 32'd0;
-    input_buffer[714] = 32'd0;
-    input_buffer[715] = 32'd0;
-    input_buffer[716] = 32'd0;
-    input_buffer[717] = 32'd0;
-    input_buffer[718] = 32'd0;
-    input_buffer[719] = 32'd0;
-    input_buffer[720] = 32'd0;
-    input_buffer[721] = 32'd0;
-    input_buffer[722] = 32'd0;
-    input_buffer[723] = 32'd0;
-    input_buffer[724] = 32'd0;
-    input_buffer[725] = 32'd0;
-    input_buffer[726] = 32'd0;
-    input_buffer[727] = 32'd0;
-    input_buffer[728] = 32'd0;
-    input_buffer[729] = 32'd0;
-    input_buffer[730] = 32'd0;
-    input_buffer[731] = 32'd0;
-    input_buffer[732] = 32'd0;
-    input_buffer[733] = 32'd0;
-    input_buffer[734] = 32'd0;
-    input_buffer[735] = 32'd0;
-    input_buffer[736] = 32'd0;
-    input_buffer[737] = 32'd0;
-    input_buffer[738] = 32'd0;
-    input_buffer[739] = 32'd0;
-    input_buffer[740] = 32'd0;
-    input_buffer[741] = 32'd0;
-    input_buffer[742] = 32'd0;
-    input_buffer[743] = 32'd0;
-    input_buffer[744] = 32'd0;
-    input_buffer[745] = 32'd0;
-    input_buffer[746] = 32'd0;
-    input_buffer[747] = 32'd0;
-    input_buffer[748] = 32'd0;
-    input_buffer[749] = 32'd0;
-    input_buffer[750] = 32'd0;
-    input_buffer[751] = 32'd0;
-    input_buffer[752] = 32'd0;
-    input_buffer[753] = 32'd0;
-    input_buffer[754] = 32'd0;
-    input_buffer[755] = 32'd0;
-    input_buffer[756] = 32'd0;
-    input_buffer[757] = 32'd0;
-    input_buffer[758] = 32'd0;
-    input_buffer[759] = 32'd0;
-    input_buffer[760] = 32'd0;
-    input_buffer[761] = 32'd0;
-    input_buffer[762] = 32'd0;
-    input_buffer[763] = 32'd0;
-    input_buffer[764] = 32'd0;
-    input_buffer[765] = 32'd0;
-    input_buffer[766] = 32'd0;
-    input_buffer[767] = 32'd0;
-    input_buffer[768] = 32'd0;
-    input_buffer[769] = 32'd0;
-    input_buffer[770] = 32'd0;
-    input_buffer[771] = 32'd0;
-    input_buffer[772] = 32'd0;
-    input_buffer[773] = 32'd0;
-    input_buffer[774] = 32'd0;
-    input_buffer[775] = 32'd0;
-    input_buffer[776] = 32'd0;
-    input_buffer[777] = 32'd0;
-    input_buffer[778] = 32'd0;
-    input_buffer[779] = 32'd0;
-    input_buffer[780] = 32'd0;
-    input_buffer[781] = 32'd0;
-    input_buffer[782] = 32'd0;
-    input_buffer[783] = 32'd0;
-    input_buffer[784] = 32'd0;
-    input_buffer[785] = 32'd0;
-    input_buffer[786] = 32'd0;
-    input_buffer[787] = 32'd0;
-    input_buffer[788] = 32'd0;
-    input_buffer[789] = 32'd0;
-    input_buffer[790] = 32'd0;
-    input_buffer[791] = 32'd0;
-    input_buffer[792] = 32'd0;
-    input_buffer[793] = 32'd0;
-    input_buffer[794] = 32'd0;
-    input_buffer[795] = 32'd0;
-    input_buffer[796] = 32'd0;
-    input_buffer[797] = 32'd0;
-    input_buffer[798] = 32'd0;
-    input_buffer[799] = 32'd0;
-    input_buffer[800] = 32'd0;
-    input_buffer[801] = 32'd0;
-    input_buffer[802] = 32'd0;
-    input_buffer[803] = 32'd0;
-    input_buffer[804] = 32'd0;
-    input_buffer[805] = 32'd0;
-    input_buffer[806] = 32'd0;
-    input_buffer[807] = 32'd0;
-    input_buffer[808] = 32'd0;
-    input_buffer[809] = 32'd0;
-    input_buffer[810] = 32'd0;
-    input_buffer[811] = 32'd0;
-    input_buffer[812] = 32'd0;
-    input_buffer[813] = 32'd0;
-    input_buffer[814] = 32'd0;
-    input_buffer[815] = 32'd0;
-    input_buffer[816] = 32'd0;
-    input_buffer[817] = 32'd0;
-    input_buffer[818] = 32'd0;
-    input_buffer[819] = 32'd0;
-    input_buffer[820] = 32'd0;
-    input_buffer[821] = 32'd0;
-    input_buffer[822] = 32'd0;
-    input_buffer[823] = 32'd0;
-    input_buffer[824] = 32'd0;
-    input_buffer[825] = 32'd0;
-    input_buffer[826] = 32'd0;
-    input_buffer[827] = 32'd0;
-    input_buffer[828] = 32'd0;
-    input_buffer[829] = 32'd0;
-    input_buffer[830] = 32'd0;
-    input_buffer[831] = 32'd0;
-    input_buffer[832] = 32'd0;
-    input_buffer[833] = 32'd0;
-    input_buffer[834] = 32'd0;
-    input_buffer[835] = 32'd0;
-    input_buffer[836] = 32'd0;
-    input_buffer[837] = 32'd0;
-    input_buffer[838] = 32'd0;
-    input_buffer[839] = 32'd0;
-    input_buffer[840] = 32'd0;
-    input_buffer[841] = 32'd0;
-    input_buffer[842] = 32'd0;
-    input_buffer[843] = 32'd0;
-    input_buffer[844] = 32'd0;
-    input_buffer[845] = 32'd0;
-    input_buffer[846] = 32'd0;
-    input_buffer[847] = 32'd0;
-    input_buffer[848] = 32'd0;
-    input_buffer[849] = 32'd0;
-    input_buffer[850] = 32'd0;
-    input_buffer[851] = 32'd0;
-    input_buffer[852] = 32'd0;
-    input_buffer[853] = 32'd0;
-    input_buffer[854] = 32'd0;
-    input_buffer[855] = 32'd0;
-    input_buffer[856] = 32'd0;
-    input_buffer[857] = 32'd0;
-    input_buffer[858] = 32'd0;
-    input_buffer[859] = 32'd0;
-    input_buffer[860] = 32'd0;
-    input_buffer[861] = 32'd0;
-    input_buffer[862] = 32'd0;
-    input_buffer[863] = 32'd0;
-    input_buffer[864] = 32'd0;
-    input_buffer[865] = 32'd0;
-    input_buffer[866] = 32'd0;
-    input_buffer[867] = 32'd0;
-    input_buffer[868] = 32'd0;
-    input_buffer[869] = 32'd0;
-    input_buffer[870] = 32'd0;
-    input_buffer[871] = 32'd0;
-    input_buffer[872] = 32'd0;
-    input_buffer[873] = 32'd0;
-    input_buffer[874] = 32'd0;
-    input_buffer[875] = 32'd0;
-    input_buffer[876] = 32'd0;
-    input_buffer[877] = 32'd0;
-    input_buffer[878] = 32'd0;
-    input_buffer[879] = 32'd0;
-    input_buffer[880] = 32'd0;
-    input_buffer[881] = 32'd0;
-    input_buffer[882] = 32'd0;
-    input_buffer[883] = 32'd0;
-    input_buffer[884] = 32'd0;
-    input_buffer[885] = 32'd0;
-    input_buffer[886] = 32'd0;
-    input_buffer[887] = 32'd0;
-    input_buffer[888] = 32'd0;
-    input_buffer[889] = 32'd0;
-    input_buffer[890] = 32'd0;
-    input_buffer[891] = 32'd0;
-    input_buffer[892] = 32'd0;
-    input_buffer[893] = 32'd0;
-    input_buffer[894] = 32'd0;
-    input_buffer[895] = 32'd0;
-    input_buffer[896] = 32'd0;
-    input_buffer[897] = 32'd0;
-    input_buffer[898] = 32'd0;
-    input_buffer[899] = 32'd0;
-    input_buffer[900] = 32'd0;
-    input_buffer[901] = 32'd0;
-    input_buffer[902] = 32'd0;
-    input_buffer[903] = 32'd0;
-    input_buffer[904] = 32'd0;
-    input_buffer[905] = 32'd0;
-    input_buffer[906] = 32'd0;
-    input_buffer[907] = 32'd0;
-    input_buffer[908] = 32'd0;
-    input_buffer[909] = 32'd0;
-    input_buffer[910] = 32'd0;
-    input_buffer[911] = 32'd0;
-    input_buffer[912] = 32'd0;
-    input_buffer[913] = 32'd0;
-    input_buffer[914] = 32'd0;
-    input_buffer[915] = 32'd0;
-    input_buffer[916] = 32'd0;
-    input_buffer[917] = 32'd0;
-    input_buffer[918] = 32'd0;
-    input_buffer[919] = 32'd0;
-    input_buffer[920] = 32'd0;
-    input_buffer[921] = 32'd0;
-    input_buffer[922] = 32'd0;
-    input_buffer[923] = 32'd0;
-    input_buffer[924] = 32'd0;
-    input_buffer[925] = 32'd0;
-    input_buffer[926] = 32'd0;
-    input_buffer[927] = 32'd0;
-    input_buffer[928] = 32'd0;
-    input_buffer[929] = 32'd0;
-    input_buffer[930] = 32'd0;
-    input_buffer[931] = 32'd0;
-    input_buffer[932] = 32'd0;
-    input_buffer[933] = 32'd0;
-    input_buffer[934] = 32'd0;
-    input_buffer[935] = 32'd0;
-    input_buffer[936] = 32'd0;
-    input_buffer[937] = 32'd0;
-    input_buffer[938] = 32'd0;
-    input_buffer[939] = 32'd0;
-    input_buffer[940] = 32'd0;
-    input_buffer[941] = 32'd0;
-    input_buffer[942] = 32'd0;
-    input_buffer[943] = 32'd0;
-    input_buffer[944] = 32'd0;
-    input_buffer[945] = 32'd0;
-    input_buffer[946] = 32'd0;
-    input_buffer[947] = 32'd0;
-    input_buffer[948] = 32'd0;
-    input_buffer[949] = 32'd0;
-    input_buffer[950] = 32'd0;
-    input_buffer[951] = 32'd0;
-    input_buffer[952] = 32'd0;
-    input_buffer[953] = 32'd0;
-    input_buffer[954] = 32'd0;
-    input_buffer[955] = 32'd0;
-    input_buffer[956] = 32'd0;
-    input_buffer[957] = 32'd0;
-    input_buffer[958] = 32'd0;
-    input_buffer[959] = 32'd0;
-    input_buffer[960] = 32'd0;
-    input_buffer[961] = 32'd0;
-    input_buffer[962] = 32'd0;
-    input_buffer[963] = 32'd0;
-    input_buffer[964] = 32'd0;
-    input_buffer[965] = 32'd0;
-    input_buffer[966] = 32'd0;
-    input_buffer[967] = 32'd0;
-    input_buffer[968] = 32'd0;
-    input_buffer[969] = 32'd0;
-    input_buffer[970] = 32'd0;
-    input_buffer[971] = 32'd0;
-    input_buffer[972] = 32'd0;
-    input_buffer[973] = 32'd0;
-    input_buffer[974] = 32'd0;
-    input_buffer[975] = 32'd0;
-    input_buffer[976] = 32'd0;
-    input_buffer[977] = 32'd0;
-    input_buffer[978] = 32'd0;
-    input_buffer[979] = 32'd0;
-    input_buffer[980] = 32'd0;
-    input_buffer[981] = 32'd0;
-    input_buffer[982] = 32'd0;
-    input_buffer[983] = 32'd0;
-    input_buffer[984] = 32'd0;
-    input_buffer[985] = 32'd0;
-    input_buffer[986] = 32'd0;
-    input_buffer[987] = 32'd0;
-    input_buffer[988] = 32'd0;
-    input_buffer[989] = 32'd0;
-    input_buffer[990] = 32'd0;
-    input_buffer[991] = 32'd0;
-    input_buffer[992] = 32'd0;
-    input_buffer[993] = 32'd0;
-    input_buffer[994] = 32'd0;
-    input_buffer[995] = 32'd0;
-    input_buffer[996] = 32'd0;
-    input_buffer[997] = 32'd0;
-    input_buffer[998] = 32'd0;
-    input_buffer[999] = 32'd0;
-    input_buffer[1000] = 32'd0;
-    input_buffer[1001] = 32'd0;
-    input_buffer[1002] = 32'd0;
-    input_buffer[1003] = 32'd0;
-    input_buffer[1004] = 32'd0;
-    input_buffer[1005] = 32'd0;
-    input_buffer[1006] = 32'd0;
-    input_buffer[1007] = 32'd0;
-    input_buffer[1008] = 32'd0;
-    input_buffer[1009] = 32'd0;
-    input_buffer[1010] = 32'd0;
-    input_buffer[1011] = 32'd0;
-    input_buffer[1012] = 32'd0;
-    input_buffer[1013] = 32'd0;
-    input_buffer[1014] = 32'd0;
-    input_buffer[1015] = 32'd0;
-    input_buffer[1016] = 32'd0;
-    input_buffer[1017] = 32'd0;
-    input_buffer[1018] = 32'd0;
-    input_buffer[1019] = 32'd0;
-    input_buffer[1020] = 32'd0;
-    input_buffer[1021] = 32'd0;
-    input_buffer[1022] = 32'd0;
-    input_buffer[1023] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (in_write__en)
-      input_buffer[in_write__addr] <= in_write__data;
-  end
-  reg [31:0] _0_;
-  always @(posedge clk) begin
-    _0_ <= input_buffer[in_read__addr];
-  end
-  assign in_read__data = _0_;
-  reg [31:0] weight_buffer [511:0];
-  initial begin
-    weight_buffer[0] = 32'd0;
-    weight_buffer[1] = 32'd0;
-    weight_buffer[2] = 32'd0;
-    weight_buffer[3] = 32'd0;
-    weight_buffer[4] = 32'd0;
-    weight_buffer[5] = 32'd0;
-    weight_buffer[6] = 32'd0;
-    weight_buffer[7] = 32'd0;
-    weight_buffer[8] = 32'd0;
-    weight_buffer[9] = 32'd0;
-    weight_buffer[10] = 32'd0;
-    weight_buffer[11] = 32'd0;
-    weight_buffer[12] = 32'd0;
-    weight_buffer[13] = 32'd0;
-    weight_buffer[14] = 32'd0;
-    weight_buffer[15] = 32'd0;
-    weight_buffer[16] = 32'd0;
-    weight_buffer[17] = 32'd0;
-    weight_buffer[18] = 32'd0;
-    weight_buffer[19] = 32'd0;
-    weight_buffer[20] = 32'd0;
-    weight_buffer[21] = 32'd0;
-    weight_buffer[22] = 32'd0;
-    weight_buffer[23] = 32'd0;
-    weight_buffer[24] = 32'd0;
-    weight_buffer[25] = 32'd0;
-    weight_buffer[26] = 32'd0;
-    weight_buffer[27] = 32'd0;
-    weight_buffer[28] = 32'd0;
-    weight_buffer[29] = 32'd0;
-    weight_buffer[30] = 32'd0;
-    weight_buffer[31] = 32'd0;
-    weight_buffer[32] = 32'd0;
-    weight_buffer[33] = 32'd0;
-    weight_buffer[34] = 32'd0;
-    weight_buffer[35] = 32'd0;
-    weight_buffer[36] = 32'd0;
-    weight_buffer[37] = 32'd0;
-    weight_buffer[38] = 32'd0;
-    weight_buffer[39] = 32'd0;
-    weight_buffer[40] = 32'd0;
-    weight_buffer[41] = 32'd0;
-    weight_buffer[42] = 32'd0;
-    weight_buffer[43] = 32'd0;
-    weight_buffer[44] = 32'd0;
-    weight_buffer[45] = 32'd0;
-    weight_buffer[46] = 32'd0;
-    weight_buffer[47] = 32'd0;
-    weight_buffer[48] = 32'd0;
-    weight_buffer[49] = 32'd0;
-    weight_buffer[50] = 32'd0;
-    weight_buffer[51] = 32'd0;
-    weight_buffer[52] = 32'd0;
-    weight_buffer[53] = 32'd0;
-    weight_buffer[54] = 32'd0;
-    weight_buffer[55] = 32'd0;
-    weight_buffer[56] = 32'd0;
-    weight_buffer[57] = 32'd0;
-    weight_buffer[58] = 32'd0;
-    weight_buffer[59] = 32'd0;
-    weight_buffer[60] = 32'd0;
-    weight_buffer[61] = 32'd0;
-    weight_buffer[62] = 32'd0;
-    weight_buffer[63] = 32'd0;
-    weight_buffer[64] = 32'd0;
-    weight_buffer[65] = 32'd0;
-    weight_buffer[66] = 32'd0;
-    weight_buffer[67] = 32'd0;
-    weight_buffer[68] = 32'd0;
-    weight_buffer[69] = 32'd0;
-    weight_buffer[70] = 32'd0;
-    weight_buffer[71] = 32'd0;
-    weight_buffer[72] = 32'd0;
-    weight_buffer[73] = 32'd0;
-    weight_buffer[74] = 32'd0;
-    weight_buffer[75] = 32'd0;
-    weight_buffer[76] = 32'd0;
-    weight_buffer[77] = 32'd0;
-    weight_buffer[78] = 32'd0;
-    weight_buffer[79] = 32'd0;
-    weight_buffer[80] = 32'd0;
-    weight_buffer[81] = 32'd0;
-    weight_buffer[82] = 32'd0;
-    weight_buffer[83] = 32'd0;
-    weight_buffer[84] = 32'd0;
-    weight_buffer[85] = 32'd0;
-    weight_buffer[86] = 32'd0;
-    weight_buffer[87] = 32'd0;
-    weight_buffer[88] = 32'd0;
-    weight_buffer[89] = 32'd0;
-    weight_buffer[90] = 32'd0;
-    weight_buffer[91] = 32'd0;
-    weight_buffer[92] = 32'd0;
-    weight_buffer[93] = 32'd0;
-    weight_buffer[94] = 32'd0;
-    weight_buffer[95] = 32'd0;
-    weight_buffer[96] = 32'd0;
-    weight_buffer[97] = 32'd0;
-    weight_buffer[98] = 32'd0;
-    weight_buffer[99] = 32'd0;
-    weight_buffer[100] = 32'd0;
-    weight_buffer[101] = 32'd0;
-    weight_buffer[102] = 32'd0;
-    weight_buffer[103] = 32'd0;
-    weight_buffer[104] = 32'd0;
-    weight_buffer[105] = 32'd0;
-    weight_buffer[106] = 32'd0;
-    weight_buffer[107] = 32'd0;
-    weight_buffer[108] = 32'd0;
-    weight_buffer[109] = 32'd0;
-    weight_buffer[110] = 32'd0;
-    weight_buffer[111] = 32'd0;
-    weight_buffer[112] = 32'd0;
-    weight_buffer[113] = 32'd0;
-    weight_buffer[114] = 32'd0;
-    weight_buffer[115] = 32'd0;
-    weight_buffer[116] = 32'd0;
-    weight_buffer[117] = 32'd0;
-    weight_buffer[118] = 32'd0;
-    weight_buffer[119] = 32'd0;
-    weight_buffer[120] = 32'd0;
-    weight_buffer[121] = 32'd0;
-    weight_buffer[122] = 32'd0;
-    weight_buffer[123] = 32'd0;
-    weight_buffer[124] = 32'd0;
-    weight_buffer[125] = 32'd0;
-    weight_buffer[126] = 32'd0;
-    weight_buffer[127] = 32'd0;
-    weight_buffer[128] = 32'd0;
-    weight_buffer[129] = 32'd0;
-    weight_buffer[130] = 32'd0;
-    weight_buffer[131] = 32'd0;
-    weight_buffer[132] = 32'd0;
-    weight_buffer[133] = 32'd0;
-    weight_buffer[134] = 32'd0;
-    weight_buffer[135] = 32'd0;
-    weight_buffer[136] = 32'd0;
-    weight_buffer[137] = 32'd0;
-    weight_buffer[138] = 32'd0;
-    weight_buffer[139] = 32'd0;
-    weight_buffer[140] = 32'd0;
-    weight_buffer[141] = 32'd0;
-    weight_buffer[142] = 32'd0;
-    weight_buffer[143] = 32'd0;
-    weight_buffer[144] = 32'd0;
-    weight_buffer[145] = 32'd0;
-    weight_buffer[146] = 32'd0;
-    weight_buffer[147] = 32'd0;
-    weight_buffer[148] = 32'd0;
-    weight_buffer[149] = 32'd0;
-    weight_buffer[150] = 32'd0;
-    weight_buffer[151] = 32'd0;
-    weight_buffer[152] = 32'd0;
-    weight_buffer[153] = 32'd0;
-    weight_buffer[154] = 32'd0;
-    weight_buffer[155] = 32'd0;
-    weight_buffer[156] = 32'd0;
-    weight_buffer[157] = 32'd0;
-    weight_buffer[158] = 32'd0;
-    weight_buffer[159] = 32'd0;
-    weight_buffer[160] = 32'd0;
-    weight_buffer[161] = 32'd0;
-    weight_buffer[162] = 32'd0;
-    weight_buffer[163] = 32'd0;
-    weight_buffer[164] = 32'd0;
-    weight_buffer[165] = 32'd0;
-    weight_buffer[166] = 32'd0;
-    weight_buffer[167] = 32'd0;
-    weight_buffer[168] = 32'd0;
-    weight_buffer[169] = 32'd0;
-    weight_buffer[170] = 32'd0;
-    weight_buffer[171] = 32'd0;
-    weight_buffer[172] = 32'd0;
-    weight_buffer[173] = 32'd0;
-    weight_buffer[174] = 32'd0;
-    weight_buffer[175] = 32'd0;
-    weight_buffer[176] = 32'd0;
-    weight_buffer[177] = 32'd0;
-    weight_buffer[178] = 32'd0;
-    weight_buffer[179] = 32'd0;
-    weight_buffer[180] = 32'd0;
-    weight_buffer[181] = 32'd0;
-    weight_buffer[182] = 32'd0;
-    weight_buffer[183] = 32'd0;
-    weight_buffer[184] = 32'd0;
-    weight_buffer[185] = 32'd0;
-    weight_buffer[186] = 32'd0;
-    weight_buffer[187] = 32'd0;
-    weight_buffer[188] = 32'd0;
-    weight_buffer[189] = 32'd0;
-    weight_buffer[190] = 32'd0;
-    weight_buffer[191] = 32'd0;
-    weight_buffer[192] = 32'd0;
-    weight_buffer[193] = 32'd0;
-    weight_buffer[194] = 32'd0;
-    weight_buffer[195] = 32'd0;
-    weight_buffer[196] = 32'd0;
-    weight_buffer[197] = 32'd0;
-    weight_buffer[198] = 32'd0;
-    weight_buffer[199] = 32'd0;
-    weight_buffer[200] = 32'd0;
-    weight_buffer[201] = 32'd0;
-    weight_buffer[202] = 32'd0;
-    weight_buffer[203] = 32'd0;
-    weight_buffer[204] = 32'd0;
-    weight_buffer[205] = 32'd0;
-    weight_buffer[206] = 32'd0;
-    weight_buffer[207] = 32'd0;
-    weight_buffer[208] = 32'd0;
-    weight_buffer[209] = 32'd0;
-    weight_buffer[210] = 32'd0;
-    weight_buffer[211] = 32'd0;
-    weight_buffer[212] = 32'd0;
-    weight_buffer[213] = 32'd0;
-    weight_buffer[214] = 32'd0;
-    weight_buffer[215] = 32'd0;
-    weight_buffer[216] = 32'd0;
-    weight_buffer[217] = 32'd0;
-    weight_buffer[218] = 32'd0;
-    weight_buffer[219] = 32'd0;
-    weight_buffer[220] = 32'd0;
-    weight_buffer[221] = 32'd0;
-    weight_buffer[222] = 32'd0;
-    weight_buffer[223] = 32'd0;
-    weight_buffer[224] = 32'd0;
-    weight_buffer[225] = 32'd0;
-    weight_buffer[226] = 32'd0;
-    weight_buffer[227] = 32'd0;
-    weight_buffer[228] = 32'd0;
-    weight_buffer[229] = 32'd0;
-    weight_buffer[230] = 32'd0;
-    weight_buffer[231] = 32'd0;
-    weight_buffer[232] = 32'd0;
-    weight_buffer[233] = 32'd0;
-    weight_buffer[234] = 32'd0;
-    weight_buffer[235] = 32'd0;
-    weight_buffer[236] = 32'd0;
-    weight_buffer[237] = 32'd0;
-    weight_buffer[238] = 32'd0;
-    weight_buffer[239] = 32'd0;
-    weight_buffer[240] = 32'd0;
-    weight_buffer[241] = 32'd0;
-    weight_buffer[242] = 32'd0;
-    weight_buffer[243] = 32'd0;
-    weight_buffer[244] = 32'd0;
-    weight_buffer[245] = 32'd0;
-    weight_buffer[246] = 32'd0;
-    weight_buffer[247] = 32'd0;
-    weight_buffer[248] = 32'd0;
-    weight_buffer[249] = 32'd0;
-    weight_buffer[250] = 32'd0;
-    weight_buffer[251] = 32'd0;
-    weight_buffer[252] = 32'd0;
-    weight_buffer[253] = 32'd0;
-    weight_buffer[254] = 32'd0;
-    weight_buffer[255] = 32'd0;
-    weight_buffer[256] = 32'd0;
-    weight_buffer[257] = 32'd0;
-    weight_buffer[258] = 32'd0;
-    weight_buffer[259] = 32'd0;
-    weight_buffer[260] = 32'd0;
-    weight_buffer[261] = 32'd0;
-    weight_buffer[262] = 32'd0;
-    weight_buffer[263] = 32'd0;
-    weight_buffer[264] = 32'd0;
-    weight_buffer[265] = 32'd0;
-    weight_buffer[266] = 32'd0;
-    weight_buffer[267] = 32'd0;
-    weight_buffer[268] = 32'd0;
-    weight_buffer[269] = 32'd0;
-    weight_buffer[270] = 32'd0;
-    weight_buffer[271] = 32'd0;
-    weight_buffer[272] = 32'd0;
-    weight_buffer[273] = 32'd0;
-    weight_buffer[274] = 32'd0;
-    weight_buffer[275] = 32'd0;
-    weight_buffer[276] = 32'd0;
-    weight_buffer[277] = 32'd0;
-    weight_buffer[278] = 32'd0;
-    weight_buffer[279] = 32'd0;
-    weight_buffer[280] = 32'd0;
-    weight_buffer[281] = 32'd0;
-    weight_buffer[282] = 32'd0;
-    weight_buffer[283] = 32'd0;
-    weight_buffer[284] = 32'd0;
-    weight_buffer[285] = 32'd0;
-    weight_buffer[286] = 32'd0;
-    weight_buffer[287] = 32'd0;
-    weight_buffer[288] = 32'd0;
-    weight_buffer[289] = 32'd0;
-    weight_buffer[290] = 32'd0;
-    weight_buffer[291] = 32'd0;
-    weight_buffer[292] = 32'd0;
-    weight_buffer[293] = 32'd0;
-    weight_buffer[294] = 32'd0;
-    weight_buffer[295] = 32'd0;
-    weight_buffer[296] = 32'd0;
-    weight_buffer[297] = 32'd0;
-    weight_buffer[298] = 32'd0;
-    weight_buffer[299] = 32'd0;
-    weight_buffer[300] = 32'd0;
-    weight_buffer[301] = 32'd0;
-    weight_buffer[302] = 32'd0;
-    weight_buffer[303] = 32'd0;
-    weight_buffer[304] = 32'd0;
-    weight_buffer[305] = 32'd0;
-    weight_buffer[306] = 32'd0;
-    weight_buffer[307] = 32'd0;
-    weight_buffer[308] = 32'd0;
-    weight_buffer[309] = 32'd0;
-    weight_buffer[310] = 32'd0;
-    weight_buffer[311] = 32'd0;
-    weight_buffer[312] = 32'd0;
-    weight_buffer[313] = 32'd0;
-    weight_buffer[314] = 32'd0;
-    weight_buffer[315] = 32'd0;
-    weight_buffer[316] = 32'd0;
-    weight_buffer[317] = 32'd0;
-    weight_buffer[318] = 32'd0;
-    weight_buffer[319] = 32'd0;
-    weight_buffer[320] = 32'd0;
-    weight_buffer[321] = 32'd0;
-    weight_buffer[322] = 32'd0;
-    weight_buffer[323] = 32'd0;
-    weight_buffer[324] = 32'd0;
-    weight_buffer[325] = 32'd0;
-    weight_buffer[326] = 32'd0;
-    weight_buffer[327] = 32'd0;
-    weight_buffer[328] = 32'd0;
-    weight_buffer[329] = 32'd0;
-    weight_buffer[330] = 32'd0;
-    weight_buffer[331] = 32'd0;
-    weight_buffer[332] = 32'd0;
-    weight_buffer[333] = 32'd0;
-    weight_buffer[334] = 32'd0;
-    weight_buffer[335] = 32'd0;
-    weight_buffer[336] = 32'd0;
-    weight_buffer[337] = 32'd0;
-    weight_buffer[338] = 32'd0;
-    weight_buffer[339] = 32'd0;
-    weight_buffer[340] = 32'd0;
-    weight_buffer[341] = 32'd0;
-    weight_buffer[342] = 32'd0;
-    weight_buffer[343] = 32'd0;
-    weight_buffer[344] = 32'd0;
-    weight_buffer[345] = 32'd0;
-    weight_buffer[346] = 32'd0;
-    weight_buffer[347] = 32'd0;
-    weight_buffer[348] = 32'd0;
-    weight_buffer[349] = 32'd0;
-    weight_buffer[350] = 32'd0;
-    weight_buffer[351] = 32'd0;
-    weight_buffer[352] = 32'd0;
-    weight_buffer[353] = 32'd0;
-    weight_buffer[354] = 32'd0;
-    weight_buffer[355] = 32'd0;
-    weight_buffer[356] = 32'd0;
-    weight_buffer[357] = 32'd0;
-    weight_buffer[358] = 32'd0;
-    weight_buffer[359] = 32'd0;
-    weight_buffer[360] = 32'd0;
-    weight_buffer[361] = 32'd0;
-    weight_buffer[362] = 32'd0;
-    weight_buffer[363] = 32'd0;
-    weight_buffer[364] = 32'd0;
-    weight_buffer[365] = 32'd0;
-    weight_buffer[366] = 32'd0;
-    weight_buffer[367] = 32'd0;
-    weight_buffer[368] = 32'd0;
-    weight_buffer[369] = 32'd0;
-    weight_buffer[370] = 32'd0;
-    weight_buffer[371] = 32'd0;
-    weight_buffer[372] = 32'd0;
-    weight_buffer[373] = 32'd0;
-    weight_buffer[374] = 32'd0;
-    weight_buffer[375] = 32'd0;
-    weight_buffer[376] = 32'd0;
-    weight_buffer[377] = 32'd0;
-    weight_buffer[378] = 32'd0;
-    weight_buffer[379] = 32'd0;
-    weight_buffer[380] = 32'd0;
-    weight_buffer[381] = 32'd0;
-    weight_buffer[382] = 32'd0;
-    weight_buffer[383] = 32'd0;
-    weight_buffer[384] = 32'd0;
-    weight_buffer[385] = 32'd0;
-    weight_buffer[386] = 32'd0;
-    weight_buffer[387] = 32'd0;
-    weight_buffer[388] = 32'd0;
-    weight_buffer[389] = 32'd0;
-    weight_buffer[390] = 32'd0;
-    weight_buffer[391] = 32'd0;
-    weight_buffer[392] = 32'd0;
-    weight_buffer[393] = 32'd0;
-    weight_buffer[394] = 32'd0;
-    weight_buffer[395] = 32'd0;
-    weight_buffer[396] = 32'd0;
-    weight_buffer[397] = 32'd0;
-    weight_buffer[398] = 32'd0;
-    weight_buffer[399] = 32'd0;
-    weight_buffer[400] = 32'd0;
-    weight_buffer[401] = 32'd0;
-    weight_buffer[402] = 32'd0;
-    weight_buffer[403] = 32'd0;
-    weight_buffer[404] = 32'd0;
-    weight_buffer[405] = 32'd0;
-    weight_buffer[406] = 32'd0;
-    weight_buffer[407] = 32'd0;
-    weight_buffer[408] = 32'd0;
-    weight_buffer[409] = 32'd0;
-    weight_buffer[410] = 32'd0;
-    weight_buffer[411] = 32'd0;
-    weight_buffer[412] = 32'd0;
-    weight_buffer[413] = 32'd0;
-    weight_buffer[414] = 32'd0;
-    weight_buffer[415] = 32'd0;
-    weight_buffer[416] = 32'd0;
-    weight_buffer[417] = 32'd0;
-    weight_buffer[418] = 32'd0;
-    weight_buffer[419] = 32'd0;
-    weight_buffer[420] = 32'd0;
-    weight_buffer[421] = 32'd0;
-    weight_buffer[422] = 32'd0;
-    weight_buffer[423] = 32'd0;
-    weight_buffer[424] = 32'd0;
-    weight_buffer[425] = 32'd0;
-    weight_buffer[426] = 32'd0;
-    weight_buffer[427] = 32'd0;
-    weight_buffer[428] = 32'd0;
-    weight_buffer[429] = 32'd0;
-    weight_buffer[430] = 32'd0;
-    weight_buffer[431] = 32'd0;
-    weight_buffer[432] = 32'd0;
-    weight_buffer[433] = 32'd0;
-    weight_buffer[434] = 32'd0;
-    weight_buffer[435] = 32'd0;
-    weight_buffer[436] = 32'd0;
-    weight_buffer[437] = 32'd0;
-    weight_buffer[438] = 32'd0;
-    weight_buffer[439] = 32'd0;
-    weight_buffer[440] = 32'd0;
-    weight_buffer[441] = 32'd0;
-    weight_buffer[442] = 32'd0;
-    weight_buffer[443] = 32'd0;
-    weight_buffer[444] = 32'd0;
-    weight_buffer[445] = 32'd0;
-    weight_buffer[446] = 32'd0;
-    weight_buffer[447] = 32'd0;
-    weight_buffer[448] = 32'd0;
-    weight_buffer[449] = 32'd0;
-    weight_buffer[450] = 32'd0;
-    weight_buffer[451] = 32'd0;
-    weight_buffer[452] = 32'd0;
-    weight_buffer[453] = 32'd0;
-    weight_buffer[454] = 32'd0;
-    weight_buffer[455] = 32'd0;
-    weight_buffer[456] = 32'd0;
-    weight_buffer[457] = 32'd0;
-    weight_buffer[458] = 32'd0;
-    weight_buffer[459] = 32'd0;
-    weight_buffer[460] = 32'd0;
-    weight_buffer[461] = 32'd0;
-    weight_buffer[462] = 32'd0;
-    weight_buffer[463] = 32'd0;
-    weight_buffer[464] = 32'd0;
-    weight_buffer[465] = 32'd0;
-    weight_buffer[466] = 32'd0;
-    weight_buffer[467] = 32'd0;
-    weight_buffer[468] = 32'd0;
-    weight_buffer[469] = 32'd0;
-    weight_buffer[470] = 32'd0;
-    weight_buffer[471] = 32'd0;
-    weight_buffer[472] = 32'd0;
-    weight_buffer[473] = 32'd0;
-    weight_buffer[474] = 32'd0;
-    weight_buffer[475] = 32'd0;
-    weight_buffer[476] = 32'd0;
-    weight_buffer[477] = 32'd0;
-    weight_buffer[478] = 32'd0;
-    weight_buffer[479] = 32'd0;
-    weight_buffer[480] = 32'd0;
-    weight_buffer[481] = 32'd0;
-    weight_buffer[482] = 32'd0;
-    weight_buffer[483] = 32'd0;
-    weight_buffer[484] = 32'd0;
-    weight_buffer[485] = 32'd0;
-    weight_buffer[486] = 32'd0;
-    weight_buffer[487] = 32'd0;
-    weight_buffer[488] = 32'd0;
-    weight_buffer[489] = 32'd0;
-    weight_buffer[490] = 32'd0;
-    weight_buffer[491] = 32'd0;
-    weight_buffer[492] = 32'd0;
-    weight_buffer[493] = 32'd0;
-    weight_buffer[494] = 32'd0;
-    weight_buffer[495] = 32'd0;
-    weight_buffer[496] = 32'd0;
-    weight_buffer[497] = 32'd0;
-    weight_buffer[498] = 32'd0;
-    weight_buffer[499] = 32'd0;
-    weight_buffer[500] = 32'd0;
-    weight_buffer[501] = 32'd0;
-    weight_buffer[502] = 32'd0;
-    weight_buffer[503] = 32'd0;
-    weight_buffer[504] = 32'd0;
-    weight_buffer[505] = 32'd0;
-    weight_buffer[506] = 32'd0;
-    weight_buffer[507] = 32'd0;
-    weight_buffer[508] = 32'd0;
-    weight_buffer[509] = 32'd0;
-    weight_buffer[510] = 32'd0;
-    weight_buffer[511] = 32'd0;
-  end
-  always @(posedge clk) begin
-    if (w_write__en)
-      weight_buffer[w_write__addr] <= in_write__data;
-  end
-  reg [31:0] _1_;
-  always @(posedge clk) begin
-    _1_ <= weight_buffer[w_read__addr];
-  end
-  assign mem_data = _1_;
   always @(posedge clk)
-    last_read1 <= \$28 ;
+    last_read1 <= \$30 ;
   always @(posedge clk)
-    acc_addr_read1 <= \$29 ;
+    acc_addr_read1 <= \$31 ;
   always @(posedge clk)
-    init_read1 <= \$30 ;
+    init_read1 <= \$32 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$31 ;
+    acc_entry_d0 <= \$33 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$32 ;
+    acc_entry_d1 <= \$34 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$33 ;
+    acc_entry_d2 <= \$35 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$34 ;
+    acc_entry_d3 <= \$36 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$35 ;
+    acc_entry_d4 <= \$37 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$36 ;
+    acc_entry_d5 <= \$38 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$37 ;
+    acc_entry_d6 <= \$39 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$38 ;
+    acc_entry_d7 <= \$40 ;
   assign start = \start$3  & ready;
   assign \$1  = ~ \busy$40 ;
   assign \$2  = sequencer_done & \$1 ;
@@ -3699,47 +2141,49 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
+  assign addr = \$6  ? input_write__addr : input_read_addr;
+  assign \addr$51  = \$7  ? weight_write__addr : weight_read_addr;
   assign in_word = zero_read1 ? 32'd0 : word;
   assign pass_end = in_valid & last_read1;
-  assign \$6  = in_valid & write_read1;
+  assign \$8  = in_valid & write_read1;
   assign ready = ~ busy;
-  assign \$8  = \start$18  | flush;
-  assign \$9  = | job[479:472];
-  assign \$10  = \out_valid$113  & busy;
+  assign \$10  = \start$18  | flush;
+  assign \$11  = | job[479:472];
+  assign \$12  = \out_valid$113  & busy;
   always @(posedge clk)
-    sequencer_done <= \$11 ;
+    sequencer_done <= \$13 ;
   always @(posedge clk)
-    input_read__data <= \$12 ;
+    input_read__data <= \$14 ;
   always @(posedge clk)
-    weight_read__data <= \$13 ;
+    weight_read__data <= \$15 ;
   always @(posedge clk)
-    depthwise <= \$14 ;
+    depthwise <= \$16 ;
   always @(posedge clk)
-    lanes <= \$15 ;
+    lanes <= \$17 ;
   always @(posedge clk)
-    word <= \$16 ;
+    word <= \$18 ;
   always @(posedge clk)
-    valid_read0 <= \$17 ;
+    valid_read0 <= \$19 ;
   always @(posedge clk)
-    zero_read0 <= \$18 ;
+    zero_read0 <= \$20 ;
   always @(posedge clk)
-    write_read0 <= \$19 ;
+    write_read0 <= \$21 ;
   always @(posedge clk)
-    bank_read0 <= \$20 ;
+    bank_read0 <= \$22 ;
   always @(posedge clk)
-    last_read0 <= \$21 ;
+    last_read0 <= \$23 ;
   always @(posedge clk)
-    acc_addr_read0 <= \$22 ;
+    acc_addr_read0 <= \$24 ;
   always @(posedge clk)
-    init_read0 <= \$23 ;
+    init_read0 <= \$25 ;
   always @(posedge clk)
-    in_valid <= \$24 ;
+    in_valid <= \$26 ;
   always @(posedge clk)
-    zero_read1 <= \$25 ;
+    zero_read1 <= \$27 ;
   always @(posedge clk)
-    write_read1 <= \$26 ;
+    write_read1 <= \$28 ;
   always @(posedge clk)
-    in_bank <= \$27 ;
+    in_bank <= \$29 ;
   \convhw.core.accumulator  accumulator (
     .busy(busy),
     .clk(clk),
@@ -3761,7 +2205,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .out_valid(sum_valid),
     .rst(rst),
     .w_bank(w_bank),
-    .\w_data$21 (w_data),
+    .\w_data$21 (\w_data$75 ),
     .w_row(w_row),
     .\w_we$16 (w_we)
   );
@@ -3780,6 +2224,14 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .rst(rst),
     .start(start),
     .window_miss(window_miss)
+  );
+  \convhw.core.input_buffer  input_buffer (
+    .clk(clk),
+    .r_data(\r_data$111 ),
+    .rst(rst),
+    .write__addr(addr),
+    .write__data(w_data),
+    .write__en(input_write__en)
   );
   \convhw.core.loader  loader (
     .busy(\busy$40 ),
@@ -3801,7 +2253,7 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .rst(rst),
     .start(\start$18 ),
     .w_bank(w_bank),
-    .w_data(w_data),
+    .w_data(\w_data$75 ),
     .w_row(w_row),
     .w_we(w_we)
   );
@@ -3836,229 +2288,237 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
     .\write$167 (write),
     .zero(zero)
   );
+  \convhw.core.weight_buffer  weight_buffer (
+    .clk(clk),
+    .r_data(mem_data),
+    .rst(rst),
+    .write__addr(\addr$51 ),
+    .write__data(w_data),
+    .write__en(weight_write__en)
+  );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$29  = acc_addr_read0;
+    \$31  = acc_addr_read0;
     if (rst) begin
-      \$29  = 8'h00;
+      \$31  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$30  = init_read0;
+    \$32  = init_read0;
     if (rst) begin
-      \$30  = 1'h0;
+      \$32  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$31  = acc_entry;
-    if (rst) begin
-      \$31  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$32  = acc_entry_d0;
-    if (rst) begin
-      \$32  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$33  = acc_entry_d1;
+    \$33  = acc_entry;
     if (rst) begin
       \$33  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$34  = acc_entry_d2;
+    \$34  = acc_entry_d0;
     if (rst) begin
       \$34  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$35  = acc_entry_d3;
+    \$35  = acc_entry_d1;
     if (rst) begin
       \$35  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$36  = acc_entry_d4;
+    \$36  = acc_entry_d2;
     if (rst) begin
       \$36  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$37  = acc_entry_d5;
+    \$37  = acc_entry_d3;
     if (rst) begin
       \$37  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$38  = acc_entry_d6;
+    \$38  = acc_entry_d4;
     if (rst) begin
       \$38  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    (* full_case = 32'd1 *)
-    if (busy) begin
-      in_read__addr = in_addr;
-    end else begin
-      in_read__addr = input_read__addr;
+    \$39  = acc_entry_d5;
+    if (rst) begin
+      \$39  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$40  = acc_entry_d6;
+    if (rst) begin
+      \$40  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
     (* full_case = 32'd1 *)
     if (busy) begin
-      w_read__addr = mem_addr;
+      input_read_addr = in_addr;
     end else begin
-      w_read__addr = weight_read__addr;
+      input_read_addr = input_read__addr;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$11  = sequencer_done;
-    if (\$8 ) begin
-      \$11  = 1'h0;
+    (* full_case = 32'd1 *)
+    if (busy) begin
+      weight_read_addr = mem_addr;
+    end else begin
+      weight_read_addr = weight_read__addr;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$13  = sequencer_done;
+    if (\$10 ) begin
+      \$13  = 1'h0;
     end else if (\done$110 ) begin
-      \$11  = 1'h1;
+      \$13  = 1'h1;
     end
     if (rst) begin
-      \$11  = 1'h0;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$12  = in_read__data;
+    \$14  = \r_data$111 ;
     if (rst) begin
-      \$12  = 32'd0;
+      \$14  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$13  = mem_data;
+    \$15  = mem_data;
     if (rst) begin
-      \$13  = 32'd0;
+      \$15  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$14  = depthwise;
+    \$16  = depthwise;
     if (ready) begin
-      \$14  = \$9 ;
+      \$16  = \$11 ;
     end
     if (rst) begin
-      \$14  = 1'h0;
+      \$16  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$15  = lanes;
+    \$17  = lanes;
     if (ready) begin
-      \$15  = job[495:488];
+      \$17  = job[495:488];
     end
     if (rst) begin
-      \$15  = 8'h00;
+      \$17  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$16  = in_read__data;
+    \$18  = \r_data$111 ;
     if (rst) begin
-      \$16  = 32'd0;
+      \$18  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$17  = \$10 ;
-    if (rst) begin
-      \$17  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$18  = zero;
-    if (rst) begin
-      \$18  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$19  = write;
+    \$19  = \$12 ;
     if (rst) begin
       \$19  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$20  = bank;
+    \$20  = zero;
     if (rst) begin
       \$20  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$21  = pass_last;
+    \$21  = write;
     if (rst) begin
       \$21  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$22  = acc_addr;
+    \$22  = bank;
     if (rst) begin
-      \$22  = 8'h00;
+      \$22  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$23  = init;
+    \$23  = pass_last;
     if (rst) begin
       \$23  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$24  = valid_read0;
+    \$24  = acc_addr;
     if (rst) begin
-      \$24  = 1'h0;
+      \$24  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$25  = zero_read0;
+    \$25  = init;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$26  = write_read0;
+    \$26  = valid_read0;
     if (rst) begin
       \$26  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$27  = bank_read0;
+    \$27  = zero_read0;
     if (rst) begin
       \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$28  = last_read0;
+    \$28  = write_read0;
     if (rst) begin
       \$28  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$29  = bank_read0;
+    if (rst) begin
+      \$29  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
+    \$30  = last_read0;
+    if (rst) begin
+      \$30  = 1'h0;
     end
   end
   assign \job$1  = job;
@@ -4081,21 +2541,19 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign ready_next = passes_out_ready_next;
   assign passes_in_ready_next = \ready_next$36 ;
   assign \error$43  = window_miss;
-  assign input_write__addr = in_write__addr;
-  assign input_write__data = in_write__data;
-  assign input_write__en = in_write__en;
-  assign weight_write__addr = w_write__addr;
-  assign w_write__data = in_write__data;
-  assign weight_write__data = in_write__data;
-  assign weight_write__en = w_write__en;
+  assign input_write__data = w_data;
+  assign w_en = input_write__en;
+  assign \w_data$55  = w_data;
+  assign weight_write__data = w_data;
+  assign \w_en$57  = weight_write__en;
   assign registered = input_read__data;
   assign \registered$65  = weight_read__data;
-  assign w_read__data = mem_data;
+  assign r_data = mem_data;
   assign fir_taps = job[479:472];
   assign \w_we$70  = w_we;
   assign \w_row$72  = w_row;
   assign \w_bank$74  = w_bank;
-  assign \w_data$76  = w_data;
+  assign \w_data$76  = \w_data$75 ;
   assign \depthwise$78  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
@@ -4424,17 +2882,19 @@ module \convhw.core (clk, rst, in_write__addr, in_write__en, input_read__addr, w
   assign \acc_entry_d6.addr  = acc_entry_d6[7:0];
   assign \acc_entry_d6.init  = acc_entry_d6[8];
   assign \acc_entry_d6.valid  = acc_entry_d6[9];
-  assign entry[9] = \$7 ;
+  assign entry[9] = \$9 ;
   assign entry[8] = acc_entry_d7[8];
   assign entry[7:0] = acc_entry_d7[7:0];
-  assign acc_entry[9] = \$6 ;
+  assign acc_entry[9] = \$8 ;
   assign acc_entry[8] = init_read1;
   assign acc_entry[7:0] = acc_addr_read1;
   assign lane_select[7:6] = lanes[7:6];
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$7  = acc_entry_d7[9];
+  assign \$6  = input_write__en;
+  assign \$7  = weight_write__en;
+  assign \$9  = acc_entry_d7[9];
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8603,6 +7063,1068 @@ module \convhw.core.control (rst, start, pipeline_idle, job, abort, busy, flush,
   assign \$2  = \$156 ;
   assign \$173  = 1'h1;
   assign \$13  = \$171 ;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.input_buffer (clk, rst, write__en, write__addr, r_data, write__data);
+  wire [9:0] addr;
+  input clk;
+  wire clk;
+  output [31:0] r_data;
+  wire [31:0] r_data;
+  wire [9:0] read__addr;
+  wire [31:0] read__data;
+  input rst;
+  wire rst;
+  wire [31:0] w_data;
+  wire w_en;
+  input [9:0] write__addr;
+  wire [9:0] write__addr;
+  input [31:0] write__data;
+  wire [31:0] write__data;
+  input write__en;
+  wire write__en;
+  reg [31:0] memory [1023:0];
+  initial begin
+    memory[0] = 32'd0;
+    memory[1] = 32'd0;
+    memory[2] = 32'd0;
+    memory[3] = 32'd0;
+    memory[4] = 32'd0;
+    memory[5] = 32'd0;
+    memory[6] = 32'd0;
+    memory[7] = 32'd0;
+    memory[8] = 32'd0;
+    memory[9] = 32'd0;
+    memory[10] = 32'd0;
+    memory[11] = 32'd0;
+    memory[12] = 32'd0;
+    memory[13] = 32'd0;
+    memory[14] = 32'd0;
+    memory[15] = 32'd0;
+    memory[16] = 32'd0;
+    memory[17] = 32'd0;
+    memory[18] = 32'd0;
+    memory[19] = 32'd0;
+    memory[20] = 32'd0;
+    memory[21] = 32'd0;
+    memory[22] = 32'd0;
+    memory[23] = 32'd0;
+    memory[24] = 32'd0;
+    memory[25] = 32'd0;
+    memory[26] = 32'd0;
+    memory[27] = 32'd0;
+    memory[28] = 32'd0;
+    memory[29] = 32'd0;
+    memory[30] = 32'd0;
+    memory[31] = 32'd0;
+    memory[32] = 32'd0;
+    memory[33] = 32'd0;
+    memory[34] = 32'd0;
+    memory[35] = 32'd0;
+    memory[36] = 32'd0;
+    memory[37] = 32'd0;
+    memory[38] = 32'd0;
+    memory[39] = 32'd0;
+    memory[40] = 32'd0;
+    memory[41] = 32'd0;
+    memory[42] = 32'd0;
+    memory[43] = 32'd0;
+    memory[44] = 32'd0;
+    memory[45] = 32'd0;
+    memory[46] = 32'd0;
+    memory[47] = 32'd0;
+    memory[48] = 32'd0;
+    memory[49] = 32'd0;
+    memory[50] = 32'd0;
+    memory[51] = 32'd0;
+    memory[52] = 32'd0;
+    memory[53] = 32'd0;
+    memory[54] = 32'd0;
+    memory[55] = 32'd0;
+    memory[56] = 32'd0;
+    memory[57] = 32'd0;
+    memory[58] = 32'd0;
+    memory[59] = 32'd0;
+    memory[60] = 32'd0;
+    memory[61] = 32'd0;
+    memory[62] = 32'd0;
+    memory[63] = 32'd0;
+    memory[64] = 32'd0;
+    memory[65] = 32'd0;
+    memory[66] = 32'd0;
+    memory[67] = 32'd0;
+    memory[68] = 32'd0;
+    memory[69] = 32'd0;
+    memory[70] = 32'd0;
+    memory[71] = 32'd0;
+    memory[72] = 32'd0;
+    memory[73] = 32'd0;
+    memory[74] = 32'd0;
+    memory[75] = 32'd0;
+    memory[76] = 32'd0;
+    memory[77] = 32'd0;
+    memory[78] = 32'd0;
+    memory[79] = 32'd0;
+    memory[80] = 32'd0;
+    memory[81] = 32'd0;
+    memory[82] = 32'd0;
+    memory[83] = 32'd0;
+    memory[84] = 32'd0;
+    memory[85] = 32'd0;
+    memory[86] = 32'd0;
+    memory[87] = 32'd0;
+    memory[88] = 32'd0;
+    memory[89] = 32'd0;
+    memory[90] = 32'd0;
+    memory[91] = 32'd0;
+    memory[92] = 32'd0;
+    memory[93] = 32'd0;
+    memory[94] = 32'd0;
+    memory[95] = 32'd0;
+    memory[96] = 32'd0;
+    memory[97] = 32'd0;
+    memory[98] = 32'd0;
+    memory[99] = 32'd0;
+    memory[100] = 32'd0;
+    memory[101] = 32'd0;
+    memory[102] = 32'd0;
+    memory[103] = 32'd0;
+    memory[104] = 32'd0;
+    memory[105] = 32'd0;
+    memory[106] = 32'd0;
+    memory[107] = 32'd0;
+    memory[108] = 32'd0;
+    memory[109] = 32'd0;
+    memory[110] = 32'd0;
+    memory[111] = 32'd0;
+    memory[112] = 32'd0;
+    memory[113] = 32'd0;
+    memory[114] = 32'd0;
+    memory[115] = 32'd0;
+    memory[116] = 32'd0;
+    memory[117] = 32'd0;
+    memory[118] = 32'd0;
+    memory[119] = 32'd0;
+    memory[120] = 32'd0;
+    memory[121] = 32'd0;
+    memory[122] = 32'd0;
+    memory[123] = 32'd0;
+    memory[124] = 32'd0;
+    memory[125] = 32'd0;
+    memory[126] = 32'd0;
+    memory[127] = 32'd0;
+    memory[128] = 32'd0;
+    memory[129] = 32'd0;
+    memory[130] = 32'd0;
+    memory[131] = 32'd0;
+    memory[132] = 32'd0;
+    memory[133] = 32'd0;
+    memory[134] = 32'd0;
+    memory[135] = 32'd0;
+    memory[136] = 32'd0;
+    memory[137] = 32'd0;
+    memory[138] = 32'd0;
+    memory[139] = 32'd0;
+    memory[140] = 32'd0;
+    memory[141] = 32'd0;
+    memory[142] = 32'd0;
+    memory[143] = 32'd0;
+    memory[144] = 32'd0;
+    memory[145] = 32'd0;
+    memory[146] = 32'd0;
+    memory[147] = 32'd0;
+    memory[148] = 32'd0;
+    memory[149] = 32'd0;
+    memory[150] = 32'd0;
+    memory[151] = 32'd0;
+    memory[152] = 32'd0;
+    memory[153] = 32'd0;
+    memory[154] = 32'd0;
+    memory[155] = 32'd0;
+    memory[156] = 32'd0;
+    memory[157] = 32'd0;
+    memory[158] = 32'd0;
+    memory[159] = 32'd0;
+    memory[160] = 32'd0;
+    memory[161] = 32'd0;
+    memory[162] = 32'd0;
+    memory[163] = 32'd0;
+    memory[164] = 32'd0;
+    memory[165] = 32'd0;
+    memory[166] = 32'd0;
+    memory[167] = 32'd0;
+    memory[168] = 32'd0;
+    memory[169] = 32'd0;
+    memory[170] = 32'd0;
+    memory[171] = 32'd0;
+    memory[172] = 32'd0;
+    memory[173] = 32'd0;
+    memory[174] = 32'd0;
+    memory[175] = 32'd0;
+    memory[176] = 32'd0;
+    memory[177] = 32'd0;
+    memory[178] = 32'd0;
+    memory[179] = 32'd0;
+    memory[180] = 32'd0;
+    memory[181] = 32'd0;
+    memory[182] = 32'd0;
+    memory[183] = 32'd0;
+    memory[184] = 32'd0;
+    memory[185] = 32'd0;
+    memory[186] = 32'd0;
+    memory[187] = 32'd0;
+    memory[188] = 32'd0;
+    memory[189] = 32'd0;
+    memory[190] = 32'd0;
+    memory[191] = 32'd0;
+    memory[192] = 32'd0;
+    memory[193] = 32'd0;
+    memory[194] = 32'd0;
+    memory[195] = 32'd0;
+    memory[196] = 32'd0;
+    memory[197] = 32'd0;
+    memory[198] = 32'd0;
+    memory[199] = 32'd0;
+    memory[200] = 32'd0;
+    memory[201] = 32'd0;
+    memory[202] = 32'd0;
+    memory[203] = 32'd0;
+    memory[204] = 32'd0;
+    memory[205] = 32'd0;
+    memory[206] = 32'd0;
+    memory[207] = 32'd0;
+    memory[208] = 32'd0;
+    memory[209] = 32'd0;
+    memory[210] = 32'd0;
+    memory[211] = 32'd0;
+    memory[212] = 32'd0;
+    memory[213] = 32'd0;
+    memory[214] = 32'd0;
+    memory[215] = 32'd0;
+    memory[216] = 32'd0;
+    memory[217] = 32'd0;
+    memory[218] = 32'd0;
+    memory[219] = 32'd0;
+    memory[220] = 32'd0;
+    memory[221] = 32'd0;
+    memory[222] = 32'd0;
+    memory[223] = 32'd0;
+    memory[224] = 32'd0;
+    memory[225] = 32'd0;
+    memory[226] = 32'd0;
+    memory[227] = 32'd0;
+    memory[228] = 32'd0;
+    memory[229] = 32'd0;
+    memory[230] = 32'd0;
+    memory[231] = 32'd0;
+    memory[232] = 32'd0;
+    memory[233] = 32'd0;
+    memory[234] = 32'd0;
+    memory[235] = 32'd0;
+    memory[236] = 32'd0;
+    memory[237] = 32'd0;
+    memory[238] = 32'd0;
+    memory[239] = 32'd0;
+    memory[240] = 32'd0;
+    memory[241] = 32'd0;
+    memory[242] = 32'd0;
+    memory[243] = 32'd0;
+    memory[244] = 32'd0;
+    memory[245] = 32'd0;
+    memory[246] = 32'd0;
+    memory[247] = 32'd0;
+    memory[248] = 32'd0;
+    memory[249] = 32'd0;
+    memory[250] = 32'd0;
+    memory[251] = 32'd0;
+    memory[252] = 32'd0;
+    memory[253] = 32'd0;
+    memory[254] = 32'd0;
+    memory[255] = 32'd0;
+    memory[256] = 32'd0;
+    memory[257] = 32'd0;
+    memory[258] = 32'd0;
+    memory[259] = 32'd0;
+    memory[260] = 32'd0;
+    memory[261] = 32'd0;
+    memory[262] = 32'd0;
+    memory[263] = 32'd0;
+    memory[264] = 32'd0;
+    memory[265] = 32'd0;
+    memory[266] = 32'd0;
+    memory[267] = 32'd0;
+    memory[268] = 32'd0;
+    memory[269] = 32'd0;
+    memory[270] = 32'd0;
+    memory[271] = 32'd0;
+    memory[272] = 32'd0;
+    memory[273] = 32'd0;
+    memory[274] = 32'd0;
+    memory[275] = 32'd0;
+    memory[276] = 32'd0;
+    memory[277] = 32'd0;
+    memory[278] = 32'd0;
+    memory[279] = 32'd0;
+    memory[280] = 32'd0;
+    memory[281] = 32'd0;
+    memory[282] = 32'd0;
+    memory[283] = 32'd0;
+    memory[284] = 32'd0;
+    memory[285] = 32'd0;
+    memory[286] = 32'd0;
+    memory[287] = 32'd0;
+    memory[288] = 32'd0;
+    memory[289] = 32'd0;
+    memory[290] = 32'd0;
+    memory[291] = 32'd0;
+    memory[292] = 32'd0;
+    memory[293] = 32'd0;
+    memory[294] = 32'd0;
+    memory[295] = 32'd0;
+    memory[296] = 32'd0;
+    memory[297] = 32'd0;
+    memory[298] = 32'd0;
+    memory[299] = 32'd0;
+    memory[300] = 32'd0;
+    memory[301] = 32'd0;
+    memory[302] = 32'd0;
+    memory[303] = 32'd0;
+    memory[304] = 32'd0;
+    memory[305] = 32'd0;
+    memory[306] = 32'd0;
+    memory[307] = 32'd0;
+    memory[308] = 32'd0;
+    memory[309] = 32'd0;
+    memory[310] = 32'd0;
+    memory[311] = 32'd0;
+    memory[312] = 32'd0;
+    memory[313] = 32'd0;
+    memory[314] = 32'd0;
+    memory[315] = 32'd0;
+    memory[316] = 32'd0;
+    memory[317] = 32'd0;
+    memory[318] = 32'd0;
+    memory[319] = 32'd0;
+    memory[320] = 32'd0;
+    memory[321] = 32'd0;
+    memory[322] = 32'd0;
+    memory[323] = 32'd0;
+    memory[324] = 32'd0;
+    memory[325] = 32'd0;
+    memory[326] = 32'd0;
+    memory[327] = 32'd0;
+    memory[328] = 32'd0;
+    memory[329] = 32'd0;
+    memory[330] = 32'd0;
+    memory[331] = 32'd0;
+    memory[332] = 32'd0;
+    memory[333] = 32'd0;
+    memory[334] = 32'd0;
+    memory[335] = 32'd0;
+    memory[336] = 32'd0;
+    memory[337] = 32'd0;
+    memory[338] = 32'd0;
+    memory[339] = 32'd0;
+    memory[340] = 32'd0;
+    memory[341] = 32'd0;
+    memory[342] = 32'd0;
+    memory[343] = 32'd0;
+    memory[344] = 32'd0;
+    memory[345] = 32'd0;
+    memory[346] = 32'd0;
+    memory[347] = 32'd0;
+    memory[348] = 32'd0;
+    memory[349] = 32'd0;
+    memory[350] = 32'd0;
+    memory[351] = 32'd0;
+    memory[352] = 32'd0;
+    memory[353] = 32'd0;
+    memory[354] = 32'd0;
+    memory[355] = 32'd0;
+    memory[356] = 32'd0;
+    memory[357] = 32'd0;
+    memory[358] = 32'd0;
+    memory[359] = 32'd0;
+    memory[360] = 32'd0;
+    memory[361] = 32'd0;
+    memory[362] = 32'd0;
+    memory[363] = 32'd0;
+    memory[364] = 32'd0;
+    memory[365] = 32'd0;
+    memory[366] = 32'd0;
+    memory[367] = 32'd0;
+    memory[368] = 32'd0;
+    memory[369] = 32'd0;
+    memory[370] = 32'd0;
+    memory[371] = 32'd0;
+    memory[372] = 32'd0;
+    memory[373] = 32'd0;
+    memory[374] = 32'd0;
+    memory[375] = 32'd0;
+    memory[376] = 32'd0;
+    memory[377] = 32'd0;
+    memory[378] = 32'd0;
+    memory[379] = 32'd0;
+    memory[380] = 32'd0;
+    memory[381] = 32'd0;
+    memory[382] = 32'd0;
+    memory[383] = 32'd0;
+    memory[384] = 32'd0;
+    memory[385] = 32'd0;
+    memory[386] = 32'd0;
+    memory[387] = 32'd0;
+    memory[388] = 32'd0;
+    memory[389] = 32'd0;
+    memory[390] = 32'd0;
+    memory[391] = 32'd0;
+    memory[392] = 32'd0;
+    memory[393] = 32'd0;
+    memory[394] = 32'd0;
+    memory[395] = 32'd0;
+    memory[396] = 32'd0;
+    memory[397] = 32'd0;
+    memory[398] = 32'd0;
+    memory[399] = 32'd0;
+    memory[400] = 32'd0;
+    memory[401] = 32'd0;
+    memory[402] = 32'd0;
+    memory[403] = 32'd0;
+    memory[404] = 32'd0;
+    memory[405] = 32'd0;
+    memory[406] = 32'd0;
+    memory[407] = 32'd0;
+    memory[408] = 32'd0;
+    memory[409] = 32'd0;
+    memory[410] = 32'd0;
+    memory[411] = 32'd0;
+    memory[412] = 32'd0;
+    memory[413] = 32'd0;
+    memory[414] = 32'd0;
+    memory[415] = 32'd0;
+    memory[416] = 32'd0;
+    memory[417] = 32'd0;
+    memory[418] = 32'd0;
+    memory[419] = 32'd0;
+    memory[420] = 32'd0;
+    memory[421] = 32'd0;
+    memory[422] = 32'd0;
+    memory[423] = 32'd0;
+    memory[424] = 32'd0;
+    memory[425] = 32'd0;
+    memory[426] = 32'd0;
+    memory[427] = 32'd0;
+    memory[428] = 32'd0;
+    memory[429] = 32'd0;
+    memory[430] = 32'd0;
+    memory[431] = 32'd0;
+    memory[432] = 32'd0;
+    memory[433] = 32'd0;
+    memory[434] = 32'd0;
+    memory[435] = 32'd0;
+    memory[436] = 32'd0;
+    memory[437] = 32'd0;
+    memory[438] = 32'd0;
+    memory[439] = 32'd0;
+    memory[440] = 32'd0;
+    memory[441] = 32'd0;
+    memory[442] = 32'd0;
+    memory[443] = 32'd0;
+    memory[444] = 32'd0;
+    memory[445] = 32'd0;
+    memory[446] = 32'd0;
+    memory[447] = 32'd0;
+    memory[448] = 32'd0;
+    memory[449] = 32'd0;
+    memory[450] = 32'd0;
+    memory[451] = 32'd0;
+    memory[452] = 32'd0;
+    memory[453] = 32'd0;
+    memory[454] = 32'd0;
+    memory[455] = 32'd0;
+    memory[456] = 32'd0;
+    memory[457] = 32'd0;
+    memory[458] = 32'd0;
+    memory[459] = 32'd0;
+    memory[460] = 32'd0;
+    memory[461] = 32'd0;
+    memory[462] = 32'd0;
+    memory[463] = 32'd0;
+    memory[464] = 32'd0;
+    memory[465] = 32'd0;
+    memory[466] = 32'd0;
+    memory[467] = 32'd0;
+    memory[468] = 32'd0;
+    memory[469] = 32'd0;
+    memory[470] = 32'd0;
+    memory[471] = 32'd0;
+    memory[472] = 32'd0;
+    memory[473] = 32'd0;
+    memory[474] = 32'd0;
+    memory[475] = 32'd0;
+    memory[476] = 32'd0;
+    memory[477] = 32'd0;
+    memory[478] = 32'd0;
+    memory[479] = 32'd0;
+    memory[480] = 32'd0;
+    memory[481] = 32'd0;
+    memory[482] = 32'd0;
+    memory[483] = 32'd0;
+    memory[484] = 32'd0;
+    memory[485] = 32'd0;
+    memory[486] = 32'd0;
+    memory[487] = 32'd0;
+    memory[488] = 32'd0;
+    memory[489] = 32'd0;
+    memory[490] = 32'd0;
+    memory[491] = 32'd0;
+    memory[492] = 32'd0;
+    memory[493] = 32'd0;
+    memory[494] = 32'd0;
+    memory[495] = 32'd0;
+    memory[496] = 32'd0;
+    memory[497] = 32'd0;
+    memory[498] = 32'd0;
+    memory[499] = 32'd0;
+    memory[500] = 32'd0;
+    memory[501] = 32'd0;
+    memory[502] = 32'd0;
+    memory[503] = 32'd0;
+    memory[504] = 32'd0;
+    memory[505] = 32'd0;
+    memory[506] = 32'd0;
+    memory[507] = 32'd0;
+    memory[508] = 32'd0;
+    memory[509] = 32'd0;
+    memory[510] = 32'd0;
+    memory[511] = 32'd0;
+    memory[512] = 32'd0;
+    memory[513] = 32'd0;
+    memory[514] = 32'd0;
+    memory[515] = 32'd0;
+    memory[516] = 32'd0;
+    memory[517] = 32'd0;
+    memory[518] = 32'd0;
+    memory[519] = 32'd0;
+    memory[520] = 32'd0;
+    memory[521] = 32'd0;
+    memory[522] = 32'd0;
+    memory[523] = 32'd0;
+    memory[524] = 32'd0;
+    memory[525] = 32'd0;
+    memory[526] = 32'd0;
+    memory[527] = 32'd0;
+    memory[528] = 32'd0;
+    memory[529] = 32'd0;
+    memory[530] = 32'd0;
+    memory[531] = 32'd0;
+    memory[532] = 32'd0;
+    memory[533] = 32'd0;
+    memory[534] = 32'd0;
+    memory[535] = 32'd0;
+    memory[536] = 32'd0;
+    memory[537] = 32'd0;
+    memory[538] = 32'd0;
+    memory[539] = 32'd0;
+    memory[540] = 32'd0;
+    memory[541] = 32'd0;
+    memory[542] = 32'd0;
+    memory[543] = 32'd0;
+    memory[544] = 32'd0;
+    memory[545] = 32'd0;
+    memory[546] = 32'd0;
+    memory[547] = 32'd0;
+    memory[548] = 32'd0;
+    memory[549] = 32'd0;
+    memory[550] = 32'd0;
+    memory[551] = 32'd0;
+    memory[552] = 32'd0;
+    memory[553] = 32'd0;
+    memory[554] = 32'd0;
+    memory[555] = 32'd0;
+    memory[556] = 32'd0;
+    memory[557] = 32'd0;
+    memory[558] = 32'd0;
+    memory[559] = 32'd0;
+    memory[560] = 32'd0;
+    memory[561] = 32'd0;
+    memory[562] = 32'd0;
+    memory[563] = 32'd0;
+    memory[564] = 32'd0;
+    memory[565] = 32'd0;
+    memory[566] = 32'd0;
+    memory[567] = 32'd0;
+    memory[568] = 32'd0;
+    memory[569] = 32'd0;
+    memory[570] = 32'd0;
+    memory[571] = 32'd0;
+    memory[572] = 32'd0;
+    memory[573] = 32'd0;
+    memory[574] = 32'd0;
+    memory[575] = 32'd0;
+    memory[576] = 32'd0;
+    memory[577] = 32'd0;
+    memory[578] = 32'd0;
+    memory[579] = 32'd0;
+    memory[580] = 32'd0;
+    memory[581] = 32'd0;
+    memory[582] = 32'd0;
+    memory[583] = 32'd0;
+    memory[584] = 32'd0;
+    memory[585] = 32'd0;
+    memory[586] = 32'd0;
+    memory[587] = 32'd0;
+    memory[588] = 32'd0;
+    memory[589] = 32'd0;
+    memory[590] = 32'd0;
+    memory[591] = 32'd0;
+    memory[592] = 32'd0;
+    memory[593] = 32'd0;
+    memory[594] = 32'd0;
+    memory[595] = 32'd0;
+    memory[596] = 32'd0;
+    memory[597] = 32'd0;
+    memory[598] = 32'd0;
+    memory[599] = 32'd0;
+    memory[600] = 32'd0;
+    memory[601] = 32'd0;
+    memory[602] = 32'd0;
+    memory[603] = 32'd0;
+    memory[604] = 32'd0;
+    memory[605] = 32'd0;
+    memory[606] = 32'd0;
+    memory[607] = 32'd0;
+    memory[608] = 32'd0;
+    memory[609] = 32'd0;
+    memory[610] = 32'd0;
+    memory[611] = 32'd0;
+    memory[612] = 32'd0;
+    memory[613] = 32'd0;
+    memory[614] = 32'd0;
+    memory[615] = 32'd0;
+    memory[616] = 32'd0;
+    memory[617] = 32'd0;
+    memory[618] = 32'd0;
+    memory[619] = 32'd0;
+    memory[620] = 32'd0;
+    memory[621] = 32'd0;
+    memory[622] = 32'd0;
+    memory[623] = 32'd0;
+    memory[624] = 32'd0;
+    memory[625] = 32'd0;
+    memory[626] = 32'd0;
+    memory[627] = 32'd0;
+    memory[628] = 32'd0;
+    memory[629] = 32'd0;
+    memory[630] = 32'd0;
+    memory[631] = 32'd0;
+    memory[632] = 32'd0;
+    memory[633] = 32'd0;
+    memory[634] = 32'd0;
+    memory[635] = 32'd0;
+    memory[636] = 32'd0;
+    memory[637] = 32'd0;
+    memory[638] = 32'd0;
+    memory[639] = 32'd0;
+    memory[640] = 32'd0;
+    memory[641] = 32'd0;
+    memory[642] = 32'd0;
+    memory[643] = 32'd0;
+    memory[644] = 32'd0;
+    memory[645] = 32'd0;
+    memory[646] = 32'd0;
+    memory[647] = 32'd0;
+    memory[648] = 32'd0;
+    memory[649] = 32'd0;
+    memory[650] = 32'd0;
+    memory[651] = 32'd0;
+    memory[652] = 32'd0;
+    memory[653] = 32'd0;
+    memory[654] = 32'd0;
+    memory[655] = 32'd0;
+    memory[656] = 32'd0;
+    memory[657] = 32'd0;
+    memory[658] = 32'd0;
+    memory[659] = 32'd0;
+    memory[660] = 32'd0;
+    memory[661] = 32'd0;
+    memory[662] = 32'd0;
+    memory[663] = 32'd0;
+    memory[664] = 32'd0;
+    memory[665] = 32'd0;
+    memory[666] = 32'd0;
+    memory[667] = 32'd0;
+    memory[668] = 32'd0;
+    memory[669] = 32'd0;
+    memory[670] = 32'd0;
+    memory[671] = 32'd0;
+    memory[672] = 32'd0;
+    memory[673] = 32'd0;
+    memory[674] = 32'd0;
+    memory[675] = 32'd0;
+    memory[676] = 32'd0;
+    memory[677] = 32'd0;
+    memory[678] = 32'd0;
+    memory[679] = 32'd0;
+    memory[680] = 32'd0;
+    memory[681] = 32'd0;
+    memory[682] = 32'd0;
+    memory[683] = 32'd0;
+    memory[684] = 32'd0;
+    memory[685] = 32'd0;
+    memory[686] = 32'd0;
+    memory[687] = 32'd0;
+    memory[688] = 32'd0;
+    memory[689] = 32'd0;
+    memory[690] = 32'd0;
+    memory[691] = 32'd0;
+    memory[692] = 32'd0;
+    memory[693] = 32'd0;
+    memory[694] = 32'd0;
+    memory[695] = 32'd0;
+    memory[696] = 32'd0;
+    memory[697] = 32'd0;
+    memory[698] = 32'd0;
+    memory[699] = 32'd0;
+    memory[700] = 32'd0;
+    memory[701] = 32'd0;
+    memory[702] = 32'd0;
+    memory[703] = 32'd0;
+    memory[704] = 32'd0;
+    memory[705] = 32'd0;
+    memory[706] = 32'd0;
+    memory[707] = 32'd0;
+    memory[708] = 32'd0;
+    memory[709] = 32'd0;
+    memory[710] = 32'd0;
+    memory[711] = 32'd0;
+    memory[712] = 32'd0;
+    memory[713] = 32'd0;
+    memory[714] = 32'd0;
+    memory[715] = 32'd0;
+    memory[716] = 32'd0;
+    memory[717] = 32'd0;
+    memory[718] = 32'd0;
+    memory[719] = 32'd0;
+    memory[720] = 32'd0;
+    memory[721] = 32'd0;
+    memory[722] = 32'd0;
+    memory[723] = 32'd0;
+    memory[724] = 32'd0;
+    memory[725] = 32'd0;
+    memory[726] = 32'd0;
+    memory[727] = 32'd0;
+    memory[728] = 32'd0;
+    memory[729] = 32'd0;
+    memory[730] = 32'd0;
+    memory[731] = 32'd0;
+    memory[732] = 32'd0;
+    memory[733] = 32'd0;
+    memory[734] = 32'd0;
+    memory[735] = 32'd0;
+    memory[736] = 32'd0;
+    memory[737] = 32'd0;
+    memory[738] = 32'd0;
+    memory[739] = 32'd0;
+    memory[740] = 32'd0;
+    memory[741] = 32'd0;
+    memory[742] = 32'd0;
+    memory[743] = 32'd0;
+    memory[744] = 32'd0;
+    memory[745] = 32'd0;
+    memory[746] = 32'd0;
+    memory[747] = 32'd0;
+    memory[748] = 32'd0;
+    memory[749] = 32'd0;
+    memory[750] = 32'd0;
+    memory[751] = 32'd0;
+    memory[752] = 32'd0;
+    memory[753] = 32'd0;
+    memory[754] = 32'd0;
+    memory[755] = 32'd0;
+    memory[756] = 32'd0;
+    memory[757] = 32'd0;
+    memory[758] = 32'd0;
+    memory[759] = 32'd0;
+    memory[760] = 32'd0;
+    memory[761] = 32'd0;
+    memory[762] = 32'd0;
+    memory[763] = 32'd0;
+    memory[764] = 32'd0;
+    memory[765] = 32'd0;
+    memory[766] = 32'd0;
+    memory[767] = 32'd0;
+    memory[768] = 32'd0;
+    memory[769] = 32'd0;
+    memory[770] = 32'd0;
+    memory[771] = 32'd0;
+    memory[772] = 32'd0;
+    memory[773] = 32'd0;
+    memory[774] = 32'd0;
+    memory[775] = 32'd0;
+    memory[776] = 32'd0;
+    memory[777] = 32'd0;
+    memory[778] = 32'd0;
+    memory[779] = 32'd0;
+    memory[780] = 32'd0;
+    memory[781] = 32'd0;
+    memory[782] = 32'd0;
+    memory[783] = 32'd0;
+    memory[784] = 32'd0;
+    memory[785] = 32'd0;
+    memory[786] = 32'd0;
+    memory[787] = 32'd0;
+    memory[788] = 32'd0;
+    memory[789] = 32'd0;
+    memory[790] = 32'd0;
+    memory[791] = 32'd0;
+    memory[792] = 32'd0;
+    memory[793] = 32'd0;
+    memory[794] = 32'd0;
+    memory[795] = 32'd0;
+    memory[796] = 32'd0;
+    memory[797] = 32'd0;
+    memory[798] = 32'd0;
+    memory[799] = 32'd0;
+    memory[800] = 32'd0;
+    memory[801] = 32'd0;
+    memory[802] = 32'd0;
+    memory[803] = 32'd0;
+    memory[804] = 32'd0;
+    memory[805] = 32'd0;
+    memory[806] = 32'd0;
+    memory[807] = 32'd0;
+    memory[808] = 32'd0;
+    memory[809] = 32'd0;
+    memory[810] = 32'd0;
+    memory[811] = 32'd0;
+    memory[812] = 32'd0;
+    memory[813] = 32'd0;
+    memory[814] = 32'd0;
+    memory[815] = 32'd0;
+    memory[816] = 32'd0;
+    memory[817] = 32'd0;
+    memory[818] = 32'd0;
+    memory[819] = 32'd0;
+    memory[820] = 32'd0;
+    memory[821] = 32'd0;
+    memory[822] = 32'd0;
+    memory[823] = 32'd0;
+    memory[824] = 32'd0;
+    memory[825] = 32'd0;
+    memory[826] = 32'd0;
+    memory[827] = 32'd0;
+    memory[828] = 32'd0;
+    memory[829] = 32'd0;
+    memory[830] = 32'd0;
+    memory[831] = 32'd0;
+    memory[832] = 32'd0;
+    memory[833] = 32'd0;
+    memory[834] = 32'd0;
+    memory[835] = 32'd0;
+    memory[836] = 32'd0;
+    memory[837] = 32'd0;
+    memory[838] = 32'd0;
+    memory[839] = 32'd0;
+    memory[840] = 32'd0;
+    memory[841] = 32'd0;
+    memory[842] = 32'd0;
+    memory[843] = 32'd0;
+    memory[844] = 32'd0;
+    memory[845] = 32'd0;
+    memory[846] = 32'd0;
+    memory[847] = 32'd0;
+    memory[848] = 32'd0;
+    memory[849] = 32'd0;
+    memory[850] = 32'd0;
+    memory[851] = 32'd0;
+    memory[852] = 32'd0;
+    memory[853] = 32'd0;
+    memory[854] = 32'd0;
+    memory[855] = 32'd0;
+    memory[856] = 32'd0;
+    memory[857] = 32'd0;
+    memory[858] = 32'd0;
+    memory[859] = 32'd0;
+    memory[860] = 32'd0;
+    memory[861] = 32'd0;
+    memory[862] = 32'd0;
+    memory[863] = 32'd0;
+    memory[864] = 32'd0;
+    memory[865] = 32'd0;
+    memory[866] = 32'd0;
+    memory[867] = 32'd0;
+    memory[868] = 32'd0;
+    memory[869] = 32'd0;
+    memory[870] = 32'd0;
+    memory[871] = 32'd0;
+    memory[872] = 32'd0;
+    memory[873] = 32'd0;
+    memory[874] = 32'd0;
+    memory[875] = 32'd0;
+    memory[876] = 32'd0;
+    memory[877] = 32'd0;
+    memory[878] = 32'd0;
+    memory[879] = 32'd0;
+    memory[880] = 32'd0;
+    memory[881] = 32'd0;
+    memory[882] = 32'd0;
+    memory[883] = 32'd0;
+    memory[884] = 32'd0;
+    memory[885] = 32'd0;
+    memory[886] = 32'd0;
+    memory[887] = 32'd0;
+    memory[888] = 32'd0;
+    memory[889] = 32'd0;
+    memory[890] = 32'd0;
+    memory[891] = 32'd0;
+    memory[892] = 32'd0;
+    memory[893] = 32'd0;
+    memory[894] = 32'd0;
+    memory[895] = 32'd0;
+    memory[896] = 32'd0;
+    memory[897] = 32'd0;
+    memory[898] = 32'd0;
+    memory[899] = 32'd0;
+    memory[900] = 32'd0;
+    memory[901] = 32'd0;
+    memory[902] = 32'd0;
+    memory[903] = 32'd0;
+    memory[904] = 32'd0;
+    memory[905] = 32'd0;
+    memory[906] = 32'd0;
+    memory[907] = 32'd0;
+    memory[908] = 32'd0;
+    memory[909] = 32'd0;
+    memory[910] = 32'd0;
+    memory[911] = 32'd0;
+    memory[912] = 32'd0;
+    memory[913] = 32'd0;
+    memory[914] = 32'd0;
+    memory[915] = 32'd0;
+    memory[916] = 32'd0;
+    memory[917] = 32'd0;
+    memory[918] = 32'd0;
+    memory[919] = 32'd0;
+    memory[920] = 32'd0;
+    memory[921] = 32'd0;
+    memory[922] = 32'd0;
+    memory[923] = 32'd0;
+    memory[924] = 32'd0;
+    memory[925] = 32'd0;
+    memory[926] = 32'd0;
+    memory[927] = 32'd0;
+    memory[928] = 32'd0;
+    memory[929] = 32'd0;
+    memory[930] = 32'd0;
+    memory[931] = 32'd0;
+    memory[932] = 32'd0;
+    memory[933] = 32'd0;
+    memory[934] = 32'd0;
+    memory[935] = 32'd0;
+    memory[936] = 32'd0;
+    memory[937] = 32'd0;
+    memory[938] = 32'd0;
+    memory[939] = 32'd0;
+    memory[940] = 32'd0;
+    memory[941] = 32'd0;
+    memory[942] = 32'd0;
+    memory[943] = 32'd0;
+    memory[944] = 32'd0;
+    memory[945] = 32'd0;
+    memory[946] = 32'd0;
+    memory[947] = 32'd0;
+    memory[948] = 32'd0;
+    memory[949] = 32'd0;
+    memory[950] = 32'd0;
+    memory[951] = 32'd0;
+    memory[952] = 32'd0;
+    memory[953] = 32'd0;
+    memory[954] = 32'd0;
+    memory[955] = 32'd0;
+    memory[956] = 32'd0;
+    memory[957] = 32'd0;
+    memory[958] = 32'd0;
+    memory[959] = 32'd0;
+    memory[960] = 32'd0;
+    memory[961] = 32'd0;
+    memory[962] = 32'd0;
+    memory[963] = 32'd0;
+    memory[964] = 32'd0;
+    memory[965] = 32'd0;
+    memory[966] = 32'd0;
+    memory[967] = 32'd0;
+    memory[968] = 32'd0;
+    memory[969] = 32'd0;
+    memory[970] = 32'd0;
+    memory[971] = 32'd0;
+    memory[972] = 32'd0;
+    memory[973] = 32'd0;
+    memory[974] = 32'd0;
+    memory[975] = 32'd0;
+    memory[976] = 32'd0;
+    memory[977] = 32'd0;
+    memory[978] = 32'd0;
+    memory[979] = 32'd0;
+    memory[980] = 32'd0;
+    memory[981] = 32'd0;
+    memory[982] = 32'd0;
+    memory[983] = 32'd0;
+    memory[984] = 32'd0;
+    memory[985] = 32'd0;
+    memory[986] = 32'd0;
+    memory[987] = 32'd0;
+    memory[988] = 32'd0;
+    memory[989] = 32'd0;
+    memory[990] = 32'd0;
+    memory[991] = 32'd0;
+    memory[992] = 32'd0;
+    memory[993] = 32'd0;
+    memory[994] = 32'd0;
+    memory[995] = 32'd0;
+    memory[996] = 32'd0;
+    memory[997] = 32'd0;
+    memory[998] = 32'd0;
+    memory[999] = 32'd0;
+    memory[1000] = 32'd0;
+    memory[1001] = 32'd0;
+    memory[1002] = 32'd0;
+    memory[1003] = 32'd0;
+    memory[1004] = 32'd0;
+    memory[1005] = 32'd0;
+    memory[1006] = 32'd0;
+    memory[1007] = 32'd0;
+    memory[1008] = 32'd0;
+    memory[1009] = 32'd0;
+    memory[1010] = 32'd0;
+    memory[1011] = 32'd0;
+    memory[1012] = 32'd0;
+    memory[1013] = 32'd0;
+    memory[1014] = 32'd0;
+    memory[1015] = 32'd0;
+    memory[1016] = 32'd0;
+    memory[1017] = 32'd0;
+    memory[1018] = 32'd0;
+    memory[1019] = 32'd0;
+    memory[1020] = 32'd0;
+    memory[1021] = 32'd0;
+    memory[1022] = 32'd0;
+    memory[1023] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (write__en)
+      memory[write__addr] <= write__data;
+  end
+  reg [31:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= memory[write__addr];
+  end
+  assign r_data = _0_;
+  assign addr = write__addr;
+  assign w_data = write__data;
+  assign w_en = write__en;
+  assign read__addr = write__addr;
+  assign read__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14743,56 +14265,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$1713$376 (job[391:376]),
-    .\port$2654$0 (acc_row_s1),
+    .\port$1717$376 (job[391:376]),
+    .\port$2658$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$1713$224 (job[239:224]),
-    .\port$2560$0 (o0),
+    .\port$1717$224 (job[239:224]),
+    .\port$2564$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$2546$0 (chunks),
-    .\port$2716$0 (local2_s3),
+    .\port$2550$0 (chunks),
+    .\port$2720$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$2526$0 (window1),
-    .\port$2680$0 (local0_s2),
+    .\port$2530$0 (window1),
+    .\port$2684$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$2544$0 (window2),
-    .\port$2546$0 (chunks),
+    .\port$2548$0 (window2),
+    .\port$2550$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$2714$0 (local1_s3),
-    .\port$2761$0 (\p$172 [9:0]),
+    .\port$2718$0 (local1_s3),
+    .\port$2765$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2761$0 (\p$172 [9:0]),
-    .\port$2764$0 (\p$188 [9:0]),
+    .\port$2765$0 (\p$172 [9:0]),
+    .\port$2768$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16451,7 +15973,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1713$376 , flush, \port$2654$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1717$376 , flush, \port$2658$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16465,24 +15987,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1713$376 , flush, \port$
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$1713$376 ;
-  wire [15:0] \port$1713$376 ;
-  input [7:0] \port$2654$0 ;
-  wire [7:0] \port$2654$0 ;
+  input [15:0] \port$1717$376 ;
+  wire [15:0] \port$1717$376 ;
+  input [7:0] \port$2658$0 ;
+  wire [7:0] \port$2658$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2654$0  * \port$1713$376 ;
+  assign \$1  = \port$2658$0  * \port$1717$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2654$0  };
-  assign \a$1  = { 1'h0, \port$2654$0  };
-  assign b = { 1'h0, \port$1713$376  };
-  assign \b$3  = { 1'h0, \port$1713$376  };
+  assign a = { 1'h0, \port$2658$0  };
+  assign \a$1  = { 1'h0, \port$2658$0  };
+  assign b = { 1'h0, \port$1717$376  };
+  assign \b$3  = { 1'h0, \port$1717$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1713$224 , flush, \port$2560$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1717$224 , flush, \port$2564$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16496,24 +16018,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1713$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$1713$224 ;
-  wire [15:0] \port$1713$224 ;
-  input [15:0] \port$2560$0 ;
-  wire [15:0] \port$2560$0 ;
+  input [15:0] \port$1717$224 ;
+  wire [15:0] \port$1717$224 ;
+  input [15:0] \port$2564$0 ;
+  wire [15:0] \port$2564$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2560$0  * \port$1713$224 ;
+  assign \$1  = \port$2564$0  * \port$1717$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2560$0  };
-  assign \a$1  = { 1'h0, \port$2560$0  };
-  assign b = { 1'h0, \port$1713$224  };
-  assign \b$3  = { 1'h0, \port$1713$224  };
+  assign a = { 1'h0, \port$2564$0  };
+  assign \a$1  = { 1'h0, \port$2564$0  };
+  assign b = { 1'h0, \port$1717$224  };
+  assign \b$3  = { 1'h0, \port$1717$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2546$0 , \port$2716$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2550$0 , \port$2720$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16527,24 +16049,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2546$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2546$0 ;
-  wire [9:0] \port$2546$0 ;
-  input [9:0] \port$2716$0 ;
-  wire [9:0] \port$2716$0 ;
+  input [9:0] \port$2550$0 ;
+  wire [9:0] \port$2550$0 ;
+  input [9:0] \port$2720$0 ;
+  wire [9:0] \port$2720$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2716$0  * \port$2546$0 ;
+  assign \$1  = \port$2720$0  * \port$2550$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2716$0  };
-  assign \a$1  = { 1'h0, \port$2716$0  };
-  assign b = { 1'h0, \port$2546$0  };
-  assign \b$3  = { 1'h0, \port$2546$0  };
+  assign a = { 1'h0, \port$2720$0  };
+  assign \a$1  = { 1'h0, \port$2720$0  };
+  assign b = { 1'h0, \port$2550$0  };
+  assign \b$3  = { 1'h0, \port$2550$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2526$0 , \port$2680$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2530$0 , \port$2684$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16558,24 +16080,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2526$0 , \port$26
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2526$0 ;
-  wire [9:0] \port$2526$0 ;
-  input [9:0] \port$2680$0 ;
-  wire [9:0] \port$2680$0 ;
+  input [9:0] \port$2530$0 ;
+  wire [9:0] \port$2530$0 ;
+  input [9:0] \port$2684$0 ;
+  wire [9:0] \port$2684$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2680$0  * \port$2526$0 ;
+  assign \$1  = \port$2684$0  * \port$2530$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2680$0  };
-  assign \a$1  = { 1'h0, \port$2680$0  };
-  assign b = { 1'h0, \port$2526$0  };
-  assign \b$3  = { 1'h0, \port$2526$0  };
+  assign a = { 1'h0, \port$2684$0  };
+  assign \a$1  = { 1'h0, \port$2684$0  };
+  assign b = { 1'h0, \port$2530$0  };
+  assign \b$3  = { 1'h0, \port$2530$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2544$0 , \port$2546$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2548$0 , \port$2550$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16589,24 +16111,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2544$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2544$0 ;
-  wire [9:0] \port$2544$0 ;
-  input [9:0] \port$2546$0 ;
-  wire [9:0] \port$2546$0 ;
+  input [9:0] \port$2548$0 ;
+  wire [9:0] \port$2548$0 ;
+  input [9:0] \port$2550$0 ;
+  wire [9:0] \port$2550$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2544$0  * \port$2546$0 ;
+  assign \$1  = \port$2548$0  * \port$2550$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2544$0  };
-  assign \a$1  = { 1'h0, \port$2544$0  };
-  assign b = { 1'h0, \port$2546$0  };
-  assign \b$3  = { 1'h0, \port$2546$0  };
+  assign a = { 1'h0, \port$2548$0  };
+  assign \a$1  = { 1'h0, \port$2548$0  };
+  assign b = { 1'h0, \port$2550$0  };
+  assign \b$3  = { 1'h0, \port$2550$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2714$0 , \port$2761$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2718$0 , \port$2765$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16620,24 +16142,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2714$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2714$0 ;
-  wire [9:0] \port$2714$0 ;
-  input [9:0] \port$2761$0 ;
-  wire [9:0] \port$2761$0 ;
+  input [9:0] \port$2718$0 ;
+  wire [9:0] \port$2718$0 ;
+  input [9:0] \port$2765$0 ;
+  wire [9:0] \port$2765$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2714$0  * \port$2761$0 ;
+  assign \$1  = \port$2718$0  * \port$2765$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2714$0  };
-  assign \a$1  = { 1'h0, \port$2714$0  };
-  assign b = { 1'h0, \port$2761$0  };
-  assign \b$3  = { 1'h0, \port$2761$0  };
+  assign a = { 1'h0, \port$2718$0  };
+  assign \a$1  = { 1'h0, \port$2718$0  };
+  assign b = { 1'h0, \port$2765$0  };
+  assign \b$3  = { 1'h0, \port$2765$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2761$0 , \port$2764$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2765$0 , \port$2768$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16651,20 +16173,570 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2761$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2761$0 ;
-  wire [9:0] \port$2761$0 ;
-  input [9:0] \port$2764$0 ;
-  wire [9:0] \port$2764$0 ;
+  input [9:0] \port$2765$0 ;
+  wire [9:0] \port$2765$0 ;
+  input [9:0] \port$2768$0 ;
+  wire [9:0] \port$2768$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2764$0  * \port$2761$0 ;
+  assign \$1  = \port$2768$0  * \port$2765$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2764$0  };
-  assign \a$1  = { 1'h0, \port$2764$0  };
-  assign b = { 1'h0, \port$2761$0  };
-  assign \b$3  = { 1'h0, \port$2761$0  };
+  assign a = { 1'h0, \port$2768$0  };
+  assign \a$1  = { 1'h0, \port$2768$0  };
+  assign b = { 1'h0, \port$2765$0  };
+  assign \b$3  = { 1'h0, \port$2765$0  };
   assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.weight_buffer (clk, rst, write__en, write__addr, r_data, write__data);
+  wire [8:0] addr;
+  input clk;
+  wire clk;
+  output [31:0] r_data;
+  wire [31:0] r_data;
+  wire [8:0] read__addr;
+  wire [31:0] read__data;
+  input rst;
+  wire rst;
+  wire [31:0] w_data;
+  wire w_en;
+  input [8:0] write__addr;
+  wire [8:0] write__addr;
+  input [31:0] write__data;
+  wire [31:0] write__data;
+  input write__en;
+  wire write__en;
+  reg [31:0] memory [511:0];
+  initial begin
+    memory[0] = 32'd0;
+    memory[1] = 32'd0;
+    memory[2] = 32'd0;
+    memory[3] = 32'd0;
+    memory[4] = 32'd0;
+    memory[5] = 32'd0;
+    memory[6] = 32'd0;
+    memory[7] = 32'd0;
+    memory[8] = 32'd0;
+    memory[9] = 32'd0;
+    memory[10] = 32'd0;
+    memory[11] = 32'd0;
+    memory[12] = 32'd0;
+    memory[13] = 32'd0;
+    memory[14] = 32'd0;
+    memory[15] = 32'd0;
+    memory[16] = 32'd0;
+    memory[17] = 32'd0;
+    memory[18] = 32'd0;
+    memory[19] = 32'd0;
+    memory[20] = 32'd0;
+    memory[21] = 32'd0;
+    memory[22] = 32'd0;
+    memory[23] = 32'd0;
+    memory[24] = 32'd0;
+    memory[25] = 32'd0;
+    memory[26] = 32'd0;
+    memory[27] = 32'd0;
+    memory[28] = 32'd0;
+    memory[29] = 32'd0;
+    memory[30] = 32'd0;
+    memory[31] = 32'd0;
+    memory[32] = 32'd0;
+    memory[33] = 32'd0;
+    memory[34] = 32'd0;
+    memory[35] = 32'd0;
+    memory[36] = 32'd0;
+    memory[37] = 32'd0;
+    memory[38] = 32'd0;
+    memory[39] = 32'd0;
+    memory[40] = 32'd0;
+    memory[41] = 32'd0;
+    memory[42] = 32'd0;
+    memory[43] = 32'd0;
+    memory[44] = 32'd0;
+    memory[45] = 32'd0;
+    memory[46] = 32'd0;
+    memory[47] = 32'd0;
+    memory[48] = 32'd0;
+    memory[49] = 32'd0;
+    memory[50] = 32'd0;
+    memory[51] = 32'd0;
+    memory[52] = 32'd0;
+    memory[53] = 32'd0;
+    memory[54] = 32'd0;
+    memory[55] = 32'd0;
+    memory[56] = 32'd0;
+    memory[57] = 32'd0;
+    memory[58] = 32'd0;
+    memory[59] = 32'd0;
+    memory[60] = 32'd0;
+    memory[61] = 32'd0;
+    memory[62] = 32'd0;
+    memory[63] = 32'd0;
+    memory[64] = 32'd0;
+    memory[65] = 32'd0;
+    memory[66] = 32'd0;
+    memory[67] = 32'd0;
+    memory[68] = 32'd0;
+    memory[69] = 32'd0;
+    memory[70] = 32'd0;
+    memory[71] = 32'd0;
+    memory[72] = 32'd0;
+    memory[73] = 32'd0;
+    memory[74] = 32'd0;
+    memory[75] = 32'd0;
+    memory[76] = 32'd0;
+    memory[77] = 32'd0;
+    memory[78] = 32'd0;
+    memory[79] = 32'd0;
+    memory[80] = 32'd0;
+    memory[81] = 32'd0;
+    memory[82] = 32'd0;
+    memory[83] = 32'd0;
+    memory[84] = 32'd0;
+    memory[85] = 32'd0;
+    memory[86] = 32'd0;
+    memory[87] = 32'd0;
+    memory[88] = 32'd0;
+    memory[89] = 32'd0;
+    memory[90] = 32'd0;
+    memory[91] = 32'd0;
+    memory[92] = 32'd0;
+    memory[93] = 32'd0;
+    memory[94] = 32'd0;
+    memory[95] = 32'd0;
+    memory[96] = 32'd0;
+    memory[97] = 32'd0;
+    memory[98] = 32'd0;
+    memory[99] = 32'd0;
+    memory[100] = 32'd0;
+    memory[101] = 32'd0;
+    memory[102] = 32'd0;
+    memory[103] = 32'd0;
+    memory[104] = 32'd0;
+    memory[105] = 32'd0;
+    memory[106] = 32'd0;
+    memory[107] = 32'd0;
+    memory[108] = 32'd0;
+    memory[109] = 32'd0;
+    memory[110] = 32'd0;
+    memory[111] = 32'd0;
+    memory[112] = 32'd0;
+    memory[113] = 32'd0;
+    memory[114] = 32'd0;
+    memory[115] = 32'd0;
+    memory[116] = 32'd0;
+    memory[117] = 32'd0;
+    memory[118] = 32'd0;
+    memory[119] = 32'd0;
+    memory[120] = 32'd0;
+    memory[121] = 32'd0;
+    memory[122] = 32'd0;
+    memory[123] = 32'd0;
+    memory[124] = 32'd0;
+    memory[125] = 32'd0;
+    memory[126] = 32'd0;
+    memory[127] = 32'd0;
+    memory[128] = 32'd0;
+    memory[129] = 32'd0;
+    memory[130] = 32'd0;
+    memory[131] = 32'd0;
+    memory[132] = 32'd0;
+    memory[133] = 32'd0;
+    memory[134] = 32'd0;
+    memory[135] = 32'd0;
+    memory[136] = 32'd0;
+    memory[137] = 32'd0;
+    memory[138] = 32'd0;
+    memory[139] = 32'd0;
+    memory[140] = 32'd0;
+    memory[141] = 32'd0;
+    memory[142] = 32'd0;
+    memory[143] = 32'd0;
+    memory[144] = 32'd0;
+    memory[145] = 32'd0;
+    memory[146] = 32'd0;
+    memory[147] = 32'd0;
+    memory[148] = 32'd0;
+    memory[149] = 32'd0;
+    memory[150] = 32'd0;
+    memory[151] = 32'd0;
+    memory[152] = 32'd0;
+    memory[153] = 32'd0;
+    memory[154] = 32'd0;
+    memory[155] = 32'd0;
+    memory[156] = 32'd0;
+    memory[157] = 32'd0;
+    memory[158] = 32'd0;
+    memory[159] = 32'd0;
+    memory[160] = 32'd0;
+    memory[161] = 32'd0;
+    memory[162] = 32'd0;
+    memory[163] = 32'd0;
+    memory[164] = 32'd0;
+    memory[165] = 32'd0;
+    memory[166] = 32'd0;
+    memory[167] = 32'd0;
+    memory[168] = 32'd0;
+    memory[169] = 32'd0;
+    memory[170] = 32'd0;
+    memory[171] = 32'd0;
+    memory[172] = 32'd0;
+    memory[173] = 32'd0;
+    memory[174] = 32'd0;
+    memory[175] = 32'd0;
+    memory[176] = 32'd0;
+    memory[177] = 32'd0;
+    memory[178] = 32'd0;
+    memory[179] = 32'd0;
+    memory[180] = 32'd0;
+    memory[181] = 32'd0;
+    memory[182] = 32'd0;
+    memory[183] = 32'd0;
+    memory[184] = 32'd0;
+    memory[185] = 32'd0;
+    memory[186] = 32'd0;
+    memory[187] = 32'd0;
+    memory[188] = 32'd0;
+    memory[189] = 32'd0;
+    memory[190] = 32'd0;
+    memory[191] = 32'd0;
+    memory[192] = 32'd0;
+    memory[193] = 32'd0;
+    memory[194] = 32'd0;
+    memory[195] = 32'd0;
+    memory[196] = 32'd0;
+    memory[197] = 32'd0;
+    memory[198] = 32'd0;
+    memory[199] = 32'd0;
+    memory[200] = 32'd0;
+    memory[201] = 32'd0;
+    memory[202] = 32'd0;
+    memory[203] = 32'd0;
+    memory[204] = 32'd0;
+    memory[205] = 32'd0;
+    memory[206] = 32'd0;
+    memory[207] = 32'd0;
+    memory[208] = 32'd0;
+    memory[209] = 32'd0;
+    memory[210] = 32'd0;
+    memory[211] = 32'd0;
+    memory[212] = 32'd0;
+    memory[213] = 32'd0;
+    memory[214] = 32'd0;
+    memory[215] = 32'd0;
+    memory[216] = 32'd0;
+    memory[217] = 32'd0;
+    memory[218] = 32'd0;
+    memory[219] = 32'd0;
+    memory[220] = 32'd0;
+    memory[221] = 32'd0;
+    memory[222] = 32'd0;
+    memory[223] = 32'd0;
+    memory[224] = 32'd0;
+    memory[225] = 32'd0;
+    memory[226] = 32'd0;
+    memory[227] = 32'd0;
+    memory[228] = 32'd0;
+    memory[229] = 32'd0;
+    memory[230] = 32'd0;
+    memory[231] = 32'd0;
+    memory[232] = 32'd0;
+    memory[233] = 32'd0;
+    memory[234] = 32'd0;
+    memory[235] = 32'd0;
+    memory[236] = 32'd0;
+    memory[237] = 32'd0;
+    memory[238] = 32'd0;
+    memory[239] = 32'd0;
+    memory[240] = 32'd0;
+    memory[241] = 32'd0;
+    memory[242] = 32'd0;
+    memory[243] = 32'd0;
+    memory[244] = 32'd0;
+    memory[245] = 32'd0;
+    memory[246] = 32'd0;
+    memory[247] = 32'd0;
+    memory[248] = 32'd0;
+    memory[249] = 32'd0;
+    memory[250] = 32'd0;
+    memory[251] = 32'd0;
+    memory[252] = 32'd0;
+    memory[253] = 32'd0;
+    memory[254] = 32'd0;
+    memory[255] = 32'd0;
+    memory[256] = 32'd0;
+    memory[257] = 32'd0;
+    memory[258] = 32'd0;
+    memory[259] = 32'd0;
+    memory[260] = 32'd0;
+    memory[261] = 32'd0;
+    memory[262] = 32'd0;
+    memory[263] = 32'd0;
+    memory[264] = 32'd0;
+    memory[265] = 32'd0;
+    memory[266] = 32'd0;
+    memory[267] = 32'd0;
+    memory[268] = 32'd0;
+    memory[269] = 32'd0;
+    memory[270] = 32'd0;
+    memory[271] = 32'd0;
+    memory[272] = 32'd0;
+    memory[273] = 32'd0;
+    memory[274] = 32'd0;
+    memory[275] = 32'd0;
+    memory[276] = 32'd0;
+    memory[277] = 32'd0;
+    memory[278] = 32'd0;
+    memory[279] = 32'd0;
+    memory[280] = 32'd0;
+    memory[281] = 32'd0;
+    memory[282] = 32'd0;
+    memory[283] = 32'd0;
+    memory[284] = 32'd0;
+    memory[285] = 32'd0;
+    memory[286] = 32'd0;
+    memory[287] = 32'd0;
+    memory[288] = 32'd0;
+    memory[289] = 32'd0;
+    memory[290] = 32'd0;
+    memory[291] = 32'd0;
+    memory[292] = 32'd0;
+    memory[293] = 32'd0;
+    memory[294] = 32'd0;
+    memory[295] = 32'd0;
+    memory[296] = 32'd0;
+    memory[297] = 32'd0;
+    memory[298] = 32'd0;
+    memory[299] = 32'd0;
+    memory[300] = 32'd0;
+    memory[301] = 32'd0;
+    memory[302] = 32'd0;
+    memory[303] = 32'd0;
+    memory[304] = 32'd0;
+    memory[305] = 32'd0;
+    memory[306] = 32'd0;
+    memory[307] = 32'd0;
+    memory[308] = 32'd0;
+    memory[309] = 32'd0;
+    memory[310] = 32'd0;
+    memory[311] = 32'd0;
+    memory[312] = 32'd0;
+    memory[313] = 32'd0;
+    memory[314] = 32'd0;
+    memory[315] = 32'd0;
+    memory[316] = 32'd0;
+    memory[317] = 32'd0;
+    memory[318] = 32'd0;
+    memory[319] = 32'd0;
+    memory[320] = 32'd0;
+    memory[321] = 32'd0;
+    memory[322] = 32'd0;
+    memory[323] = 32'd0;
+    memory[324] = 32'd0;
+    memory[325] = 32'd0;
+    memory[326] = 32'd0;
+    memory[327] = 32'd0;
+    memory[328] = 32'd0;
+    memory[329] = 32'd0;
+    memory[330] = 32'd0;
+    memory[331] = 32'd0;
+    memory[332] = 32'd0;
+    memory[333] = 32'd0;
+    memory[334] = 32'd0;
+    memory[335] = 32'd0;
+    memory[336] = 32'd0;
+    memory[337] = 32'd0;
+    memory[338] = 32'd0;
+    memory[339] = 32'd0;
+    memory[340] = 32'd0;
+    memory[341] = 32'd0;
+    memory[342] = 32'd0;
+    memory[343] = 32'd0;
+    memory[344] = 32'd0;
+    memory[345] = 32'd0;
+    memory[346] = 32'd0;
+    memory[347] = 32'd0;
+    memory[348] = 32'd0;
+    memory[349] = 32'd0;
+    memory[350] = 32'd0;
+    memory[351] = 32'd0;
+    memory[352] = 32'd0;
+    memory[353] = 32'd0;
+    memory[354] = 32'd0;
+    memory[355] = 32'd0;
+    memory[356] = 32'd0;
+    memory[357] = 32'd0;
+    memory[358] = 32'd0;
+    memory[359] = 32'd0;
+    memory[360] = 32'd0;
+    memory[361] = 32'd0;
+    memory[362] = 32'd0;
+    memory[363] = 32'd0;
+    memory[364] = 32'd0;
+    memory[365] = 32'd0;
+    memory[366] = 32'd0;
+    memory[367] = 32'd0;
+    memory[368] = 32'd0;
+    memory[369] = 32'd0;
+    memory[370] = 32'd0;
+    memory[371] = 32'd0;
+    memory[372] = 32'd0;
+    memory[373] = 32'd0;
+    memory[374] = 32'd0;
+    memory[375] = 32'd0;
+    memory[376] = 32'd0;
+    memory[377] = 32'd0;
+    memory[378] = 32'd0;
+    memory[379] = 32'd0;
+    memory[380] = 32'd0;
+    memory[381] = 32'd0;
+    memory[382] = 32'd0;
+    memory[383] = 32'd0;
+    memory[384] = 32'd0;
+    memory[385] = 32'd0;
+    memory[386] = 32'd0;
+    memory[387] = 32'd0;
+    memory[388] = 32'd0;
+    memory[389] = 32'd0;
+    memory[390] = 32'd0;
+    memory[391] = 32'd0;
+    memory[392] = 32'd0;
+    memory[393] = 32'd0;
+    memory[394] = 32'd0;
+    memory[395] = 32'd0;
+    memory[396] = 32'd0;
+    memory[397] = 32'd0;
+    memory[398] = 32'd0;
+    memory[399] = 32'd0;
+    memory[400] = 32'd0;
+    memory[401] = 32'd0;
+    memory[402] = 32'd0;
+    memory[403] = 32'd0;
+    memory[404] = 32'd0;
+    memory[405] = 32'd0;
+    memory[406] = 32'd0;
+    memory[407] = 32'd0;
+    memory[408] = 32'd0;
+    memory[409] = 32'd0;
+    memory[410] = 32'd0;
+    memory[411] = 32'd0;
+    memory[412] = 32'd0;
+    memory[413] = 32'd0;
+    memory[414] = 32'd0;
+    memory[415] = 32'd0;
+    memory[416] = 32'd0;
+    memory[417] = 32'd0;
+    memory[418] = 32'd0;
+    memory[419] = 32'd0;
+    memory[420] = 32'd0;
+    memory[421] = 32'd0;
+    memory[422] = 32'd0;
+    memory[423] = 32'd0;
+    memory[424] = 32'd0;
+    memory[425] = 32'd0;
+    memory[426] = 32'd0;
+    memory[427] = 32'd0;
+    memory[428] = 32'd0;
+    memory[429] = 32'd0;
+    memory[430] = 32'd0;
+    memory[431] = 32'd0;
+    memory[432] = 32'd0;
+    memory[433] = 32'd0;
+    memory[434] = 32'd0;
+    memory[435] = 32'd0;
+    memory[436] = 32'd0;
+    memory[437] = 32'd0;
+    memory[438] = 32'd0;
+    memory[439] = 32'd0;
+    memory[440] = 32'd0;
+    memory[441] = 32'd0;
+    memory[442] = 32'd0;
+    memory[443] = 32'd0;
+    memory[444] = 32'd0;
+    memory[445] = 32'd0;
+    memory[446] = 32'd0;
+    memory[447] = 32'd0;
+    memory[448] = 32'd0;
+    memory[449] = 32'd0;
+    memory[450] = 32'd0;
+    memory[451] = 32'd0;
+    memory[452] = 32'd0;
+    memory[453] = 32'd0;
+    memory[454] = 32'd0;
+    memory[455] = 32'd0;
+    memory[456] = 32'd0;
+    memory[457] = 32'd0;
+    memory[458] = 32'd0;
+    memory[459] = 32'd0;
+    memory[460] = 32'd0;
+    memory[461] = 32'd0;
+    memory[462] = 32'd0;
+    memory[463] = 32'd0;
+    memory[464] = 32'd0;
+    memory[465] = 32'd0;
+    memory[466] = 32'd0;
+    memory[467] = 32'd0;
+    memory[468] = 32'd0;
+    memory[469] = 32'd0;
+    memory[470] = 32'd0;
+    memory[471] = 32'd0;
+    memory[472] = 32'd0;
+    memory[473] = 32'd0;
+    memory[474] = 32'd0;
+    memory[475] = 32'd0;
+    memory[476] = 32'd0;
+    memory[477] = 32'd0;
+    memory[478] = 32'd0;
+    memory[479] = 32'd0;
+    memory[480] = 32'd0;
+    memory[481] = 32'd0;
+    memory[482] = 32'd0;
+    memory[483] = 32'd0;
+    memory[484] = 32'd0;
+    memory[485] = 32'd0;
+    memory[486] = 32'd0;
+    memory[487] = 32'd0;
+    memory[488] = 32'd0;
+    memory[489] = 32'd0;
+    memory[490] = 32'd0;
+    memory[491] = 32'd0;
+    memory[492] = 32'd0;
+    memory[493] = 32'd0;
+    memory[494] = 32'd0;
+    memory[495] = 32'd0;
+    memory[496] = 32'd0;
+    memory[497] = 32'd0;
+    memory[498] = 32'd0;
+    memory[499] = 32'd0;
+    memory[500] = 32'd0;
+    memory[501] = 32'd0;
+    memory[502] = 32'd0;
+    memory[503] = 32'd0;
+    memory[504] = 32'd0;
+    memory[505] = 32'd0;
+    memory[506] = 32'd0;
+    memory[507] = 32'd0;
+    memory[508] = 32'd0;
+    memory[509] = 32'd0;
+    memory[510] = 32'd0;
+    memory[511] = 32'd0;
+  end
+  always @(posedge clk) begin
+    if (write__en)
+      memory[write__addr] <= write__data;
+  end
+  reg [31:0] _0_;
+  always @(posedge clk) begin
+    _0_ <= memory[write__addr];
+  end
+  assign r_data = _0_;
+  assign addr = write__addr;
+  assign w_data = write__data;
+  assign w_en = write__en;
+  assign read__addr = write__addr;
+  assign read__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)

@@ -1418,8 +1418,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7519$0 (acc_addr),
-    .\port$990$5 (compute__payload[6:5]),
+    .\port$7473$0 (acc_addr),
+    .\port$965$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
     .\start$70 (\start$262 ),
@@ -4032,8 +4032,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5787$0 (\$like ),
-    .\port$5788$0 (value_next),
+    .\port$5737$0 (\$like ),
+    .\port$5738$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4757,7 +4757,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5787$0 , \port$5788$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5737$0 , \port$5738$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4769,21 +4769,21 @@ module \convhw_list.checker.multiplier (rst, \port$5787$0 , \port$5788$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5787$0 ;
-  wire [16:0] \port$5787$0 ;
-  input [16:0] \port$5788$0 ;
-  wire [16:0] \port$5788$0 ;
+  input [16:0] \port$5737$0 ;
+  wire [16:0] \port$5737$0 ;
+  input [16:0] \port$5738$0 ;
+  wire [16:0] \port$5738$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5788$0  };
+    a <= { 1'h0, \port$5738$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5787$0  };
+    b <= { 1'h0, \port$5737$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5788$0  };
-  assign \b$5  = { 1'h0, \port$5787$0  };
+  assign \a$3  = { 1'h0, \port$5738$0  };
+  assign \b$5  = { 1'h0, \port$5737$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6209,7 +6209,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$272 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5792$0 (jobs__payload[943:0]),
+    .\port$5742$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7713,227 +7713,174 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_data, \port$5792$0 , r_en, r_rdy, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5742$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [1:0] \$16 ;
+  reg [1:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire [3:0] \$3 ;
+  wire [4:0] \$4 ;
+  wire [3:0] \$5 ;
+  wire [4:0] \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$9 ;
   input clk;
   wire clk;
   (* init = 2'h0 *)
   wire [1:0] consume;
-  reg [1:0] inner_level = 2'h0;
-  wire inner_r_rdy;
+  wire do_read;
+  wire do_write;
+  (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5792$0 ;
-  wire [943:0] \port$5792$0 ;
+  input [943:0] \port$5742$0 ;
+  wire [943:0] \port$5742$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
   wire [948:0] r_data;
   input r_en;
   wire r_en;
-  wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
   wire [948:0] r_port__data;
-  wire r_port__en;
   output r_rdy;
-  reg r_rdy = 1'h0;
+  wire r_rdy;
   input rst;
   wire rst;
+  reg [2:0] stored = 3'h0;
+  reg [2:0] visible = 3'h0;
   wire [948:0] w_data;
   input w_en;
   wire w_en;
-  wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
   wire [948:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [948:0] storage [2:0];
+  wire [2:0] waiting;
+  reg written = 1'h0;
+  reg [948:0] store [3:0];
   initial begin
-    storage[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[1] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[2] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[1] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[2] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[3] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= { 1'h1, \port$5792$0 [3:2], \port$5792$0 [929:928], \port$5792$0  };
+    if (do_write)
+      store[w_port__addr] <= { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
   end
-  reg [948:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
+  assign r_data = store[r_port__addr];
+  assign \$1  = | visible;
+  assign \$2  = stored - \$1 ;
+  assign w_rdy = \$2 [2:0] != 2'h3;
+  assign r_rdy = | visible;
+  assign do_write = w_en & w_rdy;
+  assign do_read = r_en & r_rdy;
+  assign \$3  = stored + do_write;
+  assign \$4  = \$3  - do_read;
+  assign \$5  = visible + written;
+  assign \$6  = \$5  - do_read;
+  assign \$7  = w_port__addr == 2'h3;
+  assign \$8  = w_port__addr + 1'h1;
+  assign \$9  = \$7  ? 3'h0 : \$8 ;
+  assign \$10  = r_port__addr == 2'h3;
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    written <= \$13 ;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    r_rdy <= \$33 ;
+    w_port__addr <= \$16 ;
+  always @(posedge clk)
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
-    end
+    \$13  = do_write;
     if (rst) begin
-      \$30  = 2'h0;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
-    end
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$31  = 2'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
-    end
+    \$15  = \$6 [2:0];
     if (rst) begin
-      \$32  = 2'h0;
+      \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$16  = 2'h0;
     end
   end
-  assign level = w_level;
-  assign r_level = w_level;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
+    end
+    if (rst) begin
+      \$17  = 2'h0;
+    end
+  end
+  assign waiting = \$2 [2:0];
+  assign level = stored;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5792$0 [3:2], \port$5792$0 [929:928], \port$5792$0  };
-  assign w_data = { 1'h1, \port$5792$0 [3:2], \port$5792$0 [929:928], \port$5792$0  };
+  assign w_port__data = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
+  assign w_data = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_en, r_rdy, clk);
+module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_en, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  wire \$13 ;
-  wire \$14 ;
-  wire \$15 ;
-  wire \$16 ;
-  wire \$17 ;
-  wire \$18 ;
-  wire [2:0] \$19 ;
-  wire \$2 ;
-  wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
-  wire \$23 ;
-  wire \$24 ;
-  wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
-  wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [1:0] \$16 ;
+  reg [1:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire [3:0] \$3 ;
+  wire [4:0] \$4 ;
+  wire [3:0] \$5 ;
+  wire [4:0] \$6 ;
   wire \$7 ;
-  wire \$8 ;
-  wire \$9 ;
+  wire [2:0] \$8 ;
+  wire [2:0] \$9 ;
   input clk;
   wire clk;
   (* init = 2'h0 *)
   wire [1:0] consume;
-  reg [1:0] inner_level = 2'h0;
-  wire inner_r_rdy;
+  wire do_read;
+  wire do_write;
+  (* init = 3'h0 *)
   wire [2:0] level;
   (* init = 2'h0 *)
   wire [1:0] produce;
@@ -7941,137 +7888,114 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_data, w_en, r_e
   wire [945:0] r_data;
   input r_en;
   wire r_en;
-  wire [2:0] r_level;
   reg [1:0] r_port__addr = 2'h0;
   wire [945:0] r_port__data;
-  wire r_port__en;
   output r_rdy;
-  reg r_rdy = 1'h0;
+  wire r_rdy;
   input rst;
   wire rst;
+  reg [2:0] stored = 3'h0;
+  reg [2:0] visible = 3'h0;
   wire [945:0] w_data;
   input w_en;
   wire w_en;
-  wire [2:0] w_level;
   reg [1:0] w_port__addr = 2'h0;
   input [945:0] w_port__data;
   wire [945:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [945:0] storage [2:0];
+  wire [2:0] waiting;
+  reg written = 1'h0;
+  reg [945:0] store [3:0];
   initial begin
-    storage[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[1] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    storage[2] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[1] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[2] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+    store[3] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
-      storage[w_port__addr] <= w_port__data;
+    if (do_write)
+      store[w_port__addr] <= w_port__data;
   end
-  reg [945:0] _0_;
-  always @(posedge clk) begin
-    if (r_port__en) begin
-      _0_ <= storage[r_port__addr];
-    end
-  end
-  assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
-  assign inner_r_rdy = | inner_level;
-  assign w_port__en = w_rdy & w_en;
-  assign \$1  = ~ r_rdy;
-  assign \$2  = \$1  | r_en;
-  assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
+  assign r_data = store[r_port__addr];
+  assign \$1  = | visible;
+  assign \$2  = stored - \$1 ;
+  assign w_rdy = \$2 [2:0] != 2'h3;
+  assign r_rdy = | visible;
+  assign do_write = w_en & w_rdy;
+  assign do_read = r_en & r_rdy;
+  assign \$3  = stored + do_write;
+  assign \$4  = \$3  - do_read;
+  assign \$5  = visible + written;
+  assign \$6  = \$5  - do_read;
+  assign \$7  = w_port__addr == 2'h3;
+  assign \$8  = w_port__addr + 1'h1;
+  assign \$9  = \$7  ? 3'h0 : \$8 ;
+  assign \$10  = r_port__addr == 2'h3;
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    written <= \$13 ;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    r_rdy <= \$33 ;
+    w_port__addr <= \$16 ;
+  always @(posedge clk)
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
-    end
+    \$13  = do_write;
     if (rst) begin
-      \$30  = 2'h0;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
-    end
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$31  = 2'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
-    end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
-    end
+    \$15  = \$6 [2:0];
     if (rst) begin
-      \$32  = 2'h0;
+      \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
-    end else if (r_en) begin
-      \$33  = 1'h0;
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$16  = 2'h0;
     end
   end
-  assign level = w_level;
-  assign r_level = w_level;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
+    end
+    if (rst) begin
+      \$17  = 2'h0;
+    end
+  end
+  assign waiting = \$2 [2:0];
+  assign level = stored;
   assign produce = w_port__addr;
   assign w_data = w_port__data;
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7519$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7473$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -8652,10 +8576,10 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7519$0 ;
-  wire [7:0] \port$7519$0 ;
-  input [1:0] \port$990$5 ;
-  wire [1:0] \port$990$5 ;
+  input [7:0] \port$7473$0 ;
+  wire [7:0] \port$7473$0 ;
+  input [1:0] \port$965$5 ;
+  wire [1:0] \port$965$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -10284,7 +10208,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$13  | \$18 ;
   assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$990$5 [1];
+  assign \$20  = ! \port$965$5 [1];
   assign \$21  = busy & \$20 ;
   assign \$22  = ! tail_bank;
   assign \$23  = tail & \$22 ;
@@ -10403,7 +10327,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
   assign \$11  = valid_read1 & write_read1;
   assign \$12  = ~ busy;
   assign \$13  = ~ tail;
-  assign \$14  = \port$990$5 [1] != tail_bank;
+  assign \$14  = \port$965$5 [1] != tail_bank;
   assign \$15  = ! job[479:472];
   assign \$16  = \$14  & \$15 ;
   assign \$17  = ~ tail_fir;
@@ -10411,7 +10335,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7519$0 [6:0]),
+    .host_addr(\port$7473$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10421,7 +10345,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$154 ),
-    .host_addr(\port$7519$0 [6:0]),
+    .host_addr(\port$7473$0 [6:0]),
     .old(\host_data$161 ),
     .rst(rst),
     .sum(sum),
@@ -10528,7 +10452,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$35  = input_bank_copy;
     if (ready) begin
-      \$35  = \port$990$5 [0];
+      \$35  = \port$965$5 [0];
     end
     if (rst) begin
       \$35  = 1'h0;
@@ -10699,7 +10623,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$57  = acc_entry_bank;
     if (start) begin
-      \$57  = \port$990$5 [1];
+      \$57  = \port$965$5 [1];
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -10849,7 +10773,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7519$0 [7];
+    \$77  = \port$7473$0 [7];
     if (rst) begin
       \$77  = 1'h0;
     end
@@ -10879,9 +10803,9 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
       w_read__addr = 9'h000;
     end
   end
-  assign input_bank = \port$990$5 [0];
-  assign acc_bank = \port$990$5 [1];
-  assign acc_read_bank = \port$7519$0 [7];
+  assign input_bank = \port$965$5 [0];
+  assign acc_bank = \port$965$5 [1];
+  assign acc_read_bank = \port$7473$0 [7];
   assign \job$69  = job_copy;
   assign \abort$72  = abort;
   assign \busy$73  = busy;
@@ -10925,12 +10849,12 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$150  = sum_valid;
   assign \busy$151  = acc_busy[0];
-  assign host_addr = \port$7519$0 [6:0];
-  assign acc_read__addr = \port$7519$0 [6:0];
+  assign host_addr = \port$7473$0 [6:0];
+  assign acc_read__addr = \port$7473$0 [6:0];
   assign \sum$155  = sum;
   assign \sum_valid$156  = sum_valid;
   assign \busy$157  = acc_busy[1];
-  assign \host_addr$158  = \port$7519$0 [6:0];
+  assign \host_addr$158  = \port$7473$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -11324,7 +11248,7 @@ module \convhw_list.core (rst, \start$70 , \port$990$5 , weight_base, ready, acc
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$25  = \port$990$5 [1];
+  assign \$25  = \port$965$5 [1];
   assign \$27  = tail_bank;
   assign \$32  = acc_entry_bank_d7;
 endmodule
@@ -21556,56 +21480,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6392$376 (job[391:376]),
-    .\port$7069$0 (acc_row_s1),
+    .\port$6346$376 (job[391:376]),
+    .\port$7023$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6392$224 (job[239:224]),
-    .\port$6975$0 (o0),
+    .\port$6346$224 (job[239:224]),
+    .\port$6929$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6961$0 (chunks),
-    .\port$7131$0 (local2_s3),
+    .\port$6915$0 (chunks),
+    .\port$7085$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6941$0 (window1),
-    .\port$7095$0 (local0_s2),
+    .\port$6895$0 (window1),
+    .\port$7049$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6959$0 (window2),
-    .\port$6961$0 (chunks),
+    .\port$6913$0 (window2),
+    .\port$6915$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7129$0 (local1_s3),
-    .\port$7176$0 (\p$172 [9:0]),
+    .\port$7083$0 (local1_s3),
+    .\port$7130$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7176$0 (\p$172 [9:0]),
-    .\port$7179$0 (\p$188 [9:0]),
+    .\port$7130$0 (\p$172 [9:0]),
+    .\port$7133$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23264,7 +23188,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6392$376 , flush, \port$7069$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6346$376 , flush, \port$7023$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23278,24 +23202,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6392$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6392$376 ;
-  wire [15:0] \port$6392$376 ;
-  input [7:0] \port$7069$0 ;
-  wire [7:0] \port$7069$0 ;
+  input [15:0] \port$6346$376 ;
+  wire [15:0] \port$6346$376 ;
+  input [7:0] \port$7023$0 ;
+  wire [7:0] \port$7023$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7069$0  * \port$6392$376 ;
+  assign \$1  = \port$7023$0  * \port$6346$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7069$0  };
-  assign \a$1  = { 1'h0, \port$7069$0  };
-  assign b = { 1'h0, \port$6392$376  };
-  assign \b$3  = { 1'h0, \port$6392$376  };
+  assign a = { 1'h0, \port$7023$0  };
+  assign \a$1  = { 1'h0, \port$7023$0  };
+  assign b = { 1'h0, \port$6346$376  };
+  assign \b$3  = { 1'h0, \port$6346$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6392$224 , flush, \port$6975$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6346$224 , flush, \port$6929$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23309,24 +23233,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6392$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6392$224 ;
-  wire [15:0] \port$6392$224 ;
-  input [15:0] \port$6975$0 ;
-  wire [15:0] \port$6975$0 ;
+  input [15:0] \port$6346$224 ;
+  wire [15:0] \port$6346$224 ;
+  input [15:0] \port$6929$0 ;
+  wire [15:0] \port$6929$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6975$0  * \port$6392$224 ;
+  assign \$1  = \port$6929$0  * \port$6346$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6975$0  };
-  assign \a$1  = { 1'h0, \port$6975$0  };
-  assign b = { 1'h0, \port$6392$224  };
-  assign \b$3  = { 1'h0, \port$6392$224  };
+  assign a = { 1'h0, \port$6929$0  };
+  assign \a$1  = { 1'h0, \port$6929$0  };
+  assign b = { 1'h0, \port$6346$224  };
+  assign \b$3  = { 1'h0, \port$6346$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6961$0 , \port$7131$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6915$0 , \port$7085$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23340,24 +23264,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6961$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6961$0 ;
-  wire [9:0] \port$6961$0 ;
-  input [9:0] \port$7131$0 ;
-  wire [9:0] \port$7131$0 ;
+  input [9:0] \port$6915$0 ;
+  wire [9:0] \port$6915$0 ;
+  input [9:0] \port$7085$0 ;
+  wire [9:0] \port$7085$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7131$0  * \port$6961$0 ;
+  assign \$1  = \port$7085$0  * \port$6915$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7131$0  };
-  assign \a$1  = { 1'h0, \port$7131$0  };
-  assign b = { 1'h0, \port$6961$0  };
-  assign \b$3  = { 1'h0, \port$6961$0  };
+  assign a = { 1'h0, \port$7085$0  };
+  assign \a$1  = { 1'h0, \port$7085$0  };
+  assign b = { 1'h0, \port$6915$0  };
+  assign \b$3  = { 1'h0, \port$6915$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6941$0 , \port$7095$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6895$0 , \port$7049$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23371,24 +23295,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6941$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6941$0 ;
-  wire [9:0] \port$6941$0 ;
-  input [9:0] \port$7095$0 ;
-  wire [9:0] \port$7095$0 ;
+  input [9:0] \port$6895$0 ;
+  wire [9:0] \port$6895$0 ;
+  input [9:0] \port$7049$0 ;
+  wire [9:0] \port$7049$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7095$0  * \port$6941$0 ;
+  assign \$1  = \port$7049$0  * \port$6895$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7095$0  };
-  assign \a$1  = { 1'h0, \port$7095$0  };
-  assign b = { 1'h0, \port$6941$0  };
-  assign \b$3  = { 1'h0, \port$6941$0  };
+  assign a = { 1'h0, \port$7049$0  };
+  assign \a$1  = { 1'h0, \port$7049$0  };
+  assign b = { 1'h0, \port$6895$0  };
+  assign \b$3  = { 1'h0, \port$6895$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6959$0 , \port$6961$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6913$0 , \port$6915$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23402,24 +23326,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6959$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6959$0 ;
-  wire [9:0] \port$6959$0 ;
-  input [9:0] \port$6961$0 ;
-  wire [9:0] \port$6961$0 ;
+  input [9:0] \port$6913$0 ;
+  wire [9:0] \port$6913$0 ;
+  input [9:0] \port$6915$0 ;
+  wire [9:0] \port$6915$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6959$0  * \port$6961$0 ;
+  assign \$1  = \port$6913$0  * \port$6915$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6959$0  };
-  assign \a$1  = { 1'h0, \port$6959$0  };
-  assign b = { 1'h0, \port$6961$0  };
-  assign \b$3  = { 1'h0, \port$6961$0  };
+  assign a = { 1'h0, \port$6913$0  };
+  assign \a$1  = { 1'h0, \port$6913$0  };
+  assign b = { 1'h0, \port$6915$0  };
+  assign \b$3  = { 1'h0, \port$6915$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7129$0 , \port$7176$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7083$0 , \port$7130$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23433,24 +23357,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7129
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7129$0 ;
-  wire [9:0] \port$7129$0 ;
-  input [9:0] \port$7176$0 ;
-  wire [9:0] \port$7176$0 ;
+  input [9:0] \port$7083$0 ;
+  wire [9:0] \port$7083$0 ;
+  input [9:0] \port$7130$0 ;
+  wire [9:0] \port$7130$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7129$0  * \port$7176$0 ;
+  assign \$1  = \port$7083$0  * \port$7130$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7129$0  };
-  assign \a$1  = { 1'h0, \port$7129$0  };
-  assign b = { 1'h0, \port$7176$0  };
-  assign \b$3  = { 1'h0, \port$7176$0  };
+  assign a = { 1'h0, \port$7083$0  };
+  assign \a$1  = { 1'h0, \port$7083$0  };
+  assign b = { 1'h0, \port$7130$0  };
+  assign \b$3  = { 1'h0, \port$7130$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7176$0 , \port$7179$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7130$0 , \port$7133$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23464,19 +23388,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7176
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7176$0 ;
-  wire [9:0] \port$7176$0 ;
-  input [9:0] \port$7179$0 ;
-  wire [9:0] \port$7179$0 ;
+  input [9:0] \port$7130$0 ;
+  wire [9:0] \port$7130$0 ;
+  input [9:0] \port$7133$0 ;
+  wire [9:0] \port$7133$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7179$0  * \port$7176$0 ;
+  assign \$1  = \port$7133$0  * \port$7130$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7179$0  };
-  assign \a$1  = { 1'h0, \port$7179$0  };
-  assign b = { 1'h0, \port$7176$0  };
-  assign \b$3  = { 1'h0, \port$7176$0  };
+  assign a = { 1'h0, \port$7133$0  };
+  assign \a$1  = { 1'h0, \port$7133$0  };
+  assign b = { 1'h0, \port$7130$0  };
+  assign \b$3  = { 1'h0, \port$7130$0  };
   assign \p$5  = p;
 endmodule
 
@@ -27837,15 +27761,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6086$16 (op_a[31:16]),
-    .\port$6087$0 (op_b),
+    .\port$6040$16 (op_a[31:16]),
+    .\port$6041$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6086$0 (op_a[15:0]),
-    .\port$6087$0 (op_b),
+    .\port$6040$0 (op_a[15:0]),
+    .\port$6041$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -28892,7 +28816,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6086$16 , \port$6087$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6040$16 , \port$6041$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28904,26 +28828,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6086$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6086$16 ;
-  wire [15:0] \port$6086$16 ;
-  input [15:0] \port$6087$0 ;
-  wire [15:0] \port$6087$0 ;
+  input [15:0] \port$6040$16 ;
+  wire [15:0] \port$6040$16 ;
+  input [15:0] \port$6041$0 ;
+  wire [15:0] \port$6041$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6086$16  };
+    a <= { 1'h0, \port$6040$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6087$0  };
+    b <= { 1'h0, \port$6041$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6086$16  };
-  assign \b$5  = { 1'h0, \port$6087$0  };
+  assign \a$3  = { 1'h0, \port$6040$16  };
+  assign \b$5  = { 1'h0, \port$6041$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6086$0 , \port$6087$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6040$0 , \port$6041$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28935,21 +28859,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6086$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6086$0 ;
-  wire [15:0] \port$6086$0 ;
-  input [15:0] \port$6087$0 ;
-  wire [15:0] \port$6087$0 ;
+  input [15:0] \port$6040$0 ;
+  wire [15:0] \port$6040$0 ;
+  input [15:0] \port$6041$0 ;
+  wire [15:0] \port$6041$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6086$0  };
+    a <= { 1'h0, \port$6040$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6087$0  };
+    b <= { 1'h0, \port$6041$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6086$0  };
-  assign \b$5  = { 1'h0, \port$6087$0  };
+  assign \a$3  = { 1'h0, \port$6040$0  };
+  assign \b$5  = { 1'h0, \port$6041$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36153,8 +36077,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3385$0 (acc_data),
-    .\port$7535$0 (in_flight1),
+    .\port$3335$0 (acc_data),
+    .\port$7489$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38578,7 +38502,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7688$0 (v_0[16:0]),
+    .\port$7642$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38586,7 +38510,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7708$0 (v_1[16:0]),
+    .\port$7662$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38594,7 +38518,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7728$0 (v_2[16:0]),
+    .\port$7682$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38602,7 +38526,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7748$0 (v_3[16:0]),
+    .\port$7702$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38610,7 +38534,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7688$17 (v_0[32:17]),
+    .\port$7642$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38618,7 +38542,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7708$17 (v_1[32:17]),
+    .\port$7662$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38626,7 +38550,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7728$17 (v_2[32:17]),
+    .\port$7682$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38634,7 +38558,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7748$17 (v_3[32:17]),
+    .\port$7702$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -39361,7 +39285,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7688$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7642$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39378,11 +39302,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7688$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7688$0 ;
-  wire [16:0] \port$7688$0 ;
+  input [16:0] \port$7642$0 ;
+  wire [16:0] \port$7642$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7688$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7642$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39392,14 +39316,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7688$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7688$0  };
-  assign \a$1  = { 1'h0, \port$7688$0  };
+  assign a = { 1'h0, \port$7642$0  };
+  assign \a$1  = { 1'h0, \port$7642$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7708$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7662$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39416,11 +39340,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7708$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7708$0 ;
-  wire [16:0] \port$7708$0 ;
+  input [16:0] \port$7662$0 ;
+  wire [16:0] \port$7662$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7708$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7662$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39430,14 +39354,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7708$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7708$0  };
-  assign \a$1  = { 1'h0, \port$7708$0  };
+  assign a = { 1'h0, \port$7662$0  };
+  assign \a$1  = { 1'h0, \port$7662$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7728$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7682$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39454,11 +39378,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7728$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7728$0 ;
-  wire [16:0] \port$7728$0 ;
+  input [16:0] \port$7682$0 ;
+  wire [16:0] \port$7682$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7728$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7682$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39468,14 +39392,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7728$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7728$0  };
-  assign \a$1  = { 1'h0, \port$7728$0  };
+  assign a = { 1'h0, \port$7682$0  };
+  assign \a$1  = { 1'h0, \port$7682$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7748$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7702$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39492,11 +39416,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7748$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7748$0 ;
-  wire [16:0] \port$7748$0 ;
+  input [16:0] \port$7702$0 ;
+  wire [16:0] \port$7702$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7748$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7702$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39506,14 +39430,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7748$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7748$0  };
-  assign \a$1  = { 1'h0, \port$7748$0  };
+  assign a = { 1'h0, \port$7702$0  };
+  assign \a$1  = { 1'h0, \port$7702$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7688$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7642$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39530,11 +39454,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7688$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7688$17 ;
-  wire [15:0] \port$7688$17 ;
+  input [15:0] \port$7642$17 ;
+  wire [15:0] \port$7642$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7688$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7642$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39544,14 +39468,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7688$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7688$17 [15], \port$7688$17 [15], \port$7688$17  };
-  assign \a$1  = { \port$7688$17 [15], \port$7688$17 [15], \port$7688$17  };
+  assign a = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
+  assign \a$1  = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7708$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7662$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39568,11 +39492,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7708$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7708$17 ;
-  wire [15:0] \port$7708$17 ;
+  input [15:0] \port$7662$17 ;
+  wire [15:0] \port$7662$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7708$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7662$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39582,14 +39506,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7708$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7708$17 [15], \port$7708$17 [15], \port$7708$17  };
-  assign \a$1  = { \port$7708$17 [15], \port$7708$17 [15], \port$7708$17  };
+  assign a = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
+  assign \a$1  = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7728$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7682$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39606,11 +39530,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7728$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7728$17 ;
-  wire [15:0] \port$7728$17 ;
+  input [15:0] \port$7682$17 ;
+  wire [15:0] \port$7682$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7728$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7682$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39620,14 +39544,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7728$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7728$17 [15], \port$7728$17 [15], \port$7728$17  };
-  assign \a$1  = { \port$7728$17 [15], \port$7728$17 [15], \port$7728$17  };
+  assign a = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
+  assign \a$1  = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7748$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7702$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39644,11 +39568,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7748$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7748$17 ;
-  wire [15:0] \port$7748$17 ;
+  input [15:0] \port$7702$17 ;
+  wire [15:0] \port$7702$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7748$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7702$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39658,8 +39582,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7748$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7748$17 [15], \port$7748$17 [15], \port$7748$17  };
-  assign \a$1  = { \port$7748$17 [15], \port$7748$17 [15], \port$7748$17  };
+  assign a = { \port$7702$17 [15], \port$7702$17 [15], \port$7702$17  };
+  assign \a$1  = { \port$7702$17 [15], \port$7702$17 [15], \port$7702$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -39802,7 +39726,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \port$7535$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$7489$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39826,10 +39750,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3385$0 ;
-  wire [127:0] \port$3385$0 ;
-  input [2:0] \port$7535$0 ;
-  wire [2:0] \port$7535$0 ;
+  input [127:0] \port$3335$0 ;
+  wire [127:0] \port$3335$0 ;
+  input [2:0] \port$7489$0 ;
+  wire [2:0] \port$7489$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39861,23 +39785,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7535$0 [2:1], \port$3385$0  };
+      storage[w_port__addr] <= { \port$7489$0 [2:1], \port$3335$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7535$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7535$0 [0];
+  assign w_port__en = \port$7489$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7489$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7535$0 [0];
+  assign \$5  = w_rdy & \port$7489$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7535$0 [0];
+  assign \$11  = w_rdy & \port$7489$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39923,9 +39847,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3385$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7535$0 [2:1], \port$3385$0  };
-  assign w_data = { \port$7535$0 [2:1], \port$3385$0  };
-  assign w_en = \port$7535$0 [0];
+  assign w_port__data = { \port$7489$0 [2:1], \port$3335$0  };
+  assign w_data = { \port$7489$0 [2:1], \port$3335$0  };
+  assign w_en = \port$7489$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -326,11 +326,13 @@ class EngineConfig:
 
     def check_layer(self, spec, input_shape=None) -> None:
         """Refuse a layer this engine cannot hold: a kernel size, stride or dilation beyond
-        ``param_width`` bits, padding (and, given ``input_shape``, an input or output size)
-        beyond ``coord_width`` bits, a forward layer whose ``(output size - 1) * stride``
-        reaches ``2**coord_width``, a worst-case sum that could leave the accumulator's range,
-        or a kernel whose weights or input window do not fit the buffers even for one output
-        pixel and one input chunk."""
+        ``param_width`` bits, padding beyond ``coord_width`` bits (with circular padding also,
+        given ``input_shape``, an input or output size beyond them, or a forward layer whose
+        ``(output size - 1) * stride`` reaches ``2**coord_width``: other layers longer than
+        the coordinates are cut into tiles framed to fit them, see
+        :func:`convhw.compiler.job.frame`), a worst-case sum that could leave the
+        accumulator's range, or a kernel whose weights or input window do not fit the buffers
+        even for one output pixel and one input chunk."""
         for name in ("kernel_size", "stride", "dilation"):
             if max(getattr(spec, name)) >= 1 << self.param_width:
                 raise ValueError(f"{name} must be below {1 << self.param_width} in every "
@@ -343,21 +345,26 @@ class EngineConfig:
         if input_shape is not None:
             spec.check_input_shape(input_shape)
             in_size = tuple(input_shape)[-spec.dims:]
-            for what, size in (("input", in_size), ("output", spec.output_size(in_size))):
-                if max(size) >= limit:
-                    raise ValueError(f"{what} size must be below {limit} in every spatial "
-                                     f"dimension for this engine (coord_width "
-                                     f"{self.coord_width}), not {tuple(size)!r}")
-            if not spec.transposed:
-                # The engine refuses a forward tile whose last output times the stride reaches
-                # the limit (ErrorCode.SOURCE_RANGE), so that its source coordinates cannot
-                # wrap in the address generator.
+            # Longer inputs and outputs are cut into tiles that each run in a frame of their
+            # own (convhw.compiler.job.frame): only circular padding, which reads the far end
+            # of the input at the near edge, needs the whole input within the coordinates.
+            if spec.padding_mode == "circular":
+                for what, size in (("input", in_size), ("output", spec.output_size(in_size))):
+                    if max(size) >= limit:
+                        raise ValueError(
+                            f"{what} size must be below {limit} in every spatial dimension "
+                            f"with circular padding for this engine (coord_width "
+                            f"{self.coord_width}), not {tuple(size)!r}")
+                # The engine refuses a forward tile whose last output times the stride
+                # reaches the limit (ErrorCode.SOURCE_RANGE), so that its source coordinates
+                # cannot wrap in the address generator.
                 reach = tuple((n - 1) * s for n, s in zip(spec.output_size(in_size),
                                                            spec.stride))
                 if max(reach) >= limit:
                     raise ValueError(f"(output size - 1) * stride must be below {limit} in "
-                                     f"every spatial dimension for this engine (coord_width "
-                                     f"{self.coord_width}), not {reach!r}")
+                                     f"every spatial dimension with circular padding for "
+                                     f"this engine (coord_width {self.coord_width}), not "
+                                     f"{reach!r}")
         taps = math.prod(spec.kernel_size)
         if taps * self.rows > self.weight_depth:
             raise ValueError(

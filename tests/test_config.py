@@ -76,12 +76,14 @@ def test_presets():
      "not (16, 1)"),
     (dict(dims=2, kernel_size=3, padding=(0, 256)), None,
      "padding must be below 256 for this engine (coord_width 8), not ((0, 0), (256, 256))"),
-    (dict(dims=2, kernel_size=3), (1, 2, 4, 256),
-     "input size must be below 256 in every spatial dimension for this engine (coord_width 8), "
-     "not (4, 256)"),
-    (dict(dims=2, kernel_size=3, stride=2, transposed=True), (1, 2, 128, 4),
-     "output size must be below 256 in every spatial dimension for this engine (coord_width 8), "
-     "not (257, 9)"),
+    # (longer layers are framed, convhw.compiler.job.frame, but circular padding reads the
+    # far end of the input at the near edge)
+    (dict(dims=2, kernel_size=3, padding=1, padding_mode="circular"), (1, 2, 4, 256),
+     "input size must be below 256 in every spatial dimension with circular padding for this "
+     "engine (coord_width 8), not (4, 256)"),
+    (dict(dims=2, kernel_size=3, padding=2, padding_mode="circular"), (1, 2, 4, 255),
+     "output size must be below 256 in every spatial dimension with circular padding for this "
+     "engine (coord_width 8), not (6, 257)"),
 ])
 def test_check_layer_refuses_what_the_widths_cannot_hold(args, shape, message):
     spec = ConvSpec(in_channels=2, out_channels=2, **args)
@@ -119,11 +121,16 @@ def test_without_border_skipping_passes_stream_whole_ranges():
     assert (field.access, field.reset) == ("rw", 1)
 
 
-def test_check_layer_refuses_a_reach_past_the_coordinates():
+def test_check_layer_refuses_a_circular_reach_past_the_coordinates():
     # (255 - 1) * 1 is in range; 128 outputs at stride 2 reach (128 - 1) * 2 = 254; 129 would
-    # reach 256 = 2**coord_width, where the engine refuses the tile (SOURCE_RANGE).
-    UP5K.check_layer(ConvSpec(1, 2, 2, 1, stride=2), (1, 2, 255))
-    with pytest.raises(ValueError, match=r"^\(output size - 1\) \* stride must be below 256 "):
-        UP5K.check_layer(ConvSpec(1, 2, 2, 1, stride=2, padding=1), (1, 2, 255))
-    # A transposed layer's sources lie below its output: it has no such limit.
+    # reach 256 = 2**coord_width, where the engine refuses the tile (SOURCE_RANGE). Other
+    # layers run such tiles in frames of their own (convhw.compiler.job.frame); circular
+    # padding cannot.
+    circular = dict(padding_mode="circular")
+    UP5K.check_layer(ConvSpec(1, 2, 2, 1, stride=2, **circular), (1, 2, 255))
+    with pytest.raises(ValueError, match=r"^\(output size - 1\) \* stride must be below 256 "
+                                         r"in every spatial dimension with circular padding "):
+        UP5K.check_layer(ConvSpec(1, 2, 2, 1, stride=2, padding=1, **circular), (1, 2, 255))
+    UP5K.check_layer(ConvSpec(1, 2, 2, 1, stride=2, padding=1), (1, 2, 255))
     UP5K.check_layer(ConvSpec(1, 2, 2, 2, stride=2, transposed=True), (1, 2, 127))
+    UP5K.check_layer(ConvSpec(1, 2, 2, 3, stride=2, transposed=True), (1, 2, 4000))

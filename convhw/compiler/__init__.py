@@ -1,11 +1,11 @@
 """The compiler: a ConvSpec and its tensors -> engine jobs (register programs and transfers),
 and the NumPy model that runs those jobs exactly as the engine does."""
 
-from .job import Axis, Job, Pass, execute, passes
+from .job import Axis, Frame, Job, Pass, execute, frame, passes
 from .program import Step, compile_layer, input_words, output_region, weight_words
 
-__all__ = ["Axis", "Job", "Pass", "Step", "compile_layer", "execute", "input_words",
-           "output_region", "passes", "run_model", "weight_words"]
+__all__ = ["Axis", "Frame", "Job", "Pass", "Step", "compile_layer", "execute", "frame",
+           "input_words", "output_region", "passes", "run_model", "weight_words"]
 
 
 def run_model(spec, x, weight, bias, config, skip_borders=True, input_zero=0):
@@ -23,7 +23,9 @@ def run_model(spec, x, weight, bias, config, skip_borders=True, input_zero=0):
     acc = None
     for step in steps:
         job = step.job
-        acc = execute(job, input_words(step, x, config.rows),
+        # The job as its registers hold it (in its own frame when the layer is longer than
+        # the coordinates): what the engine runs.
+        acc = execute(frame(job).job, input_words(step, x, config.rows),
                       weight_words(step, spec, weight, config),
                       acc=acc if job.accumulate else None)
         if step.read_out:

@@ -24,7 +24,8 @@ import numpy as np
 from ..config import EngineConfig
 from ..job_format import DIMS
 
-__all__ = ["DIMS", "Descriptor", "Job", "Pass", "descriptors", "execute", "expand", "passes"]
+__all__ = ["DIMS", "Descriptor", "Frame", "Job", "Pass", "descriptors", "execute", "expand",
+           "frame", "frame_axis", "passes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +121,94 @@ class Pass:
     @property
     def cycles(self) -> int:
         return len(self.acc_addr)
+
+
+# -- the register frame ----------------------------------------------------------------------
+#
+# A job's coordinates are the layer's: an input or output longer than the registers' coordinate
+# width (``2**coord_width``, 65,536 by default: 4 s of 16 kHz audio) has tiles whose
+# coordinates do not fit them. Such a job is programmed in a frame of its own along that axis:
+# input coordinates less ``input_shift``, outputs less ``output_shift``, the padding changed so
+# that every output reads the same sources, and the input size the layer's less the shift
+# (capped below the limit where the tile reads nowhere near the end). The input and output
+# addresses move by the shifts (the list engine's descriptors), and the computation is the
+# same pass for pass (tests/test_frame.py holds :func:`passes` of both equal).
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """A job as its registers hold it (:attr:`job`), and per dimension (z, y, x) how far its
+    input and output coordinates were moved."""
+
+    job: Job
+    input_shift: tuple[int, int, int]
+    output_shift: tuple[int, int, int]
+
+
+def frame_axis(axis: Axis, transposed: bool, limit: int) -> tuple[Axis, int, int]:
+    """``axis`` in a frame whose coordinates stay below ``limit``: ``(axis, input shift,
+    output shift)``. An axis whose coordinates are below ``limit`` already keeps them (shifts
+    0). Raises ``ValueError`` when no frame holds the tile (a tile too long for the
+    registers: the tiler keeps tiles shorter)."""
+    o0, s, p = axis.out_start, axis.stride, axis.pad_lo
+    o_end = o0 + axis.out_len
+    seg_end = max(axis.seg0_start + axis.seg0_len, axis.seg1_start + axis.seg1_len)
+    if max(axis.in_size, o_end, seg_end, p) < limit and (transposed or (o_end - 1) * s < limit):
+        return axis, 0, 0
+    segments = [(start, length) for start, length in ((axis.seg0_start, axis.seg0_len),
+                                                      (axis.seg1_start, axis.seg1_len))
+                if length]
+    lowest = min(start for start, _ in segments) if segments else None
+    if transposed:
+        # o = g * s + k * d - p: the shifts keep the output phases (o + p - k * d) mod s.
+        ishift = (o0 + p) // s if lowest is None else min(lowest, (o0 + p) // s)
+        ishift = max(0, min(ishift, axis.in_size - 1))
+        oshift = min(o0, max(0, ishift * s - p))
+        pad = p + oshift - ishift * s
+    else:
+        # g = o * s + k * d - p. A tile that reads left of the input (o0 * s < p) keeps the
+        # input's origin: the padding modes fold coordinates about it.
+        first = max(0, o0 * s - p)
+        ishift = first if lowest is None else min(lowest, first)
+        ishift = max(0, min(ishift, axis.in_size - 1))
+        oshift = min(o0, (p + ishift) // s)
+        pad = p + ishift - oshift * s
+    rest = axis.in_size - ishift
+    framed = dataclasses.replace(
+        axis, in_size=min(rest, limit - 1), pad_lo=pad, out_start=o0 - oshift,
+        seg0_start=axis.seg0_start - ishift if axis.seg0_len else 0,
+        seg1_start=axis.seg1_start - ishift if axis.seg1_len else 0)
+    f_end = framed.out_start + framed.out_len
+    f_seg_end = max(framed.seg0_start + framed.seg0_len, framed.seg1_start + framed.seg1_len)
+    # Capped, the input size must lie past everything the tile reads (then no read can tell);
+    # a tile that reads the end of the input (padding, folding) has its exact size.
+    reads_end = ((o_end - 1) * s + (axis.kernel - 1) * axis.dilation - p >= axis.in_size
+                 if not transposed else False)
+    fits = (min(segment[0] for segment in segments) >= ishift if segments else True) \
+        and pad >= 0 and max(framed.in_size, f_end, f_seg_end, pad) < limit \
+        and (transposed or (f_end - 1) * s < limit) and f_seg_end <= framed.in_size \
+        and (rest < limit or not reads_end)
+    if not fits:
+        raise ValueError(f"an output tile at {o0} of length {axis.out_len} has no frame of "
+                         f"coordinates below {limit}")
+    return framed, ishift, oshift
+
+
+@functools.lru_cache(maxsize=4096)
+def frame(job: Job) -> Frame:
+    """``job`` in the frame its registers hold (:func:`frame_axis` per dimension, below
+    ``2**coord_width``); the job itself when its coordinates fit already. Circular padding
+    reads the far end of the input at the near edge: a layer with it is not framed (the
+    engine's checks refuse it longer than the limit)."""
+    limit = 1 << job.config.coord_width
+    if job.padding_mode == "circular":
+        return Frame(job, (0, 0, 0), (0, 0, 0))
+    framed = [frame_axis(a, job.transposed, limit) for a in job.axes]
+    axes = tuple(a for a, _, _ in framed)
+    if axes == job.axes:
+        return Frame(job, (0, 0, 0), (0, 0, 0))
+    return Frame(dataclasses.replace(job, axes=axes), tuple(i for _, i, _ in framed),
+                 tuple(o for _, _, o in framed))
 
 
 def _remap(g: np.ndarray, size: int, mode: str) -> np.ndarray:

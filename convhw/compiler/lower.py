@@ -49,6 +49,7 @@ from ..config import EngineConfig
 from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, column_params
 from ..job_format import PaddingMode
 from ..spec import ConvSpec
+from .job import frame
 from .layout import TensorLayout, pack_elements
 from .program import Step, compile_layer, tile_layer, weight_words
 
@@ -482,6 +483,7 @@ class ListBuilder:
                 descriptors.append((load_input, load_weights))
                 continue
             values = _geometry(step)
+            in_offset, out_offset = _frame_offsets(job, in_layout, out_layout)
             values.update(
                 MAGIC=DESCRIPTOR_MAGIC, LOAD_INPUT=int(load_input),
                 LOAD_WEIGHTS=int(load_weights), WRITE_OUTPUT=int(step.read_out),
@@ -492,11 +494,12 @@ class ListBuilder:
                 REQUANTIZE=int(requantize), RELU=int(relu), FIR_TAPS=job.fir_taps,
                 IN_CHUNKS=job.in_chunks, OUT_CHANNELS=step.oc_count,
                 INPUT_ZERO=job.input_zero,
-                INPUT_ADDR=in_base, INPUT_PIXEL_PITCH=in_layout.pixel_pitch,
+                INPUT_ADDR=in_base + in_offset, INPUT_PIXEL_PITCH=in_layout.pixel_pitch,
                 INPUT_ROW_PITCH=in_layout.row_pitch, INPUT_PLANE_PITCH=in_layout.plane_pitch,
                 WEIGHT_ADDR=weight_addr + block.offset, WEIGHT_BASE=base,
                 WEIGHT_WORDS=block.words,
-                OUTPUT_ADDR=output_addr + out_layout.offset(step.batch, step.oc_start),
+                OUTPUT_ADDR=output_addr + out_layout.offset(step.batch, step.oc_start)
+                + out_offset,
                 OUTPUT_PIXEL_PITCH=out_layout.pixel_pitch,
                 OUTPUT_ROW_PITCH=out_layout.row_pitch,
                 OUTPUT_PLANE_PITCH=out_layout.plane_pitch,
@@ -625,9 +628,22 @@ _GEOMETRY_NAMES = tuple((d, field, f"{name}_{field.upper()}") for d, name in enu
 
 @functools.lru_cache(maxsize=4096)
 def _job_geometry(job) -> tuple:
-    # Jobs repeat across output-channel chunks and across the tilings the builder ranks.
-    axes = job.axes
+    # Jobs repeat across output-channel chunks and across the tilings the builder ranks. The
+    # descriptor holds the job in its frame (a layer longer than the coordinates: the
+    # addresses move by the frame's shifts, _frame_offsets).
+    axes = frame(job).job.axes
     return tuple((key, getattr(axes[d], field)) for d, field, key in _GEOMETRY_NAMES)
+
+
+def _frame_offsets(job, in_layout: TensorLayout, out_layout: TensorLayout) -> tuple[int, int]:
+    """Bytes the job's input and output addresses move by for its frame
+    (:func:`~convhw.compiler.job.frame`): each dimension's shift times its pitch."""
+    framed = frame(job)
+    pitches = ((in_layout.plane_pitch, in_layout.row_pitch, in_layout.pixel_pitch),
+               (out_layout.plane_pitch, out_layout.row_pitch, out_layout.pixel_pitch))
+    return tuple(sum(shift * pitch for shift, pitch in zip(shifts, pitch_zyx))
+                 for shifts, pitch_zyx in zip((framed.input_shift, framed.output_shift),
+                                              pitches))
 
 
 def _geometry(step: Step) -> dict:

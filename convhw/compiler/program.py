@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..spec import ConvSpec
-from .job import DIMS, Axis, Job
+from .job import DIMS, Axis, Job, frame_axis
 
 __all__ = ["Step", "Tiling", "compile_layer", "tile_layer"]
 
@@ -127,20 +127,40 @@ def tile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
     ``ValueError`` when the layer cannot be tiled for ``config``."""
     config.check_layer(spec, input_shape)
     return _tiling(spec, tuple(input_shape), config.rows, config.input_depth,
-                   config.acc_depth, config.weight_depth, window_limit, balanced, chunk_limit)
+                   config.acc_depth, config.weight_depth, 1 << config.coord_width,
+                   window_limit, balanced, chunk_limit)
 
 
-# The tiling depends on the engine only through these four numbers: a design-space sweep
+# The tiling depends on the engine only through these five numbers: a design-space sweep
 # (convhw.explore) asks for the same one for every column count, and the compiler for the
 # same one under several window limits.
 @functools.lru_cache(maxsize=4096)
 def _tiling(spec: ConvSpec, input_shape: tuple, rows: int, input_depth: int, acc_depth: int,
-            weight_depth: int, window_limit: int | None, balanced: bool,
+            weight_depth: int, coord_limit: int, window_limit: int | None, balanced: bool,
             chunk_limit: int | None) -> Tiling:
     in_size = _pad3(input_shape[-spec.dims:], 1)
     out_size = _pad3(spec.output_size(input_shape[-spec.dims:]), 1)
     axes = [tuple(a.values()) for a in _axes(spec, in_size)]
     taps = math.prod(spec.kernel_size)
+    # Dimensions longer than the registers' coordinates: each tile along them must have a
+    # frame that holds it (convhw.compiler.job.frame_axis).
+    long_dims = [d for d, (axis, total) in enumerate(zip(axes, out_size))
+                 if max(axis[0], total, axis[4]) >= coord_limit
+                 or (not spec.transposed and (total - 1) * axis[2] >= coord_limit)]
+
+    def framed(per_dim, lengths) -> bool:
+        for d in long_dims:
+            in_size_d, kernel, stride, dilation, pad_lo = axes[d]
+            for start, (s0, l0, s1, l1) in per_dim[d].items():
+                axis = Axis(in_size=in_size_d, kernel=kernel, stride=stride,
+                            dilation=dilation, pad_lo=pad_lo, out_start=start,
+                            out_len=min(lengths[d], out_size[d] - start), seg0_start=s0,
+                            seg0_len=l0, seg1_start=s1, seg1_len=l1)
+                try:
+                    frame_axis(axis, spec.transposed, coord_limit)
+                except ValueError:
+                    return False
+        return True
 
     def windows(lengths):
         """Per dimension, the segments of every tile position; and the largest window."""
@@ -155,7 +175,10 @@ def _tiling(spec: ConvSpec, input_shape: tuple, rows: int, input_depth: int, acc
     limit = input_depth if window_limit is None else min(window_limit, input_depth)
 
     def fits(lengths):
-        return math.prod(lengths) <= acc_depth and windows(lengths)[1] <= limit
+        if math.prod(lengths) > acc_depth:
+            return False
+        per_dim, largest = windows(lengths)
+        return largest <= limit and framed(per_dim, lengths)
 
     # Largest tile: outer dimensions shrink first, so rows stay whole as long as possible.
     lengths = list(out_size)

@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from ..compiler.job import Job
+from ..compiler.job import Job, frame
 from ..config import BUS_DATA_WIDTH, EngineConfig
 from ..job_format import COLUMN_FIELDS, field_value, job_fields, job_values
 from ..registers import job_field_register
@@ -28,7 +28,8 @@ def register_writes(regmap: RegisterMap, job: Job, bias=None, requantize=None,
     # job sets no lanes, and the engine does not read them).
     # A register that holds no field the engine builds (INPUT_ZERO without the activation
     # offset) is not written.
-    values = job_values(job)
+    # The registers hold the job in its frame (a layer longer than the coordinates).
+    values = job_values(frame(job).job)
     words: dict[str, int] = {}
     built: set[str] = set()
     for path, field in job_fields(job.config):

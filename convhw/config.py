@@ -365,15 +365,16 @@ class EngineConfig:
                                      f"every spatial dimension with circular padding for "
                                      f"this engine (coord_width {self.coord_width}), not "
                                      f"{reach!r}")
-        taps = math.prod(spec.kernel_size)
-        if taps * self.rows > self.weight_depth:
-            raise ValueError(
-                f"{spec.op_name} kernel {spec.kernel_size} needs {taps * self.rows} weight "
-                f"words per input chunk; this engine's weight buffer holds {self.weight_depth}")
+        split = self.kernel_split(spec)
         # One output pixel reads a window spanning the dilated kernel (a transposed layer:
-        # the part of it one output phase reaches); the buffer must hold it.
+        # the part of it one output phase reaches; a cut kernel: the part one job has); the
+        # buffer must hold it.
+        kernel = list(spec.kernel_size)
+        if split is not None:
+            dim, run = split
+            kernel = [1] * dim + [min(run, kernel[dim])] + kernel[dim + 1:]
         window = 1
-        for k, s, d in zip(spec.kernel_size, spec.stride, spec.dilation):
+        for k, s, d in zip(kernel, spec.stride, spec.dilation):
             window *= (d * (k - 1)) // s + 1 if spec.transposed else d * (k - 1) + 1
         if window > self.input_depth:
             raise ValueError(
@@ -387,6 +388,30 @@ class EngineConfig:
                 f"kernel taps); a {self.acc_width}-bit accumulator holds at most "
                 f"{self.max_terms} worst-case {self.operand_name} x int{self.weight_width} "
                 f"products")
+
+    def kernel_split(self, spec) -> tuple[int, int] | None:
+        """How the compiler cuts a kernel whose weights for one input chunk (``rows`` words per
+        tap) overflow the weight buffer: ``(dimension, taps)``. The dimensions before
+        ``dimension`` (spatial, outermost first, of ``spec.dims``) are cut into single taps,
+        ``dimension`` into runs of at most ``taps`` taps, the dimensions after it kept whole:
+        the outermost cut whose runs fit. Each run is a job of its own (the kernel's part, the
+        padding moved by its first tap) that adds to the previous runs' sums. ``None`` when
+        the whole kernel fits. Only a forward layer is cut (a transposed layer's run would
+        need a negative padding, which its frame cannot hold); a transposed kernel that does
+        not fit raises ``ValueError``."""
+        taps = math.prod(spec.kernel_size)
+        if taps * self.rows <= self.weight_depth:
+            return None
+        if spec.transposed:
+            raise ValueError(f"{spec.op_name} kernel {spec.kernel_size} needs "
+                             f"{taps * self.rows} weight words per input chunk; this engine's "
+                             f"weight buffer holds {self.weight_depth}")
+        for dim in range(spec.dims):
+            inner = math.prod(spec.kernel_size[dim + 1:])
+            if inner * self.rows <= self.weight_depth:
+                return dim, self.weight_depth // (inner * self.rows)
+        raise ValueError(f"{spec.op_name} needs {self.rows} weight words for one tap of one "
+                         f"input chunk; this engine's weight buffer holds {self.weight_depth}")
 
     def check_tensor(self, name: str, value, bounds: tuple[int, int], why: str = ""):
         """An integer-valued array within ``bounds`` (inclusive), as int64; floats holding

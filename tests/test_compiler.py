@@ -125,8 +125,10 @@ def test_skip_borders_streams_only_real_taps():
 
 
 @pytest.mark.parametrize("name, kwargs, message", [
-    ("weight", dict(kernel_size=(9, 9)), r"^Conv2d kernel \(9, 9\) needs 324 weight words per "
-                                         r"input chunk; this engine's weight buffer holds 256$"),
+    # (a forward kernel that large is cut into runs of taps, EngineConfig.kernel_split)
+    ("weight", dict(kernel_size=(9, 9), transposed=True),
+     r"^ConvTranspose2d kernel \(9, 9\) needs 324 weight words per input chunk; this engine's "
+     r"weight buffer holds 256$"),
     ("acc", dict(kernel_size=1, in_channels=20000), r"^Conv2d sums up to 20000 products per "
                                                     r"output"),
 ])
@@ -188,4 +190,4 @@ def test_a_job_hash_is_kept_but_not_pickled():
     copy = pickle.loads(pickle.dumps(job))
     assert "_hash" in job.__dict__ and "_hash" not in copy.__dict__
     assert copy == job and table[copy] == "cycles"
-    assert step.block_key == (step.oc_start, step.ic_start, job.in_chunks)
+    assert step.block_key == (step.oc_start, step.ic_start, job.in_chunks, step.tap_start)

@@ -149,3 +149,59 @@ def test_long_layers_on_the_up5k_engine():
             assert np.array_equal(y, golden.convolution(spec, x, w)), spec
     finally:
         device.close()
+
+
+# -- kernels cut into runs of taps (EngineConfig.kernel_split) --------------------------------
+
+#: A weight buffer of 32 words: 2 rows x 16 taps per input chunk at most.
+NARROW = dataclasses.replace(SHORT, coord_width=16, param_width=8, weight_depth=32,
+                             input_depth=1024)
+
+
+def test_kernel_split_rule():
+    assert NARROW.kernel_split(ConvSpec(2, 2, 2, 4)) is None              # 16 taps fit
+    assert NARROW.kernel_split(ConvSpec(2, 2, 2, 5)) == (0, 3)            # 3 rows of 5 taps
+    assert NARROW.kernel_split(ConvSpec(3, 2, 2, (3, 3, 3))) == (0, 1)    # a 3x3 plane each
+    assert NARROW.kernel_split(ConvSpec(3, 2, 2, (3, 5, 5))) == (1, 3)    # z taps, y runs
+    assert NARROW.kernel_split(ConvSpec(2, 2, 2, (2, 17))) == (1, 16)     # x runs of 16
+    with pytest.raises(ValueError, match=exactly(
+            "ConvTranspose2d kernel (5, 5) needs 50 weight words per input chunk; this "
+            "engine's weight buffer holds 32")):
+        NARROW.check_layer(ConvSpec(2, 2, 2, 5, transposed=True))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_cut_kernels_on_the_engine_model_equal_golden(seed):
+    rng = np.random.default_rng(300 + seed)
+    dims = int(rng.integers(1, 4))
+    while True:           # more than 16 taps: the 32-word buffer holds 2 rows x 16
+        kernel = tuple(int(k) for k in rng.integers(1, 7 if dims > 1 else 30, dims))
+        if 16 < math.prod(kernel) <= 60:
+            break
+    mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
+    spec = ConvSpec(dims, int(rng.integers(1, 5)), int(rng.integers(1, 4)), kernel,
+                    stride=tuple(int(s) for s in rng.integers(1, 3, dims)),
+                    padding=tuple(int(k) // 2 for k in kernel),
+                    dilation=tuple(int(d) for d in rng.integers(1, 2 if dims == 3 else 3, dims)),
+                    padding_mode=mode)
+    shape = (1, spec.in_channels, *(int(s) + 2 * k for s, k in zip(
+        rng.integers(4, 9 if dims == 3 else 14, dims), kernel)))
+    x = rng.integers(-128, 128, shape)
+    w = rng.integers(-128, 128, spec.weight_shape)
+    b = rng.integers(-100, 100, spec.out_channels)
+    got, steps = run_model(spec, x, w, b, NARROW)
+    assert any(any(step.tap_start) for step in steps), f"seed {seed}"
+    assert np.array_equal(got, golden.convolution(spec, x, w, b)), f"seed {seed}: {spec} {shape}"
+
+
+def test_r3d_stem_on_the_list_engine():
+    """R3D-18's stem (3x7x7: 147 taps, 1,176 weight words per input chunk on the 8x8 array, more
+    than a bank of its weight buffer) runs as three runs of a 7x7 plane: Verilator's list
+    engine (the tests' 4x4 one: 588 words, bank of 128), a smaller clip, exact."""
+    rng = np.random.default_rng(9)
+    device = convhw.Device("verilator", VERILATED_LIST_CONFIG)
+    spec = ConvSpec(3, 3, 4, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False)
+    x = rng.integers(-128, 128, (1, 3, 4, 20, 20))
+    w = rng.integers(-128, 128, spec.weight_shape)
+    y, _ = device.run(spec, x, w)
+    assert np.array_equal(y, golden.convolution(spec, x, w))

@@ -127,7 +127,8 @@ class Pass:
 #
 # A job's coordinates are the layer's: an input or output longer than the registers' coordinate
 # width (``2**coord_width``, 65,536 by default: 4 s of 16 kHz audio) has tiles whose
-# coordinates do not fit them. Such a job is programmed in a frame of its own along that axis:
+# coordinates do not fit them, and a run of a cut kernel (EngineConfig.kernel_split) past its
+# first taps has a negative padding. Such a job is programmed in a frame of its own along that axis:
 # input coordinates less ``input_shift``, outputs less ``output_shift``, the padding changed so
 # that every output reads the same sources, and the input size the layer's less the shift
 # (capped below the limit where the tile reads nowhere near the end). The input and output
@@ -153,7 +154,9 @@ def frame_axis(axis: Axis, transposed: bool, limit: int) -> tuple[Axis, int, int
     o0, s, p = axis.out_start, axis.stride, axis.pad_lo
     o_end = o0 + axis.out_len
     seg_end = max(axis.seg0_start + axis.seg0_len, axis.seg1_start + axis.seg1_len)
-    if max(axis.in_size, o_end, seg_end, p) < limit and (transposed or (o_end - 1) * s < limit):
+    # (a negative padding: a run of a cut kernel past its first taps, EngineConfig.kernel_split)
+    if (max(axis.in_size, o_end, seg_end, p) < limit and p >= 0
+            and (transposed or (o_end - 1) * s < limit)):
         return axis, 0, 0
     segments = [(start, length) for start, length in ((axis.seg0_start, axis.seg0_len),
                                                       (axis.seg1_start, axis.seg1_len))
@@ -171,7 +174,7 @@ def frame_axis(axis: Axis, transposed: bool, limit: int) -> tuple[Axis, int, int
         first = max(0, o0 * s - p)
         ishift = first if lowest is None else min(lowest, first)
         ishift = max(0, min(ishift, axis.in_size - 1))
-        oshift = min(o0, (p + ishift) // s)
+        oshift = max(0, min(o0, (p + ishift) // s))
         pad = p + ishift - oshift * s
     rest = axis.in_size - ishift
     framed = dataclasses.replace(

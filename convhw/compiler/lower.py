@@ -124,6 +124,7 @@ class WeightBlock:
     fir: bool
     words: int
     offset: int          # bytes into the layer's weight image
+    tap_start: tuple = (0, 0, 0)   # a part of a cut kernel (Step.tap_start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -553,7 +554,7 @@ def _weight_blocks(steps, config: EngineConfig) -> tuple[dict, int]:
         if key not in blocks:
             words = step.job.weight_words
             blocks[key] = WeightBlock(step.oc_start, step.ic_start, step.job.in_chunks,
-                                      bool(step.job.fir_taps), words, offset)
+                                      bool(step.job.fir_taps), words, offset, step.tap_start)
             offset += words * config.cols * config.weight_bytes
     return blocks, offset
 
@@ -663,14 +664,14 @@ def _order(steps: list[Step], order: str) -> list[Step]:
             s = steps[i]
             outer = s.batch * len(tiles) + tile[i]
             inner = s.oc_start if outer % 2 == 0 else -s.oc_start
-            return s.batch, tile[i], inner, s.ic_start
+            return s.batch, tile[i], inner, s.ic_start, s.tap_start
     else:
         chunk = {c: n for n, c in enumerate(sorted({s.oc_start for s in steps}))}
         def key(i):
             s = steps[i]
             outer = s.batch * len(chunk) + chunk[s.oc_start]
             inner = tile[i] if outer % 2 == 0 else -tile[i]
-            return s.batch, s.oc_start, inner, s.ic_start
+            return s.batch, s.oc_start, inner, s.ic_start, s.tap_start
     return [steps[i] for i in sorted(range(len(steps)), key=key)]
 
 
@@ -684,7 +685,7 @@ def weight_image(record: LayerRecord, weight, config: EngineConfig) -> np.ndarra
     out = np.zeros(record.weight_bytes, dtype=np.uint8)
     for block in record.blocks:
         step = next(s for s in record.steps if s.block_key == (
-            block.oc_start, block.ic_start, block.in_chunks))
+            block.oc_start, block.ic_start, block.in_chunks, block.tap_start))
         words = weight_words(step, spec, weight, config)
         data = pack_elements(words, config.weight_bytes)
         out[block.offset:block.offset + data.size] = data

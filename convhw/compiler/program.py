@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 
 import numpy as np
 
 from ..config import EngineConfig
 from ..spec import ConvSpec
-from .job import DIMS, Axis, Job, frame_axis
+from .job import DIMS, Axis, Job, frame, frame_axis
 
 __all__ = ["Step", "Tiling", "compile_layer", "tile_layer"]
 
@@ -43,14 +44,19 @@ class Step:
     oc_count: int                 # output channels computed (the rest of the columns idle)
     ic_start: int                 # input channel of lane 0 of chunk 0
     read_out: bool                # the accumulator holds final sums after this job
+    # A kernel cut into runs of taps (EngineConfig.kernel_split): the first tap of the job's
+    # part of the kernel per dimension (z, y, x); zeros when the kernel is whole.
+    tap_start: tuple[int, int, int] = (0, 0, 0)
     # Which weight block the job reads: (first output channel, first input channel, input
-    # chunks); the steps of one block share its weight-buffer words. Stored, not a property:
-    # the list builder looks it up several times for every step of every tiling it ranks.
-    block_key: tuple[int, int, int] = dataclasses.field(init=False, compare=False, repr=False)
+    # chunks, first tap of the run); the steps of one block share its weight-buffer words.
+    # Stored, not a property: the list builder looks it up several times for every step of
+    # every tiling it ranks.
+    block_key: tuple[int, int, int, int] = dataclasses.field(init=False, compare=False,
+                                                            repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "block_key", (self.oc_start, self.ic_start,
-                                               self.job.in_chunks))
+                                               self.job.in_chunks, self.tap_start))
 
 
 def _pad3(values, fill):
@@ -128,20 +134,42 @@ def tile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
     config.check_layer(spec, input_shape)
     return _tiling(spec, tuple(input_shape), config.rows, config.input_depth,
                    config.acc_depth, config.weight_depth, 1 << config.coord_width,
-                   window_limit, balanced, chunk_limit)
+                   config.kernel_split(spec), window_limit, balanced, chunk_limit)
 
 
-# The tiling depends on the engine only through these five numbers: a design-space sweep
+def kernel_parts(spec: ConvSpec, split) -> list[list[tuple[int, int]]]:
+    """Per dimension (z, y, x), the ``(first tap, taps)`` of each part of the kernel along it
+    (:meth:`EngineConfig.kernel_split`'s cut, ``split``; one whole part when ``None``)."""
+    kernel = _pad3(spec.kernel_size, 1)
+    if split is None:
+        return [[(0, k)] for k in kernel]
+    dim, run = split
+    cut = DIMS - spec.dims + dim
+    return [[(k0, 1) for k0 in range(k)] if e < cut
+            else [(k0, min(run, k - k0)) for k0 in range(0, k, run)] if e == cut
+            else [(0, k)] for e, k in enumerate(kernel)]
+
+
+def _part_axis(axis: tuple, k0: int, taps: int) -> tuple:
+    """An axis tuple ``(in_size, kernel, stride, dilation, pad_lo)`` for the part of its kernel
+    from tap ``k0``: the same sources, the padding moved by the first tap."""
+    in_size, kernel, stride, dilation, pad_lo = axis
+    return in_size, taps, stride, dilation, pad_lo - k0 * dilation
+
+
+# The tiling depends on the engine only through these numbers: a design-space sweep
 # (convhw.explore) asks for the same one for every column count, and the compiler for the
 # same one under several window limits.
 @functools.lru_cache(maxsize=4096)
 def _tiling(spec: ConvSpec, input_shape: tuple, rows: int, input_depth: int, acc_depth: int,
-            weight_depth: int, coord_limit: int, window_limit: int | None, balanced: bool,
-            chunk_limit: int | None) -> Tiling:
+            weight_depth: int, coord_limit: int, split, window_limit: int | None,
+            balanced: bool, chunk_limit: int | None) -> Tiling:
+    # (split: EngineConfig.kernel_split's cut of the kernel, or None)
     in_size = _pad3(input_shape[-spec.dims:], 1)
     out_size = _pad3(spec.output_size(input_shape[-spec.dims:]), 1)
     axes = [tuple(a.values()) for a in _axes(spec, in_size)]
-    taps = math.prod(spec.kernel_size)
+    parts = kernel_parts(spec, split)
+    taps = math.prod(max(t for _, t in p) for p in parts)     # of one job
     # Dimensions longer than the registers' coordinates: each tile along them must have a
     # frame that holds it (convhw.compiler.job.frame_axis).
     long_dims = [d for d, (axis, total) in enumerate(zip(axes, out_size))
@@ -163,13 +191,20 @@ def _tiling(spec: ConvSpec, input_shape: tuple, rows: int, input_depth: int, acc
         return True
 
     def windows(lengths):
-        """Per dimension, the segments of every tile position; and the largest window."""
-        per_dim = []
-        for axis, total, length in zip(axes, out_size, lengths):
-            per_dim.append({start: _window(axis, spec.transposed, spec.padding_mode, start,
-                                           min(length, total - start))
-                            for start in _tile_starts(total, length)})
-        largest = math.prod(max(s[1] + s[3] for s in d.values()) for d in per_dim)
+        """Per dimension, the segments of every tile position (of the kernel's first part
+        when it is cut: compile_layer finds the other parts'); and the largest window of any
+        part."""
+        per_dim, largest = [], 1
+        for axis, total, length, along in zip(axes, out_size, lengths, parts):
+            widest = 0
+            for i, (k0, k) in enumerate(along):
+                found = {start: _window(_part_axis(axis, k0, k), spec.transposed,
+                                        spec.padding_mode, start, min(length, total - start))
+                         for start in _tile_starts(total, length)}
+                widest = max(widest, max(s[1] + s[3] for s in found.values()))
+                if i == 0:
+                    per_dim.append(found)
+            largest *= widest
         return per_dim, largest
 
     limit = input_depth if window_limit is None else min(window_limit, input_depth)
@@ -280,8 +315,14 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
     lengths, per_dim = tiling.lengths, tiling.per_dim
     starts_by_dim = [sorted(d) for d in per_dim]
 
-    use_fir = fir and fir_capable(spec, config)
+    split = config.kernel_split(spec)
+    use_fir = fir and fir_capable(spec, config) and split is None
     k_x = spec.kernel_size[-1]
+    # A kernel cut into runs of taps along one dimension: each run a job with that part of
+    # the kernel and the padding moved by its first tap, adding to the previous runs' sums.
+    along = kernel_parts(spec, split)
+    lengths_of = [dict(a) for a in along]              # first tap -> taps, per dimension
+    parts = list(itertools.product(*([k0 for k0, _ in a] for a in along)))
     job_config = config if job_config is None else job_config
     jobs: dict = {}         # (tile, first chunk, chunks, FIR lanes) -> its Job
     steps = []
@@ -299,9 +340,9 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                           for oc in range(oc0, oc0 + cols)) if fir_job else ()
             for tile in np.ndindex(*(len(d) for d in per_dim)):
                 starts = [d[i] for d, i in zip(starts_by_dim, tile)]
-                for c0 in range(0, chunk_count, per_job):
+                for c0, part in itertools.product(range(0, chunk_count, per_job), parts):
                     in_chunks = min(per_job, chunk_count - c0)
-                    key = (tile, c0, in_chunks, fir_job, lanes)
+                    key = (tile, c0, part, in_chunks, fir_job, lanes)
                     job = jobs.get(key)
                     if job is None:
                         job_axes = []
@@ -310,19 +351,31 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                             s0, l0, s1, l1 = d[start]
                             if fir_job and index == DIMS - 1:
                                 axis = axis | {"kernel": 1}  # the array rows hold the x taps
+                            k0 = part[index]
+                            taps = lengths_of[index][k0]
+                            if taps != axes[index]["kernel"]:       # a part of a cut kernel
+                                axis = dict(zip(axis, _part_axis(tuple(axis.values()), k0,
+                                                                 taps)))
+                                s0, l0, s1, l1 = _window(
+                                    tuple(axis.values()), spec.transposed, mode, start,
+                                    min(length, total - start))
                             job_axes.append(Axis(out_start=start, out_len=min(length,
                                                                               total - start),
                                                  seg0_start=s0, seg0_len=l0, seg1_start=s1,
                                                  seg1_len=l1, **axis))
                         job = jobs[key] = Job(config=job_config, axes=tuple(job_axes),
                                               transposed=spec.transposed, padding_mode=mode,
-                                              in_chunks=in_chunks, accumulate=c0 > 0,
+                                              in_chunks=in_chunks,
+                                              accumulate=c0 > 0 or part != parts[0],
                                               skip_borders=skip_borders,
                                               fir_taps=k_x if fir_job else 0, lanes=lanes,
                                               input_zero=input_zero)
+                        frame(job)      # (a job without a frame is refused here, not later)
                     steps.append(Step(job=job, batch=n, oc_start=oc0, oc_count=oc1 - oc0,
                                       ic_start=(chunk_lo + c0) * rows,
-                                      read_out=c0 + in_chunks >= chunk_count))
+                                      read_out=(c0 + in_chunks >= chunk_count
+                                                and part == parts[-1]),
+                                      tap_start=part))
     return steps
 
 
@@ -369,6 +422,12 @@ def weight_words(step: Step, spec: ConvSpec, weight: np.ndarray, config: EngineC
         count = step.oc_count
         w[:, :kx, :count] = k[step.oc_start:step.oc_start + count].transpose(1, 2, 0)
         return w.reshape(-1, cols)
+    if job.taps != math.prod(weight.shape[2:]):
+        # A part of a cut kernel: per dimension, its taps from the step's first.
+        dims = weight.ndim - 2
+        for d in range(dims):
+            start, length = step.tap_start[DIMS - dims + d], job.axes[DIMS - dims + d].kernel
+            weight = np.take(weight, range(start, start + length), axis=2 + d)
     kernel = weight.reshape(weight.shape[0], weight.shape[1], -1)     # (.., .., taps)
     if spec.transposed:   # (in, out/groups, k)
         w = kernel[icc, occ % o_group, :]

@@ -20,6 +20,7 @@ import dataclasses
 
 from .compiler.cycles import list_cycles, list_cycles_bound
 from .compiler.lower import Allocator, ListBuilder
+from .compiler.packing import packing_for
 from .config import EngineConfig
 from .memory_model import MemoryModel
 from .spec import ConvSpec
@@ -87,7 +88,7 @@ class Estimate:
 
 def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
              memory: MemoryModel | None = None, requantize: bool = False,
-             relu: bool = False, exact: bool = True) -> Estimate:
+             relu: bool = False, exact: bool = True, pack_taps: bool = True) -> Estimate:
     """The cycles, work and traffic of one layer on the list engine (see the module
     documentation).
 
@@ -107,6 +108,11 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
         the memory's rate), without replaying the engine: 25-100 times faster, a few percent
         low on the reference layers. Design-space sweeps (:mod:`convhw.explore`) screen
         with it.
+    pack_taps : bool
+        Model the layer as the simulated devices run it when the host writes its input: a
+        low-channel layer with its x taps packed into the rows
+        (:func:`convhw.compiler.packing.packing_for`; the input read is the packed one).
+        False: as written (what a list's later layer, or a serial board, runs).
     """
     if not isinstance(spec, ConvSpec):
         raise TypeError(f"spec must be a ConvSpec, not {spec!r}")
@@ -114,6 +120,11 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
     if not isinstance(config, EngineConfig):
         raise TypeError(f"config must be an EngineConfig, not {config!r}")
     shape = tuple(input_shape)
+    useful_macs = spec.useful_macs(shape)
+    if pack_taps:
+        packing = packing_for(spec, shape, config)
+        if packing is not None:
+            spec, shape = packing.spec, packing.input_shape(shape)
     builder = ListBuilder(config)
     in_layout, out_layout = builder.layout(spec, shape, requantize)
     # The placement of convhw.compiler.image.plan, without the tensors.
@@ -129,6 +140,6 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
                                lowering=lowering)
     timing = (list_cycles if exact else list_cycles_bound)(builder, config, memory)
     return Estimate(cycles=timing.cycles, busy_cycles=timing.busy_cycles,
-                    jobs=len(record.descriptors), useful_macs=spec.useful_macs(shape),
+                    jobs=len(record.descriptors), useful_macs=useful_macs,
                     bytes_read=timing.bytes_read, bytes_written=timing.bytes_written,
                     rows=config.rows, cols=config.cols, exact=exact)

@@ -261,8 +261,13 @@ class Device:
             # refused a zero point on an engine without the offset)
             quantized = ({"input_zero": input_zero, "float_requantize": float_requantize}
                          if input_zero or float_requantize is not None else {})
-            result = self.driver.run(spec, x, weight, bias, requantize=requantize, relu=relu,
-                                     **quantized)
+            run_spec = spec
+            packing = self._packing(spec, x.shape)
+            if packing is not None:
+                x = packing.input(x, pad_value=input_zero)
+                weight, run_spec = packing.weight(weight), packing.spec
+            result = self.driver.run(run_spec, x, weight, bias, requantize=requantize,
+                                     relu=relu, **quantized)
             if hasattr(result, "outputs"):          # a list engine's ListRun
                 output = result.outputs[0]
                 info = dict(cycles=result.cycles, busy_cycles=result.busy_cycles,
@@ -329,6 +334,14 @@ class Device:
                     if index == 0:
                         x = xi
                     checked.append(dataclasses.replace(layer, weight=weight, bias=bias))
+                packing = self._packing(checked[0].spec, x.shape)
+                if packing is not None:
+                    first = checked[0]
+                    x = packing.input(x, pad_value=first.input_zero)
+                    checked[0] = dataclasses.replace(
+                        first, spec=packing.spec, weight=packing.weight(first.weight),
+                        resident_key=(None if first.resident_key is None
+                                      else (first.resident_key, "taps", packing.taps)))
                 driver = self.driver
                 if not hasattr(driver, "run_layers"):
                     raise ValueError(f"the {self._name!r} device's engine runs no descriptor "
@@ -348,6 +361,17 @@ class Device:
                           useful_macs=macs, seconds=time.perf_counter() - start, **info)
             self.last_run = run
             return output, run
+
+    def _packing(self, spec, input_shape):
+        """The tap packing (:func:`convhw.compiler.packing.tap_packing`) a layer whose input
+        the host writes runs with on this device, or None. The simulated list engines pack a
+        low-channel layer (its cycles fall nearly by the taps packed); a serial board does
+        not, since its link, not the array, sets its time and the packed input is that many
+        times larger; nor does a layer whose packed form the engine cannot hold."""
+        if self._name not in ("amaranth", "verilator"):
+            return None
+        from ..compiler.packing import packing_for
+        return packing_for(spec, input_shape, self._config)
 
     @staticmethod
     def _golden_quantized(spec, input, weight, bias, relu, input_zero, float_requantize):

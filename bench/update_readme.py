@@ -153,6 +153,32 @@ def models_table() -> str:
             f"profiles and plots in bench/results/models/).{target}\n\n{table}")
 
 
+#: Issue 15's targets: efficiency end to end at 8 B/cycle on the default 8x8 array.
+NETWORK_TARGETS = {"resnet18": 0.95, "mobilenet_v2": 0.85, "dcgan_generator": 0.85,
+                   "convnext_t_dw": 0.80, "wav2vec2_encoder": 0.97, "r3d18": 0.95}
+
+
+def networks_table() -> str:
+    """bench/results/networks.md: six networks on the engine and on a conventional array."""
+    data = json.loads((RESULTS / "networks.json").read_text())
+    def verdict(row) -> str:
+        met = float(row["efficiency"]) >= NETWORK_TARGETS[row["name"]]
+        if row["model"] == "bound":
+            # (the bound's cycles are low, its efficiency high: by 0.2-1.4 %)
+            return " (met on the bound)" if met else " (not met)"
+        return " (met)" if met else " (not met)"
+    rows = [dict(row, target=f">= {NETWORK_TARGETS[row['name']]:.2f}{verdict(row)}")
+            for row in data["networks"]]
+    columns = ["network", "efficiency", "compute only", "conventional", "target", "model",
+               "refused"]
+    memory = data["memory"]
+    dates = sorted({row["date"][:10] for row in data["networks"]})
+    return (f"Recorded {', '.join(dates)} by `python bench/networks.py` (`{data['preset']}` "
+            f"8x8, {memory['bytes_per_cycle']} B/cycle, latency {memory['latency']}; `model`: "
+            f"the exact cycle model or its lower bound; bench/results/networks.md, per-layer "
+            f"tables in bench/results/networks/):\n\n{markdown(rows, columns)}")
+
+
 def explore_table() -> str:
     """bench/results/explore.md: the cycle-model sweep's Pareto front and the synthesis
     sweep's outcome."""
@@ -223,7 +249,7 @@ def tables() -> dict[str, str]:
             "reliability": reliability_table(), "boards": boards_table(),
             "board_models": board_models_table(),
             "test-times": test_times_table(), "models": models_table(),
-            "explore": explore_table()}
+            "explore": explore_table(), "networks": networks_table()}
 
 
 def render(text: str) -> str:

@@ -1458,7 +1458,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8899$0 (acc_addr),
+    .\port$8895$0 (acc_addr),
     .\port$965$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -6310,8 +6310,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     .r_en(drain_retire),
     .r_rdy(\r_rdy$66 ),
     .rst(rst),
-    .w_data(r_data[945:0]),
-    .w_en(to_drain)
+    .w_en(to_drain),
+    .w_port__data(r_data[945:0])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
@@ -7807,12 +7807,11 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  reg [948:0] \$13 ;
-  reg \$14 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
   reg [2:0] \$15 ;
-  reg [2:0] \$16 ;
+  reg [1:0] \$16 ;
   reg [1:0] \$17 ;
-  reg [1:0] \$18 ;
   wire [3:0] \$2 ;
   wire [3:0] \$3 ;
   wire [4:0] \$4 ;
@@ -7843,20 +7842,17 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   wire r_rdy;
   input rst;
   wire rst;
-  (* init = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [948:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
   wire [948:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  reg [948:0] w_port__data = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg w_port__en = 1'h0;
+  wire [948:0] w_port__data;
+  wire w_port__en;
   wire w_rdy;
   wire [2:0] waiting;
-  (* init = 1'h0 *)
-  wire written;
+  reg written = 1'h0;
   reg [948:0] store [3:0];
   initial begin
     store[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -7865,8 +7861,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
     store[3] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
-      store[w_port__addr] <= w_port__data;
+    if (do_write)
+      store[w_port__addr] <= { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
   end
   assign r_data = store[r_port__addr];
   assign \$1  = | visible;
@@ -7877,7 +7873,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + w_port__en;
+  assign \$5  = visible + written;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -7886,88 +7882,78 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= \$13 ;
+    written <= \$13 ;
   always @(posedge clk)
-    w_port__en <= \$14 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    stored <= \$15 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    visible <= \$16 ;
+    w_port__addr <= \$16 ;
   always @(posedge clk)
-    w_port__addr <= \$17 ;
-  always @(posedge clk)
-    r_port__addr <= \$18 ;
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$13  = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
+    \$13  = do_write;
     if (rst) begin
-      \$13  = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$14  = do_write;
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$14  = 1'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$15  = \$4 [2:0];
+    \$15  = \$6 [2:0];
     if (rst) begin
       \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$16  = \$6 [2:0];
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
+    end
     if (rst) begin
-      \$16  = 3'h0;
+      \$16  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$17  = w_port__addr;
-    if (w_port__en) begin
-      \$17  = \$9 [1:0];
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
     end
     if (rst) begin
       \$17  = 2'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$18  = r_port__addr;
-    if (do_read) begin
-      \$18  = \$12 [1:0];
-    end
-    if (rst) begin
-      \$18  = 2'h0;
-    end
-  end
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign staged = w_port__data;
-  assign written = w_port__en;
+  assign w_port__data = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
+  assign w_data = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_en, clk);
+module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_en, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  reg [945:0] \$13 ;
-  reg \$14 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
   reg [2:0] \$15 ;
-  reg [2:0] \$16 ;
+  reg [1:0] \$16 ;
   reg [1:0] \$17 ;
-  reg [1:0] \$18 ;
   wire [3:0] \$2 ;
   wire [3:0] \$3 ;
   wire [4:0] \$4 ;
@@ -7996,21 +7982,18 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
   wire r_rdy;
   input rst;
   wire rst;
-  (* init = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [945:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
-  input [945:0] w_data;
   wire [945:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  reg [945:0] w_port__data = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg w_port__en = 1'h0;
+  input [945:0] w_port__data;
+  wire [945:0] w_port__data;
+  wire w_port__en;
   wire w_rdy;
   wire [2:0] waiting;
-  (* init = 1'h0 *)
-  wire written;
+  reg written = 1'h0;
   reg [945:0] store [3:0];
   initial begin
     store[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8019,7 +8002,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
     store[3] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
+    if (do_write)
       store[w_port__addr] <= w_port__data;
   end
   assign r_data = store[r_port__addr];
@@ -8031,7 +8014,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + w_port__en;
+  assign \$5  = visible + written;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -8040,76 +8023,67 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= \$13 ;
+    written <= \$13 ;
   always @(posedge clk)
-    w_port__en <= \$14 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    stored <= \$15 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    visible <= \$16 ;
+    w_port__addr <= \$16 ;
   always @(posedge clk)
-    w_port__addr <= \$17 ;
-  always @(posedge clk)
-    r_port__addr <= \$18 ;
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$13  = w_data;
+    \$13  = do_write;
     if (rst) begin
-      \$13  = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$14  = do_write;
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$14  = 1'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$15  = \$4 [2:0];
+    \$15  = \$6 [2:0];
     if (rst) begin
       \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$16  = \$6 [2:0];
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
+    end
     if (rst) begin
-      \$16  = 3'h0;
+      \$16  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$17  = w_port__addr;
-    if (w_port__en) begin
-      \$17  = \$9 [1:0];
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
     end
     if (rst) begin
       \$17  = 2'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$18  = r_port__addr;
-    if (do_read) begin
-      \$18  = \$12 [1:0];
-    end
-    if (rst) begin
-      \$18  = 2'h0;
-    end
-  end
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign staged = w_port__data;
-  assign written = w_port__en;
+  assign w_data = w_port__data;
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8899$0 , clk);
+module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8895$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [11:0] \$10 ;
@@ -8786,8 +8760,8 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8899$0 ;
-  wire [10:0] \port$8899$0 ;
+  input [10:0] \port$8895$0 ;
+  wire [10:0] \port$8895$0 ;
   input [1:0] \port$965$5 ;
   wire [1:0] \port$965$5 ;
   output ready;
@@ -19289,7 +19263,7 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8899$0 [9:0]),
+    .host_addr(\port$8895$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19299,7 +19273,7 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$170 ),
-    .host_addr(\port$8899$0 [9:0]),
+    .host_addr(\port$8895$0 [9:0]),
     .old(\host_data$177 ),
     .rst(rst),
     .sum(sum),
@@ -19839,7 +19813,7 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \port$8899$0 [10];
+    \$93  = \port$8895$0 [10];
     if (rst) begin
       \$93  = 1'h0;
     end
@@ -19871,7 +19845,7 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   end
   assign input_bank = \port$965$5 [0];
   assign acc_bank = \port$965$5 [1];
-  assign acc_read_bank = \port$8899$0 [10];
+  assign acc_read_bank = \port$8895$0 [10];
   assign \job$85  = job_copy;
   assign \abort$88  = abort;
   assign \busy$89  = busy;
@@ -19915,12 +19889,12 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$166  = sum_valid;
   assign \busy$167  = acc_busy[0];
-  assign host_addr = \port$8899$0 [9:0];
-  assign acc_read__addr = \port$8899$0 [9:0];
+  assign host_addr = \port$8895$0 [9:0];
+  assign acc_read__addr = \port$8895$0 [9:0];
   assign \sum$171  = sum;
   assign \sum_valid$172  = sum_valid;
   assign \busy$173  = acc_busy[1];
-  assign \host_addr$174  = \port$8899$0 [9:0];
+  assign \host_addr$174  = \port$8895$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -40110,56 +40084,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$7148$376 (job[391:376]),
-    .\port$7857$0 (acc_row_s1),
+    .\port$7144$376 (job[391:376]),
+    .\port$7853$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$7148$224 (job[239:224]),
-    .\port$7763$0 (o0),
+    .\port$7144$224 (job[239:224]),
+    .\port$7759$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7749$0 (chunks),
-    .\port$7919$0 (local2_s3),
+    .\port$7745$0 (chunks),
+    .\port$7915$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7729$0 (window1),
-    .\port$7883$0 (local0_s2),
+    .\port$7725$0 (window1),
+    .\port$7879$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7747$0 (window2),
-    .\port$7749$0 (chunks),
+    .\port$7743$0 (window2),
+    .\port$7745$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7917$0 (local1_s3),
-    .\port$7964$0 (\p$172 [12:0]),
+    .\port$7913$0 (local1_s3),
+    .\port$7960$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7964$0 (\p$172 [12:0]),
-    .\port$7967$0 (\p$188 [12:0]),
+    .\port$7960$0 (\p$172 [12:0]),
+    .\port$7963$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41822,7 +41796,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7148$376 , flush, \port$7857$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7144$376 , flush, \port$7853$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41836,24 +41810,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7148$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7148$376 ;
-  wire [15:0] \port$7148$376 ;
-  input [10:0] \port$7857$0 ;
-  wire [10:0] \port$7857$0 ;
+  input [15:0] \port$7144$376 ;
+  wire [15:0] \port$7144$376 ;
+  input [10:0] \port$7853$0 ;
+  wire [10:0] \port$7853$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7857$0  * \port$7148$376 ;
+  assign \$1  = \port$7853$0  * \port$7144$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7857$0  };
-  assign \a$1  = { 1'h0, \port$7857$0  };
-  assign b = { 1'h0, \port$7148$376  };
-  assign \b$3  = { 1'h0, \port$7148$376  };
+  assign a = { 1'h0, \port$7853$0  };
+  assign \a$1  = { 1'h0, \port$7853$0  };
+  assign b = { 1'h0, \port$7144$376  };
+  assign \b$3  = { 1'h0, \port$7144$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7148$224 , flush, \port$7763$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7144$224 , flush, \port$7759$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41867,24 +41841,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7148$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7148$224 ;
-  wire [15:0] \port$7148$224 ;
-  input [15:0] \port$7763$0 ;
-  wire [15:0] \port$7763$0 ;
+  input [15:0] \port$7144$224 ;
+  wire [15:0] \port$7144$224 ;
+  input [15:0] \port$7759$0 ;
+  wire [15:0] \port$7759$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7763$0  * \port$7148$224 ;
+  assign \$1  = \port$7759$0  * \port$7144$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7763$0  };
-  assign \a$1  = { 1'h0, \port$7763$0  };
-  assign b = { 1'h0, \port$7148$224  };
-  assign \b$3  = { 1'h0, \port$7148$224  };
+  assign a = { 1'h0, \port$7759$0  };
+  assign \a$1  = { 1'h0, \port$7759$0  };
+  assign b = { 1'h0, \port$7144$224  };
+  assign \b$3  = { 1'h0, \port$7144$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7749$0 , \port$7919$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7745$0 , \port$7915$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41898,24 +41872,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7749$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7749$0 ;
-  wire [12:0] \port$7749$0 ;
-  input [12:0] \port$7919$0 ;
-  wire [12:0] \port$7919$0 ;
+  input [12:0] \port$7745$0 ;
+  wire [12:0] \port$7745$0 ;
+  input [12:0] \port$7915$0 ;
+  wire [12:0] \port$7915$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7919$0  * \port$7749$0 ;
+  assign \$1  = \port$7915$0  * \port$7745$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7919$0  };
-  assign \a$1  = { 1'h0, \port$7919$0  };
-  assign b = { 1'h0, \port$7749$0  };
-  assign \b$3  = { 1'h0, \port$7749$0  };
+  assign a = { 1'h0, \port$7915$0  };
+  assign \a$1  = { 1'h0, \port$7915$0  };
+  assign b = { 1'h0, \port$7745$0  };
+  assign \b$3  = { 1'h0, \port$7745$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7729$0 , \port$7883$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7725$0 , \port$7879$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41929,24 +41903,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7729$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7729$0 ;
-  wire [12:0] \port$7729$0 ;
-  input [12:0] \port$7883$0 ;
-  wire [12:0] \port$7883$0 ;
+  input [12:0] \port$7725$0 ;
+  wire [12:0] \port$7725$0 ;
+  input [12:0] \port$7879$0 ;
+  wire [12:0] \port$7879$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7883$0  * \port$7729$0 ;
+  assign \$1  = \port$7879$0  * \port$7725$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7883$0  };
-  assign \a$1  = { 1'h0, \port$7883$0  };
-  assign b = { 1'h0, \port$7729$0  };
-  assign \b$3  = { 1'h0, \port$7729$0  };
+  assign a = { 1'h0, \port$7879$0  };
+  assign \a$1  = { 1'h0, \port$7879$0  };
+  assign b = { 1'h0, \port$7725$0  };
+  assign \b$3  = { 1'h0, \port$7725$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7747$0 , \port$7749$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7743$0 , \port$7745$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41960,24 +41934,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7747$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7747$0 ;
-  wire [12:0] \port$7747$0 ;
-  input [12:0] \port$7749$0 ;
-  wire [12:0] \port$7749$0 ;
+  input [12:0] \port$7743$0 ;
+  wire [12:0] \port$7743$0 ;
+  input [12:0] \port$7745$0 ;
+  wire [12:0] \port$7745$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7747$0  * \port$7749$0 ;
+  assign \$1  = \port$7743$0  * \port$7745$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7747$0  };
-  assign \a$1  = { 1'h0, \port$7747$0  };
-  assign b = { 1'h0, \port$7749$0  };
-  assign \b$3  = { 1'h0, \port$7749$0  };
+  assign a = { 1'h0, \port$7743$0  };
+  assign \a$1  = { 1'h0, \port$7743$0  };
+  assign b = { 1'h0, \port$7745$0  };
+  assign \b$3  = { 1'h0, \port$7745$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7917$0 , \port$7964$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7913$0 , \port$7960$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41991,24 +41965,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7917
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7917$0 ;
-  wire [12:0] \port$7917$0 ;
-  input [12:0] \port$7964$0 ;
-  wire [12:0] \port$7964$0 ;
+  input [12:0] \port$7913$0 ;
+  wire [12:0] \port$7913$0 ;
+  input [12:0] \port$7960$0 ;
+  wire [12:0] \port$7960$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7917$0  * \port$7964$0 ;
+  assign \$1  = \port$7913$0  * \port$7960$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7917$0  };
-  assign \a$1  = { 1'h0, \port$7917$0  };
-  assign b = { 1'h0, \port$7964$0  };
-  assign \b$3  = { 1'h0, \port$7964$0  };
+  assign a = { 1'h0, \port$7913$0  };
+  assign \a$1  = { 1'h0, \port$7913$0  };
+  assign b = { 1'h0, \port$7960$0  };
+  assign \b$3  = { 1'h0, \port$7960$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7964$0 , \port$7967$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7960$0 , \port$7963$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42022,19 +41996,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7964
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7964$0 ;
-  wire [12:0] \port$7964$0 ;
-  input [12:0] \port$7967$0 ;
-  wire [12:0] \port$7967$0 ;
+  input [12:0] \port$7960$0 ;
+  wire [12:0] \port$7960$0 ;
+  input [12:0] \port$7963$0 ;
+  wire [12:0] \port$7963$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7967$0  * \port$7964$0 ;
+  assign \$1  = \port$7963$0  * \port$7960$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7967$0  };
-  assign \a$1  = { 1'h0, \port$7967$0  };
-  assign b = { 1'h0, \port$7964$0  };
-  assign \b$3  = { 1'h0, \port$7964$0  };
+  assign a = { 1'h0, \port$7963$0  };
+  assign \a$1  = { 1'h0, \port$7963$0  };
+  assign b = { 1'h0, \port$7960$0  };
+  assign \b$3  = { 1'h0, \port$7960$0  };
   assign \p$5  = p;
 endmodule
 
@@ -46397,15 +46371,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6842$16 (op_a[31:16]),
-    .\port$6843$0 (op_b),
+    .\port$6838$16 (op_a[31:16]),
+    .\port$6839$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6842$0 (op_a[15:0]),
-    .\port$6843$0 (op_b),
+    .\port$6838$0 (op_a[15:0]),
+    .\port$6839$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -47452,7 +47426,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6842$16 , \port$6843$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6838$16 , \port$6839$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47464,26 +47438,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6842$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6842$16 ;
-  wire [15:0] \port$6842$16 ;
-  input [15:0] \port$6843$0 ;
-  wire [15:0] \port$6843$0 ;
+  input [15:0] \port$6838$16 ;
+  wire [15:0] \port$6838$16 ;
+  input [15:0] \port$6839$0 ;
+  wire [15:0] \port$6839$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6842$16  };
+    a <= { 1'h0, \port$6838$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6843$0  };
+    b <= { 1'h0, \port$6839$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6842$16  };
-  assign \b$5  = { 1'h0, \port$6843$0  };
+  assign \a$3  = { 1'h0, \port$6838$16  };
+  assign \b$5  = { 1'h0, \port$6839$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6842$0 , \port$6843$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6838$0 , \port$6839$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47495,21 +47469,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6842$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6842$0 ;
-  wire [15:0] \port$6842$0 ;
-  input [15:0] \port$6843$0 ;
-  wire [15:0] \port$6843$0 ;
+  input [15:0] \port$6838$0 ;
+  wire [15:0] \port$6838$0 ;
+  input [15:0] \port$6839$0 ;
+  wire [15:0] \port$6839$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6842$0  };
+    a <= { 1'h0, \port$6838$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6843$0  };
+    b <= { 1'h0, \port$6839$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6842$0  };
-  assign \b$5  = { 1'h0, \port$6843$0  };
+  assign \a$3  = { 1'h0, \port$6838$0  };
+  assign \b$5  = { 1'h0, \port$6839$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54816,7 +54790,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3335$0 (acc_data),
-    .\port$8915$0 (in_flight1),
+    .\port$8911$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57824,7 +57798,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9068$0 (v_0[16:0]),
+    .\port$9064$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57832,7 +57806,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$26 ),
     .p(\p$138 ),
-    .\port$9088$0 (v_1[16:0]),
+    .\port$9084$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57840,7 +57814,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$36 ),
     .p(\p$146 ),
-    .\port$9108$0 (v_2[16:0]),
+    .\port$9104$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57848,7 +57822,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$46 ),
     .p(\p$154 ),
-    .\port$9128$0 (v_3[16:0]),
+    .\port$9124$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57856,7 +57830,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$56 ),
     .p(\p$162 ),
-    .\port$9148$0 (v_4[16:0]),
+    .\port$9144$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57864,7 +57838,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$66 ),
     .p(\p$170 ),
-    .\port$9168$0 (v_5[16:0]),
+    .\port$9164$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57872,7 +57846,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$76 ),
     .p(\p$178 ),
-    .\port$9188$0 (v_6[16:0]),
+    .\port$9184$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57880,7 +57854,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$86 ),
     .p(\p$186 ),
-    .\port$9208$0 (v_7[16:0]),
+    .\port$9204$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57888,7 +57862,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$18 ),
     .p(\p$131 ),
-    .\port$9068$17 (v_0[32:17]),
+    .\port$9064$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57896,7 +57870,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$29 ),
     .p(\p$139 ),
-    .\port$9088$17 (v_1[32:17]),
+    .\port$9084$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57904,7 +57878,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$39 ),
     .p(\p$147 ),
-    .\port$9108$17 (v_2[32:17]),
+    .\port$9104$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57912,7 +57886,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$49 ),
     .p(\p$155 ),
-    .\port$9128$17 (v_3[32:17]),
+    .\port$9124$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57920,7 +57894,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$59 ),
     .p(\p$163 ),
-    .\port$9148$17 (v_4[32:17]),
+    .\port$9144$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57928,7 +57902,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$69 ),
     .p(\p$171 ),
-    .\port$9168$17 (v_5[32:17]),
+    .\port$9164$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57936,7 +57910,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$79 ),
     .p(\p$179 ),
-    .\port$9188$17 (v_6[32:17]),
+    .\port$9184$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57944,7 +57918,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     .clk(clk),
     .en(\en$89 ),
     .p(\p$187 ),
-    .\port$9208$17 (v_7[32:17]),
+    .\port$9204$17 (v_7[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -59123,7 +59097,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9068$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9064$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59140,11 +59114,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9068$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9068$0 ;
-  wire [16:0] \port$9068$0 ;
+  input [16:0] \port$9064$0 ;
+  wire [16:0] \port$9064$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9068$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9064$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59154,14 +59128,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9068$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9068$0  };
-  assign \a$1  = { 1'h0, \port$9068$0  };
+  assign a = { 1'h0, \port$9064$0  };
+  assign \a$1  = { 1'h0, \port$9064$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9088$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9084$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59178,11 +59152,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9088$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9088$0 ;
-  wire [16:0] \port$9088$0 ;
+  input [16:0] \port$9084$0 ;
+  wire [16:0] \port$9084$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9088$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9084$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59192,14 +59166,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9088$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9088$0  };
-  assign \a$1  = { 1'h0, \port$9088$0  };
+  assign a = { 1'h0, \port$9084$0  };
+  assign \a$1  = { 1'h0, \port$9084$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9108$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9104$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59216,11 +59190,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9108$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9108$0 ;
-  wire [16:0] \port$9108$0 ;
+  input [16:0] \port$9104$0 ;
+  wire [16:0] \port$9104$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9108$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9104$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59230,14 +59204,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9108$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9108$0  };
-  assign \a$1  = { 1'h0, \port$9108$0  };
+  assign a = { 1'h0, \port$9104$0  };
+  assign \a$1  = { 1'h0, \port$9104$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9128$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9124$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59254,11 +59228,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9128$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9128$0 ;
-  wire [16:0] \port$9128$0 ;
+  input [16:0] \port$9124$0 ;
+  wire [16:0] \port$9124$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9128$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9124$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59268,14 +59242,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9128$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9128$0  };
-  assign \a$1  = { 1'h0, \port$9128$0  };
+  assign a = { 1'h0, \port$9124$0  };
+  assign \a$1  = { 1'h0, \port$9124$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9148$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9144$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59292,11 +59266,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9148$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9148$0 ;
-  wire [16:0] \port$9148$0 ;
+  input [16:0] \port$9144$0 ;
+  wire [16:0] \port$9144$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9148$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9144$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59306,14 +59280,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9148$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9148$0  };
-  assign \a$1  = { 1'h0, \port$9148$0  };
+  assign a = { 1'h0, \port$9144$0  };
+  assign \a$1  = { 1'h0, \port$9144$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9168$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9164$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59330,11 +59304,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9168$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9168$0 ;
-  wire [16:0] \port$9168$0 ;
+  input [16:0] \port$9164$0 ;
+  wire [16:0] \port$9164$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9168$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9164$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59344,14 +59318,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9168$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9168$0  };
-  assign \a$1  = { 1'h0, \port$9168$0  };
+  assign a = { 1'h0, \port$9164$0  };
+  assign \a$1  = { 1'h0, \port$9164$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9188$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9184$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59368,11 +59342,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9188$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9188$0 ;
-  wire [16:0] \port$9188$0 ;
+  input [16:0] \port$9184$0 ;
+  wire [16:0] \port$9184$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9188$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9184$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59382,14 +59356,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9188$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9188$0  };
-  assign \a$1  = { 1'h0, \port$9188$0  };
+  assign a = { 1'h0, \port$9184$0  };
+  assign \a$1  = { 1'h0, \port$9184$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9208$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9204$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59406,11 +59380,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9208$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9208$0 ;
-  wire [16:0] \port$9208$0 ;
+  input [16:0] \port$9204$0 ;
+  wire [16:0] \port$9204$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9208$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9204$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59420,14 +59394,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9208$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9208$0  };
-  assign \a$1  = { 1'h0, \port$9208$0  };
+  assign a = { 1'h0, \port$9204$0  };
+  assign \a$1  = { 1'h0, \port$9204$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9068$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9064$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59444,11 +59418,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9068$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9068$17 ;
-  wire [15:0] \port$9068$17 ;
+  input [15:0] \port$9064$17 ;
+  wire [15:0] \port$9064$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9068$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9064$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59458,14 +59432,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9068$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9068$17 [15], \port$9068$17 [15], \port$9068$17  };
-  assign \a$1  = { \port$9068$17 [15], \port$9068$17 [15], \port$9068$17  };
+  assign a = { \port$9064$17 [15], \port$9064$17 [15], \port$9064$17  };
+  assign \a$1  = { \port$9064$17 [15], \port$9064$17 [15], \port$9064$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9088$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9084$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59482,11 +59456,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9088$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9088$17 ;
-  wire [15:0] \port$9088$17 ;
+  input [15:0] \port$9084$17 ;
+  wire [15:0] \port$9084$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9088$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9084$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59496,14 +59470,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9088$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9088$17 [15], \port$9088$17 [15], \port$9088$17  };
-  assign \a$1  = { \port$9088$17 [15], \port$9088$17 [15], \port$9088$17  };
+  assign a = { \port$9084$17 [15], \port$9084$17 [15], \port$9084$17  };
+  assign \a$1  = { \port$9084$17 [15], \port$9084$17 [15], \port$9084$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9108$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9104$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59520,11 +59494,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9108$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9108$17 ;
-  wire [15:0] \port$9108$17 ;
+  input [15:0] \port$9104$17 ;
+  wire [15:0] \port$9104$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9108$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9104$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59534,14 +59508,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9108$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9108$17 [15], \port$9108$17 [15], \port$9108$17  };
-  assign \a$1  = { \port$9108$17 [15], \port$9108$17 [15], \port$9108$17  };
+  assign a = { \port$9104$17 [15], \port$9104$17 [15], \port$9104$17  };
+  assign \a$1  = { \port$9104$17 [15], \port$9104$17 [15], \port$9104$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9128$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9124$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59558,11 +59532,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9128$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9128$17 ;
-  wire [15:0] \port$9128$17 ;
+  input [15:0] \port$9124$17 ;
+  wire [15:0] \port$9124$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9128$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9124$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59572,14 +59546,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9128$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9128$17 [15], \port$9128$17 [15], \port$9128$17  };
-  assign \a$1  = { \port$9128$17 [15], \port$9128$17 [15], \port$9128$17  };
+  assign a = { \port$9124$17 [15], \port$9124$17 [15], \port$9124$17  };
+  assign \a$1  = { \port$9124$17 [15], \port$9124$17 [15], \port$9124$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9148$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9144$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59596,11 +59570,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9148$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9148$17 ;
-  wire [15:0] \port$9148$17 ;
+  input [15:0] \port$9144$17 ;
+  wire [15:0] \port$9144$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9148$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9144$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59610,14 +59584,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9148$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9148$17 [15], \port$9148$17 [15], \port$9148$17  };
-  assign \a$1  = { \port$9148$17 [15], \port$9148$17 [15], \port$9148$17  };
+  assign a = { \port$9144$17 [15], \port$9144$17 [15], \port$9144$17  };
+  assign \a$1  = { \port$9144$17 [15], \port$9144$17 [15], \port$9144$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9168$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9164$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59634,11 +59608,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9168$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9168$17 ;
-  wire [15:0] \port$9168$17 ;
+  input [15:0] \port$9164$17 ;
+  wire [15:0] \port$9164$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9168$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9164$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59648,14 +59622,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9168$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9168$17 [15], \port$9168$17 [15], \port$9168$17  };
-  assign \a$1  = { \port$9168$17 [15], \port$9168$17 [15], \port$9168$17  };
+  assign a = { \port$9164$17 [15], \port$9164$17 [15], \port$9164$17  };
+  assign \a$1  = { \port$9164$17 [15], \port$9164$17 [15], \port$9164$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9188$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9184$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59672,11 +59646,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9188$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9188$17 ;
-  wire [15:0] \port$9188$17 ;
+  input [15:0] \port$9184$17 ;
+  wire [15:0] \port$9184$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9188$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9184$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59686,14 +59660,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9188$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9188$17 [15], \port$9188$17 [15], \port$9188$17  };
-  assign \a$1  = { \port$9188$17 [15], \port$9188$17 [15], \port$9188$17  };
+  assign a = { \port$9184$17 [15], \port$9184$17 [15], \port$9184$17  };
+  assign \a$1  = { \port$9184$17 [15], \port$9184$17 [15], \port$9184$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9208$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9204$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59710,11 +59684,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9208$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9208$17 ;
-  wire [15:0] \port$9208$17 ;
+  input [15:0] \port$9204$17 ;
+  wire [15:0] \port$9204$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9208$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9204$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59724,8 +59698,8 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9208$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9208$17 [15], \port$9208$17 [15], \port$9208$17  };
-  assign \a$1  = { \port$9208$17 [15], \port$9208$17 [15], \port$9208$17  };
+  assign a = { \port$9204$17 [15], \port$9204$17 [15], \port$9204$17  };
+  assign \a$1  = { \port$9204$17 [15], \port$9204$17 [15], \port$9204$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -59892,7 +59866,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$8915$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$8911$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59918,8 +59892,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3335$0 ;
   wire [255:0] \port$3335$0 ;
-  input [2:0] \port$8915$0 ;
-  wire [2:0] \port$8915$0 ;
+  input [2:0] \port$8911$0 ;
+  wire [2:0] \port$8911$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59951,23 +59925,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8915$0 [2:1], \port$3335$0  };
+      storage[w_port__addr] <= { \port$8911$0 [2:1], \port$3335$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8915$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8915$0 [0];
+  assign w_port__en = \port$8911$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8911$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8915$0 [0];
+  assign \$5  = w_rdy & \port$8911$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8915$0 [0];
+  assign \$11  = w_rdy & \port$8911$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -60013,9 +59987,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8915$0 [2:1], \port$3335$0  };
-  assign w_data = { \port$8915$0 [2:1], \port$3335$0  };
-  assign w_en = \port$8915$0 [0];
+  assign w_port__data = { \port$8911$0 [2:1], \port$3335$0  };
+  assign w_data = { \port$8911$0 [2:1], \port$3335$0  };
+  assign w_en = \port$8911$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -1418,7 +1418,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7477$0 (acc_addr),
+    .\port$7473$0 (acc_addr),
     .\port$965$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -6222,8 +6222,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     .r_en(drain_retire),
     .r_rdy(\r_rdy$66 ),
     .rst(rst),
-    .w_data(r_data[945:0]),
-    .w_en(to_drain)
+    .w_en(to_drain),
+    .w_port__data(r_data[945:0])
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
@@ -7719,12 +7719,11 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  reg [948:0] \$13 ;
-  reg \$14 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
   reg [2:0] \$15 ;
-  reg [2:0] \$16 ;
+  reg [1:0] \$16 ;
   reg [1:0] \$17 ;
-  reg [1:0] \$18 ;
   wire [3:0] \$2 ;
   wire [3:0] \$3 ;
   wire [4:0] \$4 ;
@@ -7755,20 +7754,17 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   wire r_rdy;
   input rst;
   wire rst;
-  (* init = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [948:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
   wire [948:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  reg [948:0] w_port__data = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg w_port__en = 1'h0;
+  wire [948:0] w_port__data;
+  wire w_port__en;
   wire w_rdy;
   wire [2:0] waiting;
-  (* init = 1'h0 *)
-  wire written;
+  reg written = 1'h0;
   reg [948:0] store [3:0];
   initial begin
     store[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -7777,8 +7773,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
     store[3] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
-      store[w_port__addr] <= w_port__data;
+    if (do_write)
+      store[w_port__addr] <= { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
   end
   assign r_data = store[r_port__addr];
   assign \$1  = | visible;
@@ -7789,7 +7785,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + w_port__en;
+  assign \$5  = visible + written;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -7798,88 +7794,78 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= \$13 ;
+    written <= \$13 ;
   always @(posedge clk)
-    w_port__en <= \$14 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    stored <= \$15 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    visible <= \$16 ;
+    w_port__addr <= \$16 ;
   always @(posedge clk)
-    w_port__addr <= \$17 ;
-  always @(posedge clk)
-    r_port__addr <= \$18 ;
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$13  = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
+    \$13  = do_write;
     if (rst) begin
-      \$13  = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$14  = do_write;
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$14  = 1'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$15  = \$4 [2:0];
+    \$15  = \$6 [2:0];
     if (rst) begin
       \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$16  = \$6 [2:0];
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
+    end
     if (rst) begin
-      \$16  = 3'h0;
+      \$16  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$17  = w_port__addr;
-    if (w_port__en) begin
-      \$17  = \$9 [1:0];
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
     end
     if (rst) begin
       \$17  = 2'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
-    \$18  = r_port__addr;
-    if (do_read) begin
-      \$18  = \$12 [1:0];
-    end
-    if (rst) begin
-      \$18  = 2'h0;
-    end
-  end
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign staged = w_port__data;
-  assign written = w_port__en;
+  assign w_port__data = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
+  assign w_data = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_en, clk);
+module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_en, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [2:0] \$11 ;
   wire [2:0] \$12 ;
-  reg [945:0] \$13 ;
-  reg \$14 ;
+  reg \$13 ;
+  reg [2:0] \$14 ;
   reg [2:0] \$15 ;
-  reg [2:0] \$16 ;
+  reg [1:0] \$16 ;
   reg [1:0] \$17 ;
-  reg [1:0] \$18 ;
   wire [3:0] \$2 ;
   wire [3:0] \$3 ;
   wire [4:0] \$4 ;
@@ -7908,21 +7894,18 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
   wire r_rdy;
   input rst;
   wire rst;
-  (* init = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [945:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
-  input [945:0] w_data;
   wire [945:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  reg [945:0] w_port__data = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-  reg w_port__en = 1'h0;
+  input [945:0] w_port__data;
+  wire [945:0] w_port__data;
+  wire w_port__en;
   wire w_rdy;
   wire [2:0] waiting;
-  (* init = 1'h0 *)
-  wire written;
+  reg written = 1'h0;
   reg [945:0] store [3:0];
   initial begin
     store[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -7931,7 +7914,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
     store[3] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (w_port__en)
+    if (do_write)
       store[w_port__addr] <= w_port__data;
   end
   assign r_data = store[r_port__addr];
@@ -7943,7 +7926,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + w_port__en;
+  assign \$5  = visible + written;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -7952,76 +7935,67 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= \$13 ;
+    written <= \$13 ;
   always @(posedge clk)
-    w_port__en <= \$14 ;
+    stored <= \$14 ;
   always @(posedge clk)
-    stored <= \$15 ;
+    visible <= \$15 ;
   always @(posedge clk)
-    visible <= \$16 ;
+    w_port__addr <= \$16 ;
   always @(posedge clk)
-    w_port__addr <= \$17 ;
-  always @(posedge clk)
-    r_port__addr <= \$18 ;
+    r_port__addr <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$13  = w_data;
+    \$13  = do_write;
     if (rst) begin
-      \$13  = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$13  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$14  = do_write;
+    \$14  = \$4 [2:0];
     if (rst) begin
-      \$14  = 1'h0;
+      \$14  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$15  = \$4 [2:0];
+    \$15  = \$6 [2:0];
     if (rst) begin
       \$15  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$16  = \$6 [2:0];
+    \$16  = w_port__addr;
+    if (do_write) begin
+      \$16  = \$9 [1:0];
+    end
     if (rst) begin
-      \$16  = 3'h0;
+      \$16  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$17  = w_port__addr;
-    if (w_port__en) begin
-      \$17  = \$9 [1:0];
+    \$17  = r_port__addr;
+    if (do_read) begin
+      \$17  = \$12 [1:0];
     end
     if (rst) begin
       \$17  = 2'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
-    \$18  = r_port__addr;
-    if (do_read) begin
-      \$18  = \$12 [1:0];
-    end
-    if (rst) begin
-      \$18  = 2'h0;
-    end
-  end
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign staged = w_port__data;
-  assign written = w_port__en;
+  assign w_data = w_port__data;
+  assign w_port__en = do_write;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7477$0 , clk);
+module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7473$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire [9:0] \$10 ;
@@ -8602,8 +8576,8 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7477$0 ;
-  wire [7:0] \port$7477$0 ;
+  input [7:0] \port$7473$0 ;
+  wire [7:0] \port$7473$0 ;
   input [1:0] \port$965$5 ;
   wire [1:0] \port$965$5 ;
   output ready;
@@ -10361,7 +10335,7 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7477$0 [6:0]),
+    .host_addr(\port$7473$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10371,7 +10345,7 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$154 ),
-    .host_addr(\port$7477$0 [6:0]),
+    .host_addr(\port$7473$0 [6:0]),
     .old(\host_data$161 ),
     .rst(rst),
     .sum(sum),
@@ -10799,7 +10773,7 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7477$0 [7];
+    \$77  = \port$7473$0 [7];
     if (rst) begin
       \$77  = 1'h0;
     end
@@ -10831,7 +10805,7 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   end
   assign input_bank = \port$965$5 [0];
   assign acc_bank = \port$965$5 [1];
-  assign acc_read_bank = \port$7477$0 [7];
+  assign acc_read_bank = \port$7473$0 [7];
   assign \job$69  = job_copy;
   assign \abort$72  = abort;
   assign \busy$73  = busy;
@@ -10875,12 +10849,12 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$150  = sum_valid;
   assign \busy$151  = acc_busy[0];
-  assign host_addr = \port$7477$0 [6:0];
-  assign acc_read__addr = \port$7477$0 [6:0];
+  assign host_addr = \port$7473$0 [6:0];
+  assign acc_read__addr = \port$7473$0 [6:0];
   assign \sum$155  = sum;
   assign \sum_valid$156  = sum_valid;
   assign \busy$157  = acc_busy[1];
-  assign \host_addr$158  = \port$7477$0 [6:0];
+  assign \host_addr$158  = \port$7473$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -21506,56 +21480,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6350$376 (job[391:376]),
-    .\port$7027$0 (acc_row_s1),
+    .\port$6346$376 (job[391:376]),
+    .\port$7023$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6350$224 (job[239:224]),
-    .\port$6933$0 (o0),
+    .\port$6346$224 (job[239:224]),
+    .\port$6929$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6919$0 (chunks),
-    .\port$7089$0 (local2_s3),
+    .\port$6915$0 (chunks),
+    .\port$7085$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6899$0 (window1),
-    .\port$7053$0 (local0_s2),
+    .\port$6895$0 (window1),
+    .\port$7049$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6917$0 (window2),
-    .\port$6919$0 (chunks),
+    .\port$6913$0 (window2),
+    .\port$6915$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7087$0 (local1_s3),
-    .\port$7134$0 (\p$172 [9:0]),
+    .\port$7083$0 (local1_s3),
+    .\port$7130$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7134$0 (\p$172 [9:0]),
-    .\port$7137$0 (\p$188 [9:0]),
+    .\port$7130$0 (\p$172 [9:0]),
+    .\port$7133$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23214,7 +23188,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6350$376 , flush, \port$7027$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6346$376 , flush, \port$7023$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23228,24 +23202,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6350$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6350$376 ;
-  wire [15:0] \port$6350$376 ;
-  input [7:0] \port$7027$0 ;
-  wire [7:0] \port$7027$0 ;
+  input [15:0] \port$6346$376 ;
+  wire [15:0] \port$6346$376 ;
+  input [7:0] \port$7023$0 ;
+  wire [7:0] \port$7023$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7027$0  * \port$6350$376 ;
+  assign \$1  = \port$7023$0  * \port$6346$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7027$0  };
-  assign \a$1  = { 1'h0, \port$7027$0  };
-  assign b = { 1'h0, \port$6350$376  };
-  assign \b$3  = { 1'h0, \port$6350$376  };
+  assign a = { 1'h0, \port$7023$0  };
+  assign \a$1  = { 1'h0, \port$7023$0  };
+  assign b = { 1'h0, \port$6346$376  };
+  assign \b$3  = { 1'h0, \port$6346$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6350$224 , flush, \port$6933$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6346$224 , flush, \port$6929$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23259,24 +23233,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6350$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6350$224 ;
-  wire [15:0] \port$6350$224 ;
-  input [15:0] \port$6933$0 ;
-  wire [15:0] \port$6933$0 ;
+  input [15:0] \port$6346$224 ;
+  wire [15:0] \port$6346$224 ;
+  input [15:0] \port$6929$0 ;
+  wire [15:0] \port$6929$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6933$0  * \port$6350$224 ;
+  assign \$1  = \port$6929$0  * \port$6346$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6933$0  };
-  assign \a$1  = { 1'h0, \port$6933$0  };
-  assign b = { 1'h0, \port$6350$224  };
-  assign \b$3  = { 1'h0, \port$6350$224  };
+  assign a = { 1'h0, \port$6929$0  };
+  assign \a$1  = { 1'h0, \port$6929$0  };
+  assign b = { 1'h0, \port$6346$224  };
+  assign \b$3  = { 1'h0, \port$6346$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6919$0 , \port$7089$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6915$0 , \port$7085$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23290,24 +23264,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6919$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6919$0 ;
-  wire [9:0] \port$6919$0 ;
-  input [9:0] \port$7089$0 ;
-  wire [9:0] \port$7089$0 ;
+  input [9:0] \port$6915$0 ;
+  wire [9:0] \port$6915$0 ;
+  input [9:0] \port$7085$0 ;
+  wire [9:0] \port$7085$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7089$0  * \port$6919$0 ;
+  assign \$1  = \port$7085$0  * \port$6915$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7089$0  };
-  assign \a$1  = { 1'h0, \port$7089$0  };
-  assign b = { 1'h0, \port$6919$0  };
-  assign \b$3  = { 1'h0, \port$6919$0  };
+  assign a = { 1'h0, \port$7085$0  };
+  assign \a$1  = { 1'h0, \port$7085$0  };
+  assign b = { 1'h0, \port$6915$0  };
+  assign \b$3  = { 1'h0, \port$6915$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6899$0 , \port$7053$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6895$0 , \port$7049$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23321,24 +23295,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6899$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6899$0 ;
-  wire [9:0] \port$6899$0 ;
-  input [9:0] \port$7053$0 ;
-  wire [9:0] \port$7053$0 ;
+  input [9:0] \port$6895$0 ;
+  wire [9:0] \port$6895$0 ;
+  input [9:0] \port$7049$0 ;
+  wire [9:0] \port$7049$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7053$0  * \port$6899$0 ;
+  assign \$1  = \port$7049$0  * \port$6895$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7053$0  };
-  assign \a$1  = { 1'h0, \port$7053$0  };
-  assign b = { 1'h0, \port$6899$0  };
-  assign \b$3  = { 1'h0, \port$6899$0  };
+  assign a = { 1'h0, \port$7049$0  };
+  assign \a$1  = { 1'h0, \port$7049$0  };
+  assign b = { 1'h0, \port$6895$0  };
+  assign \b$3  = { 1'h0, \port$6895$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6917$0 , \port$6919$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6913$0 , \port$6915$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23352,24 +23326,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6917$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6917$0 ;
-  wire [9:0] \port$6917$0 ;
-  input [9:0] \port$6919$0 ;
-  wire [9:0] \port$6919$0 ;
+  input [9:0] \port$6913$0 ;
+  wire [9:0] \port$6913$0 ;
+  input [9:0] \port$6915$0 ;
+  wire [9:0] \port$6915$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6917$0  * \port$6919$0 ;
+  assign \$1  = \port$6913$0  * \port$6915$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6917$0  };
-  assign \a$1  = { 1'h0, \port$6917$0  };
-  assign b = { 1'h0, \port$6919$0  };
-  assign \b$3  = { 1'h0, \port$6919$0  };
+  assign a = { 1'h0, \port$6913$0  };
+  assign \a$1  = { 1'h0, \port$6913$0  };
+  assign b = { 1'h0, \port$6915$0  };
+  assign \b$3  = { 1'h0, \port$6915$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7087$0 , \port$7134$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7083$0 , \port$7130$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23383,24 +23357,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7087
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7087$0 ;
-  wire [9:0] \port$7087$0 ;
-  input [9:0] \port$7134$0 ;
-  wire [9:0] \port$7134$0 ;
+  input [9:0] \port$7083$0 ;
+  wire [9:0] \port$7083$0 ;
+  input [9:0] \port$7130$0 ;
+  wire [9:0] \port$7130$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7087$0  * \port$7134$0 ;
+  assign \$1  = \port$7083$0  * \port$7130$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7087$0  };
-  assign \a$1  = { 1'h0, \port$7087$0  };
-  assign b = { 1'h0, \port$7134$0  };
-  assign \b$3  = { 1'h0, \port$7134$0  };
+  assign a = { 1'h0, \port$7083$0  };
+  assign \a$1  = { 1'h0, \port$7083$0  };
+  assign b = { 1'h0, \port$7130$0  };
+  assign \b$3  = { 1'h0, \port$7130$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7134$0 , \port$7137$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7130$0 , \port$7133$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23414,19 +23388,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7134
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7134$0 ;
-  wire [9:0] \port$7134$0 ;
-  input [9:0] \port$7137$0 ;
-  wire [9:0] \port$7137$0 ;
+  input [9:0] \port$7130$0 ;
+  wire [9:0] \port$7130$0 ;
+  input [9:0] \port$7133$0 ;
+  wire [9:0] \port$7133$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7137$0  * \port$7134$0 ;
+  assign \$1  = \port$7133$0  * \port$7130$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7137$0  };
-  assign \a$1  = { 1'h0, \port$7137$0  };
-  assign b = { 1'h0, \port$7134$0  };
-  assign \b$3  = { 1'h0, \port$7134$0  };
+  assign a = { 1'h0, \port$7133$0  };
+  assign \a$1  = { 1'h0, \port$7133$0  };
+  assign b = { 1'h0, \port$7130$0  };
+  assign \b$3  = { 1'h0, \port$7130$0  };
   assign \p$5  = p;
 endmodule
 
@@ -27787,15 +27761,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6044$16 (op_a[31:16]),
-    .\port$6045$0 (op_b),
+    .\port$6040$16 (op_a[31:16]),
+    .\port$6041$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6044$0 (op_a[15:0]),
-    .\port$6045$0 (op_b),
+    .\port$6040$0 (op_a[15:0]),
+    .\port$6041$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -28842,7 +28816,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6044$16 , \port$6045$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6040$16 , \port$6041$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28854,26 +28828,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6044$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6044$16 ;
-  wire [15:0] \port$6044$16 ;
-  input [15:0] \port$6045$0 ;
-  wire [15:0] \port$6045$0 ;
+  input [15:0] \port$6040$16 ;
+  wire [15:0] \port$6040$16 ;
+  input [15:0] \port$6041$0 ;
+  wire [15:0] \port$6041$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6044$16  };
+    a <= { 1'h0, \port$6040$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6045$0  };
+    b <= { 1'h0, \port$6041$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6044$16  };
-  assign \b$5  = { 1'h0, \port$6045$0  };
+  assign \a$3  = { 1'h0, \port$6040$16  };
+  assign \b$5  = { 1'h0, \port$6041$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6044$0 , \port$6045$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6040$0 , \port$6041$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28885,21 +28859,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6044$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6044$0 ;
-  wire [15:0] \port$6044$0 ;
-  input [15:0] \port$6045$0 ;
-  wire [15:0] \port$6045$0 ;
+  input [15:0] \port$6040$0 ;
+  wire [15:0] \port$6040$0 ;
+  input [15:0] \port$6041$0 ;
+  wire [15:0] \port$6041$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6044$0  };
+    a <= { 1'h0, \port$6040$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6045$0  };
+    b <= { 1'h0, \port$6041$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6044$0  };
-  assign \b$5  = { 1'h0, \port$6045$0  };
+  assign \a$3  = { 1'h0, \port$6040$0  };
+  assign \b$5  = { 1'h0, \port$6041$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36104,7 +36078,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3335$0 (acc_data),
-    .\port$7493$0 (in_flight1),
+    .\port$7489$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38528,7 +38502,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7646$0 (v_0[16:0]),
+    .\port$7642$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38536,7 +38510,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$26 ),
     .p(\p$94 ),
-    .\port$7666$0 (v_1[16:0]),
+    .\port$7662$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38544,7 +38518,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$36 ),
     .p(\p$102 ),
-    .\port$7686$0 (v_2[16:0]),
+    .\port$7682$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38552,7 +38526,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$46 ),
     .p(\p$110 ),
-    .\port$7706$0 (v_3[16:0]),
+    .\port$7702$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38560,7 +38534,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$18 ),
     .p(\p$87 ),
-    .\port$7646$17 (v_0[32:17]),
+    .\port$7642$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38568,7 +38542,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$29 ),
     .p(\p$95 ),
-    .\port$7666$17 (v_1[32:17]),
+    .\port$7662$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38576,7 +38550,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$39 ),
     .p(\p$103 ),
-    .\port$7686$17 (v_2[32:17]),
+    .\port$7682$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38584,7 +38558,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     .clk(clk),
     .en(\en$49 ),
     .p(\p$111 ),
-    .\port$7706$17 (v_3[32:17]),
+    .\port$7702$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.skid  skid (
@@ -39311,7 +39285,7 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7646$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7642$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39328,11 +39302,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7646$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7646$0 ;
-  wire [16:0] \port$7646$0 ;
+  input [16:0] \port$7642$0 ;
+  wire [16:0] \port$7642$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7646$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7642$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39342,14 +39316,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7646$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7646$0  };
-  assign \a$1  = { 1'h0, \port$7646$0  };
+  assign a = { 1'h0, \port$7642$0  };
+  assign \a$1  = { 1'h0, \port$7642$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7666$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7662$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39366,11 +39340,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7666$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7666$0 ;
-  wire [16:0] \port$7666$0 ;
+  input [16:0] \port$7662$0 ;
+  wire [16:0] \port$7662$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7666$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7662$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39380,14 +39354,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7666$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7666$0  };
-  assign \a$1  = { 1'h0, \port$7666$0  };
+  assign a = { 1'h0, \port$7662$0  };
+  assign \a$1  = { 1'h0, \port$7662$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7686$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7682$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39404,11 +39378,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7686$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7686$0 ;
-  wire [16:0] \port$7686$0 ;
+  input [16:0] \port$7682$0 ;
+  wire [16:0] \port$7682$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7686$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7682$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39418,14 +39392,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7686$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7686$0  };
-  assign \a$1  = { 1'h0, \port$7686$0  };
+  assign a = { 1'h0, \port$7682$0  };
+  assign \a$1  = { 1'h0, \port$7682$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7706$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7702$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39442,11 +39416,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7706$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7706$0 ;
-  wire [16:0] \port$7706$0 ;
+  input [16:0] \port$7702$0 ;
+  wire [16:0] \port$7702$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7706$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7702$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39456,14 +39430,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7706$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7706$0  };
-  assign \a$1  = { 1'h0, \port$7706$0  };
+  assign a = { 1'h0, \port$7702$0  };
+  assign \a$1  = { 1'h0, \port$7702$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7646$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7642$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39480,11 +39454,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7646$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7646$17 ;
-  wire [15:0] \port$7646$17 ;
+  input [15:0] \port$7642$17 ;
+  wire [15:0] \port$7642$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7646$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7642$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39494,14 +39468,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7646$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7646$17 [15], \port$7646$17 [15], \port$7646$17  };
-  assign \a$1  = { \port$7646$17 [15], \port$7646$17 [15], \port$7646$17  };
+  assign a = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
+  assign \a$1  = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7666$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7662$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39518,11 +39492,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7666$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7666$17 ;
-  wire [15:0] \port$7666$17 ;
+  input [15:0] \port$7662$17 ;
+  wire [15:0] \port$7662$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7666$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7662$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39532,14 +39506,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7666$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7666$17 [15], \port$7666$17 [15], \port$7666$17  };
-  assign \a$1  = { \port$7666$17 [15], \port$7666$17 [15], \port$7666$17  };
+  assign a = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
+  assign \a$1  = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7686$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7682$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39556,11 +39530,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7686$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7686$17 ;
-  wire [15:0] \port$7686$17 ;
+  input [15:0] \port$7682$17 ;
+  wire [15:0] \port$7682$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7686$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7682$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39570,14 +39544,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7686$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7686$17 [15], \port$7686$17 [15], \port$7686$17  };
-  assign \a$1  = { \port$7686$17 [15], \port$7686$17 [15], \port$7686$17  };
+  assign a = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
+  assign \a$1  = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7706$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7702$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39594,11 +39568,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7706$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7706$17 ;
-  wire [15:0] \port$7706$17 ;
+  input [15:0] \port$7702$17 ;
+  wire [15:0] \port$7702$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7706$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7702$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39608,8 +39582,8 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7706$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7706$17 [15], \port$7706$17 [15], \port$7706$17  };
-  assign \a$1  = { \port$7706$17 [15], \port$7706$17 [15], \port$7706$17  };
+  assign a = { \port$7702$17 [15], \port$7702$17 [15], \port$7702$17  };
+  assign \a$1  = { \port$7702$17 [15], \port$7702$17 [15], \port$7702$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
@@ -39752,7 +39726,7 @@ module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$7493$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$7489$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39778,8 +39752,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3335$0 ;
   wire [127:0] \port$3335$0 ;
-  input [2:0] \port$7493$0 ;
-  wire [2:0] \port$7493$0 ;
+  input [2:0] \port$7489$0 ;
+  wire [2:0] \port$7489$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39811,23 +39785,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7493$0 [2:1], \port$3335$0  };
+      storage[w_port__addr] <= { \port$7489$0 [2:1], \port$3335$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7493$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7493$0 [0];
+  assign w_port__en = \port$7489$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7489$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7493$0 [0];
+  assign \$5  = w_rdy & \port$7489$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7493$0 [0];
+  assign \$11  = w_rdy & \port$7489$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39873,9 +39847,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7493$0 [2:1], \port$3335$0  };
-  assign w_data = { \port$7493$0 [2:1], \port$3335$0  };
-  assign w_en = \port$7493$0 [0];
+  assign w_port__data = { \port$7489$0 [2:1], \port$3335$0  };
+  assign w_data = { \port$7489$0 [2:1], \port$3335$0  };
+  assign w_en = \port$7489$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

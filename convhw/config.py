@@ -73,9 +73,8 @@ class EngineConfig:
         stride's largest last output in range, compared in the checks' first cycles: no cycles
         and about a third of the logic (on the iCE40 about 75 logic cells against some 200 for
         the products), but ``2**param_width`` entries, so only for a small ``param_width``.
-        ``"off"``: not checked, as in the ``up5k`` preset, whose iCEBreaker build has not the
-        room for either (the table took it to 5,300 of the UP5K's 5,280 cells): there raw
-        registers past the limit compute wrapped sources. A compiled layer never meets it
+        the ``up5k`` preset's. ``"off"``: not checked: then raw registers past the limit
+        compute wrapped sources (no preset). A compiled layer never meets it
         (:meth:`check_layer` refuses such layers); it guards raw register programs. The list
         engine's job checker always checks, with products.
     deep_pipeline : bool
@@ -544,7 +543,7 @@ PRESETS = {
     # what its block RAMs held, for two logic cells more (bench/results/boards.md).
     "up5k": EngineConfig(rows=2, cols=2, acc_width=24, input_depth=16384, weight_depth=16384,
                          acc_depth=256, coord_width=8, param_width=4, border_skipping=False,
-                         deep_pipeline=False, source_range_check="off"),
+                         deep_pipeline=False, source_range_check="table"),
     "quantized": EngineConfig(activation_offset=True, float_output=True),
     # The quantised datapath on the small array: the ULX3S's, where the UART link, not the
     # array, sets a model's time, and the 8x8 one with LiteDRAM did not route.

@@ -55,7 +55,7 @@ def test_presets():
     assert UP5K == EngineConfig(rows=2, cols=2, input_width=8, weight_width=8, acc_width=24,
                                 input_depth=16384, weight_depth=16384, acc_depth=256,
                                 coord_width=8, param_width=4, border_skipping=False,
-                                deep_pipeline=False, source_range_check="off")
+                                deep_pipeline=False, source_range_check="table")
     with pytest.raises(ValueError, match=exactly(
             "preset must be one of 'small', 'default', 'up5k', 'quantized', 'small-quantized', "
             "not 'x'")):

@@ -222,6 +222,23 @@ def test_illegal_configuration_sets_error_and_returns_to_idle(changes, code):
     simulate(testbench)
 
 
+def test_up5k_refuses_a_source_past_its_coordinates():
+    # Issue 11's defect C on the up5k preset, which once left the check out: X OUT_START 200,
+    # STRIDE 2 puts the last output's sources at 2 * (200 + OUT_LEN - 1) and beyond, past the
+    # 8-bit coordinates, where they wrap (the test fails with source_range_check="off").
+    _, step = a_job(UP5K)
+
+    async def testbench(ctx, dut):
+        await program(ctx, dut, step.job, X_OUT_START=200, X_STRIDE=2)
+        status, error = await start_and_wait(ctx, dut)
+        assert (status, error) == (0b110, ErrorCode.SOURCE_RANGE), ErrorCode(error)
+        await program(ctx, dut, step.job)
+        status, error = await start_and_wait(ctx, dut)
+        assert (status, error) == (0b010, 0)
+
+    simulate(testbench, UP5K)
+
+
 def test_abort_mid_job():
     _, step = a_job()
 

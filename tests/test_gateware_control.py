@@ -17,10 +17,11 @@ from convhw.job_format import DIMS
 from convhw.registers import ErrorCode
 
 UP5K = EngineConfig.preset("up5k")
-#: The up5k engine (which leaves the check out: it has not the room) with each form of the
-#: check: the two must decide alike.
+#: The up5k engine (whose preset checks by table) with each form of the check, and without:
+#: the two forms must decide alike.
 UP5K_TABLE = dataclasses.replace(UP5K, source_range_check="table")
 UP5K_PRODUCTS = dataclasses.replace(UP5K, source_range_check="products")
+UP5K_OFF = dataclasses.replace(UP5K, source_range_check="off")
 
 
 def legal_axis(**changes):
@@ -98,7 +99,7 @@ def expected_code(config, case):
 def test_source_range_decided_exactly(config):
     # Defect C of issue 11: without the check a forward tile whose last output times the stride
     # passes 2**coord_width runs with ERROR 0, its source coordinates wrapped onto real input
-    # elements (as the up5k preset still does, below).
+    # elements (as an engine built with the check off still does, below).
     cases = boundary_cases(config)
     codes = run_checks(config, cases)
     wrong = [(case, code) for case, code in zip(cases, codes)
@@ -111,13 +112,17 @@ def test_source_range_decided_exactly(config):
 
 
 def test_unchecked_source_range_runs():
-    # The up5k preset's documented hole: the same boundary cases all run with ERROR 0.
-    cases = [case for case in boundary_cases(UP5K) if case[0] == 2]
-    assert set(run_checks(UP5K, cases)) == {0}
+    # source_range_check="off"'s documented hole: the same boundary cases all run with ERROR 0.
+    cases = [case for case in boundary_cases(UP5K_OFF) if case[0] == 2]
+    assert set(run_checks(UP5K_OFF, cases)) == {0}
+
+
+def test_up5k_preset_checks_by_table():
+    assert UP5K == UP5K_TABLE
 
 
 def test_table_adds_no_check_cycles():
-    assert timing.check_products(UP5K_TABLE) == timing.check_products(UP5K)
-    assert timing.check_products(UP5K) == timing.CHECK_PRODUCTS[:3]
+    assert timing.check_products(UP5K_TABLE) == timing.check_products(UP5K_OFF)
+    assert timing.check_products(UP5K_OFF) == timing.CHECK_PRODUCTS[:3]
     assert JobController.check_cycles_for(UP5K_TABLE) == 12
     assert JobController.check_cycles_for(UP5K_PRODUCTS) == 18

@@ -402,12 +402,14 @@ def test_bus_errors_and_timeouts():
         assert host.cyc_cycles - before == 2 * 2 + BUS_TIMEOUT
         assert not ctx.get(harness.bridge.bus.cyc)
         # Out of range: unmapped from the word that leaves the bus's 8 address bits; no wrap.
-        for address, count, detail in ((1 << AW + 2, 1, 0), (0xFFFFFFFC, 2, 0),
-                                       (0x3F8, 4, 2)):
+        # (An address bit set in any byte above the bus's counts, the top one alone too.)
+        for tag, (address, count, detail) in enumerate((
+                (1 << AW + 2, 1, 0), (0xFFFFFFFC, 2, 0),
+                (1 << 31 | 8, 1, 0), (1 << 17 | 8, 1, 0), (0x3F8, 4, 2)), start=20):
             before = host.cyc_cycles
-            r = await host.request(ctx, Command.WRITE, 4 + detail + count, address, count,
+            r = await host.request(ctx, Command.WRITE, tag, address, count,
                                    list(range(100, 100 + count)))
-            assert r == Response(4 + detail + count, Status.BUS_ERROR, detail)
+            assert r == Response(tag, Status.BUS_ERROR, detail)
             assert host.cyc_cycles - before == 2 * detail
         assert memory_words(ctx, slave, 0xFE, 2) == [100, 101]
         assert memory_words(ctx, slave, 0, 2) == [initial(0), initial(1)]

@@ -209,7 +209,12 @@ class SerialBridge(wiring.Component):
         rx, tx, bus = self.rx, self.tx, self.bus
 
         max_burst = self._max_burst
-        m.submodules.buffer = buffer = Memory(shape=BUS_DATA_WIDTH, depth=max_burst, init=[])
+        # INFO's words are constants stored past the burst words, which no access writes: the
+        # response reads them through the same port as a READ's, instead of a multiplexer of
+        # its own (128 bits of constants: some 40 logic cells on an iCE40).
+        info = info_words(self._clock_hz, self._divisor, max_burst, self._rx_fifo)
+        m.submodules.buffer = buffer = Memory(shape=BUS_DATA_WIDTH, depth=max_burst + INFO_WORDS,
+                                              init=[0] * max_burst + list(info))
         rd = buffer.read_port()
         wr = buffer.write_port()
 
@@ -217,14 +222,18 @@ class SerialBridge(wiring.Component):
         command = Signal(8)
         tag = Signal(8)
         count_m1 = Signal(8)
-        address = Signal(32)
+        # The address as far as the bus can use it (byte offset and word address), and whether
+        # any bit above that was set: such an address is unmapped whatever its low bits.
+        aw = self._addr_width
+        address = Signal(2 + aw)
+        address_high = Signal()
         crc = Signal(16, init=CRC16_INIT)
         index = Signal(range(4 * max_burst))       # byte within the current field group
         assemble = Signal(24)                      # a payload word's first three bytes
         word = Signal(range(max_burst))            # bus access within the burst
-        # One bit above the bus's word address, so that a burst running off the top of a
-        # 30-bit space is still seen as out of range.
-        word_address = Signal(MAX_ADDR_WIDTH + 1)
+        # One bit above the bus's word address: set for an address past the bus's space, and
+        # by the carry of a burst running off its top (which then stops: it never wraps).
+        word_address = Signal(aw + 1)
         timer = Signal(range(max(self.frame_timeout, self._bus_timeout)))
 
         status = Signal(Status)
@@ -239,7 +248,7 @@ class SerialBridge(wiring.Component):
 
         is_write = command == Command.WRITE
         known = (command == Command.INFO) | (command == Command.READ) | is_write
-        in_range = word_address[self._addr_width:] == 0
+        in_range = ~word_address[aw]
 
         # The bytes the parser sees: straight from `rx` (dropped outside HUNT..CRC), or from
         # the receive FIFO, which the parser reads only in HUNT..CRC.
@@ -260,6 +269,10 @@ class SerialBridge(wiring.Component):
             rd.addr.eq(word),
         ]
         m.d.sync += gap.eq(tx.valid & tx.ready)
+        # One CRC step serves the request's bytes and the response's: they never meet, and
+        # each step is some 35 logic cells of exclusive-ors.
+        crc_byte = Signal(8)
+        crc_step = crc16_next(crc, crc_byte)
 
         def reply(m, *, next_status=None, next_detail=0):
             """Go on to the response; optionally set its status and detail now."""
@@ -271,9 +284,9 @@ class SerialBridge(wiring.Component):
         def frame_byte(m):
             """Every byte inside a frame goes into the CRC and restarts the frame timeout;
             silence for too long drops the frame."""
+            m.d.comb += crc_byte.eq(byte.payload)
             with m.If(byte.valid):
-                m.d.sync += [crc.eq(crc16_next(crc, byte.payload)),
-                             timer.eq(self.frame_timeout - 1)]
+                m.d.sync += [crc.eq(crc_step), timer.eq(self.frame_timeout - 1)]
             with m.Elif(timer == 0):
                 m.d.sync += words.eq(0)
                 reply(m, next_status=Status.FRAME_TIMEOUT)
@@ -291,7 +304,7 @@ class SerialBridge(wiring.Component):
             with m.State("HUNT"):
                 with m.If(byte.valid & (byte.payload == REQUEST_SYNC)):
                     m.d.sync += [crc.eq(CRC16_INIT), tag.eq(0), index.eq(0), word.eq(0),
-                                 timer.eq(self.frame_timeout - 1)]
+                                 address_high.eq(0), timer.eq(self.frame_timeout - 1)]
                     m.next = "HEADER"
 
             with m.State("HEADER"):
@@ -307,7 +320,13 @@ class SerialBridge(wiring.Component):
                             m.d.sync += count_m1.eq(byte.payload)
                         for k in range(4):
                             with m.Case(3 + k):
-                                m.d.sync += address[8 * k:8 * k + 8].eq(byte.payload)
+                                low = max(0, min(8, len(address) - 8 * k))
+                                if low:
+                                    m.d.sync += address[8 * k:8 * k + low].eq(
+                                        byte.payload[:low])
+                                if low < 8:
+                                    m.d.sync += address_high.eq(
+                                        address_high | byte.payload[low:].any())
                     with m.If(index == _HEADER_BYTES - 1):
                         m.d.sync += index.eq(0)
                         with m.If(is_write & (count_m1 < max_burst)):
@@ -351,7 +370,8 @@ class SerialBridge(wiring.Component):
                 with m.Elif(is_write & last_write_valid & (tag == last_write_tag)):
                     reply(m, next_status=last_write_status, next_detail=last_write_detail)
                 with m.Else():
-                    m.d.sync += [word_address.eq(address[2:]), timer.eq(self._bus_timeout - 1)]
+                    m.d.sync += [word_address.eq(Cat(address[2:], address_high)),
+                                 timer.eq(self._bus_timeout - 1)]
                     m.next = "BUS"
 
             with m.State("BUS"):
@@ -390,10 +410,11 @@ class SerialBridge(wiring.Component):
                         m.d.comb += tx.payload.eq(detail)
                     with m.Case(4):
                         m.d.comb += tx.payload.eq(words)
+                m.d.comb += crc_byte.eq(tx.payload)
                 with m.If(tx.valid & tx.ready):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index != 0):
-                        m.d.sync += crc.eq(crc16_next(crc, tx.payload))
+                        m.d.sync += crc.eq(crc_step)
                     with m.If(index == _REPLY_HEADER_BYTES - 1):
                         m.d.sync += index.eq(0)
                         with m.If(words != 0):
@@ -402,20 +423,14 @@ class SerialBridge(wiring.Component):
                             m.next = "REPLY_CRC"
 
             with m.State("REPLY_PAYLOAD"):
-                info = Signal(BUS_DATA_WIDTH)
-                with m.Switch(index[2:]):
-                    for k, value in enumerate(info_words(self._clock_hz, self._divisor,
-                                                         max_burst, self._rx_fifo)):
-                        with m.Case(k):
-                            m.d.comb += info.eq(value)
-                source = Mux(command == Command.INFO, info, rd.data)
                 m.d.comb += [
-                    rd.addr.eq(index[2:]),
+                    rd.addr.eq(Mux(command == Command.INFO, max_burst + index[2:], index[2:])),
                     tx.valid.eq(~gap),
-                    tx.payload.eq(source.word_select(index[:2], 8)),
+                    tx.payload.eq(rd.data.word_select(index[:2], 8)),
+                    crc_byte.eq(tx.payload),
                 ]
                 with m.If(tx.valid & tx.ready):
-                    m.d.sync += [index.eq(index + 1), crc.eq(crc16_next(crc, tx.payload))]
+                    m.d.sync += [index.eq(index + 1), crc.eq(crc_step)]
                     with m.If((index[:2] == 3) & (index[2:] == words - 1)):
                         m.d.sync += index.eq(0)
                         m.next = "REPLY_CRC"

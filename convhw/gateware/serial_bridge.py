@@ -44,7 +44,9 @@ State machine
   address beyond the bus's ``addr_width`` bits (byte address ``>> 2 >= 2**addr_width``) is
   treated as unmapped: ``BUS_ERROR`` at that word without a bus access, never wrapped around
   to a low address. When a WRITE has gone to the bus its tag, status and detail are kept for
-  the duplicate check.
+  the duplicate check. Every bus output comes from a flip-flop (``CYC``/``STB`` are decided a
+  cycle ahead, from the next word address's carry), so that the bridge's state machine is not
+  in the address decoder's paths.
 * ``REPLY_*`` send the response: sync, tag, status, detail, words, the payload (the buffer for
   a successful READ, :func:`~convhw.serial_protocol.info_words` for INFO) least significant
   byte first, and the CRC of everything after the sync byte, high byte first. The CRC register
@@ -248,7 +250,11 @@ class SerialBridge(wiring.Component):
 
         is_write = command == Command.WRITE
         known = (command == Command.INFO) | (command == Command.READ) | is_write
-        in_range = ~word_address[aw]
+        # The bus's control signals come straight from flip-flops, so that the path into the
+        # address decoder and the slaves starts at a register, not at the state machine: `cyc`
+        # is high in BUS while the word address is in range, `we` holds the command's kind.
+        cyc = Signal()
+        we = Signal()
 
         # The bytes the parser sees: straight from `rx` (dropped outside HUNT..CRC), or from
         # the receive FIFO, which the parser reads only in HUNT..CRC.
@@ -262,8 +268,10 @@ class SerialBridge(wiring.Component):
             m.d.comb += [byte.valid.eq(rx.valid), byte.payload.eq(rx.payload)]
         m.d.comb += [
             rx.ready.eq(1),
-            bus.adr.eq(word_address[:self._addr_width]),
-            bus.we.eq(is_write),
+            bus.adr.eq(word_address[:aw]),
+            bus.cyc.eq(cyc),
+            bus.stb.eq(cyc),
+            bus.we.eq(we),
             bus.sel.eq(0b1111),
             bus.dat_w.eq(rd.data),
             rd.addr.eq(word),
@@ -294,6 +302,7 @@ class SerialBridge(wiring.Component):
                 m.d.sync += timer.eq(timer - 1)
 
         def finish_bus(m, next_status, next_detail=0):
+            m.d.sync += cyc.eq(0)
             reply(m, next_status=next_status, next_detail=next_detail)
             with m.If(is_write):
                 m.d.sync += [last_write_valid.eq(1), last_write_tag.eq(tag),
@@ -371,12 +380,13 @@ class SerialBridge(wiring.Component):
                     reply(m, next_status=last_write_status, next_detail=last_write_detail)
                 with m.Else():
                     m.d.sync += [word_address.eq(Cat(address[2:], address_high)),
+                                 cyc.eq(~address_high), we.eq(is_write),
                                  timer.eq(self._bus_timeout - 1)]
                     m.next = "BUS"
 
             with m.State("BUS"):
-                m.d.comb += [bus.cyc.eq(in_range), bus.stb.eq(in_range)]
-                with m.If(~in_range):
+                next_address = word_address + 1
+                with m.If(~cyc):
                     finish_bus(m, Status.BUS_ERROR, word)
                 with m.Elif(bus.err):
                     finish_bus(m, Status.BUS_ERROR, word)
@@ -390,7 +400,8 @@ class SerialBridge(wiring.Component):
                     with m.Else():
                         # The next access is presented in the next cycle, with its data.
                         m.d.comb += rd.addr.eq(word + 1)
-                        m.d.sync += [word.eq(word + 1), word_address.eq(word_address + 1),
+                        m.d.sync += [word.eq(word + 1), word_address.eq(next_address),
+                                     cyc.eq(~next_address[aw]),
                                      timer.eq(self._bus_timeout - 1)]
                 with m.Elif(timer == 0):
                     finish_bus(m, Status.BUS_TIMEOUT, word)

@@ -156,8 +156,9 @@ def check_cycles_per_factor(config: EngineConfig) -> int:
 
 def check_cycles(config: EngineConfig, *, checked: bool = False) -> int:
     """Cycles the controller spends checking the registers after START: per factor
-    :func:`check_cycles_per_factor`, and one to compare the last product (three with the deep
-    pipeline, where that comparison and the error code go through registers of their own).
+    :func:`check_cycles_per_factor`, and three to compare the last product and decide: that
+    comparison and the error code go through registers of their own, so that no comparator
+    is in the path to the datapath's start.
 
     ``checked``: the controller of the list engine's datapath, whose jobs the job checker has
     checked already (against the banks, stricter): it checks nothing and starts the datapath
@@ -165,7 +166,7 @@ def check_cycles(config: EngineConfig, *, checked: bool = False) -> int:
     if checked:
         return 2 if config.deep_pipeline else 1
     factors = sum(len(product) for product in check_products(config))
-    return factors * check_cycles_per_factor(config) + (3 if config.deep_pipeline else 1)
+    return factors * check_cycles_per_factor(config) + 3
 
 
 # -- the cycle model's constants -------------------------------------------------------------

@@ -124,5 +124,5 @@ def test_up5k_preset_checks_by_table():
 def test_table_adds_no_check_cycles():
     assert timing.check_products(UP5K_TABLE) == timing.check_products(UP5K_OFF)
     assert timing.check_products(UP5K_OFF) == timing.CHECK_PRODUCTS[:3]
-    assert JobController.check_cycles_for(UP5K_TABLE) == 12
-    assert JobController.check_cycles_for(UP5K_PRODUCTS) == 18
+    assert JobController.check_cycles_for(UP5K_TABLE) == 14
+    assert JobController.check_cycles_for(UP5K_PRODUCTS) == 20

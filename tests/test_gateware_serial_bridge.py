@@ -516,13 +516,13 @@ def test_frame_timeout():
         for cut, tag in ((3, 0x42), (1, 0), (9, 0x42), (2, 0), (len(write) - 1, 0x42)):
             await host.send(ctx, write[:cut])
             # The last byte went in the cycle before this one; the response is offered
-            # after exactly `silence` cycles without a byte.
+            # after exactly `silence` cycles without a byte, and one to load its first byte.
             waited = 0
             while not ctx.get(harness.bridge.tx.valid):
                 assert ctx.get(harness.bridge.active)
                 await ctx.tick()
                 waited += 1
-            assert waited == silence
+            assert waited == silence + 1
             assert await host.response(ctx) == Response(tag, Status.FRAME_TIMEOUT)
         assert host.cyc_cycles == 0
         # A byte in the last cycle before the timeout restarts it: a slow frame is good.

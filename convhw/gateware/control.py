@@ -73,8 +73,8 @@ class JobController(wiring.Component):
     def check_cycles_for(config: EngineConfig, *, checked: bool = False) -> int:
         """Cycles spent checking the registers after ``start``: per factor of
         :func:`convhw.timing.check_products` one (two with the deep pipeline, which registers
-        each product before saturating it), and one to compare the last product (three with
-        the deep pipeline) (:func:`convhw.timing.check_cycles`); with ``checked``, one (two)."""
+        each product before saturating it), and three to compare the last product and decide
+        from registers (:func:`convhw.timing.check_cycles`); with ``checked``, one (two)."""
         return timing.check_cycles(config, checked=checked)
 
     @property
@@ -95,7 +95,11 @@ class JobController(wiring.Component):
         else:
             code = self._check_code(m, step)
         checking = Signal()
-        if config.deep_pipeline:
+        # Whether the decision goes through registers: always after checks (whose comparators
+        # would otherwise lead through the error code into the datapath's start in one cycle:
+        # the up5k engine's critical path, 53 ns), and with the deep pipeline.
+        registered = config.deep_pipeline or not self._checked
+        if registered:
             # Decided in the cycle before the last one and acted on from registers: `job_start`
             # fans out to the whole datapath, so it comes straight from a flip-flop.
             decided = Signal(unsigned(8))
@@ -126,7 +130,7 @@ class JobController(wiring.Component):
                 m.d.sync += [self.cycles.eq(self.cycles + 1), step.eq(step + 1)]
                 m.d.comb += checking.eq(1)
                 started = (step == check_cycles - 1) & (code == 0)
-                if config.deep_pipeline:
+                if registered:
                     started &= go
                 with m.If(self.abort & ~started):
                     m.d.sync += [self.code.eq(ErrorCode.ABORTED), self.error.eq(1),
@@ -138,7 +142,7 @@ class JobController(wiring.Component):
                         m.d.sync += [self.code.eq(code), self.error.eq(1), self.done.eq(1)]
                         m.next = "IDLE"
                     with m.Else():
-                        if not config.deep_pipeline:
+                        if not registered:
                             m.d.comb += self.job_start.eq(1)
                         m.next = "RUN"
             with m.State("RUN"):
@@ -257,13 +261,10 @@ class JobController(wiring.Component):
             with m.If(step == firsts[i + 1] * per_factor):
                 m.d.sync += too_large[i].eq(value > limits[i])
         final = Signal(len(limits))
-        if config.deep_pipeline:
-            last_too_large = Signal()
-            with m.If(step == position * per_factor):
-                m.d.sync += last_too_large.eq(value > limits[-1])
-            m.d.comb += final.eq(Cat(too_large, last_too_large))
-        else:
-            m.d.comb += final.eq(Cat(too_large, value > limits[-1]))
+        last_too_large = Signal()
+        with m.If(step == position * per_factor):
+            m.d.sync += last_too_large.eq(value > limits[-1])
+        m.d.comb += final.eq(Cat(too_large, last_too_large))
 
         zero_field = Signal()
         bad_padding = Signal()

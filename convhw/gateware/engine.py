@@ -56,9 +56,19 @@ class Engine(wiring.Component):
             input_width=self._buffer_width(config.input_word_width, in_parts),
             weight_width=self._buffer_width(config.weight_word_width, w_parts),
             input_parts=in_parts, weight_parts=w_parts)
-        self.input_buffer = self.core.input_buffer
-        self.weight_buffer = self.core.weight_buffer
         self.accumulator = self.core.accumulators[0]
+
+    # Properties, not attributes: the buffers' behavioural memories exist only once asked for
+    # (an iCE40 build has SPRAM instead and would warn of memories it never used).
+    @property
+    def input_buffer(self):
+        """The input buffer's memory in simulation (loaded directly by a testbench)."""
+        return self.core.input_buffer
+
+    @property
+    def weight_buffer(self):
+        """The weight buffer's memory in simulation."""
+        return self.core.weight_buffer
 
     @staticmethod
     def input_read_for(config: EngineConfig) -> int:

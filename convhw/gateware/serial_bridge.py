@@ -69,9 +69,12 @@ beyond the request being parsed fits the FIFO. A byte arriving at a full FIFO is
 frame it belongs to then fails its CRC or times out, as on a noisy line).
 
 Timing. ``CHECK`` follows the last CRC byte by one cycle; the response's first byte is offered
-in the cycle after ``CHECK`` (INFO, refusals) or after the last bus access. One idle cycle
-follows every response byte, which gives the buffer's synchronous read port a cycle to follow
-the byte counter; the UART needs ``10 * divisor`` cycles per byte anyway.
+two cycles after ``CHECK`` (INFO, refusals) or after the last bus access. Each response byte
+is offered from a register, which loads it in the cycle before: two idle cycles follow every
+byte (the buffer's synchronous read port takes one to follow the byte counter, the register
+the other), and the transmitter, which takes the next byte in the last cycle of the previous
+one's stop bit, sends them back to back; the UART needs ``10 * divisor`` cycles per byte
+anyway.
 """
 
 from __future__ import annotations
@@ -241,7 +244,14 @@ class SerialBridge(wiring.Component):
         status = Signal(Status)
         detail = Signal(8)
         words = Signal(range(max_burst + 1))       # payload words of the response
-        gap = Signal()                             # a response byte went out last cycle
+        # The response byte is offered from a register, loaded every cycle with the byte at
+        # the current state and index (`next_byte`), so that the transmitter's ready reaches
+        # only counters, not the multiplexer of the bytes. `hold` keeps `valid` low while it
+        # loads: for the two cycles after a byte went out (the buffer's read port takes one to
+        # follow the index) and for the first cycle of a response.
+        next_byte = Signal(8)
+        out_byte = Signal(8)
+        hold = Signal(range(3))
 
         last_write_valid = Signal()
         last_write_tag = Signal(8)
@@ -276,7 +286,12 @@ class SerialBridge(wiring.Component):
             bus.dat_w.eq(rd.data),
             rd.addr.eq(word),
         ]
-        m.d.sync += gap.eq(tx.valid & tx.ready)
+        m.d.sync += out_byte.eq(next_byte)
+        m.d.comb += tx.payload.eq(out_byte)
+        with m.If(tx.valid & tx.ready):
+            m.d.sync += hold.eq(2)
+        with m.Elif(hold != 0):
+            m.d.sync += hold.eq(hold - 1)
         # One CRC step serves the request's bytes and the response's: they never meet, and
         # each step is some 35 logic cells of exclusive-ors.
         crc_byte = Signal(8)
@@ -286,7 +301,7 @@ class SerialBridge(wiring.Component):
             """Go on to the response; optionally set its status and detail now."""
             if next_status is not None:
                 m.d.sync += [status.eq(next_status), detail.eq(next_detail)]
-            m.d.sync += [index.eq(0), crc.eq(CRC16_INIT)]
+            m.d.sync += [index.eq(0), crc.eq(CRC16_INIT), hold.eq(1)]
             m.next = "REPLY_HEADER"
 
         def frame_byte(m):
@@ -409,18 +424,18 @@ class SerialBridge(wiring.Component):
                     m.d.sync += timer.eq(timer - 1)
 
             with m.State("REPLY_HEADER"):
-                m.d.comb += tx.valid.eq(~gap)
+                m.d.comb += tx.valid.eq(hold == 0)
                 with m.Switch(index):
                     with m.Case(0):
-                        m.d.comb += tx.payload.eq(RESPONSE_SYNC)
+                        m.d.comb += next_byte.eq(RESPONSE_SYNC)
                     with m.Case(1):
-                        m.d.comb += tx.payload.eq(tag)
+                        m.d.comb += next_byte.eq(tag)
                     with m.Case(2):
-                        m.d.comb += tx.payload.eq(status)
+                        m.d.comb += next_byte.eq(status)
                     with m.Case(3):
-                        m.d.comb += tx.payload.eq(detail)
+                        m.d.comb += next_byte.eq(detail)
                     with m.Case(4):
-                        m.d.comb += tx.payload.eq(words)
+                        m.d.comb += next_byte.eq(words)
                 m.d.comb += crc_byte.eq(tx.payload)
                 with m.If(tx.valid & tx.ready):
                     m.d.sync += index.eq(index + 1)
@@ -436,8 +451,8 @@ class SerialBridge(wiring.Component):
             with m.State("REPLY_PAYLOAD"):
                 m.d.comb += [
                     rd.addr.eq(Mux(command == Command.INFO, max_burst + index[2:], index[2:])),
-                    tx.valid.eq(~gap),
-                    tx.payload.eq(rd.data.word_select(index[:2], 8)),
+                    tx.valid.eq(hold == 0),
+                    next_byte.eq(rd.data.word_select(index[:2], 8)),
                     crc_byte.eq(tx.payload),
                 ]
                 with m.If(tx.valid & tx.ready):
@@ -447,8 +462,8 @@ class SerialBridge(wiring.Component):
                         m.next = "REPLY_CRC"
 
             with m.State("REPLY_CRC"):
-                m.d.comb += [tx.valid.eq(~gap),
-                             tx.payload.eq(crc.word_select(~index[0], 8))]
+                m.d.comb += [tx.valid.eq(hold == 0),
+                             next_byte.eq(crc.word_select(~index[0], 8))]
                 with m.If(tx.valid & tx.ready):
                     m.d.sync += index.eq(index + 1)
                     with m.If(index == 1):

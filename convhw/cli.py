@@ -68,7 +68,7 @@ def _explore(args) -> int:
     return 0
 
 
-_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
+_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth", "dsp_pes")
 
 
 def _config(args, command: str, default: str | None = None):

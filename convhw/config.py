@@ -94,6 +94,13 @@ class EngineConfig:
         passes give an operand of 0, i.e. the padding value is the zero point. Without it the
         inputs are signed and a job's zero point must be 0 (``ErrorCode.FIELD_TOO_WIDE``
         otherwise). Off in every preset but ``quantized``.
+    dsp_pes : int or None
+        How many PEs multiply in a DSP block (the first ones, row by row); the others multiply
+        in logic (:class:`convhw.gateware.multiplier.Multiplier` with ``in_logic``: partial
+        products and adders, which no synthesis tool maps onto a DSP block), so that an array
+        can have more PEs than the part has multipliers (the LFE5U-85F: 156). ``None``: all of
+        them. The same products in the same cycles either way: it changes the gateware's
+        resources and clock, not a result or a cycle.
     float_output : bool
         Whether the output stage also computes torch's quantised output processing in IEEE-754
         single precision (:mod:`convhw.gateware.float32_requantizer`): per job (the descriptor's
@@ -127,6 +134,7 @@ class EngineConfig:
     source_range_check: str = "products"
     activation_offset: bool = False
     float_output: bool = False
+    dsp_pes: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -160,6 +168,8 @@ class EngineConfig:
         if self.memory_width & (self.memory_width - 1):
             raise ValueError(f"memory_width must be a power of two from 32 to 512, not "
                              f"{self.memory_width!r}")
+        if self.dsp_pes is not None:
+            set_("dsp_pes", _check_int("dsp_pes", self.dsp_pes, 0, self.rows * self.cols))
         if self.bus not in BUSES:
             raise ValueError(f"bus must be one of {', '.join(map(repr, BUSES))}, "
                              f"not {self.bus!r}")

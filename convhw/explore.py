@@ -110,11 +110,12 @@ def _blocks(depth: int, width: int, shapes) -> int:
 
 def resources(config: EngineConfig, part: str) -> dict:
     """The DSP blocks, block RAMs and (on a part that has them) single-port RAM blocks
-    ``config`` needs on ``part``, estimated before synthesis (one multiplier per PE plus the
-    part's measured overhead; the input, weight and accumulator buffers, each ``depth`` x its
-    word width, tiled onto the part's block RAM shapes: the banks split a buffer's depth,
-    which leaves the count alone; the host-fed engine's input and weight buffers on single-port
-    blocks where one block's depth holds them, as its build places them)."""
+    ``config`` needs on ``part``, estimated before synthesis (one multiplier per PE that has
+    one, ``config.dsp_pes``, plus the part's measured overhead; the input, weight and
+    accumulator buffers, each ``depth`` x its word width, tiled onto the part's block RAM
+    shapes: the banks split a buffer's depth, which leaves the count alone; the host-fed
+    engine's input and weight buffers on single-port blocks where one block's depth holds
+    them, as its build places them)."""
     budget = PARTS[part]
     shapes = budget.bram_shapes
     bram = budget.bram_overhead + _blocks(config.acc_depth, config.acc_word_width, shapes)
@@ -125,7 +126,9 @@ def resources(config: EngineConfig, part: str) -> dict:
             spram += -(-width // budget.spram_shape[1])
         else:
             bram += _blocks(depth, width, shapes)
-    counts = {"dsp": config.rows * config.cols + budget.dsp_overhead, "bram": bram}
+    pes = config.rows * config.cols
+    dsp_pes = pes if config.dsp_pes is None else config.dsp_pes     # the rest in logic
+    counts = {"dsp": dsp_pes + budget.dsp_overhead, "bram": bram}
     if budget.spram:
         counts["spram"] = spram
     return counts

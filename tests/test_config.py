@@ -42,6 +42,10 @@ def test_geometry_width_defaults():
     ({"deep_pipeline": "yes"}, TypeError, "deep_pipeline must be a bool, not 'yes'"),
     ({"source_range_check": True}, ValueError,
      "source_range_check must be one of 'products', 'table', 'off', not True"),
+    ({"rows": 2, "cols": 3, "dsp_pes": 7}, ValueError,
+     "dsp_pes must be an integer from 0 to 6, not 7"),
+    ({"dsp_pes": -1}, ValueError, "dsp_pes must be an integer from 0 to 64, not -1"),
+    ({"dsp_pes": 2.0}, TypeError, "dsp_pes must be an integer from 0 to 64, not 2.0"),
 ])
 def test_field_validation(kwargs, error, message):
     with pytest.raises(error, match=exactly(message)):

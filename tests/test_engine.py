@@ -70,6 +70,15 @@ def test_random_layer_up5k(seed):
     check_layer(spec, shape, UP5K, seed)
 
 
+def test_pes_multiplying_in_logic_give_the_same_sums_and_cycles():
+    # EngineConfig.dsp_pes: PEs 5..15 of the 4x4 array multiply in logic (shift and add), not
+    # with the behavioural multiply the DSP blocks are made from; results and CYCLES equal.
+    config = dataclasses.replace(SMALL, dsp_pes=5)
+    spec, shape = random_case(7, config)
+    check_layer(spec, shape, config, seed=7)
+    check_layer(ConvSpec(2, 4, 4, 3, padding=1), (1, 4, 5, 5), config, seed=8)
+
+
 @pytest.mark.parametrize("spec, shape", tiered([
     # 255 inputs and outputs, kernel 15: the coordinate and parameter registers at their widest
     (ConvSpec(1, 2, 3, 15, padding=7, padding_mode="reflect"), (1, 2, 255)),

@@ -66,6 +66,33 @@ def test_exact_signed_products_after_the_latency(a_width, b_width, registered_in
 
 
 @pytest.mark.parametrize("registered_inputs", [True, False])
+@pytest.mark.parametrize("a_width, b_width", [(4, 4), (9, 8), (1, 3), (5, 1)])
+def test_logic_form_is_exact_for_every_operand_pair(a_width, b_width, registered_inputs):
+    # The shift-and-add product (EngineConfig.dsp_pes's PEs beyond the DSP blocks): every pair
+    # of the small widths, the 9x8 operands of a quantised engine's PE at their corners and
+    # 2,000 random pairs; the same latency as the other forms.
+    rng = np.random.default_rng(a_width * 10 + b_width)
+    lo_a, lo_b = -(1 << (a_width - 1)), -(1 << (b_width - 1))
+    pairs = [(a, b) for a in range(lo_a, -lo_a) for b in range(lo_b, -lo_b)]
+    if len(pairs) > 4096:
+        pairs = [(lo_a, lo_b), (lo_a, -lo_b - 1), (-lo_a - 1, lo_b), (-lo_a - 1, -lo_b - 1)]
+        pairs += [(int(rng.integers(lo_a, -lo_a)), int(rng.integers(lo_b, -lo_b)))
+                  for _ in range(2000)]
+    dut = Multiplier(a_width, b_width, registered_inputs=registered_inputs, in_logic=True)
+    assert dut.latency == (2 if registered_inputs else 1)
+    seen = products(dut, pairs)
+    got = seen[dut.latency - 1:dut.latency - 1 + len(pairs)]
+    wrong = [(a, b, p) for (a, b), p in zip(pairs, got) if p != a * b]
+    assert not wrong, wrong[:5]
+
+
+def test_logic_form_has_no_multiply_on_any_family():
+    for family in (None, TargetFamily("ecp5"), TargetFamily("ice40")):
+        text = component_verilog(Multiplier(9, 8, in_logic=True), "mul", "//\n", family)
+        assert "MULT18X18D" not in text and " * " not in text, family
+
+
+@pytest.mark.parametrize("registered_inputs", [True, False])
 def test_enable_holds_every_register(registered_inputs):
     # A stalling pipeline: the operands and the product move only in cycles with `en`.
     seed = 7 + registered_inputs
@@ -185,6 +212,15 @@ def test_yosys_keeps_the_pe_registers_in_the_dsp_block():
     assert ecp5["TRELLIS_FF"] == 2 * config.weight_width + config.acc_width
     assert neutral["TRELLIS_FF"] - ecp5["TRELLIS_FF"] == (
         config.input_width + config.weight_width + config.product_width)
+
+
+@pytest.mark.slow
+def test_yosys_builds_the_logic_pe_without_a_dsp_block():
+    config = EngineConfig()
+    cells = yosys_cells(component_verilog(ProcessingElement(config, in_logic=True), "pe", "//\n",
+                                          TargetFamily("ecp5")), "pe")
+    assert "MULT18X18D" not in cells and "ALU54B" not in cells
+    assert cells["CCU2C"] > 0 and cells["LUT4"] > 0
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@ registers where the synthesis tool does not do that by itself."""
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth.hdl import ClockSignal, Const, Instance, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -24,6 +24,20 @@ def uses_ecp5_dsp(platform, a_width: int, b_width: int) -> bool:
             and max(a_width, b_width) <= ECP5_OPERAND_WIDTH)
 
 
+def _shift_add_product(a: Value, b: Value) -> Value:
+    """``a * b`` (both signed) as partial products and adders, without a multiply: ``b`` in
+    two's complement is ``sum(b[i] << i) - (b[-1] << len(b) - 1)``, so the product is the sum
+    of ``a << i`` for each set bit below the sign bit, less ``a << len(b) - 1`` if ``b`` is
+    negative. The terms are added pairwise, a tree of ``log2(len(b))`` adder levels."""
+    width = len(a) + len(b)
+    terms = [Mux(b[i], a, 0).as_signed() << i for i in range(len(b) - 1)]
+    terms.append(-(Mux(b[-1], a, 0).as_signed() << (len(b) - 1)))
+    while len(terms) > 1:
+        pairs = [terms[i] + terms[i + 1] for i in range(0, len(terms) - 1, 2)]
+        terms = pairs + terms[len(terms) - len(terms) % 2:]
+    return terms[0][:width].as_signed()
+
+
 class Multiplier(wiring.Component):
     """``p`` is ``a * b`` of :attr:`latency` cycles before, exact (``a_width + b_width`` bits).
 
@@ -41,6 +55,12 @@ class Multiplier(wiring.Component):
     iCE40, other vendors) it is the behavioural description, which the simulators run and the
     tools map as they can.
 
+    With ``in_logic`` it is neither, on every platform: the product is a sum of partial
+    products (``a`` times each bit of ``b``, the sign bit's subtracted), added in a balanced
+    tree of adders. A synthesis tool sees adders, not a multiply, so it builds them from logic
+    and carry chains and never spends a DSP block on them: the multiplier of the PEs an array
+    has beyond the part's DSP blocks (``EngineConfig.dsp_pes``). Same registers, same latency.
+
     Parameters
     ----------
     a_width, b_width : int
@@ -49,10 +69,12 @@ class Multiplier(wiring.Component):
         Register the operands too.
     enable : bool
         The registers have the clock enable ``en``.
+    in_logic : bool
+        Multiply in logic, never in a DSP block.
     """
 
     def __init__(self, a_width: int, b_width: int, *, registered_inputs: bool = True,
-                 enable: bool = False) -> None:
+                 enable: bool = False, in_logic: bool = False) -> None:
         for name, width in (("a_width", a_width), ("b_width", b_width)):
             if not isinstance(width, int) or isinstance(width, bool) or width < 1:
                 raise ValueError(f"{name} must be a positive int, not {width!r}")
@@ -60,6 +82,7 @@ class Multiplier(wiring.Component):
         self._b_width = b_width
         self._registered_inputs = bool(registered_inputs)
         self._enable = bool(enable)
+        self._in_logic = bool(in_logic)
         super().__init__({
             "a": In(signed(a_width)),
             "b": In(signed(b_width)),
@@ -68,23 +91,28 @@ class Multiplier(wiring.Component):
         })
 
     @property
+    def in_logic(self) -> bool:
+        return self._in_logic
+
+    @property
     def latency(self) -> int:
         """Cycles from an operand to its product."""
         return 2 if self._registered_inputs else 1
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        if uses_ecp5_dsp(platform, self._a_width, self._b_width):
+        if not self._in_logic and uses_ecp5_dsp(platform, self._a_width, self._b_width):
             self._elaborate_ecp5(m)
             return m
         a = Signal(signed(self._a_width), reset_less=True)
         b = Signal(signed(self._b_width), reset_less=True)
         p = Signal(signed(self._a_width + self._b_width), reset_less=True)
+        product = _shift_add_product(a, b) if self._in_logic else a * b
         if self._registered_inputs:
-            registers = [a.eq(self.a), b.eq(self.b), p.eq(a * b)]
+            registers = [a.eq(self.a), b.eq(self.b), p.eq(product)]
         else:
             m.d.comb += [a.eq(self.a), b.eq(self.b)]
-            registers = [p.eq(a * b)]
+            registers = [p.eq(product)]
         if self._enable:
             with m.If(self.en):
                 m.d.sync += registers

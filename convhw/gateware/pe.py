@@ -40,6 +40,8 @@ class ProcessingElement(wiring.Component):
     ----------
     config : EngineConfig
         Engine parameters; ``operand_width``, ``weight_width`` and ``acc_width`` are used.
+    in_logic : bool
+        Multiply in logic, not in a DSP block (a PE beyond ``config.dsp_pes``).
 
     Attributes
     ----------
@@ -65,10 +67,11 @@ class ProcessingElement(wiring.Component):
         If ``config`` is not an :class:`EngineConfig`.
     """
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: EngineConfig, *, in_logic: bool = False) -> None:
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
+        self._in_logic = bool(in_logic)
         super().__init__({
             "a": In(signed(config.operand_width)),
             "bank": In(1),
@@ -109,7 +112,8 @@ class ProcessingElement(wiring.Component):
         # valid word, and registers without a reset map into a DSP block together with the
         # multiplier and the adder (iCE40 SB_MAC16) instead of into logic cells.
         m.submodules.multiplier = multiplier = Multiplier(
-            config.operand_width, config.weight_width, registered_inputs=config.deep_pipeline)
+            config.operand_width, config.weight_width, registered_inputs=config.deep_pipeline,
+            in_logic=self._in_logic)
         m.d.comb += [multiplier.a.eq(self.a),
                      multiplier.b.eq(Mux(self.bank, weights[1], weights[0]))]
         prod = multiplier.p

@@ -211,7 +211,10 @@ class SystolicArray(wiring.Component):
                 m.d.comb += picked.eq(word[self.lane_select[c]])
             psum = None
             for r in range(rows):
-                pe = ProcessingElement(config)
+                # PEs past config.dsp_pes (row by row) multiply in logic.
+                index = r * cols + c
+                pe = ProcessingElement(config, in_logic=config.dsp_pes is not None
+                                       and index >= config.dsp_pes)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 operand = lane_layout(Mux(self.depthwise, picked, word[r] if c else dense[r]))
                 m.d.comb += [

@@ -51,6 +51,21 @@ def test_nn_on_amaranth_device(amaranth_device):
     assert 0 < run.efficiency <= 1
 
 
+def test_a_strided_pointwise_layer_sends_only_its_pixels(amaranth_device):
+    # A 1x1 convolution with stride 2 reads one pixel of four: the host writes only those
+    # (the stride-1 layer on every other pixel), bit-exact.
+    rng = np.random.default_rng(33)
+    spec = ConvSpec(2, 6, 5, 1, stride=2)
+    x = rng.integers(-128, 128, (1, 6, 9, 8))
+    w, b = rng.integers(-128, 128, spec.weight_shape), rng.integers(-500, 500, 5)
+    y, run = amaranth_device.run(spec, x, w, b)
+    assert np.array_equal(y, golden.convolution(spec, x, w, b))
+    picked = x[:, :, ::2, ::2]
+    placed = plan(SMALL, picked, [Layer(ConvSpec(2, 6, 5, 1), w, b)])
+    assert run.host_bytes == sum(len(d) for _, d in placed.writes) + placed.records[0].output.size
+    assert placed.records[0].input.shape == (1, 6, 5, 4)
+
+
 def test_functional_on_amaranth_device(amaranth_device):
     rng = np.random.default_rng(32)
     x = rng.integers(-128, 128, (2, 3, 11))

@@ -53,6 +53,8 @@ def case(name):
         "contiguous": lambda: single(ConvSpec(2, 8, 4, 3, padding=1), (1, 8, 5, 6)),
         # 4 raw 32-bit results fill an output pixel: a tile row is one contiguous run
         "rows": lambda: single(ConvSpec(2, 4, 4, 3, padding=1), (1, 4, 5, 5)),
+        # a 1x1 kernel with stride 2: windows of every other pixel, one range per pixel
+        "pointwise-strided": lambda: single(ConvSpec(2, 8, 4, 1, stride=2), (1, 8, 7, 6)),
     }[name]()
 
 
@@ -76,13 +78,13 @@ def check_exact(name, memory, config=TINY, **kwargs):
 
 # Each list on each memory; `make test` runs two (the chained list, whose second layer WAITs,
 # and a depthwise one on different memories), the rest is marked slow (`make check`).
-FAST_CASES = {("chained", 2), ("depthwise", 1)}
+FAST_CASES = {("chained", 2), ("depthwise", 1), ("pointwise-strided", 0)}
 
 
 @pytest.mark.parametrize("name, memory", [
     pytest.param(name, memory, id=f"{name}-{memory.bytes_per_cycle}B-{memory.latency}",
                  marks=() if (name, i) in FAST_CASES else pytest.mark.slow)
-    for name in ("chained", "strided", "depthwise", "transposed")
+    for name in ("chained", "strided", "depthwise", "transposed", "pointwise-strided")
     for i, memory in enumerate(MEMORIES)])
 def test_sim_cycles_exact(name, memory):
     # (the chained list on the fastest memory needs its second layer's WAIT to be bit-exact)

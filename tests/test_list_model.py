@@ -62,6 +62,33 @@ def test_lists_match_golden(case, requantize):
     assert result.jobs == len(record.descriptors)
 
 
+@pytest.mark.parametrize("spec, shape, picked", [
+    (ConvSpec(2, 6, 5, 1, stride=2), (1, 6, 7, 8), (4, 4)),             # ResNet's downsample
+    (ConvSpec(1, 3, 4, 1, stride=3, groups=1), (2, 3, 10), (4,)),
+    # x pointwise and strided, y strided with a kernel: only x is viewed
+    (ConvSpec(2, 4, 4, (3, 1), stride=2, padding=((1, 1), (0, 0))), (1, 4, 8, 9), (8, 5)),
+    (ConvSpec(3, 4, 8, 1, stride=(1, 2, 3), groups=4), (1, 4, 3, 5, 7), (3, 3, 3)),
+])
+def test_a_strided_pointwise_layer_reads_only_its_pixels(spec, shape, picked):
+    # Issue 15: a 1x1 kernel with stride s reads every s-th pixel; its windows are cut from a
+    # view of those pixels alone (the descriptors' pitches times s), not from every pixel.
+    config = TINY[2]
+    rng = np.random.default_rng(len(shape))
+    x, layer = operands(spec, shape, rng, False, False)
+    image = build(config, x, [layer])
+    result = run_list(image.memory, image.list_address, config)
+    assert result.ok, result
+    assert np.array_equal(image.output(), reference(x, [layer])[0])
+    record = image.records[0]
+    assert result.traffic == record.traffic
+    assert tuple(a.in_size for a in record.steps[0].job.axes[3 - spec.dims:]) == picked
+    # Every input byte read is a picked pixel's: no more than the picked pixels' bytes
+    # (times the windows' overlap, which a 1x1 kernel has not).
+    pixels = shape[0] * np.prod(picked)
+    assert record.traffic.input <= pixels * record.input.pixel_pitch * (
+        1 if spec.kernel_size == (1,) * spec.dims else 3)
+
+
 def test_layers_chained_in_one_list():
     # Three layers, each reading the previous one's int8 output in memory: one list, one run.
     config = EngineConfig.preset("small")

@@ -152,6 +152,8 @@ def case(name):
                           (1, 4, 8, 10)),
         "conv3d-groups": (ConvSpec(3, 4, 6, 2, groups=2, dilation=(1, 2, 1)), (1, 4, 3, 5, 4)),
         "conv2d-requantized": (ConvSpec(2, 6, 7, 3, stride=2, padding=1), (1, 6, 11, 9)),
+        # a 1x1 kernel with stride 2: the window a strided view of every other pixel
+        "pointwise-strided": (ConvSpec(2, 6, 5, 1, stride=2), (1, 6, 9, 8)),
     }[name]
     x = rng.integers(-128, 128, shape)
     requantize = None
@@ -167,7 +169,7 @@ def case(name):
                                            MemoryModel(4, 9, Stalls(0.3, seed=5))], fast=1),
                          ids=["8B-20", "2B-5", "4B-9-stalls"])
 @pytest.mark.parametrize("name", ["transposed-1d", "depthwise-fir", "conv3d-groups",
-                                  "conv2d-requantized"])
+                                  "conv2d-requantized", "pointwise-strided"])
 def test_other_ops(bus, name, memory):
     x, layers = case(name)
     placed = plan(TINY, x, layers)

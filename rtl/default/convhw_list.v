@@ -43276,9 +43276,6 @@ module \convhw_list.fetcher (rst, jobs__valid, memory__read_cmd__valid, busy, jo
     if (memory__read_data__valid) begin
       \$41  = { memory__read_data__payload[63:0], record[1023:64] };
     end
-    if (rst) begin
-      \$41  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
@@ -57997,18 +57994,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$74 ) begin
       \$250  = \i__payload$111 [688];
     end
-    if (rst) begin
-      \$250  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$251  = s1_relu;
     if (\$75 ) begin
       \$251  = \i__payload$111 [689];
-    end
-    if (rst) begin
-      \$251  = 1'h0;
     end
   end
   always @* begin
@@ -58017,18 +58008,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$76 ) begin
       \$252  = \i__payload$111 [698:690];
     end
-    if (rst) begin
-      \$252  = 9'h000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$253  = s2_requantize;
     if (\$77 ) begin
       \$253  = s1_requantize;
-    end
-    if (rst) begin
-      \$253  = 1'h0;
     end
   end
   always @* begin
@@ -58037,18 +58022,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$78 ) begin
       \$254  = s1_relu;
     end
-    if (rst) begin
-      \$254  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$255  = s2_user;
     if (\$79 ) begin
       \$255  = s1_user;
-    end
-    if (rst) begin
-      \$255  = 9'h000;
     end
   end
   always @* begin
@@ -58057,18 +58036,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$80 ) begin
       \$256  = s2_requantize;
     end
-    if (rst) begin
-      \$256  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$257  = s3_relu;
     if (\$81 ) begin
       \$257  = s2_relu;
-    end
-    if (rst) begin
-      \$257  = 1'h0;
     end
   end
   always @* begin
@@ -58077,18 +58050,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$82 ) begin
       \$258  = s2_user;
     end
-    if (rst) begin
-      \$258  = 9'h000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$259  = s4_requantize;
     if (\$83 ) begin
       \$259  = s3_requantize;
-    end
-    if (rst) begin
-      \$259  = 1'h0;
     end
   end
   always @* begin
@@ -58097,18 +58064,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$84 ) begin
       \$260  = s3_relu;
     end
-    if (rst) begin
-      \$260  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$261  = s4_user;
     if (\$85 ) begin
       \$261  = s3_user;
-    end
-    if (rst) begin
-      \$261  = 9'h000;
     end
   end
   always @* begin
@@ -58117,18 +58078,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$86 ) begin
       \$262  = s4_requantize;
     end
-    if (rst) begin
-      \$262  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$263  = s5_relu;
     if (\$87 ) begin
       \$263  = s4_relu;
-    end
-    if (rst) begin
-      \$263  = 1'h0;
     end
   end
   always @* begin
@@ -58137,18 +58092,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$88 ) begin
       \$264  = s4_user;
     end
-    if (rst) begin
-      \$264  = 9'h000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$265  = s6_requantize;
     if (\$89 ) begin
       \$265  = s5_requantize;
-    end
-    if (rst) begin
-      \$265  = 1'h0;
     end
   end
   always @* begin
@@ -58157,18 +58106,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$90 ) begin
       \$266  = s5_relu;
     end
-    if (rst) begin
-      \$266  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$267  = s6_user;
     if (\$91 ) begin
       \$267  = s5_user;
-    end
-    if (rst) begin
-      \$267  = 9'h000;
     end
   end
   always @* begin
@@ -58177,18 +58120,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$92 ) begin
       \$268  = \$93 ;
     end
-    if (rst) begin
-      \$268  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$269  = b;
     if (\$94 ) begin
       \$269  = \$95 ;
-    end
-    if (rst) begin
-      \$269  = 16'h0000;
     end
   end
   always @* begin
@@ -58197,18 +58134,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$96 ) begin
       \$270  = \$97 ;
     end
-    if (rst) begin
-      \$270  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$271  = shift2_0;
     if (\$98 ) begin
       \$271  = shift1_0;
-    end
-    if (rst) begin
-      \$271  = 6'h00;
     end
   end
   always @* begin
@@ -58217,18 +58148,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$99 ) begin
       \$272  = \$101 [48:0];
     end
-    if (rst) begin
-      \$272  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$273  = shift3_0;
     if (\$102 ) begin
       \$273  = shift2_0;
-    end
-    if (rst) begin
-      \$273  = 6'h00;
     end
   end
   always @* begin
@@ -58237,18 +58162,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$103 ) begin
       \$274  = \$104 ;
     end
-    if (rst) begin
-      \$274  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$275  = shift4_0;
     if (\$105 ) begin
       \$275  = shift3_0[2:0];
-    end
-    if (rst) begin
-      \$275  = 3'h0;
     end
   end
   always @* begin
@@ -58257,18 +58176,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$106 ) begin
       \$276  = \$107 ;
     end
-    if (rst) begin
-      \$276  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$277  = result_0;
     if (\$108 ) begin
       \$277  = \$110 ;
-    end
-    if (rst) begin
-      \$277  = 32'd0;
     end
   end
   always @* begin
@@ -58277,18 +58190,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$111 ) begin
       \$278  = \$112 ;
     end
-    if (rst) begin
-      \$278  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$279  = \b$24 ;
     if (\$113 ) begin
       \$279  = \$114 ;
-    end
-    if (rst) begin
-      \$279  = 16'h0000;
     end
   end
   always @* begin
@@ -58297,18 +58204,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$115 ) begin
       \$280  = \$116 ;
     end
-    if (rst) begin
-      \$280  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$281  = shift2_1;
     if (\$117 ) begin
       \$281  = shift1_1;
-    end
-    if (rst) begin
-      \$281  = 6'h00;
     end
   end
   always @* begin
@@ -58317,18 +58218,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$118 ) begin
       \$282  = \$120 [48:0];
     end
-    if (rst) begin
-      \$282  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$283  = shift3_1;
     if (\$121 ) begin
       \$283  = shift2_1;
-    end
-    if (rst) begin
-      \$283  = 6'h00;
     end
   end
   always @* begin
@@ -58337,18 +58232,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$122 ) begin
       \$284  = \$123 ;
     end
-    if (rst) begin
-      \$284  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$285  = shift4_1;
     if (\$124 ) begin
       \$285  = shift3_1[2:0];
-    end
-    if (rst) begin
-      \$285  = 3'h0;
     end
   end
   always @* begin
@@ -58357,18 +58246,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$125 ) begin
       \$286  = \$126 ;
     end
-    if (rst) begin
-      \$286  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$287  = result_1;
     if (\$127 ) begin
       \$287  = \$129 ;
-    end
-    if (rst) begin
-      \$287  = 32'd0;
     end
   end
   always @* begin
@@ -58377,18 +58260,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$130 ) begin
       \$288  = \$131 ;
     end
-    if (rst) begin
-      \$288  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$289  = \b$34 ;
     if (\$132 ) begin
       \$289  = \$133 ;
-    end
-    if (rst) begin
-      \$289  = 16'h0000;
     end
   end
   always @* begin
@@ -58397,18 +58274,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$134 ) begin
       \$290  = \$135 ;
     end
-    if (rst) begin
-      \$290  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$291  = shift2_2;
     if (\$136 ) begin
       \$291  = shift1_2;
-    end
-    if (rst) begin
-      \$291  = 6'h00;
     end
   end
   always @* begin
@@ -58417,18 +58288,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$137 ) begin
       \$292  = \$139 [48:0];
     end
-    if (rst) begin
-      \$292  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$293  = shift3_2;
     if (\$140 ) begin
       \$293  = shift2_2;
-    end
-    if (rst) begin
-      \$293  = 6'h00;
     end
   end
   always @* begin
@@ -58437,18 +58302,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$141 ) begin
       \$294  = \$142 ;
     end
-    if (rst) begin
-      \$294  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$295  = shift4_2;
     if (\$143 ) begin
       \$295  = shift3_2[2:0];
-    end
-    if (rst) begin
-      \$295  = 3'h0;
     end
   end
   always @* begin
@@ -58457,18 +58316,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$144 ) begin
       \$296  = \$145 ;
     end
-    if (rst) begin
-      \$296  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$297  = result_2;
     if (\$146 ) begin
       \$297  = \$148 ;
-    end
-    if (rst) begin
-      \$297  = 32'd0;
     end
   end
   always @* begin
@@ -58477,18 +58330,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$149 ) begin
       \$298  = \$150 ;
     end
-    if (rst) begin
-      \$298  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$299  = \b$44 ;
     if (\$151 ) begin
       \$299  = \$152 ;
-    end
-    if (rst) begin
-      \$299  = 16'h0000;
     end
   end
   always @* begin
@@ -58497,18 +58344,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$153 ) begin
       \$300  = \$154 ;
     end
-    if (rst) begin
-      \$300  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$301  = shift2_3;
     if (\$155 ) begin
       \$301  = shift1_3;
-    end
-    if (rst) begin
-      \$301  = 6'h00;
     end
   end
   always @* begin
@@ -58517,18 +58358,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$156 ) begin
       \$302  = \$158 [48:0];
     end
-    if (rst) begin
-      \$302  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$303  = shift3_3;
     if (\$159 ) begin
       \$303  = shift2_3;
-    end
-    if (rst) begin
-      \$303  = 6'h00;
     end
   end
   always @* begin
@@ -58537,18 +58372,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$160 ) begin
       \$304  = \$161 ;
     end
-    if (rst) begin
-      \$304  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$305  = shift4_3;
     if (\$162 ) begin
       \$305  = shift3_3[2:0];
-    end
-    if (rst) begin
-      \$305  = 3'h0;
     end
   end
   always @* begin
@@ -58557,18 +58386,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$163 ) begin
       \$306  = \$164 ;
     end
-    if (rst) begin
-      \$306  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$307  = result_3;
     if (\$165 ) begin
       \$307  = \$167 ;
-    end
-    if (rst) begin
-      \$307  = 32'd0;
     end
   end
   always @* begin
@@ -58577,18 +58400,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$168 ) begin
       \$308  = \$169 ;
     end
-    if (rst) begin
-      \$308  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$309  = \b$54 ;
     if (\$170 ) begin
       \$309  = \$171 ;
-    end
-    if (rst) begin
-      \$309  = 16'h0000;
     end
   end
   always @* begin
@@ -58597,18 +58414,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$172 ) begin
       \$310  = \$173 ;
     end
-    if (rst) begin
-      \$310  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$311  = shift2_4;
     if (\$174 ) begin
       \$311  = shift1_4;
-    end
-    if (rst) begin
-      \$311  = 6'h00;
     end
   end
   always @* begin
@@ -58617,18 +58428,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$175 ) begin
       \$312  = \$177 [48:0];
     end
-    if (rst) begin
-      \$312  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$313  = shift3_4;
     if (\$178 ) begin
       \$313  = shift2_4;
-    end
-    if (rst) begin
-      \$313  = 6'h00;
     end
   end
   always @* begin
@@ -58637,18 +58442,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$179 ) begin
       \$314  = \$180 ;
     end
-    if (rst) begin
-      \$314  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$315  = shift4_4;
     if (\$181 ) begin
       \$315  = shift3_4[2:0];
-    end
-    if (rst) begin
-      \$315  = 3'h0;
     end
   end
   always @* begin
@@ -58657,18 +58456,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$182 ) begin
       \$316  = \$183 ;
     end
-    if (rst) begin
-      \$316  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$317  = result_4;
     if (\$184 ) begin
       \$317  = \$186 ;
-    end
-    if (rst) begin
-      \$317  = 32'd0;
     end
   end
   always @* begin
@@ -58677,18 +58470,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$187 ) begin
       \$318  = \$188 ;
     end
-    if (rst) begin
-      \$318  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$319  = \b$64 ;
     if (\$189 ) begin
       \$319  = \$190 ;
-    end
-    if (rst) begin
-      \$319  = 16'h0000;
     end
   end
   always @* begin
@@ -58697,18 +58484,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$191 ) begin
       \$320  = \$192 ;
     end
-    if (rst) begin
-      \$320  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$321  = shift2_5;
     if (\$193 ) begin
       \$321  = shift1_5;
-    end
-    if (rst) begin
-      \$321  = 6'h00;
     end
   end
   always @* begin
@@ -58717,18 +58498,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$194 ) begin
       \$322  = \$196 [48:0];
     end
-    if (rst) begin
-      \$322  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$323  = shift3_5;
     if (\$197 ) begin
       \$323  = shift2_5;
-    end
-    if (rst) begin
-      \$323  = 6'h00;
     end
   end
   always @* begin
@@ -58737,18 +58512,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$198 ) begin
       \$324  = \$199 ;
     end
-    if (rst) begin
-      \$324  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$325  = shift4_5;
     if (\$200 ) begin
       \$325  = shift3_5[2:0];
-    end
-    if (rst) begin
-      \$325  = 3'h0;
     end
   end
   always @* begin
@@ -58757,18 +58526,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$201 ) begin
       \$326  = \$202 ;
     end
-    if (rst) begin
-      \$326  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$327  = result_5;
     if (\$203 ) begin
       \$327  = \$205 ;
-    end
-    if (rst) begin
-      \$327  = 32'd0;
     end
   end
   always @* begin
@@ -58777,18 +58540,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$206 ) begin
       \$328  = \$207 ;
     end
-    if (rst) begin
-      \$328  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$329  = \b$74 ;
     if (\$208 ) begin
       \$329  = \$209 ;
-    end
-    if (rst) begin
-      \$329  = 16'h0000;
     end
   end
   always @* begin
@@ -58797,18 +58554,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$210 ) begin
       \$330  = \$211 ;
     end
-    if (rst) begin
-      \$330  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$331  = shift2_6;
     if (\$212 ) begin
       \$331  = shift1_6;
-    end
-    if (rst) begin
-      \$331  = 6'h00;
     end
   end
   always @* begin
@@ -58817,18 +58568,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$213 ) begin
       \$332  = \$215 [48:0];
     end
-    if (rst) begin
-      \$332  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$333  = shift3_6;
     if (\$216 ) begin
       \$333  = shift2_6;
-    end
-    if (rst) begin
-      \$333  = 6'h00;
     end
   end
   always @* begin
@@ -58837,18 +58582,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$217 ) begin
       \$334  = \$218 ;
     end
-    if (rst) begin
-      \$334  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$335  = shift4_6;
     if (\$219 ) begin
       \$335  = shift3_6[2:0];
-    end
-    if (rst) begin
-      \$335  = 3'h0;
     end
   end
   always @* begin
@@ -58857,18 +58596,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$220 ) begin
       \$336  = \$221 ;
     end
-    if (rst) begin
-      \$336  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$337  = result_6;
     if (\$222 ) begin
       \$337  = \$224 ;
-    end
-    if (rst) begin
-      \$337  = 32'd0;
     end
   end
   always @* begin
@@ -58877,18 +58610,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$225 ) begin
       \$338  = \$226 ;
     end
-    if (rst) begin
-      \$338  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$339  = \b$84 ;
     if (\$227 ) begin
       \$339  = \$228 ;
-    end
-    if (rst) begin
-      \$339  = 16'h0000;
     end
   end
   always @* begin
@@ -58897,18 +58624,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$229 ) begin
       \$340  = \$230 ;
     end
-    if (rst) begin
-      \$340  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$341  = shift2_7;
     if (\$231 ) begin
       \$341  = shift1_7;
-    end
-    if (rst) begin
-      \$341  = 6'h00;
     end
   end
   always @* begin
@@ -58917,18 +58638,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$232 ) begin
       \$342  = \$234 [48:0];
     end
-    if (rst) begin
-      \$342  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$343  = shift3_7;
     if (\$235 ) begin
       \$343  = shift2_7;
-    end
-    if (rst) begin
-      \$343  = 6'h00;
     end
   end
   always @* begin
@@ -58937,18 +58652,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$236 ) begin
       \$344  = \$237 ;
     end
-    if (rst) begin
-      \$344  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$345  = shift4_7;
     if (\$238 ) begin
       \$345  = shift3_7[2:0];
-    end
-    if (rst) begin
-      \$345  = 3'h0;
     end
   end
   always @* begin
@@ -58957,18 +58666,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
     if (\$239 ) begin
       \$346  = \$240 ;
     end
-    if (rst) begin
-      \$346  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
     \$347  = result_7;
     if (\$241 ) begin
       \$347  = \$243 ;
-    end
-    if (rst) begin
-      \$347  = 32'd0;
     end
   end
   assign \o__payload$1  = o__payload;

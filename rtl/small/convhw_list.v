@@ -24668,9 +24668,6 @@ module \convhw_list.fetcher (rst, jobs__valid, memory__read_cmd__valid, busy, jo
     if (memory__read_data__valid) begin
       \$41  = { memory__read_data__payload[63:0], record[1023:64] };
     end
-    if (rst) begin
-      \$41  = 1024'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
@@ -38637,18 +38634,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$38 ) begin
       \$138  = \i__payload$67 [344];
     end
-    if (rst) begin
-      \$138  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$139  = s1_relu;
     if (\$39 ) begin
       \$139  = \i__payload$67 [345];
-    end
-    if (rst) begin
-      \$139  = 1'h0;
     end
   end
   always @* begin
@@ -38657,18 +38648,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$40 ) begin
       \$140  = \i__payload$67 [353:346];
     end
-    if (rst) begin
-      \$140  = 8'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$141  = s2_requantize;
     if (\$41 ) begin
       \$141  = s1_requantize;
-    end
-    if (rst) begin
-      \$141  = 1'h0;
     end
   end
   always @* begin
@@ -38677,18 +38662,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$42 ) begin
       \$142  = s1_relu;
     end
-    if (rst) begin
-      \$142  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$143  = s2_user;
     if (\$43 ) begin
       \$143  = s1_user;
-    end
-    if (rst) begin
-      \$143  = 8'h00;
     end
   end
   always @* begin
@@ -38697,18 +38676,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$44 ) begin
       \$144  = s2_requantize;
     end
-    if (rst) begin
-      \$144  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$145  = s3_relu;
     if (\$45 ) begin
       \$145  = s2_relu;
-    end
-    if (rst) begin
-      \$145  = 1'h0;
     end
   end
   always @* begin
@@ -38717,18 +38690,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$46 ) begin
       \$146  = s2_user;
     end
-    if (rst) begin
-      \$146  = 8'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$147  = s4_requantize;
     if (\$47 ) begin
       \$147  = s3_requantize;
-    end
-    if (rst) begin
-      \$147  = 1'h0;
     end
   end
   always @* begin
@@ -38737,18 +38704,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$48 ) begin
       \$148  = s3_relu;
     end
-    if (rst) begin
-      \$148  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$149  = s4_user;
     if (\$49 ) begin
       \$149  = s3_user;
-    end
-    if (rst) begin
-      \$149  = 8'h00;
     end
   end
   always @* begin
@@ -38757,18 +38718,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$50 ) begin
       \$150  = s4_requantize;
     end
-    if (rst) begin
-      \$150  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$151  = s5_relu;
     if (\$51 ) begin
       \$151  = s4_relu;
-    end
-    if (rst) begin
-      \$151  = 1'h0;
     end
   end
   always @* begin
@@ -38777,18 +38732,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$52 ) begin
       \$152  = s4_user;
     end
-    if (rst) begin
-      \$152  = 8'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$153  = s6_requantize;
     if (\$53 ) begin
       \$153  = s5_requantize;
-    end
-    if (rst) begin
-      \$153  = 1'h0;
     end
   end
   always @* begin
@@ -38797,18 +38746,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$54 ) begin
       \$154  = s5_relu;
     end
-    if (rst) begin
-      \$154  = 1'h0;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$155  = s6_user;
     if (\$55 ) begin
       \$155  = s5_user;
-    end
-    if (rst) begin
-      \$155  = 8'h00;
     end
   end
   always @* begin
@@ -38817,18 +38760,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$56 ) begin
       \$156  = \$57 ;
     end
-    if (rst) begin
-      \$156  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$157  = b;
     if (\$58 ) begin
       \$157  = \$59 ;
-    end
-    if (rst) begin
-      \$157  = 16'h0000;
     end
   end
   always @* begin
@@ -38837,18 +38774,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$60 ) begin
       \$158  = \$61 ;
     end
-    if (rst) begin
-      \$158  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$159  = shift2_0;
     if (\$62 ) begin
       \$159  = shift1_0;
-    end
-    if (rst) begin
-      \$159  = 6'h00;
     end
   end
   always @* begin
@@ -38857,18 +38788,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$63 ) begin
       \$160  = \$65 [48:0];
     end
-    if (rst) begin
-      \$160  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$161  = shift3_0;
     if (\$66 ) begin
       \$161  = shift2_0;
-    end
-    if (rst) begin
-      \$161  = 6'h00;
     end
   end
   always @* begin
@@ -38877,18 +38802,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$67 ) begin
       \$162  = \$68 ;
     end
-    if (rst) begin
-      \$162  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$163  = shift4_0;
     if (\$69 ) begin
       \$163  = shift3_0[2:0];
-    end
-    if (rst) begin
-      \$163  = 3'h0;
     end
   end
   always @* begin
@@ -38897,18 +38816,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$70 ) begin
       \$164  = \$71 ;
     end
-    if (rst) begin
-      \$164  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$165  = result_0;
     if (\$72 ) begin
       \$165  = \$74 ;
-    end
-    if (rst) begin
-      \$165  = 32'd0;
     end
   end
   always @* begin
@@ -38917,18 +38830,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$75 ) begin
       \$166  = \$76 ;
     end
-    if (rst) begin
-      \$166  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$167  = \b$24 ;
     if (\$77 ) begin
       \$167  = \$78 ;
-    end
-    if (rst) begin
-      \$167  = 16'h0000;
     end
   end
   always @* begin
@@ -38937,18 +38844,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$79 ) begin
       \$168  = \$80 ;
     end
-    if (rst) begin
-      \$168  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$169  = shift2_1;
     if (\$81 ) begin
       \$169  = shift1_1;
-    end
-    if (rst) begin
-      \$169  = 6'h00;
     end
   end
   always @* begin
@@ -38957,18 +38858,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$82 ) begin
       \$170  = \$84 [48:0];
     end
-    if (rst) begin
-      \$170  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$171  = shift3_1;
     if (\$85 ) begin
       \$171  = shift2_1;
-    end
-    if (rst) begin
-      \$171  = 6'h00;
     end
   end
   always @* begin
@@ -38977,18 +38872,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$86 ) begin
       \$172  = \$87 ;
     end
-    if (rst) begin
-      \$172  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$173  = shift4_1;
     if (\$88 ) begin
       \$173  = shift3_1[2:0];
-    end
-    if (rst) begin
-      \$173  = 3'h0;
     end
   end
   always @* begin
@@ -38997,18 +38886,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$89 ) begin
       \$174  = \$90 ;
     end
-    if (rst) begin
-      \$174  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$175  = result_1;
     if (\$91 ) begin
       \$175  = \$93 ;
-    end
-    if (rst) begin
-      \$175  = 32'd0;
     end
   end
   always @* begin
@@ -39017,18 +38900,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$94 ) begin
       \$176  = \$95 ;
     end
-    if (rst) begin
-      \$176  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$177  = \b$34 ;
     if (\$96 ) begin
       \$177  = \$97 ;
-    end
-    if (rst) begin
-      \$177  = 16'h0000;
     end
   end
   always @* begin
@@ -39037,18 +38914,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$98 ) begin
       \$178  = \$99 ;
     end
-    if (rst) begin
-      \$178  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$179  = shift2_2;
     if (\$100 ) begin
       \$179  = shift1_2;
-    end
-    if (rst) begin
-      \$179  = 6'h00;
     end
   end
   always @* begin
@@ -39057,18 +38928,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$101 ) begin
       \$180  = \$103 [48:0];
     end
-    if (rst) begin
-      \$180  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$181  = shift3_2;
     if (\$104 ) begin
       \$181  = shift2_2;
-    end
-    if (rst) begin
-      \$181  = 6'h00;
     end
   end
   always @* begin
@@ -39077,18 +38942,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$105 ) begin
       \$182  = \$106 ;
     end
-    if (rst) begin
-      \$182  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$183  = shift4_2;
     if (\$107 ) begin
       \$183  = shift3_2[2:0];
-    end
-    if (rst) begin
-      \$183  = 3'h0;
     end
   end
   always @* begin
@@ -39097,18 +38956,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$108 ) begin
       \$184  = \$109 ;
     end
-    if (rst) begin
-      \$184  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$185  = result_2;
     if (\$110 ) begin
       \$185  = \$112 ;
-    end
-    if (rst) begin
-      \$185  = 32'd0;
     end
   end
   always @* begin
@@ -39117,18 +38970,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$113 ) begin
       \$186  = \$114 ;
     end
-    if (rst) begin
-      \$186  = 33'h000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$187  = \b$44 ;
     if (\$115 ) begin
       \$187  = \$116 ;
-    end
-    if (rst) begin
-      \$187  = 16'h0000;
     end
   end
   always @* begin
@@ -39137,18 +38984,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$117 ) begin
       \$188  = \$118 ;
     end
-    if (rst) begin
-      \$188  = 6'h00;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$189  = shift2_3;
     if (\$119 ) begin
       \$189  = shift1_3;
-    end
-    if (rst) begin
-      \$189  = 6'h00;
     end
   end
   always @* begin
@@ -39157,18 +38998,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$120 ) begin
       \$190  = \$122 [48:0];
     end
-    if (rst) begin
-      \$190  = 49'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$191  = shift3_3;
     if (\$123 ) begin
       \$191  = shift2_3;
-    end
-    if (rst) begin
-      \$191  = 6'h00;
     end
   end
   always @* begin
@@ -39177,18 +39012,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$124 ) begin
       \$192  = \$125 ;
     end
-    if (rst) begin
-      \$192  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$193  = shift4_3;
     if (\$126 ) begin
       \$193  = shift3_3[2:0];
-    end
-    if (rst) begin
-      \$193  = 3'h0;
     end
   end
   always @* begin
@@ -39197,18 +39026,12 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
     if (\$127 ) begin
       \$194  = \$128 ;
     end
-    if (rst) begin
-      \$194  = 50'h0000000000000;
-    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
     \$195  = result_3;
     if (\$129 ) begin
       \$195  = \$131 ;
-    end
-    if (rst) begin
-      \$195  = 32'd0;
     end
   end
   assign \o__payload$1  = o__payload;

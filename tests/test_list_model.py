@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from convhw.compiler.image import Layer, build, reference
 from convhw.compiler.layout import TensorLayout
-from convhw.compiler.list_model import Memory, run_list
+from convhw.compiler.list_model import Memory, MemoryFault, run_list
 from convhw.compiler.lower import ListBuilder
 from convhw.config import EngineConfig
 from convhw.descriptor import JOB_DESCRIPTOR
@@ -87,6 +87,17 @@ def test_a_strided_pointwise_layer_reads_only_its_pixels(spec, shape, picked):
     pixels = shape[0] * np.prod(picked)
     assert record.traffic.input <= pixels * record.input.pixel_pitch * (
         1 if spec.kernel_size == (1,) * spec.dims else 3)
+
+
+def test_an_empty_access_touches_no_memory():
+    memory = Memory(64, errors=[(16, 32)])
+    assert memory.read(0xFFFFFFFF, 0).size == 0
+    assert memory.read(20, 0).size == 0
+    memory.write(1 << 40, np.zeros(0, np.uint8))
+    with pytest.raises(MemoryFault):
+        memory.read(60, 5)
+    with pytest.raises(MemoryFault):
+        memory.read(20, 1)
 
 
 def test_layers_chained_in_one_list():

@@ -239,11 +239,11 @@ class ListBuilder:
         # A layer that reads only every stride-th pixel along some dimension (a 1x1 kernel
         # with stride 2) runs as the stride-1 layer on a view of those pixels: its windows
         # then hold only what it reads (a quarter of the pixels of a 2-D one).
-        view = pointwise_view(spec, in_layout.shape)
+        view = pointwise_view(spec)
         if view is None:
             run_spec, window_layout = spec, in_layout
         else:
-            run_spec, window_layout = view[0], StridedView(in_layout, view[2])
+            run_spec, window_layout = view[0], StridedView(in_layout, view[1])
         window_shape = window_layout.shape
         candidates = []
         tried = set()

@@ -115,24 +115,22 @@ def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
             and spec.kernel_size[-1] <= config.rows)
 
 
-def pointwise_view(spec: ConvSpec, input_shape) -> tuple[ConvSpec, tuple, tuple] | None:
+def pointwise_view(spec: ConvSpec) -> tuple[ConvSpec, tuple[int, int, int]] | None:
     """A forward layer whose kernel is 1 and padding 0 along a dimension it strides reads only
     every ``stride``-th input pixel there: it is the same layer with stride 1 there, on those
-    pixels alone. Returns ``(that layer, its input shape, the strides (z, y, x) that pick the
-    pixels)``, or ``None`` if no dimension is such. (The output sizes agree: ``(n - 1) // s +
-    1`` outputs, ``ceil(n / s)`` pixels.)"""
+    pixels alone. Returns ``(that layer, the strides (z, y, x) that pick the pixels)``, or
+    ``None`` if no dimension is such. (The output sizes agree: ``(n - 1) // s + 1`` outputs,
+    ``ceil(n / s)`` pixels; :class:`~convhw.compiler.layout.StridedView` is the picked
+    input.)"""
     if spec.transposed:
         return None
     picked = [s > 1 and k == 1 and p == (0, 0)
               for s, k, p in zip(spec.stride, spec.kernel_size, spec.padding)]
     if not any(picked):
         return None
-    shape = tuple(input_shape)
-    spatial = shape[-spec.dims:]
     strides = _pad3(tuple(s if v else 1 for s, v in zip(spec.stride, picked)), 1)
-    viewed = tuple(-(-n // s) for n, s in zip(spatial, strides[3 - spec.dims:]))
     stride = tuple(1 if v else s for s, v in zip(spec.stride, picked))
-    return dataclasses.replace(spec, stride=stride), (*shape[:-spec.dims], *viewed), strides
+    return dataclasses.replace(spec, stride=stride), strides
 
 
 @dataclasses.dataclass(frozen=True)

@@ -265,9 +265,9 @@ class Device:
             run_spec = spec
             # A layer that reads only every stride-th pixel (a 1x1 kernel with stride 2) runs
             # as the stride-1 layer on those pixels: the host writes only them.
-            view = pointwise_view(spec, x.shape)
+            view = pointwise_view(spec)
             if view is not None:
-                run_spec, _, strides = view
+                run_spec, strides = view
                 x = x[(..., *(slice(None, None, s) for s in strides[3 - spec.dims:]))]
             packing = self._packing(run_spec, x.shape)
             if packing is not None:

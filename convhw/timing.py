@@ -22,7 +22,7 @@ from .descriptor import column_params
 __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUCTS", "DIVISIONS",
            "FETCH_DEPTH", "LIST_SLOTS", "LOADER_MULTIPLIER_STAGES", "LOADER_PRODUCTS",
            "LOADER_QUEUE", "OUTPUT_STAGES", "FLOAT32_STAGES",
-           "FLOAT32_REQUANTIZER_LATENCY", "output_stages", "PARAMS_QUEUE", "RANGE_QUEUE",
+           "FLOAT32_REQUANTIZER_LATENCY", "output_stages", "output_credits", "PARAMS_QUEUE", "RANGE_QUEUE",
            "WISHBONE_READ_BUFFER", "WRITER_JOBS", "WRITER_RUNS", "JobTiming",
            "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_input_stages", "array_latency",
@@ -231,8 +231,9 @@ LOADER_MULTIPLIER_STAGES = 3
 #: words of the kernel's product), in as many products.
 CHECKER_FACTORS = sum(len(product) for product in CHECK_PRODUCTS) + 1
 CHECKER_PRODUCTS = len(CHECK_PRODUCTS)
-#: The output writer: stages of its output pipeline (a skid buffer follows, then the packer's
-#: own; with ``float_output`` more: :func:`output_stages`), its run queues and its job queue.
+#: The output writer: stages of its output pipeline (a buffer of :func:`output_credits` groups
+#: follows, then the packer's skid buffer; with ``float_output`` more stages:
+#: :func:`output_stages`), its run queues and its job queue.
 OUTPUT_STAGES = 6
 #: Register stages inside each float32 operation of the float32 requantiser
 #: (:mod:`convhw.gateware.float32`), and its latency: each operation's stages and a register
@@ -252,6 +253,14 @@ def output_stages(config: EngineConfig) -> int:
     if config.float_output:
         return 1 + FLOAT32_REQUANTIZER_LATENCY
     return OUTPUT_STAGES
+
+
+def output_credits(config: EngineConfig) -> int:
+    """Groups the output pipeline holds at most, in its stages and its buffer: the stages and
+    two, the fewest with which a group can enter in every cycle (a group counts from the cycle
+    after it enters to the one in which it leaves the buffer, ``stages + 1`` cycles, and the
+    pipeline takes one only while it counts fewer than this)."""
+    return output_stages(config) + 2
 
 
 def loader_start_cycles() -> int:
@@ -303,6 +312,7 @@ class ListTimingConstants:
     checker: int
     acc_read_latency: int
     output_stages: int
+    output_credits: int
     writer_runs: int
     writer_jobs: int
     writer_setup: int
@@ -335,6 +345,7 @@ def list_timing(config: EngineConfig) -> ListTimingConstants:
         checker=checker_cycles(),
         acc_read_latency=accumulator_host_read_latency(config),
         output_stages=output_stages(config),
+        output_credits=output_credits(config),
         writer_runs=WRITER_RUNS,
         writer_jobs=WRITER_JOBS,
         writer_setup=writer_setup_cycles(config),

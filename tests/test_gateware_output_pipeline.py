@@ -187,3 +187,42 @@ def test_verilog():
     text = verilog.convert(OutputPipeline(EngineConfig.preset("small"), 2), name="output_pipeline",
                            emit_src=False)
     assert "module output_pipeline" in text
+
+
+@pytest.mark.parametrize("preset", ["small", "quantized"])
+def test_sim_stalled_output_takes_depth_groups(preset):
+    """With the output stalled the pipeline takes exactly ``depth`` groups (its credits) and
+    then none; ``i.ready`` does not follow ``o.ready`` in the same cycle (it is a register);
+    released, the groups leave in order, one per cycle."""
+    config = EngineConfig.preset(preset)
+    dut = OutputPipeline(config, 4, user_width=6)
+    groups = random_groups(config, 4, random.Random(8), dut.depth + 5, 6)
+    for index, group in enumerate(groups):
+        group["user"] = index
+    taken, got = [], []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 0)
+        ctx.set(dut.i.valid, 1)
+        for cycle in range(dut.depth + 30):
+            ctx.set(dut.i.payload, groups[len(taken)])
+            _, _, ready = await ctx.tick().sample(dut.i.ready)
+            if ready:
+                taken.append(cycle)
+        assert len(taken) == dut.depth
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        assert not ctx.get(dut.i.ready)           # the credits come back a cycle later
+        for _ in range(dut.depth + 3):
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                got.append(int(payload.user))
+        assert ctx.get(dut.i.ready)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert taken == list(range(dut.depth))
+    assert got == list(range(dut.depth))
+    assert dut.depth == dut.stages + 2

@@ -640,9 +640,12 @@ class Writer:
         self.read_fifo = Fifo(t.acc_read_latency + 2)
         self.next_full = False
         self.cur_full = False
-        # pipeline: its six stages, its skid buffer, the packer's format skid buffer
+        # pipeline: its stages (never stalled), its buffer and credits; the packer's format
+        # skid buffer
         self.stages = [None] * t.output_stages
-        self.p_skid = Skid()
+        self.p_buffer = Fifo(t.output_credits)
+        self.p_held = 0
+        self.p_room = True
         self.f_skid = Skid()
         # walker
         self.w_runs = deque()
@@ -680,8 +683,8 @@ class Writer:
         """Nothing to do: a cycle without a command changes nothing."""
         return (self.setup == "IDLE" and self.room and not self.r_entries and not self.credit
                 and self.delay.count(None) == len(self.delay) and not self.read_fifo.r_rdy
-                and self.stages.count(None) == len(self.stages) and self.p_skid.o is None
-                and self.p_skid.skid is None and self.f_skid.o is None
+                and self.stages.count(None) == len(self.stages) and not self.p_held
+                and self.f_skid.o is None
                 and self.f_skid.skid is None and not self.w_runs and self.v1 is None
                 and self.v2 is None and not self.runs_c.level and not self.runs_d.level
                 and self.issuer == "EMIT" and not self.have and self.cmd is None
@@ -710,7 +713,7 @@ class Writer:
         # -- reader ---------------------------------------------------------------------------
         issue = bool(self.r_entries) and self.credit < self.read_fifo.depth
         issued = self.r_entries.popleft() if issue else None
-        pipe_advance = self.stages[-1] is None or self.p_skid.i_ready
+        pipe_advance = self.p_room
         feed_valid = self.read_fifo.r_rdy and self.cur_full
         feed = feed_valid and pipe_advance
         pop = feed
@@ -772,12 +775,13 @@ class Writer:
             self.wd_valid = True
             self.p_flush = self.p_run = False
         # -- pipeline -------------------------------------------------------------------------
-        f_in = self.p_skid.o
-        f_in_ready = self.f_skid.i_ready
+        gave = self.p_buffer.r_rdy and self.f_skid.i_ready
+        f_in = self.p_buffer.head if self.p_buffer.r_rdy else None
         self.f_skid.step(f_in, out_ready)
-        self.p_skid.step(self.stages[-1], f_in_ready)
-        if pipe_advance:
-            self.stages = [group] + self.stages[:-1]
+        self.p_buffer.step(self.stages[-1] is not None, self.stages[-1], gave)
+        self.stages = [group] + self.stages[:-1]
+        self.p_held += (group is not None) - gave
+        self.p_room = self.p_held != t.output_credits
         # -- walker ---------------------------------------------------------------------------
         emit_run = bool(self.w_runs) and self.room
         self.room = (self.runs_c.level <= self.runs_c.depth - 5

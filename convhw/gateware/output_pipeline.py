@@ -29,25 +29,30 @@ with ``v`` wrapped to int32 from stage 1, the lane's float32 ``f32_bias`` and ``
 path's results wait in as many registers beside them, so that every group takes the same
 :attr:`OutputPipeline.stages`.
 
-A :class:`~convhw.gateware.skid_buffer.SkidBuffer` follows, so that no combinational path runs
-from ``o.ready`` to the stages' enable; the stages advance together whenever the last one is
-empty or the buffer takes its value, and ``i.ready`` is that condition (a stage's registers
-load only when what enters them is valid: an idle pipeline rests). Latency
-:attr:`OutputPipeline.latency` cycles from an input transfer to the output's ``valid``; one group
-per cycle while the output is ready.
+The stages never stall: they advance in every cycle, and no enable reaches their registers
+(on the ULX3S the stall enable of the skid buffer this pipeline had, fanned out to some 8,000
+stage registers' clock enables, was the critical path: 17.8 ns, 16.4 of it routing). A
+first-in first-out buffer of :attr:`OutputPipeline.depth` groups follows them instead, and the
+pipeline takes a group only while it holds fewer than that many, counting those in the stages
+and those in the buffer (credits): a group that enters always finds room in the buffer. ``i.ready``
+is a flip-flop, and ``o.ready`` reaches only the buffer's read side and the count. The buffer is
+Amaranth's ``SyncFIFO`` (a memory read asynchronously: distributed RAM on the ECP5, flip-flops on
+the iCE40, whose engines do not use this pipeline). Latency :attr:`OutputPipeline.latency`
+cycles from an input transfer to the output's ``valid``; one group per cycle while the output is
+ready; while it is not, up to ``depth`` groups are taken.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, EnableInserter, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .. import timing
 from ..config import EngineConfig
 from .float32_requantizer import Float32Requantizer
 from .multiplier import Multiplier
-from .skid_buffer import SkidBuffer
 
 __all__ = ["OutputPipeline", "check_lanes"]
 
@@ -141,6 +146,13 @@ class OutputPipeline(wiring.Component):
         return timing.output_stages(self._config)
 
     @property
+    def depth(self) -> int:
+        """Groups the pipeline holds at most, in its stages and its buffer:
+        :func:`convhw.timing.output_credits` (``stages + 2``, the fewest that keep one group per
+        cycle flowing)."""
+        return timing.output_credits(self._config)
+
+    @property
     def latency(self) -> int:
         """Cycles from an input transfer to ``o.valid``: the stages and the output buffer."""
         return self.stages + 1
@@ -198,31 +210,31 @@ class OutputPipeline(wiring.Component):
         stages = self.stages                      # the cycle model counts them
         floats = config.float_output
 
-        m.submodules.skid = skid = SkidBuffer(self.output_layout)
-        wiring.connect(m, wiring.flipped(self.o), skid.o)
+        depth = self.depth
+        m.submodules.buffer = buffer = SyncFIFO(width=self.output_layout.size, depth=depth)
+        m.d.comb += [self.o.valid.eq(buffer.r_rdy), self.o.payload.eq(buffer.r_data),
+                     buffer.r_en.eq(self.o.ready)]
+        # Credits: the groups taken and not yet delivered; ``room`` (``i.ready``) is registered.
+        held = Signal(range(depth + 1))
+        room = Signal(init=1)
+        took = self.i.valid & room
+        gave = self.o.valid & self.o.ready
+        next_held = Signal.like(held)
+        m.d.comb += [next_held.eq(held + took - gave), self.i.ready.eq(room)]
+        m.d.sync += [held.eq(next_held), room.eq(next_held != depth)]
 
         valid = [Signal(name=f"valid{k}") for k in range(1, stages + 1)]
-        advance = Signal()
-        m.d.comb += [advance.eq(~valid[-1] | skid.i.ready), self.i.ready.eq(advance)]
-        with m.If(advance):
-            m.d.sync += valid[0].eq(self.i.valid)
-            for k in range(1, stages):
-                m.d.sync += valid[k].eq(valid[k - 1])
-
-        def loads(k):
-            """The load enable of stage ``k``'s registers (1 to ``stages``): the stages advance
-            and what enters stage ``k`` is valid. A stage that would take an empty slot keeps
-            what it holds (nothing reads it), so an idle pipeline's registers rest."""
-            return advance & (self.i.valid if k == 1 else valid[k - 2])
+        m.d.sync += valid[0].eq(took)
+        for k in range(1, stages):
+            m.d.sync += valid[k].eq(valid[k - 1])
 
         def stage(name, shape, value, k):
-            """A register of stage ``k`` named ``name``, loaded with ``value``. Data, which the
-            stage's valid bit qualifies, so not reset: with the float32 stage these are some
-            8,000 flip-flops per 4x4 engine, and the reset's route across the die to them was
-            the ULX3S's critical path (17.6 ns of routing)."""
+            """A register of stage ``k`` named ``name``, loaded with ``value`` in every cycle.
+            Data, which the stage's valid bit qualifies: neither reset (with the float32 stage
+            these are some 8,000 flip-flops per 4x4 engine, and the reset's route across the
+            die to them was once the ULX3S's critical path) nor enabled."""
             reg = Signal(shape, name=name, reset_less=True)
-            with m.If(loads(k)):
-                m.d.sync += reg.eq(value)
+            m.d.sync += reg.eq(value)
             return reg
 
         def carry(prefix, signals, k):
@@ -247,18 +259,16 @@ class OutputPipeline(wiring.Component):
             shift1 = stage(f"shift1_{lane}", unsigned(SHIFT_WIDTH),
                            Mux(i.requantize, i.shift[lane], 0), 1)
             # 2: partial products (the multipliers' output registers: Multipliers whose product
-            # register, with the stages' enable, is on the ECP5 the DSP block's own, so that no
-            # path runs through a block and back into the fabric's registers)
+            # register is on the ECP5 the DSP block's own, so that no path runs through a block
+            # and back into the fabric's registers)
             partials = []
             for index, (offset, width) in enumerate(pieces):
                 top = index == len(pieces) - 1
                 piece = v[offset:offset + width]
                 operand = piece.as_signed() if top else piece
-                multiplier = Multiplier(PIECE_WIDTH + 1, MULT_WIDTH, registered_inputs=False,
-                                        enable=True)
+                multiplier = Multiplier(PIECE_WIDTH + 1, MULT_WIDTH, registered_inputs=False)
                 m.submodules[f"multiplier{index}_{lane}"] = multiplier
-                m.d.comb += [multiplier.a.eq(operand), multiplier.b.eq(mult),
-                             multiplier.en.eq(loads(2))]
+                m.d.comb += [multiplier.a.eq(operand), multiplier.b.eq(mult)]
                 shape = signed(width + MULT_WIDTH + (0 if top else 1))
                 partials.append((offset, multiplier.p[:shape.width].as_signed()))
             shift2 = stage(f"shift2_{lane}", unsigned(SHIFT_WIDTH), shift1, 2)
@@ -289,11 +299,10 @@ class OutputPipeline(wiring.Component):
                            Mux(f[5]["relu"] & value_w[-1], 0, value_w), 6)
             if floats:
                 # The integer result waits for the float one (stages 7 .. stages), which the
-                # requantiser computes from v, the sum wrapped to int32, with the stages'
-                # enable as its own (it stalls with them).
+                # requantiser computes from v, the sum wrapped to int32.
                 for k in range(7, stages + 1):
                     result = stage(f"result{k}_{lane}", signed(rw), result, k)
-                requantizer = EnableInserter(advance)(Float32Requantizer())
+                requantizer = Float32Requantizer()
                 m.submodules[f"float_{lane}"] = requantizer
                 m.d.comb += [
                     requantizer.valid.eq(valid[0]),
@@ -307,10 +316,9 @@ class OutputPipeline(wiring.Component):
                 result = Mux(f[stages]["float"], requantizer.result, result)
             results.append(result)
 
-        m.d.comb += [
-            skid.i.valid.eq(valid[-1]),
-            skid.i.payload.user.eq(f[stages]["user"]),
-        ]
+        last = Signal(self.output_layout)
+        m.d.comb += [last.user.eq(f[stages]["user"]), buffer.w_en.eq(valid[-1]),
+                     buffer.w_data.eq(last)]
         for lane, result in enumerate(results):
-            m.d.comb += skid.i.payload.data[lane].eq(result)
+            m.d.comb += last.data[lane].eq(result)
         return m

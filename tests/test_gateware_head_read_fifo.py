@@ -59,17 +59,22 @@ def test_head_read_fifo_matches_sync_fifo_buffered(depth, seed):
     assert seen["reads"] > 100 and seen["full"] > 10, seen
 
 
-def test_head_read_fifo_holds_no_entry_in_a_register():
-    """The reason for the component: the head is read from the store without a clock, and no
-    flip-flop is as wide as an entry (SyncFIFOBuffered's output register is, with the read
-    enable as its clock enable); what the read enable loads is pointers and counts."""
+def test_head_read_fifo_enables_reach_no_wide_register():
+    """The reason for the component: the head is read from the store without a clock (in
+    SyncFIFOBuffered the read enable is the clock enable of an entry-wide output register),
+    and the store is written from a staging register that loads every cycle: no multiplexer
+    of an entry's width (a register's enable) exists, and the one wide flip-flop is that
+    staging register. What the enables load is pointers and counts."""
     fifo = HeadReadFifo(width=64, depth=4)
     cells = re.findall(r"cell (\$\w+) \S+\n((?:    parameter .*\n)*)", rtlil.convert(fifo))
     reads = [params for kind, params in cells if kind == "$memrd_v2"]
     assert len(reads) == 1 and "CLK_ENABLE 0" in reads[0]
-    flops = [int(re.search(r"WIDTH (\d+)", params).group(1))
-             for kind, params in cells if "dff" in kind]
-    assert flops and max(flops) <= 3, flops
+
+    def widths(kind):
+        return [int(re.search(r"\\(?:Y_)?WIDTH (\d+)", params).group(1))
+                for k, params in cells if k == kind]
+    assert sorted(widths("$dff"))[-2:] == [3, 64], widths("$dff")
+    assert max(widths("$mux")) <= 3, widths("$mux")
 
 
 @pytest.mark.parametrize("kwargs, message", [

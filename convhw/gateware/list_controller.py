@@ -184,7 +184,7 @@ class ListController(wiring.Component):
              | (readers_in[1] == 0) & desc.input_bank)
             & (~desc.load_weights | (readers_w[0] == 0) & ~w_bank
                | (readers_w[1] == 0) & w_bank))
-        issuing = Signal(job_layout)
+        issuing = Signal(job_layout, reset_less=True)
         pending = Signal(3)          # input, weights, params commands not yet taken
         take = Signal()              # a job is taken (or a failing entry consumed) this cycle
         take_job = Signal()          # ... and it is a job that goes on
@@ -197,16 +197,21 @@ class ListController(wiring.Component):
             # still offered is dropped, so that the stages in front of the controller empty.
             self.jobs.ready.eq(take | (running & ~taking)),
         ]
+        # The job being issued follows the head while nothing is pending, and so holds the job
+        # taken once its commands are: its ~1,000 flip-flops' enable is then decided from
+        # registers alone, not by the take decision (on the ULX3S the path from the checked
+        # job through that decision to these enables was 18.2 ns, 9.6 of it routing).
+        with m.If(pending == 0):
+            m.d.sync += [
+                issuing.descriptor.eq(desc), issuing.index.eq(head.index),
+                issuing.slot.eq(head.index[:(slots - 1).bit_length()]),
+            ]
         with m.If(take):
             with m.If(head.code != 0):
                 m.d.comb += report(head.index, head.code, TAKE)
                 m.d.sync += taking.eq(0)
             with m.Else():
-                m.d.sync += [
-                    issuing.descriptor.eq(desc), issuing.index.eq(head.index),
-                    issuing.slot.eq(head.index[:(slots - 1).bit_length()]),
-                    pending.eq(Cat(desc.load_input, desc.load_weights, 1)),
-                ]
+                m.d.sync += pending.eq(Cat(desc.load_input, desc.load_weights, 1))
                 with m.If(desc.last):
                     m.d.sync += taking.eq(0)
         streams = (self.input_load, self.weight_load, self.params_load)

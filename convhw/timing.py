@@ -21,8 +21,8 @@ from .descriptor import column_params
 
 __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUCTS", "DIVISIONS",
            "FETCH_DEPTH", "LIST_SLOTS", "LOADER_MULTIPLIER_STAGES", "LOADER_PRODUCTS",
-           "LOADER_QUEUE", "OUTPUT_STAGES", "FLOAT32_STAGES",
-           "FLOAT32_REQUANTIZER_LATENCY", "output_stages", "output_credits", "PARAMS_QUEUE", "RANGE_QUEUE",
+           "LOADER_QUEUE", "OUTPUT_STAGES", "FLOAT32_STAGES", "FLOAT32_REQUANTIZER_LATENCY",
+           "output_stages", "output_credits", "PARAMS_QUEUE", "RANGE_QUEUE",
            "WISHBONE_READ_BUFFER", "WRITER_JOBS", "WRITER_RUNS", "JobTiming",
            "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_input_stages", "array_latency",

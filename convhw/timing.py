@@ -238,7 +238,7 @@ OUTPUT_STAGES = 6
 #: Register stages inside each float32 operation of the float32 requantiser
 #: (:mod:`convhw.gateware.float32`), and its latency: each operation's stages and a register
 #: after each of the four.
-FLOAT32_STAGES = {"int_to_float": 3, "float_add": 4, "float_multiply": 5, "round_to_int": 3}
+FLOAT32_STAGES = {"int_to_float": 3, "float_add": 4, "float_multiply": 6, "round_to_int": 3}
 FLOAT32_REQUANTIZER_LATENCY = sum(FLOAT32_STAGES.values()) + 4
 WRITER_RUNS = 16
 WRITER_JOBS = 4

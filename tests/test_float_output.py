@@ -86,7 +86,7 @@ def test_the_formats():
     assert JOB_DESCRIPTOR.reserved_masks[30] == 0xFF000000
     # the cycle model's constants follow the configuration
     constants = timing.list_timing(QUANTIZED)
-    assert (constants.params_word, constants.output_stages) == (16, 20)
+    assert (constants.params_word, constants.output_stages) == (16, 21)
     assert timing.list_timing(PRESETS["default"]).output_stages == timing.OUTPUT_STAGES
 
 

@@ -271,7 +271,7 @@ def test_constants_are_the_gateware_s():
     # The structural numbers the model replays are the ones the gateware is built with.
     # (the pipelines' latencies are measured against these in test_gateware_output_pipeline)
     assert OutputPipeline(TINY).latency == 7
-    assert OutputPipeline(EngineConfig.preset("quantized")).latency == 21
+    assert OutputPipeline(EngineConfig.preset("quantized")).latency == 22
     assert MULTIPLIER_STAGES == timing.LOADER_MULTIPLIER_STAGES
     for component, name, value in ((InputLoader, "queue_depth", timing.LOADER_QUEUE),
                                    (DescriptorFetcher, "depth", timing.FETCH_DEPTH),

@@ -10,10 +10,10 @@ constants`). qnnpack's is the same with its int32 bias already in ``acc`` and ``
 
 A pipeline of the four operations (convert, add, multiply, round and clamp), each with its own
 register stages (:data:`convhw.gateware.float32.STAGES`), a result every cycle: ``result``
-and ``result_valid`` follow ``valid`` and its operands by :data:`LATENCY` (19) cycles.
+and ``result_valid`` follow ``valid`` and its operands by :data:`LATENCY` (20) cycles.
 
 The output pipeline (:mod:`convhw.gateware.output_pipeline`) of an engine with
-``EngineConfig.float_output`` has one per lane, its stages under the pipeline's enable.
+``EngineConfig.float_output`` has one per lane, its stages never stalled.
 """
 
 # (No `from __future__ import annotations`: wiring.Component reads the signature from the

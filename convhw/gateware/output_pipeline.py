@@ -29,9 +29,11 @@ with ``v`` wrapped to int32 from stage 1, the lane's float32 ``f32_bias`` and ``
 path's results wait in as many registers beside them, so that every group takes the same
 :attr:`OutputPipeline.stages`.
 
-The stages never stall: they advance in every cycle, and no enable reaches their registers
-(on the ULX3S the stall enable of the skid buffer this pipeline had, fanned out to some 8,000
-stage registers' clock enables, was the critical path: 17.8 ns, 16.4 of it routing). A
+The stages never stall: they advance in every cycle, and no decision about the output reaches
+their registers (on the ULX3S the stall enable of the skid buffer this pipeline had, fanned out
+to some 8,000 stage registers' clock enables, was the critical path: 17.8 ns, 16.4 of it
+routing); a stage's registers load when what enters them is valid, an enable that comes from a
+flip-flop. A
 first-in first-out buffer of :attr:`OutputPipeline.depth` groups follows them instead, and the
 pipeline takes a group only while it holds fewer than that many, counting those in the stages
 and those in the buffer (credits): a group that enters always finds room in the buffer. ``i.ready``
@@ -228,13 +230,21 @@ class OutputPipeline(wiring.Component):
         for k in range(1, stages):
             m.d.sync += valid[k].eq(valid[k - 1])
 
+        def loads(k):
+            """The load enable of stage ``k``'s registers (1 to ``stages``): what enters the
+            stage is valid (an idle pipeline's registers rest, which Verilator's model of the
+            engine runs measurably faster for). It comes from a flip-flop (stage 1's from the
+            registered ``room`` and the input's ``valid``), never from the output's ``ready``."""
+            return took if k == 1 else valid[k - 2]
+
         def stage(name, shape, value, k):
-            """A register of stage ``k`` named ``name``, loaded with ``value`` in every cycle.
-            Data, which the stage's valid bit qualifies: neither reset (with the float32 stage
-            these are some 8,000 flip-flops per 4x4 engine, and the reset's route across the
-            die to them was once the ULX3S's critical path) nor enabled."""
+            """A register of stage ``k`` named ``name``, loaded with ``value``. Data, which the
+            stage's valid bit qualifies, so not reset: with the float32 stage these are some
+            8,000 flip-flops per 4x4 engine, and the reset's route across the die to them was
+            once the ULX3S's critical path."""
             reg = Signal(shape, name=name, reset_less=True)
-            m.d.sync += reg.eq(value)
+            with m.If(loads(k)):
+                m.d.sync += reg.eq(value)
             return reg
 
         def carry(prefix, signals, k):
@@ -266,9 +276,11 @@ class OutputPipeline(wiring.Component):
                 top = index == len(pieces) - 1
                 piece = v[offset:offset + width]
                 operand = piece.as_signed() if top else piece
-                multiplier = Multiplier(PIECE_WIDTH + 1, MULT_WIDTH, registered_inputs=False)
+                multiplier = Multiplier(PIECE_WIDTH + 1, MULT_WIDTH, registered_inputs=False,
+                                        enable=True)
                 m.submodules[f"multiplier{index}_{lane}"] = multiplier
-                m.d.comb += [multiplier.a.eq(operand), multiplier.b.eq(mult)]
+                m.d.comb += [multiplier.a.eq(operand), multiplier.b.eq(mult),
+                             multiplier.en.eq(loads(2))]
                 shape = signed(width + MULT_WIDTH + (0 if top else 1))
                 partials.append((offset, multiplier.p[:shape.width].as_signed()))
             shift2 = stage(f"shift2_{lane}", unsigned(SHIFT_WIDTH), shift1, 2)

@@ -192,7 +192,7 @@ class ComputeCore(wiring.Component):
         config = self._config
         cols = config.cols
         offered = self.job
-        job_running = Signal()       # the job controller's busy (assigned below)
+        busy = Signal()              # the job controller's (assigned below)
         if self._banked:
             # The job's registers, copied when it starts. They come from the list controller's
             # compute queue, across the die: read from there, the streamer's address arithmetic
@@ -208,7 +208,7 @@ class ComputeCore(wiring.Component):
             job = Signal.like(self.job, name="job_copy", reset_less=True)
             input_bank = Signal(name="input_bank_copy", reset_less=True)
             weight_base = Signal.like(self.weight_base, name="weight_base_copy", reset_less=True)
-            with m.If(~job_running):
+            with m.If(~busy):
                 m.d.sync += [job.eq(self.job), input_bank.eq(self.input_bank),
                              weight_base.eq(self.weight_base)]
         else:
@@ -235,8 +235,7 @@ class ComputeCore(wiring.Component):
         m.submodules.streamer = streamer = ResetInserter(flush)(Streamer(config))
         m.submodules.array = array = SystolicArray(config)
 
-        busy = control.busy
-        m.d.comb += job_running.eq(busy)
+        m.d.comb += busy.eq(control.busy)
         m.d.comb += [
             control.job.eq(job),
             control.start.eq(self.start & self.ready),

@@ -1458,11 +1458,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8895$0 (acc_addr),
-    .\port$965$5 (compute__payload[6:5]),
+    .\port$8700$0 (acc_addr),
+    .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$86 (\start$262 ),
+    .\start$87 (\start$262 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -4120,8 +4120,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6535$0 (\$like ),
-    .\port$6536$0 (value_next),
+    .\port$6338$0 (\$like ),
+    .\port$6339$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4845,7 +4845,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6535$0 , \port$6536$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6338$0 , \port$6339$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4857,21 +4857,21 @@ module \convhw_list.checker.multiplier (rst, \port$6535$0 , \port$6536$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6535$0 ;
-  wire [16:0] \port$6535$0 ;
-  input [16:0] \port$6536$0 ;
-  wire [16:0] \port$6536$0 ;
+  input [16:0] \port$6338$0 ;
+  wire [16:0] \port$6338$0 ;
+  input [16:0] \port$6339$0 ;
+  wire [16:0] \port$6339$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6536$0  };
+    a <= { 1'h0, \port$6339$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6535$0  };
+    b <= { 1'h0, \port$6338$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6536$0  };
-  assign \b$5  = { 1'h0, \port$6535$0  };
+  assign \a$3  = { 1'h0, \port$6339$0  };
+  assign \b$5  = { 1'h0, \port$6338$0  };
   assign \p$7  = p;
 endmodule
 
@@ -4931,53 +4931,53 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [3:0] \$145 ;
-  wire [4:0] \$146 ;
-  wire \$147 ;
+  wire \$145 ;
+  wire [3:0] \$146 ;
+  wire [4:0] \$147 ;
   wire \$148 ;
-  wire [3:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
+  wire [3:0] \$150 ;
   wire \$151 ;
-  wire [4:0] \$152 ;
-  wire \$153 ;
+  wire \$152 ;
+  wire [4:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
+  wire \$156 ;
+  wire [3:0] \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire [4:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [4:0] \$161 ;
   wire \$162 ;
-  wire [3:0] \$163 ;
-  wire \$164 ;
+  wire \$163 ;
+  wire [3:0] \$164 ;
   wire \$165 ;
-  wire [4:0] \$166 ;
-  wire \$167 ;
+  wire \$166 ;
+  wire [4:0] \$167 ;
   wire \$168 ;
-  wire [3:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
+  wire [3:0] \$170 ;
   wire \$171 ;
-  wire [4:0] \$172 ;
-  wire \$173 ;
+  wire \$172 ;
+  wire [4:0] \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [3:0] \$176 ;
-  wire \$177 ;
+  wire \$176 ;
+  wire [3:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire [4:0] \$180 ;
-  wire \$181 ;
+  wire \$180 ;
+  wire [4:0] \$181 ;
   wire \$182 ;
-  wire [3:0] \$183 ;
-  wire \$184 ;
+  wire \$183 ;
+  wire [3:0] \$184 ;
   wire \$185 ;
-  wire [4:0] \$186 ;
-  wire \$187 ;
+  wire \$186 ;
+  wire [4:0] \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
@@ -5002,28 +5002,28 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire [32:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
   wire [32:0] \$210 ;
-  wire \$211 ;
+  wire [32:0] \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire [3:0] \$215 ;
-  wire \$216 ;
+  wire \$215 ;
+  wire [3:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  reg \$221 ;
+  wire \$221 ;
   reg [945:0] \$222 ;
-  reg [2:0] \$223 ;
+  reg \$223 ;
   reg [2:0] \$224 ;
-  reg \$225 ;
+  reg [2:0] \$225 ;
   reg \$226 ;
   reg \$227 ;
-  reg [2:0] \$228 ;
+  reg \$228 ;
   reg [2:0] \$229 ;
   wire \$23 ;
   reg [2:0] \$230 ;
@@ -5031,48 +5031,49 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg [2:0] \$232 ;
   reg [2:0] \$233 ;
   reg [2:0] \$234 ;
-  reg \$235 ;
-  reg [15:0] \$236 ;
-  reg [7:0] \$237 ;
-  reg \$238 ;
-  reg [15:0] \$239 ;
+  reg [2:0] \$235 ;
+  reg \$236 ;
+  reg [15:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg \$239 ;
   wire \$24 ;
-  reg [7:0] \$240 ;
-  reg \$241 ;
-  reg [15:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg \$244 ;
-  reg [15:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg \$247 ;
-  reg [15:0] \$248 ;
-  reg [7:0] \$249 ;
+  reg [15:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg \$242 ;
+  reg [15:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg \$245 ;
+  reg [15:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg \$248 ;
+  reg [15:0] \$249 ;
   wire \$25 ;
-  reg [1:0] \$250 ;
-  reg \$251 ;
-  reg [15:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [1:0] \$254 ;
-  reg \$255 ;
-  reg [15:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [1:0] \$258 ;
-  reg \$259 ;
+  reg [7:0] \$250 ;
+  reg [1:0] \$251 ;
+  reg \$252 ;
+  reg [15:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [1:0] \$255 ;
+  reg \$256 ;
+  reg [15:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [1:0] \$259 ;
   wire \$26 ;
   reg \$260 ;
-  reg [15:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [1:0] \$263 ;
-  reg [31:0] \$264 ;
+  reg \$261 ;
+  reg [15:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [1:0] \$264 ;
   reg [31:0] \$265 ;
-  reg \$266 ;
+  reg [31:0] \$266 ;
   reg \$267 ;
   reg \$268 ;
   reg \$269 ;
   wire \$27 ;
   reg \$270 ;
-  reg [7:0] \$271 ;
-  reg [15:0] \$272 ;
+  reg \$271 ;
+  reg [7:0] \$272 ;
+  reg [15:0] \$273 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -6092,212 +6093,213 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \$113  = abort & running;
   assign \$114  = ~ aborting;
   assign \$115  = \$113  & \$114 ;
-  assign \$116  = | jobs__payload[951:944];
-  assign \$117  = pending[0] & input_load__ready;
-  assign \$118  = pending[1] & weight_load__ready;
-  assign \$119  = pending[2] & params_load__ready;
-  assign \$120  = input_done__valid & input_done__ready;
-  assign \$121  = weight_done__valid & weight_done__ready;
-  assign \$122  = params_done__valid & params_done__ready;
-  assign \$123  = input_done__valid & input_done__ready;
-  assign \$124  = \$123  & input_done__payload;
-  assign \$125  = weight_done__valid & weight_done__ready;
-  assign \$126  = \$125  & weight_done__payload;
-  assign \$127  = params_done__valid & params_done__ready;
-  assign \$128  = \$127  & params_done__payload;
-  assign \$129  = | { \$128 , \$126 , \$124  };
-  assign \$130  = load_error | \$129 ;
-  assign \$131  = ~ running_job;
-  assign \$132  = loaded & \$131 ;
-  assign \$133  = ~ report_pending;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = failed & fail_scope[0];
-  assign \$136  = aborting | \$135 ;
-  assign \$137  = load_error | \$136 ;
-  assign \$138  = ~ drain_done__ready;
-  assign \$139  = \r_rdy$66  & \$138 ;
-  assign \$140  = ~ report_pending;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = failed & fail_scope[1];
-  assign \$143  = aborting | \$142 ;
-  assign \$144  = drain_done__ready & drain_done__valid;
-  assign \$145  = in_flight + take_job;
-  assign \$146  = \$145  - finished;
-  assign \$147  = ! jobs__payload[5];
-  assign \$148  = take_job & \$147 ;
-  assign \$149  = input_readers0 + \$148 ;
-  assign \$150  = ! r_data[5];
-  assign \$151  = compute_retire & \$150 ;
-  assign \$152  = \$149  - \$151 ;
-  assign \$153  = jobs__payload[711:680] >= 11'h400;
-  assign \$154  = ! \$153 ;
-  assign \$155  = take_job & \$154 ;
-  assign \$156  = weight_readers0 + \$155 ;
-  assign \$157  = r_data[711:680] >= 11'h400;
-  assign \$158  = ! \$157 ;
-  assign \$159  = compute_retire & \$158 ;
-  assign \$160  = \$156  - \$159 ;
-  assign \$161  = ! r_data[6];
-  assign \$162  = to_drain & \$161 ;
-  assign \$163  = drains_pending0 + \$162 ;
-  assign \$164  = ! d_job[6];
-  assign \$165  = drain_retire & \$164 ;
-  assign \$166  = \$163  - \$165 ;
-  assign \$168  = take_job & \$167 ;
-  assign \$169  = input_readers1 + \$168 ;
-  assign \$171  = compute_retire & \$170 ;
-  assign \$172  = \$169  - \$171 ;
-  assign \$173  = jobs__payload[711:680] >= 11'h400;
-  assign \$175  = take_job & \$174 ;
-  assign \$176  = weight_readers1 + \$175 ;
-  assign \$177  = r_data[711:680] >= 11'h400;
-  assign \$179  = compute_retire & \$178 ;
-  assign \$180  = \$176  - \$179 ;
-  assign \$182  = to_drain & \$181 ;
-  assign \$183  = drains_pending1 + \$182 ;
-  assign \$185  = drain_retire & \$184 ;
-  assign \$186  = \$183  - \$185 ;
-  assign \$187  = ~ report0_valid_r;
-  assign \$188  = report1_index_r < report0_index_r;
-  assign \$189  = \$187  | \$188 ;
-  assign \$190  = report1_valid_r & \$189 ;
-  assign \$191  = ~ report2_valid_r;
-  assign \$192  = report3_index_r < report2_index_r;
-  assign \$193  = \$191  | \$192 ;
-  assign \$194  = report3_valid_r & \$193 ;
-  assign \$195  = ~ lowest1_0_valid;
-  assign \$196  = lowest1_1_index < lowest1_0_index;
-  assign \$197  = \$195  | \$196 ;
-  assign \$198  = lowest1_1_valid & \$197 ;
-  assign \$199  = report0_valid_r | report1_valid_r;
-  assign \$200  = report2_valid_r | report3_valid_r;
-  assign \$201  = lowest1_0_valid | lowest1_1_valid;
-  assign \$202  = | { \$201 , \$200 , \$199 , report3_valid, report2_valid, report1_valid, report0_valid };
-  assign \$203  = ~ aborting;
-  assign \$204  = lowest2_0_valid & \$203 ;
-  assign \$205  = ~ failed;
-  assign \$206  = lowest2_0_index < fail_index;
-  assign \$207  = \$205  | \$206 ;
-  assign \$208  = \$204  & \$207 ;
-  assign \$209  = cycles + 1'h1;
-  assign \$210  = busy_cycles + 1'h1;
-  assign \$211  = compute_irq | drain_irq;
-  assign \$212  = ~ running;
-  assign \$213  = start & \$212 ;
-  assign \$214  = ~ abort;
-  assign \$215  = abort ? 4'h7 : 4'h0;
-  assign \$216  = abort & running;
-  assign \$217  = ~ aborting;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = ~ start;
-  assign \$220  = idle & \$219 ;
-  always @(posedge clk)
-    taking <= \$221 ;
+  assign \$116  = ! pending;
+  assign \$117  = | jobs__payload[951:944];
+  assign \$118  = pending[0] & input_load__ready;
+  assign \$119  = pending[1] & weight_load__ready;
+  assign \$120  = pending[2] & params_load__ready;
+  assign \$121  = input_done__valid & input_done__ready;
+  assign \$122  = weight_done__valid & weight_done__ready;
+  assign \$123  = params_done__valid & params_done__ready;
+  assign \$124  = input_done__valid & input_done__ready;
+  assign \$125  = \$124  & input_done__payload;
+  assign \$126  = weight_done__valid & weight_done__ready;
+  assign \$127  = \$126  & weight_done__payload;
+  assign \$128  = params_done__valid & params_done__ready;
+  assign \$129  = \$128  & params_done__payload;
+  assign \$130  = | { \$129 , \$127 , \$125  };
+  assign \$131  = load_error | \$130 ;
+  assign \$132  = ~ running_job;
+  assign \$133  = loaded & \$132 ;
+  assign \$134  = ~ report_pending;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = failed & fail_scope[0];
+  assign \$137  = aborting | \$136 ;
+  assign \$138  = load_error | \$137 ;
+  assign \$139  = ~ drain_done__ready;
+  assign \$140  = \r_rdy$66  & \$139 ;
+  assign \$141  = ~ report_pending;
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = failed & fail_scope[1];
+  assign \$144  = aborting | \$143 ;
+  assign \$145  = drain_done__ready & drain_done__valid;
+  assign \$146  = in_flight + take_job;
+  assign \$147  = \$146  - finished;
+  assign \$148  = ! jobs__payload[5];
+  assign \$149  = take_job & \$148 ;
+  assign \$150  = input_readers0 + \$149 ;
+  assign \$151  = ! r_data[5];
+  assign \$152  = compute_retire & \$151 ;
+  assign \$153  = \$150  - \$152 ;
+  assign \$154  = jobs__payload[711:680] >= 11'h400;
+  assign \$155  = ! \$154 ;
+  assign \$156  = take_job & \$155 ;
+  assign \$157  = weight_readers0 + \$156 ;
+  assign \$158  = r_data[711:680] >= 11'h400;
+  assign \$159  = ! \$158 ;
+  assign \$160  = compute_retire & \$159 ;
+  assign \$161  = \$157  - \$160 ;
+  assign \$162  = ! r_data[6];
+  assign \$163  = to_drain & \$162 ;
+  assign \$164  = drains_pending0 + \$163 ;
+  assign \$165  = ! d_job[6];
+  assign \$166  = drain_retire & \$165 ;
+  assign \$167  = \$164  - \$166 ;
+  assign \$169  = take_job & \$168 ;
+  assign \$170  = input_readers1 + \$169 ;
+  assign \$172  = compute_retire & \$171 ;
+  assign \$173  = \$170  - \$172 ;
+  assign \$174  = jobs__payload[711:680] >= 11'h400;
+  assign \$176  = take_job & \$175 ;
+  assign \$177  = weight_readers1 + \$176 ;
+  assign \$178  = r_data[711:680] >= 11'h400;
+  assign \$180  = compute_retire & \$179 ;
+  assign \$181  = \$177  - \$180 ;
+  assign \$183  = to_drain & \$182 ;
+  assign \$184  = drains_pending1 + \$183 ;
+  assign \$186  = drain_retire & \$185 ;
+  assign \$187  = \$184  - \$186 ;
+  assign \$188  = ~ report0_valid_r;
+  assign \$189  = report1_index_r < report0_index_r;
+  assign \$190  = \$188  | \$189 ;
+  assign \$191  = report1_valid_r & \$190 ;
+  assign \$192  = ~ report2_valid_r;
+  assign \$193  = report3_index_r < report2_index_r;
+  assign \$194  = \$192  | \$193 ;
+  assign \$195  = report3_valid_r & \$194 ;
+  assign \$196  = ~ lowest1_0_valid;
+  assign \$197  = lowest1_1_index < lowest1_0_index;
+  assign \$198  = \$196  | \$197 ;
+  assign \$199  = lowest1_1_valid & \$198 ;
+  assign \$200  = report0_valid_r | report1_valid_r;
+  assign \$201  = report2_valid_r | report3_valid_r;
+  assign \$202  = lowest1_0_valid | lowest1_1_valid;
+  assign \$203  = | { \$202 , \$201 , \$200 , report3_valid, report2_valid, report1_valid, report0_valid };
+  assign \$204  = ~ aborting;
+  assign \$205  = lowest2_0_valid & \$204 ;
+  assign \$206  = ~ failed;
+  assign \$207  = lowest2_0_index < fail_index;
+  assign \$208  = \$206  | \$207 ;
+  assign \$209  = \$205  & \$208 ;
+  assign \$210  = cycles + 1'h1;
+  assign \$211  = busy_cycles + 1'h1;
+  assign \$212  = compute_irq | drain_irq;
+  assign \$213  = ~ running;
+  assign \$214  = start & \$213 ;
+  assign \$215  = ~ abort;
+  assign \$216  = abort ? 4'h7 : 4'h0;
+  assign \$217  = abort & running;
+  assign \$218  = ~ aborting;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = ~ start;
+  assign \$221  = idle & \$220 ;
   always @(posedge clk)
     input_load__payload <= \$222 ;
   always @(posedge clk)
-    pending <= \$223 ;
+    taking <= \$223 ;
   always @(posedge clk)
-    got <= \$224 ;
+    pending <= \$224 ;
   always @(posedge clk)
-    load_error <= \$225 ;
+    got <= \$225 ;
   always @(posedge clk)
-    running_job <= \$226 ;
+    load_error <= \$226 ;
   always @(posedge clk)
-    drain_done__ready <= \$227 ;
+    running_job <= \$227 ;
   always @(posedge clk)
-    in_flight <= \$228 ;
+    drain_done__ready <= \$228 ;
   always @(posedge clk)
-    input_readers0 <= \$229 ;
+    in_flight <= \$229 ;
   always @(posedge clk)
-    weight_readers0 <= \$230 ;
+    input_readers0 <= \$230 ;
   always @(posedge clk)
-    drains_pending0 <= \$231 ;
+    weight_readers0 <= \$231 ;
   always @(posedge clk)
-    input_readers1 <= \$232 ;
+    drains_pending0 <= \$232 ;
   always @(posedge clk)
-    weight_readers1 <= \$233 ;
+    input_readers1 <= \$233 ;
   always @(posedge clk)
-    drains_pending1 <= \$234 ;
+    weight_readers1 <= \$234 ;
   always @(posedge clk)
-    report0_valid_r <= \$235 ;
+    drains_pending1 <= \$235 ;
   always @(posedge clk)
-    report0_index_r <= \$236 ;
+    report0_valid_r <= \$236 ;
   always @(posedge clk)
-    report0_code_r <= \$237 ;
+    report0_index_r <= \$237 ;
   always @(posedge clk)
-    report1_valid_r <= \$238 ;
+    report0_code_r <= \$238 ;
   always @(posedge clk)
-    report1_index_r <= \$239 ;
+    report1_valid_r <= \$239 ;
   always @(posedge clk)
-    report1_code_r <= \$240 ;
+    report1_index_r <= \$240 ;
   always @(posedge clk)
-    report2_valid_r <= \$241 ;
+    report1_code_r <= \$241 ;
   always @(posedge clk)
-    report2_index_r <= \$242 ;
+    report2_valid_r <= \$242 ;
   always @(posedge clk)
-    report2_code_r <= \$243 ;
+    report2_index_r <= \$243 ;
   always @(posedge clk)
-    report3_valid_r <= \$244 ;
+    report2_code_r <= \$244 ;
   always @(posedge clk)
-    report3_index_r <= \$245 ;
+    report3_valid_r <= \$245 ;
   always @(posedge clk)
-    report3_code_r <= \$246 ;
+    report3_index_r <= \$246 ;
   always @(posedge clk)
-    lowest1_0_valid <= \$247 ;
+    report3_code_r <= \$247 ;
   always @(posedge clk)
-    lowest1_0_index <= \$248 ;
+    lowest1_0_valid <= \$248 ;
   always @(posedge clk)
-    lowest1_0_code <= \$249 ;
+    lowest1_0_index <= \$249 ;
   always @(posedge clk)
-    lowest1_0_scope <= \$250 ;
+    lowest1_0_code <= \$250 ;
   always @(posedge clk)
-    lowest1_1_valid <= \$251 ;
+    lowest1_0_scope <= \$251 ;
   always @(posedge clk)
-    lowest1_1_index <= \$252 ;
+    lowest1_1_valid <= \$252 ;
   always @(posedge clk)
-    lowest1_1_code <= \$253 ;
+    lowest1_1_index <= \$253 ;
   always @(posedge clk)
-    lowest1_1_scope <= \$254 ;
+    lowest1_1_code <= \$254 ;
   always @(posedge clk)
-    lowest2_0_valid <= \$255 ;
+    lowest1_1_scope <= \$255 ;
   always @(posedge clk)
-    lowest2_0_index <= \$256 ;
+    lowest2_0_valid <= \$256 ;
   always @(posedge clk)
-    lowest2_0_code <= \$257 ;
+    lowest2_0_index <= \$257 ;
   always @(posedge clk)
-    lowest2_0_scope <= \$258 ;
+    lowest2_0_code <= \$258 ;
   always @(posedge clk)
-    report_pending <= \$259 ;
+    lowest2_0_scope <= \$259 ;
   always @(posedge clk)
-    failed <= \$260 ;
+    report_pending <= \$260 ;
   always @(posedge clk)
-    fail_index <= \$261 ;
+    failed <= \$261 ;
   always @(posedge clk)
-    fail_code <= \$262 ;
+    fail_index <= \$262 ;
   always @(posedge clk)
-    fail_scope <= \$263 ;
+    fail_code <= \$263 ;
   always @(posedge clk)
-    cycles <= \$264 ;
+    fail_scope <= \$264 ;
   always @(posedge clk)
-    busy_cycles <= \$265 ;
+    cycles <= \$265 ;
   always @(posedge clk)
-    irq <= \$266 ;
+    busy_cycles <= \$266 ;
   always @(posedge clk)
-    running <= \$267 ;
+    irq <= \$267 ;
   always @(posedge clk)
-    aborting <= \$268 ;
+    running <= \$268 ;
   always @(posedge clk)
-    done <= \$269 ;
+    aborting <= \$269 ;
   always @(posedge clk)
-    error <= \$270 ;
+    done <= \$270 ;
   always @(posedge clk)
-    code <= \$271 ;
+    error <= \$271 ;
   always @(posedge clk)
-    error_job <= \$272 ;
+    code <= \$272 ;
+  always @(posedge clk)
+    error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6540$0 (jobs__payload[943:0]),
+    .\port$6343$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -6310,8 +6312,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     .r_en(drain_retire),
     .r_rdy(\r_rdy$66 ),
     .rst(rst),
-    .w_en(to_drain),
-    .w_port__data(r_data[945:0])
+    .w_data(r_data[945:0]),
+    .w_en(to_drain)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
@@ -6549,115 +6551,86 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = taking;
+    \$222  = input_load__payload;
+    if (\$116 ) begin
+      \$222 [927:0] = jobs__payload[927:0];
+      \$222 [943:928] = jobs__payload[943:928];
+      \$222 [945:944] = jobs__payload[929:928];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$223  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$116 ) begin
-        \$221  = 1'h0;
+      if (\$117 ) begin
+        \$223  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
-          \$221  = 1'h0;
+          \$223  = 1'h0;
         end
       end
     end
-    if (\$208 ) begin
-      \$221  = 1'h0;
+    if (\$209 ) begin
+      \$223  = 1'h0;
     end
-    if (\$213 ) begin
-      \$221  = \$214 ;
+    if (\$214 ) begin
+      \$223  = \$215 ;
     end
-    if (\$218 ) begin
-      \$221  = 1'h0;
+    if (\$219 ) begin
+      \$223  = 1'h0;
     end
     if (rst) begin
-      \$221  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = input_load__payload;
+    \$224  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$116 ) begin
+      if (\$117 ) begin
       end else begin
-        \$222 [927:0] = jobs__payload[927:0];
-        \$222 [943:928] = jobs__payload[943:928];
-        \$222 [945:944] = jobs__payload[929:928];
+        \$224  = { 1'h1, jobs__payload[3:2] };
       end
-    end
-    if (rst) begin
-      \$222  = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = pending;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$116 ) begin
-      end else begin
-        \$223  = { 1'h1, jobs__payload[3:2] };
-      end
-    end
-    if (\$117 ) begin
-      \$223 [0] = 1'h0;
     end
     if (\$118 ) begin
-      \$223 [1] = 1'h0;
+      \$224 [0] = 1'h0;
     end
     if (\$119 ) begin
-      \$223 [2] = 1'h0;
+      \$224 [1] = 1'h0;
+    end
+    if (\$120 ) begin
+      \$224 [2] = 1'h0;
     end
     if (rst) begin
-      \$223  = 3'h0;
+      \$224  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = got;
-    if (\$120 ) begin
-      \$224 [0] = 1'h1;
-    end
+    \$225  = got;
     if (\$121 ) begin
-      \$224 [1] = 1'h1;
+      \$225 [0] = 1'h1;
     end
     if (\$122 ) begin
-      \$224 [2] = 1'h1;
+      \$225 [1] = 1'h1;
+    end
+    if (\$123 ) begin
+      \$225 [2] = 1'h1;
     end
     if (compute_retire) begin
-      \$224  = 3'h0;
+      \$225  = 3'h0;
     end
     if (rst) begin
-      \$224  = 3'h0;
+      \$225  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = \$130 ;
+    \$226  = \$131 ;
     if (compute_retire) begin
-      \$225  = 1'h0;
-    end
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = running_job;
-    if (\$134 ) begin
-      if (\$137 ) begin
-      end else if (acc_free) begin
-        if (compute__ready) begin
-          \$226  = 1'h1;
-        end
-      end
-    end
-    if (running_job) begin
-      if (aborting) begin
-        \$226  = 1'h0;
-      end else if (compute_done__valid) begin
-        \$226  = 1'h0;
-      end
+      \$226  = 1'h0;
     end
     if (rst) begin
       \$226  = 1'h0;
@@ -6665,18 +6638,21 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = drain_done__ready;
-    if (\$141 ) begin
-      (* full_case = 32'd1 *)
-      if (\$143 ) begin
-      end else begin
-        if (drain__ready) begin
+    \$227  = running_job;
+    if (\$135 ) begin
+      if (\$138 ) begin
+      end else if (acc_free) begin
+        if (compute__ready) begin
           \$227  = 1'h1;
         end
       end
     end
-    if (\$144 ) begin
-      \$227  = 1'h0;
+    if (running_job) begin
+      if (aborting) begin
+        \$227  = 1'h0;
+      end else if (compute_done__valid) begin
+        \$227  = 1'h0;
+      end
     end
     if (rst) begin
       \$227  = 1'h0;
@@ -6684,398 +6660,404 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$146 [2:0];
+    \$228  = drain_done__ready;
+    if (\$142 ) begin
+      (* full_case = 32'd1 *)
+      if (\$144 ) begin
+      end else begin
+        if (drain__ready) begin
+          \$228  = 1'h1;
+        end
+      end
+    end
+    if (\$145 ) begin
+      \$228  = 1'h0;
+    end
     if (rst) begin
-      \$228  = 3'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \$152 [2:0];
+    \$229  = \$147 [2:0];
     if (rst) begin
       \$229  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$160 [2:0];
+    \$230  = \$153 [2:0];
     if (rst) begin
       \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$166 [2:0];
+    \$231  = \$161 [2:0];
     if (rst) begin
       \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = \$172 [2:0];
+    \$232  = \$167 [2:0];
     if (rst) begin
       \$232  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = \$180 [2:0];
+    \$233  = \$173 [2:0];
     if (rst) begin
       \$233  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = \$186 [2:0];
+    \$234  = \$181 [2:0];
     if (rst) begin
       \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = report0_valid;
+    \$235  = \$187 [2:0];
     if (rst) begin
-      \$235  = 1'h0;
+      \$235  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = report0_index;
+    \$236  = report0_valid;
     if (rst) begin
-      \$236  = 16'h0000;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = report0_code;
+    \$237  = report0_index;
     if (rst) begin
-      \$237  = 8'h00;
+      \$237  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = report1_valid;
+    \$238  = report0_code;
     if (rst) begin
-      \$238  = 1'h0;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = report1_index;
+    \$239  = report1_valid;
     if (rst) begin
-      \$239  = 16'h0000;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = report1_code;
+    \$240  = report1_index;
     if (rst) begin
-      \$240  = 8'h00;
+      \$240  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = report2_valid;
+    \$241  = report1_code;
     if (rst) begin
-      \$241  = 1'h0;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = report2_index;
+    \$242  = report2_valid;
     if (rst) begin
-      \$242  = 16'h0000;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = report2_code;
+    \$243  = report2_index;
     if (rst) begin
-      \$243  = 8'h00;
+      \$243  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = report3_valid;
+    \$244  = report2_code;
     if (rst) begin
-      \$244  = 1'h0;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = report3_index;
+    \$245  = report3_valid;
     if (rst) begin
-      \$245  = 16'h0000;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = report3_code;
+    \$246  = report3_index;
     if (rst) begin
-      \$246  = 8'h00;
+      \$246  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$247  = 1'h1;
-    end else begin
-      \$247  = report0_valid_r;
-    end
+    \$247  = report3_code;
     if (rst) begin
-      \$247  = 1'h0;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$248  = report1_index_r;
+    if (\$191 ) begin
+      \$248  = 1'h1;
     end else begin
-      \$248  = report0_index_r;
+      \$248  = report0_valid_r;
     end
     if (rst) begin
-      \$248  = 16'h0000;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$249  = report1_code_r;
+    if (\$191 ) begin
+      \$249  = report1_index_r;
     end else begin
-      \$249  = report0_code_r;
+      \$249  = report0_index_r;
     end
     if (rst) begin
-      \$249  = 8'h00;
+      \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$250  = 2'h1;
+    if (\$191 ) begin
+      \$250  = report1_code_r;
     end else begin
-      \$250  = 2'h0;
+      \$250  = report0_code_r;
     end
     if (rst) begin
-      \$250  = 2'h0;
+      \$250  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$251  = 1'h1;
+    if (\$191 ) begin
+      \$251  = 2'h1;
     end else begin
-      \$251  = report2_valid_r;
+      \$251  = 2'h0;
     end
     if (rst) begin
-      \$251  = 1'h0;
+      \$251  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$252  = report3_index_r;
+    if (\$195 ) begin
+      \$252  = 1'h1;
     end else begin
-      \$252  = report2_index_r;
+      \$252  = report2_valid_r;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$253  = report3_code_r;
+    if (\$195 ) begin
+      \$253  = report3_index_r;
     end else begin
-      \$253  = report2_code_r;
+      \$253  = report2_index_r;
     end
     if (rst) begin
-      \$253  = 8'h00;
+      \$253  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$254  = 2'h3;
+    if (\$195 ) begin
+      \$254  = report3_code_r;
     end else begin
-      \$254  = 2'h1;
+      \$254  = report2_code_r;
     end
     if (rst) begin
-      \$254  = 2'h0;
+      \$254  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$255  = 1'h1;
+    if (\$195 ) begin
+      \$255  = 2'h3;
     end else begin
-      \$255  = lowest1_0_valid;
+      \$255  = 2'h1;
     end
     if (rst) begin
-      \$255  = 1'h0;
+      \$255  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$256  = lowest1_1_index;
+    if (\$199 ) begin
+      \$256  = 1'h1;
     end else begin
-      \$256  = lowest1_0_index;
+      \$256  = lowest1_0_valid;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$257  = lowest1_1_code;
+    if (\$199 ) begin
+      \$257  = lowest1_1_index;
     end else begin
-      \$257  = lowest1_0_code;
+      \$257  = lowest1_0_index;
     end
     if (rst) begin
-      \$257  = 8'h00;
+      \$257  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$258  = lowest1_1_scope;
+    if (\$199 ) begin
+      \$258  = lowest1_1_code;
     end else begin
-      \$258  = lowest1_0_scope;
+      \$258  = lowest1_0_code;
     end
     if (rst) begin
-      \$258  = 2'h0;
+      \$258  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = \$202 ;
+    (* full_case = 32'd1 *)
+    if (\$199 ) begin
+      \$259  = lowest1_1_scope;
+    end else begin
+      \$259  = lowest1_0_scope;
+    end
     if (rst) begin
-      \$259  = 1'h0;
+      \$259  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = failed;
-    if (\$208 ) begin
-      \$260  = 1'h1;
-    end
-    if (\$213 ) begin
-      \$260  = abort;
-    end
-    if (\$218 ) begin
-      \$260  = 1'h1;
-    end
+    \$260  = \$203 ;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = fail_index;
-    if (\$208 ) begin
-      \$261  = lowest2_0_index;
+    \$261  = failed;
+    if (\$209 ) begin
+      \$261  = 1'h1;
     end
-    if (\$213 ) begin
-      \$261  = 16'h0000;
+    if (\$214 ) begin
+      \$261  = abort;
     end
-    if (\$218 ) begin
-      \$261  = oldest;
+    if (\$219 ) begin
+      \$261  = 1'h1;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = fail_code;
-    if (\$208 ) begin
-      \$262  = lowest2_0_code;
+    \$262  = fail_index;
+    if (\$209 ) begin
+      \$262  = lowest2_0_index;
     end
-    if (\$213 ) begin
-      \$262  = { 4'h0, \$215  };
+    if (\$214 ) begin
+      \$262  = 16'h0000;
     end
-    if (\$218 ) begin
-      \$262  = 8'h07;
+    if (\$219 ) begin
+      \$262  = oldest;
     end
     if (rst) begin
-      \$262  = 8'h00;
+      \$262  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = fail_scope;
-    if (\$208 ) begin
-      \$263  = lowest2_0_scope;
+    \$263  = fail_code;
+    if (\$209 ) begin
+      \$263  = lowest2_0_code;
+    end
+    if (\$214 ) begin
+      \$263  = { 4'h0, \$216  };
+    end
+    if (\$219 ) begin
+      \$263  = 8'h07;
     end
     if (rst) begin
-      \$263  = 2'h0;
+      \$263  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = cycles;
+    \$264  = fail_scope;
+    if (\$209 ) begin
+      \$264  = lowest2_0_scope;
+    end
+    if (rst) begin
+      \$264  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$265  = cycles;
     if (running) begin
-      \$264  = \$209 [31:0];
+      \$265  = \$210 [31:0];
     end
-    if (\$213 ) begin
-      \$264  = 32'd0;
+    if (\$214 ) begin
+      \$265  = 32'd0;
     end
     if (rst) begin
-      \$264  = 32'd0;
+      \$265  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = busy_cycles;
+    \$266  = busy_cycles;
     if (running) begin
       if (core_busy) begin
-        \$265  = \$210 [31:0];
+        \$266  = \$211 [31:0];
       end
     end
-    if (\$213 ) begin
-      \$265  = 32'd0;
+    if (\$214 ) begin
+      \$266  = 32'd0;
     end
     if (rst) begin
-      \$265  = 32'd0;
+      \$266  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = irq;
+    \$267  = irq;
     if (irq_clear) begin
-      \$266  = 1'h0;
+      \$267  = 1'h0;
     end
-    if (\$211 ) begin
-      \$266  = 1'h1;
-    end
-    if (\$220 ) begin
-      \$266  = 1'h1;
-    end
-    if (rst) begin
-      \$266  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = running;
-    if (\$213 ) begin
+    if (\$212 ) begin
       \$267  = 1'h1;
     end
-    if (\$220 ) begin
-      \$267  = 1'h0;
+    if (\$221 ) begin
+      \$267  = 1'h1;
     end
     if (rst) begin
       \$267  = 1'h0;
@@ -7083,12 +7065,12 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = aborting;
-    if (\$213 ) begin
-      \$268  = abort;
-    end
-    if (\$218 ) begin
+    \$268  = running;
+    if (\$214 ) begin
       \$268  = 1'h1;
+    end
+    if (\$221 ) begin
+      \$268  = 1'h0;
     end
     if (rst) begin
       \$268  = 1'h0;
@@ -7096,11 +7078,11 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = done;
-    if (\$213 ) begin
-      \$269  = 1'h0;
+    \$269  = aborting;
+    if (\$214 ) begin
+      \$269  = abort;
     end
-    if (\$220 ) begin
+    if (\$219 ) begin
       \$269  = 1'h1;
     end
     if (rst) begin
@@ -7109,12 +7091,12 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$270  = error;
-    if (\$213 ) begin
+    \$270  = done;
+    if (\$214 ) begin
       \$270  = 1'h0;
     end
-    if (\$220 ) begin
-      \$270  = failed;
+    if (\$221 ) begin
+      \$270  = 1'h1;
     end
     if (rst) begin
       \$270  = 1'h0;
@@ -7122,28 +7104,41 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$271  = code;
-    if (\$213 ) begin
-      \$271  = 8'h00;
+    \$271  = error;
+    if (\$214 ) begin
+      \$271  = 1'h0;
     end
-    if (\$220 ) begin
-      \$271  = fail_code;
+    if (\$221 ) begin
+      \$271  = failed;
     end
     if (rst) begin
-      \$271  = 8'h00;
+      \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$272  = error_job;
-    if (\$213 ) begin
-      \$272  = 16'h0000;
+    \$272  = code;
+    if (\$214 ) begin
+      \$272  = 8'h00;
     end
-    if (\$220 ) begin
-      \$272  = fail_index;
+    if (\$221 ) begin
+      \$272  = fail_code;
     end
     if (rst) begin
-      \$272  = 16'h0000;
+      \$272  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$273  = error_job;
+    if (\$214 ) begin
+      \$273  = 16'h0000;
+    end
+    if (\$221 ) begin
+      \$273  = fail_index;
+    end
+    if (rst) begin
+      \$273  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7792,16 +7787,16 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \input_done__payload.error  = input_done__payload;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \params_done__payload.error  = params_done__payload;
-  assign \$167  = jobs__payload[5];
-  assign \$170  = r_data[5];
-  assign \$174  = \$173 ;
-  assign \$178  = \$177 ;
-  assign \$181  = r_data[6];
-  assign \$184  = d_job[6];
+  assign \$168  = jobs__payload[5];
+  assign \$171  = r_data[5];
+  assign \$175  = \$174 ;
+  assign \$179  = \$178 ;
+  assign \$182  = r_data[6];
+  assign \$185  = d_job[6];
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6540$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6343$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7828,8 +7823,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$6540$0 ;
-  wire [943:0] \port$6540$0 ;
+  input [943:0] \port$6343$0 ;
+  wire [943:0] \port$6343$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7842,17 +7837,20 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   wire r_rdy;
   input rst;
   wire rst;
+  (* init = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [948:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
   wire [948:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  wire [948:0] w_port__data;
-  wire w_port__en;
+  reg [948:0] w_port__data = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg w_port__en = 1'h0;
   wire w_rdy;
   wire [2:0] waiting;
-  reg written = 1'h0;
+  (* init = 1'h0 *)
+  wire written;
   reg [948:0] store [3:0];
   initial begin
     store[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -7861,8 +7859,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
     store[3] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (do_write)
-      store[w_port__addr] <= { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
+    if (w_port__en)
+      store[w_port__addr] <= w_port__data;
   end
   assign r_data = store[r_port__addr];
   assign \$1  = | visible;
@@ -7873,7 +7871,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + written;
+  assign \$5  = visible + w_port__en;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -7882,7 +7880,9 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    written <= \$13 ;
+    w_port__data <= { 1'h1, \port$6343$0 [3:2], \port$6343$0 [929:928], \port$6343$0  };
+  always @(posedge clk)
+    w_port__en <= \$13 ;
   always @(posedge clk)
     stored <= \$14 ;
   always @(posedge clk)
@@ -7915,7 +7915,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$16  = w_port__addr;
-    if (do_write) begin
+    if (w_port__en) begin
       \$16  = \$9 [1:0];
     end
     if (rst) begin
@@ -7935,15 +7935,15 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$65
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
-  assign w_data = { 1'h1, \port$6540$0 [3:2], \port$6540$0 [929:928], \port$6540$0  };
-  assign w_port__en = do_write;
+  assign staged = w_port__data;
+  assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+  assign w_data = { 1'h1, \port$6343$0 [3:2], \port$6343$0 [929:928], \port$6343$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_en, r_en, clk);
+module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7982,18 +7982,21 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   wire r_rdy;
   input rst;
   wire rst;
+  (* init = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [945:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
+  input [945:0] w_data;
   wire [945:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  input [945:0] w_port__data;
-  wire [945:0] w_port__data;
-  wire w_port__en;
+  reg [945:0] w_port__data = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg w_port__en = 1'h0;
   wire w_rdy;
   wire [2:0] waiting;
-  reg written = 1'h0;
+  (* init = 1'h0 *)
+  wire written;
   reg [945:0] store [3:0];
   initial begin
     store[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -8002,7 +8005,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
     store[3] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (do_write)
+    if (w_port__en)
       store[w_port__addr] <= w_port__data;
   end
   assign r_data = store[r_port__addr];
@@ -8014,7 +8017,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + written;
+  assign \$5  = visible + w_port__en;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -8023,7 +8026,9 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    written <= \$13 ;
+    w_port__data <= w_data;
+  always @(posedge clk)
+    w_port__en <= \$13 ;
   always @(posedge clk)
     stored <= \$14 ;
   always @(posedge clk)
@@ -8056,7 +8061,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$16  = w_port__addr;
-    if (do_write) begin
+    if (w_port__en) begin
       \$16  = \$9 [1:0];
     end
     if (rst) begin
@@ -8076,18 +8081,18 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign w_port__en = do_write;
+  assign staged = w_port__data;
+  assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8895$0 , clk);
+module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8700$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire [11:0] \$10 ;
-  wire \$11 ;
+  wire \$10 ;
+  wire [11:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -8112,76 +8117,77 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  reg [514:0] \$34 ;
-  reg \$35 ;
-  reg [10:0] \$36 ;
-  reg \$37 ;
-  reg [63:0] \$38 ;
+  wire \$34 ;
+  reg [514:0] \$35 ;
+  reg \$36 ;
+  reg [10:0] \$37 ;
+  reg \$38 ;
   reg [63:0] \$39 ;
   wire \$4 ;
-  reg \$40 ;
-  reg [23:0] \$41 ;
-  reg [63:0] \$42 ;
-  reg \$43 ;
+  reg [63:0] \$40 ;
+  reg \$41 ;
+  reg [23:0] \$42 ;
+  reg [63:0] \$43 ;
   reg \$44 ;
   reg \$45 ;
   reg \$46 ;
   reg \$47 ;
-  reg [10:0] \$48 ;
-  reg \$49 ;
+  reg \$48 ;
+  reg [10:0] \$49 ;
   wire \$5 ;
   reg \$50 ;
   reg \$51 ;
   reg \$52 ;
   reg \$53 ;
   reg \$54 ;
-  reg [10:0] \$55 ;
-  reg \$56 ;
+  reg \$55 ;
+  reg [10:0] \$56 ;
   reg \$57 ;
   reg \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg \$60 ;
-  reg [12:0] \$61 ;
-  reg \$62 ;
-  reg [12:0] \$63 ;
-  reg \$64 ;
-  reg [12:0] \$65 ;
-  reg \$66 ;
-  reg [12:0] \$67 ;
-  reg \$68 ;
-  reg [12:0] \$69 ;
+  reg \$61 ;
+  reg [12:0] \$62 ;
+  reg \$63 ;
+  reg [12:0] \$64 ;
+  reg \$65 ;
+  reg [12:0] \$66 ;
+  reg \$67 ;
+  reg [12:0] \$68 ;
+  reg \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg [12:0] \$71 ;
-  reg \$72 ;
-  reg [12:0] \$73 ;
-  reg \$74 ;
-  reg [12:0] \$75 ;
-  reg \$76 ;
-  reg [12:0] \$77 ;
-  reg \$78 ;
-  reg [12:0] \$79 ;
+  reg [12:0] \$70 ;
+  reg \$71 ;
+  reg [12:0] \$72 ;
+  reg \$73 ;
+  reg [12:0] \$74 ;
+  reg \$75 ;
+  reg [12:0] \$76 ;
+  reg \$77 ;
+  reg [12:0] \$78 ;
+  reg \$79 ;
   wire \$8 ;
-  reg \$80 ;
-  reg [12:0] \$81 ;
-  reg \$82 ;
-  reg [12:0] \$83 ;
-  reg \$84 ;
-  reg [12:0] \$85 ;
-  reg \$86 ;
-  reg [12:0] \$87 ;
-  reg \$88 ;
-  reg [12:0] \$89 ;
+  reg [12:0] \$80 ;
+  reg \$81 ;
+  reg [12:0] \$82 ;
+  reg \$83 ;
+  reg [12:0] \$84 ;
+  reg \$85 ;
+  reg [12:0] \$86 ;
+  reg \$87 ;
+  reg [12:0] \$88 ;
+  reg \$89 ;
   wire \$9 ;
-  reg \$90 ;
-  reg [12:0] \$91 ;
-  reg \$92 ;
+  reg [12:0] \$90 ;
+  reg \$91 ;
+  reg [12:0] \$92 ;
   reg \$93 ;
   reg \$94 ;
+  reg \$95 ;
   input abort;
   wire abort;
-  wire \abort$88 ;
+  wire \abort$89 ;
   wire [10:0] acc_addr;
   reg [10:0] acc_addr_read0 = 11'h000;
   reg [10:0] acc_addr_read1 = 11'h000;
@@ -8284,50 +8290,51 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$119 ;
   wire \busy$120 ;
-  wire \busy$167 ;
-  wire \busy$173 ;
-  wire \busy$89 ;
+  wire \busy$121 ;
+  wire \busy$168 ;
+  wire \busy$174 ;
+  wire \busy$85 ;
+  wire \busy$90 ;
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$95 ;
+  wire [7:0] \code$96 ;
   wire [31:0] cycles;
-  wire [31:0] \cycles$97 ;
+  wire [31:0] \cycles$98 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$153 ;
+  wire \depthwise$154 ;
   wire done;
-  wire \done$90 ;
   wire \done$91 ;
+  wire \done$92 ;
   wire [11:0] entry;
-  wire [11:0] \entry$170 ;
-  wire [9:0] \entry$170.addr ;
-  wire \entry$170.init ;
-  wire \entry$170.valid ;
+  wire [11:0] \entry$171 ;
+  wire [9:0] \entry$171.addr ;
+  wire \entry$171.init ;
+  wire \entry$171.valid ;
   wire [9:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$122 ;
-  wire \error$93 ;
+  wire \error$123 ;
+  wire \error$94 ;
   reg fir = 1'h0;
   wire [7:0] fir_taps;
   wire flush;
   wire [9:0] host_addr;
-  wire [9:0] \host_addr$174 ;
+  wire [9:0] \host_addr$175 ;
   wire [255:0] host_data;
-  wire [255:0] \host_data$177 ;
-  wire [31:0] \host_data$177[0] ;
-  wire [31:0] \host_data$177[1] ;
-  wire [31:0] \host_data$177[2] ;
-  wire [31:0] \host_data$177[3] ;
-  wire [31:0] \host_data$177[4] ;
-  wire [31:0] \host_data$177[5] ;
-  wire [31:0] \host_data$177[6] ;
-  wire [31:0] \host_data$177[7] ;
+  wire [255:0] \host_data$178 ;
+  wire [31:0] \host_data$178[0] ;
+  wire [31:0] \host_data$178[1] ;
+  wire [31:0] \host_data$178[2] ;
+  wire [31:0] \host_data$178[3] ;
+  wire [31:0] \host_data$178[4] ;
+  wire [31:0] \host_data$178[5] ;
+  wire [31:0] \host_data$178[6] ;
+  wire [31:0] \host_data$178[7] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8364,170 +8371,170 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   input [514:0] job;
   wire [514:0] job;
   (* init = 515'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [514:0] \job$101 ;
-  wire \job$101.accumulate ;
-  wire [455:0] \job$101.axes ;
-  wire [151:0] \job$101.axes[0] ;
-  wire [7:0] \job$101.axes[0].dilation ;
-  wire [15:0] \job$101.axes[0].in_size ;
-  wire [7:0] \job$101.axes[0].kernel ;
-  wire [15:0] \job$101.axes[0].out_len ;
-  wire [15:0] \job$101.axes[0].out_start ;
-  wire [15:0] \job$101.axes[0].pad_lo ;
-  wire [15:0] \job$101.axes[0].seg0_len ;
-  wire [15:0] \job$101.axes[0].seg0_start ;
-  wire [15:0] \job$101.axes[0].seg1_len ;
-  wire [15:0] \job$101.axes[0].seg1_start ;
-  wire [7:0] \job$101.axes[0].stride ;
-  wire [151:0] \job$101.axes[1] ;
-  wire [7:0] \job$101.axes[1].dilation ;
-  wire [15:0] \job$101.axes[1].in_size ;
-  wire [7:0] \job$101.axes[1].kernel ;
-  wire [15:0] \job$101.axes[1].out_len ;
-  wire [15:0] \job$101.axes[1].out_start ;
-  wire [15:0] \job$101.axes[1].pad_lo ;
-  wire [15:0] \job$101.axes[1].seg0_len ;
-  wire [15:0] \job$101.axes[1].seg0_start ;
-  wire [15:0] \job$101.axes[1].seg1_len ;
-  wire [15:0] \job$101.axes[1].seg1_start ;
-  wire [7:0] \job$101.axes[1].stride ;
-  wire [151:0] \job$101.axes[2] ;
-  wire [7:0] \job$101.axes[2].dilation ;
-  wire [15:0] \job$101.axes[2].in_size ;
-  wire [7:0] \job$101.axes[2].kernel ;
-  wire [15:0] \job$101.axes[2].out_len ;
-  wire [15:0] \job$101.axes[2].out_start ;
-  wire [15:0] \job$101.axes[2].pad_lo ;
-  wire [15:0] \job$101.axes[2].seg0_len ;
-  wire [15:0] \job$101.axes[2].seg0_start ;
-  wire [15:0] \job$101.axes[2].seg1_len ;
-  wire [15:0] \job$101.axes[2].seg1_start ;
-  wire [7:0] \job$101.axes[2].stride ;
-  wire [7:0] \job$101.fir_taps ;
-  wire [13:0] \job$101.in_chunks ;
-  wire [7:0] \job$101.input_zero ;
-  wire [23:0] \job$101.lanes ;
-  wire [2:0] \job$101.lanes[0] ;
-  wire [2:0] \job$101.lanes[1] ;
-  wire [2:0] \job$101.lanes[2] ;
-  wire [2:0] \job$101.lanes[3] ;
-  wire [2:0] \job$101.lanes[4] ;
-  wire [2:0] \job$101.lanes[5] ;
-  wire [2:0] \job$101.lanes[6] ;
-  wire [2:0] \job$101.lanes[7] ;
-  wire [1:0] \job$101.padding_mode ;
-  wire \job$101.skip_borders ;
-  wire \job$101.transposed ;
+  wire [514:0] \job$102 ;
+  wire \job$102.accumulate ;
+  wire [455:0] \job$102.axes ;
+  wire [151:0] \job$102.axes[0] ;
+  wire [7:0] \job$102.axes[0].dilation ;
+  wire [15:0] \job$102.axes[0].in_size ;
+  wire [7:0] \job$102.axes[0].kernel ;
+  wire [15:0] \job$102.axes[0].out_len ;
+  wire [15:0] \job$102.axes[0].out_start ;
+  wire [15:0] \job$102.axes[0].pad_lo ;
+  wire [15:0] \job$102.axes[0].seg0_len ;
+  wire [15:0] \job$102.axes[0].seg0_start ;
+  wire [15:0] \job$102.axes[0].seg1_len ;
+  wire [15:0] \job$102.axes[0].seg1_start ;
+  wire [7:0] \job$102.axes[0].stride ;
+  wire [151:0] \job$102.axes[1] ;
+  wire [7:0] \job$102.axes[1].dilation ;
+  wire [15:0] \job$102.axes[1].in_size ;
+  wire [7:0] \job$102.axes[1].kernel ;
+  wire [15:0] \job$102.axes[1].out_len ;
+  wire [15:0] \job$102.axes[1].out_start ;
+  wire [15:0] \job$102.axes[1].pad_lo ;
+  wire [15:0] \job$102.axes[1].seg0_len ;
+  wire [15:0] \job$102.axes[1].seg0_start ;
+  wire [15:0] \job$102.axes[1].seg1_len ;
+  wire [15:0] \job$102.axes[1].seg1_start ;
+  wire [7:0] \job$102.axes[1].stride ;
+  wire [151:0] \job$102.axes[2] ;
+  wire [7:0] \job$102.axes[2].dilation ;
+  wire [15:0] \job$102.axes[2].in_size ;
+  wire [7:0] \job$102.axes[2].kernel ;
+  wire [15:0] \job$102.axes[2].out_len ;
+  wire [15:0] \job$102.axes[2].out_start ;
+  wire [15:0] \job$102.axes[2].pad_lo ;
+  wire [15:0] \job$102.axes[2].seg0_len ;
+  wire [15:0] \job$102.axes[2].seg0_start ;
+  wire [15:0] \job$102.axes[2].seg1_len ;
+  wire [15:0] \job$102.axes[2].seg1_start ;
+  wire [7:0] \job$102.axes[2].stride ;
+  wire [7:0] \job$102.fir_taps ;
+  wire [13:0] \job$102.in_chunks ;
+  wire [7:0] \job$102.input_zero ;
+  wire [23:0] \job$102.lanes ;
+  wire [2:0] \job$102.lanes[0] ;
+  wire [2:0] \job$102.lanes[1] ;
+  wire [2:0] \job$102.lanes[2] ;
+  wire [2:0] \job$102.lanes[3] ;
+  wire [2:0] \job$102.lanes[4] ;
+  wire [2:0] \job$102.lanes[5] ;
+  wire [2:0] \job$102.lanes[6] ;
+  wire [2:0] \job$102.lanes[7] ;
+  wire [1:0] \job$102.padding_mode ;
+  wire \job$102.skip_borders ;
+  wire \job$102.transposed ;
   (* init = 515'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [514:0] \job$85 ;
-  wire \job$85.accumulate ;
-  wire [455:0] \job$85.axes ;
-  wire [151:0] \job$85.axes[0] ;
-  wire [7:0] \job$85.axes[0].dilation ;
-  wire [15:0] \job$85.axes[0].in_size ;
-  wire [7:0] \job$85.axes[0].kernel ;
-  wire [15:0] \job$85.axes[0].out_len ;
-  wire [15:0] \job$85.axes[0].out_start ;
-  wire [15:0] \job$85.axes[0].pad_lo ;
-  wire [15:0] \job$85.axes[0].seg0_len ;
-  wire [15:0] \job$85.axes[0].seg0_start ;
-  wire [15:0] \job$85.axes[0].seg1_len ;
-  wire [15:0] \job$85.axes[0].seg1_start ;
-  wire [7:0] \job$85.axes[0].stride ;
-  wire [151:0] \job$85.axes[1] ;
-  wire [7:0] \job$85.axes[1].dilation ;
-  wire [15:0] \job$85.axes[1].in_size ;
-  wire [7:0] \job$85.axes[1].kernel ;
-  wire [15:0] \job$85.axes[1].out_len ;
-  wire [15:0] \job$85.axes[1].out_start ;
-  wire [15:0] \job$85.axes[1].pad_lo ;
-  wire [15:0] \job$85.axes[1].seg0_len ;
-  wire [15:0] \job$85.axes[1].seg0_start ;
-  wire [15:0] \job$85.axes[1].seg1_len ;
-  wire [15:0] \job$85.axes[1].seg1_start ;
-  wire [7:0] \job$85.axes[1].stride ;
-  wire [151:0] \job$85.axes[2] ;
-  wire [7:0] \job$85.axes[2].dilation ;
-  wire [15:0] \job$85.axes[2].in_size ;
-  wire [7:0] \job$85.axes[2].kernel ;
-  wire [15:0] \job$85.axes[2].out_len ;
-  wire [15:0] \job$85.axes[2].out_start ;
-  wire [15:0] \job$85.axes[2].pad_lo ;
-  wire [15:0] \job$85.axes[2].seg0_len ;
-  wire [15:0] \job$85.axes[2].seg0_start ;
-  wire [15:0] \job$85.axes[2].seg1_len ;
-  wire [15:0] \job$85.axes[2].seg1_start ;
-  wire [7:0] \job$85.axes[2].stride ;
-  wire [7:0] \job$85.fir_taps ;
-  wire [13:0] \job$85.in_chunks ;
-  wire [7:0] \job$85.input_zero ;
-  wire [23:0] \job$85.lanes ;
-  wire [2:0] \job$85.lanes[0] ;
-  wire [2:0] \job$85.lanes[1] ;
-  wire [2:0] \job$85.lanes[2] ;
-  wire [2:0] \job$85.lanes[3] ;
-  wire [2:0] \job$85.lanes[4] ;
-  wire [2:0] \job$85.lanes[5] ;
-  wire [2:0] \job$85.lanes[6] ;
-  wire [2:0] \job$85.lanes[7] ;
-  wire [1:0] \job$85.padding_mode ;
-  wire \job$85.skip_borders ;
-  wire \job$85.transposed ;
+  wire [514:0] \job$86 ;
+  wire \job$86.accumulate ;
+  wire [455:0] \job$86.axes ;
+  wire [151:0] \job$86.axes[0] ;
+  wire [7:0] \job$86.axes[0].dilation ;
+  wire [15:0] \job$86.axes[0].in_size ;
+  wire [7:0] \job$86.axes[0].kernel ;
+  wire [15:0] \job$86.axes[0].out_len ;
+  wire [15:0] \job$86.axes[0].out_start ;
+  wire [15:0] \job$86.axes[0].pad_lo ;
+  wire [15:0] \job$86.axes[0].seg0_len ;
+  wire [15:0] \job$86.axes[0].seg0_start ;
+  wire [15:0] \job$86.axes[0].seg1_len ;
+  wire [15:0] \job$86.axes[0].seg1_start ;
+  wire [7:0] \job$86.axes[0].stride ;
+  wire [151:0] \job$86.axes[1] ;
+  wire [7:0] \job$86.axes[1].dilation ;
+  wire [15:0] \job$86.axes[1].in_size ;
+  wire [7:0] \job$86.axes[1].kernel ;
+  wire [15:0] \job$86.axes[1].out_len ;
+  wire [15:0] \job$86.axes[1].out_start ;
+  wire [15:0] \job$86.axes[1].pad_lo ;
+  wire [15:0] \job$86.axes[1].seg0_len ;
+  wire [15:0] \job$86.axes[1].seg0_start ;
+  wire [15:0] \job$86.axes[1].seg1_len ;
+  wire [15:0] \job$86.axes[1].seg1_start ;
+  wire [7:0] \job$86.axes[1].stride ;
+  wire [151:0] \job$86.axes[2] ;
+  wire [7:0] \job$86.axes[2].dilation ;
+  wire [15:0] \job$86.axes[2].in_size ;
+  wire [7:0] \job$86.axes[2].kernel ;
+  wire [15:0] \job$86.axes[2].out_len ;
+  wire [15:0] \job$86.axes[2].out_start ;
+  wire [15:0] \job$86.axes[2].pad_lo ;
+  wire [15:0] \job$86.axes[2].seg0_len ;
+  wire [15:0] \job$86.axes[2].seg0_start ;
+  wire [15:0] \job$86.axes[2].seg1_len ;
+  wire [15:0] \job$86.axes[2].seg1_start ;
+  wire [7:0] \job$86.axes[2].stride ;
+  wire [7:0] \job$86.fir_taps ;
+  wire [13:0] \job$86.in_chunks ;
+  wire [7:0] \job$86.input_zero ;
+  wire [23:0] \job$86.lanes ;
+  wire [2:0] \job$86.lanes[0] ;
+  wire [2:0] \job$86.lanes[1] ;
+  wire [2:0] \job$86.lanes[2] ;
+  wire [2:0] \job$86.lanes[3] ;
+  wire [2:0] \job$86.lanes[4] ;
+  wire [2:0] \job$86.lanes[5] ;
+  wire [2:0] \job$86.lanes[6] ;
+  wire [2:0] \job$86.lanes[7] ;
+  wire [1:0] \job$86.padding_mode ;
+  wire \job$86.skip_borders ;
+  wire \job$86.transposed ;
   (* init = 515'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [514:0] \job$98 ;
-  wire \job$98.accumulate ;
-  wire [455:0] \job$98.axes ;
-  wire [151:0] \job$98.axes[0] ;
-  wire [7:0] \job$98.axes[0].dilation ;
-  wire [15:0] \job$98.axes[0].in_size ;
-  wire [7:0] \job$98.axes[0].kernel ;
-  wire [15:0] \job$98.axes[0].out_len ;
-  wire [15:0] \job$98.axes[0].out_start ;
-  wire [15:0] \job$98.axes[0].pad_lo ;
-  wire [15:0] \job$98.axes[0].seg0_len ;
-  wire [15:0] \job$98.axes[0].seg0_start ;
-  wire [15:0] \job$98.axes[0].seg1_len ;
-  wire [15:0] \job$98.axes[0].seg1_start ;
-  wire [7:0] \job$98.axes[0].stride ;
-  wire [151:0] \job$98.axes[1] ;
-  wire [7:0] \job$98.axes[1].dilation ;
-  wire [15:0] \job$98.axes[1].in_size ;
-  wire [7:0] \job$98.axes[1].kernel ;
-  wire [15:0] \job$98.axes[1].out_len ;
-  wire [15:0] \job$98.axes[1].out_start ;
-  wire [15:0] \job$98.axes[1].pad_lo ;
-  wire [15:0] \job$98.axes[1].seg0_len ;
-  wire [15:0] \job$98.axes[1].seg0_start ;
-  wire [15:0] \job$98.axes[1].seg1_len ;
-  wire [15:0] \job$98.axes[1].seg1_start ;
-  wire [7:0] \job$98.axes[1].stride ;
-  wire [151:0] \job$98.axes[2] ;
-  wire [7:0] \job$98.axes[2].dilation ;
-  wire [15:0] \job$98.axes[2].in_size ;
-  wire [7:0] \job$98.axes[2].kernel ;
-  wire [15:0] \job$98.axes[2].out_len ;
-  wire [15:0] \job$98.axes[2].out_start ;
-  wire [15:0] \job$98.axes[2].pad_lo ;
-  wire [15:0] \job$98.axes[2].seg0_len ;
-  wire [15:0] \job$98.axes[2].seg0_start ;
-  wire [15:0] \job$98.axes[2].seg1_len ;
-  wire [15:0] \job$98.axes[2].seg1_start ;
-  wire [7:0] \job$98.axes[2].stride ;
-  wire [7:0] \job$98.fir_taps ;
-  wire [13:0] \job$98.in_chunks ;
-  wire [7:0] \job$98.input_zero ;
-  wire [23:0] \job$98.lanes ;
-  wire [2:0] \job$98.lanes[0] ;
-  wire [2:0] \job$98.lanes[1] ;
-  wire [2:0] \job$98.lanes[2] ;
-  wire [2:0] \job$98.lanes[3] ;
-  wire [2:0] \job$98.lanes[4] ;
-  wire [2:0] \job$98.lanes[5] ;
-  wire [2:0] \job$98.lanes[6] ;
-  wire [2:0] \job$98.lanes[7] ;
-  wire [1:0] \job$98.padding_mode ;
-  wire \job$98.skip_borders ;
-  wire \job$98.transposed ;
+  wire [514:0] \job$99 ;
+  wire \job$99.accumulate ;
+  wire [455:0] \job$99.axes ;
+  wire [151:0] \job$99.axes[0] ;
+  wire [7:0] \job$99.axes[0].dilation ;
+  wire [15:0] \job$99.axes[0].in_size ;
+  wire [7:0] \job$99.axes[0].kernel ;
+  wire [15:0] \job$99.axes[0].out_len ;
+  wire [15:0] \job$99.axes[0].out_start ;
+  wire [15:0] \job$99.axes[0].pad_lo ;
+  wire [15:0] \job$99.axes[0].seg0_len ;
+  wire [15:0] \job$99.axes[0].seg0_start ;
+  wire [15:0] \job$99.axes[0].seg1_len ;
+  wire [15:0] \job$99.axes[0].seg1_start ;
+  wire [7:0] \job$99.axes[0].stride ;
+  wire [151:0] \job$99.axes[1] ;
+  wire [7:0] \job$99.axes[1].dilation ;
+  wire [15:0] \job$99.axes[1].in_size ;
+  wire [7:0] \job$99.axes[1].kernel ;
+  wire [15:0] \job$99.axes[1].out_len ;
+  wire [15:0] \job$99.axes[1].out_start ;
+  wire [15:0] \job$99.axes[1].pad_lo ;
+  wire [15:0] \job$99.axes[1].seg0_len ;
+  wire [15:0] \job$99.axes[1].seg0_start ;
+  wire [15:0] \job$99.axes[1].seg1_len ;
+  wire [15:0] \job$99.axes[1].seg1_start ;
+  wire [7:0] \job$99.axes[1].stride ;
+  wire [151:0] \job$99.axes[2] ;
+  wire [7:0] \job$99.axes[2].dilation ;
+  wire [15:0] \job$99.axes[2].in_size ;
+  wire [7:0] \job$99.axes[2].kernel ;
+  wire [15:0] \job$99.axes[2].out_len ;
+  wire [15:0] \job$99.axes[2].out_start ;
+  wire [15:0] \job$99.axes[2].pad_lo ;
+  wire [15:0] \job$99.axes[2].seg0_len ;
+  wire [15:0] \job$99.axes[2].seg0_start ;
+  wire [15:0] \job$99.axes[2].seg1_len ;
+  wire [15:0] \job$99.axes[2].seg1_start ;
+  wire [7:0] \job$99.axes[2].stride ;
+  wire [7:0] \job$99.fir_taps ;
+  wire [13:0] \job$99.in_chunks ;
+  wire [7:0] \job$99.input_zero ;
+  wire [23:0] \job$99.lanes ;
+  wire [2:0] \job$99.lanes[0] ;
+  wire [2:0] \job$99.lanes[1] ;
+  wire [2:0] \job$99.lanes[2] ;
+  wire [2:0] \job$99.lanes[3] ;
+  wire [2:0] \job$99.lanes[4] ;
+  wire [2:0] \job$99.lanes[5] ;
+  wire [2:0] \job$99.lanes[6] ;
+  wire [2:0] \job$99.lanes[7] ;
+  wire [1:0] \job$99.padding_mode ;
+  wire \job$99.skip_borders ;
+  wire \job$99.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -8668,32 +8675,32 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$166 ;
+  wire \out_valid$167 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [179:0] passes__payload;
-  wire [180:0] \passes__payload$110 ;
-  wire \passes__payload$110.bank ;
-  wire [179:0] \passes__payload$110.desc ;
-  wire [152:0] \passes__payload$110.desc.axes ;
-  wire [50:0] \passes__payload$110.desc.axes[0] ;
-  wire [16:0] \passes__payload$110.desc.axes[0].count ;
-  wire [17:0] \passes__payload$110.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$110.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$110.desc.axes[1] ;
-  wire [16:0] \passes__payload$110.desc.axes[1].count ;
-  wire [17:0] \passes__payload$110.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$110.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$110.desc.axes[2] ;
-  wire [16:0] \passes__payload$110.desc.axes[2].count ;
-  wire [17:0] \passes__payload$110.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$110.desc.axes[2].o_start ;
-  wire [13:0] \passes__payload$110.desc.chunk ;
-  wire \passes__payload$110.desc.init ;
-  wire [10:0] \passes__payload$110.desc.weights ;
-  wire \passes__payload$110.desc.zero ;
+  wire [180:0] \passes__payload$111 ;
+  wire \passes__payload$111.bank ;
+  wire [179:0] \passes__payload$111.desc ;
+  wire [152:0] \passes__payload$111.desc.axes ;
+  wire [50:0] \passes__payload$111.desc.axes[0] ;
+  wire [16:0] \passes__payload$111.desc.axes[0].count ;
+  wire [17:0] \passes__payload$111.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$111.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$111.desc.axes[1] ;
+  wire [16:0] \passes__payload$111.desc.axes[1].count ;
+  wire [17:0] \passes__payload$111.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$111.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$111.desc.axes[2] ;
+  wire [16:0] \passes__payload$111.desc.axes[2].count ;
+  wire [17:0] \passes__payload$111.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$111.desc.axes[2].o_start ;
+  wire [13:0] \passes__payload$111.desc.chunk ;
+  wire \passes__payload$111.desc.init ;
+  wire [10:0] \passes__payload$111.desc.weights ;
+  wire \passes__payload$111.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -8712,9 +8719,9 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   wire [10:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$113 ;
+  wire \passes__ready$114 ;
   wire passes__valid;
-  wire \passes__valid$108 ;
+  wire \passes__valid$109 ;
   wire [179:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -8760,14 +8767,14 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8895$0 ;
-  wire [10:0] \port$8895$0 ;
-  input [1:0] \port$965$5 ;
-  wire [1:0] \port$965$5 ;
+  input [10:0] \port$8700$0 ;
+  wire [10:0] \port$8700$0 ;
+  input [1:0] \port$968$5 ;
+  wire [1:0] \port$968$5 ;
   output ready;
   wire ready;
   wire ready_next;
-  wire \ready_next$116 ;
+  wire \ready_next$117 ;
   reg [63:0] registered = 64'h0000000000000000;
   reg [63:0] \registered$15  = 64'h0000000000000000;
   wire \release ;
@@ -8776,19 +8783,19 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   reg sequencer_done = 1'h0;
   wire start;
   wire \start$100 ;
-  input \start$86 ;
-  wire \start$86 ;
-  wire \start$99 ;
+  wire \start$101 ;
+  input \start$87 ;
+  wire \start$87 ;
   wire [255:0] sum;
-  wire [255:0] \sum$171 ;
-  wire [31:0] \sum$171[0] ;
-  wire [31:0] \sum$171[1] ;
-  wire [31:0] \sum$171[2] ;
-  wire [31:0] \sum$171[3] ;
-  wire [31:0] \sum$171[4] ;
-  wire [31:0] \sum$171[5] ;
-  wire [31:0] \sum$171[6] ;
-  wire [31:0] \sum$171[7] ;
+  wire [255:0] \sum$172 ;
+  wire [31:0] \sum$172[0] ;
+  wire [31:0] \sum$172[1] ;
+  wire [31:0] \sum$172[2] ;
+  wire [31:0] \sum$172[3] ;
+  wire [31:0] \sum$172[4] ;
+  wire [31:0] \sum$172[5] ;
+  wire [31:0] \sum$172[6] ;
+  wire [31:0] \sum$172[7] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
@@ -8798,22 +8805,22 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   wire [31:0] \sum[6] ;
   wire [31:0] \sum[7] ;
   wire sum_valid;
-  wire \sum_valid$172 ;
+  wire \sum_valid$173 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$150 ;
+  wire \w_bank$151 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$152 ;
+  wire [63:0] \w_data$153 ;
   reg [10:0] w_read__addr;
   wire [63:0] w_read__data;
   wire [2:0] w_row;
-  wire [2:0] \w_row$148 ;
+  wire [2:0] \w_row$149 ;
   wire w_we;
-  wire \w_we$146 ;
+  wire \w_we$147 ;
   input [10:0] w_write__addr;
   wire [10:0] w_write__addr;
   input [63:0] w_write__data;
@@ -19101,169 +19108,170 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     _1_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _1_;
-  assign \$5  = ~ \busy$119 ;
-  assign \$6  = sequencer_done & \$5 ;
-  assign \$7  = ~ \busy$120 ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = ~ passes_in__valid;
-  assign pipeline_idle = \$8  & \$9 ;
-  assign \$10  = mem_addr + weight_base_copy;
+  assign \$5  = | job[482:475];
+  assign start = \start$87  & ready;
+  assign \$6  = ~ \busy$120 ;
+  assign \$7  = sequencer_done & \$6 ;
+  assign \$8  = ~ \busy$121 ;
+  assign \$9  = \$7  & \$8 ;
+  assign \$10  = ~ passes_in__valid;
+  assign pipeline_idle = \$9  & \$10 ;
+  assign \$11  = mem_addr + weight_base_copy;
   assign in_word = zero_read1 ? 64'h0000000000000000 : word;
   assign pass_end = valid_read1 & last_read1;
-  assign \$11  = valid_read1 & write_read1;
-  assign \$12  = ~ busy;
-  assign \$13  = ~ tail;
-  assign \$14  = \port$965$5 [1] != tail_bank;
-  assign \$15  = ! job[482:475];
-  assign \$16  = \$14  & \$15 ;
-  assign \$17  = ~ tail_fir;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = \$13  | \$18 ;
-  assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$965$5 [1];
-  assign \$21  = busy & \$20 ;
-  assign \$22  = ! tail_bank;
-  assign \$23  = tail & \$22 ;
-  assign \$24  = \$21  | \$23 ;
-  assign \$26  = busy & \$25 ;
-  assign \$28  = tail & \$27 ;
-  assign \$29  = \$26  | \$28 ;
-  assign \$30  = ! acc_entry_bank_d15;
-  assign \$31  = acc_entry_d15[12] & \$30 ;
-  assign \$33  = acc_entry_d15[12] & \$32 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$177  : host_data;
+  assign \$12  = valid_read1 & write_read1;
+  assign \$13  = ~ busy;
+  assign \$14  = ~ tail;
+  assign \$15  = \port$968$5 [1] != tail_bank;
+  assign \$16  = ! job[482:475];
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = ~ tail_fir;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = \$14  | \$19 ;
+  assign ready = \$13  & \$20 ;
+  assign \$21  = ! \port$968$5 [1];
+  assign \$22  = busy & \$21 ;
+  assign \$23  = ! tail_bank;
+  assign \$24  = tail & \$23 ;
+  assign \$25  = \$22  | \$24 ;
+  assign \$27  = busy & \$26 ;
+  assign \$29  = tail & \$28 ;
+  assign \$30  = \$27  | \$29 ;
+  assign \$31  = ! acc_entry_bank_d15;
+  assign \$32  = acc_entry_d15[12] & \$31 ;
+  assign \$34  = acc_entry_d15[12] & \$33 ;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$178  : host_data;
   always @(posedge clk)
-    job_copy <= \$34 ;
+    job_copy <= \$35 ;
   always @(posedge clk)
-    input_bank_copy <= \$35 ;
+    input_bank_copy <= \$36 ;
   always @(posedge clk)
-    weight_base_copy <= \$36 ;
+    weight_base_copy <= \$37 ;
   always @(posedge clk)
-    sequencer_done <= \$37 ;
+    sequencer_done <= \$38 ;
   always @(posedge clk)
-    registered <= \$38 ;
+    registered <= \$39 ;
   always @(posedge clk)
-    \registered$15  <= \$39 ;
+    \registered$15  <= \$40 ;
   always @(posedge clk)
-    depthwise <= \$40 ;
+    depthwise <= \$41 ;
   always @(posedge clk)
-    lanes <= \$41 ;
+    lanes <= \$42 ;
   always @(posedge clk)
-    word <= \$42 ;
+    word <= \$43 ;
   always @(posedge clk)
-    valid_read0 <= \$43 ;
+    valid_read0 <= \$44 ;
   always @(posedge clk)
-    zero_read0 <= \$44 ;
+    zero_read0 <= \$45 ;
   always @(posedge clk)
-    write_read0 <= \$45 ;
+    write_read0 <= \$46 ;
   always @(posedge clk)
-    bank_read0 <= \$46 ;
+    bank_read0 <= \$47 ;
   always @(posedge clk)
-    last_read0 <= \$47 ;
+    last_read0 <= \$48 ;
   always @(posedge clk)
-    acc_addr_read0 <= \$48 ;
+    acc_addr_read0 <= \$49 ;
   always @(posedge clk)
-    init_read0 <= \$49 ;
+    init_read0 <= \$50 ;
   always @(posedge clk)
-    valid_read1 <= \$50 ;
+    valid_read1 <= \$51 ;
   always @(posedge clk)
-    zero_read1 <= \$51 ;
+    zero_read1 <= \$52 ;
   always @(posedge clk)
-    write_read1 <= \$52 ;
+    write_read1 <= \$53 ;
   always @(posedge clk)
-    bank_read1 <= \$53 ;
+    bank_read1 <= \$54 ;
   always @(posedge clk)
-    last_read1 <= \$54 ;
+    last_read1 <= \$55 ;
   always @(posedge clk)
-    acc_addr_read1 <= \$55 ;
+    acc_addr_read1 <= \$56 ;
   always @(posedge clk)
-    init_read1 <= \$56 ;
+    init_read1 <= \$57 ;
   always @(posedge clk)
-    acc_entry_bank <= \$57 ;
+    acc_entry_bank <= \$58 ;
   always @(posedge clk)
-    fir <= \$58 ;
+    fir <= \$59 ;
   always @(posedge clk)
-    tail_bank <= \$59 ;
+    tail_bank <= \$60 ;
   always @(posedge clk)
-    tail_fir <= \$60 ;
+    tail_fir <= \$61 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$61 ;
+    acc_entry_d0 <= \$62 ;
   always @(posedge clk)
-    acc_entry_bank_d0 <= \$62 ;
+    acc_entry_bank_d0 <= \$63 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$63 ;
+    acc_entry_d1 <= \$64 ;
   always @(posedge clk)
-    acc_entry_bank_d1 <= \$64 ;
+    acc_entry_bank_d1 <= \$65 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$65 ;
+    acc_entry_d2 <= \$66 ;
   always @(posedge clk)
-    acc_entry_bank_d2 <= \$66 ;
+    acc_entry_bank_d2 <= \$67 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$67 ;
+    acc_entry_d3 <= \$68 ;
   always @(posedge clk)
-    acc_entry_bank_d3 <= \$68 ;
+    acc_entry_bank_d3 <= \$69 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$69 ;
+    acc_entry_d4 <= \$70 ;
   always @(posedge clk)
-    acc_entry_bank_d4 <= \$70 ;
+    acc_entry_bank_d4 <= \$71 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$71 ;
+    acc_entry_d5 <= \$72 ;
   always @(posedge clk)
-    acc_entry_bank_d5 <= \$72 ;
+    acc_entry_bank_d5 <= \$73 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$73 ;
+    acc_entry_d6 <= \$74 ;
   always @(posedge clk)
-    acc_entry_bank_d6 <= \$74 ;
+    acc_entry_bank_d6 <= \$75 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$75 ;
+    acc_entry_d7 <= \$76 ;
   always @(posedge clk)
-    acc_entry_bank_d7 <= \$76 ;
+    acc_entry_bank_d7 <= \$77 ;
   always @(posedge clk)
-    acc_entry_d8 <= \$77 ;
+    acc_entry_d8 <= \$78 ;
   always @(posedge clk)
-    acc_entry_bank_d8 <= \$78 ;
+    acc_entry_bank_d8 <= \$79 ;
   always @(posedge clk)
-    acc_entry_d9 <= \$79 ;
+    acc_entry_d9 <= \$80 ;
   always @(posedge clk)
-    acc_entry_bank_d9 <= \$80 ;
+    acc_entry_bank_d9 <= \$81 ;
   always @(posedge clk)
-    acc_entry_d10 <= \$81 ;
+    acc_entry_d10 <= \$82 ;
   always @(posedge clk)
-    acc_entry_bank_d10 <= \$82 ;
+    acc_entry_bank_d10 <= \$83 ;
   always @(posedge clk)
-    acc_entry_d11 <= \$83 ;
+    acc_entry_d11 <= \$84 ;
   always @(posedge clk)
-    acc_entry_bank_d11 <= \$84 ;
+    acc_entry_bank_d11 <= \$85 ;
   always @(posedge clk)
-    acc_entry_d12 <= \$85 ;
+    acc_entry_d12 <= \$86 ;
   always @(posedge clk)
-    acc_entry_bank_d12 <= \$86 ;
+    acc_entry_bank_d12 <= \$87 ;
   always @(posedge clk)
-    acc_entry_d13 <= \$87 ;
+    acc_entry_d13 <= \$88 ;
   always @(posedge clk)
-    acc_entry_bank_d13 <= \$88 ;
+    acc_entry_bank_d13 <= \$89 ;
   always @(posedge clk)
-    acc_entry_d14 <= \$89 ;
+    acc_entry_d14 <= \$90 ;
   always @(posedge clk)
-    acc_entry_bank_d14 <= \$90 ;
+    acc_entry_bank_d14 <= \$91 ;
   always @(posedge clk)
-    acc_entry_d15 <= \$91 ;
+    acc_entry_d15 <= \$92 ;
   always @(posedge clk)
-    acc_entry_bank_d15 <= \$92 ;
+    acc_entry_bank_d15 <= \$93 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$93 ;
+    acc_read_bank_d0 <= \$94 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$94 ;
-  assign \$1  = job_start | flush;
-  assign \$2  = | job[482:475];
-  assign \$3  = out_valid & busy;
-  assign \$4  = | job[482:475];
-  assign start = \start$86  & ready;
+    acc_read_bank_d1 <= \$95 ;
+  assign \$1  = ~ busy;
+  assign \$2  = job_start | flush;
+  assign \$3  = | job[482:475];
+  assign \$4  = out_valid & busy;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8895$0 [9:0]),
+    .host_addr(\port$8700$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19272,9 +19280,9 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$170 ),
-    .host_addr(\port$8895$0 [9:0]),
-    .old(\host_data$177 ),
+    .entry(\entry$171 ),
+    .host_addr(\port$8700$0 [9:0]),
+    .old(\host_data$178 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -19300,7 +19308,7 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     .clk(clk),
     .\code$13 (code),
     .cycles(cycles),
-    .done(\done$90 ),
+    .done(\done$91 ),
     .error(error),
     .flush(flush),
     .go(job_start),
@@ -19312,7 +19320,7 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$119 ),
+    .busy(\busy$120 ),
     .clk(clk),
     .fir_taps(job_copy[482:475]),
     .flush(flush),
@@ -19323,10 +19331,10 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_in_ready_next(\ready_next$116 ),
-    .passes_out__payload(\passes__payload$110 ),
+    .passes_in_ready_next(\ready_next$117 ),
+    .passes_out__payload(\passes__payload$111 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$108 ),
+    .passes_out__valid(\passes__valid$109 ),
     .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(job_start),
@@ -19342,14 +19350,14 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
-    .ready_next(\ready_next$116 ),
+    .ready_next(\ready_next$117 ),
     .rst(rst),
     .\start$13 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$164 (bank),
-    .busy(\busy$120 ),
+    .busy(\busy$121 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
@@ -19358,8 +19366,8 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$110 ),
-    .passes__valid(\passes__valid$108 ),
+    .passes__payload(\passes__payload$111 ),
+    .passes__valid(\passes__valid$109 ),
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
@@ -19368,200 +19376,181 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$34  = job_copy;
-    if (ready) begin
-      \$34  = job;
-    end
-    if (rst) begin
-      \$34  = 515'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$35  = input_bank_copy;
-    if (ready) begin
-      \$35  = \port$965$5 [0];
-    end
-    if (rst) begin
-      \$35  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = weight_base_copy;
-    if (ready) begin
-      \$36  = weight_base;
-    end
-    if (rst) begin
-      \$36  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = sequencer_done;
+    \$35  = job_copy;
     if (\$1 ) begin
-      \$37  = 1'h0;
+      \$35  = job;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$36  = input_bank_copy;
+    if (\$1 ) begin
+      \$36  = \port$968$5 [0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$37  = weight_base_copy;
+    if (\$1 ) begin
+      \$37  = weight_base;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$38  = sequencer_done;
+    if (\$2 ) begin
+      \$38  = 1'h0;
     end else if (done) begin
-      \$37  = 1'h1;
+      \$38  = 1'h1;
     end
     if (rst) begin
-      \$37  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = in_read__data;
-    if (rst) begin
-      \$38  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = w_read__data;
+    \$39  = in_read__data;
     if (rst) begin
       \$39  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = depthwise;
+    \$40  = w_read__data;
+    if (rst) begin
+      \$40  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = depthwise;
     if (ready) begin
-      \$40  = \$2 ;
+      \$41  = \$3 ;
     end
     if (rst) begin
-      \$40  = 1'h0;
+      \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = lanes;
+    \$42  = lanes;
     if (ready) begin
-      \$41  = job[514:491];
+      \$42  = job[514:491];
     end
     if (rst) begin
-      \$41  = 24'h000000;
+      \$42  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = in_read__data;
+    \$43  = in_read__data;
     if (rst) begin
-      \$42  = 64'h0000000000000000;
+      \$43  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \$3 ;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = zero;
+    \$44  = \$4 ;
     if (rst) begin
       \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = write;
+    \$45  = zero;
     if (rst) begin
       \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = bank;
+    \$46  = write;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = pass_last;
+    \$47  = bank;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = acc_addr;
+    \$48  = pass_last;
     if (rst) begin
-      \$48  = 11'h000;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = init;
+    \$49  = acc_addr;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = valid_read0;
+    \$50  = init;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = zero_read0;
+    \$51  = valid_read0;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = write_read0;
+    \$52  = zero_read0;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = bank_read0;
+    \$53  = write_read0;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = last_read0;
+    \$54  = bank_read0;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = acc_addr_read0;
+    \$55  = last_read0;
     if (rst) begin
-      \$55  = 11'h000;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$56  = init_read0;
+    \$56  = acc_addr_read0;
     if (rst) begin
-      \$56  = 1'h0;
+      \$56  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$57  = acc_entry_bank;
-    if (start) begin
-      \$57  = \port$965$5 [1];
-    end
+    \$57  = init_read0;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$58  = fir;
+    \$58  = acc_entry_bank;
     if (start) begin
-      \$58  = \$4 ;
+      \$58  = \port$968$5 [1];
     end
     if (rst) begin
       \$58  = 1'h0;
@@ -19569,9 +19558,9 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$59  = tail_bank;
-    if (\release ) begin
-      \$59  = acc_entry_bank;
+    \$59  = fir;
+    if (start) begin
+      \$59  = \$5 ;
     end
     if (rst) begin
       \$59  = 1'h0;
@@ -19579,9 +19568,9 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$60  = tail_fir;
+    \$60  = tail_bank;
     if (\release ) begin
-      \$60  = fir;
+      \$60  = acc_entry_bank;
     end
     if (rst) begin
       \$60  = 1'h0;
@@ -19589,240 +19578,250 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$61  = acc_entry;
+    \$61  = tail_fir;
+    if (\release ) begin
+      \$61  = fir;
+    end
     if (rst) begin
-      \$61  = 13'h0000;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = acc_entry_bank;
+    \$62  = acc_entry;
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = acc_entry_d0;
+    \$63  = acc_entry_bank;
     if (rst) begin
-      \$63  = 13'h0000;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = acc_entry_bank_d0;
+    \$64  = acc_entry_d0;
     if (rst) begin
-      \$64  = 1'h0;
+      \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = acc_entry_d1;
+    \$65  = acc_entry_bank_d0;
     if (rst) begin
-      \$65  = 13'h0000;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = acc_entry_bank_d1;
+    \$66  = acc_entry_d1;
     if (rst) begin
-      \$66  = 1'h0;
+      \$66  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = acc_entry_d2;
+    \$67  = acc_entry_bank_d1;
     if (rst) begin
-      \$67  = 13'h0000;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = acc_entry_bank_d2;
+    \$68  = acc_entry_d2;
     if (rst) begin
-      \$68  = 1'h0;
+      \$68  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = acc_entry_d3;
+    \$69  = acc_entry_bank_d2;
     if (rst) begin
-      \$69  = 13'h0000;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = acc_entry_bank_d3;
+    \$70  = acc_entry_d3;
     if (rst) begin
-      \$70  = 1'h0;
+      \$70  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = acc_entry_d4;
+    \$71  = acc_entry_bank_d3;
     if (rst) begin
-      \$71  = 13'h0000;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = acc_entry_bank_d4;
+    \$72  = acc_entry_d4;
     if (rst) begin
-      \$72  = 1'h0;
+      \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = acc_entry_d5;
+    \$73  = acc_entry_bank_d4;
     if (rst) begin
-      \$73  = 13'h0000;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = acc_entry_bank_d5;
+    \$74  = acc_entry_d5;
     if (rst) begin
-      \$74  = 1'h0;
+      \$74  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = acc_entry_d6;
+    \$75  = acc_entry_bank_d5;
     if (rst) begin
-      \$75  = 13'h0000;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = acc_entry_bank_d6;
+    \$76  = acc_entry_d6;
     if (rst) begin
-      \$76  = 1'h0;
+      \$76  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = acc_entry_d7;
+    \$77  = acc_entry_bank_d6;
     if (rst) begin
-      \$77  = 13'h0000;
+      \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = acc_entry_bank_d7;
+    \$78  = acc_entry_d7;
     if (rst) begin
-      \$78  = 1'h0;
+      \$78  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = acc_entry_d8;
+    \$79  = acc_entry_bank_d7;
     if (rst) begin
-      \$79  = 13'h0000;
+      \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$80  = acc_entry_bank_d8;
+    \$80  = acc_entry_d8;
     if (rst) begin
-      \$80  = 1'h0;
+      \$80  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$81  = acc_entry_d9;
+    \$81  = acc_entry_bank_d8;
     if (rst) begin
-      \$81  = 13'h0000;
+      \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$82  = acc_entry_bank_d9;
+    \$82  = acc_entry_d9;
     if (rst) begin
-      \$82  = 1'h0;
+      \$82  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$83  = acc_entry_d10;
+    \$83  = acc_entry_bank_d9;
     if (rst) begin
-      \$83  = 13'h0000;
+      \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$84  = acc_entry_bank_d10;
+    \$84  = acc_entry_d10;
     if (rst) begin
-      \$84  = 1'h0;
+      \$84  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$85  = acc_entry_d11;
+    \$85  = acc_entry_bank_d10;
     if (rst) begin
-      \$85  = 13'h0000;
+      \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$86  = acc_entry_bank_d11;
+    \$86  = acc_entry_d11;
     if (rst) begin
-      \$86  = 1'h0;
+      \$86  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = acc_entry_d12;
+    \$87  = acc_entry_bank_d11;
     if (rst) begin
-      \$87  = 13'h0000;
+      \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = acc_entry_bank_d12;
+    \$88  = acc_entry_d12;
     if (rst) begin
-      \$88  = 1'h0;
+      \$88  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = acc_entry_d13;
+    \$89  = acc_entry_bank_d12;
     if (rst) begin
-      \$89  = 13'h0000;
+      \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = acc_entry_bank_d13;
+    \$90  = acc_entry_d13;
     if (rst) begin
-      \$90  = 1'h0;
+      \$90  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = acc_entry_d14;
+    \$91  = acc_entry_bank_d13;
     if (rst) begin
-      \$91  = 13'h0000;
+      \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = acc_entry_bank_d14;
+    \$92  = acc_entry_d14;
     if (rst) begin
-      \$92  = 1'h0;
+      \$92  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = \port$8895$0 [10];
+    \$93  = acc_entry_bank_d14;
     if (rst) begin
       \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = acc_read_bank_d0;
+    \$94  = \port$8700$0 [10];
     if (rst) begin
       \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$95  = acc_read_bank_d0;
+    if (rst) begin
+      \$95  = 1'h0;
     end
   end
   always @* begin
@@ -19838,34 +19837,35 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (busy) begin
-      w_read__addr = \$10 [10:0];
+      w_read__addr = \$11 [10:0];
     end else begin
       w_read__addr = 11'h000;
     end
   end
-  assign input_bank = \port$965$5 [0];
-  assign acc_bank = \port$965$5 [1];
-  assign acc_read_bank = \port$8895$0 [10];
-  assign \job$85  = job_copy;
-  assign \abort$88  = abort;
-  assign \busy$89  = busy;
-  assign \done$91  = \done$90 ;
-  assign \error$93  = error;
-  assign \code$95  = code;
-  assign \cycles$97  = cycles;
-  assign \job$98  = job_copy;
-  assign \start$99  = job_start;
+  assign input_bank = \port$968$5 [0];
+  assign acc_bank = \port$968$5 [1];
+  assign acc_read_bank = \port$8700$0 [10];
+  assign \busy$85  = busy;
+  assign \job$86  = job_copy;
+  assign \abort$89  = abort;
+  assign \busy$90  = busy;
+  assign \done$92  = \done$91 ;
+  assign \error$94  = error;
+  assign \code$96  = code;
+  assign \cycles$98  = cycles;
+  assign \job$99  = job_copy;
   assign \start$100  = job_start;
-  assign \job$101  = job_copy;
+  assign \start$101  = job_start;
+  assign \job$102  = job_copy;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$108 ;
-  assign passes_out__payload = \passes__payload$110 ;
-  assign \passes__ready$113  = passes_out__ready;
+  assign passes_out__valid = \passes__valid$109 ;
+  assign passes_out__payload = \passes__payload$111 ;
+  assign \passes__ready$114  = passes_out__ready;
   assign ready_next = passes_out_ready_next;
-  assign passes_in_ready_next = \ready_next$116 ;
-  assign \error$122  = window_miss;
+  assign passes_in_ready_next = \ready_next$117 ;
+  assign \error$123  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -19878,23 +19878,23 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
   assign fir_taps = job_copy[482:475];
-  assign \w_we$146  = w_we;
-  assign \w_row$148  = w_row;
-  assign \w_bank$150  = w_bank;
-  assign \w_data$152  = w_data;
-  assign \depthwise$153  = depthwise;
+  assign \w_we$147  = w_we;
+  assign \w_row$149  = w_row;
+  assign \w_bank$151  = w_bank;
+  assign \w_data$153  = w_data;
+  assign \depthwise$154  = depthwise;
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$166  = sum_valid;
-  assign \busy$167  = acc_busy[0];
-  assign host_addr = \port$8895$0 [9:0];
-  assign acc_read__addr = \port$8895$0 [9:0];
-  assign \sum$171  = sum;
-  assign \sum_valid$172  = sum_valid;
-  assign \busy$173  = acc_busy[1];
-  assign \host_addr$174  = \port$8895$0 [9:0];
+  assign \out_valid$167  = sum_valid;
+  assign \busy$168  = acc_busy[0];
+  assign host_addr = \port$8700$0 [9:0];
+  assign acc_read__addr = \port$8700$0 [9:0];
+  assign \sum$172  = sum;
+  assign \sum_valid$173  = sum_valid;
+  assign \busy$174  = acc_busy[1];
+  assign \host_addr$175  = \port$8700$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20060,165 +20060,165 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   assign \acc_entry_d15.addr  = acc_entry_d15[10:0];
   assign \acc_entry_d15.init  = acc_entry_d15[11];
   assign \acc_entry_d15.valid  = acc_entry_d15[12];
-  assign \job$85.axes  = job_copy[455:0];
-  assign \job$85.axes[0]  = job_copy[151:0];
-  assign \job$85.axes[0].in_size  = job_copy[15:0];
-  assign \job$85.axes[0].kernel  = job_copy[23:16];
-  assign \job$85.axes[0].stride  = job_copy[31:24];
-  assign \job$85.axes[0].dilation  = job_copy[39:32];
-  assign \job$85.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$85.axes[0].out_start  = job_copy[71:56];
-  assign \job$85.axes[0].out_len  = job_copy[87:72];
-  assign \job$85.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$85.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$85.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$85.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$85.axes[1]  = job_copy[303:152];
-  assign \job$85.axes[1].in_size  = job_copy[167:152];
-  assign \job$85.axes[1].kernel  = job_copy[175:168];
-  assign \job$85.axes[1].stride  = job_copy[183:176];
-  assign \job$85.axes[1].dilation  = job_copy[191:184];
-  assign \job$85.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$85.axes[1].out_start  = job_copy[223:208];
-  assign \job$85.axes[1].out_len  = job_copy[239:224];
-  assign \job$85.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$85.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$85.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$85.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$85.axes[2]  = job_copy[455:304];
-  assign \job$85.axes[2].in_size  = job_copy[319:304];
-  assign \job$85.axes[2].kernel  = job_copy[327:320];
-  assign \job$85.axes[2].stride  = job_copy[335:328];
-  assign \job$85.axes[2].dilation  = job_copy[343:336];
-  assign \job$85.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$85.axes[2].out_start  = job_copy[375:360];
-  assign \job$85.axes[2].out_len  = job_copy[391:376];
-  assign \job$85.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$85.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$85.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$85.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$85.transposed  = job_copy[456];
-  assign \job$85.padding_mode  = job_copy[458:457];
-  assign \job$85.accumulate  = job_copy[459];
-  assign \job$85.skip_borders  = job_copy[460];
-  assign \job$85.in_chunks  = job_copy[474:461];
-  assign \job$85.fir_taps  = job_copy[482:475];
-  assign \job$85.input_zero  = job_copy[490:483];
-  assign \job$85.lanes  = job_copy[514:491];
-  assign \job$85.lanes[0]  = job_copy[493:491];
-  assign \job$85.lanes[1]  = job_copy[496:494];
-  assign \job$85.lanes[2]  = job_copy[499:497];
-  assign \job$85.lanes[3]  = job_copy[502:500];
-  assign \job$85.lanes[4]  = job_copy[505:503];
-  assign \job$85.lanes[5]  = job_copy[508:506];
-  assign \job$85.lanes[6]  = job_copy[511:509];
-  assign \job$85.lanes[7]  = job_copy[514:512];
-  assign \job$98.axes  = job_copy[455:0];
-  assign \job$98.axes[0]  = job_copy[151:0];
-  assign \job$98.axes[0].in_size  = job_copy[15:0];
-  assign \job$98.axes[0].kernel  = job_copy[23:16];
-  assign \job$98.axes[0].stride  = job_copy[31:24];
-  assign \job$98.axes[0].dilation  = job_copy[39:32];
-  assign \job$98.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$98.axes[0].out_start  = job_copy[71:56];
-  assign \job$98.axes[0].out_len  = job_copy[87:72];
-  assign \job$98.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$98.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$98.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$98.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$98.axes[1]  = job_copy[303:152];
-  assign \job$98.axes[1].in_size  = job_copy[167:152];
-  assign \job$98.axes[1].kernel  = job_copy[175:168];
-  assign \job$98.axes[1].stride  = job_copy[183:176];
-  assign \job$98.axes[1].dilation  = job_copy[191:184];
-  assign \job$98.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$98.axes[1].out_start  = job_copy[223:208];
-  assign \job$98.axes[1].out_len  = job_copy[239:224];
-  assign \job$98.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$98.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$98.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$98.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$98.axes[2]  = job_copy[455:304];
-  assign \job$98.axes[2].in_size  = job_copy[319:304];
-  assign \job$98.axes[2].kernel  = job_copy[327:320];
-  assign \job$98.axes[2].stride  = job_copy[335:328];
-  assign \job$98.axes[2].dilation  = job_copy[343:336];
-  assign \job$98.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$98.axes[2].out_start  = job_copy[375:360];
-  assign \job$98.axes[2].out_len  = job_copy[391:376];
-  assign \job$98.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$98.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$98.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$98.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$98.transposed  = job_copy[456];
-  assign \job$98.padding_mode  = job_copy[458:457];
-  assign \job$98.accumulate  = job_copy[459];
-  assign \job$98.skip_borders  = job_copy[460];
-  assign \job$98.in_chunks  = job_copy[474:461];
-  assign \job$98.fir_taps  = job_copy[482:475];
-  assign \job$98.input_zero  = job_copy[490:483];
-  assign \job$98.lanes  = job_copy[514:491];
-  assign \job$98.lanes[0]  = job_copy[493:491];
-  assign \job$98.lanes[1]  = job_copy[496:494];
-  assign \job$98.lanes[2]  = job_copy[499:497];
-  assign \job$98.lanes[3]  = job_copy[502:500];
-  assign \job$98.lanes[4]  = job_copy[505:503];
-  assign \job$98.lanes[5]  = job_copy[508:506];
-  assign \job$98.lanes[6]  = job_copy[511:509];
-  assign \job$98.lanes[7]  = job_copy[514:512];
-  assign \job$101.axes  = job_copy[455:0];
-  assign \job$101.axes[0]  = job_copy[151:0];
-  assign \job$101.axes[0].in_size  = job_copy[15:0];
-  assign \job$101.axes[0].kernel  = job_copy[23:16];
-  assign \job$101.axes[0].stride  = job_copy[31:24];
-  assign \job$101.axes[0].dilation  = job_copy[39:32];
-  assign \job$101.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$101.axes[0].out_start  = job_copy[71:56];
-  assign \job$101.axes[0].out_len  = job_copy[87:72];
-  assign \job$101.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$101.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$101.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$101.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$101.axes[1]  = job_copy[303:152];
-  assign \job$101.axes[1].in_size  = job_copy[167:152];
-  assign \job$101.axes[1].kernel  = job_copy[175:168];
-  assign \job$101.axes[1].stride  = job_copy[183:176];
-  assign \job$101.axes[1].dilation  = job_copy[191:184];
-  assign \job$101.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$101.axes[1].out_start  = job_copy[223:208];
-  assign \job$101.axes[1].out_len  = job_copy[239:224];
-  assign \job$101.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$101.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$101.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$101.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$101.axes[2]  = job_copy[455:304];
-  assign \job$101.axes[2].in_size  = job_copy[319:304];
-  assign \job$101.axes[2].kernel  = job_copy[327:320];
-  assign \job$101.axes[2].stride  = job_copy[335:328];
-  assign \job$101.axes[2].dilation  = job_copy[343:336];
-  assign \job$101.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$101.axes[2].out_start  = job_copy[375:360];
-  assign \job$101.axes[2].out_len  = job_copy[391:376];
-  assign \job$101.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$101.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$101.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$101.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$101.transposed  = job_copy[456];
-  assign \job$101.padding_mode  = job_copy[458:457];
-  assign \job$101.accumulate  = job_copy[459];
-  assign \job$101.skip_borders  = job_copy[460];
-  assign \job$101.in_chunks  = job_copy[474:461];
-  assign \job$101.fir_taps  = job_copy[482:475];
-  assign \job$101.input_zero  = job_copy[490:483];
-  assign \job$101.lanes  = job_copy[514:491];
-  assign \job$101.lanes[0]  = job_copy[493:491];
-  assign \job$101.lanes[1]  = job_copy[496:494];
-  assign \job$101.lanes[2]  = job_copy[499:497];
-  assign \job$101.lanes[3]  = job_copy[502:500];
-  assign \job$101.lanes[4]  = job_copy[505:503];
-  assign \job$101.lanes[5]  = job_copy[508:506];
-  assign \job$101.lanes[6]  = job_copy[511:509];
-  assign \job$101.lanes[7]  = job_copy[514:512];
+  assign \job$86.axes  = job_copy[455:0];
+  assign \job$86.axes[0]  = job_copy[151:0];
+  assign \job$86.axes[0].in_size  = job_copy[15:0];
+  assign \job$86.axes[0].kernel  = job_copy[23:16];
+  assign \job$86.axes[0].stride  = job_copy[31:24];
+  assign \job$86.axes[0].dilation  = job_copy[39:32];
+  assign \job$86.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$86.axes[0].out_start  = job_copy[71:56];
+  assign \job$86.axes[0].out_len  = job_copy[87:72];
+  assign \job$86.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$86.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$86.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$86.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$86.axes[1]  = job_copy[303:152];
+  assign \job$86.axes[1].in_size  = job_copy[167:152];
+  assign \job$86.axes[1].kernel  = job_copy[175:168];
+  assign \job$86.axes[1].stride  = job_copy[183:176];
+  assign \job$86.axes[1].dilation  = job_copy[191:184];
+  assign \job$86.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$86.axes[1].out_start  = job_copy[223:208];
+  assign \job$86.axes[1].out_len  = job_copy[239:224];
+  assign \job$86.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$86.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$86.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$86.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$86.axes[2]  = job_copy[455:304];
+  assign \job$86.axes[2].in_size  = job_copy[319:304];
+  assign \job$86.axes[2].kernel  = job_copy[327:320];
+  assign \job$86.axes[2].stride  = job_copy[335:328];
+  assign \job$86.axes[2].dilation  = job_copy[343:336];
+  assign \job$86.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$86.axes[2].out_start  = job_copy[375:360];
+  assign \job$86.axes[2].out_len  = job_copy[391:376];
+  assign \job$86.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$86.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$86.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$86.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$86.transposed  = job_copy[456];
+  assign \job$86.padding_mode  = job_copy[458:457];
+  assign \job$86.accumulate  = job_copy[459];
+  assign \job$86.skip_borders  = job_copy[460];
+  assign \job$86.in_chunks  = job_copy[474:461];
+  assign \job$86.fir_taps  = job_copy[482:475];
+  assign \job$86.input_zero  = job_copy[490:483];
+  assign \job$86.lanes  = job_copy[514:491];
+  assign \job$86.lanes[0]  = job_copy[493:491];
+  assign \job$86.lanes[1]  = job_copy[496:494];
+  assign \job$86.lanes[2]  = job_copy[499:497];
+  assign \job$86.lanes[3]  = job_copy[502:500];
+  assign \job$86.lanes[4]  = job_copy[505:503];
+  assign \job$86.lanes[5]  = job_copy[508:506];
+  assign \job$86.lanes[6]  = job_copy[511:509];
+  assign \job$86.lanes[7]  = job_copy[514:512];
+  assign \job$99.axes  = job_copy[455:0];
+  assign \job$99.axes[0]  = job_copy[151:0];
+  assign \job$99.axes[0].in_size  = job_copy[15:0];
+  assign \job$99.axes[0].kernel  = job_copy[23:16];
+  assign \job$99.axes[0].stride  = job_copy[31:24];
+  assign \job$99.axes[0].dilation  = job_copy[39:32];
+  assign \job$99.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$99.axes[0].out_start  = job_copy[71:56];
+  assign \job$99.axes[0].out_len  = job_copy[87:72];
+  assign \job$99.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$99.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$99.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$99.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$99.axes[1]  = job_copy[303:152];
+  assign \job$99.axes[1].in_size  = job_copy[167:152];
+  assign \job$99.axes[1].kernel  = job_copy[175:168];
+  assign \job$99.axes[1].stride  = job_copy[183:176];
+  assign \job$99.axes[1].dilation  = job_copy[191:184];
+  assign \job$99.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$99.axes[1].out_start  = job_copy[223:208];
+  assign \job$99.axes[1].out_len  = job_copy[239:224];
+  assign \job$99.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$99.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$99.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$99.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$99.axes[2]  = job_copy[455:304];
+  assign \job$99.axes[2].in_size  = job_copy[319:304];
+  assign \job$99.axes[2].kernel  = job_copy[327:320];
+  assign \job$99.axes[2].stride  = job_copy[335:328];
+  assign \job$99.axes[2].dilation  = job_copy[343:336];
+  assign \job$99.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$99.axes[2].out_start  = job_copy[375:360];
+  assign \job$99.axes[2].out_len  = job_copy[391:376];
+  assign \job$99.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$99.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$99.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$99.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$99.transposed  = job_copy[456];
+  assign \job$99.padding_mode  = job_copy[458:457];
+  assign \job$99.accumulate  = job_copy[459];
+  assign \job$99.skip_borders  = job_copy[460];
+  assign \job$99.in_chunks  = job_copy[474:461];
+  assign \job$99.fir_taps  = job_copy[482:475];
+  assign \job$99.input_zero  = job_copy[490:483];
+  assign \job$99.lanes  = job_copy[514:491];
+  assign \job$99.lanes[0]  = job_copy[493:491];
+  assign \job$99.lanes[1]  = job_copy[496:494];
+  assign \job$99.lanes[2]  = job_copy[499:497];
+  assign \job$99.lanes[3]  = job_copy[502:500];
+  assign \job$99.lanes[4]  = job_copy[505:503];
+  assign \job$99.lanes[5]  = job_copy[508:506];
+  assign \job$99.lanes[6]  = job_copy[511:509];
+  assign \job$99.lanes[7]  = job_copy[514:512];
+  assign \job$102.axes  = job_copy[455:0];
+  assign \job$102.axes[0]  = job_copy[151:0];
+  assign \job$102.axes[0].in_size  = job_copy[15:0];
+  assign \job$102.axes[0].kernel  = job_copy[23:16];
+  assign \job$102.axes[0].stride  = job_copy[31:24];
+  assign \job$102.axes[0].dilation  = job_copy[39:32];
+  assign \job$102.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$102.axes[0].out_start  = job_copy[71:56];
+  assign \job$102.axes[0].out_len  = job_copy[87:72];
+  assign \job$102.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$102.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$102.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$102.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$102.axes[1]  = job_copy[303:152];
+  assign \job$102.axes[1].in_size  = job_copy[167:152];
+  assign \job$102.axes[1].kernel  = job_copy[175:168];
+  assign \job$102.axes[1].stride  = job_copy[183:176];
+  assign \job$102.axes[1].dilation  = job_copy[191:184];
+  assign \job$102.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$102.axes[1].out_start  = job_copy[223:208];
+  assign \job$102.axes[1].out_len  = job_copy[239:224];
+  assign \job$102.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$102.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$102.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$102.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$102.axes[2]  = job_copy[455:304];
+  assign \job$102.axes[2].in_size  = job_copy[319:304];
+  assign \job$102.axes[2].kernel  = job_copy[327:320];
+  assign \job$102.axes[2].stride  = job_copy[335:328];
+  assign \job$102.axes[2].dilation  = job_copy[343:336];
+  assign \job$102.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$102.axes[2].out_start  = job_copy[375:360];
+  assign \job$102.axes[2].out_len  = job_copy[391:376];
+  assign \job$102.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$102.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$102.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$102.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$102.transposed  = job_copy[456];
+  assign \job$102.padding_mode  = job_copy[458:457];
+  assign \job$102.accumulate  = job_copy[459];
+  assign \job$102.skip_borders  = job_copy[460];
+  assign \job$102.in_chunks  = job_copy[474:461];
+  assign \job$102.fir_taps  = job_copy[482:475];
+  assign \job$102.input_zero  = job_copy[490:483];
+  assign \job$102.lanes  = job_copy[514:491];
+  assign \job$102.lanes[0]  = job_copy[493:491];
+  assign \job$102.lanes[1]  = job_copy[496:494];
+  assign \job$102.lanes[2]  = job_copy[499:497];
+  assign \job$102.lanes[3]  = job_copy[502:500];
+  assign \job$102.lanes[4]  = job_copy[505:503];
+  assign \job$102.lanes[5]  = job_copy[508:506];
+  assign \job$102.lanes[6]  = job_copy[511:509];
+  assign \job$102.lanes[7]  = job_copy[514:512];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -20253,44 +20253,44 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   assign \passes__payload.chunk  = passes_in__payload[177:164];
   assign \passes__payload.init  = passes_in__payload[178];
   assign \passes__payload.zero  = passes_in__payload[179];
-  assign \passes__payload$110.desc  = \passes__payload$110 [179:0];
-  assign \passes__payload$110.desc.axes  = \passes__payload$110 [152:0];
-  assign \passes__payload$110.desc.axes[0]  = \passes__payload$110 [50:0];
-  assign \passes__payload$110.desc.axes[0].o_start  = \passes__payload$110 [15:0];
-  assign \passes__payload$110.desc.axes[0].count  = \passes__payload$110 [32:16];
-  assign \passes__payload$110.desc.axes[0].g_start  = \passes__payload$110 [50:33];
-  assign \passes__payload$110.desc.axes[1]  = \passes__payload$110 [101:51];
-  assign \passes__payload$110.desc.axes[1].o_start  = \passes__payload$110 [66:51];
-  assign \passes__payload$110.desc.axes[1].count  = \passes__payload$110 [83:67];
-  assign \passes__payload$110.desc.axes[1].g_start  = \passes__payload$110 [101:84];
-  assign \passes__payload$110.desc.axes[2]  = \passes__payload$110 [152:102];
-  assign \passes__payload$110.desc.axes[2].o_start  = \passes__payload$110 [117:102];
-  assign \passes__payload$110.desc.axes[2].count  = \passes__payload$110 [134:118];
-  assign \passes__payload$110.desc.axes[2].g_start  = \passes__payload$110 [152:135];
-  assign \passes__payload$110.desc.weights  = \passes__payload$110 [163:153];
-  assign \passes__payload$110.desc.chunk  = \passes__payload$110 [177:164];
-  assign \passes__payload$110.desc.init  = \passes__payload$110 [178];
-  assign \passes__payload$110.desc.zero  = \passes__payload$110 [179];
-  assign \passes__payload$110.bank  = \passes__payload$110 [180];
-  assign \passes_out__payload.desc  = \passes__payload$110 [179:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$110 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$110 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$110 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$110 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$110 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$110 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$110 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$110 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$110 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$110 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$110 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$110 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$110 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$110 [163:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$110 [177:164];
-  assign \passes_out__payload.desc.init  = \passes__payload$110 [178];
-  assign \passes_out__payload.desc.zero  = \passes__payload$110 [179];
-  assign \passes_out__payload.bank  = \passes__payload$110 [180];
+  assign \passes__payload$111.desc  = \passes__payload$111 [179:0];
+  assign \passes__payload$111.desc.axes  = \passes__payload$111 [152:0];
+  assign \passes__payload$111.desc.axes[0]  = \passes__payload$111 [50:0];
+  assign \passes__payload$111.desc.axes[0].o_start  = \passes__payload$111 [15:0];
+  assign \passes__payload$111.desc.axes[0].count  = \passes__payload$111 [32:16];
+  assign \passes__payload$111.desc.axes[0].g_start  = \passes__payload$111 [50:33];
+  assign \passes__payload$111.desc.axes[1]  = \passes__payload$111 [101:51];
+  assign \passes__payload$111.desc.axes[1].o_start  = \passes__payload$111 [66:51];
+  assign \passes__payload$111.desc.axes[1].count  = \passes__payload$111 [83:67];
+  assign \passes__payload$111.desc.axes[1].g_start  = \passes__payload$111 [101:84];
+  assign \passes__payload$111.desc.axes[2]  = \passes__payload$111 [152:102];
+  assign \passes__payload$111.desc.axes[2].o_start  = \passes__payload$111 [117:102];
+  assign \passes__payload$111.desc.axes[2].count  = \passes__payload$111 [134:118];
+  assign \passes__payload$111.desc.axes[2].g_start  = \passes__payload$111 [152:135];
+  assign \passes__payload$111.desc.weights  = \passes__payload$111 [163:153];
+  assign \passes__payload$111.desc.chunk  = \passes__payload$111 [177:164];
+  assign \passes__payload$111.desc.init  = \passes__payload$111 [178];
+  assign \passes__payload$111.desc.zero  = \passes__payload$111 [179];
+  assign \passes__payload$111.bank  = \passes__payload$111 [180];
+  assign \passes_out__payload.desc  = \passes__payload$111 [179:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$111 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$111 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$111 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$111 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$111 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$111 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$111 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$111 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$111 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$111 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$111 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$111 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$111 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$111 [163:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$111 [177:164];
+  assign \passes_out__payload.desc.init  = \passes__payload$111 [178];
+  assign \passes_out__payload.desc.zero  = \passes__payload$111 [179];
+  assign \passes_out__payload.bank  = \passes__payload$111 [180];
   assign \lane_select[0]  = lane_select[2:0];
   assign \lane_select[1]  = lane_select[5:3];
   assign \lane_select[2]  = lane_select[8:6];
@@ -20318,17 +20318,17 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   assign \out_psum[5]  = sum[191:160];
   assign \out_psum[6]  = sum[223:192];
   assign \out_psum[7]  = sum[255:224];
-  assign \entry$170.addr  = \entry$170 [9:0];
-  assign \entry$170.init  = \entry$170 [10];
-  assign \entry$170.valid  = \entry$170 [11];
-  assign \sum$171[0]  = sum[31:0];
-  assign \sum$171[1]  = sum[63:32];
-  assign \sum$171[2]  = sum[95:64];
-  assign \sum$171[3]  = sum[127:96];
-  assign \sum$171[4]  = sum[159:128];
-  assign \sum$171[5]  = sum[191:160];
-  assign \sum$171[6]  = sum[223:192];
-  assign \sum$171[7]  = sum[255:224];
+  assign \entry$171.addr  = \entry$171 [9:0];
+  assign \entry$171.init  = \entry$171 [10];
+  assign \entry$171.valid  = \entry$171 [11];
+  assign \sum$172[0]  = sum[31:0];
+  assign \sum$172[1]  = sum[63:32];
+  assign \sum$172[2]  = sum[95:64];
+  assign \sum$172[3]  = sum[127:96];
+  assign \sum$172[4]  = sum[159:128];
+  assign \sum$172[5]  = sum[191:160];
+  assign \sum$172[6]  = sum[223:192];
+  assign \sum$172[7]  = sum[255:224];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
@@ -20337,23 +20337,23 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   assign \host_data[5]  = host_data[191:160];
   assign \host_data[6]  = host_data[223:192];
   assign \host_data[7]  = host_data[255:224];
-  assign \host_data$177[0]  = \host_data$177 [31:0];
-  assign \host_data$177[1]  = \host_data$177 [63:32];
-  assign \host_data$177[2]  = \host_data$177 [95:64];
-  assign \host_data$177[3]  = \host_data$177 [127:96];
-  assign \host_data$177[4]  = \host_data$177 [159:128];
-  assign \host_data$177[5]  = \host_data$177 [191:160];
-  assign \host_data$177[6]  = \host_data$177 [223:192];
-  assign \host_data$177[7]  = \host_data$177 [255:224];
-  assign \entry$170 [11] = \$33 ;
-  assign \entry$170 [10] = acc_entry_d15[11];
-  assign \entry$170 [9:0] = acc_entry_d15[9:0];
-  assign entry[11] = \$31 ;
+  assign \host_data$178[0]  = \host_data$178 [31:0];
+  assign \host_data$178[1]  = \host_data$178 [63:32];
+  assign \host_data$178[2]  = \host_data$178 [95:64];
+  assign \host_data$178[3]  = \host_data$178 [127:96];
+  assign \host_data$178[4]  = \host_data$178 [159:128];
+  assign \host_data$178[5]  = \host_data$178 [191:160];
+  assign \host_data$178[6]  = \host_data$178 [223:192];
+  assign \host_data$178[7]  = \host_data$178 [255:224];
+  assign \entry$171 [11] = \$34 ;
+  assign \entry$171 [10] = acc_entry_d15[11];
+  assign \entry$171 [9:0] = acc_entry_d15[9:0];
+  assign entry[11] = \$32 ;
   assign entry[10] = acc_entry_d15[11];
   assign entry[9:0] = acc_entry_d15[9:0];
-  assign acc_busy[1] = \$29 ;
-  assign acc_busy[0] = \$24 ;
-  assign acc_entry[12] = \$11 ;
+  assign acc_busy[1] = \$30 ;
+  assign acc_busy[0] = \$25 ;
+  assign acc_entry[12] = \$12 ;
   assign acc_entry[11] = init_read1;
   assign acc_entry[10:0] = acc_addr_read1;
   assign lane_select[23:21] = lanes[23:21];
@@ -20364,9 +20364,9 @@ module \convhw_list.core (rst, \start$86 , \port$965$5 , weight_base, ready, acc
   assign lane_select[8:6] = lanes[8:6];
   assign lane_select[5:3] = lanes[5:3];
   assign lane_select[2:0] = lanes[2:0];
-  assign \$25  = \port$965$5 [1];
-  assign \$27  = tail_bank;
-  assign \$32  = acc_entry_bank_d15;
+  assign \$26  = \port$968$5 [1];
+  assign \$28  = tail_bank;
+  assign \$33  = acc_entry_bank_d15;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -40084,56 +40084,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$7144$376 (job[391:376]),
-    .\port$7853$0 (acc_row_s1),
+    .\port$6947$376 (job[391:376]),
+    .\port$7658$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$7144$224 (job[239:224]),
-    .\port$7759$0 (o0),
+    .\port$6947$224 (job[239:224]),
+    .\port$7564$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7745$0 (chunks),
-    .\port$7915$0 (local2_s3),
+    .\port$7550$0 (chunks),
+    .\port$7720$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7725$0 (window1),
-    .\port$7879$0 (local0_s2),
+    .\port$7530$0 (window1),
+    .\port$7684$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7743$0 (window2),
-    .\port$7745$0 (chunks),
+    .\port$7548$0 (window2),
+    .\port$7550$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7913$0 (local1_s3),
-    .\port$7960$0 (\p$172 [12:0]),
+    .\port$7718$0 (local1_s3),
+    .\port$7765$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7960$0 (\p$172 [12:0]),
-    .\port$7963$0 (\p$188 [12:0]),
+    .\port$7765$0 (\p$172 [12:0]),
+    .\port$7768$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41796,7 +41796,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7144$376 , flush, \port$7853$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6947$376 , flush, \port$7658$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41810,24 +41810,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7144$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7144$376 ;
-  wire [15:0] \port$7144$376 ;
-  input [10:0] \port$7853$0 ;
-  wire [10:0] \port$7853$0 ;
+  input [15:0] \port$6947$376 ;
+  wire [15:0] \port$6947$376 ;
+  input [10:0] \port$7658$0 ;
+  wire [10:0] \port$7658$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7853$0  * \port$7144$376 ;
+  assign \$1  = \port$7658$0  * \port$6947$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7853$0  };
-  assign \a$1  = { 1'h0, \port$7853$0  };
-  assign b = { 1'h0, \port$7144$376  };
-  assign \b$3  = { 1'h0, \port$7144$376  };
+  assign a = { 1'h0, \port$7658$0  };
+  assign \a$1  = { 1'h0, \port$7658$0  };
+  assign b = { 1'h0, \port$6947$376  };
+  assign \b$3  = { 1'h0, \port$6947$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7144$224 , flush, \port$7759$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6947$224 , flush, \port$7564$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41841,24 +41841,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7144$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7144$224 ;
-  wire [15:0] \port$7144$224 ;
-  input [15:0] \port$7759$0 ;
-  wire [15:0] \port$7759$0 ;
+  input [15:0] \port$6947$224 ;
+  wire [15:0] \port$6947$224 ;
+  input [15:0] \port$7564$0 ;
+  wire [15:0] \port$7564$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7759$0  * \port$7144$224 ;
+  assign \$1  = \port$7564$0  * \port$6947$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7759$0  };
-  assign \a$1  = { 1'h0, \port$7759$0  };
-  assign b = { 1'h0, \port$7144$224  };
-  assign \b$3  = { 1'h0, \port$7144$224  };
+  assign a = { 1'h0, \port$7564$0  };
+  assign \a$1  = { 1'h0, \port$7564$0  };
+  assign b = { 1'h0, \port$6947$224  };
+  assign \b$3  = { 1'h0, \port$6947$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7745$0 , \port$7915$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7550$0 , \port$7720$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41872,24 +41872,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7745$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7745$0 ;
-  wire [12:0] \port$7745$0 ;
-  input [12:0] \port$7915$0 ;
-  wire [12:0] \port$7915$0 ;
+  input [12:0] \port$7550$0 ;
+  wire [12:0] \port$7550$0 ;
+  input [12:0] \port$7720$0 ;
+  wire [12:0] \port$7720$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7915$0  * \port$7745$0 ;
+  assign \$1  = \port$7720$0  * \port$7550$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7915$0  };
-  assign \a$1  = { 1'h0, \port$7915$0  };
-  assign b = { 1'h0, \port$7745$0  };
-  assign \b$3  = { 1'h0, \port$7745$0  };
+  assign a = { 1'h0, \port$7720$0  };
+  assign \a$1  = { 1'h0, \port$7720$0  };
+  assign b = { 1'h0, \port$7550$0  };
+  assign \b$3  = { 1'h0, \port$7550$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7725$0 , \port$7879$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7530$0 , \port$7684$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41903,24 +41903,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7725$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7725$0 ;
-  wire [12:0] \port$7725$0 ;
-  input [12:0] \port$7879$0 ;
-  wire [12:0] \port$7879$0 ;
+  input [12:0] \port$7530$0 ;
+  wire [12:0] \port$7530$0 ;
+  input [12:0] \port$7684$0 ;
+  wire [12:0] \port$7684$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7879$0  * \port$7725$0 ;
+  assign \$1  = \port$7684$0  * \port$7530$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7879$0  };
-  assign \a$1  = { 1'h0, \port$7879$0  };
-  assign b = { 1'h0, \port$7725$0  };
-  assign \b$3  = { 1'h0, \port$7725$0  };
+  assign a = { 1'h0, \port$7684$0  };
+  assign \a$1  = { 1'h0, \port$7684$0  };
+  assign b = { 1'h0, \port$7530$0  };
+  assign \b$3  = { 1'h0, \port$7530$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7743$0 , \port$7745$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7548$0 , \port$7550$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41934,24 +41934,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7743$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7743$0 ;
-  wire [12:0] \port$7743$0 ;
-  input [12:0] \port$7745$0 ;
-  wire [12:0] \port$7745$0 ;
+  input [12:0] \port$7548$0 ;
+  wire [12:0] \port$7548$0 ;
+  input [12:0] \port$7550$0 ;
+  wire [12:0] \port$7550$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7743$0  * \port$7745$0 ;
+  assign \$1  = \port$7548$0  * \port$7550$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7743$0  };
-  assign \a$1  = { 1'h0, \port$7743$0  };
-  assign b = { 1'h0, \port$7745$0  };
-  assign \b$3  = { 1'h0, \port$7745$0  };
+  assign a = { 1'h0, \port$7548$0  };
+  assign \a$1  = { 1'h0, \port$7548$0  };
+  assign b = { 1'h0, \port$7550$0  };
+  assign \b$3  = { 1'h0, \port$7550$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7913$0 , \port$7960$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7718$0 , \port$7765$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41965,24 +41965,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7913
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7913$0 ;
-  wire [12:0] \port$7913$0 ;
-  input [12:0] \port$7960$0 ;
-  wire [12:0] \port$7960$0 ;
+  input [12:0] \port$7718$0 ;
+  wire [12:0] \port$7718$0 ;
+  input [12:0] \port$7765$0 ;
+  wire [12:0] \port$7765$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7913$0  * \port$7960$0 ;
+  assign \$1  = \port$7718$0  * \port$7765$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7913$0  };
-  assign \a$1  = { 1'h0, \port$7913$0  };
-  assign b = { 1'h0, \port$7960$0  };
-  assign \b$3  = { 1'h0, \port$7960$0  };
+  assign a = { 1'h0, \port$7718$0  };
+  assign \a$1  = { 1'h0, \port$7718$0  };
+  assign b = { 1'h0, \port$7765$0  };
+  assign \b$3  = { 1'h0, \port$7765$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7960$0 , \port$7963$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7765$0 , \port$7768$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41996,19 +41996,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7960
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7960$0 ;
-  wire [12:0] \port$7960$0 ;
-  input [12:0] \port$7963$0 ;
-  wire [12:0] \port$7963$0 ;
+  input [12:0] \port$7765$0 ;
+  wire [12:0] \port$7765$0 ;
+  input [12:0] \port$7768$0 ;
+  wire [12:0] \port$7768$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7963$0  * \port$7960$0 ;
+  assign \$1  = \port$7768$0  * \port$7765$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7963$0  };
-  assign \a$1  = { 1'h0, \port$7963$0  };
-  assign b = { 1'h0, \port$7960$0  };
-  assign \b$3  = { 1'h0, \port$7960$0  };
+  assign a = { 1'h0, \port$7768$0  };
+  assign \a$1  = { 1'h0, \port$7768$0  };
+  assign b = { 1'h0, \port$7765$0  };
+  assign \b$3  = { 1'h0, \port$7765$0  };
   assign \p$5  = p;
 endmodule
 
@@ -46368,15 +46368,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6838$16 (op_a[31:16]),
-    .\port$6839$0 (op_b),
+    .\port$6643$16 (op_a[31:16]),
+    .\port$6644$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6838$0 (op_a[15:0]),
-    .\port$6839$0 (op_b),
+    .\port$6643$0 (op_a[15:0]),
+    .\port$6644$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -47423,7 +47423,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6838$16 , \port$6839$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6643$16 , \port$6644$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47435,26 +47435,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6838$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6838$16 ;
-  wire [15:0] \port$6838$16 ;
-  input [15:0] \port$6839$0 ;
-  wire [15:0] \port$6839$0 ;
+  input [15:0] \port$6643$16 ;
+  wire [15:0] \port$6643$16 ;
+  input [15:0] \port$6644$0 ;
+  wire [15:0] \port$6644$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6838$16  };
+    a <= { 1'h0, \port$6643$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6839$0  };
+    b <= { 1'h0, \port$6644$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6838$16  };
-  assign \b$5  = { 1'h0, \port$6839$0  };
+  assign \a$3  = { 1'h0, \port$6643$16  };
+  assign \b$5  = { 1'h0, \port$6644$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6838$0 , \port$6839$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6643$0 , \port$6644$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47466,21 +47466,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6838$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6838$0 ;
-  wire [15:0] \port$6838$0 ;
-  input [15:0] \port$6839$0 ;
-  wire [15:0] \port$6839$0 ;
+  input [15:0] \port$6643$0 ;
+  wire [15:0] \port$6643$0 ;
+  input [15:0] \port$6644$0 ;
+  wire [15:0] \port$6644$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6838$0  };
+    a <= { 1'h0, \port$6643$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6839$0  };
+    b <= { 1'h0, \port$6644$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6838$0  };
-  assign \b$5  = { 1'h0, \port$6839$0  };
+  assign \a$3  = { 1'h0, \port$6643$0  };
+  assign \b$5  = { 1'h0, \port$6644$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54775,19 +54775,19 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     .w_rdy(w_rdy)
   );
   \convhw_list.writer.pipeline  pipeline (
-    .advance(i__ready),
     .clk(clk),
-    .\i__payload$111 (i__payload),
-    .\i__valid$105 (i__valid),
+    .i__payload(i__payload),
+    .i__valid(i__valid),
     .o__payload(o__payload),
-    .o__ready(o__ready),
     .o__valid(\i__valid$57 ),
+    .r_en(o__ready),
+    .room(i__ready),
     .rst(rst)
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3335$0 (acc_data),
-    .\port$8911$0 (in_flight1),
+    .\port$3339$0 (acc_data),
+    .\port$8716$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -56372,7 +56372,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid, o__valid, o__payload, clk);
+module \convhw_list.writer.format (rst, o__ready, i__valid, i__ready, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$104  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -56688,330 +56688,266 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i__payload$111 , o__valid, o__payload, clk);
+module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, i__payload, room, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$106  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
   wire [62:0] \$100 ;
   wire [63:0] \$101 ;
-  wire \$102 ;
-  wire \$103 ;
-  wire [49:0] \$104 ;
-  wire \$105 ;
+  wire [49:0] \$102 ;
+  wire [49:0] \$103 ;
+  wire \$104 ;
+  wire [31:0] \$105 ;
   wire \$106 ;
-  wire [49:0] \$107 ;
+  wire [32:0] \$107 ;
   wire \$108 ;
-  wire \$109 ;
+  wire [15:0] \$109 ;
   wire \$11 ;
-  wire [31:0] \$110 ;
-  wire \$111 ;
-  wire [32:0] \$112 ;
-  wire \$113 ;
-  wire [15:0] \$114 ;
-  wire \$115 ;
-  wire [5:0] \$116 ;
-  wire \$117 ;
+  wire \$110 ;
+  wire [5:0] \$111 ;
+  wire [62:0] \$112 ;
+  wire [63:0] \$113 ;
+  wire [49:0] \$114 ;
+  wire [49:0] \$115 ;
+  wire \$116 ;
+  wire [31:0] \$117 ;
   wire \$118 ;
-  wire [62:0] \$119 ;
-  wire \$12 ;
-  wire [63:0] \$120 ;
-  wire \$121 ;
+  wire [32:0] \$119 ;
+  wire [7:0] \$12 ;
+  wire \$120 ;
+  wire [15:0] \$121 ;
   wire \$122 ;
-  wire [49:0] \$123 ;
-  wire \$124 ;
-  wire \$125 ;
+  wire [5:0] \$123 ;
+  wire [62:0] \$124 ;
+  wire [63:0] \$125 ;
   wire [49:0] \$126 ;
-  wire \$127 ;
+  wire [49:0] \$127 ;
   wire \$128 ;
   wire [31:0] \$129 ;
-  wire \$13 ;
+  wire [8:0] \$13 ;
   wire \$130 ;
   wire [32:0] \$131 ;
   wire \$132 ;
   wire [15:0] \$133 ;
   wire \$134 ;
   wire [5:0] \$135 ;
-  wire \$136 ;
-  wire \$137 ;
-  wire [62:0] \$138 ;
-  wire [63:0] \$139 ;
+  wire [62:0] \$136 ;
+  wire [63:0] \$137 ;
+  wire [49:0] \$138 ;
+  wire [49:0] \$139 ;
   wire \$14 ;
   wire \$140 ;
-  wire \$141 ;
-  wire [49:0] \$142 ;
-  wire \$143 ;
+  wire [31:0] \$141 ;
+  wire \$142 ;
+  wire [32:0] \$143 ;
   wire \$144 ;
-  wire [49:0] \$145 ;
+  wire [15:0] \$145 ;
   wire \$146 ;
-  wire \$147 ;
-  wire [31:0] \$148 ;
-  wire \$149 ;
-  wire [8:0] \$15 ;
-  wire [32:0] \$150 ;
-  wire \$151 ;
-  wire [15:0] \$152 ;
-  wire \$153 ;
-  wire [5:0] \$154 ;
-  wire \$155 ;
+  wire [5:0] \$147 ;
+  wire [62:0] \$148 ;
+  wire [63:0] \$149 ;
+  wire \$15 ;
+  wire [49:0] \$150 ;
+  wire [49:0] \$151 ;
+  wire \$152 ;
+  wire [31:0] \$153 ;
+  wire \$154 ;
+  wire [32:0] \$155 ;
   wire \$156 ;
-  wire [62:0] \$157 ;
-  wire [63:0] \$158 ;
-  wire \$159 ;
-  wire [8:0] \$16 ;
-  wire \$160 ;
-  wire [49:0] \$161 ;
-  wire \$162 ;
-  wire \$163 ;
-  wire [49:0] \$164 ;
-  wire \$165 ;
+  wire [15:0] \$157 ;
+  wire \$158 ;
+  wire [5:0] \$159 ;
+  wire \$16 ;
+  wire [62:0] \$160 ;
+  wire [63:0] \$161 ;
+  wire [49:0] \$162 ;
+  wire [49:0] \$163 ;
+  wire \$164 ;
+  wire [31:0] \$165 ;
   wire \$166 ;
-  wire [31:0] \$167 ;
+  wire [32:0] \$167 ;
   wire \$168 ;
-  wire [32:0] \$169 ;
+  wire [15:0] \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire [15:0] \$171 ;
-  wire \$172 ;
-  wire [5:0] \$173 ;
-  wire \$174 ;
-  wire \$175 ;
-  wire [62:0] \$176 ;
-  wire [63:0] \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [7:0] \$18 ;
-  wire [49:0] \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire [49:0] \$183 ;
-  wire \$184 ;
-  wire \$185 ;
-  wire [31:0] \$186 ;
-  wire \$187 ;
-  wire [32:0] \$188 ;
-  wire \$189 ;
+  wire [5:0] \$171 ;
+  wire [62:0] \$172 ;
+  wire [63:0] \$173 ;
+  wire [49:0] \$174 ;
+  wire [49:0] \$175 ;
+  wire \$176 ;
+  wire [31:0] \$177 ;
+  reg [3:0] \$178 ;
+  reg \$179 ;
+  wire [8:0] \$18 ;
+  reg \$180 ;
+  reg \$181 ;
+  reg \$182 ;
+  reg \$183 ;
+  reg \$184 ;
+  reg \$185 ;
+  reg \$186 ;
+  reg \$187 ;
+  reg [8:0] \$188 ;
+  reg \$189 ;
   wire [8:0] \$19 ;
-  wire [15:0] \$190 ;
-  wire \$191 ;
-  wire [5:0] \$192 ;
-  wire \$193 ;
-  wire \$194 ;
-  wire [62:0] \$195 ;
-  wire [63:0] \$196 ;
-  wire \$197 ;
-  wire \$198 ;
-  wire [49:0] \$199 ;
-  wire \$2 ;
+  reg \$190 ;
+  reg [8:0] \$191 ;
+  reg \$192 ;
+  reg \$193 ;
+  reg [8:0] \$194 ;
+  reg \$195 ;
+  reg \$196 ;
+  reg [8:0] \$197 ;
+  reg \$198 ;
+  reg \$199 ;
+  wire [4:0] \$2 ;
   wire \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire [49:0] \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire [31:0] \$205 ;
-  wire \$206 ;
-  wire [32:0] \$207 ;
-  wire \$208 ;
-  wire [15:0] \$209 ;
-  wire \$21 ;
-  wire \$210 ;
-  wire [5:0] \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire [62:0] \$214 ;
-  wire [63:0] \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire [49:0] \$218 ;
-  wire \$219 ;
-  wire \$22 ;
-  wire \$220 ;
-  wire [49:0] \$221 ;
-  wire \$222 ;
-  wire \$223 ;
-  wire [31:0] \$224 ;
-  wire \$225 ;
-  wire [32:0] \$226 ;
-  wire \$227 ;
-  wire [15:0] \$228 ;
-  wire \$229 ;
+  reg [8:0] \$200 ;
+  reg \$201 ;
+  reg \$202 ;
+  reg [8:0] \$203 ;
+  reg [32:0] \$204 ;
+  reg [15:0] \$205 ;
+  reg [5:0] \$206 ;
+  reg [5:0] \$207 ;
+  reg [48:0] \$208 ;
+  reg [5:0] \$209 ;
+  wire [7:0] \$21 ;
+  reg [49:0] \$210 ;
+  reg [2:0] \$211 ;
+  reg [49:0] \$212 ;
+  reg [31:0] \$213 ;
+  reg [32:0] \$214 ;
+  reg [15:0] \$215 ;
+  reg [5:0] \$216 ;
+  reg [5:0] \$217 ;
+  reg [48:0] \$218 ;
+  reg [5:0] \$219 ;
+  wire [8:0] \$22 ;
+  reg [49:0] \$220 ;
+  reg [2:0] \$221 ;
+  reg [49:0] \$222 ;
+  reg [31:0] \$223 ;
+  reg [32:0] \$224 ;
+  reg [15:0] \$225 ;
+  reg [5:0] \$226 ;
+  reg [5:0] \$227 ;
+  reg [48:0] \$228 ;
+  reg [5:0] \$229 ;
   wire \$23 ;
-  wire [5:0] \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire [62:0] \$233 ;
-  wire [63:0] \$234 ;
-  wire \$235 ;
-  wire \$236 ;
-  wire [49:0] \$237 ;
-  wire \$238 ;
-  wire \$239 ;
-  wire [8:0] \$24 ;
-  wire [49:0] \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire [31:0] \$243 ;
-  reg \$244 ;
-  reg \$245 ;
-  reg \$246 ;
-  reg \$247 ;
-  reg \$248 ;
-  reg \$249 ;
-  wire [8:0] \$25 ;
-  reg \$250 ;
-  reg \$251 ;
-  reg [8:0] \$252 ;
-  reg \$253 ;
-  reg \$254 ;
-  reg [8:0] \$255 ;
-  reg \$256 ;
-  reg \$257 ;
-  reg [8:0] \$258 ;
-  reg \$259 ;
+  reg [49:0] \$230 ;
+  reg [2:0] \$231 ;
+  reg [49:0] \$232 ;
+  reg [31:0] \$233 ;
+  reg [32:0] \$234 ;
+  reg [15:0] \$235 ;
+  reg [5:0] \$236 ;
+  reg [5:0] \$237 ;
+  reg [48:0] \$238 ;
+  reg [5:0] \$239 ;
+  wire \$24 ;
+  reg [49:0] \$240 ;
+  reg [2:0] \$241 ;
+  reg [49:0] \$242 ;
+  reg [31:0] \$243 ;
+  reg [32:0] \$244 ;
+  reg [15:0] \$245 ;
+  reg [5:0] \$246 ;
+  reg [5:0] \$247 ;
+  reg [48:0] \$248 ;
+  reg [5:0] \$249 ;
+  wire \$25 ;
+  reg [49:0] \$250 ;
+  reg [2:0] \$251 ;
+  reg [49:0] \$252 ;
+  reg [31:0] \$253 ;
+  reg [32:0] \$254 ;
+  reg [15:0] \$255 ;
+  reg [5:0] \$256 ;
+  reg [5:0] \$257 ;
+  reg [48:0] \$258 ;
+  reg [5:0] \$259 ;
   wire \$26 ;
-  reg \$260 ;
-  reg [8:0] \$261 ;
-  reg \$262 ;
-  reg \$263 ;
-  reg [8:0] \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg [8:0] \$267 ;
-  reg [32:0] \$268 ;
-  reg [15:0] \$269 ;
-  wire [7:0] \$27 ;
-  reg [5:0] \$270 ;
-  reg [5:0] \$271 ;
-  reg [48:0] \$272 ;
-  reg [5:0] \$273 ;
-  reg [49:0] \$274 ;
-  reg [2:0] \$275 ;
-  reg [49:0] \$276 ;
-  reg [31:0] \$277 ;
-  reg [32:0] \$278 ;
-  reg [15:0] \$279 ;
+  reg [49:0] \$260 ;
+  reg [2:0] \$261 ;
+  reg [49:0] \$262 ;
+  reg [31:0] \$263 ;
+  reg [32:0] \$264 ;
+  reg [15:0] \$265 ;
+  reg [5:0] \$266 ;
+  reg [5:0] \$267 ;
+  reg [48:0] \$268 ;
+  reg [5:0] \$269 ;
+  wire [8:0] \$27 ;
+  reg [49:0] \$270 ;
+  reg [2:0] \$271 ;
+  reg [49:0] \$272 ;
+  reg [31:0] \$273 ;
+  reg [32:0] \$274 ;
+  reg [15:0] \$275 ;
+  reg [5:0] \$276 ;
+  reg [5:0] \$277 ;
+  reg [48:0] \$278 ;
+  reg [5:0] \$279 ;
   wire [8:0] \$28 ;
-  reg [5:0] \$280 ;
-  reg [5:0] \$281 ;
-  reg [48:0] \$282 ;
-  reg [5:0] \$283 ;
-  reg [49:0] \$284 ;
-  reg [2:0] \$285 ;
-  reg [49:0] \$286 ;
-  reg [31:0] \$287 ;
-  reg [32:0] \$288 ;
-  reg [15:0] \$289 ;
+  reg [49:0] \$280 ;
+  reg [2:0] \$281 ;
+  reg [49:0] \$282 ;
+  reg [31:0] \$283 ;
   wire \$29 ;
-  reg [5:0] \$290 ;
-  reg [5:0] \$291 ;
-  reg [48:0] \$292 ;
-  reg [5:0] \$293 ;
-  reg [49:0] \$294 ;
-  reg [2:0] \$295 ;
-  reg [49:0] \$296 ;
-  reg [31:0] \$297 ;
-  reg [32:0] \$298 ;
-  reg [15:0] \$299 ;
   wire \$3 ;
-  wire \$30 ;
-  reg [5:0] \$300 ;
-  reg [5:0] \$301 ;
-  reg [48:0] \$302 ;
-  reg [5:0] \$303 ;
-  reg [49:0] \$304 ;
-  reg [2:0] \$305 ;
-  reg [49:0] \$306 ;
-  reg [31:0] \$307 ;
-  reg [32:0] \$308 ;
-  reg [15:0] \$309 ;
-  wire \$31 ;
-  reg [5:0] \$310 ;
-  reg [5:0] \$311 ;
-  reg [48:0] \$312 ;
-  reg [5:0] \$313 ;
-  reg [49:0] \$314 ;
-  reg [2:0] \$315 ;
-  reg [49:0] \$316 ;
-  reg [31:0] \$317 ;
-  reg [32:0] \$318 ;
-  reg [15:0] \$319 ;
+  wire [7:0] \$30 ;
+  wire [8:0] \$31 ;
   wire \$32 ;
-  reg [5:0] \$320 ;
-  reg [5:0] \$321 ;
-  reg [48:0] \$322 ;
-  reg [5:0] \$323 ;
-  reg [49:0] \$324 ;
-  reg [2:0] \$325 ;
-  reg [49:0] \$326 ;
-  reg [31:0] \$327 ;
-  reg [32:0] \$328 ;
-  reg [15:0] \$329 ;
-  wire [8:0] \$33 ;
-  reg [5:0] \$330 ;
-  reg [5:0] \$331 ;
-  reg [48:0] \$332 ;
-  reg [5:0] \$333 ;
-  reg [49:0] \$334 ;
-  reg [2:0] \$335 ;
-  reg [49:0] \$336 ;
-  reg [31:0] \$337 ;
-  reg [32:0] \$338 ;
-  reg [15:0] \$339 ;
-  wire [8:0] \$34 ;
-  reg [5:0] \$340 ;
-  reg [5:0] \$341 ;
-  reg [48:0] \$342 ;
-  reg [5:0] \$343 ;
-  reg [49:0] \$344 ;
-  reg [2:0] \$345 ;
-  reg [49:0] \$346 ;
-  reg [31:0] \$347 ;
+  wire \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  wire [7:0] \$36 ;
+  wire [8:0] \$36 ;
   wire [8:0] \$37 ;
   wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
+  wire [7:0] \$39 ;
+  wire [5:0] \$4 ;
+  wire [8:0] \$40 ;
   wire \$41 ;
-  wire [8:0] \$42 ;
-  wire [8:0] \$43 ;
+  wire \$42 ;
+  wire \$43 ;
   wire \$44 ;
-  wire [7:0] \$45 ;
+  wire [8:0] \$45 ;
   wire [8:0] \$46 ;
   wire \$47 ;
-  wire \$48 ;
-  wire \$49 ;
+  wire [7:0] \$48 ;
+  wire [8:0] \$49 ;
   wire \$5 ;
   wire \$50 ;
-  wire [8:0] \$51 ;
-  wire [8:0] \$52 ;
+  wire \$51 ;
+  wire \$52 ;
   wire \$53 ;
-  wire [7:0] \$54 ;
+  wire [8:0] \$54 ;
   wire [8:0] \$55 ;
   wire \$56 ;
-  wire \$57 ;
-  wire \$58 ;
+  wire [7:0] \$57 ;
+  wire [8:0] \$58 ;
   wire \$59 ;
-  wire [8:0] \$6 ;
-  wire [8:0] \$60 ;
-  wire [8:0] \$61 ;
+  wire \$6 ;
+  wire \$60 ;
+  wire \$61 ;
   wire \$62 ;
-  wire [7:0] \$63 ;
+  wire [8:0] \$63 ;
   wire [8:0] \$64 ;
   wire \$65 ;
-  wire \$66 ;
-  wire \$67 ;
+  wire [7:0] \$66 ;
+  wire [8:0] \$67 ;
   wire \$68 ;
-  wire [8:0] \$69 ;
-  wire [8:0] \$7 ;
-  wire [8:0] \$70 ;
+  wire \$69 ;
+  wire \$7 ;
+  wire \$70 ;
   wire \$71 ;
-  wire [7:0] \$72 ;
+  wire [8:0] \$72 ;
   wire [8:0] \$73 ;
   wire \$74 ;
-  wire \$75 ;
-  wire \$76 ;
+  wire [7:0] \$75 ;
+  wire [8:0] \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
@@ -57019,66 +56955,64 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
+  wire [32:0] \$83 ;
   wire \$84 ;
-  wire \$85 ;
+  wire [15:0] \$85 ;
   wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [7:0] \$9 ;
-  wire \$90 ;
-  wire \$91 ;
+  wire [5:0] \$87 ;
+  wire [62:0] \$88 ;
+  wire [63:0] \$89 ;
+  wire [8:0] \$9 ;
+  wire [49:0] \$90 ;
+  wire [49:0] \$91 ;
   wire \$92 ;
-  wire [32:0] \$93 ;
+  wire [31:0] \$93 ;
   wire \$94 ;
-  wire [15:0] \$95 ;
+  wire [32:0] \$95 ;
   wire \$96 ;
-  wire [5:0] \$97 ;
+  wire [15:0] \$97 ;
   wire \$98 ;
-  wire \$99 ;
+  wire [5:0] \$99 ;
   wire [17:0] a;
-  wire [17:0] \a$16 ;
-  wire [17:0] \a$22 ;
-  wire [17:0] \a$27 ;
-  wire [17:0] \a$32 ;
-  wire [17:0] \a$37 ;
-  wire [17:0] \a$42 ;
-  wire [17:0] \a$47 ;
-  wire [17:0] \a$52 ;
-  wire [17:0] \a$57 ;
-  wire [17:0] \a$62 ;
-  wire [17:0] \a$67 ;
-  wire [17:0] \a$72 ;
-  wire [17:0] \a$77 ;
-  wire [17:0] \a$82 ;
-  wire [17:0] \a$87 ;
-  output advance;
-  wire advance;
+  wire [17:0] \a$17 ;
+  wire [17:0] \a$23 ;
+  wire [17:0] \a$28 ;
+  wire [17:0] \a$33 ;
+  wire [17:0] \a$38 ;
+  wire [17:0] \a$43 ;
+  wire [17:0] \a$48 ;
+  wire [17:0] \a$53 ;
+  wire [17:0] \a$58 ;
+  wire [17:0] \a$63 ;
+  wire [17:0] \a$68 ;
+  wire [17:0] \a$73 ;
+  wire [17:0] \a$78 ;
+  wire [17:0] \a$83 ;
+  wire [17:0] \a$88 ;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$17 ;
-  reg [15:0] \b$24  = 16'h0000;
+  wire [15:0] \b$18 ;
+  reg [15:0] \b$25  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$28 ;
-  reg [15:0] \b$34  = 16'h0000;
+  wire [15:0] \b$29 ;
+  reg [15:0] \b$35  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$38 ;
-  reg [15:0] \b$44  = 16'h0000;
+  wire [15:0] \b$39 ;
+  reg [15:0] \b$45  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$48 ;
-  reg [15:0] \b$54  = 16'h0000;
+  wire [15:0] \b$49 ;
+  reg [15:0] \b$55  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$58 ;
-  reg [15:0] \b$64  = 16'h0000;
+  wire [15:0] \b$59 ;
+  reg [15:0] \b$65  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$68 ;
-  reg [15:0] \b$74  = 16'h0000;
+  wire [15:0] \b$69 ;
+  reg [15:0] \b$75  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$78 ;
-  reg [15:0] \b$84  = 16'h0000;
+  wire [15:0] \b$79 ;
+  reg [15:0] \b$85  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$88 ;
+  wire [15:0] \b$89 ;
   input clk;
   wire clk;
   reg [49:0] coarse_0 = 50'h0000000000000;
@@ -57089,64 +57023,49 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   reg [49:0] coarse_5 = 50'h0000000000000;
   reg [49:0] coarse_6 = 50'h0000000000000;
   reg [49:0] coarse_7 = 50'h0000000000000;
-  wire en;
-  wire \en$18 ;
-  wire \en$26 ;
-  wire \en$29 ;
-  wire \en$36 ;
-  wire \en$39 ;
-  wire \en$46 ;
-  wire \en$49 ;
-  wire \en$56 ;
-  wire \en$59 ;
-  wire \en$66 ;
-  wire \en$69 ;
-  wire \en$76 ;
-  wire \en$79 ;
-  wire \en$86 ;
-  wire \en$89 ;
-  wire [264:0] i__payload;
-  input [698:0] \i__payload$111 ;
-  wire [698:0] \i__payload$111 ;
-  wire [255:0] \i__payload$111.bias ;
-  wire [31:0] \i__payload$111.bias[0] ;
-  wire [31:0] \i__payload$111.bias[1] ;
-  wire [31:0] \i__payload$111.bias[2] ;
-  wire [31:0] \i__payload$111.bias[3] ;
-  wire [31:0] \i__payload$111.bias[4] ;
-  wire [31:0] \i__payload$111.bias[5] ;
-  wire [31:0] \i__payload$111.bias[6] ;
-  wire [31:0] \i__payload$111.bias[7] ;
-  wire [255:0] \i__payload$111.data ;
-  wire [31:0] \i__payload$111.data[0] ;
-  wire [31:0] \i__payload$111.data[1] ;
-  wire [31:0] \i__payload$111.data[2] ;
-  wire [31:0] \i__payload$111.data[3] ;
-  wire [31:0] \i__payload$111.data[4] ;
-  wire [31:0] \i__payload$111.data[5] ;
-  wire [31:0] \i__payload$111.data[6] ;
-  wire [31:0] \i__payload$111.data[7] ;
-  wire [127:0] \i__payload$111.mult ;
-  wire [15:0] \i__payload$111.mult[0] ;
-  wire [15:0] \i__payload$111.mult[1] ;
-  wire [15:0] \i__payload$111.mult[2] ;
-  wire [15:0] \i__payload$111.mult[3] ;
-  wire [15:0] \i__payload$111.mult[4] ;
-  wire [15:0] \i__payload$111.mult[5] ;
-  wire [15:0] \i__payload$111.mult[6] ;
-  wire [15:0] \i__payload$111.mult[7] ;
-  wire \i__payload$111.relu ;
-  wire \i__payload$111.requantize ;
-  wire [47:0] \i__payload$111.shift ;
-  wire [5:0] \i__payload$111.shift[0] ;
-  wire [5:0] \i__payload$111.shift[1] ;
-  wire [5:0] \i__payload$111.shift[2] ;
-  wire [5:0] \i__payload$111.shift[3] ;
-  wire [5:0] \i__payload$111.shift[4] ;
-  wire [5:0] \i__payload$111.shift[5] ;
-  wire [5:0] \i__payload$111.shift[6] ;
-  wire [5:0] \i__payload$111.shift[7] ;
-  wire [8:0] \i__payload$111.user ;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$19 ;
+  (* init = 1'h0 *)
+  wire \en$27 ;
+  (* init = 1'h0 *)
+  wire \en$30 ;
+  (* init = 1'h0 *)
+  wire \en$37 ;
+  (* init = 1'h0 *)
+  wire \en$40 ;
+  (* init = 1'h0 *)
+  wire \en$47 ;
+  (* init = 1'h0 *)
+  wire \en$50 ;
+  (* init = 1'h0 *)
+  wire \en$57 ;
+  (* init = 1'h0 *)
+  wire \en$60 ;
+  (* init = 1'h0 *)
+  wire \en$67 ;
+  (* init = 1'h0 *)
+  wire \en$70 ;
+  (* init = 1'h0 *)
+  wire \en$77 ;
+  (* init = 1'h0 *)
+  wire \en$80 ;
+  (* init = 1'h0 *)
+  wire \en$87 ;
+  (* init = 1'h0 *)
+  wire \en$90 ;
+  reg [3:0] held = 4'h0;
+  input [698:0] i__payload;
+  wire [698:0] i__payload;
+  wire [255:0] \i__payload.bias ;
+  wire [31:0] \i__payload.bias[0] ;
+  wire [31:0] \i__payload.bias[1] ;
+  wire [31:0] \i__payload.bias[2] ;
+  wire [31:0] \i__payload.bias[3] ;
+  wire [31:0] \i__payload.bias[4] ;
+  wire [31:0] \i__payload.bias[5] ;
+  wire [31:0] \i__payload.bias[6] ;
+  wire [31:0] \i__payload.bias[7] ;
   wire [255:0] \i__payload.data ;
   wire [31:0] \i__payload.data[0] ;
   wire [31:0] \i__payload.data[1] ;
@@ -57156,13 +57075,42 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   wire [31:0] \i__payload.data[5] ;
   wire [31:0] \i__payload.data[6] ;
   wire [31:0] \i__payload.data[7] ;
+  wire [127:0] \i__payload.mult ;
+  wire [15:0] \i__payload.mult[0] ;
+  wire [15:0] \i__payload.mult[1] ;
+  wire [15:0] \i__payload.mult[2] ;
+  wire [15:0] \i__payload.mult[3] ;
+  wire [15:0] \i__payload.mult[4] ;
+  wire [15:0] \i__payload.mult[5] ;
+  wire [15:0] \i__payload.mult[6] ;
+  wire [15:0] \i__payload.mult[7] ;
+  wire \i__payload.relu ;
+  wire \i__payload.requantize ;
+  wire [47:0] \i__payload.shift ;
+  wire [5:0] \i__payload.shift[0] ;
+  wire [5:0] \i__payload.shift[1] ;
+  wire [5:0] \i__payload.shift[2] ;
+  wire [5:0] \i__payload.shift[3] ;
+  wire [5:0] \i__payload.shift[4] ;
+  wire [5:0] \i__payload.shift[5] ;
+  wire [5:0] \i__payload.shift[6] ;
+  wire [5:0] \i__payload.shift[7] ;
   wire [8:0] \i__payload.user ;
+  (* init = 1'h1 *)
   wire i__ready;
-  wire \i__ready$9 ;
-  (* init = 1'h0 *)
+  input i__valid;
   wire i__valid;
-  input \i__valid$105 ;
-  wire \i__valid$105 ;
+  wire [264:0] last;
+  wire [255:0] \last.data ;
+  wire [31:0] \last.data[0] ;
+  wire [31:0] \last.data[1] ;
+  wire [31:0] \last.data[2] ;
+  wire [31:0] \last.data[3] ;
+  wire [31:0] \last.data[4] ;
+  wire [31:0] \last.data[5] ;
+  wire [31:0] \last.data[6] ;
+  wire [31:0] \last.data[7] ;
+  wire [8:0] \last.user ;
   (* init = 16'h0000 *)
   wire [15:0] mult_0;
   (* init = 16'h0000 *)
@@ -57179,19 +57127,9 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   wire [15:0] mult_6;
   (* init = 16'h0000 *)
   wire [15:0] mult_7;
+  wire [3:0] next_held;
   output [264:0] o__payload;
   wire [264:0] o__payload;
-  wire [264:0] \o__payload$1 ;
-  wire [255:0] \o__payload$1.data ;
-  wire [31:0] \o__payload$1.data[0] ;
-  wire [31:0] \o__payload$1.data[1] ;
-  wire [31:0] \o__payload$1.data[2] ;
-  wire [31:0] \o__payload$1.data[3] ;
-  wire [31:0] \o__payload$1.data[4] ;
-  wire [31:0] \o__payload$1.data[5] ;
-  wire [31:0] \o__payload$1.data[6] ;
-  wire [31:0] \o__payload$1.data[7] ;
-  wire [8:0] \o__payload$1.user ;
   wire [255:0] \o__payload.data ;
   wire [31:0] \o__payload.data[0] ;
   wire [31:0] \o__payload.data[1] ;
@@ -57202,28 +57140,25 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   wire [31:0] \o__payload.data[6] ;
   wire [31:0] \o__payload.data[7] ;
   wire [8:0] \o__payload.user ;
-  input o__ready;
   wire o__ready;
-  wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$5 ;
   wire [33:0] p;
-  wire [33:0] \p$131 ;
-  wire [33:0] \p$138 ;
-  wire [33:0] \p$139 ;
-  wire [33:0] \p$146 ;
-  wire [33:0] \p$147 ;
-  wire [33:0] \p$154 ;
-  wire [33:0] \p$155 ;
-  wire [33:0] \p$162 ;
-  wire [33:0] \p$163 ;
-  wire [33:0] \p$170 ;
-  wire [33:0] \p$171 ;
-  wire [33:0] \p$178 ;
-  wire [33:0] \p$179 ;
-  wire [33:0] \p$186 ;
-  wire [33:0] \p$187 ;
+  wire [33:0] \p$133 ;
+  wire [33:0] \p$140 ;
+  wire [33:0] \p$141 ;
+  wire [33:0] \p$148 ;
+  wire [33:0] \p$149 ;
+  wire [33:0] \p$156 ;
+  wire [33:0] \p$157 ;
+  wire [33:0] \p$164 ;
+  wire [33:0] \p$165 ;
+  wire [33:0] \p$172 ;
+  wire [33:0] \p$173 ;
+  wire [33:0] \p$180 ;
+  wire [33:0] \p$181 ;
+  wire [33:0] \p$188 ;
+  wire [33:0] \p$189 ;
   reg [48:0] p_0 = 49'h0000000000000;
   reg [48:0] p_1 = 49'h0000000000000;
   reg [48:0] p_2 = 49'h0000000000000;
@@ -57232,6 +57167,10 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   reg [48:0] p_5 = 49'h0000000000000;
   reg [48:0] p_6 = 49'h0000000000000;
   reg [48:0] p_7 = 49'h0000000000000;
+  wire [264:0] r_data;
+  input r_en;
+  wire r_en;
+  wire r_rdy;
   reg [31:0] result_0 = 32'd0;
   reg [31:0] result_1 = 32'd0;
   reg [31:0] result_2 = 32'd0;
@@ -57240,6 +57179,8 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   reg [31:0] result_5 = 32'd0;
   reg [31:0] result_6 = 32'd0;
   reg [31:0] result_7 = 32'd0;
+  output room;
+  reg room = 1'h1;
   input rst;
   wire rst;
   reg s1_relu = 1'h0;
@@ -57308,12 +57249,14 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   reg [32:0] v_5 = 33'h000000000;
   reg [32:0] v_6 = 33'h000000000;
   reg [32:0] v_7 = 33'h000000000;
-  reg valid1 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid1;
   reg valid2 = 1'h0;
   reg valid3 = 1'h0;
   reg valid4 = 1'h0;
   reg valid5 = 1'h0;
-  reg valid6 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid6;
   wire [31:0] value_0;
   wire [31:0] value_1;
   wire [31:0] value_2;
@@ -57322,1395 +57265,1331 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   wire [31:0] value_5;
   wire [31:0] value_6;
   wire [31:0] value_7;
-  assign \$1  = ~ valid6;
-  assign advance = \$1  | i__ready;
-  assign en = advance & valid1;
-  assign \en$18  = advance & valid1;
-  assign \$2  = ! t_0[49:8];
-  assign \$3  = t_0[49:8] == 42'h3ffffffffff;
-  assign \$4  = \$2  | \$3 ;
-  assign \$5  = t_0[8:1] == 7'h7f;
-  assign \$6  = $signed(t_0[8:1]) + $signed({ 1'h0, t_0[0] });
-  assign \$7  = \$5  ? 9'h07f : \$6 ;
-  assign \$8  = $signed(t_0[49:1]) < $signed(1'h0);
-  assign \$9  = \$8  ? 8'h80 : 8'h7f;
-  assign \$10  = \$4  ? \$7  : { \$9 [7], \$9  };
-  assign value_0 = s5_requantize ? { \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10  } : t_0[32:1];
-  assign \en$26  = advance & valid1;
-  assign \en$29  = advance & valid1;
-  assign \$11  = ! t_1[49:8];
-  assign \$12  = t_1[49:8] == 42'h3ffffffffff;
-  assign \$13  = \$11  | \$12 ;
-  assign \$14  = t_1[8:1] == 7'h7f;
-  assign \$15  = $signed(t_1[8:1]) + $signed({ 1'h0, t_1[0] });
-  assign \$16  = \$14  ? 9'h07f : \$15 ;
-  assign \$17  = $signed(t_1[49:1]) < $signed(1'h0);
-  assign \$18  = \$17  ? 8'h80 : 8'h7f;
-  assign \$19  = \$13  ? \$16  : { \$18 [7], \$18  };
-  assign value_1 = s5_requantize ? { \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19  } : t_1[32:1];
-  assign \en$36  = advance & valid1;
-  assign \en$39  = advance & valid1;
-  assign \$20  = ! t_2[49:8];
-  assign \$21  = t_2[49:8] == 42'h3ffffffffff;
-  assign \$22  = \$20  | \$21 ;
-  assign \$23  = t_2[8:1] == 7'h7f;
-  assign \$24  = $signed(t_2[8:1]) + $signed({ 1'h0, t_2[0] });
-  assign \$25  = \$23  ? 9'h07f : \$24 ;
-  assign \$26  = $signed(t_2[49:1]) < $signed(1'h0);
-  assign \$27  = \$26  ? 8'h80 : 8'h7f;
-  assign \$28  = \$22  ? \$25  : { \$27 [7], \$27  };
-  assign value_2 = s5_requantize ? { \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28  } : t_2[32:1];
-  assign \en$46  = advance & valid1;
-  assign \en$49  = advance & valid1;
-  assign \$29  = ! t_3[49:8];
-  assign \$30  = t_3[49:8] == 42'h3ffffffffff;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = t_3[8:1] == 7'h7f;
-  assign \$33  = $signed(t_3[8:1]) + $signed({ 1'h0, t_3[0] });
-  assign \$34  = \$32  ? 9'h07f : \$33 ;
-  assign \$35  = $signed(t_3[49:1]) < $signed(1'h0);
-  assign \$36  = \$35  ? 8'h80 : 8'h7f;
-  assign \$37  = \$31  ? \$34  : { \$36 [7], \$36  };
-  assign value_3 = s5_requantize ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : t_3[32:1];
-  assign \en$56  = advance & valid1;
-  assign \en$59  = advance & valid1;
-  assign \$38  = ! t_4[49:8];
-  assign \$39  = t_4[49:8] == 42'h3ffffffffff;
-  assign \$40  = \$38  | \$39 ;
-  assign \$41  = t_4[8:1] == 7'h7f;
-  assign \$42  = $signed(t_4[8:1]) + $signed({ 1'h0, t_4[0] });
-  assign \$43  = \$41  ? 9'h07f : \$42 ;
-  assign \$44  = $signed(t_4[49:1]) < $signed(1'h0);
-  assign \$45  = \$44  ? 8'h80 : 8'h7f;
-  assign \$46  = \$40  ? \$43  : { \$45 [7], \$45  };
-  assign value_4 = s5_requantize ? { \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46 [8], \$46  } : t_4[32:1];
-  assign \en$66  = advance & valid1;
-  assign \en$69  = advance & valid1;
-  assign \$47  = ! t_5[49:8];
-  assign \$48  = t_5[49:8] == 42'h3ffffffffff;
-  assign \$49  = \$47  | \$48 ;
-  assign \$50  = t_5[8:1] == 7'h7f;
-  assign \$51  = $signed(t_5[8:1]) + $signed({ 1'h0, t_5[0] });
-  assign \$52  = \$50  ? 9'h07f : \$51 ;
-  assign \$53  = $signed(t_5[49:1]) < $signed(1'h0);
-  assign \$54  = \$53  ? 8'h80 : 8'h7f;
-  assign \$55  = \$49  ? \$52  : { \$54 [7], \$54  };
-  assign value_5 = s5_requantize ? { \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55 [8], \$55  } : t_5[32:1];
-  assign \en$76  = advance & valid1;
-  assign \en$79  = advance & valid1;
-  assign \$56  = ! t_6[49:8];
-  assign \$57  = t_6[49:8] == 42'h3ffffffffff;
-  assign \$58  = \$56  | \$57 ;
-  assign \$59  = t_6[8:1] == 7'h7f;
-  assign \$60  = $signed(t_6[8:1]) + $signed({ 1'h0, t_6[0] });
-  assign \$61  = \$59  ? 9'h07f : \$60 ;
-  assign \$62  = $signed(t_6[49:1]) < $signed(1'h0);
-  assign \$63  = \$62  ? 8'h80 : 8'h7f;
-  assign \$64  = \$58  ? \$61  : { \$63 [7], \$63  };
-  assign value_6 = s5_requantize ? { \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64 [8], \$64  } : t_6[32:1];
-  assign \en$86  = advance & valid1;
-  assign \en$89  = advance & valid1;
-  assign \$65  = ! t_7[49:8];
-  assign \$66  = t_7[49:8] == 42'h3ffffffffff;
-  assign \$67  = \$65  | \$66 ;
-  assign \$68  = t_7[8:1] == 7'h7f;
-  assign \$69  = $signed(t_7[8:1]) + $signed({ 1'h0, t_7[0] });
-  assign \$70  = \$68  ? 9'h07f : \$69 ;
-  assign \$71  = $signed(t_7[49:1]) < $signed(1'h0);
-  assign \$72  = \$71  ? 8'h80 : 8'h7f;
-  assign \$73  = \$67  ? \$70  : { \$72 [7], \$72  };
-  assign value_7 = s5_requantize ? { \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73 [8], \$73  } : t_7[32:1];
-  assign \$74  = advance & \i__valid$105 ;
-  assign \$75  = advance & \i__valid$105 ;
-  assign \$76  = advance & \i__valid$105 ;
-  assign \$77  = advance & valid1;
-  assign \$78  = advance & valid1;
-  assign \$79  = advance & valid1;
-  assign \$80  = advance & valid2;
-  assign \$81  = advance & valid2;
-  assign \$82  = advance & valid2;
-  assign \$83  = advance & valid3;
-  assign \$84  = advance & valid3;
-  assign \$85  = advance & valid3;
-  assign \$86  = advance & valid4;
-  assign \$87  = advance & valid4;
-  assign \$88  = advance & valid4;
-  assign \$89  = advance & valid5;
-  assign \$90  = advance & valid5;
-  assign \$91  = advance & valid5;
-  assign \$92  = advance & \i__valid$105 ;
-  assign \$93  = $signed(\i__payload$111 [31:0]) + $signed(\i__payload$111 [287:256]);
-  assign \$94  = advance & \i__valid$105 ;
-  assign \$95  = \i__payload$111 [688] ? \i__payload$111 [527:512] : 16'h0001;
-  assign \$96  = advance & \i__valid$105 ;
-  assign \$97  = \i__payload$111 [688] ? \i__payload$111 [645:640] : 6'h00;
-  assign \$98  = advance & valid1;
-  assign \$99  = advance & valid2;
-  assign \$101  = $signed(p) + $signed(\$100 );
-  assign \$102  = advance & valid2;
-  assign \$103  = advance & valid3;
-  assign \$104  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
-  assign \$105  = advance & valid3;
-  assign \$106  = advance & valid4;
-  assign \$107  = $signed(coarse_0) >>> shift4_0;
-  assign \$108  = advance & valid5;
-  assign \$109  = s5_relu & value_0[31];
-  assign \$110  = \$109  ? 32'd0 : value_0;
-  assign \$111  = advance & \i__valid$105 ;
-  assign \$112  = $signed(\i__payload$111 [63:32]) + $signed(\i__payload$111 [319:288]);
-  assign \$113  = advance & \i__valid$105 ;
-  assign \$114  = \i__payload$111 [688] ? \i__payload$111 [543:528] : 16'h0001;
-  assign \$115  = advance & \i__valid$105 ;
-  assign \$116  = \i__payload$111 [688] ? \i__payload$111 [651:646] : 6'h00;
-  assign \$117  = advance & valid1;
-  assign \$118  = advance & valid2;
-  assign \$120  = $signed(\p$138 ) + $signed(\$119 );
-  assign \$121  = advance & valid2;
-  assign \$122  = advance & valid3;
-  assign \$123  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
-  assign \$124  = advance & valid3;
-  assign \$125  = advance & valid4;
-  assign \$126  = $signed(coarse_1) >>> shift4_1;
-  assign \$127  = advance & valid5;
-  assign \$128  = s5_relu & value_1[31];
-  assign \$129  = \$128  ? 32'd0 : value_1;
-  assign \$130  = advance & \i__valid$105 ;
-  assign \$131  = $signed(\i__payload$111 [95:64]) + $signed(\i__payload$111 [351:320]);
-  assign \$132  = advance & \i__valid$105 ;
-  assign \$133  = \i__payload$111 [688] ? \i__payload$111 [559:544] : 16'h0001;
-  assign \$134  = advance & \i__valid$105 ;
-  assign \$135  = \i__payload$111 [688] ? \i__payload$111 [657:652] : 6'h00;
-  assign \$136  = advance & valid1;
-  assign \$137  = advance & valid2;
-  assign \$139  = $signed(\p$146 ) + $signed(\$138 );
-  assign \$140  = advance & valid2;
-  assign \$141  = advance & valid3;
-  assign \$142  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
-  assign \$143  = advance & valid3;
-  assign \$144  = advance & valid4;
-  assign \$145  = $signed(coarse_2) >>> shift4_2;
-  assign \$146  = advance & valid5;
-  assign \$147  = s5_relu & value_2[31];
-  assign \$148  = \$147  ? 32'd0 : value_2;
-  assign \$149  = advance & \i__valid$105 ;
-  assign \$150  = $signed(\i__payload$111 [127:96]) + $signed(\i__payload$111 [383:352]);
-  assign \$151  = advance & \i__valid$105 ;
-  assign \$152  = \i__payload$111 [688] ? \i__payload$111 [575:560] : 16'h0001;
-  assign \$153  = advance & \i__valid$105 ;
-  assign \$154  = \i__payload$111 [688] ? \i__payload$111 [663:658] : 6'h00;
-  assign \$155  = advance & valid1;
-  assign \$156  = advance & valid2;
-  assign \$158  = $signed(\p$154 ) + $signed(\$157 );
-  assign \$159  = advance & valid2;
-  assign \$160  = advance & valid3;
-  assign \$161  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
-  assign \$162  = advance & valid3;
-  assign \$163  = advance & valid4;
-  assign \$164  = $signed(coarse_3) >>> shift4_3;
-  assign \$165  = advance & valid5;
-  assign \$166  = s5_relu & value_3[31];
-  assign \$167  = \$166  ? 32'd0 : value_3;
-  assign \$168  = advance & \i__valid$105 ;
-  assign \$169  = $signed(\i__payload$111 [159:128]) + $signed(\i__payload$111 [415:384]);
-  assign \$170  = advance & \i__valid$105 ;
-  assign \$171  = \i__payload$111 [688] ? \i__payload$111 [591:576] : 16'h0001;
-  assign \$172  = advance & \i__valid$105 ;
-  assign \$173  = \i__payload$111 [688] ? \i__payload$111 [669:664] : 6'h00;
-  assign \$174  = advance & valid1;
-  assign \$175  = advance & valid2;
-  assign \$177  = $signed(\p$162 ) + $signed(\$176 );
-  assign \$178  = advance & valid2;
-  assign \$179  = advance & valid3;
-  assign \$180  = $signed({ p_4, 1'h0 }) >>> { shift3_4[5:3], 3'h0 };
-  assign \$181  = advance & valid3;
-  assign \$182  = advance & valid4;
-  assign \$183  = $signed(coarse_4) >>> shift4_4;
-  assign \$184  = advance & valid5;
-  assign \$185  = s5_relu & value_4[31];
-  assign \$186  = \$185  ? 32'd0 : value_4;
-  assign \$187  = advance & \i__valid$105 ;
-  assign \$188  = $signed(\i__payload$111 [191:160]) + $signed(\i__payload$111 [447:416]);
-  assign \$189  = advance & \i__valid$105 ;
-  assign \$190  = \i__payload$111 [688] ? \i__payload$111 [607:592] : 16'h0001;
-  assign \$191  = advance & \i__valid$105 ;
-  assign \$192  = \i__payload$111 [688] ? \i__payload$111 [675:670] : 6'h00;
-  assign \$193  = advance & valid1;
-  assign \$194  = advance & valid2;
-  assign \$196  = $signed(\p$170 ) + $signed(\$195 );
-  assign \$197  = advance & valid2;
-  assign \$198  = advance & valid3;
-  assign \$199  = $signed({ p_5, 1'h0 }) >>> { shift3_5[5:3], 3'h0 };
-  assign \$200  = advance & valid3;
-  assign \$201  = advance & valid4;
-  assign \$202  = $signed(coarse_5) >>> shift4_5;
-  assign \$203  = advance & valid5;
-  assign \$204  = s5_relu & value_5[31];
-  assign \$205  = \$204  ? 32'd0 : value_5;
-  assign \$206  = advance & \i__valid$105 ;
-  assign \$207  = $signed(\i__payload$111 [223:192]) + $signed(\i__payload$111 [479:448]);
-  assign \$208  = advance & \i__valid$105 ;
-  assign \$209  = \i__payload$111 [688] ? \i__payload$111 [623:608] : 16'h0001;
-  assign \$210  = advance & \i__valid$105 ;
-  assign \$211  = \i__payload$111 [688] ? \i__payload$111 [681:676] : 6'h00;
-  assign \$212  = advance & valid1;
-  assign \$213  = advance & valid2;
-  assign \$215  = $signed(\p$178 ) + $signed(\$214 );
-  assign \$216  = advance & valid2;
-  assign \$217  = advance & valid3;
-  assign \$218  = $signed({ p_6, 1'h0 }) >>> { shift3_6[5:3], 3'h0 };
-  assign \$219  = advance & valid3;
-  assign \$220  = advance & valid4;
-  assign \$221  = $signed(coarse_6) >>> shift4_6;
-  assign \$222  = advance & valid5;
-  assign \$223  = s5_relu & value_6[31];
-  assign \$224  = \$223  ? 32'd0 : value_6;
-  assign \$225  = advance & \i__valid$105 ;
-  assign \$226  = $signed(\i__payload$111 [255:224]) + $signed(\i__payload$111 [511:480]);
-  assign \$227  = advance & \i__valid$105 ;
-  assign \$228  = \i__payload$111 [688] ? \i__payload$111 [639:624] : 16'h0001;
-  assign \$229  = advance & \i__valid$105 ;
-  assign \$230  = \i__payload$111 [688] ? \i__payload$111 [687:682] : 6'h00;
-  assign \$231  = advance & valid1;
-  assign \$232  = advance & valid2;
-  assign \$234  = $signed(\p$186 ) + $signed(\$233 );
-  assign \$235  = advance & valid2;
-  assign \$236  = advance & valid3;
-  assign \$237  = $signed({ p_7, 1'h0 }) >>> { shift3_7[5:3], 3'h0 };
-  assign \$238  = advance & valid3;
-  assign \$239  = advance & valid4;
-  assign \$240  = $signed(coarse_7) >>> shift4_7;
-  assign \$241  = advance & valid5;
-  assign \$242  = s5_relu & value_7[31];
-  assign \$243  = \$242  ? 32'd0 : value_7;
-  always @(posedge clk)
-    valid1 <= \$244 ;
-  always @(posedge clk)
-    valid2 <= \$245 ;
-  always @(posedge clk)
-    valid3 <= \$246 ;
-  always @(posedge clk)
-    valid4 <= \$247 ;
-  always @(posedge clk)
-    valid5 <= \$248 ;
-  always @(posedge clk)
-    valid6 <= \$249 ;
-  always @(posedge clk)
-    s1_requantize <= \$250 ;
-  always @(posedge clk)
-    s1_relu <= \$251 ;
-  always @(posedge clk)
-    s1_user <= \$252 ;
-  always @(posedge clk)
-    s2_requantize <= \$253 ;
-  always @(posedge clk)
-    s2_relu <= \$254 ;
-  always @(posedge clk)
-    s2_user <= \$255 ;
-  always @(posedge clk)
-    s3_requantize <= \$256 ;
-  always @(posedge clk)
-    s3_relu <= \$257 ;
-  always @(posedge clk)
-    s3_user <= \$258 ;
-  always @(posedge clk)
-    s4_requantize <= \$259 ;
-  always @(posedge clk)
-    s4_relu <= \$260 ;
-  always @(posedge clk)
-    s4_user <= \$261 ;
-  always @(posedge clk)
-    s5_requantize <= \$262 ;
-  always @(posedge clk)
-    s5_relu <= \$263 ;
-  always @(posedge clk)
-    s5_user <= \$264 ;
-  always @(posedge clk)
-    s6_requantize <= \$265 ;
-  always @(posedge clk)
-    s6_relu <= \$266 ;
-  always @(posedge clk)
-    s6_user <= \$267 ;
-  always @(posedge clk)
-    v_0 <= \$268 ;
-  always @(posedge clk)
-    b <= \$269 ;
-  always @(posedge clk)
-    shift1_0 <= \$270 ;
-  always @(posedge clk)
-    shift2_0 <= \$271 ;
-  always @(posedge clk)
-    p_0 <= \$272 ;
-  always @(posedge clk)
-    shift3_0 <= \$273 ;
+  wire [264:0] w_data;
+  reg w_en = 1'h0;
+  assign \$1  = i__valid & room;
+  assign \$2  = held + \$1 ;
+  assign \$3  = o__valid & r_en;
+  assign \$4  = \$2  - \$3 ;
+  assign \$5  = ! t_0[49:8];
+  assign \$6  = t_0[49:8] == 42'h3ffffffffff;
+  assign \$7  = \$5  | \$6 ;
+  assign \$8  = t_0[8:1] == 7'h7f;
+  assign \$9  = $signed(t_0[8:1]) + $signed({ 1'h0, t_0[0] });
+  assign \$10  = \$8  ? 9'h07f : \$9 ;
+  assign \$11  = $signed(t_0[49:1]) < $signed(1'h0);
+  assign \$12  = \$11  ? 8'h80 : 8'h7f;
+  assign \$13  = \$7  ? \$10  : { \$12 [7], \$12  };
+  assign value_0 = s5_requantize ? { \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13  } : t_0[32:1];
+  assign \$14  = ! t_1[49:8];
+  assign \$15  = t_1[49:8] == 42'h3ffffffffff;
+  assign \$16  = \$14  | \$15 ;
+  assign \$17  = t_1[8:1] == 7'h7f;
+  assign \$18  = $signed(t_1[8:1]) + $signed({ 1'h0, t_1[0] });
+  assign \$19  = \$17  ? 9'h07f : \$18 ;
+  assign \$20  = $signed(t_1[49:1]) < $signed(1'h0);
+  assign \$21  = \$20  ? 8'h80 : 8'h7f;
+  assign \$22  = \$16  ? \$19  : { \$21 [7], \$21  };
+  assign value_1 = s5_requantize ? { \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22  } : t_1[32:1];
+  assign \$23  = ! t_2[49:8];
+  assign \$24  = t_2[49:8] == 42'h3ffffffffff;
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = t_2[8:1] == 7'h7f;
+  assign \$27  = $signed(t_2[8:1]) + $signed({ 1'h0, t_2[0] });
+  assign \$28  = \$26  ? 9'h07f : \$27 ;
+  assign \$29  = $signed(t_2[49:1]) < $signed(1'h0);
+  assign \$30  = \$29  ? 8'h80 : 8'h7f;
+  assign \$31  = \$25  ? \$28  : { \$30 [7], \$30  };
+  assign value_2 = s5_requantize ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : t_2[32:1];
+  assign \$32  = ! t_3[49:8];
+  assign \$33  = t_3[49:8] == 42'h3ffffffffff;
+  assign \$34  = \$32  | \$33 ;
+  assign \$35  = t_3[8:1] == 7'h7f;
+  assign \$36  = $signed(t_3[8:1]) + $signed({ 1'h0, t_3[0] });
+  assign \$37  = \$35  ? 9'h07f : \$36 ;
+  assign \$38  = $signed(t_3[49:1]) < $signed(1'h0);
+  assign \$39  = \$38  ? 8'h80 : 8'h7f;
+  assign \$40  = \$34  ? \$37  : { \$39 [7], \$39  };
+  assign value_3 = s5_requantize ? { \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40  } : t_3[32:1];
+  assign \$41  = ! t_4[49:8];
+  assign \$42  = t_4[49:8] == 42'h3ffffffffff;
+  assign \$43  = \$41  | \$42 ;
+  assign \$44  = t_4[8:1] == 7'h7f;
+  assign \$45  = $signed(t_4[8:1]) + $signed({ 1'h0, t_4[0] });
+  assign \$46  = \$44  ? 9'h07f : \$45 ;
+  assign \$47  = $signed(t_4[49:1]) < $signed(1'h0);
+  assign \$48  = \$47  ? 8'h80 : 8'h7f;
+  assign \$49  = \$43  ? \$46  : { \$48 [7], \$48  };
+  assign value_4 = s5_requantize ? { \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49 [8], \$49  } : t_4[32:1];
+  assign \$50  = ! t_5[49:8];
+  assign \$51  = t_5[49:8] == 42'h3ffffffffff;
+  assign \$52  = \$50  | \$51 ;
+  assign \$53  = t_5[8:1] == 7'h7f;
+  assign \$54  = $signed(t_5[8:1]) + $signed({ 1'h0, t_5[0] });
+  assign \$55  = \$53  ? 9'h07f : \$54 ;
+  assign \$56  = $signed(t_5[49:1]) < $signed(1'h0);
+  assign \$57  = \$56  ? 8'h80 : 8'h7f;
+  assign \$58  = \$52  ? \$55  : { \$57 [7], \$57  };
+  assign value_5 = s5_requantize ? { \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58 [8], \$58  } : t_5[32:1];
+  assign \$59  = ! t_6[49:8];
+  assign \$60  = t_6[49:8] == 42'h3ffffffffff;
+  assign \$61  = \$59  | \$60 ;
+  assign \$62  = t_6[8:1] == 7'h7f;
+  assign \$63  = $signed(t_6[8:1]) + $signed({ 1'h0, t_6[0] });
+  assign \$64  = \$62  ? 9'h07f : \$63 ;
+  assign \$65  = $signed(t_6[49:1]) < $signed(1'h0);
+  assign \$66  = \$65  ? 8'h80 : 8'h7f;
+  assign \$67  = \$61  ? \$64  : { \$66 [7], \$66  };
+  assign value_6 = s5_requantize ? { \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67 [8], \$67  } : t_6[32:1];
+  assign \$68  = ! t_7[49:8];
+  assign \$69  = t_7[49:8] == 42'h3ffffffffff;
+  assign \$70  = \$68  | \$69 ;
+  assign \$71  = t_7[8:1] == 7'h7f;
+  assign \$72  = $signed(t_7[8:1]) + $signed({ 1'h0, t_7[0] });
+  assign \$73  = \$71  ? 9'h07f : \$72 ;
+  assign \$74  = $signed(t_7[49:1]) < $signed(1'h0);
+  assign \$75  = \$74  ? 8'h80 : 8'h7f;
+  assign \$76  = \$70  ? \$73  : { \$75 [7], \$75  };
+  assign value_7 = s5_requantize ? { \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76 [8], \$76  } : t_7[32:1];
+  assign \$77  = \$4 [3:0] != 4'h8;
+  assign \$78  = i__valid & room;
+  assign \$79  = i__valid & room;
+  assign \$80  = i__valid & room;
+  assign \$81  = i__valid & room;
+  assign \$82  = i__valid & room;
+  assign \$83  = $signed(i__payload[31:0]) + $signed(i__payload[287:256]);
+  assign \$84  = i__valid & room;
+  assign \$85  = i__payload[688] ? i__payload[527:512] : 16'h0001;
+  assign \$86  = i__valid & room;
+  assign \$87  = i__payload[688] ? i__payload[645:640] : 6'h00;
+  assign \$89  = $signed(p) + $signed(\$88 );
+  assign \$90  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
+  assign \$91  = $signed(coarse_0) >>> shift4_0;
+  assign \$92  = s5_relu & value_0[31];
+  assign \$93  = \$92  ? 32'd0 : value_0;
+  assign \$94  = i__valid & room;
+  assign \$95  = $signed(i__payload[63:32]) + $signed(i__payload[319:288]);
+  assign \$96  = i__valid & room;
+  assign \$97  = i__payload[688] ? i__payload[543:528] : 16'h0001;
+  assign \$98  = i__valid & room;
+  assign \$99  = i__payload[688] ? i__payload[651:646] : 6'h00;
+  assign \$101  = $signed(\p$140 ) + $signed(\$100 );
+  assign \$102  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
+  assign \$103  = $signed(coarse_1) >>> shift4_1;
+  assign \$104  = s5_relu & value_1[31];
+  assign \$105  = \$104  ? 32'd0 : value_1;
+  assign \$106  = i__valid & room;
+  assign \$107  = $signed(i__payload[95:64]) + $signed(i__payload[351:320]);
+  assign \$108  = i__valid & room;
+  assign \$109  = i__payload[688] ? i__payload[559:544] : 16'h0001;
+  assign \$110  = i__valid & room;
+  assign \$111  = i__payload[688] ? i__payload[657:652] : 6'h00;
+  assign \$113  = $signed(\p$148 ) + $signed(\$112 );
+  assign \$114  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
+  assign \$115  = $signed(coarse_2) >>> shift4_2;
+  assign \$116  = s5_relu & value_2[31];
+  assign \$117  = \$116  ? 32'd0 : value_2;
+  assign \$118  = i__valid & room;
+  assign \$119  = $signed(i__payload[127:96]) + $signed(i__payload[383:352]);
+  assign \$120  = i__valid & room;
+  assign \$121  = i__payload[688] ? i__payload[575:560] : 16'h0001;
+  assign \$122  = i__valid & room;
+  assign \$123  = i__payload[688] ? i__payload[663:658] : 6'h00;
+  assign \$125  = $signed(\p$156 ) + $signed(\$124 );
+  assign \$126  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
+  assign \$127  = $signed(coarse_3) >>> shift4_3;
+  assign \$128  = s5_relu & value_3[31];
+  assign \$129  = \$128  ? 32'd0 : value_3;
+  assign \$130  = i__valid & room;
+  assign \$131  = $signed(i__payload[159:128]) + $signed(i__payload[415:384]);
+  assign \$132  = i__valid & room;
+  assign \$133  = i__payload[688] ? i__payload[591:576] : 16'h0001;
+  assign \$134  = i__valid & room;
+  assign \$135  = i__payload[688] ? i__payload[669:664] : 6'h00;
+  assign \$137  = $signed(\p$164 ) + $signed(\$136 );
+  assign \$138  = $signed({ p_4, 1'h0 }) >>> { shift3_4[5:3], 3'h0 };
+  assign \$139  = $signed(coarse_4) >>> shift4_4;
+  assign \$140  = s5_relu & value_4[31];
+  assign \$141  = \$140  ? 32'd0 : value_4;
+  assign \$142  = i__valid & room;
+  assign \$143  = $signed(i__payload[191:160]) + $signed(i__payload[447:416]);
+  assign \$144  = i__valid & room;
+  assign \$145  = i__payload[688] ? i__payload[607:592] : 16'h0001;
+  assign \$146  = i__valid & room;
+  assign \$147  = i__payload[688] ? i__payload[675:670] : 6'h00;
+  assign \$149  = $signed(\p$172 ) + $signed(\$148 );
+  assign \$150  = $signed({ p_5, 1'h0 }) >>> { shift3_5[5:3], 3'h0 };
+  assign \$151  = $signed(coarse_5) >>> shift4_5;
+  assign \$152  = s5_relu & value_5[31];
+  assign \$153  = \$152  ? 32'd0 : value_5;
+  assign \$154  = i__valid & room;
+  assign \$155  = $signed(i__payload[223:192]) + $signed(i__payload[479:448]);
+  assign \$156  = i__valid & room;
+  assign \$157  = i__payload[688] ? i__payload[623:608] : 16'h0001;
+  assign \$158  = i__valid & room;
+  assign \$159  = i__payload[688] ? i__payload[681:676] : 6'h00;
+  assign \$161  = $signed(\p$180 ) + $signed(\$160 );
+  assign \$162  = $signed({ p_6, 1'h0 }) >>> { shift3_6[5:3], 3'h0 };
+  assign \$163  = $signed(coarse_6) >>> shift4_6;
+  assign \$164  = s5_relu & value_6[31];
+  assign \$165  = \$164  ? 32'd0 : value_6;
+  assign \$166  = i__valid & room;
+  assign \$167  = $signed(i__payload[255:224]) + $signed(i__payload[511:480]);
+  assign \$168  = i__valid & room;
+  assign \$169  = i__payload[688] ? i__payload[639:624] : 16'h0001;
+  assign \$170  = i__valid & room;
+  assign \$171  = i__payload[688] ? i__payload[687:682] : 6'h00;
+  assign \$173  = $signed(\p$188 ) + $signed(\$172 );
+  assign \$174  = $signed({ p_7, 1'h0 }) >>> { shift3_7[5:3], 3'h0 };
+  assign \$175  = $signed(coarse_7) >>> shift4_7;
+  assign \$176  = s5_relu & value_7[31];
+  assign \$177  = \$176  ? 32'd0 : value_7;
   always @(posedge clk)
-    coarse_0 <= \$274 ;
+    held <= \$178 ;
   always @(posedge clk)
-    shift4_0 <= \$275 ;
+    room <= \$179 ;
   always @(posedge clk)
-    t_0 <= \$276 ;
+    en <= \$180 ;
   always @(posedge clk)
-    result_0 <= \$277 ;
+    valid2 <= \$181 ;
   always @(posedge clk)
-    v_1 <= \$278 ;
+    valid3 <= \$182 ;
   always @(posedge clk)
-    \b$24  <= \$279 ;
+    valid4 <= \$183 ;
   always @(posedge clk)
-    shift1_1 <= \$280 ;
+    valid5 <= \$184 ;
   always @(posedge clk)
-    shift2_1 <= \$281 ;
+    w_en <= \$185 ;
   always @(posedge clk)
-    p_1 <= \$282 ;
+    s1_requantize <= \$186 ;
   always @(posedge clk)
-    shift3_1 <= \$283 ;
+    s1_relu <= \$187 ;
   always @(posedge clk)
-    coarse_1 <= \$284 ;
+    s1_user <= \$188 ;
   always @(posedge clk)
-    shift4_1 <= \$285 ;
+    s2_requantize <= \$189 ;
   always @(posedge clk)
-    t_1 <= \$286 ;
+    s2_relu <= \$190 ;
   always @(posedge clk)
-    result_1 <= \$287 ;
+    s2_user <= \$191 ;
   always @(posedge clk)
-    v_2 <= \$288 ;
+    s3_requantize <= \$192 ;
   always @(posedge clk)
-    \b$34  <= \$289 ;
+    s3_relu <= \$193 ;
   always @(posedge clk)
-    shift1_2 <= \$290 ;
+    s3_user <= \$194 ;
   always @(posedge clk)
-    shift2_2 <= \$291 ;
+    s4_requantize <= \$195 ;
   always @(posedge clk)
-    p_2 <= \$292 ;
+    s4_relu <= \$196 ;
   always @(posedge clk)
-    shift3_2 <= \$293 ;
+    s4_user <= \$197 ;
   always @(posedge clk)
-    coarse_2 <= \$294 ;
+    s5_requantize <= \$198 ;
   always @(posedge clk)
-    shift4_2 <= \$295 ;
+    s5_relu <= \$199 ;
   always @(posedge clk)
-    t_2 <= \$296 ;
+    s5_user <= \$200 ;
   always @(posedge clk)
-    result_2 <= \$297 ;
+    s6_requantize <= \$201 ;
   always @(posedge clk)
-    v_3 <= \$298 ;
+    s6_relu <= \$202 ;
   always @(posedge clk)
-    \b$44  <= \$299 ;
+    s6_user <= \$203 ;
   always @(posedge clk)
-    shift1_3 <= \$300 ;
+    v_0 <= \$204 ;
   always @(posedge clk)
-    shift2_3 <= \$301 ;
+    b <= \$205 ;
   always @(posedge clk)
-    p_3 <= \$302 ;
+    shift1_0 <= \$206 ;
   always @(posedge clk)
-    shift3_3 <= \$303 ;
+    shift2_0 <= \$207 ;
   always @(posedge clk)
-    coarse_3 <= \$304 ;
+    p_0 <= \$208 ;
   always @(posedge clk)
-    shift4_3 <= \$305 ;
+    shift3_0 <= \$209 ;
   always @(posedge clk)
-    t_3 <= \$306 ;
+    coarse_0 <= \$210 ;
   always @(posedge clk)
-    result_3 <= \$307 ;
+    shift4_0 <= \$211 ;
   always @(posedge clk)
-    v_4 <= \$308 ;
+    t_0 <= \$212 ;
   always @(posedge clk)
-    \b$54  <= \$309 ;
+    result_0 <= \$213 ;
   always @(posedge clk)
-    shift1_4 <= \$310 ;
+    v_1 <= \$214 ;
   always @(posedge clk)
-    shift2_4 <= \$311 ;
+    \b$25  <= \$215 ;
   always @(posedge clk)
-    p_4 <= \$312 ;
+    shift1_1 <= \$216 ;
   always @(posedge clk)
-    shift3_4 <= \$313 ;
+    shift2_1 <= \$217 ;
   always @(posedge clk)
-    coarse_4 <= \$314 ;
+    p_1 <= \$218 ;
   always @(posedge clk)
-    shift4_4 <= \$315 ;
+    shift3_1 <= \$219 ;
   always @(posedge clk)
-    t_4 <= \$316 ;
+    coarse_1 <= \$220 ;
   always @(posedge clk)
-    result_4 <= \$317 ;
+    shift4_1 <= \$221 ;
   always @(posedge clk)
-    v_5 <= \$318 ;
+    t_1 <= \$222 ;
   always @(posedge clk)
-    \b$64  <= \$319 ;
+    result_1 <= \$223 ;
   always @(posedge clk)
-    shift1_5 <= \$320 ;
+    v_2 <= \$224 ;
   always @(posedge clk)
-    shift2_5 <= \$321 ;
+    \b$35  <= \$225 ;
   always @(posedge clk)
-    p_5 <= \$322 ;
+    shift1_2 <= \$226 ;
   always @(posedge clk)
-    shift3_5 <= \$323 ;
+    shift2_2 <= \$227 ;
   always @(posedge clk)
-    coarse_5 <= \$324 ;
+    p_2 <= \$228 ;
   always @(posedge clk)
-    shift4_5 <= \$325 ;
+    shift3_2 <= \$229 ;
   always @(posedge clk)
-    t_5 <= \$326 ;
+    coarse_2 <= \$230 ;
   always @(posedge clk)
-    result_5 <= \$327 ;
+    shift4_2 <= \$231 ;
   always @(posedge clk)
-    v_6 <= \$328 ;
+    t_2 <= \$232 ;
   always @(posedge clk)
-    \b$74  <= \$329 ;
+    result_2 <= \$233 ;
   always @(posedge clk)
-    shift1_6 <= \$330 ;
+    v_3 <= \$234 ;
   always @(posedge clk)
-    shift2_6 <= \$331 ;
+    \b$45  <= \$235 ;
   always @(posedge clk)
-    p_6 <= \$332 ;
+    shift1_3 <= \$236 ;
   always @(posedge clk)
-    shift3_6 <= \$333 ;
+    shift2_3 <= \$237 ;
   always @(posedge clk)
-    coarse_6 <= \$334 ;
+    p_3 <= \$238 ;
   always @(posedge clk)
-    shift4_6 <= \$335 ;
+    shift3_3 <= \$239 ;
   always @(posedge clk)
-    t_6 <= \$336 ;
+    coarse_3 <= \$240 ;
   always @(posedge clk)
-    result_6 <= \$337 ;
+    shift4_3 <= \$241 ;
   always @(posedge clk)
-    v_7 <= \$338 ;
+    t_3 <= \$242 ;
   always @(posedge clk)
-    \b$84  <= \$339 ;
+    result_3 <= \$243 ;
   always @(posedge clk)
-    shift1_7 <= \$340 ;
+    v_4 <= \$244 ;
   always @(posedge clk)
-    shift2_7 <= \$341 ;
+    \b$55  <= \$245 ;
   always @(posedge clk)
-    p_7 <= \$342 ;
+    shift1_4 <= \$246 ;
   always @(posedge clk)
-    shift3_7 <= \$343 ;
+    shift2_4 <= \$247 ;
   always @(posedge clk)
-    coarse_7 <= \$344 ;
+    p_4 <= \$248 ;
   always @(posedge clk)
-    shift4_7 <= \$345 ;
+    shift3_4 <= \$249 ;
   always @(posedge clk)
-    t_7 <= \$346 ;
+    coarse_4 <= \$250 ;
   always @(posedge clk)
-    result_7 <= \$347 ;
+    shift4_4 <= \$251 ;
+  always @(posedge clk)
+    t_4 <= \$252 ;
+  always @(posedge clk)
+    result_4 <= \$253 ;
+  always @(posedge clk)
+    v_5 <= \$254 ;
+  always @(posedge clk)
+    \b$65  <= \$255 ;
+  always @(posedge clk)
+    shift1_5 <= \$256 ;
+  always @(posedge clk)
+    shift2_5 <= \$257 ;
+  always @(posedge clk)
+    p_5 <= \$258 ;
+  always @(posedge clk)
+    shift3_5 <= \$259 ;
+  always @(posedge clk)
+    coarse_5 <= \$260 ;
+  always @(posedge clk)
+    shift4_5 <= \$261 ;
+  always @(posedge clk)
+    t_5 <= \$262 ;
+  always @(posedge clk)
+    result_5 <= \$263 ;
+  always @(posedge clk)
+    v_6 <= \$264 ;
+  always @(posedge clk)
+    \b$75  <= \$265 ;
+  always @(posedge clk)
+    shift1_6 <= \$266 ;
+  always @(posedge clk)
+    shift2_6 <= \$267 ;
+  always @(posedge clk)
+    p_6 <= \$268 ;
+  always @(posedge clk)
+    shift3_6 <= \$269 ;
+  always @(posedge clk)
+    coarse_6 <= \$270 ;
+  always @(posedge clk)
+    shift4_6 <= \$271 ;
+  always @(posedge clk)
+    t_6 <= \$272 ;
+  always @(posedge clk)
+    result_6 <= \$273 ;
+  always @(posedge clk)
+    v_7 <= \$274 ;
+  always @(posedge clk)
+    \b$85  <= \$275 ;
+  always @(posedge clk)
+    shift1_7 <= \$276 ;
+  always @(posedge clk)
+    shift2_7 <= \$277 ;
+  always @(posedge clk)
+    p_7 <= \$278 ;
+  always @(posedge clk)
+    shift3_7 <= \$279 ;
+  always @(posedge clk)
+    coarse_7 <= \$280 ;
+  always @(posedge clk)
+    shift4_7 <= \$281 ;
+  always @(posedge clk)
+    t_7 <= \$282 ;
+  always @(posedge clk)
+    result_7 <= \$283 ;
+  \convhw_list.writer.pipeline.buffer  buffer (
+    .clk(clk),
+    .r_data(o__payload),
+    .r_en(r_en),
+    .r_rdy(o__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(last)
+  );
   \convhw_list.writer.pipeline.multiplier0_0  multiplier0_0 (
     .b(b),
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9064$0 (v_0[16:0]),
+    .\port$8873$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
-    .b(\b$24 ),
+    .b(\b$25 ),
     .clk(clk),
-    .en(\en$26 ),
-    .p(\p$138 ),
-    .\port$9084$0 (v_1[16:0]),
+    .en(en),
+    .p(\p$140 ),
+    .\port$8893$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
-    .b(\b$34 ),
+    .b(\b$35 ),
     .clk(clk),
-    .en(\en$36 ),
-    .p(\p$146 ),
-    .\port$9104$0 (v_2[16:0]),
+    .en(en),
+    .p(\p$148 ),
+    .\port$8913$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
-    .b(\b$44 ),
+    .b(\b$45 ),
     .clk(clk),
-    .en(\en$46 ),
-    .p(\p$154 ),
-    .\port$9124$0 (v_3[16:0]),
+    .en(en),
+    .p(\p$156 ),
+    .\port$8933$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
-    .b(\b$54 ),
+    .b(\b$55 ),
     .clk(clk),
-    .en(\en$56 ),
-    .p(\p$162 ),
-    .\port$9144$0 (v_4[16:0]),
+    .en(en),
+    .p(\p$164 ),
+    .\port$8953$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
-    .b(\b$64 ),
+    .b(\b$65 ),
     .clk(clk),
-    .en(\en$66 ),
-    .p(\p$170 ),
-    .\port$9164$0 (v_5[16:0]),
+    .en(en),
+    .p(\p$172 ),
+    .\port$8973$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
-    .b(\b$74 ),
+    .b(\b$75 ),
     .clk(clk),
-    .en(\en$76 ),
-    .p(\p$178 ),
-    .\port$9184$0 (v_6[16:0]),
+    .en(en),
+    .p(\p$180 ),
+    .\port$8993$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
-    .b(\b$84 ),
+    .b(\b$85 ),
     .clk(clk),
-    .en(\en$86 ),
-    .p(\p$186 ),
-    .\port$9204$0 (v_7[16:0]),
+    .en(en),
+    .p(\p$188 ),
+    .\port$9013$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
     .b(b),
     .clk(clk),
-    .en(\en$18 ),
-    .p(\p$131 ),
-    .\port$9064$17 (v_0[32:17]),
+    .en(en),
+    .p(\p$133 ),
+    .\port$8873$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
-    .b(\b$24 ),
+    .b(\b$25 ),
     .clk(clk),
-    .en(\en$29 ),
-    .p(\p$139 ),
-    .\port$9084$17 (v_1[32:17]),
+    .en(en),
+    .p(\p$141 ),
+    .\port$8893$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
-    .b(\b$34 ),
+    .b(\b$35 ),
     .clk(clk),
-    .en(\en$39 ),
-    .p(\p$147 ),
-    .\port$9104$17 (v_2[32:17]),
+    .en(en),
+    .p(\p$149 ),
+    .\port$8913$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
-    .b(\b$44 ),
+    .b(\b$45 ),
     .clk(clk),
-    .en(\en$49 ),
-    .p(\p$155 ),
-    .\port$9124$17 (v_3[32:17]),
+    .en(en),
+    .p(\p$157 ),
+    .\port$8933$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
-    .b(\b$54 ),
+    .b(\b$55 ),
     .clk(clk),
-    .en(\en$59 ),
-    .p(\p$163 ),
-    .\port$9144$17 (v_4[32:17]),
+    .en(en),
+    .p(\p$165 ),
+    .\port$8953$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
-    .b(\b$64 ),
+    .b(\b$65 ),
     .clk(clk),
-    .en(\en$69 ),
-    .p(\p$171 ),
-    .\port$9164$17 (v_5[32:17]),
+    .en(en),
+    .p(\p$173 ),
+    .\port$8973$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
-    .b(\b$74 ),
+    .b(\b$75 ),
     .clk(clk),
-    .en(\en$79 ),
-    .p(\p$179 ),
-    .\port$9184$17 (v_6[32:17]),
+    .en(en),
+    .p(\p$181 ),
+    .\port$8993$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
-    .b(\b$84 ),
+    .b(\b$85 ),
     .clk(clk),
-    .en(\en$89 ),
-    .p(\p$187 ),
-    .\port$9204$17 (v_7[32:17]),
-    .rst(rst)
-  );
-  \convhw_list.writer.pipeline.skid  skid (
-    .clk(clk),
-    .i__payload(i__payload),
-    .i__ready(i__ready),
-    .i__valid(valid6),
-    .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
+    .en(en),
+    .p(\p$189 ),
+    .\port$9013$17 (v_7[32:17]),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$244  = valid1;
-    if (advance) begin
-      \$244  = \i__valid$105 ;
-    end
+    \$178  = \$4 [3:0];
     if (rst) begin
-      \$244  = 1'h0;
+      \$178  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$245  = valid2;
-    if (advance) begin
-      \$245  = valid1;
-    end
+    \$179  = \$77 ;
     if (rst) begin
-      \$245  = 1'h0;
+      \$179  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$246  = valid3;
-    if (advance) begin
-      \$246  = valid2;
-    end
+    \$180  = \$78 ;
     if (rst) begin
-      \$246  = 1'h0;
+      \$180  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$247  = valid4;
-    if (advance) begin
-      \$247  = valid3;
-    end
+    \$181  = en;
     if (rst) begin
-      \$247  = 1'h0;
+      \$181  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$248  = valid5;
-    if (advance) begin
-      \$248  = valid4;
-    end
+    \$182  = valid2;
     if (rst) begin
-      \$248  = 1'h0;
+      \$182  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$249  = valid6;
-    if (advance) begin
-      \$249  = valid5;
-    end
+    \$183  = valid3;
     if (rst) begin
-      \$249  = 1'h0;
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$250  = s1_requantize;
-    if (\$74 ) begin
-      \$250  = \i__payload$111 [688];
+    \$184  = valid4;
+    if (rst) begin
+      \$184  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$251  = s1_relu;
-    if (\$75 ) begin
-      \$251  = \i__payload$111 [689];
+    \$185  = valid5;
+    if (rst) begin
+      \$185  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$252  = s1_user;
-    if (\$76 ) begin
-      \$252  = \i__payload$111 [698:690];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$253  = s2_requantize;
-    if (\$77 ) begin
-      \$253  = s1_requantize;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$254  = s2_relu;
-    if (\$78 ) begin
-      \$254  = s1_relu;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$255  = s2_user;
+    \$186  = s1_requantize;
     if (\$79 ) begin
-      \$255  = s1_user;
+      \$186  = i__payload[688];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$256  = s3_requantize;
+    \$187  = s1_relu;
     if (\$80 ) begin
-      \$256  = s2_requantize;
+      \$187  = i__payload[689];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$257  = s3_relu;
+    \$188  = s1_user;
     if (\$81 ) begin
-      \$257  = s2_relu;
+      \$188  = i__payload[698:690];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$258  = s3_user;
+    \$189  = s2_requantize;
+    if (en) begin
+      \$189  = s1_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$190  = s2_relu;
+    if (en) begin
+      \$190  = s1_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$191  = s2_user;
+    if (en) begin
+      \$191  = s1_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$192  = s3_requantize;
+    if (valid2) begin
+      \$192  = s2_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$193  = s3_relu;
+    if (valid2) begin
+      \$193  = s2_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$194  = s3_user;
+    if (valid2) begin
+      \$194  = s2_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$195  = s4_requantize;
+    if (valid3) begin
+      \$195  = s3_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$196  = s4_relu;
+    if (valid3) begin
+      \$196  = s3_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$197  = s4_user;
+    if (valid3) begin
+      \$197  = s3_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$198  = s5_requantize;
+    if (valid4) begin
+      \$198  = s4_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$199  = s5_relu;
+    if (valid4) begin
+      \$199  = s4_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$200  = s5_user;
+    if (valid4) begin
+      \$200  = s4_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$201  = s6_requantize;
+    if (valid5) begin
+      \$201  = s5_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$202  = s6_relu;
+    if (valid5) begin
+      \$202  = s5_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$203  = s6_user;
+    if (valid5) begin
+      \$203  = s5_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$204  = v_0;
     if (\$82 ) begin
-      \$258  = s2_user;
+      \$204  = \$83 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$259  = s4_requantize;
-    if (\$83 ) begin
-      \$259  = s3_requantize;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$260  = s4_relu;
+    \$205  = b;
     if (\$84 ) begin
-      \$260  = s3_relu;
+      \$205  = \$85 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$261  = s4_user;
-    if (\$85 ) begin
-      \$261  = s3_user;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$262  = s5_requantize;
+    \$206  = shift1_0;
     if (\$86 ) begin
-      \$262  = s4_requantize;
+      \$206  = \$87 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$263  = s5_relu;
-    if (\$87 ) begin
-      \$263  = s4_relu;
+    \$207  = shift2_0;
+    if (en) begin
+      \$207  = shift1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$264  = s5_user;
-    if (\$88 ) begin
-      \$264  = s4_user;
+    \$208  = p_0;
+    if (valid2) begin
+      \$208  = \$89 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$265  = s6_requantize;
-    if (\$89 ) begin
-      \$265  = s5_requantize;
+    \$209  = shift3_0;
+    if (valid2) begin
+      \$209  = shift2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$266  = s6_relu;
-    if (\$90 ) begin
-      \$266  = s5_relu;
+    \$210  = coarse_0;
+    if (valid3) begin
+      \$210  = \$90 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$267  = s6_user;
-    if (\$91 ) begin
-      \$267  = s5_user;
+    \$211  = shift4_0;
+    if (valid3) begin
+      \$211  = shift3_0[2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$268  = v_0;
-    if (\$92 ) begin
-      \$268  = \$93 ;
+    \$212  = t_0;
+    if (valid4) begin
+      \$212  = \$91 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$269  = b;
+    \$213  = result_0;
+    if (valid5) begin
+      \$213  = \$93 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$214  = v_1;
     if (\$94 ) begin
-      \$269  = \$95 ;
+      \$214  = \$95 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$270  = shift1_0;
+    \$215  = \b$25 ;
     if (\$96 ) begin
-      \$270  = \$97 ;
+      \$215  = \$97 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$271  = shift2_0;
+    \$216  = shift1_1;
     if (\$98 ) begin
-      \$271  = shift1_0;
+      \$216  = \$99 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$272  = p_0;
-    if (\$99 ) begin
-      \$272  = \$101 [48:0];
+    \$217  = shift2_1;
+    if (en) begin
+      \$217  = shift1_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$273  = shift3_0;
-    if (\$102 ) begin
-      \$273  = shift2_0;
+    \$218  = p_1;
+    if (valid2) begin
+      \$218  = \$101 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$274  = coarse_0;
-    if (\$103 ) begin
-      \$274  = \$104 ;
+    \$219  = shift3_1;
+    if (valid2) begin
+      \$219  = shift2_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$275  = shift4_0;
-    if (\$105 ) begin
-      \$275  = shift3_0[2:0];
+    \$220  = coarse_1;
+    if (valid3) begin
+      \$220  = \$102 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$276  = t_0;
+    \$221  = shift4_1;
+    if (valid3) begin
+      \$221  = shift3_1[2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$222  = t_1;
+    if (valid4) begin
+      \$222  = \$103 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$223  = result_1;
+    if (valid5) begin
+      \$223  = \$105 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$224  = v_2;
     if (\$106 ) begin
-      \$276  = \$107 ;
+      \$224  = \$107 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$277  = result_0;
+    \$225  = \b$35 ;
     if (\$108 ) begin
-      \$277  = \$110 ;
+      \$225  = \$109 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$278  = v_1;
-    if (\$111 ) begin
-      \$278  = \$112 ;
+    \$226  = shift1_2;
+    if (\$110 ) begin
+      \$226  = \$111 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$279  = \b$24 ;
-    if (\$113 ) begin
-      \$279  = \$114 ;
+    \$227  = shift2_2;
+    if (en) begin
+      \$227  = shift1_2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$280  = shift1_1;
-    if (\$115 ) begin
-      \$280  = \$116 ;
+    \$228  = p_2;
+    if (valid2) begin
+      \$228  = \$113 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$281  = shift2_1;
-    if (\$117 ) begin
-      \$281  = shift1_1;
+    \$229  = shift3_2;
+    if (valid2) begin
+      \$229  = shift2_2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$282  = p_1;
+    \$230  = coarse_2;
+    if (valid3) begin
+      \$230  = \$114 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$231  = shift4_2;
+    if (valid3) begin
+      \$231  = shift3_2[2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$232  = t_2;
+    if (valid4) begin
+      \$232  = \$115 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$233  = result_2;
+    if (valid5) begin
+      \$233  = \$117 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$234  = v_3;
     if (\$118 ) begin
-      \$282  = \$120 [48:0];
+      \$234  = \$119 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$283  = shift3_1;
-    if (\$121 ) begin
-      \$283  = shift2_1;
+    \$235  = \b$45 ;
+    if (\$120 ) begin
+      \$235  = \$121 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$284  = coarse_1;
+    \$236  = shift1_3;
     if (\$122 ) begin
-      \$284  = \$123 ;
+      \$236  = \$123 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$285  = shift4_1;
-    if (\$124 ) begin
-      \$285  = shift3_1[2:0];
+    \$237  = shift2_3;
+    if (en) begin
+      \$237  = shift1_3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$286  = t_1;
-    if (\$125 ) begin
-      \$286  = \$126 ;
+    \$238  = p_3;
+    if (valid2) begin
+      \$238  = \$125 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$287  = result_1;
-    if (\$127 ) begin
-      \$287  = \$129 ;
+    \$239  = shift3_3;
+    if (valid2) begin
+      \$239  = shift2_3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$288  = v_2;
+    \$240  = coarse_3;
+    if (valid3) begin
+      \$240  = \$126 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$241  = shift4_3;
+    if (valid3) begin
+      \$241  = shift3_3[2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$242  = t_3;
+    if (valid4) begin
+      \$242  = \$127 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$243  = result_3;
+    if (valid5) begin
+      \$243  = \$129 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$244  = v_4;
     if (\$130 ) begin
-      \$288  = \$131 ;
+      \$244  = \$131 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$289  = \b$34 ;
+    \$245  = \b$55 ;
     if (\$132 ) begin
-      \$289  = \$133 ;
+      \$245  = \$133 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$290  = shift1_2;
+    \$246  = shift1_4;
     if (\$134 ) begin
-      \$290  = \$135 ;
+      \$246  = \$135 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$291  = shift2_2;
-    if (\$136 ) begin
-      \$291  = shift1_2;
+    \$247  = shift2_4;
+    if (en) begin
+      \$247  = shift1_4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$292  = p_2;
-    if (\$137 ) begin
-      \$292  = \$139 [48:0];
+    \$248  = p_4;
+    if (valid2) begin
+      \$248  = \$137 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$293  = shift3_2;
-    if (\$140 ) begin
-      \$293  = shift2_2;
+    \$249  = shift3_4;
+    if (valid2) begin
+      \$249  = shift2_4;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$294  = coarse_2;
-    if (\$141 ) begin
-      \$294  = \$142 ;
+    \$250  = coarse_4;
+    if (valid3) begin
+      \$250  = \$138 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$295  = shift4_2;
-    if (\$143 ) begin
-      \$295  = shift3_2[2:0];
+    \$251  = shift4_4;
+    if (valid3) begin
+      \$251  = shift3_4[2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$296  = t_2;
+    \$252  = t_4;
+    if (valid4) begin
+      \$252  = \$139 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$253  = result_4;
+    if (valid5) begin
+      \$253  = \$141 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$254  = v_5;
+    if (\$142 ) begin
+      \$254  = \$143 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$255  = \b$65 ;
     if (\$144 ) begin
-      \$296  = \$145 ;
+      \$255  = \$145 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$297  = result_2;
+    \$256  = shift1_5;
     if (\$146 ) begin
-      \$297  = \$148 ;
+      \$256  = \$147 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$298  = v_3;
-    if (\$149 ) begin
-      \$298  = \$150 ;
+    \$257  = shift2_5;
+    if (en) begin
+      \$257  = shift1_5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$299  = \b$44 ;
-    if (\$151 ) begin
-      \$299  = \$152 ;
+    \$258  = p_5;
+    if (valid2) begin
+      \$258  = \$149 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$300  = shift1_3;
-    if (\$153 ) begin
-      \$300  = \$154 ;
+    \$259  = shift3_5;
+    if (valid2) begin
+      \$259  = shift2_5;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$301  = shift2_3;
-    if (\$155 ) begin
-      \$301  = shift1_3;
+    \$260  = coarse_5;
+    if (valid3) begin
+      \$260  = \$150 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$302  = p_3;
+    \$261  = shift4_5;
+    if (valid3) begin
+      \$261  = shift3_5[2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$262  = t_5;
+    if (valid4) begin
+      \$262  = \$151 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$263  = result_5;
+    if (valid5) begin
+      \$263  = \$153 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$264  = v_6;
+    if (\$154 ) begin
+      \$264  = \$155 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$265  = \b$75 ;
     if (\$156 ) begin
-      \$302  = \$158 [48:0];
+      \$265  = \$157 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$303  = shift3_3;
-    if (\$159 ) begin
-      \$303  = shift2_3;
+    \$266  = shift1_6;
+    if (\$158 ) begin
+      \$266  = \$159 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$304  = coarse_3;
-    if (\$160 ) begin
-      \$304  = \$161 ;
+    \$267  = shift2_6;
+    if (en) begin
+      \$267  = shift1_6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$305  = shift4_3;
-    if (\$162 ) begin
-      \$305  = shift3_3[2:0];
+    \$268  = p_6;
+    if (valid2) begin
+      \$268  = \$161 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$306  = t_3;
-    if (\$163 ) begin
-      \$306  = \$164 ;
+    \$269  = shift3_6;
+    if (valid2) begin
+      \$269  = shift2_6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$307  = result_3;
-    if (\$165 ) begin
-      \$307  = \$167 ;
+    \$270  = coarse_6;
+    if (valid3) begin
+      \$270  = \$162 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$308  = v_4;
+    \$271  = shift4_6;
+    if (valid3) begin
+      \$271  = shift3_6[2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$272  = t_6;
+    if (valid4) begin
+      \$272  = \$163 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$273  = result_6;
+    if (valid5) begin
+      \$273  = \$165 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$274  = v_7;
+    if (\$166 ) begin
+      \$274  = \$167 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
+    \$275  = \b$85 ;
     if (\$168 ) begin
-      \$308  = \$169 ;
+      \$275  = \$169 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$309  = \b$54 ;
+    \$276  = shift1_7;
     if (\$170 ) begin
-      \$309  = \$171 ;
+      \$276  = \$171 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$310  = shift1_4;
-    if (\$172 ) begin
-      \$310  = \$173 ;
+    \$277  = shift2_7;
+    if (en) begin
+      \$277  = shift1_7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$311  = shift2_4;
-    if (\$174 ) begin
-      \$311  = shift1_4;
+    \$278  = p_7;
+    if (valid2) begin
+      \$278  = \$173 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$312  = p_4;
-    if (\$175 ) begin
-      \$312  = \$177 [48:0];
+    \$279  = shift3_7;
+    if (valid2) begin
+      \$279  = shift2_7;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$313  = shift3_4;
-    if (\$178 ) begin
-      \$313  = shift2_4;
+    \$280  = coarse_7;
+    if (valid3) begin
+      \$280  = \$174 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$314  = coarse_4;
-    if (\$179 ) begin
-      \$314  = \$180 ;
+    \$281  = shift4_7;
+    if (valid3) begin
+      \$281  = shift3_7[2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$315  = shift4_4;
-    if (\$181 ) begin
-      \$315  = shift3_4[2:0];
+    \$282  = t_7;
+    if (valid4) begin
+      \$282  = \$175 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$316  = t_4;
-    if (\$182 ) begin
-      \$316  = \$183 ;
+    \$283  = result_7;
+    if (valid5) begin
+      \$283  = \$177 ;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$317  = result_4;
-    if (\$184 ) begin
-      \$317  = \$186 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$318  = v_5;
-    if (\$187 ) begin
-      \$318  = \$188 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$319  = \b$64 ;
-    if (\$189 ) begin
-      \$319  = \$190 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$320  = shift1_5;
-    if (\$191 ) begin
-      \$320  = \$192 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$321  = shift2_5;
-    if (\$193 ) begin
-      \$321  = shift1_5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$322  = p_5;
-    if (\$194 ) begin
-      \$322  = \$196 [48:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$323  = shift3_5;
-    if (\$197 ) begin
-      \$323  = shift2_5;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$324  = coarse_5;
-    if (\$198 ) begin
-      \$324  = \$199 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$325  = shift4_5;
-    if (\$200 ) begin
-      \$325  = shift3_5[2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$326  = t_5;
-    if (\$201 ) begin
-      \$326  = \$202 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$327  = result_5;
-    if (\$203 ) begin
-      \$327  = \$205 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$328  = v_6;
-    if (\$206 ) begin
-      \$328  = \$207 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$329  = \b$74 ;
-    if (\$208 ) begin
-      \$329  = \$209 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$330  = shift1_6;
-    if (\$210 ) begin
-      \$330  = \$211 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$331  = shift2_6;
-    if (\$212 ) begin
-      \$331  = shift1_6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$332  = p_6;
-    if (\$213 ) begin
-      \$332  = \$215 [48:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$333  = shift3_6;
-    if (\$216 ) begin
-      \$333  = shift2_6;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$334  = coarse_6;
-    if (\$217 ) begin
-      \$334  = \$218 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$335  = shift4_6;
-    if (\$219 ) begin
-      \$335  = shift3_6[2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$336  = t_6;
-    if (\$220 ) begin
-      \$336  = \$221 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$337  = result_6;
-    if (\$222 ) begin
-      \$337  = \$224 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$338  = v_7;
-    if (\$225 ) begin
-      \$338  = \$226 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$339  = \b$84 ;
-    if (\$227 ) begin
-      \$339  = \$228 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$340  = shift1_7;
-    if (\$229 ) begin
-      \$340  = \$230 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$341  = shift2_7;
-    if (\$231 ) begin
-      \$341  = shift1_7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$342  = p_7;
-    if (\$232 ) begin
-      \$342  = \$234 [48:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$343  = shift3_7;
-    if (\$235 ) begin
-      \$343  = shift2_7;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$344  = coarse_7;
-    if (\$236 ) begin
-      \$344  = \$237 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$345  = shift4_7;
-    if (\$238 ) begin
-      \$345  = shift3_7[2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$346  = t_7;
-    if (\$239 ) begin
-      \$346  = \$240 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$106 ) begin end
-    \$347  = result_7;
-    if (\$241 ) begin
-      \$347  = \$243 ;
-    end
-  end
-  assign \o__payload$1  = o__payload;
-  assign \o__ready$3  = o__ready;
-  assign \o__valid$5  = o__valid;
-  assign \i__ready$9  = advance;
+  assign r_rdy = o__valid;
+  assign r_data = o__payload;
+  assign o__ready = r_en;
+  assign next_held = \$4 [3:0];
+  assign i__ready = room;
   assign a = { 1'h0, v_0[16:0] };
   assign mult_0 = b;
-  assign \a$16  = { v_0[32], v_0[32], v_0[32:17] };
-  assign \b$17  = b;
-  assign \a$22  = { 1'h0, v_1[16:0] };
-  assign mult_1 = \b$24 ;
-  assign \a$27  = { v_1[32], v_1[32], v_1[32:17] };
-  assign \b$28  = \b$24 ;
-  assign \a$32  = { 1'h0, v_2[16:0] };
-  assign mult_2 = \b$34 ;
-  assign \a$37  = { v_2[32], v_2[32], v_2[32:17] };
-  assign \b$38  = \b$34 ;
-  assign \a$42  = { 1'h0, v_3[16:0] };
-  assign mult_3 = \b$44 ;
-  assign \a$47  = { v_3[32], v_3[32], v_3[32:17] };
-  assign \b$48  = \b$44 ;
-  assign \a$52  = { 1'h0, v_4[16:0] };
-  assign mult_4 = \b$54 ;
-  assign \a$57  = { v_4[32], v_4[32], v_4[32:17] };
-  assign \b$58  = \b$54 ;
-  assign \a$62  = { 1'h0, v_5[16:0] };
-  assign mult_5 = \b$64 ;
-  assign \a$67  = { v_5[32], v_5[32], v_5[32:17] };
-  assign \b$68  = \b$64 ;
-  assign \a$72  = { 1'h0, v_6[16:0] };
-  assign mult_6 = \b$74 ;
-  assign \a$77  = { v_6[32], v_6[32], v_6[32:17] };
-  assign \b$78  = \b$74 ;
-  assign \a$82  = { 1'h0, v_7[16:0] };
-  assign mult_7 = \b$84 ;
-  assign \a$87  = { v_7[32], v_7[32], v_7[32:17] };
-  assign \b$88  = \b$84 ;
-  assign i__valid = valid6;
+  assign valid1 = en;
+  assign \a$17  = { v_0[32], v_0[32], v_0[32:17] };
+  assign \b$18  = b;
+  assign \en$19  = en;
+  assign \a$23  = { 1'h0, v_1[16:0] };
+  assign mult_1 = \b$25 ;
+  assign \en$27  = en;
+  assign \a$28  = { v_1[32], v_1[32], v_1[32:17] };
+  assign \b$29  = \b$25 ;
+  assign \en$30  = en;
+  assign \a$33  = { 1'h0, v_2[16:0] };
+  assign mult_2 = \b$35 ;
+  assign \en$37  = en;
+  assign \a$38  = { v_2[32], v_2[32], v_2[32:17] };
+  assign \b$39  = \b$35 ;
+  assign \en$40  = en;
+  assign \a$43  = { 1'h0, v_3[16:0] };
+  assign mult_3 = \b$45 ;
+  assign \en$47  = en;
+  assign \a$48  = { v_3[32], v_3[32], v_3[32:17] };
+  assign \b$49  = \b$45 ;
+  assign \en$50  = en;
+  assign \a$53  = { 1'h0, v_4[16:0] };
+  assign mult_4 = \b$55 ;
+  assign \en$57  = en;
+  assign \a$58  = { v_4[32], v_4[32], v_4[32:17] };
+  assign \b$59  = \b$55 ;
+  assign \en$60  = en;
+  assign \a$63  = { 1'h0, v_5[16:0] };
+  assign mult_5 = \b$65 ;
+  assign \en$67  = en;
+  assign \a$68  = { v_5[32], v_5[32], v_5[32:17] };
+  assign \b$69  = \b$65 ;
+  assign \en$70  = en;
+  assign \a$73  = { 1'h0, v_6[16:0] };
+  assign mult_6 = \b$75 ;
+  assign \en$77  = en;
+  assign \a$78  = { v_6[32], v_6[32], v_6[32:17] };
+  assign \b$79  = \b$75 ;
+  assign \en$80  = en;
+  assign \a$83  = { 1'h0, v_7[16:0] };
+  assign mult_7 = \b$85 ;
+  assign \en$87  = en;
+  assign \a$88  = { v_7[32], v_7[32], v_7[32:17] };
+  assign \b$89  = \b$85 ;
+  assign \en$90  = en;
+  assign valid6 = w_en;
+  assign w_data = last;
   assign \o__payload.data  = o__payload[255:0];
   assign \o__payload.data[0]  = o__payload[31:0];
   assign \o__payload.data[1]  = o__payload[63:32];
@@ -58721,16 +58600,16 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \o__payload.data[6]  = o__payload[223:192];
   assign \o__payload.data[7]  = o__payload[255:224];
   assign \o__payload.user  = o__payload[264:256];
-  assign \o__payload$1.data  = o__payload[255:0];
-  assign \o__payload$1.data[0]  = o__payload[31:0];
-  assign \o__payload$1.data[1]  = o__payload[63:32];
-  assign \o__payload$1.data[2]  = o__payload[95:64];
-  assign \o__payload$1.data[3]  = o__payload[127:96];
-  assign \o__payload$1.data[4]  = o__payload[159:128];
-  assign \o__payload$1.data[5]  = o__payload[191:160];
-  assign \o__payload$1.data[6]  = o__payload[223:192];
-  assign \o__payload$1.data[7]  = o__payload[255:224];
-  assign \o__payload$1.user  = o__payload[264:256];
+  assign \last.data  = last[255:0];
+  assign \last.data[0]  = last[31:0];
+  assign \last.data[1]  = last[63:32];
+  assign \last.data[2]  = last[95:64];
+  assign \last.data[3]  = last[127:96];
+  assign \last.data[4]  = last[159:128];
+  assign \last.data[5]  = last[191:160];
+  assign \last.data[6]  = last[223:192];
+  assign \last.data[7]  = last[255:224];
+  assign \last.user  = last[264:256];
   assign \i__payload.data  = i__payload[255:0];
   assign \i__payload.data[0]  = i__payload[31:0];
   assign \i__payload.data[1]  = i__payload[63:32];
@@ -58740,105 +58619,186 @@ module \convhw_list.writer.pipeline (rst, \i__valid$105 , advance, o__ready, \i_
   assign \i__payload.data[5]  = i__payload[191:160];
   assign \i__payload.data[6]  = i__payload[223:192];
   assign \i__payload.data[7]  = i__payload[255:224];
-  assign \i__payload.user  = i__payload[264:256];
-  assign \i__payload$111.data  = \i__payload$111 [255:0];
-  assign \i__payload$111.data[0]  = \i__payload$111 [31:0];
-  assign \i__payload$111.data[1]  = \i__payload$111 [63:32];
-  assign \i__payload$111.data[2]  = \i__payload$111 [95:64];
-  assign \i__payload$111.data[3]  = \i__payload$111 [127:96];
-  assign \i__payload$111.data[4]  = \i__payload$111 [159:128];
-  assign \i__payload$111.data[5]  = \i__payload$111 [191:160];
-  assign \i__payload$111.data[6]  = \i__payload$111 [223:192];
-  assign \i__payload$111.data[7]  = \i__payload$111 [255:224];
-  assign \i__payload$111.bias  = \i__payload$111 [511:256];
-  assign \i__payload$111.bias[0]  = \i__payload$111 [287:256];
-  assign \i__payload$111.bias[1]  = \i__payload$111 [319:288];
-  assign \i__payload$111.bias[2]  = \i__payload$111 [351:320];
-  assign \i__payload$111.bias[3]  = \i__payload$111 [383:352];
-  assign \i__payload$111.bias[4]  = \i__payload$111 [415:384];
-  assign \i__payload$111.bias[5]  = \i__payload$111 [447:416];
-  assign \i__payload$111.bias[6]  = \i__payload$111 [479:448];
-  assign \i__payload$111.bias[7]  = \i__payload$111 [511:480];
-  assign \i__payload$111.mult  = \i__payload$111 [639:512];
-  assign \i__payload$111.mult[0]  = \i__payload$111 [527:512];
-  assign \i__payload$111.mult[1]  = \i__payload$111 [543:528];
-  assign \i__payload$111.mult[2]  = \i__payload$111 [559:544];
-  assign \i__payload$111.mult[3]  = \i__payload$111 [575:560];
-  assign \i__payload$111.mult[4]  = \i__payload$111 [591:576];
-  assign \i__payload$111.mult[5]  = \i__payload$111 [607:592];
-  assign \i__payload$111.mult[6]  = \i__payload$111 [623:608];
-  assign \i__payload$111.mult[7]  = \i__payload$111 [639:624];
-  assign \i__payload$111.shift  = \i__payload$111 [687:640];
-  assign \i__payload$111.shift[0]  = \i__payload$111 [645:640];
-  assign \i__payload$111.shift[1]  = \i__payload$111 [651:646];
-  assign \i__payload$111.shift[2]  = \i__payload$111 [657:652];
-  assign \i__payload$111.shift[3]  = \i__payload$111 [663:658];
-  assign \i__payload$111.shift[4]  = \i__payload$111 [669:664];
-  assign \i__payload$111.shift[5]  = \i__payload$111 [675:670];
-  assign \i__payload$111.shift[6]  = \i__payload$111 [681:676];
-  assign \i__payload$111.shift[7]  = \i__payload$111 [687:682];
-  assign \i__payload$111.requantize  = \i__payload$111 [688];
-  assign \i__payload$111.relu  = \i__payload$111 [689];
-  assign \i__payload$111.user  = \i__payload$111 [698:690];
-  assign i__payload[255:224] = result_7;
-  assign i__payload[223:192] = result_6;
-  assign i__payload[191:160] = result_5;
-  assign i__payload[159:128] = result_4;
-  assign i__payload[127:96] = result_3;
-  assign i__payload[95:64] = result_2;
-  assign i__payload[63:32] = result_1;
-  assign i__payload[31:0] = result_0;
-  assign i__payload[264:256] = s6_user;
-  assign \$100  = { \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31], \p$131 [31:0], 17'h00000 };
-  assign \$119  = { \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31], \p$139 [31:0], 17'h00000 };
-  assign \$138  = { \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31], \p$147 [31:0], 17'h00000 };
-  assign \$157  = { \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31], \p$155 [31:0], 17'h00000 };
-  assign \$176  = { \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31], \p$163 [31:0], 17'h00000 };
-  assign \$195  = { \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31], \p$171 [31:0], 17'h00000 };
-  assign \$214  = { \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31], \p$179 [31:0], 17'h00000 };
-  assign \$233  = { \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31], \p$187 [31:0], 17'h00000 };
+  assign \i__payload.bias  = i__payload[511:256];
+  assign \i__payload.bias[0]  = i__payload[287:256];
+  assign \i__payload.bias[1]  = i__payload[319:288];
+  assign \i__payload.bias[2]  = i__payload[351:320];
+  assign \i__payload.bias[3]  = i__payload[383:352];
+  assign \i__payload.bias[4]  = i__payload[415:384];
+  assign \i__payload.bias[5]  = i__payload[447:416];
+  assign \i__payload.bias[6]  = i__payload[479:448];
+  assign \i__payload.bias[7]  = i__payload[511:480];
+  assign \i__payload.mult  = i__payload[639:512];
+  assign \i__payload.mult[0]  = i__payload[527:512];
+  assign \i__payload.mult[1]  = i__payload[543:528];
+  assign \i__payload.mult[2]  = i__payload[559:544];
+  assign \i__payload.mult[3]  = i__payload[575:560];
+  assign \i__payload.mult[4]  = i__payload[591:576];
+  assign \i__payload.mult[5]  = i__payload[607:592];
+  assign \i__payload.mult[6]  = i__payload[623:608];
+  assign \i__payload.mult[7]  = i__payload[639:624];
+  assign \i__payload.shift  = i__payload[687:640];
+  assign \i__payload.shift[0]  = i__payload[645:640];
+  assign \i__payload.shift[1]  = i__payload[651:646];
+  assign \i__payload.shift[2]  = i__payload[657:652];
+  assign \i__payload.shift[3]  = i__payload[663:658];
+  assign \i__payload.shift[4]  = i__payload[669:664];
+  assign \i__payload.shift[5]  = i__payload[675:670];
+  assign \i__payload.shift[6]  = i__payload[681:676];
+  assign \i__payload.shift[7]  = i__payload[687:682];
+  assign \i__payload.requantize  = i__payload[688];
+  assign \i__payload.relu  = i__payload[689];
+  assign \i__payload.user  = i__payload[698:690];
+  assign last[255:224] = result_7;
+  assign last[223:192] = result_6;
+  assign last[191:160] = result_5;
+  assign last[159:128] = result_4;
+  assign last[127:96] = result_3;
+  assign last[95:64] = result_2;
+  assign last[63:32] = result_1;
+  assign last[31:0] = result_0;
+  assign last[264:256] = s6_user;
+  assign \$88  = { \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31], \p$133 [31:0], 17'h00000 };
+  assign \$100  = { \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31], \p$141 [31:0], 17'h00000 };
+  assign \$112  = { \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31], \p$149 [31:0], 17'h00000 };
+  assign \$124  = { \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31], \p$157 [31:0], 17'h00000 };
+  assign \$136  = { \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31], \p$165 [31:0], 17'h00000 };
+  assign \$148  = { \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31], \p$173 [31:0], 17'h00000 };
+  assign \$160  = { \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31], \p$181 [31:0], 17'h00000 };
+  assign \$172  = { \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31], \p$189 [31:0], 17'h00000 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9064$0 , b, p, clk);
+module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__data, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$107  = 0;
-  wire [33:0] \$1 ;
-  reg [33:0] \$2 ;
-  wire [17:0] a;
-  wire [17:0] \a$1 ;
-  input [15:0] b;
-  wire [15:0] b;
-  wire [15:0] \b$3 ;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [4:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [2:0] \$16 ;
+  reg [3:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire \$3 ;
+  wire [3:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
   input clk;
   wire clk;
-  input en;
-  wire en;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$5 ;
-  input [16:0] \port$9064$0 ;
-  wire [16:0] \port$9064$0 ;
+  (* init = 3'h0 *)
+  wire [2:0] consume;
+  reg [3:0] level = 4'h0;
+  (* init = 3'h0 *)
+  wire [2:0] produce;
+  output [264:0] r_data;
+  wire [264:0] r_data;
+  input r_en;
+  wire r_en;
+  (* init = 4'h0 *)
+  wire [3:0] r_level;
+  reg [2:0] r_port__addr = 3'h0;
+  wire [264:0] r_port__data;
+  output r_rdy;
+  wire r_rdy;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9064$0  }) * $signed(b);
+  wire [264:0] w_data;
+  input w_en;
+  wire w_en;
+  (* init = 4'h0 *)
+  wire [3:0] w_level;
+  reg [2:0] w_port__addr = 3'h0;
+  input [264:0] w_port__data;
+  wire [264:0] w_port__data;
+  wire w_port__en;
+  wire w_rdy;
+  reg [264:0] storage [7:0];
+  initial begin
+    storage[0] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+    storage[1] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+    storage[2] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+    storage[3] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+    storage[4] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+    storage[5] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+    storage[6] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+    storage[7] = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  assign r_data = storage[r_port__addr];
+  assign w_rdy = level != 4'h8;
+  assign r_rdy = | level;
+  assign w_port__en = w_en & w_rdy;
+  assign \$1  = w_rdy & w_en;
+  assign \$2  = w_port__addr + 1'h1;
+  assign \$3  = r_rdy & r_en;
+  assign \$4  = r_port__addr + 1'h1;
+  assign \$5  = w_rdy & w_en;
+  assign \$6  = r_rdy & r_en;
+  assign \$7  = ~ \$6 ;
+  assign \$8  = \$5  & \$7 ;
+  assign \$9  = level + 1'h1;
+  assign \$10  = r_rdy & r_en;
+  assign \$11  = w_rdy & w_en;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$10  & \$12 ;
+  assign \$14  = level - 1'h1;
   always @(posedge clk)
-    p <= \$2 ;
+    w_port__addr <= \$15 ;
+  always @(posedge clk)
+    r_port__addr <= \$16 ;
+  always @(posedge clk)
+    level <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$107 ) begin end
-    \$2  = p;
-    if (en) begin
-      \$2  = \$1 ;
+    \$15  = w_port__addr;
+    if (\$1 ) begin
+      \$15  = \$2 [2:0];
+    end
+    if (rst) begin
+      \$15  = 3'h0;
     end
   end
-  assign a = { 1'h0, \port$9064$0  };
-  assign \a$1  = { 1'h0, \port$9064$0  };
-  assign \b$3  = b;
-  assign \p$5  = p;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$107 ) begin end
+    \$16  = r_port__addr;
+    if (\$3 ) begin
+      \$16  = \$4 [2:0];
+    end
+    if (rst) begin
+      \$16  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$107 ) begin end
+    \$17  = level;
+    if (\$8 ) begin
+      \$17  = \$9 [3:0];
+    end
+    if (\$13 ) begin
+      \$17  = \$14 [3:0];
+    end
+    if (rst) begin
+      \$17  = 4'h0;
+    end
+  end
+  assign w_level = level;
+  assign r_level = level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9084$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8873$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58855,11 +58815,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9084$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9084$0 ;
-  wire [16:0] \port$9084$0 ;
+  input [16:0] \port$8873$0 ;
+  wire [16:0] \port$8873$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9084$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8873$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58869,14 +58829,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9084$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9084$0  };
-  assign \a$1  = { 1'h0, \port$9084$0  };
+  assign a = { 1'h0, \port$8873$0  };
+  assign \a$1  = { 1'h0, \port$8873$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9104$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8893$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58893,11 +58853,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9104$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9104$0 ;
-  wire [16:0] \port$9104$0 ;
+  input [16:0] \port$8893$0 ;
+  wire [16:0] \port$8893$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9104$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8893$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58907,14 +58867,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9104$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9104$0  };
-  assign \a$1  = { 1'h0, \port$9104$0  };
+  assign a = { 1'h0, \port$8893$0  };
+  assign \a$1  = { 1'h0, \port$8893$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9124$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8913$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58931,11 +58891,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9124$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9124$0 ;
-  wire [16:0] \port$9124$0 ;
+  input [16:0] \port$8913$0 ;
+  wire [16:0] \port$8913$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9124$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8913$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58945,14 +58905,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9124$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9124$0  };
-  assign \a$1  = { 1'h0, \port$9124$0  };
+  assign a = { 1'h0, \port$8913$0  };
+  assign \a$1  = { 1'h0, \port$8913$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9144$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8933$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58969,11 +58929,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9144$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9144$0 ;
-  wire [16:0] \port$9144$0 ;
+  input [16:0] \port$8933$0 ;
+  wire [16:0] \port$8933$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9144$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8933$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58983,14 +58943,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9144$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9144$0  };
-  assign \a$1  = { 1'h0, \port$9144$0  };
+  assign a = { 1'h0, \port$8933$0  };
+  assign \a$1  = { 1'h0, \port$8933$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9164$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8953$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59007,11 +58967,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9164$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9164$0 ;
-  wire [16:0] \port$9164$0 ;
+  input [16:0] \port$8953$0 ;
+  wire [16:0] \port$8953$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9164$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8953$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59021,14 +58981,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9164$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9164$0  };
-  assign \a$1  = { 1'h0, \port$9164$0  };
+  assign a = { 1'h0, \port$8953$0  };
+  assign \a$1  = { 1'h0, \port$8953$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9184$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8973$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59045,11 +59005,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9184$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9184$0 ;
-  wire [16:0] \port$9184$0 ;
+  input [16:0] \port$8973$0 ;
+  wire [16:0] \port$8973$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9184$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8973$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59059,14 +59019,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9184$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9184$0  };
-  assign \a$1  = { 1'h0, \port$9184$0  };
+  assign a = { 1'h0, \port$8973$0  };
+  assign \a$1  = { 1'h0, \port$8973$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9204$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8993$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59083,11 +59043,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9204$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9204$0 ;
-  wire [16:0] \port$9204$0 ;
+  input [16:0] \port$8993$0 ;
+  wire [16:0] \port$8993$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9204$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8993$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59097,14 +59057,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9204$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9204$0  };
-  assign \a$1  = { 1'h0, \port$9204$0  };
+  assign a = { 1'h0, \port$8993$0  };
+  assign \a$1  = { 1'h0, \port$8993$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9064$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9013$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59121,11 +59081,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9064$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9064$17 ;
-  wire [15:0] \port$9064$17 ;
+  input [16:0] \port$9013$0 ;
+  wire [16:0] \port$9013$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9064$17 ) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9013$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59135,14 +59095,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9064$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9064$17 [15], \port$9064$17 [15], \port$9064$17  };
-  assign \a$1  = { \port$9064$17 [15], \port$9064$17 [15], \port$9064$17  };
+  assign a = { 1'h0, \port$9013$0  };
+  assign \a$1  = { 1'h0, \port$9013$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9084$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8873$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59159,11 +59119,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9084$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9084$17 ;
-  wire [15:0] \port$9084$17 ;
+  input [15:0] \port$8873$17 ;
+  wire [15:0] \port$8873$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9084$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8873$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59173,14 +59133,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9084$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9084$17 [15], \port$9084$17 [15], \port$9084$17  };
-  assign \a$1  = { \port$9084$17 [15], \port$9084$17 [15], \port$9084$17  };
+  assign a = { \port$8873$17 [15], \port$8873$17 [15], \port$8873$17  };
+  assign \a$1  = { \port$8873$17 [15], \port$8873$17 [15], \port$8873$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9104$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8893$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59197,11 +59157,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9104$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9104$17 ;
-  wire [15:0] \port$9104$17 ;
+  input [15:0] \port$8893$17 ;
+  wire [15:0] \port$8893$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9104$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8893$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59211,14 +59171,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9104$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9104$17 [15], \port$9104$17 [15], \port$9104$17  };
-  assign \a$1  = { \port$9104$17 [15], \port$9104$17 [15], \port$9104$17  };
+  assign a = { \port$8893$17 [15], \port$8893$17 [15], \port$8893$17  };
+  assign \a$1  = { \port$8893$17 [15], \port$8893$17 [15], \port$8893$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9124$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8913$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59235,11 +59195,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9124$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9124$17 ;
-  wire [15:0] \port$9124$17 ;
+  input [15:0] \port$8913$17 ;
+  wire [15:0] \port$8913$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9124$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8913$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59249,14 +59209,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9124$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9124$17 [15], \port$9124$17 [15], \port$9124$17  };
-  assign \a$1  = { \port$9124$17 [15], \port$9124$17 [15], \port$9124$17  };
+  assign a = { \port$8913$17 [15], \port$8913$17 [15], \port$8913$17  };
+  assign \a$1  = { \port$8913$17 [15], \port$8913$17 [15], \port$8913$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9144$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8933$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59273,11 +59233,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9144$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9144$17 ;
-  wire [15:0] \port$9144$17 ;
+  input [15:0] \port$8933$17 ;
+  wire [15:0] \port$8933$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9144$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8933$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59287,14 +59247,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9144$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9144$17 [15], \port$9144$17 [15], \port$9144$17  };
-  assign \a$1  = { \port$9144$17 [15], \port$9144$17 [15], \port$9144$17  };
+  assign a = { \port$8933$17 [15], \port$8933$17 [15], \port$8933$17  };
+  assign \a$1  = { \port$8933$17 [15], \port$8933$17 [15], \port$8933$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9164$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8953$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59311,11 +59271,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9164$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9164$17 ;
-  wire [15:0] \port$9164$17 ;
+  input [15:0] \port$8953$17 ;
+  wire [15:0] \port$8953$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9164$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8953$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59325,14 +59285,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9164$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9164$17 [15], \port$9164$17 [15], \port$9164$17  };
-  assign \a$1  = { \port$9164$17 [15], \port$9164$17 [15], \port$9164$17  };
+  assign a = { \port$8953$17 [15], \port$8953$17 [15], \port$8953$17  };
+  assign \a$1  = { \port$8953$17 [15], \port$8953$17 [15], \port$8953$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9184$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8973$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59349,11 +59309,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9184$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9184$17 ;
-  wire [15:0] \port$9184$17 ;
+  input [15:0] \port$8973$17 ;
+  wire [15:0] \port$8973$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9184$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8973$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59363,14 +59323,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9184$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9184$17 [15], \port$9184$17 [15], \port$9184$17  };
-  assign \a$1  = { \port$9184$17 [15], \port$9184$17 [15], \port$9184$17  };
+  assign a = { \port$8973$17 [15], \port$8973$17 [15], \port$8973$17  };
+  assign \a$1  = { \port$8973$17 [15], \port$8973$17 [15], \port$8973$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9204$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8993$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59387,11 +59347,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9204$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9204$17 ;
-  wire [15:0] \port$9204$17 ;
+  input [15:0] \port$8993$17 ;
+  wire [15:0] \port$8993$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9204$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8993$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59401,175 +59361,52 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9204$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9204$17 [15], \port$9204$17 [15], \port$9204$17  };
-  assign \a$1  = { \port$9204$17 [15], \port$9204$17 [15], \port$9204$17  };
+  assign a = { \port$8993$17 [15], \port$8993$17 [15], \port$8993$17  };
+  assign \a$1  = { \port$8993$17 [15], \port$8993$17 [15], \port$8993$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i__valid, o__valid, o__payload, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9013$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg \$5 ;
-  reg [264:0] \$6 ;
-  reg \$7 ;
-  reg [264:0] \$8 ;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
   input clk;
   wire clk;
-  input [264:0] i__payload;
-  wire [264:0] i__payload;
-  wire [255:0] \i__payload.data ;
-  wire [31:0] \i__payload.data[0] ;
-  wire [31:0] \i__payload.data[1] ;
-  wire [31:0] \i__payload.data[2] ;
-  wire [31:0] \i__payload.data[3] ;
-  wire [31:0] \i__payload.data[4] ;
-  wire [31:0] \i__payload.data[5] ;
-  wire [31:0] \i__payload.data[6] ;
-  wire [31:0] \i__payload.data[7] ;
-  wire [8:0] \i__payload.user ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [264:0] o__payload;
-  reg [264:0] o__payload = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
-  wire [255:0] \o__payload.data ;
-  wire [31:0] \o__payload.data[0] ;
-  wire [31:0] \o__payload.data[1] ;
-  wire [31:0] \o__payload.data[2] ;
-  wire [31:0] \o__payload.data[3] ;
-  wire [31:0] \o__payload.data[4] ;
-  wire [31:0] \o__payload.data[5] ;
-  wire [31:0] \o__payload.data[6] ;
-  wire [31:0] \o__payload.data[7] ;
-  wire [8:0] \o__payload.user ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$9013$17 ;
+  wire [15:0] \port$9013$17 ;
   input rst;
   wire rst;
-  reg [264:0] skid = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
-  wire [255:0] \skid.data ;
-  wire [31:0] \skid.data[0] ;
-  wire [31:0] \skid.data[1] ;
-  wire [31:0] \skid.data[2] ;
-  wire [31:0] \skid.data[3] ;
-  wire [31:0] \skid.data[4] ;
-  wire [31:0] \skid.data[5] ;
-  wire [31:0] \skid.data[6] ;
-  wire [31:0] \skid.data[7] ;
-  wire [8:0] \skid.user ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
+  assign \$1  = $signed(\port$9013$17 ) * $signed(b);
   always @(posedge clk)
-    o__valid <= \$5 ;
-  always @(posedge clk)
-    o__payload <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
+    p <= \$2 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
-    \$5  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
-    \$6  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = skid;
-      end else begin
-        if (i__valid) begin
-          \$6  = i__payload;
-        end
-      end
-    end
-    if (rst) begin
-      \$6  = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$123 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 265'h0000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  assign \o__payload.data  = o__payload[255:0];
-  assign \o__payload.data[0]  = o__payload[31:0];
-  assign \o__payload.data[1]  = o__payload[63:32];
-  assign \o__payload.data[2]  = o__payload[95:64];
-  assign \o__payload.data[3]  = o__payload[127:96];
-  assign \o__payload.data[4]  = o__payload[159:128];
-  assign \o__payload.data[5]  = o__payload[191:160];
-  assign \o__payload.data[6]  = o__payload[223:192];
-  assign \o__payload.data[7]  = o__payload[255:224];
-  assign \o__payload.user  = o__payload[264:256];
-  assign \skid.data  = skid[255:0];
-  assign \skid.data[0]  = skid[31:0];
-  assign \skid.data[1]  = skid[63:32];
-  assign \skid.data[2]  = skid[95:64];
-  assign \skid.data[3]  = skid[127:96];
-  assign \skid.data[4]  = skid[159:128];
-  assign \skid.data[5]  = skid[191:160];
-  assign \skid.data[6]  = skid[223:192];
-  assign \skid.data[7]  = skid[255:224];
-  assign \skid.user  = skid[264:256];
-  assign \i__payload.data  = i__payload[255:0];
-  assign \i__payload.data[0]  = i__payload[31:0];
-  assign \i__payload.data[1]  = i__payload[63:32];
-  assign \i__payload.data[2]  = i__payload[95:64];
-  assign \i__payload.data[3]  = i__payload[127:96];
-  assign \i__payload.data[4]  = i__payload[159:128];
-  assign \i__payload.data[5]  = i__payload[191:160];
-  assign \i__payload.data[6]  = i__payload[223:192];
-  assign \i__payload.data[7]  = i__payload[255:224];
-  assign \i__payload.user  = i__payload[264:256];
+  assign a = { \port$9013$17 [15], \port$9013$17 [15], \port$9013$17  };
+  assign \a$1  = { \port$9013$17 [15], \port$9013$17 [15], \port$9013$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$8911$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8716$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59593,10 +59430,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [255:0] \port$3335$0 ;
-  wire [255:0] \port$3335$0 ;
-  input [2:0] \port$8911$0 ;
-  wire [2:0] \port$8911$0 ;
+  input [255:0] \port$3339$0 ;
+  wire [255:0] \port$3339$0 ;
+  input [2:0] \port$8716$0 ;
+  wire [2:0] \port$8716$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59628,23 +59465,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8911$0 [2:1], \port$3335$0  };
+      storage[w_port__addr] <= { \port$8716$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8911$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8911$0 [0];
+  assign w_port__en = \port$8716$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8716$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8911$0 [0];
+  assign \$5  = w_rdy & \port$8716$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8911$0 [0];
+  assign \$11  = w_rdy & \port$8716$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59690,9 +59527,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8911$0 [2:1], \port$3335$0  };
-  assign w_data = { \port$8911$0 [2:1], \port$3335$0  };
-  assign w_en = \port$8911$0 [0];
+  assign w_port__data = { \port$8716$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$8716$0 [2:1], \port$3339$0  };
+  assign w_en = \port$8716$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

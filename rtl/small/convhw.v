@@ -330,7 +330,7 @@ module convhw(wb__stb, wb__we, wb__adr, wb__dat_w, wb__sel, clk, rst, wb__dat_r,
     .input_write__en(input_write__en),
     .job(job),
     .rst(rst),
-    .\start$3 (start),
+    .\start$5 (start),
     .w_data(wb__dat_w),
     .weight_read__addr(weight_read__addr),
     .weight_read__data(weight_read__data),
@@ -1591,7 +1591,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__addr, weight_write__addr, weight_write__en, weight_read__addr, host_addr, job, \start$3 , abort, input_read__data, weight_read__data, busy, cycles, done, error, code, acc_read__data, w_data
+module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__addr, weight_write__addr, weight_write__en, weight_read__addr, host_addr, job, \start$5 , abort, input_read__data, weight_read__data, busy, cycles, done, error, code, acc_read__data, w_data
 );
   reg \$auto$verilog_backend.cc:2355:dump_module$3  = 0;
   wire \$1 ;
@@ -1636,7 +1636,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   wire \$9 ;
   input abort;
   wire abort;
-  wire \abort$6 ;
+  wire \abort$8 ;
   wire [7:0] acc_addr;
   reg [7:0] acc_addr_read0 = 8'h00;
   reg [7:0] acc_addr_read1 = 8'h00;
@@ -1681,40 +1681,41 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   output [127:0] acc_read__data;
   wire [127:0] acc_read__data;
   wire [9:0] addr;
-  wire [8:0] \addr$51 ;
+  wire [8:0] \addr$52 ;
   wire bank;
   reg bank_read0 = 1'h0;
   (* init = 1'h0 *)
   wire bank_read1;
   output busy;
   wire busy;
-  wire \busy$102 ;
-  wire \busy$40 ;
+  wire \busy$1 ;
+  wire \busy$103 ;
   wire \busy$41 ;
-  wire \busy$8 ;
+  wire \busy$42 ;
+  wire \busy$9 ;
   input clk;
   wire clk;
   output [7:0] code;
   wire [7:0] code;
-  wire [7:0] \code$14 ;
+  wire [7:0] \code$15 ;
   output [31:0] cycles;
   wire [31:0] cycles;
-  wire [31:0] \cycles$16 ;
+  wire [31:0] \cycles$17 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$78 ;
+  wire \depthwise$79 ;
   output done;
   wire done;
-  wire \done$10 ;
-  wire \done$110 ;
+  wire \done$11 ;
+  wire \done$111 ;
   wire [9:0] entry;
   wire [7:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$12 ;
-  wire \error$43 ;
+  wire \error$13 ;
+  wire \error$44 ;
   wire [7:0] fir_taps;
   wire flush;
   input [7:0] host_addr;
@@ -1743,156 +1744,156 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   wire input_write__en;
   input [495:0] job;
   wire [495:0] job;
-  wire [495:0] \job$1 ;
-  wire \job$1.accumulate ;
-  wire [455:0] \job$1.axes ;
-  wire [151:0] \job$1.axes[0] ;
-  wire [7:0] \job$1.axes[0].dilation ;
-  wire [15:0] \job$1.axes[0].in_size ;
-  wire [7:0] \job$1.axes[0].kernel ;
-  wire [15:0] \job$1.axes[0].out_len ;
-  wire [15:0] \job$1.axes[0].out_start ;
-  wire [15:0] \job$1.axes[0].pad_lo ;
-  wire [15:0] \job$1.axes[0].seg0_len ;
-  wire [15:0] \job$1.axes[0].seg0_start ;
-  wire [15:0] \job$1.axes[0].seg1_len ;
-  wire [15:0] \job$1.axes[0].seg1_start ;
-  wire [7:0] \job$1.axes[0].stride ;
-  wire [151:0] \job$1.axes[1] ;
-  wire [7:0] \job$1.axes[1].dilation ;
-  wire [15:0] \job$1.axes[1].in_size ;
-  wire [7:0] \job$1.axes[1].kernel ;
-  wire [15:0] \job$1.axes[1].out_len ;
-  wire [15:0] \job$1.axes[1].out_start ;
-  wire [15:0] \job$1.axes[1].pad_lo ;
-  wire [15:0] \job$1.axes[1].seg0_len ;
-  wire [15:0] \job$1.axes[1].seg0_start ;
-  wire [15:0] \job$1.axes[1].seg1_len ;
-  wire [15:0] \job$1.axes[1].seg1_start ;
-  wire [7:0] \job$1.axes[1].stride ;
-  wire [151:0] \job$1.axes[2] ;
-  wire [7:0] \job$1.axes[2].dilation ;
-  wire [15:0] \job$1.axes[2].in_size ;
-  wire [7:0] \job$1.axes[2].kernel ;
-  wire [15:0] \job$1.axes[2].out_len ;
-  wire [15:0] \job$1.axes[2].out_start ;
-  wire [15:0] \job$1.axes[2].pad_lo ;
-  wire [15:0] \job$1.axes[2].seg0_len ;
-  wire [15:0] \job$1.axes[2].seg0_start ;
-  wire [15:0] \job$1.axes[2].seg1_len ;
-  wire [15:0] \job$1.axes[2].seg1_start ;
-  wire [7:0] \job$1.axes[2].stride ;
-  wire [7:0] \job$1.fir_taps ;
-  wire [10:0] \job$1.in_chunks ;
-  wire [7:0] \job$1.input_zero ;
-  wire [7:0] \job$1.lanes ;
-  wire [1:0] \job$1.lanes[0] ;
-  wire [1:0] \job$1.lanes[1] ;
-  wire [1:0] \job$1.lanes[2] ;
-  wire [1:0] \job$1.lanes[3] ;
-  wire [1:0] \job$1.padding_mode ;
-  wire \job$1.skip_borders ;
-  wire \job$1.transposed ;
-  wire [495:0] \job$17 ;
-  wire \job$17.accumulate ;
-  wire [455:0] \job$17.axes ;
-  wire [151:0] \job$17.axes[0] ;
-  wire [7:0] \job$17.axes[0].dilation ;
-  wire [15:0] \job$17.axes[0].in_size ;
-  wire [7:0] \job$17.axes[0].kernel ;
-  wire [15:0] \job$17.axes[0].out_len ;
-  wire [15:0] \job$17.axes[0].out_start ;
-  wire [15:0] \job$17.axes[0].pad_lo ;
-  wire [15:0] \job$17.axes[0].seg0_len ;
-  wire [15:0] \job$17.axes[0].seg0_start ;
-  wire [15:0] \job$17.axes[0].seg1_len ;
-  wire [15:0] \job$17.axes[0].seg1_start ;
-  wire [7:0] \job$17.axes[0].stride ;
-  wire [151:0] \job$17.axes[1] ;
-  wire [7:0] \job$17.axes[1].dilation ;
-  wire [15:0] \job$17.axes[1].in_size ;
-  wire [7:0] \job$17.axes[1].kernel ;
-  wire [15:0] \job$17.axes[1].out_len ;
-  wire [15:0] \job$17.axes[1].out_start ;
-  wire [15:0] \job$17.axes[1].pad_lo ;
-  wire [15:0] \job$17.axes[1].seg0_len ;
-  wire [15:0] \job$17.axes[1].seg0_start ;
-  wire [15:0] \job$17.axes[1].seg1_len ;
-  wire [15:0] \job$17.axes[1].seg1_start ;
-  wire [7:0] \job$17.axes[1].stride ;
-  wire [151:0] \job$17.axes[2] ;
-  wire [7:0] \job$17.axes[2].dilation ;
-  wire [15:0] \job$17.axes[2].in_size ;
-  wire [7:0] \job$17.axes[2].kernel ;
-  wire [15:0] \job$17.axes[2].out_len ;
-  wire [15:0] \job$17.axes[2].out_start ;
-  wire [15:0] \job$17.axes[2].pad_lo ;
-  wire [15:0] \job$17.axes[2].seg0_len ;
-  wire [15:0] \job$17.axes[2].seg0_start ;
-  wire [15:0] \job$17.axes[2].seg1_len ;
-  wire [15:0] \job$17.axes[2].seg1_start ;
-  wire [7:0] \job$17.axes[2].stride ;
-  wire [7:0] \job$17.fir_taps ;
-  wire [10:0] \job$17.in_chunks ;
-  wire [7:0] \job$17.input_zero ;
-  wire [7:0] \job$17.lanes ;
-  wire [1:0] \job$17.lanes[0] ;
-  wire [1:0] \job$17.lanes[1] ;
-  wire [1:0] \job$17.lanes[2] ;
-  wire [1:0] \job$17.lanes[3] ;
-  wire [1:0] \job$17.padding_mode ;
-  wire \job$17.skip_borders ;
-  wire \job$17.transposed ;
-  wire [495:0] \job$21 ;
-  wire \job$21.accumulate ;
-  wire [455:0] \job$21.axes ;
-  wire [151:0] \job$21.axes[0] ;
-  wire [7:0] \job$21.axes[0].dilation ;
-  wire [15:0] \job$21.axes[0].in_size ;
-  wire [7:0] \job$21.axes[0].kernel ;
-  wire [15:0] \job$21.axes[0].out_len ;
-  wire [15:0] \job$21.axes[0].out_start ;
-  wire [15:0] \job$21.axes[0].pad_lo ;
-  wire [15:0] \job$21.axes[0].seg0_len ;
-  wire [15:0] \job$21.axes[0].seg0_start ;
-  wire [15:0] \job$21.axes[0].seg1_len ;
-  wire [15:0] \job$21.axes[0].seg1_start ;
-  wire [7:0] \job$21.axes[0].stride ;
-  wire [151:0] \job$21.axes[1] ;
-  wire [7:0] \job$21.axes[1].dilation ;
-  wire [15:0] \job$21.axes[1].in_size ;
-  wire [7:0] \job$21.axes[1].kernel ;
-  wire [15:0] \job$21.axes[1].out_len ;
-  wire [15:0] \job$21.axes[1].out_start ;
-  wire [15:0] \job$21.axes[1].pad_lo ;
-  wire [15:0] \job$21.axes[1].seg0_len ;
-  wire [15:0] \job$21.axes[1].seg0_start ;
-  wire [15:0] \job$21.axes[1].seg1_len ;
-  wire [15:0] \job$21.axes[1].seg1_start ;
-  wire [7:0] \job$21.axes[1].stride ;
-  wire [151:0] \job$21.axes[2] ;
-  wire [7:0] \job$21.axes[2].dilation ;
-  wire [15:0] \job$21.axes[2].in_size ;
-  wire [7:0] \job$21.axes[2].kernel ;
-  wire [15:0] \job$21.axes[2].out_len ;
-  wire [15:0] \job$21.axes[2].out_start ;
-  wire [15:0] \job$21.axes[2].pad_lo ;
-  wire [15:0] \job$21.axes[2].seg0_len ;
-  wire [15:0] \job$21.axes[2].seg0_start ;
-  wire [15:0] \job$21.axes[2].seg1_len ;
-  wire [15:0] \job$21.axes[2].seg1_start ;
-  wire [7:0] \job$21.axes[2].stride ;
-  wire [7:0] \job$21.fir_taps ;
-  wire [10:0] \job$21.in_chunks ;
-  wire [7:0] \job$21.input_zero ;
-  wire [7:0] \job$21.lanes ;
-  wire [1:0] \job$21.lanes[0] ;
-  wire [1:0] \job$21.lanes[1] ;
-  wire [1:0] \job$21.lanes[2] ;
-  wire [1:0] \job$21.lanes[3] ;
-  wire [1:0] \job$21.padding_mode ;
-  wire \job$21.skip_borders ;
-  wire \job$21.transposed ;
+  wire [495:0] \job$18 ;
+  wire \job$18.accumulate ;
+  wire [455:0] \job$18.axes ;
+  wire [151:0] \job$18.axes[0] ;
+  wire [7:0] \job$18.axes[0].dilation ;
+  wire [15:0] \job$18.axes[0].in_size ;
+  wire [7:0] \job$18.axes[0].kernel ;
+  wire [15:0] \job$18.axes[0].out_len ;
+  wire [15:0] \job$18.axes[0].out_start ;
+  wire [15:0] \job$18.axes[0].pad_lo ;
+  wire [15:0] \job$18.axes[0].seg0_len ;
+  wire [15:0] \job$18.axes[0].seg0_start ;
+  wire [15:0] \job$18.axes[0].seg1_len ;
+  wire [15:0] \job$18.axes[0].seg1_start ;
+  wire [7:0] \job$18.axes[0].stride ;
+  wire [151:0] \job$18.axes[1] ;
+  wire [7:0] \job$18.axes[1].dilation ;
+  wire [15:0] \job$18.axes[1].in_size ;
+  wire [7:0] \job$18.axes[1].kernel ;
+  wire [15:0] \job$18.axes[1].out_len ;
+  wire [15:0] \job$18.axes[1].out_start ;
+  wire [15:0] \job$18.axes[1].pad_lo ;
+  wire [15:0] \job$18.axes[1].seg0_len ;
+  wire [15:0] \job$18.axes[1].seg0_start ;
+  wire [15:0] \job$18.axes[1].seg1_len ;
+  wire [15:0] \job$18.axes[1].seg1_start ;
+  wire [7:0] \job$18.axes[1].stride ;
+  wire [151:0] \job$18.axes[2] ;
+  wire [7:0] \job$18.axes[2].dilation ;
+  wire [15:0] \job$18.axes[2].in_size ;
+  wire [7:0] \job$18.axes[2].kernel ;
+  wire [15:0] \job$18.axes[2].out_len ;
+  wire [15:0] \job$18.axes[2].out_start ;
+  wire [15:0] \job$18.axes[2].pad_lo ;
+  wire [15:0] \job$18.axes[2].seg0_len ;
+  wire [15:0] \job$18.axes[2].seg0_start ;
+  wire [15:0] \job$18.axes[2].seg1_len ;
+  wire [15:0] \job$18.axes[2].seg1_start ;
+  wire [7:0] \job$18.axes[2].stride ;
+  wire [7:0] \job$18.fir_taps ;
+  wire [10:0] \job$18.in_chunks ;
+  wire [7:0] \job$18.input_zero ;
+  wire [7:0] \job$18.lanes ;
+  wire [1:0] \job$18.lanes[0] ;
+  wire [1:0] \job$18.lanes[1] ;
+  wire [1:0] \job$18.lanes[2] ;
+  wire [1:0] \job$18.lanes[3] ;
+  wire [1:0] \job$18.padding_mode ;
+  wire \job$18.skip_borders ;
+  wire \job$18.transposed ;
+  wire [495:0] \job$22 ;
+  wire \job$22.accumulate ;
+  wire [455:0] \job$22.axes ;
+  wire [151:0] \job$22.axes[0] ;
+  wire [7:0] \job$22.axes[0].dilation ;
+  wire [15:0] \job$22.axes[0].in_size ;
+  wire [7:0] \job$22.axes[0].kernel ;
+  wire [15:0] \job$22.axes[0].out_len ;
+  wire [15:0] \job$22.axes[0].out_start ;
+  wire [15:0] \job$22.axes[0].pad_lo ;
+  wire [15:0] \job$22.axes[0].seg0_len ;
+  wire [15:0] \job$22.axes[0].seg0_start ;
+  wire [15:0] \job$22.axes[0].seg1_len ;
+  wire [15:0] \job$22.axes[0].seg1_start ;
+  wire [7:0] \job$22.axes[0].stride ;
+  wire [151:0] \job$22.axes[1] ;
+  wire [7:0] \job$22.axes[1].dilation ;
+  wire [15:0] \job$22.axes[1].in_size ;
+  wire [7:0] \job$22.axes[1].kernel ;
+  wire [15:0] \job$22.axes[1].out_len ;
+  wire [15:0] \job$22.axes[1].out_start ;
+  wire [15:0] \job$22.axes[1].pad_lo ;
+  wire [15:0] \job$22.axes[1].seg0_len ;
+  wire [15:0] \job$22.axes[1].seg0_start ;
+  wire [15:0] \job$22.axes[1].seg1_len ;
+  wire [15:0] \job$22.axes[1].seg1_start ;
+  wire [7:0] \job$22.axes[1].stride ;
+  wire [151:0] \job$22.axes[2] ;
+  wire [7:0] \job$22.axes[2].dilation ;
+  wire [15:0] \job$22.axes[2].in_size ;
+  wire [7:0] \job$22.axes[2].kernel ;
+  wire [15:0] \job$22.axes[2].out_len ;
+  wire [15:0] \job$22.axes[2].out_start ;
+  wire [15:0] \job$22.axes[2].pad_lo ;
+  wire [15:0] \job$22.axes[2].seg0_len ;
+  wire [15:0] \job$22.axes[2].seg0_start ;
+  wire [15:0] \job$22.axes[2].seg1_len ;
+  wire [15:0] \job$22.axes[2].seg1_start ;
+  wire [7:0] \job$22.axes[2].stride ;
+  wire [7:0] \job$22.fir_taps ;
+  wire [10:0] \job$22.in_chunks ;
+  wire [7:0] \job$22.input_zero ;
+  wire [7:0] \job$22.lanes ;
+  wire [1:0] \job$22.lanes[0] ;
+  wire [1:0] \job$22.lanes[1] ;
+  wire [1:0] \job$22.lanes[2] ;
+  wire [1:0] \job$22.lanes[3] ;
+  wire [1:0] \job$22.padding_mode ;
+  wire \job$22.skip_borders ;
+  wire \job$22.transposed ;
+  wire [495:0] \job$3 ;
+  wire \job$3.accumulate ;
+  wire [455:0] \job$3.axes ;
+  wire [151:0] \job$3.axes[0] ;
+  wire [7:0] \job$3.axes[0].dilation ;
+  wire [15:0] \job$3.axes[0].in_size ;
+  wire [7:0] \job$3.axes[0].kernel ;
+  wire [15:0] \job$3.axes[0].out_len ;
+  wire [15:0] \job$3.axes[0].out_start ;
+  wire [15:0] \job$3.axes[0].pad_lo ;
+  wire [15:0] \job$3.axes[0].seg0_len ;
+  wire [15:0] \job$3.axes[0].seg0_start ;
+  wire [15:0] \job$3.axes[0].seg1_len ;
+  wire [15:0] \job$3.axes[0].seg1_start ;
+  wire [7:0] \job$3.axes[0].stride ;
+  wire [151:0] \job$3.axes[1] ;
+  wire [7:0] \job$3.axes[1].dilation ;
+  wire [15:0] \job$3.axes[1].in_size ;
+  wire [7:0] \job$3.axes[1].kernel ;
+  wire [15:0] \job$3.axes[1].out_len ;
+  wire [15:0] \job$3.axes[1].out_start ;
+  wire [15:0] \job$3.axes[1].pad_lo ;
+  wire [15:0] \job$3.axes[1].seg0_len ;
+  wire [15:0] \job$3.axes[1].seg0_start ;
+  wire [15:0] \job$3.axes[1].seg1_len ;
+  wire [15:0] \job$3.axes[1].seg1_start ;
+  wire [7:0] \job$3.axes[1].stride ;
+  wire [151:0] \job$3.axes[2] ;
+  wire [7:0] \job$3.axes[2].dilation ;
+  wire [15:0] \job$3.axes[2].in_size ;
+  wire [7:0] \job$3.axes[2].kernel ;
+  wire [15:0] \job$3.axes[2].out_len ;
+  wire [15:0] \job$3.axes[2].out_start ;
+  wire [15:0] \job$3.axes[2].pad_lo ;
+  wire [15:0] \job$3.axes[2].seg0_len ;
+  wire [15:0] \job$3.axes[2].seg0_start ;
+  wire [15:0] \job$3.axes[2].seg1_len ;
+  wire [15:0] \job$3.axes[2].seg1_start ;
+  wire [7:0] \job$3.axes[2].stride ;
+  wire [7:0] \job$3.fir_taps ;
+  wire [10:0] \job$3.in_chunks ;
+  wire [7:0] \job$3.input_zero ;
+  wire [7:0] \job$3.lanes ;
+  wire [1:0] \job$3.lanes[0] ;
+  wire [1:0] \job$3.lanes[1] ;
+  wire [1:0] \job$3.lanes[2] ;
+  wire [1:0] \job$3.lanes[3] ;
+  wire [1:0] \job$3.padding_mode ;
+  wire \job$3.skip_borders ;
+  wire \job$3.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -1963,32 +1964,32 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$113 ;
+  wire \out_valid$114 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [174:0] passes__payload;
-  wire [175:0] \passes__payload$30 ;
-  wire \passes__payload$30.bank ;
-  wire [174:0] \passes__payload$30.desc ;
-  wire [152:0] \passes__payload$30.desc.axes ;
-  wire [50:0] \passes__payload$30.desc.axes[0] ;
-  wire [16:0] \passes__payload$30.desc.axes[0].count ;
-  wire [17:0] \passes__payload$30.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$30.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$30.desc.axes[1] ;
-  wire [16:0] \passes__payload$30.desc.axes[1].count ;
-  wire [17:0] \passes__payload$30.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$30.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$30.desc.axes[2] ;
-  wire [16:0] \passes__payload$30.desc.axes[2].count ;
-  wire [17:0] \passes__payload$30.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$30.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$30.desc.chunk ;
-  wire \passes__payload$30.desc.init ;
-  wire [8:0] \passes__payload$30.desc.weights ;
-  wire \passes__payload$30.desc.zero ;
+  wire [175:0] \passes__payload$31 ;
+  wire \passes__payload$31.bank ;
+  wire [174:0] \passes__payload$31.desc ;
+  wire [152:0] \passes__payload$31.desc.axes ;
+  wire [50:0] \passes__payload$31.desc.axes[0] ;
+  wire [16:0] \passes__payload$31.desc.axes[0].count ;
+  wire [17:0] \passes__payload$31.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$31.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$31.desc.axes[1] ;
+  wire [16:0] \passes__payload$31.desc.axes[1].count ;
+  wire [17:0] \passes__payload$31.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$31.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$31.desc.axes[2] ;
+  wire [16:0] \passes__payload$31.desc.axes[2].count ;
+  wire [17:0] \passes__payload$31.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$31.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$31.desc.chunk ;
+  wire \passes__payload$31.desc.init ;
+  wire [8:0] \passes__payload$31.desc.weights ;
+  wire \passes__payload$31.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -2007,9 +2008,9 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$33 ;
+  wire \passes__ready$34 ;
   wire passes__valid;
-  wire \passes__valid$28 ;
+  wire \passes__valid$29 ;
   wire [174:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -2056,22 +2057,22 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   wire passes_out_ready_next;
   wire pipeline_idle;
   wire [31:0] r_data;
-  wire [31:0] \r_data$111 ;
+  wire [31:0] \r_data$112 ;
   wire ready;
   wire ready_next;
-  wire \ready_next$36 ;
+  wire \ready_next$37 ;
   (* init = 32'd0 *)
   wire [31:0] registered;
   (* init = 32'd0 *)
-  wire [31:0] \registered$65 ;
+  wire [31:0] \registered$66 ;
   input rst;
   wire rst;
   reg sequencer_done = 1'h0;
   wire start;
-  wire \start$18 ;
-  wire \start$20 ;
-  input \start$3 ;
-  wire \start$3 ;
+  wire \start$19 ;
+  wire \start$21 ;
+  input \start$5 ;
+  wire \start$5 ;
   wire [127:0] sum;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
@@ -2082,18 +2083,18 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   (* init = 1'h0 *)
   wire valid_read1;
   wire w_bank;
-  wire \w_bank$74 ;
+  wire \w_bank$75 ;
   input [31:0] w_data;
   wire [31:0] w_data;
-  wire [31:0] \w_data$55 ;
-  wire [31:0] \w_data$75 ;
+  wire [31:0] \w_data$56 ;
   wire [31:0] \w_data$76 ;
+  wire [31:0] \w_data$77 ;
   wire w_en;
-  wire \w_en$57 ;
+  wire \w_en$58 ;
   wire [1:0] w_row;
-  wire [1:0] \w_row$72 ;
+  wire [1:0] \w_row$73 ;
   wire w_we;
-  wire \w_we$70 ;
+  wire \w_we$71 ;
   input [8:0] weight_read__addr;
   wire [8:0] weight_read__addr;
   output [31:0] weight_read__data;
@@ -2134,22 +2135,22 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
     acc_entry_d6 <= \$39 ;
   always @(posedge clk)
     acc_entry_d7 <= \$40 ;
-  assign start = \start$3  & ready;
-  assign \$1  = ~ \busy$40 ;
+  assign start = \start$5  & ready;
+  assign \$1  = ~ \busy$41 ;
   assign \$2  = sequencer_done & \$1 ;
-  assign \$3  = ~ \busy$41 ;
+  assign \$3  = ~ \busy$42 ;
   assign \$4  = \$2  & \$3 ;
   assign \$5  = ~ passes_in__valid;
   assign pipeline_idle = \$4  & \$5 ;
   assign addr = \$6  ? input_write__addr : input_read_addr;
-  assign \addr$51  = \$7  ? weight_write__addr : weight_read_addr;
+  assign \addr$52  = \$7  ? weight_write__addr : weight_read_addr;
   assign in_word = zero_read1 ? 32'd0 : word;
   assign pass_end = in_valid & last_read1;
   assign \$8  = in_valid & write_read1;
   assign ready = ~ busy;
-  assign \$10  = \start$18  | flush;
+  assign \$10  = \start$19  | flush;
   assign \$11  = | job[479:472];
-  assign \$12  = \out_valid$113  & busy;
+  assign \$12  = \out_valid$114  & busy;
   always @(posedge clk)
     sequencer_done <= \$13 ;
   always @(posedge clk)
@@ -2205,7 +2206,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
     .out_valid(sum_valid),
     .rst(rst),
     .w_bank(w_bank),
-    .\w_data$21 (\w_data$75 ),
+    .\w_data$21 (\w_data$76 ),
     .w_row(w_row),
     .\w_we$16 (w_we)
   );
@@ -2219,7 +2220,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
     .error(error),
     .flush(flush),
     .job(job),
-    .job_start(\start$18 ),
+    .job_start(\start$19 ),
     .pipeline_idle(pipeline_idle),
     .rst(rst),
     .start(start),
@@ -2227,14 +2228,14 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   );
   \convhw.core.input_buffer  input_buffer (
     .clk(clk),
-    .r_data(\r_data$111 ),
+    .r_data(\r_data$112 ),
     .rst(rst),
     .write__addr(addr),
     .write__data(w_data),
     .write__en(input_write__en)
   );
   \convhw.core.loader  loader (
-    .busy(\busy$40 ),
+    .busy(\busy$41 ),
     .clk(clk),
     .fir_taps(job[479:472]),
     .flush(flush),
@@ -2245,43 +2246,43 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_in_ready_next(\ready_next$36 ),
-    .passes_out__payload(\passes__payload$30 ),
+    .passes_in_ready_next(\ready_next$37 ),
+    .passes_out__payload(\passes__payload$31 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$28 ),
+    .passes_out__valid(\passes__valid$29 ),
     .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
-    .start(\start$18 ),
+    .start(\start$19 ),
     .w_bank(w_bank),
-    .w_data(\w_data$75 ),
+    .w_data(\w_data$76 ),
     .w_row(w_row),
     .w_we(w_we)
   );
   \convhw.core.sequencer  sequencer (
     .clk(clk),
-    .\done$202 (\done$110 ),
+    .\done$202 (\done$111 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
-    .ready_next(\ready_next$36 ),
+    .ready_next(\ready_next$37 ),
     .rst(rst),
-    .\start$13 (\start$18 )
+    .\start$13 (\start$19 )
   );
   \convhw.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$164 (bank),
-    .busy(\busy$41 ),
+    .busy(\busy$42 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
     .\init$163 (init),
     .job(job),
-    .out_valid(\out_valid$113 ),
+    .out_valid(\out_valid$114 ),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$30 ),
-    .passes__valid(\passes__valid$28 ),
+    .passes__payload(\passes__payload$31 ),
+    .passes__valid(\passes__valid$29 ),
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
@@ -2292,7 +2293,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
     .clk(clk),
     .r_data(mem_data),
     .rst(rst),
-    .write__addr(\addr$51 ),
+    .write__addr(\addr$52 ),
     .write__data(w_data),
     .write__en(weight_write__en)
   );
@@ -2389,7 +2390,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
     \$13  = sequencer_done;
     if (\$10 ) begin
       \$13  = 1'h0;
-    end else if (\done$110 ) begin
+    end else if (\done$111 ) begin
       \$13  = 1'h1;
     end
     if (rst) begin
@@ -2398,7 +2399,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$14  = \r_data$111 ;
+    \$14  = \r_data$112 ;
     if (rst) begin
       \$14  = 32'd0;
     end
@@ -2432,7 +2433,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$3 ) begin end
-    \$18  = \r_data$111 ;
+    \$18  = \r_data$112 ;
     if (rst) begin
       \$18  = 32'd0;
     end
@@ -2521,47 +2522,48 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
       \$30  = 1'h0;
     end
   end
-  assign \job$1  = job;
-  assign \abort$6  = abort;
-  assign \busy$8  = busy;
-  assign \done$10  = done;
-  assign \error$12  = error;
-  assign \code$14  = code;
-  assign \cycles$16  = cycles;
-  assign \job$17  = job;
-  assign job_start = \start$18 ;
-  assign \start$20  = \start$18 ;
-  assign \job$21  = job;
+  assign \busy$1  = busy;
+  assign \job$3  = job;
+  assign \abort$8  = abort;
+  assign \busy$9  = busy;
+  assign \done$11  = done;
+  assign \error$13  = error;
+  assign \code$15  = code;
+  assign \cycles$17  = cycles;
+  assign \job$18  = job;
+  assign job_start = \start$19 ;
+  assign \start$21  = \start$19 ;
+  assign \job$22  = job;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$28 ;
-  assign passes_out__payload = \passes__payload$30 ;
-  assign \passes__ready$33  = passes_out__ready;
+  assign passes_out__valid = \passes__valid$29 ;
+  assign passes_out__payload = \passes__payload$31 ;
+  assign \passes__ready$34  = passes_out__ready;
   assign ready_next = passes_out_ready_next;
-  assign passes_in_ready_next = \ready_next$36 ;
-  assign \error$43  = window_miss;
+  assign passes_in_ready_next = \ready_next$37 ;
+  assign \error$44  = window_miss;
   assign input_write__data = w_data;
   assign w_en = input_write__en;
-  assign \w_data$55  = w_data;
+  assign \w_data$56  = w_data;
   assign weight_write__data = w_data;
-  assign \w_en$57  = weight_write__en;
+  assign \w_en$58  = weight_write__en;
   assign registered = input_read__data;
-  assign \registered$65  = weight_read__data;
+  assign \registered$66  = weight_read__data;
   assign r_data = mem_data;
   assign fir_taps = job[479:472];
-  assign \w_we$70  = w_we;
-  assign \w_row$72  = w_row;
-  assign \w_bank$74  = w_bank;
-  assign \w_data$76  = \w_data$75 ;
-  assign \depthwise$78  = depthwise;
+  assign \w_we$71  = w_we;
+  assign \w_row$73  = w_row;
+  assign \w_bank$75  = w_bank;
+  assign \w_data$77  = \w_data$76 ;
+  assign \depthwise$79  = depthwise;
   assign valid_read1 = in_valid;
   assign bank_read1 = in_bank;
   assign pass_end_bank = in_bank;
   assign acc_busy = { 1'h0, busy };
   assign out_psum = sum;
   assign out_valid = sum_valid;
-  assign \busy$102  = busy;
+  assign \busy$103  = busy;
   assign acc_read__addr = host_addr;
   assign host_data = acc_read__data;
   assign \job.axes  = job[455:0];
@@ -2613,153 +2615,153 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   assign \job.lanes[1]  = job[491:490];
   assign \job.lanes[2]  = job[493:492];
   assign \job.lanes[3]  = job[495:494];
-  assign \job$1.axes  = job[455:0];
-  assign \job$1.axes[0]  = job[151:0];
-  assign \job$1.axes[0].in_size  = job[15:0];
-  assign \job$1.axes[0].kernel  = job[23:16];
-  assign \job$1.axes[0].stride  = job[31:24];
-  assign \job$1.axes[0].dilation  = job[39:32];
-  assign \job$1.axes[0].pad_lo  = job[55:40];
-  assign \job$1.axes[0].out_start  = job[71:56];
-  assign \job$1.axes[0].out_len  = job[87:72];
-  assign \job$1.axes[0].seg0_start  = job[103:88];
-  assign \job$1.axes[0].seg0_len  = job[119:104];
-  assign \job$1.axes[0].seg1_start  = job[135:120];
-  assign \job$1.axes[0].seg1_len  = job[151:136];
-  assign \job$1.axes[1]  = job[303:152];
-  assign \job$1.axes[1].in_size  = job[167:152];
-  assign \job$1.axes[1].kernel  = job[175:168];
-  assign \job$1.axes[1].stride  = job[183:176];
-  assign \job$1.axes[1].dilation  = job[191:184];
-  assign \job$1.axes[1].pad_lo  = job[207:192];
-  assign \job$1.axes[1].out_start  = job[223:208];
-  assign \job$1.axes[1].out_len  = job[239:224];
-  assign \job$1.axes[1].seg0_start  = job[255:240];
-  assign \job$1.axes[1].seg0_len  = job[271:256];
-  assign \job$1.axes[1].seg1_start  = job[287:272];
-  assign \job$1.axes[1].seg1_len  = job[303:288];
-  assign \job$1.axes[2]  = job[455:304];
-  assign \job$1.axes[2].in_size  = job[319:304];
-  assign \job$1.axes[2].kernel  = job[327:320];
-  assign \job$1.axes[2].stride  = job[335:328];
-  assign \job$1.axes[2].dilation  = job[343:336];
-  assign \job$1.axes[2].pad_lo  = job[359:344];
-  assign \job$1.axes[2].out_start  = job[375:360];
-  assign \job$1.axes[2].out_len  = job[391:376];
-  assign \job$1.axes[2].seg0_start  = job[407:392];
-  assign \job$1.axes[2].seg0_len  = job[423:408];
-  assign \job$1.axes[2].seg1_start  = job[439:424];
-  assign \job$1.axes[2].seg1_len  = job[455:440];
-  assign \job$1.transposed  = job[456];
-  assign \job$1.padding_mode  = job[458:457];
-  assign \job$1.accumulate  = job[459];
-  assign \job$1.skip_borders  = job[460];
-  assign \job$1.in_chunks  = job[471:461];
-  assign \job$1.fir_taps  = job[479:472];
-  assign \job$1.input_zero  = job[487:480];
-  assign \job$1.lanes  = job[495:488];
-  assign \job$1.lanes[0]  = job[489:488];
-  assign \job$1.lanes[1]  = job[491:490];
-  assign \job$1.lanes[2]  = job[493:492];
-  assign \job$1.lanes[3]  = job[495:494];
-  assign \job$17.axes  = job[455:0];
-  assign \job$17.axes[0]  = job[151:0];
-  assign \job$17.axes[0].in_size  = job[15:0];
-  assign \job$17.axes[0].kernel  = job[23:16];
-  assign \job$17.axes[0].stride  = job[31:24];
-  assign \job$17.axes[0].dilation  = job[39:32];
-  assign \job$17.axes[0].pad_lo  = job[55:40];
-  assign \job$17.axes[0].out_start  = job[71:56];
-  assign \job$17.axes[0].out_len  = job[87:72];
-  assign \job$17.axes[0].seg0_start  = job[103:88];
-  assign \job$17.axes[0].seg0_len  = job[119:104];
-  assign \job$17.axes[0].seg1_start  = job[135:120];
-  assign \job$17.axes[0].seg1_len  = job[151:136];
-  assign \job$17.axes[1]  = job[303:152];
-  assign \job$17.axes[1].in_size  = job[167:152];
-  assign \job$17.axes[1].kernel  = job[175:168];
-  assign \job$17.axes[1].stride  = job[183:176];
-  assign \job$17.axes[1].dilation  = job[191:184];
-  assign \job$17.axes[1].pad_lo  = job[207:192];
-  assign \job$17.axes[1].out_start  = job[223:208];
-  assign \job$17.axes[1].out_len  = job[239:224];
-  assign \job$17.axes[1].seg0_start  = job[255:240];
-  assign \job$17.axes[1].seg0_len  = job[271:256];
-  assign \job$17.axes[1].seg1_start  = job[287:272];
-  assign \job$17.axes[1].seg1_len  = job[303:288];
-  assign \job$17.axes[2]  = job[455:304];
-  assign \job$17.axes[2].in_size  = job[319:304];
-  assign \job$17.axes[2].kernel  = job[327:320];
-  assign \job$17.axes[2].stride  = job[335:328];
-  assign \job$17.axes[2].dilation  = job[343:336];
-  assign \job$17.axes[2].pad_lo  = job[359:344];
-  assign \job$17.axes[2].out_start  = job[375:360];
-  assign \job$17.axes[2].out_len  = job[391:376];
-  assign \job$17.axes[2].seg0_start  = job[407:392];
-  assign \job$17.axes[2].seg0_len  = job[423:408];
-  assign \job$17.axes[2].seg1_start  = job[439:424];
-  assign \job$17.axes[2].seg1_len  = job[455:440];
-  assign \job$17.transposed  = job[456];
-  assign \job$17.padding_mode  = job[458:457];
-  assign \job$17.accumulate  = job[459];
-  assign \job$17.skip_borders  = job[460];
-  assign \job$17.in_chunks  = job[471:461];
-  assign \job$17.fir_taps  = job[479:472];
-  assign \job$17.input_zero  = job[487:480];
-  assign \job$17.lanes  = job[495:488];
-  assign \job$17.lanes[0]  = job[489:488];
-  assign \job$17.lanes[1]  = job[491:490];
-  assign \job$17.lanes[2]  = job[493:492];
-  assign \job$17.lanes[3]  = job[495:494];
-  assign \job$21.axes  = job[455:0];
-  assign \job$21.axes[0]  = job[151:0];
-  assign \job$21.axes[0].in_size  = job[15:0];
-  assign \job$21.axes[0].kernel  = job[23:16];
-  assign \job$21.axes[0].stride  = job[31:24];
-  assign \job$21.axes[0].dilation  = job[39:32];
-  assign \job$21.axes[0].pad_lo  = job[55:40];
-  assign \job$21.axes[0].out_start  = job[71:56];
-  assign \job$21.axes[0].out_len  = job[87:72];
-  assign \job$21.axes[0].seg0_start  = job[103:88];
-  assign \job$21.axes[0].seg0_len  = job[119:104];
-  assign \job$21.axes[0].seg1_start  = job[135:120];
-  assign \job$21.axes[0].seg1_len  = job[151:136];
-  assign \job$21.axes[1]  = job[303:152];
-  assign \job$21.axes[1].in_size  = job[167:152];
-  assign \job$21.axes[1].kernel  = job[175:168];
-  assign \job$21.axes[1].stride  = job[183:176];
-  assign \job$21.axes[1].dilation  = job[191:184];
-  assign \job$21.axes[1].pad_lo  = job[207:192];
-  assign \job$21.axes[1].out_start  = job[223:208];
-  assign \job$21.axes[1].out_len  = job[239:224];
-  assign \job$21.axes[1].seg0_start  = job[255:240];
-  assign \job$21.axes[1].seg0_len  = job[271:256];
-  assign \job$21.axes[1].seg1_start  = job[287:272];
-  assign \job$21.axes[1].seg1_len  = job[303:288];
-  assign \job$21.axes[2]  = job[455:304];
-  assign \job$21.axes[2].in_size  = job[319:304];
-  assign \job$21.axes[2].kernel  = job[327:320];
-  assign \job$21.axes[2].stride  = job[335:328];
-  assign \job$21.axes[2].dilation  = job[343:336];
-  assign \job$21.axes[2].pad_lo  = job[359:344];
-  assign \job$21.axes[2].out_start  = job[375:360];
-  assign \job$21.axes[2].out_len  = job[391:376];
-  assign \job$21.axes[2].seg0_start  = job[407:392];
-  assign \job$21.axes[2].seg0_len  = job[423:408];
-  assign \job$21.axes[2].seg1_start  = job[439:424];
-  assign \job$21.axes[2].seg1_len  = job[455:440];
-  assign \job$21.transposed  = job[456];
-  assign \job$21.padding_mode  = job[458:457];
-  assign \job$21.accumulate  = job[459];
-  assign \job$21.skip_borders  = job[460];
-  assign \job$21.in_chunks  = job[471:461];
-  assign \job$21.fir_taps  = job[479:472];
-  assign \job$21.input_zero  = job[487:480];
-  assign \job$21.lanes  = job[495:488];
-  assign \job$21.lanes[0]  = job[489:488];
-  assign \job$21.lanes[1]  = job[491:490];
-  assign \job$21.lanes[2]  = job[493:492];
-  assign \job$21.lanes[3]  = job[495:494];
+  assign \job$3.axes  = job[455:0];
+  assign \job$3.axes[0]  = job[151:0];
+  assign \job$3.axes[0].in_size  = job[15:0];
+  assign \job$3.axes[0].kernel  = job[23:16];
+  assign \job$3.axes[0].stride  = job[31:24];
+  assign \job$3.axes[0].dilation  = job[39:32];
+  assign \job$3.axes[0].pad_lo  = job[55:40];
+  assign \job$3.axes[0].out_start  = job[71:56];
+  assign \job$3.axes[0].out_len  = job[87:72];
+  assign \job$3.axes[0].seg0_start  = job[103:88];
+  assign \job$3.axes[0].seg0_len  = job[119:104];
+  assign \job$3.axes[0].seg1_start  = job[135:120];
+  assign \job$3.axes[0].seg1_len  = job[151:136];
+  assign \job$3.axes[1]  = job[303:152];
+  assign \job$3.axes[1].in_size  = job[167:152];
+  assign \job$3.axes[1].kernel  = job[175:168];
+  assign \job$3.axes[1].stride  = job[183:176];
+  assign \job$3.axes[1].dilation  = job[191:184];
+  assign \job$3.axes[1].pad_lo  = job[207:192];
+  assign \job$3.axes[1].out_start  = job[223:208];
+  assign \job$3.axes[1].out_len  = job[239:224];
+  assign \job$3.axes[1].seg0_start  = job[255:240];
+  assign \job$3.axes[1].seg0_len  = job[271:256];
+  assign \job$3.axes[1].seg1_start  = job[287:272];
+  assign \job$3.axes[1].seg1_len  = job[303:288];
+  assign \job$3.axes[2]  = job[455:304];
+  assign \job$3.axes[2].in_size  = job[319:304];
+  assign \job$3.axes[2].kernel  = job[327:320];
+  assign \job$3.axes[2].stride  = job[335:328];
+  assign \job$3.axes[2].dilation  = job[343:336];
+  assign \job$3.axes[2].pad_lo  = job[359:344];
+  assign \job$3.axes[2].out_start  = job[375:360];
+  assign \job$3.axes[2].out_len  = job[391:376];
+  assign \job$3.axes[2].seg0_start  = job[407:392];
+  assign \job$3.axes[2].seg0_len  = job[423:408];
+  assign \job$3.axes[2].seg1_start  = job[439:424];
+  assign \job$3.axes[2].seg1_len  = job[455:440];
+  assign \job$3.transposed  = job[456];
+  assign \job$3.padding_mode  = job[458:457];
+  assign \job$3.accumulate  = job[459];
+  assign \job$3.skip_borders  = job[460];
+  assign \job$3.in_chunks  = job[471:461];
+  assign \job$3.fir_taps  = job[479:472];
+  assign \job$3.input_zero  = job[487:480];
+  assign \job$3.lanes  = job[495:488];
+  assign \job$3.lanes[0]  = job[489:488];
+  assign \job$3.lanes[1]  = job[491:490];
+  assign \job$3.lanes[2]  = job[493:492];
+  assign \job$3.lanes[3]  = job[495:494];
+  assign \job$18.axes  = job[455:0];
+  assign \job$18.axes[0]  = job[151:0];
+  assign \job$18.axes[0].in_size  = job[15:0];
+  assign \job$18.axes[0].kernel  = job[23:16];
+  assign \job$18.axes[0].stride  = job[31:24];
+  assign \job$18.axes[0].dilation  = job[39:32];
+  assign \job$18.axes[0].pad_lo  = job[55:40];
+  assign \job$18.axes[0].out_start  = job[71:56];
+  assign \job$18.axes[0].out_len  = job[87:72];
+  assign \job$18.axes[0].seg0_start  = job[103:88];
+  assign \job$18.axes[0].seg0_len  = job[119:104];
+  assign \job$18.axes[0].seg1_start  = job[135:120];
+  assign \job$18.axes[0].seg1_len  = job[151:136];
+  assign \job$18.axes[1]  = job[303:152];
+  assign \job$18.axes[1].in_size  = job[167:152];
+  assign \job$18.axes[1].kernel  = job[175:168];
+  assign \job$18.axes[1].stride  = job[183:176];
+  assign \job$18.axes[1].dilation  = job[191:184];
+  assign \job$18.axes[1].pad_lo  = job[207:192];
+  assign \job$18.axes[1].out_start  = job[223:208];
+  assign \job$18.axes[1].out_len  = job[239:224];
+  assign \job$18.axes[1].seg0_start  = job[255:240];
+  assign \job$18.axes[1].seg0_len  = job[271:256];
+  assign \job$18.axes[1].seg1_start  = job[287:272];
+  assign \job$18.axes[1].seg1_len  = job[303:288];
+  assign \job$18.axes[2]  = job[455:304];
+  assign \job$18.axes[2].in_size  = job[319:304];
+  assign \job$18.axes[2].kernel  = job[327:320];
+  assign \job$18.axes[2].stride  = job[335:328];
+  assign \job$18.axes[2].dilation  = job[343:336];
+  assign \job$18.axes[2].pad_lo  = job[359:344];
+  assign \job$18.axes[2].out_start  = job[375:360];
+  assign \job$18.axes[2].out_len  = job[391:376];
+  assign \job$18.axes[2].seg0_start  = job[407:392];
+  assign \job$18.axes[2].seg0_len  = job[423:408];
+  assign \job$18.axes[2].seg1_start  = job[439:424];
+  assign \job$18.axes[2].seg1_len  = job[455:440];
+  assign \job$18.transposed  = job[456];
+  assign \job$18.padding_mode  = job[458:457];
+  assign \job$18.accumulate  = job[459];
+  assign \job$18.skip_borders  = job[460];
+  assign \job$18.in_chunks  = job[471:461];
+  assign \job$18.fir_taps  = job[479:472];
+  assign \job$18.input_zero  = job[487:480];
+  assign \job$18.lanes  = job[495:488];
+  assign \job$18.lanes[0]  = job[489:488];
+  assign \job$18.lanes[1]  = job[491:490];
+  assign \job$18.lanes[2]  = job[493:492];
+  assign \job$18.lanes[3]  = job[495:494];
+  assign \job$22.axes  = job[455:0];
+  assign \job$22.axes[0]  = job[151:0];
+  assign \job$22.axes[0].in_size  = job[15:0];
+  assign \job$22.axes[0].kernel  = job[23:16];
+  assign \job$22.axes[0].stride  = job[31:24];
+  assign \job$22.axes[0].dilation  = job[39:32];
+  assign \job$22.axes[0].pad_lo  = job[55:40];
+  assign \job$22.axes[0].out_start  = job[71:56];
+  assign \job$22.axes[0].out_len  = job[87:72];
+  assign \job$22.axes[0].seg0_start  = job[103:88];
+  assign \job$22.axes[0].seg0_len  = job[119:104];
+  assign \job$22.axes[0].seg1_start  = job[135:120];
+  assign \job$22.axes[0].seg1_len  = job[151:136];
+  assign \job$22.axes[1]  = job[303:152];
+  assign \job$22.axes[1].in_size  = job[167:152];
+  assign \job$22.axes[1].kernel  = job[175:168];
+  assign \job$22.axes[1].stride  = job[183:176];
+  assign \job$22.axes[1].dilation  = job[191:184];
+  assign \job$22.axes[1].pad_lo  = job[207:192];
+  assign \job$22.axes[1].out_start  = job[223:208];
+  assign \job$22.axes[1].out_len  = job[239:224];
+  assign \job$22.axes[1].seg0_start  = job[255:240];
+  assign \job$22.axes[1].seg0_len  = job[271:256];
+  assign \job$22.axes[1].seg1_start  = job[287:272];
+  assign \job$22.axes[1].seg1_len  = job[303:288];
+  assign \job$22.axes[2]  = job[455:304];
+  assign \job$22.axes[2].in_size  = job[319:304];
+  assign \job$22.axes[2].kernel  = job[327:320];
+  assign \job$22.axes[2].stride  = job[335:328];
+  assign \job$22.axes[2].dilation  = job[343:336];
+  assign \job$22.axes[2].pad_lo  = job[359:344];
+  assign \job$22.axes[2].out_start  = job[375:360];
+  assign \job$22.axes[2].out_len  = job[391:376];
+  assign \job$22.axes[2].seg0_start  = job[407:392];
+  assign \job$22.axes[2].seg0_len  = job[423:408];
+  assign \job$22.axes[2].seg1_start  = job[439:424];
+  assign \job$22.axes[2].seg1_len  = job[455:440];
+  assign \job$22.transposed  = job[456];
+  assign \job$22.padding_mode  = job[458:457];
+  assign \job$22.accumulate  = job[459];
+  assign \job$22.skip_borders  = job[460];
+  assign \job$22.in_chunks  = job[471:461];
+  assign \job$22.fir_taps  = job[479:472];
+  assign \job$22.input_zero  = job[487:480];
+  assign \job$22.lanes  = job[495:488];
+  assign \job$22.lanes[0]  = job[489:488];
+  assign \job$22.lanes[1]  = job[491:490];
+  assign \job$22.lanes[2]  = job[493:492];
+  assign \job$22.lanes[3]  = job[495:494];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -2794,44 +2796,44 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   assign \passes__payload.chunk  = passes_in__payload[172:162];
   assign \passes__payload.init  = passes_in__payload[173];
   assign \passes__payload.zero  = passes_in__payload[174];
-  assign \passes__payload$30.desc  = \passes__payload$30 [174:0];
-  assign \passes__payload$30.desc.axes  = \passes__payload$30 [152:0];
-  assign \passes__payload$30.desc.axes[0]  = \passes__payload$30 [50:0];
-  assign \passes__payload$30.desc.axes[0].o_start  = \passes__payload$30 [15:0];
-  assign \passes__payload$30.desc.axes[0].count  = \passes__payload$30 [32:16];
-  assign \passes__payload$30.desc.axes[0].g_start  = \passes__payload$30 [50:33];
-  assign \passes__payload$30.desc.axes[1]  = \passes__payload$30 [101:51];
-  assign \passes__payload$30.desc.axes[1].o_start  = \passes__payload$30 [66:51];
-  assign \passes__payload$30.desc.axes[1].count  = \passes__payload$30 [83:67];
-  assign \passes__payload$30.desc.axes[1].g_start  = \passes__payload$30 [101:84];
-  assign \passes__payload$30.desc.axes[2]  = \passes__payload$30 [152:102];
-  assign \passes__payload$30.desc.axes[2].o_start  = \passes__payload$30 [117:102];
-  assign \passes__payload$30.desc.axes[2].count  = \passes__payload$30 [134:118];
-  assign \passes__payload$30.desc.axes[2].g_start  = \passes__payload$30 [152:135];
-  assign \passes__payload$30.desc.weights  = \passes__payload$30 [161:153];
-  assign \passes__payload$30.desc.chunk  = \passes__payload$30 [172:162];
-  assign \passes__payload$30.desc.init  = \passes__payload$30 [173];
-  assign \passes__payload$30.desc.zero  = \passes__payload$30 [174];
-  assign \passes__payload$30.bank  = \passes__payload$30 [175];
-  assign \passes_out__payload.desc  = \passes__payload$30 [174:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$30 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$30 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$30 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$30 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$30 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$30 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$30 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$30 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$30 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$30 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$30 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$30 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$30 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$30 [161:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$30 [172:162];
-  assign \passes_out__payload.desc.init  = \passes__payload$30 [173];
-  assign \passes_out__payload.desc.zero  = \passes__payload$30 [174];
-  assign \passes_out__payload.bank  = \passes__payload$30 [175];
+  assign \passes__payload$31.desc  = \passes__payload$31 [174:0];
+  assign \passes__payload$31.desc.axes  = \passes__payload$31 [152:0];
+  assign \passes__payload$31.desc.axes[0]  = \passes__payload$31 [50:0];
+  assign \passes__payload$31.desc.axes[0].o_start  = \passes__payload$31 [15:0];
+  assign \passes__payload$31.desc.axes[0].count  = \passes__payload$31 [32:16];
+  assign \passes__payload$31.desc.axes[0].g_start  = \passes__payload$31 [50:33];
+  assign \passes__payload$31.desc.axes[1]  = \passes__payload$31 [101:51];
+  assign \passes__payload$31.desc.axes[1].o_start  = \passes__payload$31 [66:51];
+  assign \passes__payload$31.desc.axes[1].count  = \passes__payload$31 [83:67];
+  assign \passes__payload$31.desc.axes[1].g_start  = \passes__payload$31 [101:84];
+  assign \passes__payload$31.desc.axes[2]  = \passes__payload$31 [152:102];
+  assign \passes__payload$31.desc.axes[2].o_start  = \passes__payload$31 [117:102];
+  assign \passes__payload$31.desc.axes[2].count  = \passes__payload$31 [134:118];
+  assign \passes__payload$31.desc.axes[2].g_start  = \passes__payload$31 [152:135];
+  assign \passes__payload$31.desc.weights  = \passes__payload$31 [161:153];
+  assign \passes__payload$31.desc.chunk  = \passes__payload$31 [172:162];
+  assign \passes__payload$31.desc.init  = \passes__payload$31 [173];
+  assign \passes__payload$31.desc.zero  = \passes__payload$31 [174];
+  assign \passes__payload$31.bank  = \passes__payload$31 [175];
+  assign \passes_out__payload.desc  = \passes__payload$31 [174:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$31 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$31 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$31 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$31 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$31 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$31 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$31 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$31 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$31 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$31 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$31 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$31 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$31 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$31 [161:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$31 [172:162];
+  assign \passes_out__payload.desc.init  = \passes__payload$31 [173];
+  assign \passes_out__payload.desc.zero  = \passes__payload$31 [174];
+  assign \passes_out__payload.bank  = \passes__payload$31 [175];
   assign \lane_select[0]  = lane_select[1:0];
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];

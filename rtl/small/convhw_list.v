@@ -1418,11 +1418,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7473$0 (acc_addr),
-    .\port$965$5 (compute__payload[6:5]),
+    .\port$7370$0 (acc_addr),
+    .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$70 (\start$262 ),
+    .\start$71 (\start$262 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -4032,8 +4032,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5737$0 (\$like ),
-    .\port$5738$0 (value_next),
+    .\port$5632$0 (\$like ),
+    .\port$5633$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4757,7 +4757,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5737$0 , \port$5738$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5632$0 , \port$5633$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4769,21 +4769,21 @@ module \convhw_list.checker.multiplier (rst, \port$5737$0 , \port$5738$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5737$0 ;
-  wire [16:0] \port$5737$0 ;
-  input [16:0] \port$5738$0 ;
-  wire [16:0] \port$5738$0 ;
+  input [16:0] \port$5632$0 ;
+  wire [16:0] \port$5632$0 ;
+  input [16:0] \port$5633$0 ;
+  wire [16:0] \port$5633$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5738$0  };
+    a <= { 1'h0, \port$5633$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5737$0  };
+    b <= { 1'h0, \port$5632$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5738$0  };
-  assign \b$5  = { 1'h0, \port$5737$0  };
+  assign \a$3  = { 1'h0, \port$5633$0  };
+  assign \b$5  = { 1'h0, \port$5632$0  };
   assign \p$7  = p;
 endmodule
 
@@ -4843,53 +4843,53 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [3:0] \$145 ;
-  wire [4:0] \$146 ;
-  wire \$147 ;
+  wire \$145 ;
+  wire [3:0] \$146 ;
+  wire [4:0] \$147 ;
   wire \$148 ;
-  wire [3:0] \$149 ;
+  wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
+  wire [3:0] \$150 ;
   wire \$151 ;
-  wire [4:0] \$152 ;
-  wire \$153 ;
+  wire \$152 ;
+  wire [4:0] \$153 ;
   wire \$154 ;
   wire \$155 ;
-  wire [3:0] \$156 ;
-  wire \$157 ;
+  wire \$156 ;
+  wire [3:0] \$157 ;
   wire \$158 ;
   wire \$159 ;
   wire \$16 ;
-  wire [4:0] \$160 ;
-  wire \$161 ;
+  wire \$160 ;
+  wire [4:0] \$161 ;
   wire \$162 ;
-  wire [3:0] \$163 ;
-  wire \$164 ;
+  wire \$163 ;
+  wire [3:0] \$164 ;
   wire \$165 ;
-  wire [4:0] \$166 ;
-  wire \$167 ;
+  wire \$166 ;
+  wire [4:0] \$167 ;
   wire \$168 ;
-  wire [3:0] \$169 ;
+  wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
+  wire [3:0] \$170 ;
   wire \$171 ;
-  wire [4:0] \$172 ;
-  wire \$173 ;
+  wire \$172 ;
+  wire [4:0] \$173 ;
   wire \$174 ;
   wire \$175 ;
-  wire [3:0] \$176 ;
-  wire \$177 ;
+  wire \$176 ;
+  wire [3:0] \$177 ;
   wire \$178 ;
   wire \$179 ;
   wire \$18 ;
-  wire [4:0] \$180 ;
-  wire \$181 ;
+  wire \$180 ;
+  wire [4:0] \$181 ;
   wire \$182 ;
-  wire [3:0] \$183 ;
-  wire \$184 ;
+  wire \$183 ;
+  wire [3:0] \$184 ;
   wire \$185 ;
-  wire [4:0] \$186 ;
-  wire \$187 ;
+  wire \$186 ;
+  wire [4:0] \$187 ;
   wire \$188 ;
   wire \$189 ;
   wire \$19 ;
@@ -4914,28 +4914,28 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   wire \$206 ;
   wire \$207 ;
   wire \$208 ;
-  wire [32:0] \$209 ;
+  wire \$209 ;
   wire \$21 ;
   wire [32:0] \$210 ;
-  wire \$211 ;
+  wire [32:0] \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire [3:0] \$215 ;
-  wire \$216 ;
+  wire \$215 ;
+  wire [3:0] \$216 ;
   wire \$217 ;
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  reg \$221 ;
+  wire \$221 ;
   reg [945:0] \$222 ;
-  reg [2:0] \$223 ;
+  reg \$223 ;
   reg [2:0] \$224 ;
-  reg \$225 ;
+  reg [2:0] \$225 ;
   reg \$226 ;
   reg \$227 ;
-  reg [2:0] \$228 ;
+  reg \$228 ;
   reg [2:0] \$229 ;
   wire \$23 ;
   reg [2:0] \$230 ;
@@ -4943,48 +4943,49 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   reg [2:0] \$232 ;
   reg [2:0] \$233 ;
   reg [2:0] \$234 ;
-  reg \$235 ;
-  reg [15:0] \$236 ;
-  reg [7:0] \$237 ;
-  reg \$238 ;
-  reg [15:0] \$239 ;
+  reg [2:0] \$235 ;
+  reg \$236 ;
+  reg [15:0] \$237 ;
+  reg [7:0] \$238 ;
+  reg \$239 ;
   wire \$24 ;
-  reg [7:0] \$240 ;
-  reg \$241 ;
-  reg [15:0] \$242 ;
-  reg [7:0] \$243 ;
-  reg \$244 ;
-  reg [15:0] \$245 ;
-  reg [7:0] \$246 ;
-  reg \$247 ;
-  reg [15:0] \$248 ;
-  reg [7:0] \$249 ;
+  reg [15:0] \$240 ;
+  reg [7:0] \$241 ;
+  reg \$242 ;
+  reg [15:0] \$243 ;
+  reg [7:0] \$244 ;
+  reg \$245 ;
+  reg [15:0] \$246 ;
+  reg [7:0] \$247 ;
+  reg \$248 ;
+  reg [15:0] \$249 ;
   wire \$25 ;
-  reg [1:0] \$250 ;
-  reg \$251 ;
-  reg [15:0] \$252 ;
-  reg [7:0] \$253 ;
-  reg [1:0] \$254 ;
-  reg \$255 ;
-  reg [15:0] \$256 ;
-  reg [7:0] \$257 ;
-  reg [1:0] \$258 ;
-  reg \$259 ;
+  reg [7:0] \$250 ;
+  reg [1:0] \$251 ;
+  reg \$252 ;
+  reg [15:0] \$253 ;
+  reg [7:0] \$254 ;
+  reg [1:0] \$255 ;
+  reg \$256 ;
+  reg [15:0] \$257 ;
+  reg [7:0] \$258 ;
+  reg [1:0] \$259 ;
   wire \$26 ;
   reg \$260 ;
-  reg [15:0] \$261 ;
-  reg [7:0] \$262 ;
-  reg [1:0] \$263 ;
-  reg [31:0] \$264 ;
+  reg \$261 ;
+  reg [15:0] \$262 ;
+  reg [7:0] \$263 ;
+  reg [1:0] \$264 ;
   reg [31:0] \$265 ;
-  reg \$266 ;
+  reg [31:0] \$266 ;
   reg \$267 ;
   reg \$268 ;
   reg \$269 ;
   wire \$27 ;
   reg \$270 ;
-  reg [7:0] \$271 ;
-  reg [15:0] \$272 ;
+  reg \$271 ;
+  reg [7:0] \$272 ;
+  reg [15:0] \$273 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
@@ -6004,212 +6005,213 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \$113  = abort & running;
   assign \$114  = ~ aborting;
   assign \$115  = \$113  & \$114 ;
-  assign \$116  = | jobs__payload[951:944];
-  assign \$117  = pending[0] & input_load__ready;
-  assign \$118  = pending[1] & weight_load__ready;
-  assign \$119  = pending[2] & params_load__ready;
-  assign \$120  = input_done__valid & input_done__ready;
-  assign \$121  = weight_done__valid & weight_done__ready;
-  assign \$122  = params_done__valid & params_done__ready;
-  assign \$123  = input_done__valid & input_done__ready;
-  assign \$124  = \$123  & input_done__payload;
-  assign \$125  = weight_done__valid & weight_done__ready;
-  assign \$126  = \$125  & weight_done__payload;
-  assign \$127  = params_done__valid & params_done__ready;
-  assign \$128  = \$127  & params_done__payload;
-  assign \$129  = | { \$128 , \$126 , \$124  };
-  assign \$130  = load_error | \$129 ;
-  assign \$131  = ~ running_job;
-  assign \$132  = loaded & \$131 ;
-  assign \$133  = ~ report_pending;
-  assign \$134  = \$132  & \$133 ;
-  assign \$135  = failed & fail_scope[0];
-  assign \$136  = aborting | \$135 ;
-  assign \$137  = load_error | \$136 ;
-  assign \$138  = ~ drain_done__ready;
-  assign \$139  = \r_rdy$66  & \$138 ;
-  assign \$140  = ~ report_pending;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = failed & fail_scope[1];
-  assign \$143  = aborting | \$142 ;
-  assign \$144  = drain_done__ready & drain_done__valid;
-  assign \$145  = in_flight + take_job;
-  assign \$146  = \$145  - finished;
-  assign \$147  = ! jobs__payload[5];
-  assign \$148  = take_job & \$147 ;
-  assign \$149  = input_readers0 + \$148 ;
-  assign \$150  = ! r_data[5];
-  assign \$151  = compute_retire & \$150 ;
-  assign \$152  = \$149  - \$151 ;
-  assign \$153  = jobs__payload[711:680] >= 9'h100;
-  assign \$154  = ! \$153 ;
-  assign \$155  = take_job & \$154 ;
-  assign \$156  = weight_readers0 + \$155 ;
-  assign \$157  = r_data[711:680] >= 9'h100;
-  assign \$158  = ! \$157 ;
-  assign \$159  = compute_retire & \$158 ;
-  assign \$160  = \$156  - \$159 ;
-  assign \$161  = ! r_data[6];
-  assign \$162  = to_drain & \$161 ;
-  assign \$163  = drains_pending0 + \$162 ;
-  assign \$164  = ! d_job[6];
-  assign \$165  = drain_retire & \$164 ;
-  assign \$166  = \$163  - \$165 ;
-  assign \$168  = take_job & \$167 ;
-  assign \$169  = input_readers1 + \$168 ;
-  assign \$171  = compute_retire & \$170 ;
-  assign \$172  = \$169  - \$171 ;
-  assign \$173  = jobs__payload[711:680] >= 9'h100;
-  assign \$175  = take_job & \$174 ;
-  assign \$176  = weight_readers1 + \$175 ;
-  assign \$177  = r_data[711:680] >= 9'h100;
-  assign \$179  = compute_retire & \$178 ;
-  assign \$180  = \$176  - \$179 ;
-  assign \$182  = to_drain & \$181 ;
-  assign \$183  = drains_pending1 + \$182 ;
-  assign \$185  = drain_retire & \$184 ;
-  assign \$186  = \$183  - \$185 ;
-  assign \$187  = ~ report0_valid_r;
-  assign \$188  = report1_index_r < report0_index_r;
-  assign \$189  = \$187  | \$188 ;
-  assign \$190  = report1_valid_r & \$189 ;
-  assign \$191  = ~ report2_valid_r;
-  assign \$192  = report3_index_r < report2_index_r;
-  assign \$193  = \$191  | \$192 ;
-  assign \$194  = report3_valid_r & \$193 ;
-  assign \$195  = ~ lowest1_0_valid;
-  assign \$196  = lowest1_1_index < lowest1_0_index;
-  assign \$197  = \$195  | \$196 ;
-  assign \$198  = lowest1_1_valid & \$197 ;
-  assign \$199  = report0_valid_r | report1_valid_r;
-  assign \$200  = report2_valid_r | report3_valid_r;
-  assign \$201  = lowest1_0_valid | lowest1_1_valid;
-  assign \$202  = | { \$201 , \$200 , \$199 , report3_valid, report2_valid, report1_valid, report0_valid };
-  assign \$203  = ~ aborting;
-  assign \$204  = lowest2_0_valid & \$203 ;
-  assign \$205  = ~ failed;
-  assign \$206  = lowest2_0_index < fail_index;
-  assign \$207  = \$205  | \$206 ;
-  assign \$208  = \$204  & \$207 ;
-  assign \$209  = cycles + 1'h1;
-  assign \$210  = busy_cycles + 1'h1;
-  assign \$211  = compute_irq | drain_irq;
-  assign \$212  = ~ running;
-  assign \$213  = start & \$212 ;
-  assign \$214  = ~ abort;
-  assign \$215  = abort ? 4'h7 : 4'h0;
-  assign \$216  = abort & running;
-  assign \$217  = ~ aborting;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = ~ start;
-  assign \$220  = idle & \$219 ;
-  always @(posedge clk)
-    taking <= \$221 ;
+  assign \$116  = ! pending;
+  assign \$117  = | jobs__payload[951:944];
+  assign \$118  = pending[0] & input_load__ready;
+  assign \$119  = pending[1] & weight_load__ready;
+  assign \$120  = pending[2] & params_load__ready;
+  assign \$121  = input_done__valid & input_done__ready;
+  assign \$122  = weight_done__valid & weight_done__ready;
+  assign \$123  = params_done__valid & params_done__ready;
+  assign \$124  = input_done__valid & input_done__ready;
+  assign \$125  = \$124  & input_done__payload;
+  assign \$126  = weight_done__valid & weight_done__ready;
+  assign \$127  = \$126  & weight_done__payload;
+  assign \$128  = params_done__valid & params_done__ready;
+  assign \$129  = \$128  & params_done__payload;
+  assign \$130  = | { \$129 , \$127 , \$125  };
+  assign \$131  = load_error | \$130 ;
+  assign \$132  = ~ running_job;
+  assign \$133  = loaded & \$132 ;
+  assign \$134  = ~ report_pending;
+  assign \$135  = \$133  & \$134 ;
+  assign \$136  = failed & fail_scope[0];
+  assign \$137  = aborting | \$136 ;
+  assign \$138  = load_error | \$137 ;
+  assign \$139  = ~ drain_done__ready;
+  assign \$140  = \r_rdy$66  & \$139 ;
+  assign \$141  = ~ report_pending;
+  assign \$142  = \$140  & \$141 ;
+  assign \$143  = failed & fail_scope[1];
+  assign \$144  = aborting | \$143 ;
+  assign \$145  = drain_done__ready & drain_done__valid;
+  assign \$146  = in_flight + take_job;
+  assign \$147  = \$146  - finished;
+  assign \$148  = ! jobs__payload[5];
+  assign \$149  = take_job & \$148 ;
+  assign \$150  = input_readers0 + \$149 ;
+  assign \$151  = ! r_data[5];
+  assign \$152  = compute_retire & \$151 ;
+  assign \$153  = \$150  - \$152 ;
+  assign \$154  = jobs__payload[711:680] >= 9'h100;
+  assign \$155  = ! \$154 ;
+  assign \$156  = take_job & \$155 ;
+  assign \$157  = weight_readers0 + \$156 ;
+  assign \$158  = r_data[711:680] >= 9'h100;
+  assign \$159  = ! \$158 ;
+  assign \$160  = compute_retire & \$159 ;
+  assign \$161  = \$157  - \$160 ;
+  assign \$162  = ! r_data[6];
+  assign \$163  = to_drain & \$162 ;
+  assign \$164  = drains_pending0 + \$163 ;
+  assign \$165  = ! d_job[6];
+  assign \$166  = drain_retire & \$165 ;
+  assign \$167  = \$164  - \$166 ;
+  assign \$169  = take_job & \$168 ;
+  assign \$170  = input_readers1 + \$169 ;
+  assign \$172  = compute_retire & \$171 ;
+  assign \$173  = \$170  - \$172 ;
+  assign \$174  = jobs__payload[711:680] >= 9'h100;
+  assign \$176  = take_job & \$175 ;
+  assign \$177  = weight_readers1 + \$176 ;
+  assign \$178  = r_data[711:680] >= 9'h100;
+  assign \$180  = compute_retire & \$179 ;
+  assign \$181  = \$177  - \$180 ;
+  assign \$183  = to_drain & \$182 ;
+  assign \$184  = drains_pending1 + \$183 ;
+  assign \$186  = drain_retire & \$185 ;
+  assign \$187  = \$184  - \$186 ;
+  assign \$188  = ~ report0_valid_r;
+  assign \$189  = report1_index_r < report0_index_r;
+  assign \$190  = \$188  | \$189 ;
+  assign \$191  = report1_valid_r & \$190 ;
+  assign \$192  = ~ report2_valid_r;
+  assign \$193  = report3_index_r < report2_index_r;
+  assign \$194  = \$192  | \$193 ;
+  assign \$195  = report3_valid_r & \$194 ;
+  assign \$196  = ~ lowest1_0_valid;
+  assign \$197  = lowest1_1_index < lowest1_0_index;
+  assign \$198  = \$196  | \$197 ;
+  assign \$199  = lowest1_1_valid & \$198 ;
+  assign \$200  = report0_valid_r | report1_valid_r;
+  assign \$201  = report2_valid_r | report3_valid_r;
+  assign \$202  = lowest1_0_valid | lowest1_1_valid;
+  assign \$203  = | { \$202 , \$201 , \$200 , report3_valid, report2_valid, report1_valid, report0_valid };
+  assign \$204  = ~ aborting;
+  assign \$205  = lowest2_0_valid & \$204 ;
+  assign \$206  = ~ failed;
+  assign \$207  = lowest2_0_index < fail_index;
+  assign \$208  = \$206  | \$207 ;
+  assign \$209  = \$205  & \$208 ;
+  assign \$210  = cycles + 1'h1;
+  assign \$211  = busy_cycles + 1'h1;
+  assign \$212  = compute_irq | drain_irq;
+  assign \$213  = ~ running;
+  assign \$214  = start & \$213 ;
+  assign \$215  = ~ abort;
+  assign \$216  = abort ? 4'h7 : 4'h0;
+  assign \$217  = abort & running;
+  assign \$218  = ~ aborting;
+  assign \$219  = \$217  & \$218 ;
+  assign \$220  = ~ start;
+  assign \$221  = idle & \$220 ;
   always @(posedge clk)
     input_load__payload <= \$222 ;
   always @(posedge clk)
-    pending <= \$223 ;
+    taking <= \$223 ;
   always @(posedge clk)
-    got <= \$224 ;
+    pending <= \$224 ;
   always @(posedge clk)
-    load_error <= \$225 ;
+    got <= \$225 ;
   always @(posedge clk)
-    running_job <= \$226 ;
+    load_error <= \$226 ;
   always @(posedge clk)
-    drain_done__ready <= \$227 ;
+    running_job <= \$227 ;
   always @(posedge clk)
-    in_flight <= \$228 ;
+    drain_done__ready <= \$228 ;
   always @(posedge clk)
-    input_readers0 <= \$229 ;
+    in_flight <= \$229 ;
   always @(posedge clk)
-    weight_readers0 <= \$230 ;
+    input_readers0 <= \$230 ;
   always @(posedge clk)
-    drains_pending0 <= \$231 ;
+    weight_readers0 <= \$231 ;
   always @(posedge clk)
-    input_readers1 <= \$232 ;
+    drains_pending0 <= \$232 ;
   always @(posedge clk)
-    weight_readers1 <= \$233 ;
+    input_readers1 <= \$233 ;
   always @(posedge clk)
-    drains_pending1 <= \$234 ;
+    weight_readers1 <= \$234 ;
   always @(posedge clk)
-    report0_valid_r <= \$235 ;
+    drains_pending1 <= \$235 ;
   always @(posedge clk)
-    report0_index_r <= \$236 ;
+    report0_valid_r <= \$236 ;
   always @(posedge clk)
-    report0_code_r <= \$237 ;
+    report0_index_r <= \$237 ;
   always @(posedge clk)
-    report1_valid_r <= \$238 ;
+    report0_code_r <= \$238 ;
   always @(posedge clk)
-    report1_index_r <= \$239 ;
+    report1_valid_r <= \$239 ;
   always @(posedge clk)
-    report1_code_r <= \$240 ;
+    report1_index_r <= \$240 ;
   always @(posedge clk)
-    report2_valid_r <= \$241 ;
+    report1_code_r <= \$241 ;
   always @(posedge clk)
-    report2_index_r <= \$242 ;
+    report2_valid_r <= \$242 ;
   always @(posedge clk)
-    report2_code_r <= \$243 ;
+    report2_index_r <= \$243 ;
   always @(posedge clk)
-    report3_valid_r <= \$244 ;
+    report2_code_r <= \$244 ;
   always @(posedge clk)
-    report3_index_r <= \$245 ;
+    report3_valid_r <= \$245 ;
   always @(posedge clk)
-    report3_code_r <= \$246 ;
+    report3_index_r <= \$246 ;
   always @(posedge clk)
-    lowest1_0_valid <= \$247 ;
+    report3_code_r <= \$247 ;
   always @(posedge clk)
-    lowest1_0_index <= \$248 ;
+    lowest1_0_valid <= \$248 ;
   always @(posedge clk)
-    lowest1_0_code <= \$249 ;
+    lowest1_0_index <= \$249 ;
   always @(posedge clk)
-    lowest1_0_scope <= \$250 ;
+    lowest1_0_code <= \$250 ;
   always @(posedge clk)
-    lowest1_1_valid <= \$251 ;
+    lowest1_0_scope <= \$251 ;
   always @(posedge clk)
-    lowest1_1_index <= \$252 ;
+    lowest1_1_valid <= \$252 ;
   always @(posedge clk)
-    lowest1_1_code <= \$253 ;
+    lowest1_1_index <= \$253 ;
   always @(posedge clk)
-    lowest1_1_scope <= \$254 ;
+    lowest1_1_code <= \$254 ;
   always @(posedge clk)
-    lowest2_0_valid <= \$255 ;
+    lowest1_1_scope <= \$255 ;
   always @(posedge clk)
-    lowest2_0_index <= \$256 ;
+    lowest2_0_valid <= \$256 ;
   always @(posedge clk)
-    lowest2_0_code <= \$257 ;
+    lowest2_0_index <= \$257 ;
   always @(posedge clk)
-    lowest2_0_scope <= \$258 ;
+    lowest2_0_code <= \$258 ;
   always @(posedge clk)
-    report_pending <= \$259 ;
+    lowest2_0_scope <= \$259 ;
   always @(posedge clk)
-    failed <= \$260 ;
+    report_pending <= \$260 ;
   always @(posedge clk)
-    fail_index <= \$261 ;
+    failed <= \$261 ;
   always @(posedge clk)
-    fail_code <= \$262 ;
+    fail_index <= \$262 ;
   always @(posedge clk)
-    fail_scope <= \$263 ;
+    fail_code <= \$263 ;
   always @(posedge clk)
-    cycles <= \$264 ;
+    fail_scope <= \$264 ;
   always @(posedge clk)
-    busy_cycles <= \$265 ;
+    cycles <= \$265 ;
   always @(posedge clk)
-    irq <= \$266 ;
+    busy_cycles <= \$266 ;
   always @(posedge clk)
-    running <= \$267 ;
+    irq <= \$267 ;
   always @(posedge clk)
-    aborting <= \$268 ;
+    running <= \$268 ;
   always @(posedge clk)
-    done <= \$269 ;
+    aborting <= \$269 ;
   always @(posedge clk)
-    error <= \$270 ;
+    done <= \$270 ;
   always @(posedge clk)
-    code <= \$271 ;
+    error <= \$271 ;
   always @(posedge clk)
-    error_job <= \$272 ;
+    code <= \$272 ;
+  always @(posedge clk)
+    error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5742$0 (jobs__payload[943:0]),
+    .\port$5637$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -6222,8 +6224,8 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     .r_en(drain_retire),
     .r_rdy(\r_rdy$66 ),
     .rst(rst),
-    .w_en(to_drain),
-    .w_port__data(r_data[945:0])
+    .w_data(r_data[945:0]),
+    .w_en(to_drain)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
@@ -6461,115 +6463,86 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$221  = taking;
+    \$222  = input_load__payload;
+    if (\$116 ) begin
+      \$222 [927:0] = jobs__payload[927:0];
+      \$222 [943:928] = jobs__payload[943:928];
+      \$222 [945:944] = jobs__payload[929:928];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$223  = taking;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$116 ) begin
-        \$221  = 1'h0;
+      if (\$117 ) begin
+        \$223  = 1'h0;
       end else begin
         if (jobs__payload[0]) begin
-          \$221  = 1'h0;
+          \$223  = 1'h0;
         end
       end
     end
-    if (\$208 ) begin
-      \$221  = 1'h0;
+    if (\$209 ) begin
+      \$223  = 1'h0;
     end
-    if (\$213 ) begin
-      \$221  = \$214 ;
+    if (\$214 ) begin
+      \$223  = \$215 ;
     end
-    if (\$218 ) begin
-      \$221  = 1'h0;
+    if (\$219 ) begin
+      \$223  = 1'h0;
     end
     if (rst) begin
-      \$221  = 1'h0;
+      \$223  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$222  = input_load__payload;
+    \$224  = pending;
     if (take) begin
       (* full_case = 32'd1 *)
-      if (\$116 ) begin
+      if (\$117 ) begin
       end else begin
-        \$222 [927:0] = jobs__payload[927:0];
-        \$222 [943:928] = jobs__payload[943:928];
-        \$222 [945:944] = jobs__payload[929:928];
+        \$224  = { 1'h1, jobs__payload[3:2] };
       end
-    end
-    if (rst) begin
-      \$222  = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$223  = pending;
-    if (take) begin
-      (* full_case = 32'd1 *)
-      if (\$116 ) begin
-      end else begin
-        \$223  = { 1'h1, jobs__payload[3:2] };
-      end
-    end
-    if (\$117 ) begin
-      \$223 [0] = 1'h0;
     end
     if (\$118 ) begin
-      \$223 [1] = 1'h0;
+      \$224 [0] = 1'h0;
     end
     if (\$119 ) begin
-      \$223 [2] = 1'h0;
+      \$224 [1] = 1'h0;
+    end
+    if (\$120 ) begin
+      \$224 [2] = 1'h0;
     end
     if (rst) begin
-      \$223  = 3'h0;
+      \$224  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$224  = got;
-    if (\$120 ) begin
-      \$224 [0] = 1'h1;
-    end
+    \$225  = got;
     if (\$121 ) begin
-      \$224 [1] = 1'h1;
+      \$225 [0] = 1'h1;
     end
     if (\$122 ) begin
-      \$224 [2] = 1'h1;
+      \$225 [1] = 1'h1;
+    end
+    if (\$123 ) begin
+      \$225 [2] = 1'h1;
     end
     if (compute_retire) begin
-      \$224  = 3'h0;
+      \$225  = 3'h0;
     end
     if (rst) begin
-      \$224  = 3'h0;
+      \$225  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$225  = \$130 ;
+    \$226  = \$131 ;
     if (compute_retire) begin
-      \$225  = 1'h0;
-    end
-    if (rst) begin
-      \$225  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$226  = running_job;
-    if (\$134 ) begin
-      if (\$137 ) begin
-      end else if (acc_free) begin
-        if (compute__ready) begin
-          \$226  = 1'h1;
-        end
-      end
-    end
-    if (running_job) begin
-      if (aborting) begin
-        \$226  = 1'h0;
-      end else if (compute_done__valid) begin
-        \$226  = 1'h0;
-      end
+      \$226  = 1'h0;
     end
     if (rst) begin
       \$226  = 1'h0;
@@ -6577,18 +6550,21 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$227  = drain_done__ready;
-    if (\$141 ) begin
-      (* full_case = 32'd1 *)
-      if (\$143 ) begin
-      end else begin
-        if (drain__ready) begin
+    \$227  = running_job;
+    if (\$135 ) begin
+      if (\$138 ) begin
+      end else if (acc_free) begin
+        if (compute__ready) begin
           \$227  = 1'h1;
         end
       end
     end
-    if (\$144 ) begin
-      \$227  = 1'h0;
+    if (running_job) begin
+      if (aborting) begin
+        \$227  = 1'h0;
+      end else if (compute_done__valid) begin
+        \$227  = 1'h0;
+      end
     end
     if (rst) begin
       \$227  = 1'h0;
@@ -6596,398 +6572,404 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$228  = \$146 [2:0];
+    \$228  = drain_done__ready;
+    if (\$142 ) begin
+      (* full_case = 32'd1 *)
+      if (\$144 ) begin
+      end else begin
+        if (drain__ready) begin
+          \$228  = 1'h1;
+        end
+      end
+    end
+    if (\$145 ) begin
+      \$228  = 1'h0;
+    end
     if (rst) begin
-      \$228  = 3'h0;
+      \$228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$229  = \$152 [2:0];
+    \$229  = \$147 [2:0];
     if (rst) begin
       \$229  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$230  = \$160 [2:0];
+    \$230  = \$153 [2:0];
     if (rst) begin
       \$230  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$231  = \$166 [2:0];
+    \$231  = \$161 [2:0];
     if (rst) begin
       \$231  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$232  = \$172 [2:0];
+    \$232  = \$167 [2:0];
     if (rst) begin
       \$232  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$233  = \$180 [2:0];
+    \$233  = \$173 [2:0];
     if (rst) begin
       \$233  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$234  = \$186 [2:0];
+    \$234  = \$181 [2:0];
     if (rst) begin
       \$234  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$235  = report0_valid;
+    \$235  = \$187 [2:0];
     if (rst) begin
-      \$235  = 1'h0;
+      \$235  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$236  = report0_index;
+    \$236  = report0_valid;
     if (rst) begin
-      \$236  = 16'h0000;
+      \$236  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$237  = report0_code;
+    \$237  = report0_index;
     if (rst) begin
-      \$237  = 8'h00;
+      \$237  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$238  = report1_valid;
+    \$238  = report0_code;
     if (rst) begin
-      \$238  = 1'h0;
+      \$238  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$239  = report1_index;
+    \$239  = report1_valid;
     if (rst) begin
-      \$239  = 16'h0000;
+      \$239  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$240  = report1_code;
+    \$240  = report1_index;
     if (rst) begin
-      \$240  = 8'h00;
+      \$240  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$241  = report2_valid;
+    \$241  = report1_code;
     if (rst) begin
-      \$241  = 1'h0;
+      \$241  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$242  = report2_index;
+    \$242  = report2_valid;
     if (rst) begin
-      \$242  = 16'h0000;
+      \$242  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$243  = report2_code;
+    \$243  = report2_index;
     if (rst) begin
-      \$243  = 8'h00;
+      \$243  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$244  = report3_valid;
+    \$244  = report2_code;
     if (rst) begin
-      \$244  = 1'h0;
+      \$244  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$245  = report3_index;
+    \$245  = report3_valid;
     if (rst) begin
-      \$245  = 16'h0000;
+      \$245  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$246  = report3_code;
+    \$246  = report3_index;
     if (rst) begin
-      \$246  = 8'h00;
+      \$246  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$247  = 1'h1;
-    end else begin
-      \$247  = report0_valid_r;
-    end
+    \$247  = report3_code;
     if (rst) begin
-      \$247  = 1'h0;
+      \$247  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$248  = report1_index_r;
+    if (\$191 ) begin
+      \$248  = 1'h1;
     end else begin
-      \$248  = report0_index_r;
+      \$248  = report0_valid_r;
     end
     if (rst) begin
-      \$248  = 16'h0000;
+      \$248  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$249  = report1_code_r;
+    if (\$191 ) begin
+      \$249  = report1_index_r;
     end else begin
-      \$249  = report0_code_r;
+      \$249  = report0_index_r;
     end
     if (rst) begin
-      \$249  = 8'h00;
+      \$249  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$190 ) begin
-      \$250  = 2'h1;
+    if (\$191 ) begin
+      \$250  = report1_code_r;
     end else begin
-      \$250  = 2'h0;
+      \$250  = report0_code_r;
     end
     if (rst) begin
-      \$250  = 2'h0;
+      \$250  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$251  = 1'h1;
+    if (\$191 ) begin
+      \$251  = 2'h1;
     end else begin
-      \$251  = report2_valid_r;
+      \$251  = 2'h0;
     end
     if (rst) begin
-      \$251  = 1'h0;
+      \$251  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$252  = report3_index_r;
+    if (\$195 ) begin
+      \$252  = 1'h1;
     end else begin
-      \$252  = report2_index_r;
+      \$252  = report2_valid_r;
     end
     if (rst) begin
-      \$252  = 16'h0000;
+      \$252  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$253  = report3_code_r;
+    if (\$195 ) begin
+      \$253  = report3_index_r;
     end else begin
-      \$253  = report2_code_r;
+      \$253  = report2_index_r;
     end
     if (rst) begin
-      \$253  = 8'h00;
+      \$253  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$194 ) begin
-      \$254  = 2'h3;
+    if (\$195 ) begin
+      \$254  = report3_code_r;
     end else begin
-      \$254  = 2'h1;
+      \$254  = report2_code_r;
     end
     if (rst) begin
-      \$254  = 2'h0;
+      \$254  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$255  = 1'h1;
+    if (\$195 ) begin
+      \$255  = 2'h3;
     end else begin
-      \$255  = lowest1_0_valid;
+      \$255  = 2'h1;
     end
     if (rst) begin
-      \$255  = 1'h0;
+      \$255  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$256  = lowest1_1_index;
+    if (\$199 ) begin
+      \$256  = 1'h1;
     end else begin
-      \$256  = lowest1_0_index;
+      \$256  = lowest1_0_valid;
     end
     if (rst) begin
-      \$256  = 16'h0000;
+      \$256  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$257  = lowest1_1_code;
+    if (\$199 ) begin
+      \$257  = lowest1_1_index;
     end else begin
-      \$257  = lowest1_0_code;
+      \$257  = lowest1_0_index;
     end
     if (rst) begin
-      \$257  = 8'h00;
+      \$257  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
     (* full_case = 32'd1 *)
-    if (\$198 ) begin
-      \$258  = lowest1_1_scope;
+    if (\$199 ) begin
+      \$258  = lowest1_1_code;
     end else begin
-      \$258  = lowest1_0_scope;
+      \$258  = lowest1_0_code;
     end
     if (rst) begin
-      \$258  = 2'h0;
+      \$258  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$259  = \$202 ;
+    (* full_case = 32'd1 *)
+    if (\$199 ) begin
+      \$259  = lowest1_1_scope;
+    end else begin
+      \$259  = lowest1_0_scope;
+    end
     if (rst) begin
-      \$259  = 1'h0;
+      \$259  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$260  = failed;
-    if (\$208 ) begin
-      \$260  = 1'h1;
-    end
-    if (\$213 ) begin
-      \$260  = abort;
-    end
-    if (\$218 ) begin
-      \$260  = 1'h1;
-    end
+    \$260  = \$203 ;
     if (rst) begin
       \$260  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$261  = fail_index;
-    if (\$208 ) begin
-      \$261  = lowest2_0_index;
+    \$261  = failed;
+    if (\$209 ) begin
+      \$261  = 1'h1;
     end
-    if (\$213 ) begin
-      \$261  = 16'h0000;
+    if (\$214 ) begin
+      \$261  = abort;
     end
-    if (\$218 ) begin
-      \$261  = oldest;
+    if (\$219 ) begin
+      \$261  = 1'h1;
     end
     if (rst) begin
-      \$261  = 16'h0000;
+      \$261  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$262  = fail_code;
-    if (\$208 ) begin
-      \$262  = lowest2_0_code;
+    \$262  = fail_index;
+    if (\$209 ) begin
+      \$262  = lowest2_0_index;
     end
-    if (\$213 ) begin
-      \$262  = { 4'h0, \$215  };
+    if (\$214 ) begin
+      \$262  = 16'h0000;
     end
-    if (\$218 ) begin
-      \$262  = 8'h07;
+    if (\$219 ) begin
+      \$262  = oldest;
     end
     if (rst) begin
-      \$262  = 8'h00;
+      \$262  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$263  = fail_scope;
-    if (\$208 ) begin
-      \$263  = lowest2_0_scope;
+    \$263  = fail_code;
+    if (\$209 ) begin
+      \$263  = lowest2_0_code;
+    end
+    if (\$214 ) begin
+      \$263  = { 4'h0, \$216  };
+    end
+    if (\$219 ) begin
+      \$263  = 8'h07;
     end
     if (rst) begin
-      \$263  = 2'h0;
+      \$263  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$264  = cycles;
+    \$264  = fail_scope;
+    if (\$209 ) begin
+      \$264  = lowest2_0_scope;
+    end
+    if (rst) begin
+      \$264  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$265  = cycles;
     if (running) begin
-      \$264  = \$209 [31:0];
+      \$265  = \$210 [31:0];
     end
-    if (\$213 ) begin
-      \$264  = 32'd0;
+    if (\$214 ) begin
+      \$265  = 32'd0;
     end
     if (rst) begin
-      \$264  = 32'd0;
+      \$265  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$265  = busy_cycles;
+    \$266  = busy_cycles;
     if (running) begin
       if (core_busy) begin
-        \$265  = \$210 [31:0];
+        \$266  = \$211 [31:0];
       end
     end
-    if (\$213 ) begin
-      \$265  = 32'd0;
+    if (\$214 ) begin
+      \$266  = 32'd0;
     end
     if (rst) begin
-      \$265  = 32'd0;
+      \$266  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$266  = irq;
+    \$267  = irq;
     if (irq_clear) begin
-      \$266  = 1'h0;
+      \$267  = 1'h0;
     end
-    if (\$211 ) begin
-      \$266  = 1'h1;
-    end
-    if (\$220 ) begin
-      \$266  = 1'h1;
-    end
-    if (rst) begin
-      \$266  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$267  = running;
-    if (\$213 ) begin
+    if (\$212 ) begin
       \$267  = 1'h1;
     end
-    if (\$220 ) begin
-      \$267  = 1'h0;
+    if (\$221 ) begin
+      \$267  = 1'h1;
     end
     if (rst) begin
       \$267  = 1'h0;
@@ -6995,12 +6977,12 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$268  = aborting;
-    if (\$213 ) begin
-      \$268  = abort;
-    end
-    if (\$218 ) begin
+    \$268  = running;
+    if (\$214 ) begin
       \$268  = 1'h1;
+    end
+    if (\$221 ) begin
+      \$268  = 1'h0;
     end
     if (rst) begin
       \$268  = 1'h0;
@@ -7008,11 +6990,11 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$269  = done;
-    if (\$213 ) begin
-      \$269  = 1'h0;
+    \$269  = aborting;
+    if (\$214 ) begin
+      \$269  = abort;
     end
-    if (\$220 ) begin
+    if (\$219 ) begin
       \$269  = 1'h1;
     end
     if (rst) begin
@@ -7021,12 +7003,12 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$270  = error;
-    if (\$213 ) begin
+    \$270  = done;
+    if (\$214 ) begin
       \$270  = 1'h0;
     end
-    if (\$220 ) begin
-      \$270  = failed;
+    if (\$221 ) begin
+      \$270  = 1'h1;
     end
     if (rst) begin
       \$270  = 1'h0;
@@ -7034,28 +7016,41 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$271  = code;
-    if (\$213 ) begin
-      \$271  = 8'h00;
+    \$271  = error;
+    if (\$214 ) begin
+      \$271  = 1'h0;
     end
-    if (\$220 ) begin
-      \$271  = fail_code;
+    if (\$221 ) begin
+      \$271  = failed;
     end
     if (rst) begin
-      \$271  = 8'h00;
+      \$271  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$272  = error_job;
-    if (\$213 ) begin
-      \$272  = 16'h0000;
+    \$272  = code;
+    if (\$214 ) begin
+      \$272  = 8'h00;
     end
-    if (\$220 ) begin
-      \$272  = fail_index;
+    if (\$221 ) begin
+      \$272  = fail_code;
     end
     if (rst) begin
-      \$272  = 16'h0000;
+      \$272  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$273  = error_job;
+    if (\$214 ) begin
+      \$273  = 16'h0000;
+    end
+    if (\$221 ) begin
+      \$273  = fail_index;
+    end
+    if (rst) begin
+      \$273  = 16'h0000;
     end
   end
   assign input_load__valid = pending[0];
@@ -7704,16 +7699,16 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
   assign \input_done__payload.error  = input_done__payload;
   assign \weight_done__payload.error  = weight_done__payload;
   assign \params_done__payload.error  = params_done__payload;
-  assign \$167  = jobs__payload[5];
-  assign \$170  = r_data[5];
-  assign \$174  = \$173 ;
-  assign \$178  = \$177 ;
-  assign \$181  = r_data[6];
-  assign \$184  = d_job[6];
+  assign \$168  = jobs__payload[5];
+  assign \$171  = r_data[5];
+  assign \$175  = \$174 ;
+  assign \$179  = \$178 ;
+  assign \$182  = r_data[6];
+  assign \$185  = d_job[6];
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5742$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5637$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7740,8 +7735,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5742$0 ;
-  wire [943:0] \port$5742$0 ;
+  input [943:0] \port$5637$0 ;
+  wire [943:0] \port$5637$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7754,17 +7749,20 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   wire r_rdy;
   input rst;
   wire rst;
+  (* init = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [948:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
   wire [948:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  wire [948:0] w_port__data;
-  wire w_port__en;
+  reg [948:0] w_port__data = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg w_port__en = 1'h0;
   wire w_rdy;
   wire [2:0] waiting;
-  reg written = 1'h0;
+  (* init = 1'h0 *)
+  wire written;
   reg [948:0] store [3:0];
   initial begin
     store[0] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -7773,8 +7771,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
     store[3] = 949'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (do_write)
-      store[w_port__addr] <= { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
+    if (w_port__en)
+      store[w_port__addr] <= w_port__data;
   end
   assign r_data = store[r_port__addr];
   assign \$1  = | visible;
@@ -7785,7 +7783,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + written;
+  assign \$5  = visible + w_port__en;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -7794,7 +7792,9 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    written <= \$13 ;
+    w_port__data <= { 1'h1, \port$5637$0 [3:2], \port$5637$0 [929:928], \port$5637$0  };
+  always @(posedge clk)
+    w_port__en <= \$13 ;
   always @(posedge clk)
     stored <= \$14 ;
   always @(posedge clk)
@@ -7827,7 +7827,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$16  = w_port__addr;
-    if (do_write) begin
+    if (w_port__en) begin
       \$16  = \$9 [1:0];
     end
     if (rst) begin
@@ -7847,15 +7847,15 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign w_port__data = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
-  assign w_data = { 1'h1, \port$5742$0 [3:2], \port$5742$0 [929:928], \port$5742$0  };
-  assign w_port__en = do_write;
+  assign staged = w_port__data;
+  assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+  assign w_data = { 1'h1, \port$5637$0 [3:2], \port$5637$0 [929:928], \port$5637$0  };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_en, r_en, clk);
+module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$7  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7894,18 +7894,21 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   wire r_rdy;
   input rst;
   wire rst;
+  (* init = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
+  wire [945:0] staged;
   reg [2:0] stored = 3'h0;
   reg [2:0] visible = 3'h0;
+  input [945:0] w_data;
   wire [945:0] w_data;
   input w_en;
   wire w_en;
   reg [1:0] w_port__addr = 2'h0;
-  input [945:0] w_port__data;
-  wire [945:0] w_port__data;
-  wire w_port__en;
+  reg [945:0] w_port__data = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+  reg w_port__en = 1'h0;
   wire w_rdy;
   wire [2:0] waiting;
-  reg written = 1'h0;
+  (* init = 1'h0 *)
+  wire written;
   reg [945:0] store [3:0];
   initial begin
     store[0] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
@@ -7914,7 +7917,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
     store[3] = 946'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
-    if (do_write)
+    if (w_port__en)
       store[w_port__addr] <= w_port__data;
   end
   assign r_data = store[r_port__addr];
@@ -7926,7 +7929,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   assign do_read = r_en & r_rdy;
   assign \$3  = stored + do_write;
   assign \$4  = \$3  - do_read;
-  assign \$5  = visible + written;
+  assign \$5  = visible + w_port__en;
   assign \$6  = \$5  - do_read;
   assign \$7  = w_port__addr == 2'h3;
   assign \$8  = w_port__addr + 1'h1;
@@ -7935,7 +7938,9 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    written <= \$13 ;
+    w_port__data <= w_data;
+  always @(posedge clk)
+    w_port__en <= \$13 ;
   always @(posedge clk)
     stored <= \$14 ;
   always @(posedge clk)
@@ -7968,7 +7973,7 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$7 ) begin end
     \$16  = w_port__addr;
-    if (do_write) begin
+    if (w_port__en) begin
       \$16  = \$9 [1:0];
     end
     if (rst) begin
@@ -7988,18 +7993,18 @@ module \convhw_list.controller.drain_queue (rst, w_port__data, r_rdy, r_data, w_
   assign waiting = \$2 [2:0];
   assign level = stored;
   assign produce = w_port__addr;
-  assign w_data = w_port__data;
-  assign w_port__en = do_write;
+  assign staged = w_port__data;
+  assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7473$0 , clk);
+module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7370$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
-  wire [9:0] \$10 ;
-  wire \$11 ;
+  wire \$10 ;
+  wire [9:0] \$11 ;
   wire \$12 ;
   wire \$13 ;
   wire \$14 ;
@@ -8024,60 +8029,61 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   wire \$31 ;
   wire \$32 ;
   wire \$33 ;
-  reg [495:0] \$34 ;
-  reg \$35 ;
-  reg [8:0] \$36 ;
-  reg \$37 ;
-  reg [31:0] \$38 ;
+  wire \$34 ;
+  reg [495:0] \$35 ;
+  reg \$36 ;
+  reg [8:0] \$37 ;
+  reg \$38 ;
   reg [31:0] \$39 ;
   wire \$4 ;
-  reg \$40 ;
-  reg [7:0] \$41 ;
-  reg [31:0] \$42 ;
-  reg \$43 ;
+  reg [31:0] \$40 ;
+  reg \$41 ;
+  reg [7:0] \$42 ;
+  reg [31:0] \$43 ;
   reg \$44 ;
   reg \$45 ;
   reg \$46 ;
   reg \$47 ;
-  reg [7:0] \$48 ;
-  reg \$49 ;
+  reg \$48 ;
+  reg [7:0] \$49 ;
   wire \$5 ;
   reg \$50 ;
   reg \$51 ;
   reg \$52 ;
   reg \$53 ;
   reg \$54 ;
-  reg [7:0] \$55 ;
-  reg \$56 ;
+  reg \$55 ;
+  reg [7:0] \$56 ;
   reg \$57 ;
   reg \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg \$60 ;
-  reg [9:0] \$61 ;
-  reg \$62 ;
-  reg [9:0] \$63 ;
-  reg \$64 ;
-  reg [9:0] \$65 ;
-  reg \$66 ;
-  reg [9:0] \$67 ;
-  reg \$68 ;
-  reg [9:0] \$69 ;
+  reg \$61 ;
+  reg [9:0] \$62 ;
+  reg \$63 ;
+  reg [9:0] \$64 ;
+  reg \$65 ;
+  reg [9:0] \$66 ;
+  reg \$67 ;
+  reg [9:0] \$68 ;
+  reg \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg [9:0] \$71 ;
-  reg \$72 ;
-  reg [9:0] \$73 ;
-  reg \$74 ;
-  reg [9:0] \$75 ;
-  reg \$76 ;
+  reg [9:0] \$70 ;
+  reg \$71 ;
+  reg [9:0] \$72 ;
+  reg \$73 ;
+  reg [9:0] \$74 ;
+  reg \$75 ;
+  reg [9:0] \$76 ;
   reg \$77 ;
   reg \$78 ;
+  reg \$79 ;
   wire \$8 ;
   wire \$9 ;
   input abort;
   wire abort;
-  wire \abort$72 ;
+  wire \abort$73 ;
   wire [7:0] acc_addr;
   reg [7:0] acc_addr_read0 = 8'h00;
   reg [7:0] acc_addr_read1 = 8'h00;
@@ -8140,46 +8146,47 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$103 ;
   wire \busy$104 ;
-  wire \busy$151 ;
-  wire \busy$157 ;
-  wire \busy$73 ;
+  wire \busy$105 ;
+  wire \busy$152 ;
+  wire \busy$158 ;
+  wire \busy$69 ;
+  wire \busy$74 ;
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$79 ;
+  wire [7:0] \code$80 ;
   wire [31:0] cycles;
-  wire [31:0] \cycles$81 ;
+  wire [31:0] \cycles$82 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$137 ;
+  wire \depthwise$138 ;
   wire done;
-  wire \done$74 ;
   wire \done$75 ;
+  wire \done$76 ;
   wire [8:0] entry;
-  wire [8:0] \entry$154 ;
-  wire [6:0] \entry$154.addr ;
-  wire \entry$154.init ;
-  wire \entry$154.valid ;
+  wire [8:0] \entry$155 ;
+  wire [6:0] \entry$155.addr ;
+  wire \entry$155.init ;
+  wire \entry$155.valid ;
   wire [6:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$106 ;
-  wire \error$77 ;
+  wire \error$107 ;
+  wire \error$78 ;
   reg fir = 1'h0;
   wire [7:0] fir_taps;
   wire flush;
   wire [6:0] host_addr;
-  wire [6:0] \host_addr$158 ;
+  wire [6:0] \host_addr$159 ;
   wire [127:0] host_data;
-  wire [127:0] \host_data$161 ;
-  wire [31:0] \host_data$161[0] ;
-  wire [31:0] \host_data$161[1] ;
-  wire [31:0] \host_data$161[2] ;
-  wire [31:0] \host_data$161[3] ;
+  wire [127:0] \host_data$162 ;
+  wire [31:0] \host_data$162[0] ;
+  wire [31:0] \host_data$162[1] ;
+  wire [31:0] \host_data$162[2] ;
+  wire [31:0] \host_data$162[3] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8212,158 +8219,158 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   input [495:0] job;
   wire [495:0] job;
   (* init = 496'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [495:0] \job$69 ;
-  wire \job$69.accumulate ;
-  wire [455:0] \job$69.axes ;
-  wire [151:0] \job$69.axes[0] ;
-  wire [7:0] \job$69.axes[0].dilation ;
-  wire [15:0] \job$69.axes[0].in_size ;
-  wire [7:0] \job$69.axes[0].kernel ;
-  wire [15:0] \job$69.axes[0].out_len ;
-  wire [15:0] \job$69.axes[0].out_start ;
-  wire [15:0] \job$69.axes[0].pad_lo ;
-  wire [15:0] \job$69.axes[0].seg0_len ;
-  wire [15:0] \job$69.axes[0].seg0_start ;
-  wire [15:0] \job$69.axes[0].seg1_len ;
-  wire [15:0] \job$69.axes[0].seg1_start ;
-  wire [7:0] \job$69.axes[0].stride ;
-  wire [151:0] \job$69.axes[1] ;
-  wire [7:0] \job$69.axes[1].dilation ;
-  wire [15:0] \job$69.axes[1].in_size ;
-  wire [7:0] \job$69.axes[1].kernel ;
-  wire [15:0] \job$69.axes[1].out_len ;
-  wire [15:0] \job$69.axes[1].out_start ;
-  wire [15:0] \job$69.axes[1].pad_lo ;
-  wire [15:0] \job$69.axes[1].seg0_len ;
-  wire [15:0] \job$69.axes[1].seg0_start ;
-  wire [15:0] \job$69.axes[1].seg1_len ;
-  wire [15:0] \job$69.axes[1].seg1_start ;
-  wire [7:0] \job$69.axes[1].stride ;
-  wire [151:0] \job$69.axes[2] ;
-  wire [7:0] \job$69.axes[2].dilation ;
-  wire [15:0] \job$69.axes[2].in_size ;
-  wire [7:0] \job$69.axes[2].kernel ;
-  wire [15:0] \job$69.axes[2].out_len ;
-  wire [15:0] \job$69.axes[2].out_start ;
-  wire [15:0] \job$69.axes[2].pad_lo ;
-  wire [15:0] \job$69.axes[2].seg0_len ;
-  wire [15:0] \job$69.axes[2].seg0_start ;
-  wire [15:0] \job$69.axes[2].seg1_len ;
-  wire [15:0] \job$69.axes[2].seg1_start ;
-  wire [7:0] \job$69.axes[2].stride ;
-  wire [7:0] \job$69.fir_taps ;
-  wire [10:0] \job$69.in_chunks ;
-  wire [7:0] \job$69.input_zero ;
-  wire [7:0] \job$69.lanes ;
-  wire [1:0] \job$69.lanes[0] ;
-  wire [1:0] \job$69.lanes[1] ;
-  wire [1:0] \job$69.lanes[2] ;
-  wire [1:0] \job$69.lanes[3] ;
-  wire [1:0] \job$69.padding_mode ;
-  wire \job$69.skip_borders ;
-  wire \job$69.transposed ;
+  wire [495:0] \job$70 ;
+  wire \job$70.accumulate ;
+  wire [455:0] \job$70.axes ;
+  wire [151:0] \job$70.axes[0] ;
+  wire [7:0] \job$70.axes[0].dilation ;
+  wire [15:0] \job$70.axes[0].in_size ;
+  wire [7:0] \job$70.axes[0].kernel ;
+  wire [15:0] \job$70.axes[0].out_len ;
+  wire [15:0] \job$70.axes[0].out_start ;
+  wire [15:0] \job$70.axes[0].pad_lo ;
+  wire [15:0] \job$70.axes[0].seg0_len ;
+  wire [15:0] \job$70.axes[0].seg0_start ;
+  wire [15:0] \job$70.axes[0].seg1_len ;
+  wire [15:0] \job$70.axes[0].seg1_start ;
+  wire [7:0] \job$70.axes[0].stride ;
+  wire [151:0] \job$70.axes[1] ;
+  wire [7:0] \job$70.axes[1].dilation ;
+  wire [15:0] \job$70.axes[1].in_size ;
+  wire [7:0] \job$70.axes[1].kernel ;
+  wire [15:0] \job$70.axes[1].out_len ;
+  wire [15:0] \job$70.axes[1].out_start ;
+  wire [15:0] \job$70.axes[1].pad_lo ;
+  wire [15:0] \job$70.axes[1].seg0_len ;
+  wire [15:0] \job$70.axes[1].seg0_start ;
+  wire [15:0] \job$70.axes[1].seg1_len ;
+  wire [15:0] \job$70.axes[1].seg1_start ;
+  wire [7:0] \job$70.axes[1].stride ;
+  wire [151:0] \job$70.axes[2] ;
+  wire [7:0] \job$70.axes[2].dilation ;
+  wire [15:0] \job$70.axes[2].in_size ;
+  wire [7:0] \job$70.axes[2].kernel ;
+  wire [15:0] \job$70.axes[2].out_len ;
+  wire [15:0] \job$70.axes[2].out_start ;
+  wire [15:0] \job$70.axes[2].pad_lo ;
+  wire [15:0] \job$70.axes[2].seg0_len ;
+  wire [15:0] \job$70.axes[2].seg0_start ;
+  wire [15:0] \job$70.axes[2].seg1_len ;
+  wire [15:0] \job$70.axes[2].seg1_start ;
+  wire [7:0] \job$70.axes[2].stride ;
+  wire [7:0] \job$70.fir_taps ;
+  wire [10:0] \job$70.in_chunks ;
+  wire [7:0] \job$70.input_zero ;
+  wire [7:0] \job$70.lanes ;
+  wire [1:0] \job$70.lanes[0] ;
+  wire [1:0] \job$70.lanes[1] ;
+  wire [1:0] \job$70.lanes[2] ;
+  wire [1:0] \job$70.lanes[3] ;
+  wire [1:0] \job$70.padding_mode ;
+  wire \job$70.skip_borders ;
+  wire \job$70.transposed ;
   (* init = 496'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [495:0] \job$82 ;
-  wire \job$82.accumulate ;
-  wire [455:0] \job$82.axes ;
-  wire [151:0] \job$82.axes[0] ;
-  wire [7:0] \job$82.axes[0].dilation ;
-  wire [15:0] \job$82.axes[0].in_size ;
-  wire [7:0] \job$82.axes[0].kernel ;
-  wire [15:0] \job$82.axes[0].out_len ;
-  wire [15:0] \job$82.axes[0].out_start ;
-  wire [15:0] \job$82.axes[0].pad_lo ;
-  wire [15:0] \job$82.axes[0].seg0_len ;
-  wire [15:0] \job$82.axes[0].seg0_start ;
-  wire [15:0] \job$82.axes[0].seg1_len ;
-  wire [15:0] \job$82.axes[0].seg1_start ;
-  wire [7:0] \job$82.axes[0].stride ;
-  wire [151:0] \job$82.axes[1] ;
-  wire [7:0] \job$82.axes[1].dilation ;
-  wire [15:0] \job$82.axes[1].in_size ;
-  wire [7:0] \job$82.axes[1].kernel ;
-  wire [15:0] \job$82.axes[1].out_len ;
-  wire [15:0] \job$82.axes[1].out_start ;
-  wire [15:0] \job$82.axes[1].pad_lo ;
-  wire [15:0] \job$82.axes[1].seg0_len ;
-  wire [15:0] \job$82.axes[1].seg0_start ;
-  wire [15:0] \job$82.axes[1].seg1_len ;
-  wire [15:0] \job$82.axes[1].seg1_start ;
-  wire [7:0] \job$82.axes[1].stride ;
-  wire [151:0] \job$82.axes[2] ;
-  wire [7:0] \job$82.axes[2].dilation ;
-  wire [15:0] \job$82.axes[2].in_size ;
-  wire [7:0] \job$82.axes[2].kernel ;
-  wire [15:0] \job$82.axes[2].out_len ;
-  wire [15:0] \job$82.axes[2].out_start ;
-  wire [15:0] \job$82.axes[2].pad_lo ;
-  wire [15:0] \job$82.axes[2].seg0_len ;
-  wire [15:0] \job$82.axes[2].seg0_start ;
-  wire [15:0] \job$82.axes[2].seg1_len ;
-  wire [15:0] \job$82.axes[2].seg1_start ;
-  wire [7:0] \job$82.axes[2].stride ;
-  wire [7:0] \job$82.fir_taps ;
-  wire [10:0] \job$82.in_chunks ;
-  wire [7:0] \job$82.input_zero ;
-  wire [7:0] \job$82.lanes ;
-  wire [1:0] \job$82.lanes[0] ;
-  wire [1:0] \job$82.lanes[1] ;
-  wire [1:0] \job$82.lanes[2] ;
-  wire [1:0] \job$82.lanes[3] ;
-  wire [1:0] \job$82.padding_mode ;
-  wire \job$82.skip_borders ;
-  wire \job$82.transposed ;
+  wire [495:0] \job$83 ;
+  wire \job$83.accumulate ;
+  wire [455:0] \job$83.axes ;
+  wire [151:0] \job$83.axes[0] ;
+  wire [7:0] \job$83.axes[0].dilation ;
+  wire [15:0] \job$83.axes[0].in_size ;
+  wire [7:0] \job$83.axes[0].kernel ;
+  wire [15:0] \job$83.axes[0].out_len ;
+  wire [15:0] \job$83.axes[0].out_start ;
+  wire [15:0] \job$83.axes[0].pad_lo ;
+  wire [15:0] \job$83.axes[0].seg0_len ;
+  wire [15:0] \job$83.axes[0].seg0_start ;
+  wire [15:0] \job$83.axes[0].seg1_len ;
+  wire [15:0] \job$83.axes[0].seg1_start ;
+  wire [7:0] \job$83.axes[0].stride ;
+  wire [151:0] \job$83.axes[1] ;
+  wire [7:0] \job$83.axes[1].dilation ;
+  wire [15:0] \job$83.axes[1].in_size ;
+  wire [7:0] \job$83.axes[1].kernel ;
+  wire [15:0] \job$83.axes[1].out_len ;
+  wire [15:0] \job$83.axes[1].out_start ;
+  wire [15:0] \job$83.axes[1].pad_lo ;
+  wire [15:0] \job$83.axes[1].seg0_len ;
+  wire [15:0] \job$83.axes[1].seg0_start ;
+  wire [15:0] \job$83.axes[1].seg1_len ;
+  wire [15:0] \job$83.axes[1].seg1_start ;
+  wire [7:0] \job$83.axes[1].stride ;
+  wire [151:0] \job$83.axes[2] ;
+  wire [7:0] \job$83.axes[2].dilation ;
+  wire [15:0] \job$83.axes[2].in_size ;
+  wire [7:0] \job$83.axes[2].kernel ;
+  wire [15:0] \job$83.axes[2].out_len ;
+  wire [15:0] \job$83.axes[2].out_start ;
+  wire [15:0] \job$83.axes[2].pad_lo ;
+  wire [15:0] \job$83.axes[2].seg0_len ;
+  wire [15:0] \job$83.axes[2].seg0_start ;
+  wire [15:0] \job$83.axes[2].seg1_len ;
+  wire [15:0] \job$83.axes[2].seg1_start ;
+  wire [7:0] \job$83.axes[2].stride ;
+  wire [7:0] \job$83.fir_taps ;
+  wire [10:0] \job$83.in_chunks ;
+  wire [7:0] \job$83.input_zero ;
+  wire [7:0] \job$83.lanes ;
+  wire [1:0] \job$83.lanes[0] ;
+  wire [1:0] \job$83.lanes[1] ;
+  wire [1:0] \job$83.lanes[2] ;
+  wire [1:0] \job$83.lanes[3] ;
+  wire [1:0] \job$83.padding_mode ;
+  wire \job$83.skip_borders ;
+  wire \job$83.transposed ;
   (* init = 496'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [495:0] \job$85 ;
-  wire \job$85.accumulate ;
-  wire [455:0] \job$85.axes ;
-  wire [151:0] \job$85.axes[0] ;
-  wire [7:0] \job$85.axes[0].dilation ;
-  wire [15:0] \job$85.axes[0].in_size ;
-  wire [7:0] \job$85.axes[0].kernel ;
-  wire [15:0] \job$85.axes[0].out_len ;
-  wire [15:0] \job$85.axes[0].out_start ;
-  wire [15:0] \job$85.axes[0].pad_lo ;
-  wire [15:0] \job$85.axes[0].seg0_len ;
-  wire [15:0] \job$85.axes[0].seg0_start ;
-  wire [15:0] \job$85.axes[0].seg1_len ;
-  wire [15:0] \job$85.axes[0].seg1_start ;
-  wire [7:0] \job$85.axes[0].stride ;
-  wire [151:0] \job$85.axes[1] ;
-  wire [7:0] \job$85.axes[1].dilation ;
-  wire [15:0] \job$85.axes[1].in_size ;
-  wire [7:0] \job$85.axes[1].kernel ;
-  wire [15:0] \job$85.axes[1].out_len ;
-  wire [15:0] \job$85.axes[1].out_start ;
-  wire [15:0] \job$85.axes[1].pad_lo ;
-  wire [15:0] \job$85.axes[1].seg0_len ;
-  wire [15:0] \job$85.axes[1].seg0_start ;
-  wire [15:0] \job$85.axes[1].seg1_len ;
-  wire [15:0] \job$85.axes[1].seg1_start ;
-  wire [7:0] \job$85.axes[1].stride ;
-  wire [151:0] \job$85.axes[2] ;
-  wire [7:0] \job$85.axes[2].dilation ;
-  wire [15:0] \job$85.axes[2].in_size ;
-  wire [7:0] \job$85.axes[2].kernel ;
-  wire [15:0] \job$85.axes[2].out_len ;
-  wire [15:0] \job$85.axes[2].out_start ;
-  wire [15:0] \job$85.axes[2].pad_lo ;
-  wire [15:0] \job$85.axes[2].seg0_len ;
-  wire [15:0] \job$85.axes[2].seg0_start ;
-  wire [15:0] \job$85.axes[2].seg1_len ;
-  wire [15:0] \job$85.axes[2].seg1_start ;
-  wire [7:0] \job$85.axes[2].stride ;
-  wire [7:0] \job$85.fir_taps ;
-  wire [10:0] \job$85.in_chunks ;
-  wire [7:0] \job$85.input_zero ;
-  wire [7:0] \job$85.lanes ;
-  wire [1:0] \job$85.lanes[0] ;
-  wire [1:0] \job$85.lanes[1] ;
-  wire [1:0] \job$85.lanes[2] ;
-  wire [1:0] \job$85.lanes[3] ;
-  wire [1:0] \job$85.padding_mode ;
-  wire \job$85.skip_borders ;
-  wire \job$85.transposed ;
+  wire [495:0] \job$86 ;
+  wire \job$86.accumulate ;
+  wire [455:0] \job$86.axes ;
+  wire [151:0] \job$86.axes[0] ;
+  wire [7:0] \job$86.axes[0].dilation ;
+  wire [15:0] \job$86.axes[0].in_size ;
+  wire [7:0] \job$86.axes[0].kernel ;
+  wire [15:0] \job$86.axes[0].out_len ;
+  wire [15:0] \job$86.axes[0].out_start ;
+  wire [15:0] \job$86.axes[0].pad_lo ;
+  wire [15:0] \job$86.axes[0].seg0_len ;
+  wire [15:0] \job$86.axes[0].seg0_start ;
+  wire [15:0] \job$86.axes[0].seg1_len ;
+  wire [15:0] \job$86.axes[0].seg1_start ;
+  wire [7:0] \job$86.axes[0].stride ;
+  wire [151:0] \job$86.axes[1] ;
+  wire [7:0] \job$86.axes[1].dilation ;
+  wire [15:0] \job$86.axes[1].in_size ;
+  wire [7:0] \job$86.axes[1].kernel ;
+  wire [15:0] \job$86.axes[1].out_len ;
+  wire [15:0] \job$86.axes[1].out_start ;
+  wire [15:0] \job$86.axes[1].pad_lo ;
+  wire [15:0] \job$86.axes[1].seg0_len ;
+  wire [15:0] \job$86.axes[1].seg0_start ;
+  wire [15:0] \job$86.axes[1].seg1_len ;
+  wire [15:0] \job$86.axes[1].seg1_start ;
+  wire [7:0] \job$86.axes[1].stride ;
+  wire [151:0] \job$86.axes[2] ;
+  wire [7:0] \job$86.axes[2].dilation ;
+  wire [15:0] \job$86.axes[2].in_size ;
+  wire [7:0] \job$86.axes[2].kernel ;
+  wire [15:0] \job$86.axes[2].out_len ;
+  wire [15:0] \job$86.axes[2].out_start ;
+  wire [15:0] \job$86.axes[2].pad_lo ;
+  wire [15:0] \job$86.axes[2].seg0_len ;
+  wire [15:0] \job$86.axes[2].seg0_start ;
+  wire [15:0] \job$86.axes[2].seg1_len ;
+  wire [15:0] \job$86.axes[2].seg1_start ;
+  wire [7:0] \job$86.axes[2].stride ;
+  wire [7:0] \job$86.fir_taps ;
+  wire [10:0] \job$86.in_chunks ;
+  wire [7:0] \job$86.input_zero ;
+  wire [7:0] \job$86.lanes ;
+  wire [1:0] \job$86.lanes[0] ;
+  wire [1:0] \job$86.lanes[1] ;
+  wire [1:0] \job$86.lanes[2] ;
+  wire [1:0] \job$86.lanes[3] ;
+  wire [1:0] \job$86.padding_mode ;
+  wire \job$86.skip_borders ;
+  wire \job$86.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -8484,32 +8491,32 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$150 ;
+  wire \out_valid$151 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [174:0] passes__payload;
-  wire [175:0] \passes__payload$94 ;
-  wire \passes__payload$94.bank ;
-  wire [174:0] \passes__payload$94.desc ;
-  wire [152:0] \passes__payload$94.desc.axes ;
-  wire [50:0] \passes__payload$94.desc.axes[0] ;
-  wire [16:0] \passes__payload$94.desc.axes[0].count ;
-  wire [17:0] \passes__payload$94.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$94.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$94.desc.axes[1] ;
-  wire [16:0] \passes__payload$94.desc.axes[1].count ;
-  wire [17:0] \passes__payload$94.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$94.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$94.desc.axes[2] ;
-  wire [16:0] \passes__payload$94.desc.axes[2].count ;
-  wire [17:0] \passes__payload$94.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$94.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$94.desc.chunk ;
-  wire \passes__payload$94.desc.init ;
-  wire [8:0] \passes__payload$94.desc.weights ;
-  wire \passes__payload$94.desc.zero ;
+  wire [175:0] \passes__payload$95 ;
+  wire \passes__payload$95.bank ;
+  wire [174:0] \passes__payload$95.desc ;
+  wire [152:0] \passes__payload$95.desc.axes ;
+  wire [50:0] \passes__payload$95.desc.axes[0] ;
+  wire [16:0] \passes__payload$95.desc.axes[0].count ;
+  wire [17:0] \passes__payload$95.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$95.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$95.desc.axes[1] ;
+  wire [16:0] \passes__payload$95.desc.axes[1].count ;
+  wire [17:0] \passes__payload$95.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$95.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$95.desc.axes[2] ;
+  wire [16:0] \passes__payload$95.desc.axes[2].count ;
+  wire [17:0] \passes__payload$95.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$95.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$95.desc.chunk ;
+  wire \passes__payload$95.desc.init ;
+  wire [8:0] \passes__payload$95.desc.weights ;
+  wire \passes__payload$95.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -8528,9 +8535,9 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$97 ;
+  wire \passes__ready$98 ;
   wire passes__valid;
-  wire \passes__valid$92 ;
+  wire \passes__valid$93 ;
   wire [174:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -8576,14 +8583,14 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7473$0 ;
-  wire [7:0] \port$7473$0 ;
-  input [1:0] \port$965$5 ;
-  wire [1:0] \port$965$5 ;
+  input [7:0] \port$7370$0 ;
+  wire [7:0] \port$7370$0 ;
+  input [1:0] \port$968$5 ;
+  wire [1:0] \port$968$5 ;
   output ready;
   wire ready;
   wire ready_next;
-  wire \ready_next$100 ;
+  wire \ready_next$101 ;
   reg [31:0] registered = 32'd0;
   reg [31:0] \registered$15  = 32'd0;
   wire \release ;
@@ -8591,37 +8598,37 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   wire rst;
   reg sequencer_done = 1'h0;
   wire start;
-  input \start$70 ;
-  wire \start$70 ;
-  wire \start$83 ;
+  input \start$71 ;
+  wire \start$71 ;
   wire \start$84 ;
+  wire \start$85 ;
   wire [127:0] sum;
-  wire [127:0] \sum$155 ;
-  wire [31:0] \sum$155[0] ;
-  wire [31:0] \sum$155[1] ;
-  wire [31:0] \sum$155[2] ;
-  wire [31:0] \sum$155[3] ;
+  wire [127:0] \sum$156 ;
+  wire [31:0] \sum$156[0] ;
+  wire [31:0] \sum$156[1] ;
+  wire [31:0] \sum$156[2] ;
+  wire [31:0] \sum$156[3] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
   wire [31:0] \sum[3] ;
   wire sum_valid;
-  wire \sum_valid$156 ;
+  wire \sum_valid$157 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$134 ;
+  wire \w_bank$135 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$136 ;
+  wire [31:0] \w_data$137 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$132 ;
+  wire [1:0] \w_row$133 ;
   wire w_we;
-  wire \w_we$130 ;
+  wire \w_we$131 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   input [31:0] w_write__data;
@@ -10205,137 +10212,138 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     _1_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _1_;
-  assign \$18  = \$16  & \$17 ;
-  assign \$19  = \$13  | \$18 ;
-  assign ready = \$12  & \$19 ;
-  assign \$20  = ! \port$965$5 [1];
-  assign \$21  = busy & \$20 ;
-  assign \$22  = ! tail_bank;
-  assign \$23  = tail & \$22 ;
-  assign \$24  = \$21  | \$23 ;
-  assign \$26  = busy & \$25 ;
-  assign \$28  = tail & \$27 ;
-  assign \$29  = \$26  | \$28 ;
-  assign \$30  = ! acc_entry_bank_d7;
-  assign \$31  = acc_entry_d7[9] & \$30 ;
-  assign \$33  = acc_entry_d7[9] & \$32 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$161  : host_data;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = ~ tail_fir;
+  assign \$19  = \$17  & \$18 ;
+  assign \$20  = \$14  | \$19 ;
+  assign ready = \$13  & \$20 ;
+  assign \$21  = ! \port$968$5 [1];
+  assign \$22  = busy & \$21 ;
+  assign \$23  = ! tail_bank;
+  assign \$24  = tail & \$23 ;
+  assign \$25  = \$22  | \$24 ;
+  assign \$27  = busy & \$26 ;
+  assign \$29  = tail & \$28 ;
+  assign \$30  = \$27  | \$29 ;
+  assign \$31  = ! acc_entry_bank_d7;
+  assign \$32  = acc_entry_d7[9] & \$31 ;
+  assign \$34  = acc_entry_d7[9] & \$33 ;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$162  : host_data;
   always @(posedge clk)
-    job_copy <= \$34 ;
+    job_copy <= \$35 ;
   always @(posedge clk)
-    input_bank_copy <= \$35 ;
+    input_bank_copy <= \$36 ;
   always @(posedge clk)
-    weight_base_copy <= \$36 ;
+    weight_base_copy <= \$37 ;
   always @(posedge clk)
-    sequencer_done <= \$37 ;
+    sequencer_done <= \$38 ;
   always @(posedge clk)
-    registered <= \$38 ;
+    registered <= \$39 ;
   always @(posedge clk)
-    \registered$15  <= \$39 ;
+    \registered$15  <= \$40 ;
   always @(posedge clk)
-    depthwise <= \$40 ;
+    depthwise <= \$41 ;
   always @(posedge clk)
-    lanes <= \$41 ;
+    lanes <= \$42 ;
   always @(posedge clk)
-    word <= \$42 ;
+    word <= \$43 ;
   always @(posedge clk)
-    valid_read0 <= \$43 ;
+    valid_read0 <= \$44 ;
   always @(posedge clk)
-    zero_read0 <= \$44 ;
+    zero_read0 <= \$45 ;
   always @(posedge clk)
-    write_read0 <= \$45 ;
+    write_read0 <= \$46 ;
   always @(posedge clk)
-    bank_read0 <= \$46 ;
+    bank_read0 <= \$47 ;
   always @(posedge clk)
-    last_read0 <= \$47 ;
+    last_read0 <= \$48 ;
   always @(posedge clk)
-    acc_addr_read0 <= \$48 ;
+    acc_addr_read0 <= \$49 ;
   always @(posedge clk)
-    init_read0 <= \$49 ;
+    init_read0 <= \$50 ;
   always @(posedge clk)
-    valid_read1 <= \$50 ;
+    valid_read1 <= \$51 ;
   always @(posedge clk)
-    zero_read1 <= \$51 ;
+    zero_read1 <= \$52 ;
   always @(posedge clk)
-    write_read1 <= \$52 ;
+    write_read1 <= \$53 ;
   always @(posedge clk)
-    bank_read1 <= \$53 ;
+    bank_read1 <= \$54 ;
   always @(posedge clk)
-    last_read1 <= \$54 ;
+    last_read1 <= \$55 ;
   always @(posedge clk)
-    acc_addr_read1 <= \$55 ;
+    acc_addr_read1 <= \$56 ;
   always @(posedge clk)
-    init_read1 <= \$56 ;
+    init_read1 <= \$57 ;
   always @(posedge clk)
-    acc_entry_bank <= \$57 ;
+    acc_entry_bank <= \$58 ;
   always @(posedge clk)
-    fir <= \$58 ;
+    fir <= \$59 ;
   always @(posedge clk)
-    tail_bank <= \$59 ;
+    tail_bank <= \$60 ;
   always @(posedge clk)
-    tail_fir <= \$60 ;
+    tail_fir <= \$61 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$61 ;
+    acc_entry_d0 <= \$62 ;
   always @(posedge clk)
-    acc_entry_bank_d0 <= \$62 ;
+    acc_entry_bank_d0 <= \$63 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$63 ;
+    acc_entry_d1 <= \$64 ;
   always @(posedge clk)
-    acc_entry_bank_d1 <= \$64 ;
+    acc_entry_bank_d1 <= \$65 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$65 ;
+    acc_entry_d2 <= \$66 ;
   always @(posedge clk)
-    acc_entry_bank_d2 <= \$66 ;
+    acc_entry_bank_d2 <= \$67 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$67 ;
+    acc_entry_d3 <= \$68 ;
   always @(posedge clk)
-    acc_entry_bank_d3 <= \$68 ;
+    acc_entry_bank_d3 <= \$69 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$69 ;
+    acc_entry_d4 <= \$70 ;
   always @(posedge clk)
-    acc_entry_bank_d4 <= \$70 ;
+    acc_entry_bank_d4 <= \$71 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$71 ;
+    acc_entry_d5 <= \$72 ;
   always @(posedge clk)
-    acc_entry_bank_d5 <= \$72 ;
+    acc_entry_bank_d5 <= \$73 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$73 ;
+    acc_entry_d6 <= \$74 ;
   always @(posedge clk)
-    acc_entry_bank_d6 <= \$74 ;
+    acc_entry_bank_d6 <= \$75 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$75 ;
+    acc_entry_d7 <= \$76 ;
   always @(posedge clk)
-    acc_entry_bank_d7 <= \$76 ;
+    acc_entry_bank_d7 <= \$77 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$77 ;
+    acc_read_bank_d0 <= \$78 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$78 ;
-  assign \$1  = job_start | flush;
-  assign \$2  = | job[479:472];
-  assign \$3  = out_valid & busy;
-  assign \$4  = | job[479:472];
-  assign start = \start$70  & ready;
-  assign \$5  = ~ \busy$103 ;
-  assign \$6  = sequencer_done & \$5 ;
-  assign \$7  = ~ \busy$104 ;
-  assign \$8  = \$6  & \$7 ;
-  assign \$9  = ~ passes_in__valid;
-  assign pipeline_idle = \$8  & \$9 ;
-  assign \$10  = mem_addr + weight_base_copy;
+    acc_read_bank_d1 <= \$79 ;
+  assign \$1  = ~ busy;
+  assign \$2  = job_start | flush;
+  assign \$3  = | job[479:472];
+  assign \$4  = out_valid & busy;
+  assign \$5  = | job[479:472];
+  assign start = \start$71  & ready;
+  assign \$6  = ~ \busy$104 ;
+  assign \$7  = sequencer_done & \$6 ;
+  assign \$8  = ~ \busy$105 ;
+  assign \$9  = \$7  & \$8 ;
+  assign \$10  = ~ passes_in__valid;
+  assign pipeline_idle = \$9  & \$10 ;
+  assign \$11  = mem_addr + weight_base_copy;
   assign in_word = zero_read1 ? 32'd0 : word;
   assign pass_end = valid_read1 & last_read1;
-  assign \$11  = valid_read1 & write_read1;
-  assign \$12  = ~ busy;
-  assign \$13  = ~ tail;
-  assign \$14  = \port$965$5 [1] != tail_bank;
-  assign \$15  = ! job[479:472];
-  assign \$16  = \$14  & \$15 ;
-  assign \$17  = ~ tail_fir;
+  assign \$12  = valid_read1 & write_read1;
+  assign \$13  = ~ busy;
+  assign \$14  = ~ tail;
+  assign \$15  = \port$968$5 [1] != tail_bank;
+  assign \$16  = ! job[479:472];
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7473$0 [6:0]),
+    .host_addr(\port$7370$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10344,9 +10352,9 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$154 ),
-    .host_addr(\port$7473$0 [6:0]),
-    .old(\host_data$161 ),
+    .entry(\entry$155 ),
+    .host_addr(\port$7370$0 [6:0]),
+    .old(\host_data$162 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -10372,7 +10380,7 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     .clk(clk),
     .\code$13 (code),
     .cycles(cycles),
-    .done(\done$74 ),
+    .done(\done$75 ),
     .error(error),
     .flush(flush),
     .go(job_start),
@@ -10384,7 +10392,7 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$103 ),
+    .busy(\busy$104 ),
     .clk(clk),
     .fir_taps(job_copy[479:472]),
     .flush(flush),
@@ -10395,10 +10403,10 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_in_ready_next(\ready_next$100 ),
-    .passes_out__payload(\passes__payload$94 ),
+    .passes_in_ready_next(\ready_next$101 ),
+    .passes_out__payload(\passes__payload$95 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$92 ),
+    .passes_out__valid(\passes__valid$93 ),
     .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(job_start),
@@ -10414,14 +10422,14 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
-    .ready_next(\ready_next$100 ),
+    .ready_next(\ready_next$101 ),
     .rst(rst),
     .\start$13 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
     .\bank$164 (bank),
-    .busy(\busy$104 ),
+    .busy(\busy$105 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
@@ -10430,8 +10438,8 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$94 ),
-    .passes__valid(\passes__valid$92 ),
+    .passes__payload(\passes__payload$95 ),
+    .passes__valid(\passes__valid$93 ),
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
@@ -10440,200 +10448,181 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$34  = job_copy;
-    if (ready) begin
-      \$34  = job;
-    end
-    if (rst) begin
-      \$34  = 496'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$35  = input_bank_copy;
-    if (ready) begin
-      \$35  = \port$965$5 [0];
-    end
-    if (rst) begin
-      \$35  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$36  = weight_base_copy;
-    if (ready) begin
-      \$36  = weight_base;
-    end
-    if (rst) begin
-      \$36  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$37  = sequencer_done;
+    \$35  = job_copy;
     if (\$1 ) begin
-      \$37  = 1'h0;
+      \$35  = job;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$36  = input_bank_copy;
+    if (\$1 ) begin
+      \$36  = \port$968$5 [0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$37  = weight_base_copy;
+    if (\$1 ) begin
+      \$37  = weight_base;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$38  = sequencer_done;
+    if (\$2 ) begin
+      \$38  = 1'h0;
     end else if (done) begin
-      \$37  = 1'h1;
+      \$38  = 1'h1;
     end
     if (rst) begin
-      \$37  = 1'h0;
+      \$38  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$38  = in_read__data;
-    if (rst) begin
-      \$38  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$39  = w_read__data;
+    \$39  = in_read__data;
     if (rst) begin
       \$39  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$40  = depthwise;
+    \$40  = w_read__data;
+    if (rst) begin
+      \$40  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$41  = depthwise;
     if (ready) begin
-      \$40  = \$2 ;
+      \$41  = \$3 ;
     end
     if (rst) begin
-      \$40  = 1'h0;
+      \$41  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$41  = lanes;
+    \$42  = lanes;
     if (ready) begin
-      \$41  = job[495:488];
+      \$42  = job[495:488];
     end
     if (rst) begin
-      \$41  = 8'h00;
+      \$42  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$42  = in_read__data;
+    \$43  = in_read__data;
     if (rst) begin
-      \$42  = 32'd0;
+      \$43  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$43  = \$3 ;
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$44  = zero;
+    \$44  = \$4 ;
     if (rst) begin
       \$44  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$45  = write;
+    \$45  = zero;
     if (rst) begin
       \$45  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$46  = bank;
+    \$46  = write;
     if (rst) begin
       \$46  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$47  = pass_last;
+    \$47  = bank;
     if (rst) begin
       \$47  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$48  = acc_addr;
+    \$48  = pass_last;
     if (rst) begin
-      \$48  = 8'h00;
+      \$48  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$49  = init;
+    \$49  = acc_addr;
     if (rst) begin
-      \$49  = 1'h0;
+      \$49  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$50  = valid_read0;
+    \$50  = init;
     if (rst) begin
       \$50  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$51  = zero_read0;
+    \$51  = valid_read0;
     if (rst) begin
       \$51  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$52  = write_read0;
+    \$52  = zero_read0;
     if (rst) begin
       \$52  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$53  = bank_read0;
+    \$53  = write_read0;
     if (rst) begin
       \$53  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$54  = last_read0;
+    \$54  = bank_read0;
     if (rst) begin
       \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$55  = acc_addr_read0;
+    \$55  = last_read0;
     if (rst) begin
-      \$55  = 8'h00;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$56  = init_read0;
+    \$56  = acc_addr_read0;
     if (rst) begin
-      \$56  = 1'h0;
+      \$56  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$57  = acc_entry_bank;
-    if (start) begin
-      \$57  = \port$965$5 [1];
-    end
+    \$57  = init_read0;
     if (rst) begin
       \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$58  = fir;
+    \$58  = acc_entry_bank;
     if (start) begin
-      \$58  = \$4 ;
+      \$58  = \port$968$5 [1];
     end
     if (rst) begin
       \$58  = 1'h0;
@@ -10641,9 +10630,9 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$59  = tail_bank;
-    if (\release ) begin
-      \$59  = acc_entry_bank;
+    \$59  = fir;
+    if (start) begin
+      \$59  = \$5 ;
     end
     if (rst) begin
       \$59  = 1'h0;
@@ -10651,9 +10640,9 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$60  = tail_fir;
+    \$60  = tail_bank;
     if (\release ) begin
-      \$60  = fir;
+      \$60  = acc_entry_bank;
     end
     if (rst) begin
       \$60  = 1'h0;
@@ -10661,128 +10650,138 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$61  = acc_entry;
+    \$61  = tail_fir;
+    if (\release ) begin
+      \$61  = fir;
+    end
     if (rst) begin
-      \$61  = 10'h000;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = acc_entry_bank;
+    \$62  = acc_entry;
     if (rst) begin
-      \$62  = 1'h0;
+      \$62  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = acc_entry_d0;
+    \$63  = acc_entry_bank;
     if (rst) begin
-      \$63  = 10'h000;
+      \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = acc_entry_bank_d0;
+    \$64  = acc_entry_d0;
     if (rst) begin
-      \$64  = 1'h0;
+      \$64  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = acc_entry_d1;
+    \$65  = acc_entry_bank_d0;
     if (rst) begin
-      \$65  = 10'h000;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = acc_entry_bank_d1;
+    \$66  = acc_entry_d1;
     if (rst) begin
-      \$66  = 1'h0;
+      \$66  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = acc_entry_d2;
+    \$67  = acc_entry_bank_d1;
     if (rst) begin
-      \$67  = 10'h000;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = acc_entry_bank_d2;
+    \$68  = acc_entry_d2;
     if (rst) begin
-      \$68  = 1'h0;
+      \$68  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = acc_entry_d3;
+    \$69  = acc_entry_bank_d2;
     if (rst) begin
-      \$69  = 10'h000;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = acc_entry_bank_d3;
+    \$70  = acc_entry_d3;
     if (rst) begin
-      \$70  = 1'h0;
+      \$70  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = acc_entry_d4;
+    \$71  = acc_entry_bank_d3;
     if (rst) begin
-      \$71  = 10'h000;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = acc_entry_bank_d4;
+    \$72  = acc_entry_d4;
     if (rst) begin
-      \$72  = 1'h0;
+      \$72  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = acc_entry_d5;
+    \$73  = acc_entry_bank_d4;
     if (rst) begin
-      \$73  = 10'h000;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = acc_entry_bank_d5;
+    \$74  = acc_entry_d5;
     if (rst) begin
-      \$74  = 1'h0;
+      \$74  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = acc_entry_d6;
+    \$75  = acc_entry_bank_d5;
     if (rst) begin
-      \$75  = 10'h000;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = acc_entry_bank_d6;
+    \$76  = acc_entry_d6;
     if (rst) begin
-      \$76  = 1'h0;
+      \$76  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = \port$7473$0 [7];
+    \$77  = acc_entry_bank_d6;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = acc_read_bank_d0;
+    \$78  = \port$7370$0 [7];
     if (rst) begin
       \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$79  = acc_read_bank_d0;
+    if (rst) begin
+      \$79  = 1'h0;
     end
   end
   always @* begin
@@ -10798,34 +10797,35 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     (* full_case = 32'd1 *)
     if (busy) begin
-      w_read__addr = \$10 [8:0];
+      w_read__addr = \$11 [8:0];
     end else begin
       w_read__addr = 9'h000;
     end
   end
-  assign input_bank = \port$965$5 [0];
-  assign acc_bank = \port$965$5 [1];
-  assign acc_read_bank = \port$7473$0 [7];
-  assign \job$69  = job_copy;
-  assign \abort$72  = abort;
-  assign \busy$73  = busy;
-  assign \done$75  = \done$74 ;
-  assign \error$77  = error;
-  assign \code$79  = code;
-  assign \cycles$81  = cycles;
-  assign \job$82  = job_copy;
-  assign \start$83  = job_start;
+  assign input_bank = \port$968$5 [0];
+  assign acc_bank = \port$968$5 [1];
+  assign acc_read_bank = \port$7370$0 [7];
+  assign \busy$69  = busy;
+  assign \job$70  = job_copy;
+  assign \abort$73  = abort;
+  assign \busy$74  = busy;
+  assign \done$76  = \done$75 ;
+  assign \error$78  = error;
+  assign \code$80  = code;
+  assign \cycles$82  = cycles;
+  assign \job$83  = job_copy;
   assign \start$84  = job_start;
-  assign \job$85  = job_copy;
+  assign \start$85  = job_start;
+  assign \job$86  = job_copy;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$92 ;
-  assign passes_out__payload = \passes__payload$94 ;
-  assign \passes__ready$97  = passes_out__ready;
+  assign passes_out__valid = \passes__valid$93 ;
+  assign passes_out__payload = \passes__payload$95 ;
+  assign \passes__ready$98  = passes_out__ready;
   assign ready_next = passes_out_ready_next;
-  assign passes_in_ready_next = \ready_next$100 ;
-  assign \error$106  = window_miss;
+  assign passes_in_ready_next = \ready_next$101 ;
+  assign \error$107  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -10838,23 +10838,23 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
   assign fir_taps = job_copy[479:472];
-  assign \w_we$130  = w_we;
-  assign \w_row$132  = w_row;
-  assign \w_bank$134  = w_bank;
-  assign \w_data$136  = w_data;
-  assign \depthwise$137  = depthwise;
+  assign \w_we$131  = w_we;
+  assign \w_row$133  = w_row;
+  assign \w_bank$135  = w_bank;
+  assign \w_data$137  = w_data;
+  assign \depthwise$138  = depthwise;
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$150  = sum_valid;
-  assign \busy$151  = acc_busy[0];
-  assign host_addr = \port$7473$0 [6:0];
-  assign acc_read__addr = \port$7473$0 [6:0];
-  assign \sum$155  = sum;
-  assign \sum_valid$156  = sum_valid;
-  assign \busy$157  = acc_busy[1];
-  assign \host_addr$158  = \port$7473$0 [6:0];
+  assign \out_valid$151  = sum_valid;
+  assign \busy$152  = acc_busy[0];
+  assign host_addr = \port$7370$0 [6:0];
+  assign acc_read__addr = \port$7370$0 [6:0];
+  assign \sum$156  = sum;
+  assign \sum_valid$157  = sum_valid;
+  assign \busy$158  = acc_busy[1];
+  assign \host_addr$159  = \port$7370$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -10984,153 +10984,153 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   assign \acc_entry_d7.addr  = acc_entry_d7[7:0];
   assign \acc_entry_d7.init  = acc_entry_d7[8];
   assign \acc_entry_d7.valid  = acc_entry_d7[9];
-  assign \job$69.axes  = job_copy[455:0];
-  assign \job$69.axes[0]  = job_copy[151:0];
-  assign \job$69.axes[0].in_size  = job_copy[15:0];
-  assign \job$69.axes[0].kernel  = job_copy[23:16];
-  assign \job$69.axes[0].stride  = job_copy[31:24];
-  assign \job$69.axes[0].dilation  = job_copy[39:32];
-  assign \job$69.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$69.axes[0].out_start  = job_copy[71:56];
-  assign \job$69.axes[0].out_len  = job_copy[87:72];
-  assign \job$69.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$69.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$69.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$69.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$69.axes[1]  = job_copy[303:152];
-  assign \job$69.axes[1].in_size  = job_copy[167:152];
-  assign \job$69.axes[1].kernel  = job_copy[175:168];
-  assign \job$69.axes[1].stride  = job_copy[183:176];
-  assign \job$69.axes[1].dilation  = job_copy[191:184];
-  assign \job$69.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$69.axes[1].out_start  = job_copy[223:208];
-  assign \job$69.axes[1].out_len  = job_copy[239:224];
-  assign \job$69.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$69.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$69.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$69.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$69.axes[2]  = job_copy[455:304];
-  assign \job$69.axes[2].in_size  = job_copy[319:304];
-  assign \job$69.axes[2].kernel  = job_copy[327:320];
-  assign \job$69.axes[2].stride  = job_copy[335:328];
-  assign \job$69.axes[2].dilation  = job_copy[343:336];
-  assign \job$69.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$69.axes[2].out_start  = job_copy[375:360];
-  assign \job$69.axes[2].out_len  = job_copy[391:376];
-  assign \job$69.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$69.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$69.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$69.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$69.transposed  = job_copy[456];
-  assign \job$69.padding_mode  = job_copy[458:457];
-  assign \job$69.accumulate  = job_copy[459];
-  assign \job$69.skip_borders  = job_copy[460];
-  assign \job$69.in_chunks  = job_copy[471:461];
-  assign \job$69.fir_taps  = job_copy[479:472];
-  assign \job$69.input_zero  = job_copy[487:480];
-  assign \job$69.lanes  = job_copy[495:488];
-  assign \job$69.lanes[0]  = job_copy[489:488];
-  assign \job$69.lanes[1]  = job_copy[491:490];
-  assign \job$69.lanes[2]  = job_copy[493:492];
-  assign \job$69.lanes[3]  = job_copy[495:494];
-  assign \job$82.axes  = job_copy[455:0];
-  assign \job$82.axes[0]  = job_copy[151:0];
-  assign \job$82.axes[0].in_size  = job_copy[15:0];
-  assign \job$82.axes[0].kernel  = job_copy[23:16];
-  assign \job$82.axes[0].stride  = job_copy[31:24];
-  assign \job$82.axes[0].dilation  = job_copy[39:32];
-  assign \job$82.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$82.axes[0].out_start  = job_copy[71:56];
-  assign \job$82.axes[0].out_len  = job_copy[87:72];
-  assign \job$82.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$82.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$82.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$82.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$82.axes[1]  = job_copy[303:152];
-  assign \job$82.axes[1].in_size  = job_copy[167:152];
-  assign \job$82.axes[1].kernel  = job_copy[175:168];
-  assign \job$82.axes[1].stride  = job_copy[183:176];
-  assign \job$82.axes[1].dilation  = job_copy[191:184];
-  assign \job$82.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$82.axes[1].out_start  = job_copy[223:208];
-  assign \job$82.axes[1].out_len  = job_copy[239:224];
-  assign \job$82.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$82.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$82.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$82.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$82.axes[2]  = job_copy[455:304];
-  assign \job$82.axes[2].in_size  = job_copy[319:304];
-  assign \job$82.axes[2].kernel  = job_copy[327:320];
-  assign \job$82.axes[2].stride  = job_copy[335:328];
-  assign \job$82.axes[2].dilation  = job_copy[343:336];
-  assign \job$82.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$82.axes[2].out_start  = job_copy[375:360];
-  assign \job$82.axes[2].out_len  = job_copy[391:376];
-  assign \job$82.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$82.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$82.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$82.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$82.transposed  = job_copy[456];
-  assign \job$82.padding_mode  = job_copy[458:457];
-  assign \job$82.accumulate  = job_copy[459];
-  assign \job$82.skip_borders  = job_copy[460];
-  assign \job$82.in_chunks  = job_copy[471:461];
-  assign \job$82.fir_taps  = job_copy[479:472];
-  assign \job$82.input_zero  = job_copy[487:480];
-  assign \job$82.lanes  = job_copy[495:488];
-  assign \job$82.lanes[0]  = job_copy[489:488];
-  assign \job$82.lanes[1]  = job_copy[491:490];
-  assign \job$82.lanes[2]  = job_copy[493:492];
-  assign \job$82.lanes[3]  = job_copy[495:494];
-  assign \job$85.axes  = job_copy[455:0];
-  assign \job$85.axes[0]  = job_copy[151:0];
-  assign \job$85.axes[0].in_size  = job_copy[15:0];
-  assign \job$85.axes[0].kernel  = job_copy[23:16];
-  assign \job$85.axes[0].stride  = job_copy[31:24];
-  assign \job$85.axes[0].dilation  = job_copy[39:32];
-  assign \job$85.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$85.axes[0].out_start  = job_copy[71:56];
-  assign \job$85.axes[0].out_len  = job_copy[87:72];
-  assign \job$85.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$85.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$85.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$85.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$85.axes[1]  = job_copy[303:152];
-  assign \job$85.axes[1].in_size  = job_copy[167:152];
-  assign \job$85.axes[1].kernel  = job_copy[175:168];
-  assign \job$85.axes[1].stride  = job_copy[183:176];
-  assign \job$85.axes[1].dilation  = job_copy[191:184];
-  assign \job$85.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$85.axes[1].out_start  = job_copy[223:208];
-  assign \job$85.axes[1].out_len  = job_copy[239:224];
-  assign \job$85.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$85.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$85.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$85.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$85.axes[2]  = job_copy[455:304];
-  assign \job$85.axes[2].in_size  = job_copy[319:304];
-  assign \job$85.axes[2].kernel  = job_copy[327:320];
-  assign \job$85.axes[2].stride  = job_copy[335:328];
-  assign \job$85.axes[2].dilation  = job_copy[343:336];
-  assign \job$85.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$85.axes[2].out_start  = job_copy[375:360];
-  assign \job$85.axes[2].out_len  = job_copy[391:376];
-  assign \job$85.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$85.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$85.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$85.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$85.transposed  = job_copy[456];
-  assign \job$85.padding_mode  = job_copy[458:457];
-  assign \job$85.accumulate  = job_copy[459];
-  assign \job$85.skip_borders  = job_copy[460];
-  assign \job$85.in_chunks  = job_copy[471:461];
-  assign \job$85.fir_taps  = job_copy[479:472];
-  assign \job$85.input_zero  = job_copy[487:480];
-  assign \job$85.lanes  = job_copy[495:488];
-  assign \job$85.lanes[0]  = job_copy[489:488];
-  assign \job$85.lanes[1]  = job_copy[491:490];
-  assign \job$85.lanes[2]  = job_copy[493:492];
-  assign \job$85.lanes[3]  = job_copy[495:494];
+  assign \job$70.axes  = job_copy[455:0];
+  assign \job$70.axes[0]  = job_copy[151:0];
+  assign \job$70.axes[0].in_size  = job_copy[15:0];
+  assign \job$70.axes[0].kernel  = job_copy[23:16];
+  assign \job$70.axes[0].stride  = job_copy[31:24];
+  assign \job$70.axes[0].dilation  = job_copy[39:32];
+  assign \job$70.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$70.axes[0].out_start  = job_copy[71:56];
+  assign \job$70.axes[0].out_len  = job_copy[87:72];
+  assign \job$70.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$70.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$70.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$70.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$70.axes[1]  = job_copy[303:152];
+  assign \job$70.axes[1].in_size  = job_copy[167:152];
+  assign \job$70.axes[1].kernel  = job_copy[175:168];
+  assign \job$70.axes[1].stride  = job_copy[183:176];
+  assign \job$70.axes[1].dilation  = job_copy[191:184];
+  assign \job$70.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$70.axes[1].out_start  = job_copy[223:208];
+  assign \job$70.axes[1].out_len  = job_copy[239:224];
+  assign \job$70.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$70.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$70.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$70.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$70.axes[2]  = job_copy[455:304];
+  assign \job$70.axes[2].in_size  = job_copy[319:304];
+  assign \job$70.axes[2].kernel  = job_copy[327:320];
+  assign \job$70.axes[2].stride  = job_copy[335:328];
+  assign \job$70.axes[2].dilation  = job_copy[343:336];
+  assign \job$70.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$70.axes[2].out_start  = job_copy[375:360];
+  assign \job$70.axes[2].out_len  = job_copy[391:376];
+  assign \job$70.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$70.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$70.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$70.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$70.transposed  = job_copy[456];
+  assign \job$70.padding_mode  = job_copy[458:457];
+  assign \job$70.accumulate  = job_copy[459];
+  assign \job$70.skip_borders  = job_copy[460];
+  assign \job$70.in_chunks  = job_copy[471:461];
+  assign \job$70.fir_taps  = job_copy[479:472];
+  assign \job$70.input_zero  = job_copy[487:480];
+  assign \job$70.lanes  = job_copy[495:488];
+  assign \job$70.lanes[0]  = job_copy[489:488];
+  assign \job$70.lanes[1]  = job_copy[491:490];
+  assign \job$70.lanes[2]  = job_copy[493:492];
+  assign \job$70.lanes[3]  = job_copy[495:494];
+  assign \job$83.axes  = job_copy[455:0];
+  assign \job$83.axes[0]  = job_copy[151:0];
+  assign \job$83.axes[0].in_size  = job_copy[15:0];
+  assign \job$83.axes[0].kernel  = job_copy[23:16];
+  assign \job$83.axes[0].stride  = job_copy[31:24];
+  assign \job$83.axes[0].dilation  = job_copy[39:32];
+  assign \job$83.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$83.axes[0].out_start  = job_copy[71:56];
+  assign \job$83.axes[0].out_len  = job_copy[87:72];
+  assign \job$83.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$83.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$83.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$83.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$83.axes[1]  = job_copy[303:152];
+  assign \job$83.axes[1].in_size  = job_copy[167:152];
+  assign \job$83.axes[1].kernel  = job_copy[175:168];
+  assign \job$83.axes[1].stride  = job_copy[183:176];
+  assign \job$83.axes[1].dilation  = job_copy[191:184];
+  assign \job$83.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$83.axes[1].out_start  = job_copy[223:208];
+  assign \job$83.axes[1].out_len  = job_copy[239:224];
+  assign \job$83.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$83.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$83.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$83.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$83.axes[2]  = job_copy[455:304];
+  assign \job$83.axes[2].in_size  = job_copy[319:304];
+  assign \job$83.axes[2].kernel  = job_copy[327:320];
+  assign \job$83.axes[2].stride  = job_copy[335:328];
+  assign \job$83.axes[2].dilation  = job_copy[343:336];
+  assign \job$83.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$83.axes[2].out_start  = job_copy[375:360];
+  assign \job$83.axes[2].out_len  = job_copy[391:376];
+  assign \job$83.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$83.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$83.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$83.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$83.transposed  = job_copy[456];
+  assign \job$83.padding_mode  = job_copy[458:457];
+  assign \job$83.accumulate  = job_copy[459];
+  assign \job$83.skip_borders  = job_copy[460];
+  assign \job$83.in_chunks  = job_copy[471:461];
+  assign \job$83.fir_taps  = job_copy[479:472];
+  assign \job$83.input_zero  = job_copy[487:480];
+  assign \job$83.lanes  = job_copy[495:488];
+  assign \job$83.lanes[0]  = job_copy[489:488];
+  assign \job$83.lanes[1]  = job_copy[491:490];
+  assign \job$83.lanes[2]  = job_copy[493:492];
+  assign \job$83.lanes[3]  = job_copy[495:494];
+  assign \job$86.axes  = job_copy[455:0];
+  assign \job$86.axes[0]  = job_copy[151:0];
+  assign \job$86.axes[0].in_size  = job_copy[15:0];
+  assign \job$86.axes[0].kernel  = job_copy[23:16];
+  assign \job$86.axes[0].stride  = job_copy[31:24];
+  assign \job$86.axes[0].dilation  = job_copy[39:32];
+  assign \job$86.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$86.axes[0].out_start  = job_copy[71:56];
+  assign \job$86.axes[0].out_len  = job_copy[87:72];
+  assign \job$86.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$86.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$86.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$86.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$86.axes[1]  = job_copy[303:152];
+  assign \job$86.axes[1].in_size  = job_copy[167:152];
+  assign \job$86.axes[1].kernel  = job_copy[175:168];
+  assign \job$86.axes[1].stride  = job_copy[183:176];
+  assign \job$86.axes[1].dilation  = job_copy[191:184];
+  assign \job$86.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$86.axes[1].out_start  = job_copy[223:208];
+  assign \job$86.axes[1].out_len  = job_copy[239:224];
+  assign \job$86.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$86.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$86.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$86.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$86.axes[2]  = job_copy[455:304];
+  assign \job$86.axes[2].in_size  = job_copy[319:304];
+  assign \job$86.axes[2].kernel  = job_copy[327:320];
+  assign \job$86.axes[2].stride  = job_copy[335:328];
+  assign \job$86.axes[2].dilation  = job_copy[343:336];
+  assign \job$86.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$86.axes[2].out_start  = job_copy[375:360];
+  assign \job$86.axes[2].out_len  = job_copy[391:376];
+  assign \job$86.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$86.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$86.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$86.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$86.transposed  = job_copy[456];
+  assign \job$86.padding_mode  = job_copy[458:457];
+  assign \job$86.accumulate  = job_copy[459];
+  assign \job$86.skip_borders  = job_copy[460];
+  assign \job$86.in_chunks  = job_copy[471:461];
+  assign \job$86.fir_taps  = job_copy[479:472];
+  assign \job$86.input_zero  = job_copy[487:480];
+  assign \job$86.lanes  = job_copy[495:488];
+  assign \job$86.lanes[0]  = job_copy[489:488];
+  assign \job$86.lanes[1]  = job_copy[491:490];
+  assign \job$86.lanes[2]  = job_copy[493:492];
+  assign \job$86.lanes[3]  = job_copy[495:494];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -11165,44 +11165,44 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   assign \passes__payload.chunk  = passes_in__payload[172:162];
   assign \passes__payload.init  = passes_in__payload[173];
   assign \passes__payload.zero  = passes_in__payload[174];
-  assign \passes__payload$94.desc  = \passes__payload$94 [174:0];
-  assign \passes__payload$94.desc.axes  = \passes__payload$94 [152:0];
-  assign \passes__payload$94.desc.axes[0]  = \passes__payload$94 [50:0];
-  assign \passes__payload$94.desc.axes[0].o_start  = \passes__payload$94 [15:0];
-  assign \passes__payload$94.desc.axes[0].count  = \passes__payload$94 [32:16];
-  assign \passes__payload$94.desc.axes[0].g_start  = \passes__payload$94 [50:33];
-  assign \passes__payload$94.desc.axes[1]  = \passes__payload$94 [101:51];
-  assign \passes__payload$94.desc.axes[1].o_start  = \passes__payload$94 [66:51];
-  assign \passes__payload$94.desc.axes[1].count  = \passes__payload$94 [83:67];
-  assign \passes__payload$94.desc.axes[1].g_start  = \passes__payload$94 [101:84];
-  assign \passes__payload$94.desc.axes[2]  = \passes__payload$94 [152:102];
-  assign \passes__payload$94.desc.axes[2].o_start  = \passes__payload$94 [117:102];
-  assign \passes__payload$94.desc.axes[2].count  = \passes__payload$94 [134:118];
-  assign \passes__payload$94.desc.axes[2].g_start  = \passes__payload$94 [152:135];
-  assign \passes__payload$94.desc.weights  = \passes__payload$94 [161:153];
-  assign \passes__payload$94.desc.chunk  = \passes__payload$94 [172:162];
-  assign \passes__payload$94.desc.init  = \passes__payload$94 [173];
-  assign \passes__payload$94.desc.zero  = \passes__payload$94 [174];
-  assign \passes__payload$94.bank  = \passes__payload$94 [175];
-  assign \passes_out__payload.desc  = \passes__payload$94 [174:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$94 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$94 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$94 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$94 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$94 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$94 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$94 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$94 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$94 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$94 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$94 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$94 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$94 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$94 [161:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$94 [172:162];
-  assign \passes_out__payload.desc.init  = \passes__payload$94 [173];
-  assign \passes_out__payload.desc.zero  = \passes__payload$94 [174];
-  assign \passes_out__payload.bank  = \passes__payload$94 [175];
+  assign \passes__payload$95.desc  = \passes__payload$95 [174:0];
+  assign \passes__payload$95.desc.axes  = \passes__payload$95 [152:0];
+  assign \passes__payload$95.desc.axes[0]  = \passes__payload$95 [50:0];
+  assign \passes__payload$95.desc.axes[0].o_start  = \passes__payload$95 [15:0];
+  assign \passes__payload$95.desc.axes[0].count  = \passes__payload$95 [32:16];
+  assign \passes__payload$95.desc.axes[0].g_start  = \passes__payload$95 [50:33];
+  assign \passes__payload$95.desc.axes[1]  = \passes__payload$95 [101:51];
+  assign \passes__payload$95.desc.axes[1].o_start  = \passes__payload$95 [66:51];
+  assign \passes__payload$95.desc.axes[1].count  = \passes__payload$95 [83:67];
+  assign \passes__payload$95.desc.axes[1].g_start  = \passes__payload$95 [101:84];
+  assign \passes__payload$95.desc.axes[2]  = \passes__payload$95 [152:102];
+  assign \passes__payload$95.desc.axes[2].o_start  = \passes__payload$95 [117:102];
+  assign \passes__payload$95.desc.axes[2].count  = \passes__payload$95 [134:118];
+  assign \passes__payload$95.desc.axes[2].g_start  = \passes__payload$95 [152:135];
+  assign \passes__payload$95.desc.weights  = \passes__payload$95 [161:153];
+  assign \passes__payload$95.desc.chunk  = \passes__payload$95 [172:162];
+  assign \passes__payload$95.desc.init  = \passes__payload$95 [173];
+  assign \passes__payload$95.desc.zero  = \passes__payload$95 [174];
+  assign \passes__payload$95.bank  = \passes__payload$95 [175];
+  assign \passes_out__payload.desc  = \passes__payload$95 [174:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$95 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$95 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$95 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$95 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$95 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$95 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$95 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$95 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$95 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$95 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$95 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$95 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$95 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$95 [161:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$95 [172:162];
+  assign \passes_out__payload.desc.init  = \passes__payload$95 [173];
+  assign \passes_out__payload.desc.zero  = \passes__payload$95 [174];
+  assign \passes_out__payload.bank  = \passes__payload$95 [175];
   assign \lane_select[0]  = lane_select[1:0];
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
@@ -11218,39 +11218,39 @@ module \convhw_list.core (rst, \start$70 , \port$965$5 , weight_base, ready, acc
   assign \out_psum[1]  = sum[63:32];
   assign \out_psum[2]  = sum[95:64];
   assign \out_psum[3]  = sum[127:96];
-  assign \entry$154.addr  = \entry$154 [6:0];
-  assign \entry$154.init  = \entry$154 [7];
-  assign \entry$154.valid  = \entry$154 [8];
-  assign \sum$155[0]  = sum[31:0];
-  assign \sum$155[1]  = sum[63:32];
-  assign \sum$155[2]  = sum[95:64];
-  assign \sum$155[3]  = sum[127:96];
+  assign \entry$155.addr  = \entry$155 [6:0];
+  assign \entry$155.init  = \entry$155 [7];
+  assign \entry$155.valid  = \entry$155 [8];
+  assign \sum$156[0]  = sum[31:0];
+  assign \sum$156[1]  = sum[63:32];
+  assign \sum$156[2]  = sum[95:64];
+  assign \sum$156[3]  = sum[127:96];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
   assign \host_data[3]  = host_data[127:96];
-  assign \host_data$161[0]  = \host_data$161 [31:0];
-  assign \host_data$161[1]  = \host_data$161 [63:32];
-  assign \host_data$161[2]  = \host_data$161 [95:64];
-  assign \host_data$161[3]  = \host_data$161 [127:96];
-  assign \entry$154 [8] = \$33 ;
-  assign \entry$154 [7] = acc_entry_d7[8];
-  assign \entry$154 [6:0] = acc_entry_d7[6:0];
-  assign entry[8] = \$31 ;
+  assign \host_data$162[0]  = \host_data$162 [31:0];
+  assign \host_data$162[1]  = \host_data$162 [63:32];
+  assign \host_data$162[2]  = \host_data$162 [95:64];
+  assign \host_data$162[3]  = \host_data$162 [127:96];
+  assign \entry$155 [8] = \$34 ;
+  assign \entry$155 [7] = acc_entry_d7[8];
+  assign \entry$155 [6:0] = acc_entry_d7[6:0];
+  assign entry[8] = \$32 ;
   assign entry[7] = acc_entry_d7[8];
   assign entry[6:0] = acc_entry_d7[6:0];
-  assign acc_busy[1] = \$29 ;
-  assign acc_busy[0] = \$24 ;
-  assign acc_entry[9] = \$11 ;
+  assign acc_busy[1] = \$30 ;
+  assign acc_busy[0] = \$25 ;
+  assign acc_entry[9] = \$12 ;
   assign acc_entry[8] = init_read1;
   assign acc_entry[7:0] = acc_addr_read1;
   assign lane_select[7:6] = lanes[7:6];
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$25  = \port$965$5 [1];
-  assign \$27  = tail_bank;
-  assign \$32  = acc_entry_bank_d7;
+  assign \$26  = \port$968$5 [1];
+  assign \$28  = tail_bank;
+  assign \$33  = acc_entry_bank_d7;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21480,56 +21480,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6346$376 (job[391:376]),
-    .\port$7023$0 (acc_row_s1),
+    .\port$6241$376 (job[391:376]),
+    .\port$6920$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6346$224 (job[239:224]),
-    .\port$6929$0 (o0),
+    .\port$6241$224 (job[239:224]),
+    .\port$6826$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6915$0 (chunks),
-    .\port$7085$0 (local2_s3),
+    .\port$6812$0 (chunks),
+    .\port$6982$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6895$0 (window1),
-    .\port$7049$0 (local0_s2),
+    .\port$6792$0 (window1),
+    .\port$6946$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6913$0 (window2),
-    .\port$6915$0 (chunks),
+    .\port$6810$0 (window2),
+    .\port$6812$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7083$0 (local1_s3),
-    .\port$7130$0 (\p$172 [9:0]),
+    .\port$6980$0 (local1_s3),
+    .\port$7027$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7130$0 (\p$172 [9:0]),
-    .\port$7133$0 (\p$188 [9:0]),
+    .\port$7027$0 (\p$172 [9:0]),
+    .\port$7030$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23188,7 +23188,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6346$376 , flush, \port$7023$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6241$376 , flush, \port$6920$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23202,24 +23202,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6346$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6346$376 ;
-  wire [15:0] \port$6346$376 ;
-  input [7:0] \port$7023$0 ;
-  wire [7:0] \port$7023$0 ;
+  input [15:0] \port$6241$376 ;
+  wire [15:0] \port$6241$376 ;
+  input [7:0] \port$6920$0 ;
+  wire [7:0] \port$6920$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7023$0  * \port$6346$376 ;
+  assign \$1  = \port$6920$0  * \port$6241$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7023$0  };
-  assign \a$1  = { 1'h0, \port$7023$0  };
-  assign b = { 1'h0, \port$6346$376  };
-  assign \b$3  = { 1'h0, \port$6346$376  };
+  assign a = { 1'h0, \port$6920$0  };
+  assign \a$1  = { 1'h0, \port$6920$0  };
+  assign b = { 1'h0, \port$6241$376  };
+  assign \b$3  = { 1'h0, \port$6241$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6346$224 , flush, \port$6929$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6241$224 , flush, \port$6826$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23233,24 +23233,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6346$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6346$224 ;
-  wire [15:0] \port$6346$224 ;
-  input [15:0] \port$6929$0 ;
-  wire [15:0] \port$6929$0 ;
+  input [15:0] \port$6241$224 ;
+  wire [15:0] \port$6241$224 ;
+  input [15:0] \port$6826$0 ;
+  wire [15:0] \port$6826$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6929$0  * \port$6346$224 ;
+  assign \$1  = \port$6826$0  * \port$6241$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6929$0  };
-  assign \a$1  = { 1'h0, \port$6929$0  };
-  assign b = { 1'h0, \port$6346$224  };
-  assign \b$3  = { 1'h0, \port$6346$224  };
+  assign a = { 1'h0, \port$6826$0  };
+  assign \a$1  = { 1'h0, \port$6826$0  };
+  assign b = { 1'h0, \port$6241$224  };
+  assign \b$3  = { 1'h0, \port$6241$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6915$0 , \port$7085$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6812$0 , \port$6982$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23264,24 +23264,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6915$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6915$0 ;
-  wire [9:0] \port$6915$0 ;
-  input [9:0] \port$7085$0 ;
-  wire [9:0] \port$7085$0 ;
+  input [9:0] \port$6812$0 ;
+  wire [9:0] \port$6812$0 ;
+  input [9:0] \port$6982$0 ;
+  wire [9:0] \port$6982$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7085$0  * \port$6915$0 ;
+  assign \$1  = \port$6982$0  * \port$6812$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7085$0  };
-  assign \a$1  = { 1'h0, \port$7085$0  };
-  assign b = { 1'h0, \port$6915$0  };
-  assign \b$3  = { 1'h0, \port$6915$0  };
+  assign a = { 1'h0, \port$6982$0  };
+  assign \a$1  = { 1'h0, \port$6982$0  };
+  assign b = { 1'h0, \port$6812$0  };
+  assign \b$3  = { 1'h0, \port$6812$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6895$0 , \port$7049$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6792$0 , \port$6946$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23295,24 +23295,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6895$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6895$0 ;
-  wire [9:0] \port$6895$0 ;
-  input [9:0] \port$7049$0 ;
-  wire [9:0] \port$7049$0 ;
+  input [9:0] \port$6792$0 ;
+  wire [9:0] \port$6792$0 ;
+  input [9:0] \port$6946$0 ;
+  wire [9:0] \port$6946$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7049$0  * \port$6895$0 ;
+  assign \$1  = \port$6946$0  * \port$6792$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7049$0  };
-  assign \a$1  = { 1'h0, \port$7049$0  };
-  assign b = { 1'h0, \port$6895$0  };
-  assign \b$3  = { 1'h0, \port$6895$0  };
+  assign a = { 1'h0, \port$6946$0  };
+  assign \a$1  = { 1'h0, \port$6946$0  };
+  assign b = { 1'h0, \port$6792$0  };
+  assign \b$3  = { 1'h0, \port$6792$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6913$0 , \port$6915$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6810$0 , \port$6812$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23326,24 +23326,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6913$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6913$0 ;
-  wire [9:0] \port$6913$0 ;
-  input [9:0] \port$6915$0 ;
-  wire [9:0] \port$6915$0 ;
+  input [9:0] \port$6810$0 ;
+  wire [9:0] \port$6810$0 ;
+  input [9:0] \port$6812$0 ;
+  wire [9:0] \port$6812$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6913$0  * \port$6915$0 ;
+  assign \$1  = \port$6810$0  * \port$6812$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6913$0  };
-  assign \a$1  = { 1'h0, \port$6913$0  };
-  assign b = { 1'h0, \port$6915$0  };
-  assign \b$3  = { 1'h0, \port$6915$0  };
+  assign a = { 1'h0, \port$6810$0  };
+  assign \a$1  = { 1'h0, \port$6810$0  };
+  assign b = { 1'h0, \port$6812$0  };
+  assign \b$3  = { 1'h0, \port$6812$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7083$0 , \port$7130$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6980$0 , \port$7027$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23357,24 +23357,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7083
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7083$0 ;
-  wire [9:0] \port$7083$0 ;
-  input [9:0] \port$7130$0 ;
-  wire [9:0] \port$7130$0 ;
+  input [9:0] \port$6980$0 ;
+  wire [9:0] \port$6980$0 ;
+  input [9:0] \port$7027$0 ;
+  wire [9:0] \port$7027$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7083$0  * \port$7130$0 ;
+  assign \$1  = \port$6980$0  * \port$7027$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7083$0  };
-  assign \a$1  = { 1'h0, \port$7083$0  };
-  assign b = { 1'h0, \port$7130$0  };
-  assign \b$3  = { 1'h0, \port$7130$0  };
+  assign a = { 1'h0, \port$6980$0  };
+  assign \a$1  = { 1'h0, \port$6980$0  };
+  assign b = { 1'h0, \port$7027$0  };
+  assign \b$3  = { 1'h0, \port$7027$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7130$0 , \port$7133$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7027$0 , \port$7030$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23388,19 +23388,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7130
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7130$0 ;
-  wire [9:0] \port$7130$0 ;
-  input [9:0] \port$7133$0 ;
-  wire [9:0] \port$7133$0 ;
+  input [9:0] \port$7027$0 ;
+  wire [9:0] \port$7027$0 ;
+  input [9:0] \port$7030$0 ;
+  wire [9:0] \port$7030$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7133$0  * \port$7130$0 ;
+  assign \$1  = \port$7030$0  * \port$7027$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7133$0  };
-  assign \a$1  = { 1'h0, \port$7133$0  };
-  assign b = { 1'h0, \port$7130$0  };
-  assign \b$3  = { 1'h0, \port$7130$0  };
+  assign a = { 1'h0, \port$7030$0  };
+  assign \a$1  = { 1'h0, \port$7030$0  };
+  assign b = { 1'h0, \port$7027$0  };
+  assign \b$3  = { 1'h0, \port$7027$0  };
   assign \p$5  = p;
 endmodule
 
@@ -27758,15 +27758,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6040$16 (op_a[31:16]),
-    .\port$6041$0 (op_b),
+    .\port$5937$16 (op_a[31:16]),
+    .\port$5938$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6040$0 (op_a[15:0]),
-    .\port$6041$0 (op_b),
+    .\port$5937$0 (op_a[15:0]),
+    .\port$5938$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -28813,7 +28813,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6040$16 , \port$6041$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5937$16 , \port$5938$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28825,26 +28825,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6040$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6040$16 ;
-  wire [15:0] \port$6040$16 ;
-  input [15:0] \port$6041$0 ;
-  wire [15:0] \port$6041$0 ;
+  input [15:0] \port$5937$16 ;
+  wire [15:0] \port$5937$16 ;
+  input [15:0] \port$5938$0 ;
+  wire [15:0] \port$5938$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6040$16  };
+    a <= { 1'h0, \port$5937$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6041$0  };
+    b <= { 1'h0, \port$5938$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6040$16  };
-  assign \b$5  = { 1'h0, \port$6041$0  };
+  assign \a$3  = { 1'h0, \port$5937$16  };
+  assign \b$5  = { 1'h0, \port$5938$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6040$0 , \port$6041$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5937$0 , \port$5938$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28856,21 +28856,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6040$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6040$0 ;
-  wire [15:0] \port$6040$0 ;
-  input [15:0] \port$6041$0 ;
-  wire [15:0] \port$6041$0 ;
+  input [15:0] \port$5937$0 ;
+  wire [15:0] \port$5937$0 ;
+  input [15:0] \port$5938$0 ;
+  wire [15:0] \port$5938$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6040$0  };
+    a <= { 1'h0, \port$5937$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6041$0  };
+    b <= { 1'h0, \port$5938$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6040$0  };
-  assign \b$5  = { 1'h0, \port$6041$0  };
+  assign \a$3  = { 1'h0, \port$5937$0  };
+  assign \b$5  = { 1'h0, \port$5938$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36063,19 +36063,19 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
     .w_rdy(w_rdy)
   );
   \convhw_list.writer.pipeline  pipeline (
-    .advance(i__ready),
     .clk(clk),
-    .\i__payload$67 (i__payload),
-    .\i__valid$61 (i__valid),
+    .i__payload(i__payload),
+    .i__valid(i__valid),
     .o__payload(o__payload),
-    .o__ready(o__ready),
     .o__valid(\i__valid$57 ),
+    .r_en(o__ready),
+    .room(i__ready),
     .rst(rst)
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3335$0 (acc_data),
-    .\port$7489$0 (in_flight1),
+    .\port$3339$0 (acc_data),
+    .\port$7386$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -37540,7 +37540,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.format (rst, o__ready, i__ready, i__payload, i__valid, o__valid, o__payload, clk);
+module \convhw_list.writer.format (rst, o__ready, i__valid, i__ready, i__payload, o__valid, o__payload, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$56  = 0;
   wire \$1 ;
   wire \$2 ;
@@ -37856,277 +37856,245 @@ module \convhw_list.writer.jobs (rst, w_port__data, w_rdy, r_data, w_en, r_en, r
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__payload$67 , o__valid, o__payload, clk);
+module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, i__payload, room, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$58  = 0;
   wire \$1 ;
   wire [8:0] \$10 ;
-  wire \$100 ;
-  wire \$101 ;
-  wire [62:0] \$102 ;
-  wire [63:0] \$103 ;
-  wire \$104 ;
-  wire \$105 ;
-  wire [49:0] \$106 ;
-  wire \$107 ;
-  wire \$108 ;
-  wire [49:0] \$109 ;
+  reg \$100 ;
+  reg \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg [7:0] \$104 ;
+  reg \$105 ;
+  reg \$106 ;
+  reg [7:0] \$107 ;
+  reg \$108 ;
+  reg \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire \$111 ;
-  wire [31:0] \$112 ;
-  wire \$113 ;
-  wire [32:0] \$114 ;
-  wire \$115 ;
-  wire [15:0] \$116 ;
-  wire \$117 ;
-  wire [5:0] \$118 ;
-  wire \$119 ;
-  wire \$12 ;
-  wire \$120 ;
-  wire [62:0] \$121 ;
-  wire [63:0] \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire [49:0] \$125 ;
-  wire \$126 ;
-  wire \$127 ;
-  wire [49:0] \$128 ;
-  wire \$129 ;
-  wire \$13 ;
-  wire \$130 ;
-  wire [31:0] \$131 ;
-  reg \$132 ;
-  reg \$133 ;
-  reg \$134 ;
-  reg \$135 ;
-  reg \$136 ;
-  reg \$137 ;
-  reg \$138 ;
-  reg \$139 ;
+  reg [7:0] \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg [7:0] \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg [7:0] \$116 ;
+  reg \$117 ;
+  reg \$118 ;
+  reg [7:0] \$119 ;
+  wire [7:0] \$12 ;
+  reg [32:0] \$120 ;
+  reg [15:0] \$121 ;
+  reg [5:0] \$122 ;
+  reg [5:0] \$123 ;
+  reg [48:0] \$124 ;
+  reg [5:0] \$125 ;
+  reg [49:0] \$126 ;
+  reg [2:0] \$127 ;
+  reg [49:0] \$128 ;
+  reg [31:0] \$129 ;
+  wire [8:0] \$13 ;
+  reg [32:0] \$130 ;
+  reg [15:0] \$131 ;
+  reg [5:0] \$132 ;
+  reg [5:0] \$133 ;
+  reg [48:0] \$134 ;
+  reg [5:0] \$135 ;
+  reg [49:0] \$136 ;
+  reg [2:0] \$137 ;
+  reg [49:0] \$138 ;
+  reg [31:0] \$139 ;
   wire \$14 ;
-  reg [7:0] \$140 ;
-  reg \$141 ;
-  reg \$142 ;
-  reg [7:0] \$143 ;
-  reg \$144 ;
-  reg \$145 ;
-  reg [7:0] \$146 ;
-  reg \$147 ;
-  reg \$148 ;
-  reg [7:0] \$149 ;
-  wire [8:0] \$15 ;
-  reg \$150 ;
-  reg \$151 ;
-  reg [7:0] \$152 ;
-  reg \$153 ;
-  reg \$154 ;
-  reg [7:0] \$155 ;
-  reg [32:0] \$156 ;
-  reg [15:0] \$157 ;
-  reg [5:0] \$158 ;
-  reg [5:0] \$159 ;
-  wire [8:0] \$16 ;
-  reg [48:0] \$160 ;
-  reg [5:0] \$161 ;
-  reg [49:0] \$162 ;
-  reg [2:0] \$163 ;
-  reg [49:0] \$164 ;
-  reg [31:0] \$165 ;
-  reg [32:0] \$166 ;
-  reg [15:0] \$167 ;
-  reg [5:0] \$168 ;
-  reg [5:0] \$169 ;
+  reg [32:0] \$140 ;
+  reg [15:0] \$141 ;
+  reg [5:0] \$142 ;
+  reg [5:0] \$143 ;
+  reg [48:0] \$144 ;
+  reg [5:0] \$145 ;
+  reg [49:0] \$146 ;
+  reg [2:0] \$147 ;
+  reg [49:0] \$148 ;
+  reg [31:0] \$149 ;
+  wire \$15 ;
+  reg [32:0] \$150 ;
+  reg [15:0] \$151 ;
+  reg [5:0] \$152 ;
+  reg [5:0] \$153 ;
+  reg [48:0] \$154 ;
+  reg [5:0] \$155 ;
+  reg [49:0] \$156 ;
+  reg [2:0] \$157 ;
+  reg [49:0] \$158 ;
+  reg [31:0] \$159 ;
+  wire \$16 ;
   wire \$17 ;
-  reg [48:0] \$170 ;
-  reg [5:0] \$171 ;
-  reg [49:0] \$172 ;
-  reg [2:0] \$173 ;
-  reg [49:0] \$174 ;
-  reg [31:0] \$175 ;
-  reg [32:0] \$176 ;
-  reg [15:0] \$177 ;
-  reg [5:0] \$178 ;
-  reg [5:0] \$179 ;
-  wire [7:0] \$18 ;
-  reg [48:0] \$180 ;
-  reg [5:0] \$181 ;
-  reg [49:0] \$182 ;
-  reg [2:0] \$183 ;
-  reg [49:0] \$184 ;
-  reg [31:0] \$185 ;
-  reg [32:0] \$186 ;
-  reg [15:0] \$187 ;
-  reg [5:0] \$188 ;
-  reg [5:0] \$189 ;
+  wire [8:0] \$18 ;
   wire [8:0] \$19 ;
-  reg [48:0] \$190 ;
-  reg [5:0] \$191 ;
-  reg [49:0] \$192 ;
-  reg [2:0] \$193 ;
-  reg [49:0] \$194 ;
-  reg [31:0] \$195 ;
-  wire \$2 ;
+  wire [4:0] \$2 ;
   wire \$20 ;
-  wire \$21 ;
-  wire \$22 ;
+  wire [7:0] \$21 ;
+  wire [8:0] \$22 ;
   wire \$23 ;
-  wire [8:0] \$24 ;
-  wire [8:0] \$25 ;
+  wire \$24 ;
+  wire \$25 ;
   wire \$26 ;
-  wire [7:0] \$27 ;
+  wire [8:0] \$27 ;
   wire [8:0] \$28 ;
   wire \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire \$31 ;
+  wire [7:0] \$30 ;
+  wire [8:0] \$31 ;
   wire \$32 ;
-  wire [8:0] \$33 ;
-  wire [8:0] \$34 ;
+  wire \$33 ;
+  wire \$34 ;
   wire \$35 ;
-  wire [7:0] \$36 ;
+  wire [8:0] \$36 ;
   wire [8:0] \$37 ;
   wire \$38 ;
-  wire \$39 ;
-  wire \$4 ;
-  wire \$40 ;
+  wire [7:0] \$39 ;
+  wire [5:0] \$4 ;
+  wire [8:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [32:0] \$47 ;
   wire \$48 ;
-  wire \$49 ;
+  wire [15:0] \$49 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$51 ;
-  wire \$52 ;
-  wire \$53 ;
-  wire \$54 ;
-  wire \$55 ;
+  wire [5:0] \$51 ;
+  wire [62:0] \$52 ;
+  wire [63:0] \$53 ;
+  wire [49:0] \$54 ;
+  wire [49:0] \$55 ;
   wire \$56 ;
-  wire [32:0] \$57 ;
+  wire [31:0] \$57 ;
   wire \$58 ;
-  wire [15:0] \$59 ;
-  wire [8:0] \$6 ;
+  wire [32:0] \$59 ;
+  wire \$6 ;
   wire \$60 ;
-  wire [5:0] \$61 ;
+  wire [15:0] \$61 ;
   wire \$62 ;
-  wire \$63 ;
+  wire [5:0] \$63 ;
   wire [62:0] \$64 ;
   wire [63:0] \$65 ;
-  wire \$66 ;
-  wire \$67 ;
-  wire [49:0] \$68 ;
-  wire \$69 ;
-  wire [8:0] \$7 ;
+  wire [49:0] \$66 ;
+  wire [49:0] \$67 ;
+  wire \$68 ;
+  wire [31:0] \$69 ;
+  wire \$7 ;
   wire \$70 ;
-  wire [49:0] \$71 ;
+  wire [32:0] \$71 ;
   wire \$72 ;
-  wire \$73 ;
-  wire [31:0] \$74 ;
-  wire \$75 ;
-  wire [32:0] \$76 ;
-  wire \$77 ;
-  wire [15:0] \$78 ;
-  wire \$79 ;
+  wire [15:0] \$73 ;
+  wire \$74 ;
+  wire [5:0] \$75 ;
+  wire [62:0] \$76 ;
+  wire [63:0] \$77 ;
+  wire [49:0] \$78 ;
+  wire [49:0] \$79 ;
   wire \$8 ;
-  wire [5:0] \$80 ;
-  wire \$81 ;
+  wire \$80 ;
+  wire [31:0] \$81 ;
   wire \$82 ;
-  wire [62:0] \$83 ;
-  wire [63:0] \$84 ;
-  wire \$85 ;
+  wire [32:0] \$83 ;
+  wire \$84 ;
+  wire [15:0] \$85 ;
   wire \$86 ;
-  wire [49:0] \$87 ;
-  wire \$88 ;
-  wire \$89 ;
-  wire [7:0] \$9 ;
+  wire [5:0] \$87 ;
+  wire [62:0] \$88 ;
+  wire [63:0] \$89 ;
+  wire [8:0] \$9 ;
   wire [49:0] \$90 ;
-  wire \$91 ;
+  wire [49:0] \$91 ;
   wire \$92 ;
   wire [31:0] \$93 ;
-  wire \$94 ;
-  wire [32:0] \$95 ;
-  wire \$96 ;
-  wire [15:0] \$97 ;
-  wire \$98 ;
-  wire [5:0] \$99 ;
+  reg [3:0] \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg \$99 ;
   wire [17:0] a;
-  wire [17:0] \a$16 ;
-  wire [17:0] \a$22 ;
-  wire [17:0] \a$27 ;
-  wire [17:0] \a$32 ;
-  wire [17:0] \a$37 ;
-  wire [17:0] \a$42 ;
-  wire [17:0] \a$47 ;
-  output advance;
-  wire advance;
+  wire [17:0] \a$17 ;
+  wire [17:0] \a$23 ;
+  wire [17:0] \a$28 ;
+  wire [17:0] \a$33 ;
+  wire [17:0] \a$38 ;
+  wire [17:0] \a$43 ;
+  wire [17:0] \a$48 ;
   reg [15:0] b = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$17 ;
-  reg [15:0] \b$24  = 16'h0000;
+  wire [15:0] \b$18 ;
+  reg [15:0] \b$25  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$28 ;
-  reg [15:0] \b$34  = 16'h0000;
+  wire [15:0] \b$29 ;
+  reg [15:0] \b$35  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$38 ;
-  reg [15:0] \b$44  = 16'h0000;
+  wire [15:0] \b$39 ;
+  reg [15:0] \b$45  = 16'h0000;
   (* init = 16'h0000 *)
-  wire [15:0] \b$48 ;
+  wire [15:0] \b$49 ;
   input clk;
   wire clk;
   reg [49:0] coarse_0 = 50'h0000000000000;
   reg [49:0] coarse_1 = 50'h0000000000000;
   reg [49:0] coarse_2 = 50'h0000000000000;
   reg [49:0] coarse_3 = 50'h0000000000000;
-  wire en;
-  wire \en$18 ;
-  wire \en$26 ;
-  wire \en$29 ;
-  wire \en$36 ;
-  wire \en$39 ;
-  wire \en$46 ;
-  wire \en$49 ;
-  wire [135:0] i__payload;
-  input [353:0] \i__payload$67 ;
-  wire [353:0] \i__payload$67 ;
-  wire [127:0] \i__payload$67.bias ;
-  wire [31:0] \i__payload$67.bias[0] ;
-  wire [31:0] \i__payload$67.bias[1] ;
-  wire [31:0] \i__payload$67.bias[2] ;
-  wire [31:0] \i__payload$67.bias[3] ;
-  wire [127:0] \i__payload$67.data ;
-  wire [31:0] \i__payload$67.data[0] ;
-  wire [31:0] \i__payload$67.data[1] ;
-  wire [31:0] \i__payload$67.data[2] ;
-  wire [31:0] \i__payload$67.data[3] ;
-  wire [63:0] \i__payload$67.mult ;
-  wire [15:0] \i__payload$67.mult[0] ;
-  wire [15:0] \i__payload$67.mult[1] ;
-  wire [15:0] \i__payload$67.mult[2] ;
-  wire [15:0] \i__payload$67.mult[3] ;
-  wire \i__payload$67.relu ;
-  wire \i__payload$67.requantize ;
-  wire [23:0] \i__payload$67.shift ;
-  wire [5:0] \i__payload$67.shift[0] ;
-  wire [5:0] \i__payload$67.shift[1] ;
-  wire [5:0] \i__payload$67.shift[2] ;
-  wire [5:0] \i__payload$67.shift[3] ;
-  wire [7:0] \i__payload$67.user ;
+  reg en = 1'h0;
+  (* init = 1'h0 *)
+  wire \en$19 ;
+  (* init = 1'h0 *)
+  wire \en$27 ;
+  (* init = 1'h0 *)
+  wire \en$30 ;
+  (* init = 1'h0 *)
+  wire \en$37 ;
+  (* init = 1'h0 *)
+  wire \en$40 ;
+  (* init = 1'h0 *)
+  wire \en$47 ;
+  (* init = 1'h0 *)
+  wire \en$50 ;
+  reg [3:0] held = 4'h0;
+  input [353:0] i__payload;
+  wire [353:0] i__payload;
+  wire [127:0] \i__payload.bias ;
+  wire [31:0] \i__payload.bias[0] ;
+  wire [31:0] \i__payload.bias[1] ;
+  wire [31:0] \i__payload.bias[2] ;
+  wire [31:0] \i__payload.bias[3] ;
   wire [127:0] \i__payload.data ;
   wire [31:0] \i__payload.data[0] ;
   wire [31:0] \i__payload.data[1] ;
   wire [31:0] \i__payload.data[2] ;
   wire [31:0] \i__payload.data[3] ;
+  wire [63:0] \i__payload.mult ;
+  wire [15:0] \i__payload.mult[0] ;
+  wire [15:0] \i__payload.mult[1] ;
+  wire [15:0] \i__payload.mult[2] ;
+  wire [15:0] \i__payload.mult[3] ;
+  wire \i__payload.relu ;
+  wire \i__payload.requantize ;
+  wire [23:0] \i__payload.shift ;
+  wire [5:0] \i__payload.shift[0] ;
+  wire [5:0] \i__payload.shift[1] ;
+  wire [5:0] \i__payload.shift[2] ;
+  wire [5:0] \i__payload.shift[3] ;
   wire [7:0] \i__payload.user ;
+  (* init = 1'h1 *)
   wire i__ready;
-  wire \i__ready$9 ;
-  (* init = 1'h0 *)
+  input i__valid;
   wire i__valid;
-  input \i__valid$61 ;
-  wire \i__valid$61 ;
+  wire [135:0] last;
+  wire [127:0] \last.data ;
+  wire [31:0] \last.data[0] ;
+  wire [31:0] \last.data[1] ;
+  wire [31:0] \last.data[2] ;
+  wire [31:0] \last.data[3] ;
+  wire [7:0] \last.user ;
   (* init = 16'h0000 *)
   wire [15:0] mult_0;
   (* init = 16'h0000 *)
@@ -38135,43 +38103,40 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
   wire [15:0] mult_2;
   (* init = 16'h0000 *)
   wire [15:0] mult_3;
+  wire [3:0] next_held;
   output [135:0] o__payload;
   wire [135:0] o__payload;
-  wire [135:0] \o__payload$1 ;
-  wire [127:0] \o__payload$1.data ;
-  wire [31:0] \o__payload$1.data[0] ;
-  wire [31:0] \o__payload$1.data[1] ;
-  wire [31:0] \o__payload$1.data[2] ;
-  wire [31:0] \o__payload$1.data[3] ;
-  wire [7:0] \o__payload$1.user ;
   wire [127:0] \o__payload.data ;
   wire [31:0] \o__payload.data[0] ;
   wire [31:0] \o__payload.data[1] ;
   wire [31:0] \o__payload.data[2] ;
   wire [31:0] \o__payload.data[3] ;
   wire [7:0] \o__payload.user ;
-  input o__ready;
   wire o__ready;
-  wire \o__ready$3 ;
   output o__valid;
   wire o__valid;
-  wire \o__valid$5 ;
   wire [33:0] p;
-  wire [33:0] \p$102 ;
-  wire [33:0] \p$103 ;
-  wire [33:0] \p$110 ;
-  wire [33:0] \p$111 ;
-  wire [33:0] \p$87 ;
-  wire [33:0] \p$94 ;
-  wire [33:0] \p$95 ;
+  wire [33:0] \p$104 ;
+  wire [33:0] \p$105 ;
+  wire [33:0] \p$112 ;
+  wire [33:0] \p$113 ;
+  wire [33:0] \p$89 ;
+  wire [33:0] \p$96 ;
+  wire [33:0] \p$97 ;
   reg [48:0] p_0 = 49'h0000000000000;
   reg [48:0] p_1 = 49'h0000000000000;
   reg [48:0] p_2 = 49'h0000000000000;
   reg [48:0] p_3 = 49'h0000000000000;
+  wire [135:0] r_data;
+  input r_en;
+  wire r_en;
+  wire r_rdy;
   reg [31:0] result_0 = 32'd0;
   reg [31:0] result_1 = 32'd0;
   reg [31:0] result_2 = 32'd0;
   reg [31:0] result_3 = 32'd0;
+  output room;
+  reg room = 1'h1;
   input rst;
   wire rst;
   reg s1_relu = 1'h0;
@@ -38216,937 +38181,988 @@ module \convhw_list.writer.pipeline (rst, \i__valid$61 , advance, o__ready, \i__
   reg [32:0] v_1 = 33'h000000000;
   reg [32:0] v_2 = 33'h000000000;
   reg [32:0] v_3 = 33'h000000000;
-  reg valid1 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid1;
   reg valid2 = 1'h0;
   reg valid3 = 1'h0;
   reg valid4 = 1'h0;
   reg valid5 = 1'h0;
-  reg valid6 = 1'h0;
+  (* init = 1'h0 *)
+  wire valid6;
   wire [31:0] value_0;
   wire [31:0] value_1;
   wire [31:0] value_2;
   wire [31:0] value_3;
-  assign \$1  = ~ valid6;
-  assign advance = \$1  | i__ready;
-  assign en = advance & valid1;
-  assign \en$18  = advance & valid1;
-  assign \$2  = ! t_0[49:8];
-  assign \$3  = t_0[49:8] == 42'h3ffffffffff;
-  assign \$4  = \$2  | \$3 ;
-  assign \$5  = t_0[8:1] == 7'h7f;
-  assign \$6  = $signed(t_0[8:1]) + $signed({ 1'h0, t_0[0] });
-  assign \$7  = \$5  ? 9'h07f : \$6 ;
-  assign \$8  = $signed(t_0[49:1]) < $signed(1'h0);
-  assign \$9  = \$8  ? 8'h80 : 8'h7f;
-  assign \$10  = \$4  ? \$7  : { \$9 [7], \$9  };
-  assign value_0 = s5_requantize ? { \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10 [8], \$10  } : t_0[32:1];
-  assign \en$26  = advance & valid1;
-  assign \en$29  = advance & valid1;
-  assign \$11  = ! t_1[49:8];
-  assign \$12  = t_1[49:8] == 42'h3ffffffffff;
-  assign \$13  = \$11  | \$12 ;
-  assign \$14  = t_1[8:1] == 7'h7f;
-  assign \$15  = $signed(t_1[8:1]) + $signed({ 1'h0, t_1[0] });
-  assign \$16  = \$14  ? 9'h07f : \$15 ;
-  assign \$17  = $signed(t_1[49:1]) < $signed(1'h0);
-  assign \$18  = \$17  ? 8'h80 : 8'h7f;
-  assign \$19  = \$13  ? \$16  : { \$18 [7], \$18  };
-  assign value_1 = s5_requantize ? { \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19 [8], \$19  } : t_1[32:1];
-  assign \en$36  = advance & valid1;
-  assign \en$39  = advance & valid1;
-  assign \$20  = ! t_2[49:8];
-  assign \$21  = t_2[49:8] == 42'h3ffffffffff;
-  assign \$22  = \$20  | \$21 ;
-  assign \$23  = t_2[8:1] == 7'h7f;
-  assign \$24  = $signed(t_2[8:1]) + $signed({ 1'h0, t_2[0] });
-  assign \$25  = \$23  ? 9'h07f : \$24 ;
-  assign \$26  = $signed(t_2[49:1]) < $signed(1'h0);
-  assign \$27  = \$26  ? 8'h80 : 8'h7f;
-  assign \$28  = \$22  ? \$25  : { \$27 [7], \$27  };
-  assign value_2 = s5_requantize ? { \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28 [8], \$28  } : t_2[32:1];
-  assign \en$46  = advance & valid1;
-  assign \en$49  = advance & valid1;
-  assign \$29  = ! t_3[49:8];
-  assign \$30  = t_3[49:8] == 42'h3ffffffffff;
-  assign \$31  = \$29  | \$30 ;
-  assign \$32  = t_3[8:1] == 7'h7f;
-  assign \$33  = $signed(t_3[8:1]) + $signed({ 1'h0, t_3[0] });
-  assign \$34  = \$32  ? 9'h07f : \$33 ;
-  assign \$35  = $signed(t_3[49:1]) < $signed(1'h0);
-  assign \$36  = \$35  ? 8'h80 : 8'h7f;
-  assign \$37  = \$31  ? \$34  : { \$36 [7], \$36  };
-  assign value_3 = s5_requantize ? { \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37 [8], \$37  } : t_3[32:1];
-  assign \$38  = advance & \i__valid$61 ;
-  assign \$39  = advance & \i__valid$61 ;
-  assign \$40  = advance & \i__valid$61 ;
-  assign \$41  = advance & valid1;
-  assign \$42  = advance & valid1;
-  assign \$43  = advance & valid1;
-  assign \$44  = advance & valid2;
-  assign \$45  = advance & valid2;
-  assign \$46  = advance & valid2;
-  assign \$47  = advance & valid3;
-  assign \$48  = advance & valid3;
-  assign \$49  = advance & valid3;
-  assign \$50  = advance & valid4;
-  assign \$51  = advance & valid4;
-  assign \$52  = advance & valid4;
-  assign \$53  = advance & valid5;
-  assign \$54  = advance & valid5;
-  assign \$55  = advance & valid5;
-  assign \$56  = advance & \i__valid$61 ;
-  assign \$57  = $signed(\i__payload$67 [31:0]) + $signed(\i__payload$67 [159:128]);
-  assign \$58  = advance & \i__valid$61 ;
-  assign \$59  = \i__payload$67 [344] ? \i__payload$67 [271:256] : 16'h0001;
-  assign \$60  = advance & \i__valid$61 ;
-  assign \$61  = \i__payload$67 [344] ? \i__payload$67 [325:320] : 6'h00;
-  assign \$62  = advance & valid1;
-  assign \$63  = advance & valid2;
-  assign \$65  = $signed(p) + $signed(\$64 );
-  assign \$66  = advance & valid2;
-  assign \$67  = advance & valid3;
-  assign \$68  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
-  assign \$69  = advance & valid3;
-  assign \$70  = advance & valid4;
-  assign \$71  = $signed(coarse_0) >>> shift4_0;
-  assign \$72  = advance & valid5;
-  assign \$73  = s5_relu & value_0[31];
-  assign \$74  = \$73  ? 32'd0 : value_0;
-  assign \$75  = advance & \i__valid$61 ;
-  assign \$76  = $signed(\i__payload$67 [63:32]) + $signed(\i__payload$67 [191:160]);
-  assign \$77  = advance & \i__valid$61 ;
-  assign \$78  = \i__payload$67 [344] ? \i__payload$67 [287:272] : 16'h0001;
-  assign \$79  = advance & \i__valid$61 ;
-  assign \$80  = \i__payload$67 [344] ? \i__payload$67 [331:326] : 6'h00;
-  assign \$81  = advance & valid1;
-  assign \$82  = advance & valid2;
-  assign \$84  = $signed(\p$94 ) + $signed(\$83 );
-  assign \$85  = advance & valid2;
-  assign \$86  = advance & valid3;
-  assign \$87  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
-  assign \$88  = advance & valid3;
-  assign \$89  = advance & valid4;
-  assign \$90  = $signed(coarse_1) >>> shift4_1;
-  assign \$91  = advance & valid5;
-  assign \$92  = s5_relu & value_1[31];
-  assign \$93  = \$92  ? 32'd0 : value_1;
-  assign \$94  = advance & \i__valid$61 ;
-  assign \$95  = $signed(\i__payload$67 [95:64]) + $signed(\i__payload$67 [223:192]);
-  assign \$96  = advance & \i__valid$61 ;
-  assign \$97  = \i__payload$67 [344] ? \i__payload$67 [303:288] : 16'h0001;
-  assign \$98  = advance & \i__valid$61 ;
-  assign \$99  = \i__payload$67 [344] ? \i__payload$67 [337:332] : 6'h00;
-  assign \$100  = advance & valid1;
-  assign \$101  = advance & valid2;
-  assign \$103  = $signed(\p$102 ) + $signed(\$102 );
-  assign \$104  = advance & valid2;
-  assign \$105  = advance & valid3;
-  assign \$106  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
-  assign \$107  = advance & valid3;
-  assign \$108  = advance & valid4;
-  assign \$109  = $signed(coarse_2) >>> shift4_2;
-  assign \$110  = advance & valid5;
-  assign \$111  = s5_relu & value_2[31];
-  assign \$112  = \$111  ? 32'd0 : value_2;
-  assign \$113  = advance & \i__valid$61 ;
-  assign \$114  = $signed(\i__payload$67 [127:96]) + $signed(\i__payload$67 [255:224]);
-  assign \$115  = advance & \i__valid$61 ;
-  assign \$116  = \i__payload$67 [344] ? \i__payload$67 [319:304] : 16'h0001;
-  assign \$117  = advance & \i__valid$61 ;
-  assign \$118  = \i__payload$67 [344] ? \i__payload$67 [343:338] : 6'h00;
-  assign \$119  = advance & valid1;
-  assign \$120  = advance & valid2;
-  assign \$122  = $signed(\p$110 ) + $signed(\$121 );
-  assign \$123  = advance & valid2;
-  assign \$124  = advance & valid3;
-  assign \$125  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
-  assign \$126  = advance & valid3;
-  assign \$127  = advance & valid4;
-  assign \$128  = $signed(coarse_3) >>> shift4_3;
-  assign \$129  = advance & valid5;
-  assign \$130  = s5_relu & value_3[31];
-  assign \$131  = \$130  ? 32'd0 : value_3;
+  wire [135:0] w_data;
+  reg w_en = 1'h0;
+  assign \$1  = i__valid & room;
+  assign \$2  = held + \$1 ;
+  assign \$3  = o__valid & r_en;
+  assign \$4  = \$2  - \$3 ;
+  assign \$5  = ! t_0[49:8];
+  assign \$6  = t_0[49:8] == 42'h3ffffffffff;
+  assign \$7  = \$5  | \$6 ;
+  assign \$8  = t_0[8:1] == 7'h7f;
+  assign \$9  = $signed(t_0[8:1]) + $signed({ 1'h0, t_0[0] });
+  assign \$10  = \$8  ? 9'h07f : \$9 ;
+  assign \$11  = $signed(t_0[49:1]) < $signed(1'h0);
+  assign \$12  = \$11  ? 8'h80 : 8'h7f;
+  assign \$13  = \$7  ? \$10  : { \$12 [7], \$12  };
+  assign value_0 = s5_requantize ? { \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13  } : t_0[32:1];
+  assign \$14  = ! t_1[49:8];
+  assign \$15  = t_1[49:8] == 42'h3ffffffffff;
+  assign \$16  = \$14  | \$15 ;
+  assign \$17  = t_1[8:1] == 7'h7f;
+  assign \$18  = $signed(t_1[8:1]) + $signed({ 1'h0, t_1[0] });
+  assign \$19  = \$17  ? 9'h07f : \$18 ;
+  assign \$20  = $signed(t_1[49:1]) < $signed(1'h0);
+  assign \$21  = \$20  ? 8'h80 : 8'h7f;
+  assign \$22  = \$16  ? \$19  : { \$21 [7], \$21  };
+  assign value_1 = s5_requantize ? { \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22 [8], \$22  } : t_1[32:1];
+  assign \$23  = ! t_2[49:8];
+  assign \$24  = t_2[49:8] == 42'h3ffffffffff;
+  assign \$25  = \$23  | \$24 ;
+  assign \$26  = t_2[8:1] == 7'h7f;
+  assign \$27  = $signed(t_2[8:1]) + $signed({ 1'h0, t_2[0] });
+  assign \$28  = \$26  ? 9'h07f : \$27 ;
+  assign \$29  = $signed(t_2[49:1]) < $signed(1'h0);
+  assign \$30  = \$29  ? 8'h80 : 8'h7f;
+  assign \$31  = \$25  ? \$28  : { \$30 [7], \$30  };
+  assign value_2 = s5_requantize ? { \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31 [8], \$31  } : t_2[32:1];
+  assign \$32  = ! t_3[49:8];
+  assign \$33  = t_3[49:8] == 42'h3ffffffffff;
+  assign \$34  = \$32  | \$33 ;
+  assign \$35  = t_3[8:1] == 7'h7f;
+  assign \$36  = $signed(t_3[8:1]) + $signed({ 1'h0, t_3[0] });
+  assign \$37  = \$35  ? 9'h07f : \$36 ;
+  assign \$38  = $signed(t_3[49:1]) < $signed(1'h0);
+  assign \$39  = \$38  ? 8'h80 : 8'h7f;
+  assign \$40  = \$34  ? \$37  : { \$39 [7], \$39  };
+  assign value_3 = s5_requantize ? { \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40 [8], \$40  } : t_3[32:1];
+  assign \$41  = \$4 [3:0] != 4'h8;
+  assign \$42  = i__valid & room;
+  assign \$43  = i__valid & room;
+  assign \$44  = i__valid & room;
+  assign \$45  = i__valid & room;
+  assign \$46  = i__valid & room;
+  assign \$47  = $signed(i__payload[31:0]) + $signed(i__payload[159:128]);
+  assign \$48  = i__valid & room;
+  assign \$49  = i__payload[344] ? i__payload[271:256] : 16'h0001;
+  assign \$50  = i__valid & room;
+  assign \$51  = i__payload[344] ? i__payload[325:320] : 6'h00;
+  assign \$53  = $signed(p) + $signed(\$52 );
+  assign \$54  = $signed({ p_0, 1'h0 }) >>> { shift3_0[5:3], 3'h0 };
+  assign \$55  = $signed(coarse_0) >>> shift4_0;
+  assign \$56  = s5_relu & value_0[31];
+  assign \$57  = \$56  ? 32'd0 : value_0;
+  assign \$58  = i__valid & room;
+  assign \$59  = $signed(i__payload[63:32]) + $signed(i__payload[191:160]);
+  assign \$60  = i__valid & room;
+  assign \$61  = i__payload[344] ? i__payload[287:272] : 16'h0001;
+  assign \$62  = i__valid & room;
+  assign \$63  = i__payload[344] ? i__payload[331:326] : 6'h00;
+  assign \$65  = $signed(\p$96 ) + $signed(\$64 );
+  assign \$66  = $signed({ p_1, 1'h0 }) >>> { shift3_1[5:3], 3'h0 };
+  assign \$67  = $signed(coarse_1) >>> shift4_1;
+  assign \$68  = s5_relu & value_1[31];
+  assign \$69  = \$68  ? 32'd0 : value_1;
+  assign \$70  = i__valid & room;
+  assign \$71  = $signed(i__payload[95:64]) + $signed(i__payload[223:192]);
+  assign \$72  = i__valid & room;
+  assign \$73  = i__payload[344] ? i__payload[303:288] : 16'h0001;
+  assign \$74  = i__valid & room;
+  assign \$75  = i__payload[344] ? i__payload[337:332] : 6'h00;
+  assign \$77  = $signed(\p$104 ) + $signed(\$76 );
+  assign \$78  = $signed({ p_2, 1'h0 }) >>> { shift3_2[5:3], 3'h0 };
+  assign \$79  = $signed(coarse_2) >>> shift4_2;
+  assign \$80  = s5_relu & value_2[31];
+  assign \$81  = \$80  ? 32'd0 : value_2;
+  assign \$82  = i__valid & room;
+  assign \$83  = $signed(i__payload[127:96]) + $signed(i__payload[255:224]);
+  assign \$84  = i__valid & room;
+  assign \$85  = i__payload[344] ? i__payload[319:304] : 16'h0001;
+  assign \$86  = i__valid & room;
+  assign \$87  = i__payload[344] ? i__payload[343:338] : 6'h00;
+  assign \$89  = $signed(\p$112 ) + $signed(\$88 );
+  assign \$90  = $signed({ p_3, 1'h0 }) >>> { shift3_3[5:3], 3'h0 };
+  assign \$91  = $signed(coarse_3) >>> shift4_3;
+  assign \$92  = s5_relu & value_3[31];
+  assign \$93  = \$92  ? 32'd0 : value_3;
   always @(posedge clk)
-    valid1 <= \$132 ;
+    held <= \$94 ;
   always @(posedge clk)
-    valid2 <= \$133 ;
+    room <= \$95 ;
   always @(posedge clk)
-    valid3 <= \$134 ;
+    en <= \$96 ;
   always @(posedge clk)
-    valid4 <= \$135 ;
+    valid2 <= \$97 ;
   always @(posedge clk)
-    valid5 <= \$136 ;
+    valid3 <= \$98 ;
   always @(posedge clk)
-    valid6 <= \$137 ;
+    valid4 <= \$99 ;
   always @(posedge clk)
-    s1_requantize <= \$138 ;
+    valid5 <= \$100 ;
   always @(posedge clk)
-    s1_relu <= \$139 ;
+    w_en <= \$101 ;
   always @(posedge clk)
-    s1_user <= \$140 ;
+    s1_requantize <= \$102 ;
   always @(posedge clk)
-    s2_requantize <= \$141 ;
+    s1_relu <= \$103 ;
   always @(posedge clk)
-    s2_relu <= \$142 ;
+    s1_user <= \$104 ;
   always @(posedge clk)
-    s2_user <= \$143 ;
+    s2_requantize <= \$105 ;
   always @(posedge clk)
-    s3_requantize <= \$144 ;
+    s2_relu <= \$106 ;
   always @(posedge clk)
-    s3_relu <= \$145 ;
+    s2_user <= \$107 ;
   always @(posedge clk)
-    s3_user <= \$146 ;
+    s3_requantize <= \$108 ;
   always @(posedge clk)
-    s4_requantize <= \$147 ;
+    s3_relu <= \$109 ;
   always @(posedge clk)
-    s4_relu <= \$148 ;
+    s3_user <= \$110 ;
   always @(posedge clk)
-    s4_user <= \$149 ;
+    s4_requantize <= \$111 ;
   always @(posedge clk)
-    s5_requantize <= \$150 ;
+    s4_relu <= \$112 ;
   always @(posedge clk)
-    s5_relu <= \$151 ;
+    s4_user <= \$113 ;
   always @(posedge clk)
-    s5_user <= \$152 ;
+    s5_requantize <= \$114 ;
   always @(posedge clk)
-    s6_requantize <= \$153 ;
+    s5_relu <= \$115 ;
   always @(posedge clk)
-    s6_relu <= \$154 ;
+    s5_user <= \$116 ;
   always @(posedge clk)
-    s6_user <= \$155 ;
+    s6_requantize <= \$117 ;
   always @(posedge clk)
-    v_0 <= \$156 ;
+    s6_relu <= \$118 ;
   always @(posedge clk)
-    b <= \$157 ;
+    s6_user <= \$119 ;
   always @(posedge clk)
-    shift1_0 <= \$158 ;
+    v_0 <= \$120 ;
   always @(posedge clk)
-    shift2_0 <= \$159 ;
+    b <= \$121 ;
   always @(posedge clk)
-    p_0 <= \$160 ;
+    shift1_0 <= \$122 ;
   always @(posedge clk)
-    shift3_0 <= \$161 ;
+    shift2_0 <= \$123 ;
   always @(posedge clk)
-    coarse_0 <= \$162 ;
+    p_0 <= \$124 ;
   always @(posedge clk)
-    shift4_0 <= \$163 ;
+    shift3_0 <= \$125 ;
   always @(posedge clk)
-    t_0 <= \$164 ;
+    coarse_0 <= \$126 ;
   always @(posedge clk)
-    result_0 <= \$165 ;
+    shift4_0 <= \$127 ;
   always @(posedge clk)
-    v_1 <= \$166 ;
+    t_0 <= \$128 ;
   always @(posedge clk)
-    \b$24  <= \$167 ;
+    result_0 <= \$129 ;
   always @(posedge clk)
-    shift1_1 <= \$168 ;
+    v_1 <= \$130 ;
   always @(posedge clk)
-    shift2_1 <= \$169 ;
+    \b$25  <= \$131 ;
   always @(posedge clk)
-    p_1 <= \$170 ;
+    shift1_1 <= \$132 ;
   always @(posedge clk)
-    shift3_1 <= \$171 ;
+    shift2_1 <= \$133 ;
   always @(posedge clk)
-    coarse_1 <= \$172 ;
+    p_1 <= \$134 ;
   always @(posedge clk)
-    shift4_1 <= \$173 ;
+    shift3_1 <= \$135 ;
   always @(posedge clk)
-    t_1 <= \$174 ;
+    coarse_1 <= \$136 ;
   always @(posedge clk)
-    result_1 <= \$175 ;
+    shift4_1 <= \$137 ;
   always @(posedge clk)
-    v_2 <= \$176 ;
+    t_1 <= \$138 ;
   always @(posedge clk)
-    \b$34  <= \$177 ;
+    result_1 <= \$139 ;
   always @(posedge clk)
-    shift1_2 <= \$178 ;
+    v_2 <= \$140 ;
   always @(posedge clk)
-    shift2_2 <= \$179 ;
+    \b$35  <= \$141 ;
   always @(posedge clk)
-    p_2 <= \$180 ;
+    shift1_2 <= \$142 ;
   always @(posedge clk)
-    shift3_2 <= \$181 ;
+    shift2_2 <= \$143 ;
   always @(posedge clk)
-    coarse_2 <= \$182 ;
+    p_2 <= \$144 ;
   always @(posedge clk)
-    shift4_2 <= \$183 ;
+    shift3_2 <= \$145 ;
   always @(posedge clk)
-    t_2 <= \$184 ;
+    coarse_2 <= \$146 ;
   always @(posedge clk)
-    result_2 <= \$185 ;
+    shift4_2 <= \$147 ;
   always @(posedge clk)
-    v_3 <= \$186 ;
+    t_2 <= \$148 ;
   always @(posedge clk)
-    \b$44  <= \$187 ;
+    result_2 <= \$149 ;
   always @(posedge clk)
-    shift1_3 <= \$188 ;
+    v_3 <= \$150 ;
   always @(posedge clk)
-    shift2_3 <= \$189 ;
+    \b$45  <= \$151 ;
   always @(posedge clk)
-    p_3 <= \$190 ;
+    shift1_3 <= \$152 ;
   always @(posedge clk)
-    shift3_3 <= \$191 ;
+    shift2_3 <= \$153 ;
   always @(posedge clk)
-    coarse_3 <= \$192 ;
+    p_3 <= \$154 ;
   always @(posedge clk)
-    shift4_3 <= \$193 ;
+    shift3_3 <= \$155 ;
   always @(posedge clk)
-    t_3 <= \$194 ;
+    coarse_3 <= \$156 ;
   always @(posedge clk)
-    result_3 <= \$195 ;
+    shift4_3 <= \$157 ;
+  always @(posedge clk)
+    t_3 <= \$158 ;
+  always @(posedge clk)
+    result_3 <= \$159 ;
+  \convhw_list.writer.pipeline.buffer  buffer (
+    .clk(clk),
+    .r_data(o__payload),
+    .r_en(r_en),
+    .r_rdy(o__valid),
+    .rst(rst),
+    .w_en(w_en),
+    .w_port__data(last)
+  );
   \convhw_list.writer.pipeline.multiplier0_0  multiplier0_0 (
     .b(b),
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7642$0 (v_0[16:0]),
+    .\port$7543$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
-    .b(\b$24 ),
+    .b(\b$25 ),
     .clk(clk),
-    .en(\en$26 ),
-    .p(\p$94 ),
-    .\port$7662$0 (v_1[16:0]),
+    .en(en),
+    .p(\p$96 ),
+    .\port$7563$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
-    .b(\b$34 ),
+    .b(\b$35 ),
     .clk(clk),
-    .en(\en$36 ),
-    .p(\p$102 ),
-    .\port$7682$0 (v_2[16:0]),
+    .en(en),
+    .p(\p$104 ),
+    .\port$7583$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
-    .b(\b$44 ),
+    .b(\b$45 ),
     .clk(clk),
-    .en(\en$46 ),
-    .p(\p$110 ),
-    .\port$7702$0 (v_3[16:0]),
+    .en(en),
+    .p(\p$112 ),
+    .\port$7603$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
     .b(b),
     .clk(clk),
-    .en(\en$18 ),
-    .p(\p$87 ),
-    .\port$7642$17 (v_0[32:17]),
+    .en(en),
+    .p(\p$89 ),
+    .\port$7543$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
-    .b(\b$24 ),
+    .b(\b$25 ),
     .clk(clk),
-    .en(\en$29 ),
-    .p(\p$95 ),
-    .\port$7662$17 (v_1[32:17]),
+    .en(en),
+    .p(\p$97 ),
+    .\port$7563$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
-    .b(\b$34 ),
+    .b(\b$35 ),
     .clk(clk),
-    .en(\en$39 ),
-    .p(\p$103 ),
-    .\port$7682$17 (v_2[32:17]),
+    .en(en),
+    .p(\p$105 ),
+    .\port$7583$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
-    .b(\b$44 ),
+    .b(\b$45 ),
     .clk(clk),
-    .en(\en$49 ),
-    .p(\p$111 ),
-    .\port$7702$17 (v_3[32:17]),
-    .rst(rst)
-  );
-  \convhw_list.writer.pipeline.skid  skid (
-    .clk(clk),
-    .i__payload(i__payload),
-    .i__ready(i__ready),
-    .i__valid(valid6),
-    .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
+    .en(en),
+    .p(\p$113 ),
+    .\port$7603$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$132  = valid1;
-    if (advance) begin
-      \$132  = \i__valid$61 ;
-    end
+    \$94  = \$4 [3:0];
     if (rst) begin
-      \$132  = 1'h0;
+      \$94  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$133  = valid2;
-    if (advance) begin
-      \$133  = valid1;
-    end
+    \$95  = \$41 ;
     if (rst) begin
-      \$133  = 1'h0;
+      \$95  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$134  = valid3;
-    if (advance) begin
-      \$134  = valid2;
-    end
+    \$96  = \$42 ;
     if (rst) begin
-      \$134  = 1'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$135  = valid4;
-    if (advance) begin
-      \$135  = valid3;
-    end
+    \$97  = en;
     if (rst) begin
-      \$135  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$136  = valid5;
-    if (advance) begin
-      \$136  = valid4;
-    end
+    \$98  = valid2;
     if (rst) begin
-      \$136  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$137  = valid6;
-    if (advance) begin
-      \$137  = valid5;
-    end
+    \$99  = valid3;
     if (rst) begin
-      \$137  = 1'h0;
+      \$99  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$138  = s1_requantize;
-    if (\$38 ) begin
-      \$138  = \i__payload$67 [344];
+    \$100  = valid4;
+    if (rst) begin
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$139  = s1_relu;
-    if (\$39 ) begin
-      \$139  = \i__payload$67 [345];
+    \$101  = valid5;
+    if (rst) begin
+      \$101  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$140  = s1_user;
-    if (\$40 ) begin
-      \$140  = \i__payload$67 [353:346];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$141  = s2_requantize;
-    if (\$41 ) begin
-      \$141  = s1_requantize;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$142  = s2_relu;
-    if (\$42 ) begin
-      \$142  = s1_relu;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$143  = s2_user;
+    \$102  = s1_requantize;
     if (\$43 ) begin
-      \$143  = s1_user;
+      \$102  = i__payload[344];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$144  = s3_requantize;
+    \$103  = s1_relu;
     if (\$44 ) begin
-      \$144  = s2_requantize;
+      \$103  = i__payload[345];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$145  = s3_relu;
+    \$104  = s1_user;
     if (\$45 ) begin
-      \$145  = s2_relu;
+      \$104  = i__payload[353:346];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$146  = s3_user;
+    \$105  = s2_requantize;
+    if (en) begin
+      \$105  = s1_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$106  = s2_relu;
+    if (en) begin
+      \$106  = s1_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$107  = s2_user;
+    if (en) begin
+      \$107  = s1_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$108  = s3_requantize;
+    if (valid2) begin
+      \$108  = s2_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$109  = s3_relu;
+    if (valid2) begin
+      \$109  = s2_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$110  = s3_user;
+    if (valid2) begin
+      \$110  = s2_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$111  = s4_requantize;
+    if (valid3) begin
+      \$111  = s3_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$112  = s4_relu;
+    if (valid3) begin
+      \$112  = s3_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$113  = s4_user;
+    if (valid3) begin
+      \$113  = s3_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$114  = s5_requantize;
+    if (valid4) begin
+      \$114  = s4_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$115  = s5_relu;
+    if (valid4) begin
+      \$115  = s4_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$116  = s5_user;
+    if (valid4) begin
+      \$116  = s4_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$117  = s6_requantize;
+    if (valid5) begin
+      \$117  = s5_requantize;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$118  = s6_relu;
+    if (valid5) begin
+      \$118  = s5_relu;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$119  = s6_user;
+    if (valid5) begin
+      \$119  = s5_user;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$120  = v_0;
     if (\$46 ) begin
-      \$146  = s2_user;
+      \$120  = \$47 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$147  = s4_requantize;
-    if (\$47 ) begin
-      \$147  = s3_requantize;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$148  = s4_relu;
+    \$121  = b;
     if (\$48 ) begin
-      \$148  = s3_relu;
+      \$121  = \$49 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$149  = s4_user;
-    if (\$49 ) begin
-      \$149  = s3_user;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$150  = s5_requantize;
+    \$122  = shift1_0;
     if (\$50 ) begin
-      \$150  = s4_requantize;
+      \$122  = \$51 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$151  = s5_relu;
-    if (\$51 ) begin
-      \$151  = s4_relu;
+    \$123  = shift2_0;
+    if (en) begin
+      \$123  = shift1_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$152  = s5_user;
-    if (\$52 ) begin
-      \$152  = s4_user;
+    \$124  = p_0;
+    if (valid2) begin
+      \$124  = \$53 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$153  = s6_requantize;
-    if (\$53 ) begin
-      \$153  = s5_requantize;
+    \$125  = shift3_0;
+    if (valid2) begin
+      \$125  = shift2_0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$154  = s6_relu;
-    if (\$54 ) begin
-      \$154  = s5_relu;
+    \$126  = coarse_0;
+    if (valid3) begin
+      \$126  = \$54 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$155  = s6_user;
-    if (\$55 ) begin
-      \$155  = s5_user;
+    \$127  = shift4_0;
+    if (valid3) begin
+      \$127  = shift3_0[2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$156  = v_0;
-    if (\$56 ) begin
-      \$156  = \$57 ;
+    \$128  = t_0;
+    if (valid4) begin
+      \$128  = \$55 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$157  = b;
+    \$129  = result_0;
+    if (valid5) begin
+      \$129  = \$57 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$130  = v_1;
     if (\$58 ) begin
-      \$157  = \$59 ;
+      \$130  = \$59 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$158  = shift1_0;
+    \$131  = \b$25 ;
     if (\$60 ) begin
-      \$158  = \$61 ;
+      \$131  = \$61 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$159  = shift2_0;
+    \$132  = shift1_1;
     if (\$62 ) begin
-      \$159  = shift1_0;
+      \$132  = \$63 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$160  = p_0;
-    if (\$63 ) begin
-      \$160  = \$65 [48:0];
+    \$133  = shift2_1;
+    if (en) begin
+      \$133  = shift1_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$161  = shift3_0;
-    if (\$66 ) begin
-      \$161  = shift2_0;
+    \$134  = p_1;
+    if (valid2) begin
+      \$134  = \$65 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$162  = coarse_0;
-    if (\$67 ) begin
-      \$162  = \$68 ;
+    \$135  = shift3_1;
+    if (valid2) begin
+      \$135  = shift2_1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$163  = shift4_0;
-    if (\$69 ) begin
-      \$163  = shift3_0[2:0];
+    \$136  = coarse_1;
+    if (valid3) begin
+      \$136  = \$66 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$164  = t_0;
+    \$137  = shift4_1;
+    if (valid3) begin
+      \$137  = shift3_1[2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$138  = t_1;
+    if (valid4) begin
+      \$138  = \$67 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$139  = result_1;
+    if (valid5) begin
+      \$139  = \$69 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$140  = v_2;
     if (\$70 ) begin
-      \$164  = \$71 ;
+      \$140  = \$71 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$165  = result_0;
+    \$141  = \b$35 ;
     if (\$72 ) begin
-      \$165  = \$74 ;
+      \$141  = \$73 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$166  = v_1;
-    if (\$75 ) begin
-      \$166  = \$76 ;
+    \$142  = shift1_2;
+    if (\$74 ) begin
+      \$142  = \$75 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$167  = \b$24 ;
-    if (\$77 ) begin
-      \$167  = \$78 ;
+    \$143  = shift2_2;
+    if (en) begin
+      \$143  = shift1_2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$168  = shift1_1;
-    if (\$79 ) begin
-      \$168  = \$80 ;
+    \$144  = p_2;
+    if (valid2) begin
+      \$144  = \$77 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$169  = shift2_1;
-    if (\$81 ) begin
-      \$169  = shift1_1;
+    \$145  = shift3_2;
+    if (valid2) begin
+      \$145  = shift2_2;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$170  = p_1;
+    \$146  = coarse_2;
+    if (valid3) begin
+      \$146  = \$78 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$147  = shift4_2;
+    if (valid3) begin
+      \$147  = shift3_2[2:0];
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$148  = t_2;
+    if (valid4) begin
+      \$148  = \$79 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$149  = result_2;
+    if (valid5) begin
+      \$149  = \$81 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
+    \$150  = v_3;
     if (\$82 ) begin
-      \$170  = \$84 [48:0];
+      \$150  = \$83 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$171  = shift3_1;
-    if (\$85 ) begin
-      \$171  = shift2_1;
+    \$151  = \b$45 ;
+    if (\$84 ) begin
+      \$151  = \$85 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$172  = coarse_1;
+    \$152  = shift1_3;
     if (\$86 ) begin
-      \$172  = \$87 ;
+      \$152  = \$87 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$173  = shift4_1;
-    if (\$88 ) begin
-      \$173  = shift3_1[2:0];
+    \$153  = shift2_3;
+    if (en) begin
+      \$153  = shift1_3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$174  = t_1;
-    if (\$89 ) begin
-      \$174  = \$90 ;
+    \$154  = p_3;
+    if (valid2) begin
+      \$154  = \$89 [48:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$175  = result_1;
-    if (\$91 ) begin
-      \$175  = \$93 ;
+    \$155  = shift3_3;
+    if (valid2) begin
+      \$155  = shift2_3;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$176  = v_2;
-    if (\$94 ) begin
-      \$176  = \$95 ;
+    \$156  = coarse_3;
+    if (valid3) begin
+      \$156  = \$90 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$177  = \b$34 ;
-    if (\$96 ) begin
-      \$177  = \$97 ;
+    \$157  = shift4_3;
+    if (valid3) begin
+      \$157  = shift3_3[2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$178  = shift1_2;
-    if (\$98 ) begin
-      \$178  = \$99 ;
+    \$158  = t_3;
+    if (valid4) begin
+      \$158  = \$91 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$179  = shift2_2;
-    if (\$100 ) begin
-      \$179  = shift1_2;
+    \$159  = result_3;
+    if (valid5) begin
+      \$159  = \$93 ;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$180  = p_2;
-    if (\$101 ) begin
-      \$180  = \$103 [48:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$181  = shift3_2;
-    if (\$104 ) begin
-      \$181  = shift2_2;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$182  = coarse_2;
-    if (\$105 ) begin
-      \$182  = \$106 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$183  = shift4_2;
-    if (\$107 ) begin
-      \$183  = shift3_2[2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$184  = t_2;
-    if (\$108 ) begin
-      \$184  = \$109 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$185  = result_2;
-    if (\$110 ) begin
-      \$185  = \$112 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$186  = v_3;
-    if (\$113 ) begin
-      \$186  = \$114 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$187  = \b$44 ;
-    if (\$115 ) begin
-      \$187  = \$116 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$188  = shift1_3;
-    if (\$117 ) begin
-      \$188  = \$118 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$189  = shift2_3;
-    if (\$119 ) begin
-      \$189  = shift1_3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$190  = p_3;
-    if (\$120 ) begin
-      \$190  = \$122 [48:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$191  = shift3_3;
-    if (\$123 ) begin
-      \$191  = shift2_3;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$192  = coarse_3;
-    if (\$124 ) begin
-      \$192  = \$125 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$193  = shift4_3;
-    if (\$126 ) begin
-      \$193  = shift3_3[2:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$194  = t_3;
-    if (\$127 ) begin
-      \$194  = \$128 ;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$58 ) begin end
-    \$195  = result_3;
-    if (\$129 ) begin
-      \$195  = \$131 ;
-    end
-  end
-  assign \o__payload$1  = o__payload;
-  assign \o__ready$3  = o__ready;
-  assign \o__valid$5  = o__valid;
-  assign \i__ready$9  = advance;
+  assign r_rdy = o__valid;
+  assign r_data = o__payload;
+  assign o__ready = r_en;
+  assign next_held = \$4 [3:0];
+  assign i__ready = room;
   assign a = { 1'h0, v_0[16:0] };
   assign mult_0 = b;
-  assign \a$16  = { v_0[32], v_0[32], v_0[32:17] };
-  assign \b$17  = b;
-  assign \a$22  = { 1'h0, v_1[16:0] };
-  assign mult_1 = \b$24 ;
-  assign \a$27  = { v_1[32], v_1[32], v_1[32:17] };
-  assign \b$28  = \b$24 ;
-  assign \a$32  = { 1'h0, v_2[16:0] };
-  assign mult_2 = \b$34 ;
-  assign \a$37  = { v_2[32], v_2[32], v_2[32:17] };
-  assign \b$38  = \b$34 ;
-  assign \a$42  = { 1'h0, v_3[16:0] };
-  assign mult_3 = \b$44 ;
-  assign \a$47  = { v_3[32], v_3[32], v_3[32:17] };
-  assign \b$48  = \b$44 ;
-  assign i__valid = valid6;
+  assign valid1 = en;
+  assign \a$17  = { v_0[32], v_0[32], v_0[32:17] };
+  assign \b$18  = b;
+  assign \en$19  = en;
+  assign \a$23  = { 1'h0, v_1[16:0] };
+  assign mult_1 = \b$25 ;
+  assign \en$27  = en;
+  assign \a$28  = { v_1[32], v_1[32], v_1[32:17] };
+  assign \b$29  = \b$25 ;
+  assign \en$30  = en;
+  assign \a$33  = { 1'h0, v_2[16:0] };
+  assign mult_2 = \b$35 ;
+  assign \en$37  = en;
+  assign \a$38  = { v_2[32], v_2[32], v_2[32:17] };
+  assign \b$39  = \b$35 ;
+  assign \en$40  = en;
+  assign \a$43  = { 1'h0, v_3[16:0] };
+  assign mult_3 = \b$45 ;
+  assign \en$47  = en;
+  assign \a$48  = { v_3[32], v_3[32], v_3[32:17] };
+  assign \b$49  = \b$45 ;
+  assign \en$50  = en;
+  assign valid6 = w_en;
+  assign w_data = last;
   assign \o__payload.data  = o__payload[127:0];
   assign \o__payload.data[0]  = o__payload[31:0];
   assign \o__payload.data[1]  = o__payload[63:32];
   assign \o__payload.data[2]  = o__payload[95:64];
   assign \o__payload.data[3]  = o__payload[127:96];
   assign \o__payload.user  = o__payload[135:128];
-  assign \o__payload$1.data  = o__payload[127:0];
-  assign \o__payload$1.data[0]  = o__payload[31:0];
-  assign \o__payload$1.data[1]  = o__payload[63:32];
-  assign \o__payload$1.data[2]  = o__payload[95:64];
-  assign \o__payload$1.data[3]  = o__payload[127:96];
-  assign \o__payload$1.user  = o__payload[135:128];
+  assign \last.data  = last[127:0];
+  assign \last.data[0]  = last[31:0];
+  assign \last.data[1]  = last[63:32];
+  assign \last.data[2]  = last[95:64];
+  assign \last.data[3]  = last[127:96];
+  assign \last.user  = last[135:128];
   assign \i__payload.data  = i__payload[127:0];
   assign \i__payload.data[0]  = i__payload[31:0];
   assign \i__payload.data[1]  = i__payload[63:32];
   assign \i__payload.data[2]  = i__payload[95:64];
   assign \i__payload.data[3]  = i__payload[127:96];
-  assign \i__payload.user  = i__payload[135:128];
-  assign \i__payload$67.data  = \i__payload$67 [127:0];
-  assign \i__payload$67.data[0]  = \i__payload$67 [31:0];
-  assign \i__payload$67.data[1]  = \i__payload$67 [63:32];
-  assign \i__payload$67.data[2]  = \i__payload$67 [95:64];
-  assign \i__payload$67.data[3]  = \i__payload$67 [127:96];
-  assign \i__payload$67.bias  = \i__payload$67 [255:128];
-  assign \i__payload$67.bias[0]  = \i__payload$67 [159:128];
-  assign \i__payload$67.bias[1]  = \i__payload$67 [191:160];
-  assign \i__payload$67.bias[2]  = \i__payload$67 [223:192];
-  assign \i__payload$67.bias[3]  = \i__payload$67 [255:224];
-  assign \i__payload$67.mult  = \i__payload$67 [319:256];
-  assign \i__payload$67.mult[0]  = \i__payload$67 [271:256];
-  assign \i__payload$67.mult[1]  = \i__payload$67 [287:272];
-  assign \i__payload$67.mult[2]  = \i__payload$67 [303:288];
-  assign \i__payload$67.mult[3]  = \i__payload$67 [319:304];
-  assign \i__payload$67.shift  = \i__payload$67 [343:320];
-  assign \i__payload$67.shift[0]  = \i__payload$67 [325:320];
-  assign \i__payload$67.shift[1]  = \i__payload$67 [331:326];
-  assign \i__payload$67.shift[2]  = \i__payload$67 [337:332];
-  assign \i__payload$67.shift[3]  = \i__payload$67 [343:338];
-  assign \i__payload$67.requantize  = \i__payload$67 [344];
-  assign \i__payload$67.relu  = \i__payload$67 [345];
-  assign \i__payload$67.user  = \i__payload$67 [353:346];
-  assign i__payload[127:96] = result_3;
-  assign i__payload[95:64] = result_2;
-  assign i__payload[63:32] = result_1;
-  assign i__payload[31:0] = result_0;
-  assign i__payload[135:128] = s6_user;
-  assign \$64  = { \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31], \p$87 [31:0], 17'h00000 };
-  assign \$83  = { \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31], \p$95 [31:0], 17'h00000 };
-  assign \$102  = { \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31], \p$103 [31:0], 17'h00000 };
-  assign \$121  = { \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31], \p$111 [31:0], 17'h00000 };
+  assign \i__payload.bias  = i__payload[255:128];
+  assign \i__payload.bias[0]  = i__payload[159:128];
+  assign \i__payload.bias[1]  = i__payload[191:160];
+  assign \i__payload.bias[2]  = i__payload[223:192];
+  assign \i__payload.bias[3]  = i__payload[255:224];
+  assign \i__payload.mult  = i__payload[319:256];
+  assign \i__payload.mult[0]  = i__payload[271:256];
+  assign \i__payload.mult[1]  = i__payload[287:272];
+  assign \i__payload.mult[2]  = i__payload[303:288];
+  assign \i__payload.mult[3]  = i__payload[319:304];
+  assign \i__payload.shift  = i__payload[343:320];
+  assign \i__payload.shift[0]  = i__payload[325:320];
+  assign \i__payload.shift[1]  = i__payload[331:326];
+  assign \i__payload.shift[2]  = i__payload[337:332];
+  assign \i__payload.shift[3]  = i__payload[343:338];
+  assign \i__payload.requantize  = i__payload[344];
+  assign \i__payload.relu  = i__payload[345];
+  assign \i__payload.user  = i__payload[353:346];
+  assign last[127:96] = result_3;
+  assign last[95:64] = result_2;
+  assign last[63:32] = result_1;
+  assign last[31:0] = result_0;
+  assign last[135:128] = s6_user;
+  assign \$52  = { \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31], \p$89 [31:0], 17'h00000 };
+  assign \$64  = { \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31], \p$97 [31:0], 17'h00000 };
+  assign \$76  = { \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31], \p$105 [31:0], 17'h00000 };
+  assign \$88  = { \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31], \p$113 [31:0], 17'h00000 };
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7642$0 , b, p, clk);
+module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__data, w_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$59  = 0;
-  wire [33:0] \$1 ;
-  reg [33:0] \$2 ;
-  wire [17:0] a;
-  wire [17:0] \a$1 ;
-  input [15:0] b;
-  wire [15:0] b;
-  wire [15:0] \b$3 ;
+  wire \$1 ;
+  wire \$10 ;
+  wire \$11 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [4:0] \$14 ;
+  reg [2:0] \$15 ;
+  reg [2:0] \$16 ;
+  reg [3:0] \$17 ;
+  wire [3:0] \$2 ;
+  wire \$3 ;
+  wire [3:0] \$4 ;
+  wire \$5 ;
+  wire \$6 ;
+  wire \$7 ;
+  wire \$8 ;
+  wire [4:0] \$9 ;
   input clk;
   wire clk;
-  input en;
-  wire en;
-  output [33:0] p;
-  reg [33:0] p = 34'h000000000;
-  (* init = 34'h000000000 *)
-  wire [33:0] \p$5 ;
-  input [16:0] \port$7642$0 ;
-  wire [16:0] \port$7642$0 ;
+  (* init = 3'h0 *)
+  wire [2:0] consume;
+  reg [3:0] level = 4'h0;
+  (* init = 3'h0 *)
+  wire [2:0] produce;
+  output [135:0] r_data;
+  wire [135:0] r_data;
+  input r_en;
+  wire r_en;
+  (* init = 4'h0 *)
+  wire [3:0] r_level;
+  reg [2:0] r_port__addr = 3'h0;
+  wire [135:0] r_port__data;
+  output r_rdy;
+  wire r_rdy;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7642$0  }) * $signed(b);
+  wire [135:0] w_data;
+  input w_en;
+  wire w_en;
+  (* init = 4'h0 *)
+  wire [3:0] w_level;
+  reg [2:0] w_port__addr = 3'h0;
+  input [135:0] w_port__data;
+  wire [135:0] w_port__data;
+  wire w_port__en;
+  wire w_rdy;
+  reg [135:0] storage [7:0];
+  initial begin
+    storage[0] = 136'h0000000000000000000000000000000000;
+    storage[1] = 136'h0000000000000000000000000000000000;
+    storage[2] = 136'h0000000000000000000000000000000000;
+    storage[3] = 136'h0000000000000000000000000000000000;
+    storage[4] = 136'h0000000000000000000000000000000000;
+    storage[5] = 136'h0000000000000000000000000000000000;
+    storage[6] = 136'h0000000000000000000000000000000000;
+    storage[7] = 136'h0000000000000000000000000000000000;
+  end
+  always @(posedge clk) begin
+    if (w_port__en)
+      storage[w_port__addr] <= w_port__data;
+  end
+  assign r_data = storage[r_port__addr];
+  assign w_rdy = level != 4'h8;
+  assign r_rdy = | level;
+  assign w_port__en = w_en & w_rdy;
+  assign \$1  = w_rdy & w_en;
+  assign \$2  = w_port__addr + 1'h1;
+  assign \$3  = r_rdy & r_en;
+  assign \$4  = r_port__addr + 1'h1;
+  assign \$5  = w_rdy & w_en;
+  assign \$6  = r_rdy & r_en;
+  assign \$7  = ~ \$6 ;
+  assign \$8  = \$5  & \$7 ;
+  assign \$9  = level + 1'h1;
+  assign \$10  = r_rdy & r_en;
+  assign \$11  = w_rdy & w_en;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = \$10  & \$12 ;
+  assign \$14  = level - 1'h1;
   always @(posedge clk)
-    p <= \$2 ;
+    w_port__addr <= \$15 ;
+  always @(posedge clk)
+    r_port__addr <= \$16 ;
+  always @(posedge clk)
+    level <= \$17 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
-    \$2  = p;
-    if (en) begin
-      \$2  = \$1 ;
+    \$15  = w_port__addr;
+    if (\$1 ) begin
+      \$15  = \$2 [2:0];
+    end
+    if (rst) begin
+      \$15  = 3'h0;
     end
   end
-  assign a = { 1'h0, \port$7642$0  };
-  assign \a$1  = { 1'h0, \port$7642$0  };
-  assign \b$3  = b;
-  assign \p$5  = p;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    \$16  = r_port__addr;
+    if (\$3 ) begin
+      \$16  = \$4 [2:0];
+    end
+    if (rst) begin
+      \$16  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
+    \$17  = level;
+    if (\$8 ) begin
+      \$17  = \$9 [3:0];
+    end
+    if (\$13 ) begin
+      \$17  = \$14 [3:0];
+    end
+    if (rst) begin
+      \$17  = 4'h0;
+    end
+  end
+  assign w_level = level;
+  assign r_level = level;
+  assign produce = w_port__addr;
+  assign w_data = w_port__data;
+  assign consume = r_port__addr;
+  assign r_port__data = r_data;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7662$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7543$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39163,11 +39179,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7662$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7662$0 ;
-  wire [16:0] \port$7662$0 ;
+  input [16:0] \port$7543$0 ;
+  wire [16:0] \port$7543$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7662$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7543$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39177,14 +39193,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7662$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7662$0  };
-  assign \a$1  = { 1'h0, \port$7662$0  };
+  assign a = { 1'h0, \port$7543$0  };
+  assign \a$1  = { 1'h0, \port$7543$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7682$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7563$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39201,11 +39217,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7682$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7682$0 ;
-  wire [16:0] \port$7682$0 ;
+  input [16:0] \port$7563$0 ;
+  wire [16:0] \port$7563$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7682$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7563$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39215,14 +39231,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7682$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7682$0  };
-  assign \a$1  = { 1'h0, \port$7682$0  };
+  assign a = { 1'h0, \port$7563$0  };
+  assign \a$1  = { 1'h0, \port$7563$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7702$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7583$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39239,11 +39255,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7702$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7702$0 ;
-  wire [16:0] \port$7702$0 ;
+  input [16:0] \port$7583$0 ;
+  wire [16:0] \port$7583$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7702$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7583$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39253,14 +39269,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7702$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7702$0  };
-  assign \a$1  = { 1'h0, \port$7702$0  };
+  assign a = { 1'h0, \port$7583$0  };
+  assign \a$1  = { 1'h0, \port$7583$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7642$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7603$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39277,11 +39293,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7642$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7642$17 ;
-  wire [15:0] \port$7642$17 ;
+  input [16:0] \port$7603$0 ;
+  wire [16:0] \port$7603$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7642$17 ) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7603$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39291,14 +39307,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7642$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
-  assign \a$1  = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
+  assign a = { 1'h0, \port$7603$0  };
+  assign \a$1  = { 1'h0, \port$7603$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7662$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7543$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39315,11 +39331,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7662$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7662$17 ;
-  wire [15:0] \port$7662$17 ;
+  input [15:0] \port$7543$17 ;
+  wire [15:0] \port$7543$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7662$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7543$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39329,14 +39345,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7662$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
-  assign \a$1  = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
+  assign a = { \port$7543$17 [15], \port$7543$17 [15], \port$7543$17  };
+  assign \a$1  = { \port$7543$17 [15], \port$7543$17 [15], \port$7543$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7682$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7563$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39353,11 +39369,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7682$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7682$17 ;
-  wire [15:0] \port$7682$17 ;
+  input [15:0] \port$7563$17 ;
+  wire [15:0] \port$7563$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7682$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7563$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39367,14 +39383,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7682$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
-  assign \a$1  = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
+  assign a = { \port$7563$17 [15], \port$7563$17 [15], \port$7563$17  };
+  assign \a$1  = { \port$7563$17 [15], \port$7563$17 [15], \port$7563$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7702$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7583$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39391,11 +39407,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7702$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7702$17 ;
-  wire [15:0] \port$7702$17 ;
+  input [15:0] \port$7583$17 ;
+  wire [15:0] \port$7583$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7702$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7583$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39405,151 +39421,52 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7702$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7702$17 [15], \port$7702$17 [15], \port$7702$17  };
-  assign \a$1  = { \port$7702$17 [15], \port$7702$17 [15], \port$7702$17  };
+  assign a = { \port$7583$17 [15], \port$7583$17 [15], \port$7583$17  };
+  assign \a$1  = { \port$7583$17 [15], \port$7583$17 [15], \port$7583$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.skid (rst, i__ready, o__ready, i__payload, i__valid, o__valid, o__payload, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7603$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
-  wire \$1 ;
-  wire \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  reg \$5 ;
-  reg [135:0] \$6 ;
-  reg \$7 ;
-  reg [135:0] \$8 ;
+  wire [33:0] \$1 ;
+  reg [33:0] \$2 ;
+  wire [17:0] a;
+  wire [17:0] \a$1 ;
+  input [15:0] b;
+  wire [15:0] b;
+  wire [15:0] \b$3 ;
   input clk;
   wire clk;
-  input [135:0] i__payload;
-  wire [135:0] i__payload;
-  wire [127:0] \i__payload.data ;
-  wire [31:0] \i__payload.data[0] ;
-  wire [31:0] \i__payload.data[1] ;
-  wire [31:0] \i__payload.data[2] ;
-  wire [31:0] \i__payload.data[3] ;
-  wire [7:0] \i__payload.user ;
-  output i__ready;
-  wire i__ready;
-  input i__valid;
-  wire i__valid;
-  output [135:0] o__payload;
-  reg [135:0] o__payload = 136'h0000000000000000000000000000000000;
-  wire [127:0] \o__payload.data ;
-  wire [31:0] \o__payload.data[0] ;
-  wire [31:0] \o__payload.data[1] ;
-  wire [31:0] \o__payload.data[2] ;
-  wire [31:0] \o__payload.data[3] ;
-  wire [7:0] \o__payload.user ;
-  input o__ready;
-  wire o__ready;
-  output o__valid;
-  reg o__valid = 1'h0;
+  input en;
+  wire en;
+  output [33:0] p;
+  reg [33:0] p = 34'h000000000;
+  (* init = 34'h000000000 *)
+  wire [33:0] \p$5 ;
+  input [15:0] \port$7603$17 ;
+  wire [15:0] \port$7603$17 ;
   input rst;
   wire rst;
-  reg [135:0] skid = 136'h0000000000000000000000000000000000;
-  wire [127:0] \skid.data ;
-  wire [31:0] \skid.data[0] ;
-  wire [31:0] \skid.data[1] ;
-  wire [31:0] \skid.data[2] ;
-  wire [31:0] \skid.data[3] ;
-  wire [7:0] \skid.user ;
-  reg skid_valid = 1'h0;
-  assign \$1  = ~ o__valid;
-  assign \$2  = \$1  | o__ready;
-  assign \$3  = ~ skid_valid;
-  assign \$4  = i__valid & \$3 ;
+  assign \$1  = $signed(\port$7603$17 ) * $signed(b);
   always @(posedge clk)
-    o__valid <= \$5 ;
-  always @(posedge clk)
-    o__payload <= \$6 ;
-  always @(posedge clk)
-    skid_valid <= \$7 ;
-  always @(posedge clk)
-    skid <= \$8 ;
-  assign i__ready = ~ skid_valid;
+    p <= \$2 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$5  = o__valid;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$5  = 1'h1;
-      end else begin
-        \$5  = i__valid;
-      end
-    end
-    if (rst) begin
-      \$5  = 1'h0;
+    \$2  = p;
+    if (en) begin
+      \$2  = \$1 ;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$6  = o__payload;
-    if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = skid;
-      end else begin
-        if (i__valid) begin
-          \$6  = i__payload;
-        end
-      end
-    end
-    if (rst) begin
-      \$6  = 136'h0000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$7  = skid_valid;
-    if (\$2 ) begin
-      if (skid_valid) begin
-        \$7  = 1'h0;
-      end
-    end else if (\$4 ) begin
-      \$7  = 1'h1;
-    end
-    if (rst) begin
-      \$7  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$67 ) begin end
-    \$8  = skid;
-    if (\$2 ) begin
-    end else if (\$4 ) begin
-      \$8  = i__payload;
-    end
-    if (rst) begin
-      \$8  = 136'h0000000000000000000000000000000000;
-    end
-  end
-  assign \o__payload.data  = o__payload[127:0];
-  assign \o__payload.data[0]  = o__payload[31:0];
-  assign \o__payload.data[1]  = o__payload[63:32];
-  assign \o__payload.data[2]  = o__payload[95:64];
-  assign \o__payload.data[3]  = o__payload[127:96];
-  assign \o__payload.user  = o__payload[135:128];
-  assign \skid.data  = skid[127:0];
-  assign \skid.data[0]  = skid[31:0];
-  assign \skid.data[1]  = skid[63:32];
-  assign \skid.data[2]  = skid[95:64];
-  assign \skid.data[3]  = skid[127:96];
-  assign \skid.user  = skid[135:128];
-  assign \i__payload.data  = i__payload[127:0];
-  assign \i__payload.data[0]  = i__payload[31:0];
-  assign \i__payload.data[1]  = i__payload[63:32];
-  assign \i__payload.data[2]  = i__payload[95:64];
-  assign \i__payload.data[3]  = i__payload[127:96];
-  assign \i__payload.user  = i__payload[135:128];
+  assign a = { \port$7603$17 [15], \port$7603$17 [15], \port$7603$17  };
+  assign \a$1  = { \port$7603$17 [15], \port$7603$17 [15], \port$7603$17  };
+  assign \b$3  = b;
+  assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \port$7489$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7386$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39573,10 +39490,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3335$0 ;
-  wire [127:0] \port$3335$0 ;
-  input [2:0] \port$7489$0 ;
-  wire [2:0] \port$7489$0 ;
+  input [127:0] \port$3339$0 ;
+  wire [127:0] \port$3339$0 ;
+  input [2:0] \port$7386$0 ;
+  wire [2:0] \port$7386$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39608,23 +39525,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7489$0 [2:1], \port$3335$0  };
+      storage[w_port__addr] <= { \port$7386$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7489$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7489$0 [0];
+  assign w_port__en = \port$7386$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7386$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7489$0 [0];
+  assign \$5  = w_rdy & \port$7386$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7489$0 [0];
+  assign \$11  = w_rdy & \port$7386$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39670,9 +39587,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3335$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7489$0 [2:1], \port$3335$0  };
-  assign w_data = { \port$7489$0 [2:1], \port$3335$0  };
-  assign w_en = \port$7489$0 [0];
+  assign w_port__data = { \port$7386$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$7386$0 [2:1], \port$3339$0  };
+  assign w_en = \port$7386$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -33,15 +33,14 @@ The stages never stall: they advance in every cycle, and no decision about the o
 their registers (on the ULX3S the stall enable of the skid buffer this pipeline had, fanned out
 to some 8,000 stage registers' clock enables, was the critical path: 17.8 ns, 16.4 of it
 routing); a stage's registers load when what enters them is valid, an enable that comes from a
-flip-flop. A
-first-in first-out buffer of :attr:`OutputPipeline.depth` groups follows them instead, and the
-pipeline takes a group only while it holds fewer than that many, counting those in the stages
-and those in the buffer (credits): a group that enters always finds room in the buffer. ``i.ready``
-is a flip-flop, and ``o.ready`` reaches only the buffer's read side and the count. The buffer is
-Amaranth's ``SyncFIFO`` (a memory read asynchronously: distributed RAM on the ECP5, flip-flops on
-the iCE40, whose engines do not use this pipeline). Latency :attr:`OutputPipeline.latency`
-cycles from an input transfer to the output's ``valid``; one group per cycle while the output is
-ready; while it is not, up to ``depth`` groups are taken.
+flip-flop. A first-in first-out buffer of :attr:`OutputPipeline.depth` groups follows the
+stages, and the pipeline takes a group only while it holds fewer than that many, counting those
+in the stages and those in the buffer (credits), so a group that enters always finds room in
+the buffer. ``i.ready`` is a flip-flop, and ``o.ready`` reaches only the buffer's read side and
+the count. The buffer is Amaranth's ``SyncFIFO`` (a memory read asynchronously: distributed RAM
+on the ECP5, flip-flops on the iCE40, whose engines do not use this pipeline). Latency
+:attr:`OutputPipeline.latency` cycles from an input transfer to the output's ``valid``; one
+group per cycle while the output is ready; while it is not, up to ``depth`` groups are taken.
 """
 
 from __future__ import annotations

@@ -240,7 +240,7 @@ def _run(command: list[str], cwd: Path, env: dict, log: Path) -> None:
 
 
 #: The engine parameters the command line can override (``convhw build/synth --rows ...``).
-_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth")
+_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth", "dsp_pes")
 
 
 def _command(base: str, config: EngineConfig, preset: str, options: dict) -> str:

@@ -3,10 +3,9 @@ context for each rows x cols, with its resources, fmax and peak GOPS.
 
 Each size starts from the ``default`` preset (8x8's buffers: input 8192, weight 2048,
 accumulator 2048 words, each as wide as the array needs). PEs multiply in a MULT18X18D while the
-part has one left, the rest in logic (``EngineConfig.dsp_pes``): the rest of the engine takes
-:data:`OTHER_DSPS` (counted in the 8x8's netlist: 3 per column in the output pipeline's
-requantising multiply, 2 in the job checker), so of the 85F's 156 a 12x12 gives 118 to PEs and a
-16x16 106 (``--dsp-budget`` sets one number for every size). Peak GOPS = 2 x rows x cols x fmax
+part has one left, the rest in logic (``EngineConfig.dsp_pes``): the PEs get what
+:func:`other_dsps` leaves of the 85F's 156 (118 at 12x12, 106 at 16x16; ``--dsp-budget`` sets
+one number for every size). Peak GOPS = 2 x rows x cols x fmax
 (one MAC is two operations).
 
 Sizes run one after another, each a separate synthesis (8x8 takes about 25 minutes on this
@@ -45,19 +44,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(rows), int(cols or rows)
 
 
-def OTHER_DSPS(cols: int) -> int:
-    """MULT18X18D blocks the list engine takes besides its PEs: 3 per column (the output
-    pipeline's 17-bit pieces times the requantising multiplier) and 2 (the job checker's
-    multiplier); 26 at 8 columns, as the 8x8's netlist counts."""
+def other_dsps(cols: int) -> int:
+    """MULT18X18D blocks left to the rest of the list engine at ``cols`` columns: 3 per column
+    and 2. The netlists count 2 per column (the output pipeline's requantising multiply, in
+    17-bit pieces) and 10 (the streamer's address products, the job checker): 18 at 4x4, 26 at
+    8x8; from 8 columns up the budget leaves a few blocks spare rather than risk a placement
+    that does not fit."""
     return 3 * cols + 2
 
 
 def config_for(rows: int, cols: int, dsp_budget: int | None = None) -> EngineConfig:
     """The ``default`` preset at ``rows`` x ``cols``, the PEs past ``dsp_budget`` (default:
-    what the part's DSP blocks leave after :func:`OTHER_DSPS`) in logic."""
+    what the part's DSP blocks leave after :func:`other_dsps`) in logic."""
     pes = rows * cols
     if dsp_budget is None:
-        dsp_budget = BUDGETS[PART].dsp - OTHER_DSPS(cols)
+        dsp_budget = BUDGETS[PART].dsp - other_dsps(cols)
     return dataclasses.replace(EngineConfig.preset("default"), rows=rows, cols=cols,
                                dsp_pes=None if pes <= dsp_budget else dsp_budget)
 

@@ -222,6 +222,30 @@ def test_ulx3s_sdram_top_elaborates():
         gc.collect()
 
 
+def test_icebreaker_pll_takes_the_oscillator_pin():
+    # The UP5K's PLL shares its site with pin 35, where the iCEBreaker's 12 MHz arrives: with
+    # an input buffer on the pin nextpnr cannot place the PLL ("conflicts with input
+    # 'oscillator.buf0' on pin '35'"), so the pin drives SB_PLL40_PAD directly.
+    from convhw.boards.top import BoardTop
+    icebreaker = board("icebreaker")
+    top = BoardTop(icebreaker, PRESETS[icebreaker.preset], clock_hz=24e6,
+                   baudrate=icebreaker.baudrate)
+    assert top.clock_hz == 24e6
+    plan = icebreaker.platform().prepare(top, name="convhw_icebreaker")
+    del top
+    gc.collect()
+    rtlil = plan.files["convhw_icebreaker.il"]
+    assert "cell \\SB_PLL40_PAD " in rtlil and "SB_PLL40_CORE" not in rtlil
+    assert "set_io clk12_0__io 35" in plan.files["convhw_icebreaker.pcf"]
+    # Without a PLL (the board's 12 MHz) the pin goes through an input buffer as before.
+    top = BoardTop(icebreaker, PRESETS[icebreaker.preset], clock_hz=12e6,
+                   baudrate=icebreaker.baudrate)
+    plan = icebreaker.platform().prepare(top, name="convhw_icebreaker")
+    del top
+    gc.collect()
+    assert "SB_PLL40" not in plan.files["convhw_icebreaker.il"]
+
+
 def test_missing_fpga_tools_are_named_with_how_to_install_them(monkeypatch):
     from convhw.boards.flow import tool_environment
     monkeypatch.setenv("YOSYS", "convhw-no-such-yosys")

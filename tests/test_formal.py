@@ -17,6 +17,7 @@ import pytest
 
 from convhw.config import EngineConfig
 from convhw.formal import PROOFS, Proof
+from convhw.formal.bus_slaves import WishboneSlaveHarness, wishbone_bound
 from convhw.formal.dma import LoaderHarness, OutputWriterHarness, WalkerHarness
 from convhw.formal.fetcher import FetcherHarness
 from convhw.formal.job_controller import ABORT_BOUND, JobControllerHarness
@@ -54,6 +55,22 @@ def test_a_false_property_fails_with_a_counterexample(tmp_path):
     assert result.trace is not None and (tmp_path / result.trace).exists()
     log = (tmp_path / result.log).read_text()
     assert re.search(r"failed assertion .*job_controller\.py", log)
+
+
+@pytest.mark.slow       # (3 s here; YoWASP compiles its tools once on a fresh machine)
+def test_the_registered_decode_costs_exactly_one_cycle(tmp_path):
+    # The host-fed engine's slave decodes the address into registers before it takes the
+    # access: the bound of a slave that decodes in the access's first cycle is one too tight.
+    proof = Proof(
+        name="wishbone_slave_registered_decode_too_tight",
+        summary="Host-fed engine's Wishbone port answered within 4 cycles: false.",
+        config="small",
+        harness=lambda: WishboneSlaveHarness(EngineConfig.preset("small"), engine="host",
+                                             window_latency=3, bound=wishbone_bound(3)),
+        mode="bmc", depth=10)
+    assert wishbone_bound(3, registered_decode=True) == wishbone_bound(3) + 1
+    result = run_proof(proof, tmp_path)
+    assert (result.outcome, result.status) == ("FAIL", "FAIL")
 
 
 @pytest.mark.slow       # (2 s, but 38 s on a fresh machine: YoWASP compiles its tools once)

@@ -110,11 +110,11 @@ class Target(wiring.Component):
 class Harness(Elaboratable):
     """Slave + register file + one Target per window."""
 
-    def __init__(self, register_map, *, seed=0, latencies=None):
+    def __init__(self, register_map, *, seed=0, latencies=None, registered_decode=False):
         rng = random.Random(seed)
         self.map = register_map
         self.rf = RegisterFile(register_map)
-        self.slave = WishboneSlave(register_map)
+        self.slave = WishboneSlave(register_map, registered_decode=registered_decode)
         self.wb = self.slave.wb
         self.targets = {}
         for tag, window in enumerate(register_map.windows):
@@ -331,10 +331,11 @@ def test_w1p_pulses_one_cycle():
     assert writes[-1] - writes[-2] == 2  # back-to-back accesses: one every two cycles
 
 
-def test_back_to_back():
+@pytest.mark.parametrize("registered", [False, True], ids=["decode", "registered-decode"])
+def test_back_to_back(registered):
     """Accesses with no idle cycle in between (CYC and STB stay high across each answering edge
     while the address changes) are each answered exactly once, in order."""
-    harness = Harness(small_map(), seed=4)
+    harness = Harness(small_map(), seed=4, registered_decode=registered)
     trace = []  # per cycle: (cyc, ack, err)
 
     async def monitor(ctx):
@@ -361,10 +362,12 @@ def test_back_to_back():
     assert sum(err for _, _, err in trace) == 1
 
 
-def test_cycle_counts():
-    """Registers and zero-latency windows answer in 2 cycles; a latency-L window in 2 + L."""
+@pytest.mark.parametrize("registered", [False, True], ids=["decode", "registered-decode"])
+def test_cycle_counts(registered):
+    """Registers and zero-latency windows answer in 2 cycles; a latency-L window in 2 + L; with
+    the registered decode one cycle more each."""
     for latency in (0, 3):
-        harness = Harness(small_map(), latencies=[latency] * 64)
+        harness = Harness(small_map(), latencies=[latency] * 64, registered_decode=registered)
         answered = []
 
         async def monitor(ctx, harness=harness, answered=answered):
@@ -378,16 +381,18 @@ def test_cycle_counts():
 
         simulate(harness, testbench, monitors=[monitor])
         acks = [i for i, ack in enumerate(answered) if ack]
-        assert acks == [1, 3 + latency, 5 + 2 * latency], latency
+        more = int(registered)                       # cycles more per access
+        assert acks == [1 + more, 3 + latency + 2 * more, 5 + 2 * latency + 3 * more], latency
 
 
 # -- errors ---------------------------------------------------------------------------------------
 
 
-def test_errors():
+@pytest.mark.parametrize("registered", [False, True], ids=["decode", "registered-decode"])
+def test_errors(registered):
     regmap = engine_register_map(TINY)
     assert regmap.size == 0x1180
-    harness = Harness(regmap, seed=1)
+    harness = Harness(regmap, seed=1, registered_decode=registered)
     targets = harness.targets
 
     async def testbench(ctx):
@@ -453,9 +458,10 @@ def test_register_file_refuses_nothing_itself():
 # -- windows --------------------------------------------------------------------------------------
 
 
-def test_windows_decode_and_offsets():
+@pytest.mark.parametrize("registered", [False, True], ids=["decode", "registered-decode"])
+def test_windows_decode_and_offsets(registered):
     regmap = engine_register_map(TINY)
-    harness = Harness(regmap, seed=2)
+    harness = Harness(regmap, seed=2, registered_decode=registered)
 
     async def testbench(ctx):
         bus = harness.wb
@@ -500,9 +506,10 @@ def test_windows_of_presets(config):
 # -- aborted accesses -----------------------------------------------------------------------------
 
 
-def test_cyc_dropped_mid_access():
+@pytest.mark.parametrize("registered", [False, True], ids=["decode", "registered-decode"])
+def test_cyc_dropped_mid_access(registered):
     regmap = small_map()
-    harness = Harness(regmap, latencies=[3] * 64)
+    harness = Harness(regmap, latencies=[3] * 64, registered_decode=registered)
     mem = harness.targets["MEM"]
 
     async def start(ctx, address, *, write=None):
@@ -588,10 +595,11 @@ def test_timeout_helper():
 # -- random traffic against a model ---------------------------------------------------------------
 
 
+@pytest.mark.parametrize("registered", [False, True], ids=["decode", "registered-decode"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_random_traffic(seed):
+def test_random_traffic(seed, registered):
     regmap = small_map()
-    harness = Harness(regmap, seed=seed)
+    harness = Harness(regmap, seed=seed, registered_decode=registered)
     rng = random.Random(seed)
     idle = RandomIdle(seed, max_cycles=2)
     model = {

@@ -40,16 +40,22 @@ class ICE40PLL:
                 return value
         return 6
 
-    def instance(self, reference: Signal, output: Signal, lock: Signal) -> Instance:
-        """``SB_PLL40_CORE`` from ``reference`` (a clock already on the fabric) to ``output``
-        on a global net."""
-        return Instance(
-            "SB_PLL40_CORE",
+    def instance(self, reference, output: Signal, lock: Signal, *,
+                 pad: bool = False) -> Instance:
+        """The PLL from ``reference`` to ``output`` on a global net: ``SB_PLL40_CORE`` when
+        ``reference`` is a clock already on the fabric, ``SB_PLL40_PAD`` when ``pad`` and
+        ``reference`` is the package pin itself (an IO port). The UP5K's PLL sits at the I/O
+        site of pin 35, where the iCEBreaker's oscillator arrives: that pin can reach the PLL
+        only through the PAD variant (nextpnr cannot place a CORE PLL whose site an input
+        buffer already uses)."""
+        common = dict(
             p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
             p_DIVR=self.divr, p_DIVF=self.divf, p_DIVQ=self.divq,
             p_FILTER_RANGE=self.filter_range,
-            i_REFERENCECLK=reference, i_RESETB=1, i_BYPASS=0,
-            o_PLLOUTGLOBAL=output, o_LOCK=lock)
+            i_RESETB=1, i_BYPASS=0, o_PLLOUTGLOBAL=output, o_LOCK=lock)
+        if pad:
+            return Instance("SB_PLL40_PAD", i_PACKAGEPIN=reference, **common)
+        return Instance("SB_PLL40_CORE", i_REFERENCECLK=reference, **common)
 
 
 def ice40_pll(input_hz: float, output_hz: float) -> ICE40PLL:

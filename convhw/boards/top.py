@@ -71,14 +71,19 @@ class BoardTop(Elaboratable):
 
     def elaborate(self, platform) -> Module:
         m = Module()
-        m.submodules.oscillator = oscillator = io.Buffer(
-            "i", platform.request(platform.default_clk, dir="-"))
+        clock_pin = platform.request(platform.default_clk, dir="-")
         m.domains.sync = sync = ClockDomain("sync")
         locked = Signal(init=1)
-        if self.pll is None:
-            m.d.comb += sync.clk.eq(oscillator.i)
+        if self.pll is not None and self.board.family == "ice40":
+            # The pin drives the PLL directly (SB_PLL40_PAD: see ICE40PLL.instance).
+            m.submodules.pll = self.pll.instance(clock_pin.io, ClockSignal("sync"), locked,
+                                                 pad=True)
         else:
-            m.submodules.pll = self.pll.instance(oscillator.i, ClockSignal("sync"), locked)
+            m.submodules.oscillator = oscillator = io.Buffer("i", clock_pin)
+            if self.pll is None:
+                m.d.comb += sync.clk.eq(oscillator.i)
+            else:
+                m.submodules.pll = self.pll.instance(oscillator.i, ClockSignal("sync"), locked)
         # The engine runs only on a locked clock; the synchroniser's stages start asserted, so
         # it is also the power-on reset, and it releases reset cleanly.
         m.submodules.reset = ResetSynchronizer(~locked, domain="sync")

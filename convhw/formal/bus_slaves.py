@@ -36,12 +36,12 @@ def axi4_lite_bound(patience: int) -> int:
     return 6 + patience
 
 
-def wishbone_bound(window_latency: int) -> int:
+def wishbone_bound(window_latency: int, registered_decode: bool = False) -> int:
     """Cycles from the cycle in which an access is first presented to its ACK or ERR, at most,
     with windows that answer a strobe within ``window_latency`` cycles: a register or a refused
     access is answered in the next cycle, a window access in the cycle after the window's
-    answer."""
-    return 1 + window_latency
+    answer; with the registered decode each a cycle later."""
+    return 1 + window_latency + int(registered_decode)
 
 
 def _hold_while_waiting(m: Module, name: str, valid, ready, payload) -> None:
@@ -222,6 +222,8 @@ class WishboneSlaveHarness(wiring.Component):
     target keeps the window protocol (:class:`~convhw.gateware.wishbone.WindowSignature`): it
     answers each strobe exactly once, in the strobe's cycle or later, at most
     ``window_latency`` cycles after it, and never answers without a request; its data is free.
+    The slave decodes as its engine builds it: registered for the host-fed engine
+    (``registered_decode``), in the access's first cycle for the list engine.
 
     Asserts: every access is answered within :func:`wishbone_bound` cycles, never in the
     cycle it is first presented and never twice (an answer only for an access presented
@@ -238,8 +240,10 @@ class WishboneSlaveHarness(wiring.Component):
         else:
             raise ValueError(f"engine must be 'host' or 'list', not {engine!r}")
         self._latency = window_latency
-        self._bound = wishbone_bound(window_latency) if bound is None else bound
-        self.dut = WishboneSlave(self._map, unlocked=self._unlocked)
+        registered = engine == "host"
+        self._bound = wishbone_bound(window_latency, registered) if bound is None else bound
+        self.dut = WishboneSlave(self._map, unlocked=self._unlocked,
+                                 registered_decode=registered)
         windows = len(self._map.windows)
         members = {"wb": In(WishboneSignature(self._map.bus_address_width)), "locked": In(1)}
         probes = {"probe_ack": ("dut.ack_r", 1), "probe_err": ("dut.err_r", 1)}

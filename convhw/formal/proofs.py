@@ -104,9 +104,10 @@ PROOFS += [
     Proof(
         name="wishbone_slave_engine_small",
         summary="Host-fed engine's Wishbone port (registers + INPUT/WEIGHT/OUTPUT windows "
-                "answering within 3 cycles): every access answered (ACK or ERR) within 4 "
-                "cycles, exactly once, never in its first cycle; one window request at a "
-                "time; while locked only CTRL is written.",
+                "answering within 3 cycles, the address decoded into registers first): every "
+                "access answered (ACK or ERR) within 5 cycles, exactly once, never in its "
+                "first cycle; one window request at a time; while locked only CTRL is "
+                "written.",
         config="small",
         harness=lambda: WishboneSlaveHarness(_preset("small"), engine="host",
                                              window_latency=3),

@@ -104,8 +104,12 @@ class Engine(wiring.Component):
         cols = config.cols
 
         # While a job runs its registers are the job: a write to any but CTRL (for ABORT) is
-        # refused with ERR, never applied to the running job.
-        m.submodules.bus = bus = WishboneSlave(regmap, unlocked=("CTRL",))
+        # refused with ERR, never applied to the running job. The address is decoded a cycle
+        # before the access is taken (a cycle more per access, which the host's UART or bus
+        # hides): on the UP5K the decode into the register file's write enables in one cycle
+        # was the iCEBreaker's critical path.
+        m.submodules.bus = bus = WishboneSlave(regmap, unlocked=("CTRL",),
+                                               registered_decode=True)
         m.submodules.regfile = regfile = RegisterFile(regmap)
         wiring.connect(m, bus.registers, regfile.bus)
         wiring.connect(m, wiring.flipped(self.wb), bus.wb)

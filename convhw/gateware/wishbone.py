@@ -18,9 +18,10 @@ Wishbone datasheet (B4)
   named in ``unlocked``: such a write is never applied to the running job). ``ACK_O``/``ERR_O``
   are registered and then gated with ``CYC_I & STB_I``; they are never asserted in the cycle in
   which the access is first presented, so a register access takes 2 cycles and a window access 2
-  cycles plus the window's latency. Wait states are inserted while a window target is busy;
-  back-to-back accesses (``STB_I`` held across the acknowledged edge with new address/data) are
-  accepted.
+  cycles plus the window's latency (with ``registered_decode`` one cycle more each: the access is
+  decoded into flip-flops in its first cycle and taken in its second). Wait states are inserted
+  while a window target is busy; back-to-back accesses (``STB_I`` held across the acknowledged
+  edge with new address/data) are accepted.
 * A master may abort an access by negating ``CYC_I`` (or ``STB_I``) before it is answered; the
   aborted access gets no answer. A write may or may not have taken effect. A window access that
   is already under way is completed silently (its ``ack`` is awaited and dropped) before the
@@ -146,6 +147,12 @@ class WishboneSlave(wiring.Component):
     register_map : RegisterMap
     unlocked : iterable of str
         Registers the host may write while ``locked`` (e.g. ``CTRL``, for ABORT).
+    registered_decode : bool
+        Decode the address into flip-flops in the access's first cycle and take the access in
+        its second: one cycle more per access, and no path from the master's address through
+        the decode into the registers' write enables in one cycle (on the iCEBreaker's UP5K
+        that path, 15 LUTs from the bridge's address to the register file, was the design's
+        critical path at 19.7 MHz). ``locked`` still acts in the cycle the access is taken.
 
     Attributes
     ----------
@@ -159,7 +166,8 @@ class WishboneSlave(wiring.Component):
         One port per window of the map, by lower-case name (``windows.input``).
     """
 
-    def __init__(self, register_map: RegisterMap, *, unlocked=()) -> None:
+    def __init__(self, register_map: RegisterMap, *, unlocked=(),
+                 registered_decode: bool = False) -> None:
         if not isinstance(register_map, RegisterMap):
             raise TypeError(f"register_map must be a RegisterMap, not {register_map!r}")
         unlocked = tuple(unlocked)
@@ -169,6 +177,7 @@ class WishboneSlave(wiring.Component):
                 raise ValueError(f"unlocked must name registers of the map, not {name!r}")
         self._map = register_map
         self._unlocked = unlocked
+        self._registered_decode = bool(registered_decode)
         windows = {window.name.lower(): Out(WindowSignature(window.offset_width))
                    for window in register_map.windows}
         super().__init__({
@@ -225,11 +234,22 @@ class WishboneSlave(wiring.Component):
             read_only_window.eq(Cat(*read_only_hits).any() if read_only_hits else 0),
             mapped.eq(Cat(in_regs & reg_known, *hits).any()),
         ]
-        refused = Signal()
-        m.d.comb += refused.eq(
+        refused_by_address = Signal()
+        m.d.comb += refused_by_address.eq(
             (wb.sel != (1 << _SEL_WIDTH) - 1) | ~mapped
-            | (wb.we & ((in_regs & ~reg_writable) | read_only_window))
-            | (wb.we & self.locked & in_regs & ~reg_unlocked))
+            | (wb.we & ((in_regs & ~reg_writable) | read_only_window)))
+        if self._registered_decode:
+            # The decode of the address the master presents, a cycle late; the access is taken
+            # only from its second cycle (`seen`), when these hold its own decode. The address,
+            # data and WE stay on the bus until the answer (classic cycles), so the register
+            # file's and the windows' address and data still come straight from the bus.
+            decoded = [refused_by_address, in_regs, reg_unlocked, *hits]
+            late = [Signal(name=f"{signal.name}_decoded") for signal in decoded]
+            m.d.sync += [d.eq(signal) for d, signal in zip(late, decoded)]
+            refused_by_address, in_regs, reg_unlocked, *hits = late
+        refused = Signal()
+        m.d.comb += refused.eq(refused_by_address
+                               | (wb.we & self.locked & in_regs & ~reg_unlocked))
 
         # -- transaction control --------------------------------------------------------------
         ack_r = Signal()     # answer ACK in this cycle (if the access is still there)
@@ -242,10 +262,15 @@ class WishboneSlave(wiring.Component):
 
         request = Signal()
         accept = Signal()
+        seen = Signal(init=int(not self._registered_decode))   # the access is decoded
+        if self._registered_decode:
+            # Set after a cycle of a request that is neither answered nor taken: the request
+            # of the cycle after holds the same address, now decoded.
+            m.d.sync += seen.eq(request & ~ack_r & ~err_r & ~waiting & ~accept)
         m.d.comb += [
             request.eq(wb.cyc & wb.stb),
             # In a cycle that answers, STB still belongs to the answered access: not a new one.
-            accept.eq(request & ~ack_r & ~err_r & ~waiting),
+            accept.eq(request & seen & ~ack_r & ~err_r & ~waiting),
             wb.ack.eq(ack_r & request),
             wb.err.eq(err_r & request),
             wb.dat_r.eq(Mux(from_regs, self.registers.r_data, dat_r)),

@@ -244,8 +244,19 @@ def explore_table() -> str:
     return "\n\n".join(parts)
 
 
+def sizes_table() -> str:
+    """bench/results/ecp5-85f-sizes.md: the list engine out of context per array size."""
+    data = json.loads((RESULTS / "ecp5-85f-sizes.json").read_text())
+    rows = [(r["array"], r["PEs in DSP"], r["PEs in logic"], r.get("LUT4", ""), r.get("FF", ""),
+             r.get("MULT18X18D", ""), r.get("DP16KD", ""), r["fmax MHz"],
+             r.get("peak GOPS", ""), r["date"][:10]) for r in data["sizes"]]
+    return (f"From `python bench/sizes.py` ({', '.join(sorted({r[-1] for r in rows}))}):\n\n"
+            + _table(["array", "PEs in DSP", "PEs in logic", "LUT4", "FF", "MULT18X18D",
+                      "DP16KD", "fmax MHz", "peak GOPS", "recorded"], rows))
+
+
 def tables() -> dict[str, str]:
-    return {"memory": memory_table(), "efficiency": efficiency_table(),
+    return {"memory": memory_table(), "efficiency": efficiency_table(), "sizes": sizes_table(),
             "reliability": reliability_table(), "boards": boards_table(),
             "board_models": board_models_table(),
             "test-times": test_times_table(), "models": models_table(),

@@ -236,12 +236,6 @@ class SerialBridge(wiring.Component):
         index = Signal(range(4 * max_burst))       # byte within the current field group
         assemble = Signal(24)                      # a payload word's first three bytes
         word = Signal(range(max_burst))            # bus access within the burst
-        # word + 1 and word == count_m1, kept in flip-flops beside `word`: on an ACK the next
-        # word's buffer address and the burst's end then come one gate after the ACK (the
-        # compare and the increment after it were the iCEBreaker's critical path at 24 MHz,
-        # 40.7 ns from the count through the ACK into the buffer's read address).
-        word_next = Signal(range(max_burst + 1))
-        at_last = Signal()
         # One bit above the bus's word address: set for an address past the bus's space, and
         # by the carry of a burst running off its top (which then stops: it never wraps).
         word_address = Signal(aw + 1)
@@ -334,7 +328,6 @@ class SerialBridge(wiring.Component):
             with m.State("HUNT"):
                 with m.If(byte.valid & (byte.payload == REQUEST_SYNC)):
                     m.d.sync += [crc.eq(CRC16_INIT), tag.eq(0), index.eq(0), word.eq(0),
-                                 word_next.eq(1),
                                  address_high.eq(0), timer.eq(self.frame_timeout - 1)]
                     m.next = "HEADER"
 
@@ -403,7 +396,7 @@ class SerialBridge(wiring.Component):
                 with m.Else():
                     m.d.sync += [word_address.eq(Cat(address[2:], address_high)),
                                  cyc.eq(~address_high), we.eq(is_write),
-                                 timer.eq(self._bus_timeout - 1), at_last.eq(count_m1 == 0)]
+                                 timer.eq(self._bus_timeout - 1)]
                     m.next = "BUS"
 
             with m.State("BUS"):
@@ -415,16 +408,14 @@ class SerialBridge(wiring.Component):
                 with m.Elif(bus.ack):
                     m.d.comb += [wr.addr.eq(word), wr.data.eq(bus.dat_r),
                                  wr.en.eq(~is_write)]
-                    with m.If(at_last):
+                    with m.If(word == count_m1):
                         with m.If(~is_write):
                             m.d.sync += words.eq(count_m1 + 1)
                         finish_bus(m, Status.OK)
                     with m.Else():
                         # The next access is presented in the next cycle, with its data.
-                        m.d.comb += rd.addr.eq(word_next)
-                        m.d.sync += [word.eq(word_next), word_next.eq(word_next + 1),
-                                     at_last.eq(word_next == count_m1),
-                                     word_address.eq(next_address),
+                        m.d.comb += rd.addr.eq(word + 1)
+                        m.d.sync += [word.eq(word + 1), word_address.eq(next_address),
                                      cyc.eq(~next_address[aw]),
                                      timer.eq(self._bus_timeout - 1)]
                 with m.Elif(timer == 0):

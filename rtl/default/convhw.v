@@ -864,29 +864,44 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [31:0] \$28 ;
-  wire [31:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [15:0] \$3 ;
-  wire [31:0] \$30 ;
-  wire [31:0] \$31 ;
-  wire [31:0] \$32 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [31:0] \$36 ;
+  wire [31:0] \$37 ;
+  wire [31:0] \$38 ;
+  wire [31:0] \$39 ;
   wire [15:0] \$4 ;
-  reg \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
-  reg \$44 ;
-  reg [1:0] \$45 ;
-  reg [31:0] \$46 ;
+  wire [31:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire \$5 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg \$59 ;
   wire \$6 ;
+  reg [1:0] \$60 ;
+  reg [31:0] \$61 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -899,16 +914,22 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   reg err_r = 1'h0;
   reg from_regs = 1'h0;
   wire in_regs;
+  reg in_regs_decoded = 1'h0;
   wire input_hit;
+  reg input_hit_decoded = 1'h0;
   input locked;
   wire locked;
   wire mapped;
   wire output_hit;
+  reg output_hit_decoded = 1'h0;
   reg [1:0] pending = 2'h0;
   wire read_only_window;
   wire refused;
+  wire refused_by_address;
+  reg refused_by_address_decoded = 1'h0;
   reg reg_known;
   reg reg_unlocked;
+  reg reg_unlocked_decoded = 1'h0;
   reg reg_writable;
   wire [9:0] registers__addr;
   input [31:0] registers__r_data;
@@ -921,6 +942,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   wire request;
   input rst;
   wire rst;
+  reg seen = 1'h0;
   reg waiting = 1'h0;
   output wb__ack;
   wire wb__ack;
@@ -940,6 +962,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   input wb__we;
   wire wb__we;
   wire weight_hit;
+  reg weight_hit_decoded = 1'h0;
   input windows__input__ack;
   wire windows__input__ack;
   wire [13:0] windows__input__addr;
@@ -970,20 +993,56 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   wire [31:0] windows__weight__w_data;
   output windows__weight__w_stb;
   reg windows__weight__w_stb;
+  assign \$26  = ~ wb__we;
+  assign \$27  = ~ ack_r;
+  assign \$28  = request & \$27 ;
+  assign \$29  = ~ err_r;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ~ waiting;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ~ accept;
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = | { windows__output__ack, windows__weight__ack, windows__input__ack };
+  assign \$36  = windows__input__ack ? windows__input__r_data : 32'd0;
+  assign \$37  = windows__weight__ack ? windows__weight__r_data : 32'd0;
+  assign \$38  = \$36  | \$37 ;
+  assign \$39  = windows__output__ack ? windows__output__r_data : 32'd0;
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = ~ request;
+  assign \$42  = ~ aborted;
+  assign \$43  = request & \$42 ;
+  assign \$44  = ~ aborted;
+  assign \$45  = request & \$44 ;
+  assign \$46  = ~ aborted;
+  assign \$47  = request & \$46 ;
   always @(posedge clk)
-    ack_r <= \$40 ;
+    refused_by_address_decoded <= \$48 ;
   always @(posedge clk)
-    err_r <= \$41 ;
+    in_regs_decoded <= \$49 ;
   always @(posedge clk)
-    from_regs <= \$42 ;
+    reg_unlocked_decoded <= \$50 ;
   always @(posedge clk)
-    waiting <= \$43 ;
+    input_hit_decoded <= \$51 ;
   always @(posedge clk)
-    aborted <= \$44 ;
+    weight_hit_decoded <= \$52 ;
   always @(posedge clk)
-    pending <= \$45 ;
+    output_hit_decoded <= \$53 ;
   always @(posedge clk)
-    dat_r <= \$46 ;
+    seen <= \$54 ;
+  always @(posedge clk)
+    ack_r <= \$55 ;
+  always @(posedge clk)
+    err_r <= \$56 ;
+  always @(posedge clk)
+    from_regs <= \$57 ;
+  always @(posedge clk)
+    waiting <= \$58 ;
+  always @(posedge clk)
+    aborted <= \$59 ;
+  always @(posedge clk)
+    pending <= \$60 ;
+  always @(posedge clk)
+    dat_r <= \$61 ;
   assign in_regs = ! \$1 ;
   assign input_hit = \$2  == 1'h1;
   assign weight_hit = \$3  == 4'h8;
@@ -997,15 +1056,16 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$10  = in_regs & \$9 ;
   assign \$11  = \$10  | read_only_window;
   assign \$12  = wb__we & \$11 ;
-  assign \$13  = \$8  | \$12 ;
-  assign \$14  = wb__we & locked;
-  assign \$15  = \$14  & in_regs;
-  assign \$16  = ~ reg_unlocked;
-  assign \$17  = \$15  & \$16 ;
-  assign refused = \$13  | \$17 ;
+  assign refused_by_address = \$8  | \$12 ;
+  assign \$13  = wb__we & locked;
+  assign \$14  = \$13  & in_regs_decoded;
+  assign \$15  = ~ reg_unlocked_decoded;
+  assign \$16  = \$14  & \$15 ;
+  assign refused = refused_by_address_decoded | \$16 ;
   assign request = wb__cyc & wb__stb;
+  assign \$17  = request & seen;
   assign \$18  = ~ ack_r;
-  assign \$19  = request & \$18 ;
+  assign \$19  = \$17  & \$18 ;
   assign \$20  = ~ err_r;
   assign \$21  = \$19  & \$20 ;
   assign \$22  = ~ waiting;
@@ -1016,471 +1076,6 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$23  = ~ wb__we;
   assign \$24  = ~ wb__we;
   assign \$25  = ~ wb__we;
-  assign \$26  = ~ wb__we;
-  assign \$27  = | { windows__output__ack, windows__weight__ack, windows__input__ack };
-  assign \$28  = windows__input__ack ? windows__input__r_data : 32'd0;
-  assign \$29  = windows__weight__ack ? windows__weight__r_data : 32'd0;
-  assign \$30  = \$28  | \$29 ;
-  assign \$31  = windows__output__ack ? windows__output__r_data : 32'd0;
-  assign \$32  = \$30  | \$31 ;
-  assign \$33  = ~ request;
-  assign \$34  = ~ aborted;
-  assign \$35  = request & \$34 ;
-  assign \$36  = ~ aborted;
-  assign \$37  = request & \$36 ;
-  assign \$38  = ~ aborted;
-  assign \$39  = request & \$38 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    reg_unlocked = 1'h0;
-    casez (wb__adr)
-      16'h0000:
-          reg_unlocked = 1'h0;
-      16'h0001:
-          reg_unlocked = 1'h0;
-      16'h0002:
-          reg_unlocked = 1'h0;
-      16'h0003:
-          reg_unlocked = 1'h0;
-      16'h0004:
-          reg_unlocked = 1'h0;
-      16'h0005:
-          reg_unlocked = 1'h0;
-      16'h0008:
-          reg_unlocked = 1'h1;
-      16'h0009:
-          reg_unlocked = 1'h0;
-      16'h000a:
-          reg_unlocked = 1'h0;
-      16'h000b:
-          reg_unlocked = 1'h0;
-      16'h0040:
-          reg_unlocked = 1'h0;
-      16'h0041:
-          reg_unlocked = 1'h0;
-      16'h0042:
-          reg_unlocked = 1'h0;
-      16'h0043:
-          reg_unlocked = 1'h0;
-      16'h0044:
-          reg_unlocked = 1'h0;
-      16'h0045:
-          reg_unlocked = 1'h0;
-      16'h0046:
-          reg_unlocked = 1'h0;
-      16'h0047:
-          reg_unlocked = 1'h0;
-      16'h0048:
-          reg_unlocked = 1'h0;
-      16'h0049:
-          reg_unlocked = 1'h0;
-      16'h004a:
-          reg_unlocked = 1'h0;
-      16'h004b:
-          reg_unlocked = 1'h0;
-      16'h004c:
-          reg_unlocked = 1'h0;
-      16'h004d:
-          reg_unlocked = 1'h0;
-      16'h004e:
-          reg_unlocked = 1'h0;
-      16'h004f:
-          reg_unlocked = 1'h0;
-      16'h0050:
-          reg_unlocked = 1'h0;
-      16'h0051:
-          reg_unlocked = 1'h0;
-      16'h0052:
-          reg_unlocked = 1'h0;
-      16'h0053:
-          reg_unlocked = 1'h0;
-      16'h0054:
-          reg_unlocked = 1'h0;
-      16'h0055:
-          reg_unlocked = 1'h0;
-      16'h0056:
-          reg_unlocked = 1'h0;
-      16'h0057:
-          reg_unlocked = 1'h0;
-      16'h0058:
-          reg_unlocked = 1'h0;
-      16'h0059:
-          reg_unlocked = 1'h0;
-      16'h005a:
-          reg_unlocked = 1'h0;
-      16'h005b:
-          reg_unlocked = 1'h0;
-      16'h005c:
-          reg_unlocked = 1'h0;
-      16'h005d:
-          reg_unlocked = 1'h0;
-      16'h005e:
-          reg_unlocked = 1'h0;
-      16'h005f:
-          reg_unlocked = 1'h0;
-      16'h0060:
-          reg_unlocked = 1'h0;
-      16'h0061:
-          reg_unlocked = 1'h0;
-      16'h0062:
-          reg_unlocked = 1'h0;
-      16'h0063:
-          reg_unlocked = 1'h0;
-      16'h0064:
-          reg_unlocked = 1'h0;
-      16'h0065:
-          reg_unlocked = 1'h0;
-      16'h0100:
-          reg_unlocked = 1'h0;
-      16'h0101:
-          reg_unlocked = 1'h0;
-      16'h0102:
-          reg_unlocked = 1'h0;
-      16'h0103:
-          reg_unlocked = 1'h0;
-      16'h0104:
-          reg_unlocked = 1'h0;
-      16'h0105:
-          reg_unlocked = 1'h0;
-      16'h0106:
-          reg_unlocked = 1'h0;
-      16'h0107:
-          reg_unlocked = 1'h0;
-      16'h0140:
-          reg_unlocked = 1'h0;
-      16'h0141:
-          reg_unlocked = 1'h0;
-      16'h0142:
-          reg_unlocked = 1'h0;
-      16'h0143:
-          reg_unlocked = 1'h0;
-      16'h0144:
-          reg_unlocked = 1'h0;
-      16'h0145:
-          reg_unlocked = 1'h0;
-      16'h0146:
-          reg_unlocked = 1'h0;
-      16'h0147:
-          reg_unlocked = 1'h0;
-      16'h0180:
-          reg_unlocked = 1'h0;
-      16'h0181:
-          reg_unlocked = 1'h0;
-      16'h0182:
-          reg_unlocked = 1'h0;
-      16'h0183:
-          reg_unlocked = 1'h0;
-      16'h0184:
-          reg_unlocked = 1'h0;
-      16'h0185:
-          reg_unlocked = 1'h0;
-      16'h0186:
-          reg_unlocked = 1'h0;
-      16'h0187:
-          reg_unlocked = 1'h0;
-      16'h01c0:
-          reg_unlocked = 1'h0;
-      16'h01c1:
-          reg_unlocked = 1'h0;
-      16'h01c2:
-          reg_unlocked = 1'h0;
-      16'h01c3:
-          reg_unlocked = 1'h0;
-      16'h01c4:
-          reg_unlocked = 1'h0;
-      16'h01c5:
-          reg_unlocked = 1'h0;
-      16'h01c6:
-          reg_unlocked = 1'h0;
-      16'h01c7:
-          reg_unlocked = 1'h0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    registers__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        registers__r_stb = \$23 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    registers__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        registers__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__input__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        windows__input__r_stb = \$24 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__input__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        windows__input__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__weight__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-        windows__weight__r_stb = \$25 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__weight__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-        windows__weight__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__output__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-      end else if (output_hit) begin
-        windows__output__r_stb = \$26 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__output__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-      end else if (output_hit) begin
-        windows__output__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$40  = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        \$40  = 1'h1;
-      end else if (input_hit) begin
-        if (windows__input__ack) begin
-          \$40  = 1'h1;
-        end
-      end else if (weight_hit) begin
-        if (windows__weight__ack) begin
-          \$40  = 1'h1;
-        end
-      end else if (output_hit) begin
-        if (windows__output__ack) begin
-          \$40  = 1'h1;
-        end
-      end
-    end
-    if (waiting) begin
-      casez (pending)
-        2'h0:
-            if (windows__input__ack) begin
-              \$40  = \$35 ;
-            end
-        2'h1:
-            if (windows__weight__ack) begin
-              \$40  = \$37 ;
-            end
-        2'h2:
-            if (windows__output__ack) begin
-              \$40  = \$39 ;
-            end
-      endcase
-    end
-    if (rst) begin
-      \$40  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = 1'h0;
-    if (accept) begin
-      if (refused) begin
-        \$41  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$41  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = from_regs;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        \$42  = 1'h1;
-      end else if (input_hit) begin
-        \$42  = 1'h0;
-      end else if (weight_hit) begin
-        \$42  = 1'h0;
-      end else if (output_hit) begin
-        \$42  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$43  = waiting;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__input__ack) begin
-        end else begin
-          \$43  = 1'h1;
-        end
-      end else if (weight_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__weight__ack) begin
-        end else begin
-          \$43  = 1'h1;
-        end
-      end else if (output_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__output__ack) begin
-        end else begin
-          \$43  = 1'h1;
-        end
-      end
-    end
-    if (waiting) begin
-      casez (pending)
-        2'h0:
-            if (windows__input__ack) begin
-              \$43  = 1'h0;
-            end
-        2'h1:
-            if (windows__weight__ack) begin
-              \$43  = 1'h0;
-            end
-        2'h2:
-            if (windows__output__ack) begin
-              \$43  = 1'h0;
-            end
-      endcase
-    end
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$44  = aborted;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__input__ack) begin
-        end else begin
-          \$44  = 1'h0;
-        end
-      end else if (weight_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__weight__ack) begin
-        end else begin
-          \$44  = 1'h0;
-        end
-      end else if (output_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__output__ack) begin
-        end else begin
-          \$44  = 1'h0;
-        end
-      end
-    end
-    if (waiting) begin
-      if (\$33 ) begin
-        \$44  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$45  = pending;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__input__ack) begin
-        end else begin
-          \$45  = 2'h0;
-        end
-      end else if (weight_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__weight__ack) begin
-        end else begin
-          \$45  = 2'h1;
-        end
-      end else if (output_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__output__ack) begin
-        end else begin
-          \$45  = 2'h2;
-        end
-      end
-    end
-    if (rst) begin
-      \$45  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$46  = dat_r;
-    if (\$27 ) begin
-      \$46  = \$32 ;
-    end
-    if (rst) begin
-      \$46  = 32'd0;
-    end
-  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     reg_known = 1'h0;
@@ -1812,6 +1407,506 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
       16'h01c7:
           reg_writable = 1'h1;
     endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    reg_unlocked = 1'h0;
+    casez (wb__adr)
+      16'h0000:
+          reg_unlocked = 1'h0;
+      16'h0001:
+          reg_unlocked = 1'h0;
+      16'h0002:
+          reg_unlocked = 1'h0;
+      16'h0003:
+          reg_unlocked = 1'h0;
+      16'h0004:
+          reg_unlocked = 1'h0;
+      16'h0005:
+          reg_unlocked = 1'h0;
+      16'h0008:
+          reg_unlocked = 1'h1;
+      16'h0009:
+          reg_unlocked = 1'h0;
+      16'h000a:
+          reg_unlocked = 1'h0;
+      16'h000b:
+          reg_unlocked = 1'h0;
+      16'h0040:
+          reg_unlocked = 1'h0;
+      16'h0041:
+          reg_unlocked = 1'h0;
+      16'h0042:
+          reg_unlocked = 1'h0;
+      16'h0043:
+          reg_unlocked = 1'h0;
+      16'h0044:
+          reg_unlocked = 1'h0;
+      16'h0045:
+          reg_unlocked = 1'h0;
+      16'h0046:
+          reg_unlocked = 1'h0;
+      16'h0047:
+          reg_unlocked = 1'h0;
+      16'h0048:
+          reg_unlocked = 1'h0;
+      16'h0049:
+          reg_unlocked = 1'h0;
+      16'h004a:
+          reg_unlocked = 1'h0;
+      16'h004b:
+          reg_unlocked = 1'h0;
+      16'h004c:
+          reg_unlocked = 1'h0;
+      16'h004d:
+          reg_unlocked = 1'h0;
+      16'h004e:
+          reg_unlocked = 1'h0;
+      16'h004f:
+          reg_unlocked = 1'h0;
+      16'h0050:
+          reg_unlocked = 1'h0;
+      16'h0051:
+          reg_unlocked = 1'h0;
+      16'h0052:
+          reg_unlocked = 1'h0;
+      16'h0053:
+          reg_unlocked = 1'h0;
+      16'h0054:
+          reg_unlocked = 1'h0;
+      16'h0055:
+          reg_unlocked = 1'h0;
+      16'h0056:
+          reg_unlocked = 1'h0;
+      16'h0057:
+          reg_unlocked = 1'h0;
+      16'h0058:
+          reg_unlocked = 1'h0;
+      16'h0059:
+          reg_unlocked = 1'h0;
+      16'h005a:
+          reg_unlocked = 1'h0;
+      16'h005b:
+          reg_unlocked = 1'h0;
+      16'h005c:
+          reg_unlocked = 1'h0;
+      16'h005d:
+          reg_unlocked = 1'h0;
+      16'h005e:
+          reg_unlocked = 1'h0;
+      16'h005f:
+          reg_unlocked = 1'h0;
+      16'h0060:
+          reg_unlocked = 1'h0;
+      16'h0061:
+          reg_unlocked = 1'h0;
+      16'h0062:
+          reg_unlocked = 1'h0;
+      16'h0063:
+          reg_unlocked = 1'h0;
+      16'h0064:
+          reg_unlocked = 1'h0;
+      16'h0065:
+          reg_unlocked = 1'h0;
+      16'h0100:
+          reg_unlocked = 1'h0;
+      16'h0101:
+          reg_unlocked = 1'h0;
+      16'h0102:
+          reg_unlocked = 1'h0;
+      16'h0103:
+          reg_unlocked = 1'h0;
+      16'h0104:
+          reg_unlocked = 1'h0;
+      16'h0105:
+          reg_unlocked = 1'h0;
+      16'h0106:
+          reg_unlocked = 1'h0;
+      16'h0107:
+          reg_unlocked = 1'h0;
+      16'h0140:
+          reg_unlocked = 1'h0;
+      16'h0141:
+          reg_unlocked = 1'h0;
+      16'h0142:
+          reg_unlocked = 1'h0;
+      16'h0143:
+          reg_unlocked = 1'h0;
+      16'h0144:
+          reg_unlocked = 1'h0;
+      16'h0145:
+          reg_unlocked = 1'h0;
+      16'h0146:
+          reg_unlocked = 1'h0;
+      16'h0147:
+          reg_unlocked = 1'h0;
+      16'h0180:
+          reg_unlocked = 1'h0;
+      16'h0181:
+          reg_unlocked = 1'h0;
+      16'h0182:
+          reg_unlocked = 1'h0;
+      16'h0183:
+          reg_unlocked = 1'h0;
+      16'h0184:
+          reg_unlocked = 1'h0;
+      16'h0185:
+          reg_unlocked = 1'h0;
+      16'h0186:
+          reg_unlocked = 1'h0;
+      16'h0187:
+          reg_unlocked = 1'h0;
+      16'h01c0:
+          reg_unlocked = 1'h0;
+      16'h01c1:
+          reg_unlocked = 1'h0;
+      16'h01c2:
+          reg_unlocked = 1'h0;
+      16'h01c3:
+          reg_unlocked = 1'h0;
+      16'h01c4:
+          reg_unlocked = 1'h0;
+      16'h01c5:
+          reg_unlocked = 1'h0;
+      16'h01c6:
+          reg_unlocked = 1'h0;
+      16'h01c7:
+          reg_unlocked = 1'h0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    registers__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        registers__r_stb = \$23 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    registers__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        registers__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__input__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        windows__input__r_stb = \$24 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__input__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        windows__input__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__weight__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+        windows__weight__r_stb = \$25 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__weight__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+        windows__weight__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__output__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+      end else if (output_hit_decoded) begin
+        windows__output__r_stb = \$26 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__output__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+      end else if (output_hit_decoded) begin
+        windows__output__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$48  = refused_by_address;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$49  = in_regs;
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$50  = reg_unlocked;
+    if (rst) begin
+      \$50  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$51  = input_hit;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$52  = weight_hit;
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$53  = output_hit;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$54  = \$34 ;
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$55  = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        \$55  = 1'h1;
+      end else if (input_hit_decoded) begin
+        if (windows__input__ack) begin
+          \$55  = 1'h1;
+        end
+      end else if (weight_hit_decoded) begin
+        if (windows__weight__ack) begin
+          \$55  = 1'h1;
+        end
+      end else if (output_hit_decoded) begin
+        if (windows__output__ack) begin
+          \$55  = 1'h1;
+        end
+      end
+    end
+    if (waiting) begin
+      casez (pending)
+        2'h0:
+            if (windows__input__ack) begin
+              \$55  = \$43 ;
+            end
+        2'h1:
+            if (windows__weight__ack) begin
+              \$55  = \$45 ;
+            end
+        2'h2:
+            if (windows__output__ack) begin
+              \$55  = \$47 ;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$55  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$56  = 1'h0;
+    if (accept) begin
+      if (refused) begin
+        \$56  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$56  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$57  = from_regs;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        \$57  = 1'h1;
+      end else if (input_hit_decoded) begin
+        \$57  = 1'h0;
+      end else if (weight_hit_decoded) begin
+        \$57  = 1'h0;
+      end else if (output_hit_decoded) begin
+        \$57  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$58  = waiting;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__input__ack) begin
+        end else begin
+          \$58  = 1'h1;
+        end
+      end else if (weight_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__weight__ack) begin
+        end else begin
+          \$58  = 1'h1;
+        end
+      end else if (output_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__output__ack) begin
+        end else begin
+          \$58  = 1'h1;
+        end
+      end
+    end
+    if (waiting) begin
+      casez (pending)
+        2'h0:
+            if (windows__input__ack) begin
+              \$58  = 1'h0;
+            end
+        2'h1:
+            if (windows__weight__ack) begin
+              \$58  = 1'h0;
+            end
+        2'h2:
+            if (windows__output__ack) begin
+              \$58  = 1'h0;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$59  = aborted;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__input__ack) begin
+        end else begin
+          \$59  = 1'h0;
+        end
+      end else if (weight_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__weight__ack) begin
+        end else begin
+          \$59  = 1'h0;
+        end
+      end else if (output_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__output__ack) begin
+        end else begin
+          \$59  = 1'h0;
+        end
+      end
+    end
+    if (waiting) begin
+      if (\$41 ) begin
+        \$59  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$60  = pending;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__input__ack) begin
+        end else begin
+          \$60  = 2'h0;
+        end
+      end else if (weight_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__weight__ack) begin
+        end else begin
+          \$60  = 2'h1;
+        end
+      end else if (output_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__output__ack) begin
+        end else begin
+          \$60  = 2'h2;
+        end
+      end
+    end
+    if (rst) begin
+      \$60  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$61  = dat_r;
+    if (\$35 ) begin
+      \$61  = \$40 ;
+    end
+    if (rst) begin
+      \$61  = 32'd0;
+    end
   end
   assign windows__input__addr = wb__adr[13:0];
   assign wb__dat_w = windows__input__w_data;
@@ -31287,56 +31382,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$2330$376 (job[391:376]),
-    .\port$3359$0 (acc_row_s1),
+    .\port$2339$376 (job[391:376]),
+    .\port$3382$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$2330$224 (job[239:224]),
-    .\port$3265$0 (o0),
+    .\port$2339$224 (job[239:224]),
+    .\port$3288$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$3251$0 (chunks),
-    .\port$3421$0 (local2_s3),
+    .\port$3274$0 (chunks),
+    .\port$3444$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$3231$0 (window1),
-    .\port$3385$0 (local0_s2),
+    .\port$3254$0 (window1),
+    .\port$3408$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$3249$0 (window2),
-    .\port$3251$0 (chunks),
+    .\port$3272$0 (window2),
+    .\port$3274$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$3419$0 (local1_s3),
-    .\port$3466$0 (\p$172 [12:0]),
+    .\port$3442$0 (local1_s3),
+    .\port$3489$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3466$0 (\p$172 [12:0]),
-    .\port$3469$0 (\p$188 [12:0]),
+    .\port$3489$0 (\p$172 [12:0]),
+    .\port$3492$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -32999,7 +33094,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2330$376 , flush, \port$3359$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2339$376 , flush, \port$3382$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -33013,24 +33108,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2330$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2330$376 ;
-  wire [15:0] \port$2330$376 ;
-  input [10:0] \port$3359$0 ;
-  wire [10:0] \port$3359$0 ;
+  input [15:0] \port$2339$376 ;
+  wire [15:0] \port$2339$376 ;
+  input [10:0] \port$3382$0 ;
+  wire [10:0] \port$3382$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3359$0  * \port$2330$376 ;
+  assign \$1  = \port$3382$0  * \port$2339$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3359$0  };
-  assign \a$1  = { 1'h0, \port$3359$0  };
-  assign b = { 1'h0, \port$2330$376  };
-  assign \b$3  = { 1'h0, \port$2330$376  };
+  assign a = { 1'h0, \port$3382$0  };
+  assign \a$1  = { 1'h0, \port$3382$0  };
+  assign b = { 1'h0, \port$2339$376  };
+  assign \b$3  = { 1'h0, \port$2339$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2330$224 , flush, \port$3265$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2339$224 , flush, \port$3288$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -33044,24 +33139,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2330$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2330$224 ;
-  wire [15:0] \port$2330$224 ;
-  input [15:0] \port$3265$0 ;
-  wire [15:0] \port$3265$0 ;
+  input [15:0] \port$2339$224 ;
+  wire [15:0] \port$2339$224 ;
+  input [15:0] \port$3288$0 ;
+  wire [15:0] \port$3288$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3265$0  * \port$2330$224 ;
+  assign \$1  = \port$3288$0  * \port$2339$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3265$0  };
-  assign \a$1  = { 1'h0, \port$3265$0  };
-  assign b = { 1'h0, \port$2330$224  };
-  assign \b$3  = { 1'h0, \port$2330$224  };
+  assign a = { 1'h0, \port$3288$0  };
+  assign \a$1  = { 1'h0, \port$3288$0  };
+  assign b = { 1'h0, \port$2339$224  };
+  assign \b$3  = { 1'h0, \port$2339$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3251$0 , \port$3421$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3274$0 , \port$3444$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33075,24 +33170,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3251$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3251$0 ;
-  wire [12:0] \port$3251$0 ;
-  input [12:0] \port$3421$0 ;
-  wire [12:0] \port$3421$0 ;
+  input [12:0] \port$3274$0 ;
+  wire [12:0] \port$3274$0 ;
+  input [12:0] \port$3444$0 ;
+  wire [12:0] \port$3444$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3421$0  * \port$3251$0 ;
+  assign \$1  = \port$3444$0  * \port$3274$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3421$0  };
-  assign \a$1  = { 1'h0, \port$3421$0  };
-  assign b = { 1'h0, \port$3251$0  };
-  assign \b$3  = { 1'h0, \port$3251$0  };
+  assign a = { 1'h0, \port$3444$0  };
+  assign \a$1  = { 1'h0, \port$3444$0  };
+  assign b = { 1'h0, \port$3274$0  };
+  assign \b$3  = { 1'h0, \port$3274$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3231$0 , \port$3385$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3254$0 , \port$3408$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33106,24 +33201,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3231$0 , \port$33
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3231$0 ;
-  wire [12:0] \port$3231$0 ;
-  input [12:0] \port$3385$0 ;
-  wire [12:0] \port$3385$0 ;
+  input [12:0] \port$3254$0 ;
+  wire [12:0] \port$3254$0 ;
+  input [12:0] \port$3408$0 ;
+  wire [12:0] \port$3408$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3385$0  * \port$3231$0 ;
+  assign \$1  = \port$3408$0  * \port$3254$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3385$0  };
-  assign \a$1  = { 1'h0, \port$3385$0  };
-  assign b = { 1'h0, \port$3231$0  };
-  assign \b$3  = { 1'h0, \port$3231$0  };
+  assign a = { 1'h0, \port$3408$0  };
+  assign \a$1  = { 1'h0, \port$3408$0  };
+  assign b = { 1'h0, \port$3254$0  };
+  assign \b$3  = { 1'h0, \port$3254$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3249$0 , \port$3251$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3272$0 , \port$3274$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33137,24 +33232,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3249$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3249$0 ;
-  wire [12:0] \port$3249$0 ;
-  input [12:0] \port$3251$0 ;
-  wire [12:0] \port$3251$0 ;
+  input [12:0] \port$3272$0 ;
+  wire [12:0] \port$3272$0 ;
+  input [12:0] \port$3274$0 ;
+  wire [12:0] \port$3274$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3249$0  * \port$3251$0 ;
+  assign \$1  = \port$3272$0  * \port$3274$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3249$0  };
-  assign \a$1  = { 1'h0, \port$3249$0  };
-  assign b = { 1'h0, \port$3251$0  };
-  assign \b$3  = { 1'h0, \port$3251$0  };
+  assign a = { 1'h0, \port$3272$0  };
+  assign \a$1  = { 1'h0, \port$3272$0  };
+  assign b = { 1'h0, \port$3274$0  };
+  assign \b$3  = { 1'h0, \port$3274$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3419$0 , \port$3466$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3442$0 , \port$3489$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33168,24 +33263,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3419$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3419$0 ;
-  wire [12:0] \port$3419$0 ;
-  input [12:0] \port$3466$0 ;
-  wire [12:0] \port$3466$0 ;
+  input [12:0] \port$3442$0 ;
+  wire [12:0] \port$3442$0 ;
+  input [12:0] \port$3489$0 ;
+  wire [12:0] \port$3489$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3419$0  * \port$3466$0 ;
+  assign \$1  = \port$3442$0  * \port$3489$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3419$0  };
-  assign \a$1  = { 1'h0, \port$3419$0  };
-  assign b = { 1'h0, \port$3466$0  };
-  assign \b$3  = { 1'h0, \port$3466$0  };
+  assign a = { 1'h0, \port$3442$0  };
+  assign \a$1  = { 1'h0, \port$3442$0  };
+  assign b = { 1'h0, \port$3489$0  };
+  assign \b$3  = { 1'h0, \port$3489$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3466$0 , \port$3469$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3489$0 , \port$3492$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33199,19 +33294,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3466$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3466$0 ;
-  wire [12:0] \port$3466$0 ;
-  input [12:0] \port$3469$0 ;
-  wire [12:0] \port$3469$0 ;
+  input [12:0] \port$3489$0 ;
+  wire [12:0] \port$3489$0 ;
+  input [12:0] \port$3492$0 ;
+  wire [12:0] \port$3492$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3469$0  * \port$3466$0 ;
+  assign \$1  = \port$3492$0  * \port$3489$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3469$0  };
-  assign \a$1  = { 1'h0, \port$3469$0  };
-  assign b = { 1'h0, \port$3466$0  };
-  assign \b$3  = { 1'h0, \port$3466$0  };
+  assign a = { 1'h0, \port$3492$0  };
+  assign \a$1  = { 1'h0, \port$3492$0  };
+  assign b = { 1'h0, \port$3489$0  };
+  assign \b$3  = { 1'h0, \port$3489$0  };
   assign \p$5  = p;
 endmodule
 

@@ -722,29 +722,44 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [31:0] \$28 ;
-  wire [31:0] \$29 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [11:0] \$3 ;
-  wire [31:0] \$30 ;
-  wire [31:0] \$31 ;
-  wire [31:0] \$32 ;
+  wire \$30 ;
+  wire \$31 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
-  wire \$36 ;
-  wire \$37 ;
-  wire \$38 ;
-  wire \$39 ;
+  wire [31:0] \$36 ;
+  wire [31:0] \$37 ;
+  wire [31:0] \$38 ;
+  wire [31:0] \$39 ;
   wire [11:0] \$4 ;
-  reg \$40 ;
-  reg \$41 ;
-  reg \$42 ;
-  reg \$43 ;
-  reg \$44 ;
-  reg [1:0] \$45 ;
-  reg [31:0] \$46 ;
+  wire [31:0] \$40 ;
+  wire \$41 ;
+  wire \$42 ;
+  wire \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire \$46 ;
+  wire \$47 ;
+  reg \$48 ;
+  reg \$49 ;
   wire \$5 ;
+  reg \$50 ;
+  reg \$51 ;
+  reg \$52 ;
+  reg \$53 ;
+  reg \$54 ;
+  reg \$55 ;
+  reg \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg \$59 ;
   wire \$6 ;
+  reg [1:0] \$60 ;
+  reg [31:0] \$61 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -757,16 +772,22 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   reg err_r = 1'h0;
   reg from_regs = 1'h0;
   wire in_regs;
+  reg in_regs_decoded = 1'h0;
   wire input_hit;
+  reg input_hit_decoded = 1'h0;
   input locked;
   wire locked;
   wire mapped;
   wire output_hit;
+  reg output_hit_decoded = 1'h0;
   reg [1:0] pending = 2'h0;
   wire read_only_window;
   wire refused;
+  wire refused_by_address;
+  reg refused_by_address_decoded = 1'h0;
   reg reg_known;
   reg reg_unlocked;
+  reg reg_unlocked_decoded = 1'h0;
   reg reg_writable;
   wire [9:0] registers__addr;
   input [31:0] registers__r_data;
@@ -779,6 +800,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   wire request;
   input rst;
   wire rst;
+  reg seen = 1'h0;
   reg waiting = 1'h0;
   output wb__ack;
   wire wb__ack;
@@ -798,6 +820,7 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   input wb__we;
   wire wb__we;
   wire weight_hit;
+  reg weight_hit_decoded = 1'h0;
   input windows__input__ack;
   wire windows__input__ack;
   wire [9:0] windows__input__addr;
@@ -828,20 +851,56 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   wire [31:0] windows__weight__w_data;
   output windows__weight__w_stb;
   reg windows__weight__w_stb;
+  assign \$26  = ~ wb__we;
+  assign \$27  = ~ ack_r;
+  assign \$28  = request & \$27 ;
+  assign \$29  = ~ err_r;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = ~ waiting;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = ~ accept;
+  assign \$34  = \$32  & \$33 ;
+  assign \$35  = | { windows__output__ack, windows__weight__ack, windows__input__ack };
+  assign \$36  = windows__input__ack ? windows__input__r_data : 32'd0;
+  assign \$37  = windows__weight__ack ? windows__weight__r_data : 32'd0;
+  assign \$38  = \$36  | \$37 ;
+  assign \$39  = windows__output__ack ? windows__output__r_data : 32'd0;
+  assign \$40  = \$38  | \$39 ;
+  assign \$41  = ~ request;
+  assign \$42  = ~ aborted;
+  assign \$43  = request & \$42 ;
+  assign \$44  = ~ aborted;
+  assign \$45  = request & \$44 ;
+  assign \$46  = ~ aborted;
+  assign \$47  = request & \$46 ;
   always @(posedge clk)
-    ack_r <= \$40 ;
+    refused_by_address_decoded <= \$48 ;
   always @(posedge clk)
-    err_r <= \$41 ;
+    in_regs_decoded <= \$49 ;
   always @(posedge clk)
-    from_regs <= \$42 ;
+    reg_unlocked_decoded <= \$50 ;
   always @(posedge clk)
-    waiting <= \$43 ;
+    input_hit_decoded <= \$51 ;
   always @(posedge clk)
-    aborted <= \$44 ;
+    weight_hit_decoded <= \$52 ;
   always @(posedge clk)
-    pending <= \$45 ;
+    output_hit_decoded <= \$53 ;
   always @(posedge clk)
-    dat_r <= \$46 ;
+    seen <= \$54 ;
+  always @(posedge clk)
+    ack_r <= \$55 ;
+  always @(posedge clk)
+    err_r <= \$56 ;
+  always @(posedge clk)
+    from_regs <= \$57 ;
+  always @(posedge clk)
+    waiting <= \$58 ;
+  always @(posedge clk)
+    aborted <= \$59 ;
+  always @(posedge clk)
+    pending <= \$60 ;
+  always @(posedge clk)
+    dat_r <= \$61 ;
   assign in_regs = ! \$1 ;
   assign input_hit = \$2  == 1'h1;
   assign weight_hit = \$3  == 3'h4;
@@ -855,15 +914,16 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$10  = in_regs & \$9 ;
   assign \$11  = \$10  | read_only_window;
   assign \$12  = wb__we & \$11 ;
-  assign \$13  = \$8  | \$12 ;
-  assign \$14  = wb__we & locked;
-  assign \$15  = \$14  & in_regs;
-  assign \$16  = ~ reg_unlocked;
-  assign \$17  = \$15  & \$16 ;
-  assign refused = \$13  | \$17 ;
+  assign refused_by_address = \$8  | \$12 ;
+  assign \$13  = wb__we & locked;
+  assign \$14  = \$13  & in_regs_decoded;
+  assign \$15  = ~ reg_unlocked_decoded;
+  assign \$16  = \$14  & \$15 ;
+  assign refused = refused_by_address_decoded | \$16 ;
   assign request = wb__cyc & wb__stb;
+  assign \$17  = request & seen;
   assign \$18  = ~ ack_r;
-  assign \$19  = request & \$18 ;
+  assign \$19  = \$17  & \$18 ;
   assign \$20  = ~ err_r;
   assign \$21  = \$19  & \$20 ;
   assign \$22  = ~ waiting;
@@ -874,439 +934,6 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
   assign \$23  = ~ wb__we;
   assign \$24  = ~ wb__we;
   assign \$25  = ~ wb__we;
-  assign \$26  = ~ wb__we;
-  assign \$27  = | { windows__output__ack, windows__weight__ack, windows__input__ack };
-  assign \$28  = windows__input__ack ? windows__input__r_data : 32'd0;
-  assign \$29  = windows__weight__ack ? windows__weight__r_data : 32'd0;
-  assign \$30  = \$28  | \$29 ;
-  assign \$31  = windows__output__ack ? windows__output__r_data : 32'd0;
-  assign \$32  = \$30  | \$31 ;
-  assign \$33  = ~ request;
-  assign \$34  = ~ aborted;
-  assign \$35  = request & \$34 ;
-  assign \$36  = ~ aborted;
-  assign \$37  = request & \$36 ;
-  assign \$38  = ~ aborted;
-  assign \$39  = request & \$38 ;
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    reg_unlocked = 1'h0;
-    casez (wb__adr)
-      12'h000:
-          reg_unlocked = 1'h0;
-      12'h001:
-          reg_unlocked = 1'h0;
-      12'h002:
-          reg_unlocked = 1'h0;
-      12'h003:
-          reg_unlocked = 1'h0;
-      12'h004:
-          reg_unlocked = 1'h0;
-      12'h005:
-          reg_unlocked = 1'h0;
-      12'h008:
-          reg_unlocked = 1'h1;
-      12'h009:
-          reg_unlocked = 1'h0;
-      12'h00a:
-          reg_unlocked = 1'h0;
-      12'h00b:
-          reg_unlocked = 1'h0;
-      12'h040:
-          reg_unlocked = 1'h0;
-      12'h041:
-          reg_unlocked = 1'h0;
-      12'h042:
-          reg_unlocked = 1'h0;
-      12'h043:
-          reg_unlocked = 1'h0;
-      12'h044:
-          reg_unlocked = 1'h0;
-      12'h045:
-          reg_unlocked = 1'h0;
-      12'h046:
-          reg_unlocked = 1'h0;
-      12'h047:
-          reg_unlocked = 1'h0;
-      12'h048:
-          reg_unlocked = 1'h0;
-      12'h049:
-          reg_unlocked = 1'h0;
-      12'h04a:
-          reg_unlocked = 1'h0;
-      12'h04b:
-          reg_unlocked = 1'h0;
-      12'h04c:
-          reg_unlocked = 1'h0;
-      12'h04d:
-          reg_unlocked = 1'h0;
-      12'h04e:
-          reg_unlocked = 1'h0;
-      12'h04f:
-          reg_unlocked = 1'h0;
-      12'h050:
-          reg_unlocked = 1'h0;
-      12'h051:
-          reg_unlocked = 1'h0;
-      12'h052:
-          reg_unlocked = 1'h0;
-      12'h053:
-          reg_unlocked = 1'h0;
-      12'h054:
-          reg_unlocked = 1'h0;
-      12'h055:
-          reg_unlocked = 1'h0;
-      12'h056:
-          reg_unlocked = 1'h0;
-      12'h057:
-          reg_unlocked = 1'h0;
-      12'h058:
-          reg_unlocked = 1'h0;
-      12'h059:
-          reg_unlocked = 1'h0;
-      12'h05a:
-          reg_unlocked = 1'h0;
-      12'h05b:
-          reg_unlocked = 1'h0;
-      12'h05c:
-          reg_unlocked = 1'h0;
-      12'h05d:
-          reg_unlocked = 1'h0;
-      12'h05e:
-          reg_unlocked = 1'h0;
-      12'h05f:
-          reg_unlocked = 1'h0;
-      12'h060:
-          reg_unlocked = 1'h0;
-      12'h061:
-          reg_unlocked = 1'h0;
-      12'h062:
-          reg_unlocked = 1'h0;
-      12'h063:
-          reg_unlocked = 1'h0;
-      12'h064:
-          reg_unlocked = 1'h0;
-      12'h065:
-          reg_unlocked = 1'h0;
-      12'h100:
-          reg_unlocked = 1'h0;
-      12'h101:
-          reg_unlocked = 1'h0;
-      12'h102:
-          reg_unlocked = 1'h0;
-      12'h103:
-          reg_unlocked = 1'h0;
-      12'h140:
-          reg_unlocked = 1'h0;
-      12'h141:
-          reg_unlocked = 1'h0;
-      12'h142:
-          reg_unlocked = 1'h0;
-      12'h143:
-          reg_unlocked = 1'h0;
-      12'h180:
-          reg_unlocked = 1'h0;
-      12'h181:
-          reg_unlocked = 1'h0;
-      12'h182:
-          reg_unlocked = 1'h0;
-      12'h183:
-          reg_unlocked = 1'h0;
-      12'h1c0:
-          reg_unlocked = 1'h0;
-      12'h1c1:
-          reg_unlocked = 1'h0;
-      12'h1c2:
-          reg_unlocked = 1'h0;
-      12'h1c3:
-          reg_unlocked = 1'h0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    registers__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        registers__r_stb = \$23 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    registers__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        registers__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__input__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        windows__input__r_stb = \$24 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__input__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        windows__input__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__weight__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-        windows__weight__r_stb = \$25 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__weight__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-        windows__weight__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__output__r_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-      end else if (output_hit) begin
-        windows__output__r_stb = \$26 ;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    windows__output__w_stb = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-      end else if (weight_hit) begin
-      end else if (output_hit) begin
-        windows__output__w_stb = wb__we;
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$40  = 1'h0;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        \$40  = 1'h1;
-      end else if (input_hit) begin
-        if (windows__input__ack) begin
-          \$40  = 1'h1;
-        end
-      end else if (weight_hit) begin
-        if (windows__weight__ack) begin
-          \$40  = 1'h1;
-        end
-      end else if (output_hit) begin
-        if (windows__output__ack) begin
-          \$40  = 1'h1;
-        end
-      end
-    end
-    if (waiting) begin
-      casez (pending)
-        2'h0:
-            if (windows__input__ack) begin
-              \$40  = \$35 ;
-            end
-        2'h1:
-            if (windows__weight__ack) begin
-              \$40  = \$37 ;
-            end
-        2'h2:
-            if (windows__output__ack) begin
-              \$40  = \$39 ;
-            end
-      endcase
-    end
-    if (rst) begin
-      \$40  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$41  = 1'h0;
-    if (accept) begin
-      if (refused) begin
-        \$41  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$41  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$42  = from_regs;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-        \$42  = 1'h1;
-      end else if (input_hit) begin
-        \$42  = 1'h0;
-      end else if (weight_hit) begin
-        \$42  = 1'h0;
-      end else if (output_hit) begin
-        \$42  = 1'h0;
-      end
-    end
-    if (rst) begin
-      \$42  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$43  = waiting;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__input__ack) begin
-        end else begin
-          \$43  = 1'h1;
-        end
-      end else if (weight_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__weight__ack) begin
-        end else begin
-          \$43  = 1'h1;
-        end
-      end else if (output_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__output__ack) begin
-        end else begin
-          \$43  = 1'h1;
-        end
-      end
-    end
-    if (waiting) begin
-      casez (pending)
-        2'h0:
-            if (windows__input__ack) begin
-              \$43  = 1'h0;
-            end
-        2'h1:
-            if (windows__weight__ack) begin
-              \$43  = 1'h0;
-            end
-        2'h2:
-            if (windows__output__ack) begin
-              \$43  = 1'h0;
-            end
-      endcase
-    end
-    if (rst) begin
-      \$43  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$44  = aborted;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__input__ack) begin
-        end else begin
-          \$44  = 1'h0;
-        end
-      end else if (weight_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__weight__ack) begin
-        end else begin
-          \$44  = 1'h0;
-        end
-      end else if (output_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__output__ack) begin
-        end else begin
-          \$44  = 1'h0;
-        end
-      end
-    end
-    if (waiting) begin
-      if (\$33 ) begin
-        \$44  = 1'h1;
-      end
-    end
-    if (rst) begin
-      \$44  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$45  = pending;
-    if (accept) begin
-      if (refused) begin
-      end else if (in_regs) begin
-      end else if (input_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__input__ack) begin
-        end else begin
-          \$45  = 2'h0;
-        end
-      end else if (weight_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__weight__ack) begin
-        end else begin
-          \$45  = 2'h1;
-        end
-      end else if (output_hit) begin
-        (* full_case = 32'd1 *)
-        if (windows__output__ack) begin
-        end else begin
-          \$45  = 2'h2;
-        end
-      end
-    end
-    if (rst) begin
-      \$45  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$46  = dat_r;
-    if (\$27 ) begin
-      \$46  = \$32 ;
-    end
-    if (rst) begin
-      \$46  = 32'd0;
-    end
-  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     reg_known = 1'h0;
@@ -1574,6 +1201,474 @@ module \convhw.bus (wb__stb, wb__we, wb__adr, windows__input__w_data, wb__sel, c
       12'h1c3:
           reg_writable = 1'h1;
     endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    reg_unlocked = 1'h0;
+    casez (wb__adr)
+      12'h000:
+          reg_unlocked = 1'h0;
+      12'h001:
+          reg_unlocked = 1'h0;
+      12'h002:
+          reg_unlocked = 1'h0;
+      12'h003:
+          reg_unlocked = 1'h0;
+      12'h004:
+          reg_unlocked = 1'h0;
+      12'h005:
+          reg_unlocked = 1'h0;
+      12'h008:
+          reg_unlocked = 1'h1;
+      12'h009:
+          reg_unlocked = 1'h0;
+      12'h00a:
+          reg_unlocked = 1'h0;
+      12'h00b:
+          reg_unlocked = 1'h0;
+      12'h040:
+          reg_unlocked = 1'h0;
+      12'h041:
+          reg_unlocked = 1'h0;
+      12'h042:
+          reg_unlocked = 1'h0;
+      12'h043:
+          reg_unlocked = 1'h0;
+      12'h044:
+          reg_unlocked = 1'h0;
+      12'h045:
+          reg_unlocked = 1'h0;
+      12'h046:
+          reg_unlocked = 1'h0;
+      12'h047:
+          reg_unlocked = 1'h0;
+      12'h048:
+          reg_unlocked = 1'h0;
+      12'h049:
+          reg_unlocked = 1'h0;
+      12'h04a:
+          reg_unlocked = 1'h0;
+      12'h04b:
+          reg_unlocked = 1'h0;
+      12'h04c:
+          reg_unlocked = 1'h0;
+      12'h04d:
+          reg_unlocked = 1'h0;
+      12'h04e:
+          reg_unlocked = 1'h0;
+      12'h04f:
+          reg_unlocked = 1'h0;
+      12'h050:
+          reg_unlocked = 1'h0;
+      12'h051:
+          reg_unlocked = 1'h0;
+      12'h052:
+          reg_unlocked = 1'h0;
+      12'h053:
+          reg_unlocked = 1'h0;
+      12'h054:
+          reg_unlocked = 1'h0;
+      12'h055:
+          reg_unlocked = 1'h0;
+      12'h056:
+          reg_unlocked = 1'h0;
+      12'h057:
+          reg_unlocked = 1'h0;
+      12'h058:
+          reg_unlocked = 1'h0;
+      12'h059:
+          reg_unlocked = 1'h0;
+      12'h05a:
+          reg_unlocked = 1'h0;
+      12'h05b:
+          reg_unlocked = 1'h0;
+      12'h05c:
+          reg_unlocked = 1'h0;
+      12'h05d:
+          reg_unlocked = 1'h0;
+      12'h05e:
+          reg_unlocked = 1'h0;
+      12'h05f:
+          reg_unlocked = 1'h0;
+      12'h060:
+          reg_unlocked = 1'h0;
+      12'h061:
+          reg_unlocked = 1'h0;
+      12'h062:
+          reg_unlocked = 1'h0;
+      12'h063:
+          reg_unlocked = 1'h0;
+      12'h064:
+          reg_unlocked = 1'h0;
+      12'h065:
+          reg_unlocked = 1'h0;
+      12'h100:
+          reg_unlocked = 1'h0;
+      12'h101:
+          reg_unlocked = 1'h0;
+      12'h102:
+          reg_unlocked = 1'h0;
+      12'h103:
+          reg_unlocked = 1'h0;
+      12'h140:
+          reg_unlocked = 1'h0;
+      12'h141:
+          reg_unlocked = 1'h0;
+      12'h142:
+          reg_unlocked = 1'h0;
+      12'h143:
+          reg_unlocked = 1'h0;
+      12'h180:
+          reg_unlocked = 1'h0;
+      12'h181:
+          reg_unlocked = 1'h0;
+      12'h182:
+          reg_unlocked = 1'h0;
+      12'h183:
+          reg_unlocked = 1'h0;
+      12'h1c0:
+          reg_unlocked = 1'h0;
+      12'h1c1:
+          reg_unlocked = 1'h0;
+      12'h1c2:
+          reg_unlocked = 1'h0;
+      12'h1c3:
+          reg_unlocked = 1'h0;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    registers__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        registers__r_stb = \$23 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    registers__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        registers__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__input__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        windows__input__r_stb = \$24 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__input__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        windows__input__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__weight__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+        windows__weight__r_stb = \$25 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__weight__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+        windows__weight__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__output__r_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+      end else if (output_hit_decoded) begin
+        windows__output__r_stb = \$26 ;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    windows__output__w_stb = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+      end else if (weight_hit_decoded) begin
+      end else if (output_hit_decoded) begin
+        windows__output__w_stb = wb__we;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$48  = refused_by_address;
+    if (rst) begin
+      \$48  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$49  = in_regs;
+    if (rst) begin
+      \$49  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$50  = reg_unlocked;
+    if (rst) begin
+      \$50  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$51  = input_hit;
+    if (rst) begin
+      \$51  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$52  = weight_hit;
+    if (rst) begin
+      \$52  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$53  = output_hit;
+    if (rst) begin
+      \$53  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$54  = \$34 ;
+    if (rst) begin
+      \$54  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$55  = 1'h0;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        \$55  = 1'h1;
+      end else if (input_hit_decoded) begin
+        if (windows__input__ack) begin
+          \$55  = 1'h1;
+        end
+      end else if (weight_hit_decoded) begin
+        if (windows__weight__ack) begin
+          \$55  = 1'h1;
+        end
+      end else if (output_hit_decoded) begin
+        if (windows__output__ack) begin
+          \$55  = 1'h1;
+        end
+      end
+    end
+    if (waiting) begin
+      casez (pending)
+        2'h0:
+            if (windows__input__ack) begin
+              \$55  = \$43 ;
+            end
+        2'h1:
+            if (windows__weight__ack) begin
+              \$55  = \$45 ;
+            end
+        2'h2:
+            if (windows__output__ack) begin
+              \$55  = \$47 ;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$55  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$56  = 1'h0;
+    if (accept) begin
+      if (refused) begin
+        \$56  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$56  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$57  = from_regs;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+        \$57  = 1'h1;
+      end else if (input_hit_decoded) begin
+        \$57  = 1'h0;
+      end else if (weight_hit_decoded) begin
+        \$57  = 1'h0;
+      end else if (output_hit_decoded) begin
+        \$57  = 1'h0;
+      end
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$58  = waiting;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__input__ack) begin
+        end else begin
+          \$58  = 1'h1;
+        end
+      end else if (weight_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__weight__ack) begin
+        end else begin
+          \$58  = 1'h1;
+        end
+      end else if (output_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__output__ack) begin
+        end else begin
+          \$58  = 1'h1;
+        end
+      end
+    end
+    if (waiting) begin
+      casez (pending)
+        2'h0:
+            if (windows__input__ack) begin
+              \$58  = 1'h0;
+            end
+        2'h1:
+            if (windows__weight__ack) begin
+              \$58  = 1'h0;
+            end
+        2'h2:
+            if (windows__output__ack) begin
+              \$58  = 1'h0;
+            end
+      endcase
+    end
+    if (rst) begin
+      \$58  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$59  = aborted;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__input__ack) begin
+        end else begin
+          \$59  = 1'h0;
+        end
+      end else if (weight_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__weight__ack) begin
+        end else begin
+          \$59  = 1'h0;
+        end
+      end else if (output_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__output__ack) begin
+        end else begin
+          \$59  = 1'h0;
+        end
+      end
+    end
+    if (waiting) begin
+      if (\$41 ) begin
+        \$59  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$59  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$60  = pending;
+    if (accept) begin
+      if (refused) begin
+      end else if (in_regs_decoded) begin
+      end else if (input_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__input__ack) begin
+        end else begin
+          \$60  = 2'h0;
+        end
+      end else if (weight_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__weight__ack) begin
+        end else begin
+          \$60  = 2'h1;
+        end
+      end else if (output_hit_decoded) begin
+        (* full_case = 32'd1 *)
+        if (windows__output__ack) begin
+        end else begin
+          \$60  = 2'h2;
+        end
+      end
+    end
+    if (rst) begin
+      \$60  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$61  = dat_r;
+    if (\$35 ) begin
+      \$61  = \$40 ;
+    end
+    if (rst) begin
+      \$61  = 32'd0;
+    end
   end
   assign windows__input__addr = wb__adr[9:0];
   assign wb__dat_w = windows__input__w_data;
@@ -14267,56 +14362,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$1717$376 (job[391:376]),
-    .\port$2658$0 (acc_row_s1),
+    .\port$1726$376 (job[391:376]),
+    .\port$2681$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$1717$224 (job[239:224]),
-    .\port$2564$0 (o0),
+    .\port$1726$224 (job[239:224]),
+    .\port$2587$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$2550$0 (chunks),
-    .\port$2720$0 (local2_s3),
+    .\port$2573$0 (chunks),
+    .\port$2743$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$2530$0 (window1),
-    .\port$2684$0 (local0_s2),
+    .\port$2553$0 (window1),
+    .\port$2707$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$2548$0 (window2),
-    .\port$2550$0 (chunks),
+    .\port$2571$0 (window2),
+    .\port$2573$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$2718$0 (local1_s3),
-    .\port$2765$0 (\p$172 [9:0]),
+    .\port$2741$0 (local1_s3),
+    .\port$2788$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2765$0 (\p$172 [9:0]),
-    .\port$2768$0 (\p$188 [9:0]),
+    .\port$2788$0 (\p$172 [9:0]),
+    .\port$2791$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -15975,7 +16070,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1717$376 , flush, \port$2658$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1726$376 , flush, \port$2681$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -15989,24 +16084,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1717$376 , flush, \port$
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$1717$376 ;
-  wire [15:0] \port$1717$376 ;
-  input [7:0] \port$2658$0 ;
-  wire [7:0] \port$2658$0 ;
+  input [15:0] \port$1726$376 ;
+  wire [15:0] \port$1726$376 ;
+  input [7:0] \port$2681$0 ;
+  wire [7:0] \port$2681$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2658$0  * \port$1717$376 ;
+  assign \$1  = \port$2681$0  * \port$1726$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2658$0  };
-  assign \a$1  = { 1'h0, \port$2658$0  };
-  assign b = { 1'h0, \port$1717$376  };
-  assign \b$3  = { 1'h0, \port$1717$376  };
+  assign a = { 1'h0, \port$2681$0  };
+  assign \a$1  = { 1'h0, \port$2681$0  };
+  assign b = { 1'h0, \port$1726$376  };
+  assign \b$3  = { 1'h0, \port$1726$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1717$224 , flush, \port$2564$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1726$224 , flush, \port$2587$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16020,24 +16115,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1717$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$1717$224 ;
-  wire [15:0] \port$1717$224 ;
-  input [15:0] \port$2564$0 ;
-  wire [15:0] \port$2564$0 ;
+  input [15:0] \port$1726$224 ;
+  wire [15:0] \port$1726$224 ;
+  input [15:0] \port$2587$0 ;
+  wire [15:0] \port$2587$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2564$0  * \port$1717$224 ;
+  assign \$1  = \port$2587$0  * \port$1726$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2564$0  };
-  assign \a$1  = { 1'h0, \port$2564$0  };
-  assign b = { 1'h0, \port$1717$224  };
-  assign \b$3  = { 1'h0, \port$1717$224  };
+  assign a = { 1'h0, \port$2587$0  };
+  assign \a$1  = { 1'h0, \port$2587$0  };
+  assign b = { 1'h0, \port$1726$224  };
+  assign \b$3  = { 1'h0, \port$1726$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2550$0 , \port$2720$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2573$0 , \port$2743$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16051,24 +16146,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2550$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2550$0 ;
-  wire [9:0] \port$2550$0 ;
-  input [9:0] \port$2720$0 ;
-  wire [9:0] \port$2720$0 ;
+  input [9:0] \port$2573$0 ;
+  wire [9:0] \port$2573$0 ;
+  input [9:0] \port$2743$0 ;
+  wire [9:0] \port$2743$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2720$0  * \port$2550$0 ;
+  assign \$1  = \port$2743$0  * \port$2573$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2720$0  };
-  assign \a$1  = { 1'h0, \port$2720$0  };
-  assign b = { 1'h0, \port$2550$0  };
-  assign \b$3  = { 1'h0, \port$2550$0  };
+  assign a = { 1'h0, \port$2743$0  };
+  assign \a$1  = { 1'h0, \port$2743$0  };
+  assign b = { 1'h0, \port$2573$0  };
+  assign \b$3  = { 1'h0, \port$2573$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2530$0 , \port$2684$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2553$0 , \port$2707$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16082,24 +16177,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2530$0 , \port$26
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2530$0 ;
-  wire [9:0] \port$2530$0 ;
-  input [9:0] \port$2684$0 ;
-  wire [9:0] \port$2684$0 ;
+  input [9:0] \port$2553$0 ;
+  wire [9:0] \port$2553$0 ;
+  input [9:0] \port$2707$0 ;
+  wire [9:0] \port$2707$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2684$0  * \port$2530$0 ;
+  assign \$1  = \port$2707$0  * \port$2553$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2684$0  };
-  assign \a$1  = { 1'h0, \port$2684$0  };
-  assign b = { 1'h0, \port$2530$0  };
-  assign \b$3  = { 1'h0, \port$2530$0  };
+  assign a = { 1'h0, \port$2707$0  };
+  assign \a$1  = { 1'h0, \port$2707$0  };
+  assign b = { 1'h0, \port$2553$0  };
+  assign \b$3  = { 1'h0, \port$2553$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2548$0 , \port$2550$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2571$0 , \port$2573$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16113,24 +16208,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2548$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2548$0 ;
-  wire [9:0] \port$2548$0 ;
-  input [9:0] \port$2550$0 ;
-  wire [9:0] \port$2550$0 ;
+  input [9:0] \port$2571$0 ;
+  wire [9:0] \port$2571$0 ;
+  input [9:0] \port$2573$0 ;
+  wire [9:0] \port$2573$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2548$0  * \port$2550$0 ;
+  assign \$1  = \port$2571$0  * \port$2573$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2548$0  };
-  assign \a$1  = { 1'h0, \port$2548$0  };
-  assign b = { 1'h0, \port$2550$0  };
-  assign \b$3  = { 1'h0, \port$2550$0  };
+  assign a = { 1'h0, \port$2571$0  };
+  assign \a$1  = { 1'h0, \port$2571$0  };
+  assign b = { 1'h0, \port$2573$0  };
+  assign \b$3  = { 1'h0, \port$2573$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2718$0 , \port$2765$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2741$0 , \port$2788$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16144,24 +16239,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2718$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2718$0 ;
-  wire [9:0] \port$2718$0 ;
-  input [9:0] \port$2765$0 ;
-  wire [9:0] \port$2765$0 ;
+  input [9:0] \port$2741$0 ;
+  wire [9:0] \port$2741$0 ;
+  input [9:0] \port$2788$0 ;
+  wire [9:0] \port$2788$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2718$0  * \port$2765$0 ;
+  assign \$1  = \port$2741$0  * \port$2788$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2718$0  };
-  assign \a$1  = { 1'h0, \port$2718$0  };
-  assign b = { 1'h0, \port$2765$0  };
-  assign \b$3  = { 1'h0, \port$2765$0  };
+  assign a = { 1'h0, \port$2741$0  };
+  assign \a$1  = { 1'h0, \port$2741$0  };
+  assign b = { 1'h0, \port$2788$0  };
+  assign \b$3  = { 1'h0, \port$2788$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2765$0 , \port$2768$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2788$0 , \port$2791$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16175,19 +16270,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2765$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2765$0 ;
-  wire [9:0] \port$2765$0 ;
-  input [9:0] \port$2768$0 ;
-  wire [9:0] \port$2768$0 ;
+  input [9:0] \port$2788$0 ;
+  wire [9:0] \port$2788$0 ;
+  input [9:0] \port$2791$0 ;
+  wire [9:0] \port$2791$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2768$0  * \port$2765$0 ;
+  assign \$1  = \port$2791$0  * \port$2788$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2768$0  };
-  assign \a$1  = { 1'h0, \port$2768$0  };
-  assign b = { 1'h0, \port$2765$0  };
-  assign \b$3  = { 1'h0, \port$2765$0  };
+  assign a = { 1'h0, \port$2791$0  };
+  assign \a$1  = { 1'h0, \port$2791$0  };
+  assign b = { 1'h0, \port$2788$0  };
+  assign \b$3  = { 1'h0, \port$2788$0  };
   assign \p$5  = p;
 endmodule
 

@@ -164,7 +164,9 @@ def main(argv=None) -> int:
                            "cells": _yosys_cells(log.read_text()) if log.is_file() else {}}
             when = date
         row = row_of(size, config, summary, when)
-        row.update(commit=commit, command=command, machine=machine)
+        # A summary read back was built by an earlier run, at a commit it does not record.
+        row.update(commit="an earlier build" if args.record_only else commit, command=command,
+                   machine=machine)
         recorded[row["array"]] = row
         print(render([row], COLUMNS), flush=True)
         if not args.no_write:

@@ -306,8 +306,9 @@ class VerilatorTransport(_transport.Transport):
         wait_idle>`; ``status_address`` must then be STATUS's.
 
         STATUS is read over the bus, in C++, with ``poll_interval`` idle cycles between reads
-        (each read takes 2 cycles). The engine computes throughout, so polling costs no
-        simulation time; the interval only bounds how late the end of a job is seen.
+        (each read takes 3 cycles: the host-fed engine's slave decodes the address first). The
+        engine computes throughout, so polling costs no simulation time; the interval only
+        bounds how late the end of a job is seen.
 
         Raises
         ------

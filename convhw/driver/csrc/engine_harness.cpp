@@ -51,7 +51,7 @@ constexpr int kTimeout = 2;
 constexpr int kStillBusy = 3;
 
 constexpr uint32_t kFullWord = 0xF;
-// The slave answers a register access in 2 cycles and a window access in a few more; an access
+// The slave answers a register access in 3 cycles and a window access in a few more; an access
 // unanswered after this many cycles means a broken design, not a slow one.
 constexpr int kAccessTimeout = 1000;
 // Trace time units per clock cycle (the rising edge at k * kTracePeriod).

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from . import __version__
+from .config import COMMAND_LINE_OVERRIDES as _OVERRIDES
 from .serial_protocol import MEMORY_KINDS
 
 
@@ -67,8 +68,6 @@ def _explore(args) -> int:
     print(f"convhw explore: report in {out}/report.md, report.html, pareto.png")
     return 0
 
-
-_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth", "dsp_pes")
 
 
 def _config(args, command: str, default: str | None = None):

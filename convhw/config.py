@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["BUSES", "PRESETS", "SOURCE_RANGE_CHECKS", "EngineConfig"]
+__all__ = ["BUSES", "COMMAND_LINE_OVERRIDES", "PRESETS", "SOURCE_RANGE_CHECKS", "EngineConfig"]
 
 BUS_DATA_WIDTH = 32
 #: Bus families of the list engine's ports (``EngineConfig.bus``).
@@ -30,6 +30,11 @@ def _check_int(name: str, value: Any, low: int, high: int) -> int:
         raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
     return int(value)
 
+
+
+#: The engine parameters ``convhw build``, ``synth`` and ``generate`` override on the command line
+#: (``--rows``, ...), and so the ones a build's repeat command may name instead of a preset.
+COMMAND_LINE_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth", "dsp_pes")
 
 @dataclasses.dataclass(frozen=True)
 class EngineConfig:

@@ -156,6 +156,10 @@ def test_summary_command_repeats_the_build():
     large = dataclasses.replace(default, rows=12, cols=12)
     assert _command("convhw synth --part ecp5-85f", large, "default", {"--seed": 2}) == \
         "convhw synth --part ecp5-85f --rows 12 --cols 12 --seed 2"
+    # PEs in logic are a command-line override too (it was named only after a "#").
+    logic = dataclasses.replace(large, dsp_pes=118)
+    assert _command("convhw synth --part ecp5-85f", logic, "default", {}) == \
+        "convhw synth --part ecp5-85f --rows 12 --cols 12 --dsp-pes 118"
     assert _command("convhw build --board ulx3s", PRESETS["small"], "default",
                     {"--clock": "50"}) == "convhw build --board ulx3s --preset small --clock 50"
     odd = dataclasses.replace(default, acc_width=24)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from .. import progress
+from ..config import COMMAND_LINE_OVERRIDES as _OVERRIDES
 from ..config import EngineConfig
 from . import Board
 from . import board as find_board
@@ -237,10 +238,6 @@ def _run(command: list[str], cwd: Path, env: dict, log: Path) -> None:
         tail = "\n".join((result.stderr or result.stdout).splitlines()[-30:])
         raise RuntimeError(f"{command[0]} failed (exit status {result.returncode}); "
                            f"full log: {log}\n{tail}")
-
-
-#: The engine parameters the command line can override (``convhw build/synth --rows ...``).
-_OVERRIDES = ("rows", "cols", "input_depth", "weight_depth", "acc_depth", "dsp_pes")
 
 
 def _command(base: str, config: EngineConfig, preset: str, options: dict) -> str:

@@ -1,5 +1,5 @@
-"""Tap packing: a layer with few input channels (a network's stem) rewritten so that its kernel
-taps along x fill the array's rows.
+"""Packings: a layer with few input channels (a network's stem) rewritten so that its kernel
+taps fill the array's rows.
 
 The array multiplies ``rows`` input channels per cycle. A stem has 1-4 (RGB images, audio
 samples): ResNet-18's 7x7 stride-2 stem keeps 3 of 8 rows busy (0.37 of the array's MACs, the
@@ -16,11 +16,26 @@ then the same sum of the same products (integers: the same result to the bit); t
 layer has no x padding, and its input is cut so that its output has exactly the original
 size. The packed input is ``P`` times the original's: it is made by whoever writes the layer's
 input (the host, for a network's first layer).
+
+A tap packing leaves ``rows mod C`` rows idle and zero taps where ``P`` does not divide ``K``
+(a 3x3 stride-2 stem on 3 channels: 6 of 8 rows, 4 tap products for 3). The window packing
+(:class:`WindowPacking`, im2col over the innermost ``n`` spatial dimensions) packs every tap
+of those dimensions, with their stride, into the channels:
+
+    x'[(c, k), ..., v] = xpad[c, ..., v * stride + k * dilation]      (k, v over those dims)
+    w'[o, (c, k), ..., 0] = w[o, c, ..., k]
+
+a layer of ``C * prod(K)`` channels with a kernel of 1 and stride 1 along the folded dimensions:
+27 channels for that stem, 4 input words of 8 per output pixel where the tap packing streams 6.
+Its input is ``prod(K) / prod(stride)`` times the original's (12 for ResNet-18's 7x7 stride-2
+stem). :func:`packing_for` estimates each candidate on the engine, memory traffic included, and
+keeps the fastest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -28,7 +43,8 @@ import numpy as np
 from ..config import EngineConfig
 from ..spec import ConvSpec
 
-__all__ = ["TapPacking", "packing_for", "tap_packing"]
+__all__ = ["TapPacking", "WindowPacking", "packing_candidates", "packing_for", "tap_packing",
+           "window_packing"]
 
 _NUMPY_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -41,6 +57,11 @@ class TapPacking:
     original: ConvSpec
     spec: ConvSpec
     taps: int
+
+    @property
+    def key(self) -> tuple:
+        """What tells this packing's weights from another's (a resident weight's key)."""
+        return ("taps", self.taps)
 
     def input_shape(self, shape) -> tuple[int, ...]:
         """The packed input's shape for an original input of ``shape``."""
@@ -87,6 +108,78 @@ class TapPacking:
         return w.reshape(w.shape[0], w.shape[1] * p, *w.shape[3:])
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowPacking:
+    """An im2col packing (:func:`window_packing`): the innermost :attr:`folded` spatial
+    dimensions' taps and strides packed into the channels of the packed layer :attr:`spec`."""
+
+    original: ConvSpec
+    spec: ConvSpec
+    folded: int
+
+    @property
+    def key(self) -> tuple:
+        """What tells this packing's weights from another's (a resident weight's key)."""
+        return ("window", self.folded)
+
+    def input_shape(self, shape) -> tuple[int, ...]:
+        """The packed input's shape for an original input of ``shape``: the folded dimensions
+        are the output's."""
+        spec, n = self.original, self.folded
+        shape = tuple(shape)
+        out = spec.output_shape(shape)
+        taps = math.prod(spec.kernel_size[-n:])
+        return (*shape[:-spec.dims - 1], shape[-spec.dims - 1] * taps,
+                *shape[-spec.dims:-n], *out[-n:])
+
+    def input(self, x, pad_value: int = 0) -> np.ndarray:
+        """The packed input of ``x`` (``(N, C, *spatial)`` or ``(C, *spatial)``):
+        ``pad_value`` is the value of zero padding (an input's zero point)."""
+        spec, n = self.original, self.folded
+        x = np.asarray(x)
+        widths = [(0, 0)] * (x.ndim - n) + [tuple(p) for p in spec.padding[-n:]]
+        mode = _NUMPY_MODES.get(spec.padding_mode)
+        xpad = (np.pad(x, widths, mode=mode) if mode else
+                np.pad(x, widths, constant_values=pad_value))
+        out = self.input_shape(x.shape)[-n:]
+        lead = (slice(None),) * (x.ndim - n)
+        parts = []
+        for taps in itertools.product(*(range(k) for k in spec.kernel_size[-n:])):
+            window = tuple(slice(k * d, k * d + (o - 1) * s + 1, s) for k, d, s, o in
+                           zip(taps, spec.dilation[-n:], spec.stride[-n:], out))
+            parts.append(xpad[lead + window])
+        channel_axis = x.ndim - spec.dims - 1
+        packed = np.stack(parts, axis=channel_axis + 1)        # (.., C, taps, .., out)
+        return packed.reshape(self.input_shape(x.shape))
+
+    def weight(self, weight) -> np.ndarray:
+        """The packed weights of ``weight`` (torch's ``(out, in, *kernel)``)."""
+        w = np.asarray(weight)
+        n, dims = self.folded, self.original.dims
+        # (o, c, *unfolded, *folded) -> (o, c, *folded, *unfolded): channel-major, the folded
+        # taps in the order input() stacks them.
+        w = np.moveaxis(w, list(range(2 + dims - n, 2 + dims)), list(range(2, 2 + n)))
+        return w.reshape(w.shape[0], -1, *w.shape[2 + n:], *([1] * n))
+
+
+def window_packing(spec: ConvSpec, folded: int) -> WindowPacking | None:
+    """The im2col packing of ``spec``'s innermost ``folded`` spatial dimensions, or ``None``
+    for a layer it does not apply to (transposed, grouped, or no taps in those dimensions)."""
+    if spec.transposed or spec.groups != 1 or not 1 <= folded <= spec.dims:
+        return None
+    if math.prod(spec.kernel_size[-folded:]) < 2:
+        return None
+    keep = spec.dims - folded
+    packed = dataclasses.replace(
+        spec, in_channels=spec.in_channels * math.prod(spec.kernel_size[-folded:]),
+        kernel_size=(*spec.kernel_size[:keep], *(1,) * folded),
+        stride=(*spec.stride[:keep], *(1,) * folded),
+        dilation=(*spec.dilation[:keep], *(1,) * folded),
+        padding=(*spec.padding[:keep], *((0, 0),) * folded),
+        padding_mode=spec.padding_mode if any(map(any, spec.padding[:keep])) else "zeros")
+    return WindowPacking(original=spec, spec=packed, folded=folded)
+
+
 def tap_packing(spec: ConvSpec, config: EngineConfig) -> TapPacking | None:
     """The packing of ``spec`` for ``config``'s array, or ``None`` when it would not fill more
     rows: a forward layer of one group whose input channels fill at most half the rows and
@@ -109,16 +202,43 @@ def tap_packing(spec: ConvSpec, config: EngineConfig) -> TapPacking | None:
     return TapPacking(original=spec, spec=packed, taps=p)
 
 
-def packing_for(spec: ConvSpec, input_shape, config: EngineConfig) -> TapPacking | None:
+def packing_candidates(spec: ConvSpec, config: EngineConfig) -> list:
+    """Every packing of ``spec`` that fills more of ``config``'s rows than the layer does:
+    the tap packing and the window packings of 1 to ``dims`` dimensions, for a forward layer
+    of one group whose input channels fill at most half the rows."""
+    if spec.transposed or spec.groups != 1 or 2 * spec.in_channels > config.rows:
+        return []
+    candidates = [tap_packing(spec, config)]
+    candidates += [window_packing(spec, n) for n in range(1, spec.dims + 1)]
+    return [c for c in candidates if c is not None]
+
+
+def packing_for(spec: ConvSpec, input_shape, config: EngineConfig, memory=None):
     """The packing the list engine runs ``spec`` on an input of ``input_shape`` with when the
-    host writes that input (a single layer, a list's first): :func:`tap_packing`'s, unless
-    the engine cannot hold the packed layer (then None). ``Device`` and
-    :func:`convhw.estimate.estimate` both follow it."""
-    packing = tap_packing(spec, config)
-    if packing is None:
+    host writes that input (a single layer, a list's first), or ``None``: of
+    :func:`packing_candidates` that the engine can hold, the one with the fewest cycles by
+    the cycle model's bound (:func:`convhw.estimate.estimate`, ``exact=False``: the engine's
+    busy cycles or the memory's, ``memory`` the memory model, by default
+    :class:`~convhw.memory_model.MemoryModel`'s), if it takes fewer than the layer as written.
+    ``Device`` and :func:`convhw.estimate.estimate` both follow it."""
+    from ..estimate import estimate             # (estimate models packed layers with this)
+
+    candidates = []
+    for packing in packing_candidates(spec, config):
+        shape = packing.input_shape(input_shape)
+        try:
+            config.check_layer(packing.spec, shape)
+        except ValueError:
+            continue
+        candidates.append((packing, shape))
+    if not candidates:
         return None
-    try:
-        config.check_layer(packing.spec, packing.input_shape(input_shape))
-    except ValueError:
-        return None
-    return packing
+    kwargs = dict(config=config, requantize=True, exact=False, pack_taps=False)
+    if memory is not None:
+        kwargs["memory"] = memory
+    best, best_cycles = None, estimate(spec, input_shape, **kwargs).cycles
+    for packing, shape in candidates:
+        cycles = estimate(packing.spec, shape, **kwargs).cycles
+        if cycles < best_cycles:
+            best, best_cycles = packing, cycles
+    return best

@@ -348,7 +348,7 @@ class Device:
                     checked[0] = dataclasses.replace(
                         first, spec=packing.spec, weight=packing.weight(first.weight),
                         resident_key=(None if first.resident_key is None
-                                      else (first.resident_key, "taps", packing.taps)))
+                                      else (first.resident_key, *packing.key)))
                 driver = self.driver
                 if not hasattr(driver, "run_layers"):
                     raise ValueError(f"the {self._name!r} device's engine runs no descriptor "
@@ -370,9 +370,10 @@ class Device:
             return output, run
 
     def _packing(self, spec, input_shape):
-        """The tap packing (:func:`convhw.compiler.packing.tap_packing`) a layer whose input
-        the host writes runs with on this device, or None. The simulated list engines pack a
-        low-channel layer (its cycles fall nearly by the taps packed); a serial board does
+        """The packing (:func:`convhw.compiler.packing.packing_for`: x taps, or im2col over
+        the innermost dimensions) a layer whose input the host writes runs with on this
+        device, or None. The simulated list engines pack a low-channel layer (its cycles fall
+        nearly by the rows it fills); a serial board does
         not, since its link, not the array, sets its time and the packed input is that many
         times larger; nor does a layer whose packed form the engine cannot hold."""
         if self._name not in ("amaranth", "verilator"):

@@ -8,8 +8,8 @@ cycle, latency 20): the list engine's cycles from START to DONE of the layer's l
 (the cycle model, which equals the RTL's CYCLES register on every layer checked:
 tests/test_list_cycles.py), or with ``--bound`` its lower bound (fast, a few percent low). Each
 layer is modelled as the simulated devices run a layer whose input the host writes: a
-low-channel layer (the stems) tap-packed (:mod:`convhw.compiler.packing`), reading its packed
-input.
+low-channel layer (the stems) packed, its taps in the rows (:mod:`convhw.compiler.packing`:
+x taps or im2col, whichever is fastest), reading its packed input.
 
 Conventional: the same layers on a weight-stationary array of the same rows x cols, as
 SCALE-Sim's analytical model counts them (Samajdar et al., "A Systematic Methodology for

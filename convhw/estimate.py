@@ -110,8 +110,9 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
         with it.
     pack_taps : bool
         Model the layer as the simulated devices run it when the host writes its input: a
-        low-channel layer with its x taps packed into the rows
-        (:func:`convhw.compiler.packing.packing_for`; the input read is the packed one).
+        low-channel layer with its taps packed into the rows (x taps, or im2col over the
+        innermost dimensions, whichever :func:`convhw.compiler.packing.packing_for` finds
+        fastest behind ``memory``; the input read is the packed one).
         False: as written (what a list's later layer, or a serial board, runs).
     """
     if not isinstance(spec, ConvSpec):
@@ -122,7 +123,7 @@ def estimate(spec: ConvSpec, input_shape, *, config: EngineConfig | None = None,
     shape = tuple(input_shape)
     useful_macs = spec.useful_macs(shape)
     if pack_taps:
-        packing = packing_for(spec, shape, config)
+        packing = packing_for(spec, shape, config, memory)
         if packing is not None:
             spec, shape = packing.spec, packing.input_shape(shape)
     builder = ListBuilder(config)

@@ -88,9 +88,15 @@ def streamer_latency(config: EngineConfig) -> int:
 
 def weight_guard(config: EngineConfig) -> int:
     """Cycles a weight bank stays closed after the cycle following its pass's last word
-    entered the array: until the last PE has used the bank's weights, which it takes
-    :func:`array_input_stages` cycles after the word entered."""
-    return max(0, config.rows + config.cols - 5 + array_input_stages(config))
+    entered the array. PE ``(r, c)`` takes that word's lane ``r`` ``r + c`` cycles after
+    row 0 of column 0 does, and the loader writes the bank row by row, row ``r`` ``r`` cycles
+    after row 0 (:class:`~convhw.gateware.weight_loader.WeightLoader`): so only the columns'
+    delay binds, not the rows'. The bound is the same with and without the deep pipeline
+    (measured: its extra stages before the PEs and the loader's word register offset each
+    other). Tight: one cycle less corrupts the sums of short passes
+    (``tests/test_list_cycles.py::test_weight_guard_is_tight``, both pipelines, 4 and 8
+    rows; ``tests/test_engine.py::test_weight_guard_is_tight``)."""
+    return max(0, config.cols - 4)
 
 
 # -- the pass sequencer ----------------------------------------------------------------------

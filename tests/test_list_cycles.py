@@ -309,3 +309,20 @@ def test_weight_slots_reused_across_tiles_exact():
     (have,) = outputs(got, placed)
     (want,) = reference(x, layers)
     assert np.array_equal(have, want)
+
+
+@pytest.mark.parametrize("rows, deep", [(4, False), (4, True), (8, False), (8, True)])
+def test_weight_guard_is_tight(rows, deep, monkeypatch):
+    """timing.weight_guard, which the loader and the cycle model both read, is the least
+    that keeps the strided layer's short passes right (8 columns, 8 output channels): exact
+    and CYCLES equal to the model with it; with one cycle less a weight bank is overwritten
+    while the last column still multiplies with it, and the results go wrong. The rows do
+    not change the bound (the loader writes them in order)."""
+    config = EngineConfig(rows=rows, cols=8, input_depth=256, weight_depth=512, acc_depth=64,
+                          memory_width=32, deep_pipeline=deep)
+    guard = timing.weight_guard(config)
+    assert guard == 4
+    check_exact("strided", MemoryModel(8, 20), config)
+    monkeypatch.setattr(timing, "weight_guard", lambda c: guard - 1)
+    with pytest.raises(AssertionError, match="layer 0"):
+        check_exact("strided", MemoryModel(8, 20), config)

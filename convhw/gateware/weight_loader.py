@@ -32,10 +32,12 @@ class WeightLoader(wiring.Component):
     is reloaded
     only when the array is done with it: after the last word of the pass that used it entered
     the array (``pass_end`` with ``pass_end_bank``, in the cycle that word is at the array's
-    input), the bank stays closed for the cycle after and :attr:`guard` more. The first row is
-    then written two cycles after the load begins, so never earlier than the array allows
-    (``s + rows + cols - 2`` cycles after the last word that used the bank entered, ``s`` the
-    array's input stages).
+    input), the bank stays closed for the cycle after and :attr:`guard` more. Row ``r`` is
+    then written ``r + 2`` cycles after the load begins (``r + 3`` with the deep pipeline), so
+    never earlier than the array allows: its last PE, in column ``cols - 1``, is done with the
+    bank ``s + r + cols - 1`` cycles after the last word that used it entered (``s`` the
+    array's input stages). Since the rows are written in order, a row at a time, the guard
+    depends on the columns only (:func:`convhw.timing.weight_guard`).
 
     Timing of one load begun in cycle ``a`` (the first cycle in which ``passes_in`` is valid,
     the loader idle and the next bank free): weight word ``weights + r`` (the descriptor's

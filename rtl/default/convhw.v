@@ -25253,11 +25253,11 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [4:0] \$25 ;
+  wire [3:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [4:0] \$29 ;
+  wire [3:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -25284,8 +25284,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg [3:0] \$53 ;
-  reg [3:0] \$54 ;
+  reg [2:0] \$53 ;
+  reg [2:0] \$54 ;
   reg [1:0] \$55 ;
   reg \$56 ;
   reg \$57 ;
@@ -25384,8 +25384,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire rst;
   input start;
   wire start;
-  reg [3:0] timer0 = 4'h0;
-  reg [3:0] timer1 = 4'h0;
+  reg [2:0] timer0 = 3'h0;
+  reg [2:0] timer1 = 3'h0;
   wire unused;
   output w_bank;
   reg w_bank;
@@ -25521,36 +25521,36 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$53  = timer0;
     if (\$23 ) begin
-      \$53  = 4'hc;
+      \$53  = 3'h4;
     end else if (\$24 ) begin
-      \$53  = \$25 [3:0];
+      \$53  = \$25 [2:0];
     end
     if (start) begin
-      \$53  = 4'h0;
+      \$53  = 3'h0;
     end
     if (flush) begin
-      \$53  = 4'h0;
+      \$53  = 3'h0;
     end
     if (rst) begin
-      \$53  = 4'h0;
+      \$53  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$54  = timer1;
     if (\$27 ) begin
-      \$54  = 4'hc;
+      \$54  = 3'h4;
     end else if (\$28 ) begin
-      \$54  = \$29 [3:0];
+      \$54  = \$29 [2:0];
     end
     if (start) begin
-      \$54  = 4'h0;
+      \$54  = 3'h0;
     end
     if (flush) begin
-      \$54  = 4'h0;
+      \$54  = 3'h0;
     end
     if (rst) begin
-      \$54  = 4'h0;
+      \$54  = 3'h0;
     end
   end
   always @* begin

@@ -8245,11 +8245,11 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [3:0] \$25 ;
+  wire [1:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [3:0] \$29 ;
+  wire [1:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -8276,20 +8276,18 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg [2:0] \$53 ;
-  reg [2:0] \$54 ;
-  reg [1:0] \$55 ;
+  reg [1:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
   reg \$56 ;
   reg \$57 ;
-  reg \$58 ;
+  reg [2:0] \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg [2:0] \$60 ;
-  reg \$61 ;
-  reg [2:0] \$62 ;
-  reg [31:0] \$63 ;
-  reg \$64 ;
-  reg [2:0] \$65 ;
+  reg [31:0] \$61 ;
+  reg \$62 ;
+  reg [2:0] \$63 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -8376,8 +8374,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire rst;
   input start;
   wire start;
-  reg [2:0] timer0 = 3'h0;
-  reg [2:0] timer1 = 3'h0;
+  wire [-1:0] timer0;
+  wire [-1:0] timer1;
   wire unused;
   output w_bank;
   reg w_bank;
@@ -8389,8 +8387,6 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg w_we;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
-  assign \$30  = passes_out__valid & passes_out__ready;
-  assign \$31  = ! bank;
   assign \$32  = \$30  & \$31 ;
   assign \$33  = ! pass_end_bank;
   assign \$34  = pass_end & \$33 ;
@@ -8411,37 +8407,29 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$51  = ~ start;
   assign \$52  = write_pending & \$51 ;
   always @(posedge clk)
-    timer0 <= \$53 ;
+    inflight <= \$53 ;
   always @(posedge clk)
-    timer1 <= \$54 ;
+    offering <= \$54 ;
   always @(posedge clk)
-    inflight <= \$55 ;
+    loading <= \$55 ;
   always @(posedge clk)
-    offering <= \$56 ;
+    next_bank <= \$56 ;
   always @(posedge clk)
-    loading <= \$57 ;
+    bank <= \$57 ;
   always @(posedge clk)
-    next_bank <= \$58 ;
+    row <= \$58 ;
   always @(posedge clk)
-    bank <= \$59 ;
+    write_pending <= \$59 ;
   always @(posedge clk)
-    row <= \$60 ;
+    write_row <= \$60 ;
   always @(posedge clk)
-    write_pending <= \$61 ;
+    registered <= \$61 ;
   always @(posedge clk)
-    write_row <= \$62 ;
+    pending <= \$62 ;
   always @(posedge clk)
-    registered <= \$63 ;
-  always @(posedge clk)
-    pending <= \$64 ;
-  always @(posedge clk)
-    row_now <= \$65 ;
+    row_now <= \$63 ;
   assign \$1  = ~ inflight[0];
-  assign \$2  = ! timer0;
-  assign \$3  = \$1  & \$2 ;
   assign \$4  = ~ inflight[1];
-  assign \$5  = ! timer1;
-  assign \$6  = \$4  & \$5 ;
   assign passes_out__valid = offering & passes_in__valid;
   assign passes_in__ready = offering & passes_out__ready;
   assign \$7  = loading | offering;
@@ -8464,11 +8452,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign unused = \$20  & \$21 ;
   assign \$22  = ! pass_end_bank;
   assign \$23  = pass_end & \$22 ;
-  assign \$24  = | timer0;
-  assign \$25  = timer0 - 1'h1;
   assign \$27  = pass_end & \$26 ;
-  assign \$28  = | timer1;
-  assign \$29  = timer1 - 1'h1;
+  assign \$30  = passes_out__valid & passes_out__ready;
+  assign \$31  = ! bank;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     offering_next = \$11 ;
@@ -8511,114 +8497,104 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$53  = timer0;
-    if (\$23 ) begin
-      \$53  = 3'h4;
-    end else if (\$24 ) begin
-      \$53  = \$25 [2:0];
-    end
-    if (start) begin
-      \$53  = 3'h0;
-    end
-    if (flush) begin
-      \$53  = 3'h0;
-    end
-    if (rst) begin
-      \$53  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$54  = timer1;
-    if (\$27 ) begin
-      \$54  = 3'h4;
-    end else if (\$28 ) begin
-      \$54  = \$29 [2:0];
-    end
-    if (start) begin
-      \$54  = 3'h0;
-    end
-    if (flush) begin
-      \$54  = 3'h0;
-    end
-    if (rst) begin
-      \$54  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$55  = inflight;
+    \$53  = inflight;
     if (\$32 ) begin
-      \$55 [0] = 1'h1;
+      \$53 [0] = 1'h1;
     end else if (\$34 ) begin
-      \$55 [0] = 1'h0;
+      \$53 [0] = 1'h0;
     end
     if (\$37 ) begin
-      \$55 [1] = 1'h1;
+      \$53 [1] = 1'h1;
     end else if (\$39 ) begin
-      \$55 [1] = 1'h0;
+      \$53 [1] = 1'h0;
     end
     if (start) begin
-      \$55  = 2'h0;
+      \$53  = 2'h0;
     end
     if (flush) begin
-      \$55  = 2'h0;
+      \$53  = 2'h0;
     end
     if (rst) begin
-      \$55  = 2'h0;
+      \$53  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$56  = offering_next;
+    \$54  = offering_next;
     if (flush) begin
-      \$56  = 1'h0;
+      \$54  = 1'h0;
     end
     if (rst) begin
-      \$56  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$57  = loading;
+    \$55  = loading;
     if (start) begin
-      \$57  = 1'h0;
+      \$55  = 1'h0;
     end else if (\$45 ) begin
-      \$57  = 1'h1;
+      \$55  = 1'h1;
     end else if (loading) begin
       if (\$48 ) begin
-        \$57  = 1'h0;
+        \$55  = 1'h0;
       end
     end
     if (flush) begin
-      \$57  = 1'h0;
+      \$55  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$58  = next_bank;
+    \$56  = next_bank;
     if (start) begin
-      \$58  = 1'h0;
+      \$56  = 1'h0;
     end else if (\$45 ) begin
-      \$58  = \$46 ;
+      \$56  = \$46 ;
     end
     if (flush) begin
-      \$58  = 1'h0;
+      \$56  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$59  = bank;
+    \$57  = bank;
     if (start) begin
     end else if (\$45 ) begin
-      \$59  = next_bank;
+      \$57  = next_bank;
     end
+    if (flush) begin
+      \$57  = 1'h0;
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$58  = row;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$58  = 3'h0;
+    end else if (loading) begin
+      \$58  = \$47 [2:0];
+    end
+    if (flush) begin
+      \$58  = 3'h0;
+    end
+    if (rst) begin
+      \$58  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$59  = \$50 ;
     if (flush) begin
       \$59  = 1'h0;
     end
@@ -8629,72 +8605,46 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$60  = row;
-    if (start) begin
-    end else if (\$45 ) begin
-      \$60  = 3'h0;
-    end else if (loading) begin
-      \$60  = \$47 [2:0];
-    end
     if (flush) begin
       \$60  = 3'h0;
     end
     if (rst) begin
       \$60  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$61  = \$50 ;
-    if (flush) begin
-      \$61  = 1'h0;
-    end
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$62  = row;
-    if (flush) begin
-      \$62  = 3'h0;
-    end
-    if (rst) begin
-      \$62  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$63  = 32'd0;
+      \$61  = 32'd0;
     end else begin
-      \$63  = mem_data;
+      \$61  = mem_data;
     end
     if (flush) begin
-      \$63  = 32'd0;
+      \$61  = 32'd0;
     end
     if (rst) begin
-      \$63  = 32'd0;
+      \$61  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$64  = \$52 ;
+    \$62  = \$52 ;
     if (flush) begin
-      \$64  = 1'h0;
+      \$62  = 1'h0;
     end
     if (rst) begin
-      \$64  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$65  = write_row;
+    \$63  = write_row;
     if (flush) begin
-      \$65  = 3'h0;
+      \$63  = 3'h0;
     end
     if (rst) begin
-      \$65  = 3'h0;
+      \$63  = 3'h0;
     end
   end
   assign mem_addr = \$19 [8:0];
@@ -8738,7 +8688,15 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
+  assign \$2  = 1'h1;
+  assign \$3  = \$1 ;
+  assign \$5  = 1'h1;
+  assign \$6  = \$4 ;
+  assign \$24  = 1'h0;
+  assign \$25  = 2'h3;
   assign \$26  = pass_end_bank;
+  assign \$28  = 1'h0;
+  assign \$29  = 2'h3;
   assign \$36  = bank;
   assign \$38  = pass_end_bank;
 endmodule
@@ -14363,7 +14321,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .flush(flush),
     .p(\p$184 ),
     .\port$1726$376 (job[391:376]),
-    .\port$2681$0 (acc_row_s1),
+    .\port$2677$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
@@ -14371,47 +14329,47 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .flush(flush),
     .p(\p$178 ),
     .\port$1726$224 (job[239:224]),
-    .\port$2587$0 (o0),
+    .\port$2583$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$2573$0 (chunks),
-    .\port$2743$0 (local2_s3),
+    .\port$2569$0 (chunks),
+    .\port$2739$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$2553$0 (window1),
-    .\port$2707$0 (local0_s2),
+    .\port$2549$0 (window1),
+    .\port$2703$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$2571$0 (window2),
-    .\port$2573$0 (chunks),
+    .\port$2567$0 (window2),
+    .\port$2569$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$2741$0 (local1_s3),
-    .\port$2788$0 (\p$172 [9:0]),
+    .\port$2737$0 (local1_s3),
+    .\port$2784$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2788$0 (\p$172 [9:0]),
-    .\port$2791$0 (\p$188 [9:0]),
+    .\port$2784$0 (\p$172 [9:0]),
+    .\port$2787$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16070,7 +16028,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1726$376 , flush, \port$2681$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1726$376 , flush, \port$2677$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16086,22 +16044,22 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1726$376 , flush, \port$
   wire [25:0] \p$5 ;
   input [15:0] \port$1726$376 ;
   wire [15:0] \port$1726$376 ;
-  input [7:0] \port$2681$0 ;
-  wire [7:0] \port$2681$0 ;
+  input [7:0] \port$2677$0 ;
+  wire [7:0] \port$2677$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2681$0  * \port$1726$376 ;
+  assign \$1  = \port$2677$0  * \port$1726$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2681$0  };
-  assign \a$1  = { 1'h0, \port$2681$0  };
+  assign a = { 1'h0, \port$2677$0  };
+  assign \a$1  = { 1'h0, \port$2677$0  };
   assign b = { 1'h0, \port$1726$376  };
   assign \b$3  = { 1'h0, \port$1726$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1726$224 , flush, \port$2587$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1726$224 , flush, \port$2583$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16117,22 +16075,22 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1726$224 , flush, \p
   wire [33:0] \p$5 ;
   input [15:0] \port$1726$224 ;
   wire [15:0] \port$1726$224 ;
-  input [15:0] \port$2587$0 ;
-  wire [15:0] \port$2587$0 ;
+  input [15:0] \port$2583$0 ;
+  wire [15:0] \port$2583$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2587$0  * \port$1726$224 ;
+  assign \$1  = \port$2583$0  * \port$1726$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2587$0  };
-  assign \a$1  = { 1'h0, \port$2587$0  };
+  assign a = { 1'h0, \port$2583$0  };
+  assign \a$1  = { 1'h0, \port$2583$0  };
   assign b = { 1'h0, \port$1726$224  };
   assign \b$3  = { 1'h0, \port$1726$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2573$0 , \port$2743$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2569$0 , \port$2739$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16146,24 +16104,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2573$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2573$0 ;
-  wire [9:0] \port$2573$0 ;
-  input [9:0] \port$2743$0 ;
-  wire [9:0] \port$2743$0 ;
+  input [9:0] \port$2569$0 ;
+  wire [9:0] \port$2569$0 ;
+  input [9:0] \port$2739$0 ;
+  wire [9:0] \port$2739$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2743$0  * \port$2573$0 ;
+  assign \$1  = \port$2739$0  * \port$2569$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2743$0  };
-  assign \a$1  = { 1'h0, \port$2743$0  };
-  assign b = { 1'h0, \port$2573$0  };
-  assign \b$3  = { 1'h0, \port$2573$0  };
+  assign a = { 1'h0, \port$2739$0  };
+  assign \a$1  = { 1'h0, \port$2739$0  };
+  assign b = { 1'h0, \port$2569$0  };
+  assign \b$3  = { 1'h0, \port$2569$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2553$0 , \port$2707$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2549$0 , \port$2703$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16177,24 +16135,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2553$0 , \port$27
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2553$0 ;
-  wire [9:0] \port$2553$0 ;
-  input [9:0] \port$2707$0 ;
-  wire [9:0] \port$2707$0 ;
+  input [9:0] \port$2549$0 ;
+  wire [9:0] \port$2549$0 ;
+  input [9:0] \port$2703$0 ;
+  wire [9:0] \port$2703$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2707$0  * \port$2553$0 ;
+  assign \$1  = \port$2703$0  * \port$2549$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2707$0  };
-  assign \a$1  = { 1'h0, \port$2707$0  };
-  assign b = { 1'h0, \port$2553$0  };
-  assign \b$3  = { 1'h0, \port$2553$0  };
+  assign a = { 1'h0, \port$2703$0  };
+  assign \a$1  = { 1'h0, \port$2703$0  };
+  assign b = { 1'h0, \port$2549$0  };
+  assign \b$3  = { 1'h0, \port$2549$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2571$0 , \port$2573$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2567$0 , \port$2569$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16208,24 +16166,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2571$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2571$0 ;
-  wire [9:0] \port$2571$0 ;
-  input [9:0] \port$2573$0 ;
-  wire [9:0] \port$2573$0 ;
+  input [9:0] \port$2567$0 ;
+  wire [9:0] \port$2567$0 ;
+  input [9:0] \port$2569$0 ;
+  wire [9:0] \port$2569$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2571$0  * \port$2573$0 ;
+  assign \$1  = \port$2567$0  * \port$2569$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2571$0  };
-  assign \a$1  = { 1'h0, \port$2571$0  };
-  assign b = { 1'h0, \port$2573$0  };
-  assign \b$3  = { 1'h0, \port$2573$0  };
+  assign a = { 1'h0, \port$2567$0  };
+  assign \a$1  = { 1'h0, \port$2567$0  };
+  assign b = { 1'h0, \port$2569$0  };
+  assign \b$3  = { 1'h0, \port$2569$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2741$0 , \port$2788$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2737$0 , \port$2784$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16239,24 +16197,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2741$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2741$0 ;
-  wire [9:0] \port$2741$0 ;
-  input [9:0] \port$2788$0 ;
-  wire [9:0] \port$2788$0 ;
+  input [9:0] \port$2737$0 ;
+  wire [9:0] \port$2737$0 ;
+  input [9:0] \port$2784$0 ;
+  wire [9:0] \port$2784$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2741$0  * \port$2788$0 ;
+  assign \$1  = \port$2737$0  * \port$2784$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2741$0  };
-  assign \a$1  = { 1'h0, \port$2741$0  };
-  assign b = { 1'h0, \port$2788$0  };
-  assign \b$3  = { 1'h0, \port$2788$0  };
+  assign a = { 1'h0, \port$2737$0  };
+  assign \a$1  = { 1'h0, \port$2737$0  };
+  assign b = { 1'h0, \port$2784$0  };
+  assign \b$3  = { 1'h0, \port$2784$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2788$0 , \port$2791$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2784$0 , \port$2787$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16270,19 +16228,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2788$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2788$0 ;
-  wire [9:0] \port$2788$0 ;
-  input [9:0] \port$2791$0 ;
-  wire [9:0] \port$2791$0 ;
+  input [9:0] \port$2784$0 ;
+  wire [9:0] \port$2784$0 ;
+  input [9:0] \port$2787$0 ;
+  wire [9:0] \port$2787$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2791$0  * \port$2788$0 ;
+  assign \$1  = \port$2787$0  * \port$2784$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2791$0  };
-  assign \a$1  = { 1'h0, \port$2791$0  };
-  assign b = { 1'h0, \port$2788$0  };
-  assign \b$3  = { 1'h0, \port$2788$0  };
+  assign a = { 1'h0, \port$2787$0  };
+  assign \a$1  = { 1'h0, \port$2787$0  };
+  assign b = { 1'h0, \port$2784$0  };
+  assign \b$3  = { 1'h0, \port$2784$0  };
   assign \p$5  = p;
 endmodule
 

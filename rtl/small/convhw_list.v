@@ -1418,7 +1418,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7370$0 (acc_addr),
+    .\port$7366$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -8000,7 +8000,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7370$0 , clk);
+module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7366$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8583,8 +8583,8 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7370$0 ;
-  wire [7:0] \port$7370$0 ;
+  input [7:0] \port$7366$0 ;
+  wire [7:0] \port$7366$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -10343,7 +10343,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7370$0 [6:0]),
+    .host_addr(\port$7366$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10353,7 +10353,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$155 ),
-    .host_addr(\port$7370$0 [6:0]),
+    .host_addr(\port$7366$0 [6:0]),
     .old(\host_data$162 ),
     .rst(rst),
     .sum(sum),
@@ -10772,7 +10772,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \port$7370$0 [7];
+    \$78  = \port$7366$0 [7];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -10804,7 +10804,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$7370$0 [7];
+  assign acc_read_bank = \port$7366$0 [7];
   assign \busy$69  = busy;
   assign \job$70  = job_copy;
   assign \abort$73  = abort;
@@ -10849,12 +10849,12 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$151  = sum_valid;
   assign \busy$152  = acc_busy[0];
-  assign host_addr = \port$7370$0 [6:0];
-  assign acc_read__addr = \port$7370$0 [6:0];
+  assign host_addr = \port$7366$0 [6:0];
+  assign acc_read__addr = \port$7366$0 [6:0];
   assign \sum$156  = sum;
   assign \sum_valid$157  = sum_valid;
   assign \busy$158  = acc_busy[1];
-  assign \host_addr$159  = \port$7370$0 [6:0];
+  assign \host_addr$159  = \port$7366$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -15373,11 +15373,11 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [3:0] \$25 ;
+  wire [1:0] \$25 ;
   wire \$26 ;
   wire \$27 ;
   wire \$28 ;
-  wire [3:0] \$29 ;
+  wire [1:0] \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
@@ -15404,20 +15404,18 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg [2:0] \$53 ;
-  reg [2:0] \$54 ;
-  reg [1:0] \$55 ;
+  reg [1:0] \$53 ;
+  reg \$54 ;
+  reg \$55 ;
   reg \$56 ;
   reg \$57 ;
-  reg \$58 ;
+  reg [2:0] \$58 ;
   reg \$59 ;
   wire \$6 ;
   reg [2:0] \$60 ;
-  reg \$61 ;
-  reg [2:0] \$62 ;
-  reg [31:0] \$63 ;
-  reg \$64 ;
-  reg [2:0] \$65 ;
+  reg [31:0] \$61 ;
+  reg \$62 ;
+  reg [2:0] \$63 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
@@ -15504,8 +15502,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire rst;
   input start;
   wire start;
-  reg [2:0] timer0 = 3'h0;
-  reg [2:0] timer1 = 3'h0;
+  wire [-1:0] timer0;
+  wire [-1:0] timer1;
   wire unused;
   output w_bank;
   reg w_bank;
@@ -15517,8 +15515,6 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg w_we;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
-  assign \$30  = passes_out__valid & passes_out__ready;
-  assign \$31  = ! bank;
   assign \$32  = \$30  & \$31 ;
   assign \$33  = ! pass_end_bank;
   assign \$34  = pass_end & \$33 ;
@@ -15539,37 +15535,29 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$51  = ~ start;
   assign \$52  = write_pending & \$51 ;
   always @(posedge clk)
-    timer0 <= \$53 ;
+    inflight <= \$53 ;
   always @(posedge clk)
-    timer1 <= \$54 ;
+    offering <= \$54 ;
   always @(posedge clk)
-    inflight <= \$55 ;
+    loading <= \$55 ;
   always @(posedge clk)
-    offering <= \$56 ;
+    bank <= \$56 ;
   always @(posedge clk)
-    loading <= \$57 ;
+    next_bank <= \$57 ;
   always @(posedge clk)
-    bank <= \$58 ;
+    row <= \$58 ;
   always @(posedge clk)
-    next_bank <= \$59 ;
+    write_pending <= \$59 ;
   always @(posedge clk)
-    row <= \$60 ;
+    write_row <= \$60 ;
   always @(posedge clk)
-    write_pending <= \$61 ;
+    registered <= \$61 ;
   always @(posedge clk)
-    write_row <= \$62 ;
+    pending <= \$62 ;
   always @(posedge clk)
-    registered <= \$63 ;
-  always @(posedge clk)
-    pending <= \$64 ;
-  always @(posedge clk)
-    row_now <= \$65 ;
+    row_now <= \$63 ;
   assign \$1  = ~ inflight[0];
-  assign \$2  = ! timer0;
-  assign \$3  = \$1  & \$2 ;
   assign \$4  = ~ inflight[1];
-  assign \$5  = ! timer1;
-  assign \$6  = \$4  & \$5 ;
   assign passes_out__valid = offering & passes_in__valid;
   assign passes_in__ready = offering & passes_out__ready;
   assign \$7  = loading | offering;
@@ -15592,11 +15580,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign unused = \$20  & \$21 ;
   assign \$22  = ! pass_end_bank;
   assign \$23  = pass_end & \$22 ;
-  assign \$24  = | timer0;
-  assign \$25  = timer0 - 1'h1;
   assign \$27  = pass_end & \$26 ;
-  assign \$28  = | timer1;
-  assign \$29  = timer1 - 1'h1;
+  assign \$30  = passes_out__valid & passes_out__ready;
+  assign \$31  = ! bank;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     offering_next = \$11 ;
@@ -15639,104 +15625,100 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$53  = timer0;
-    if (\$23 ) begin
-      \$53  = 3'h4;
-    end else if (\$24 ) begin
-      \$53  = \$25 [2:0];
-    end
-    if (flush) begin
-      \$53  = 3'h0;
-    end
-    if (rst) begin
-      \$53  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$54  = timer1;
-    if (\$27 ) begin
-      \$54  = 3'h4;
-    end else if (\$28 ) begin
-      \$54  = \$29 [2:0];
-    end
-    if (flush) begin
-      \$54  = 3'h0;
-    end
-    if (rst) begin
-      \$54  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$55  = inflight;
+    \$53  = inflight;
     if (\$32 ) begin
-      \$55 [0] = 1'h1;
+      \$53 [0] = 1'h1;
     end else if (\$34 ) begin
-      \$55 [0] = 1'h0;
+      \$53 [0] = 1'h0;
     end
     if (\$37 ) begin
-      \$55 [1] = 1'h1;
+      \$53 [1] = 1'h1;
     end else if (\$39 ) begin
-      \$55 [1] = 1'h0;
+      \$53 [1] = 1'h0;
     end
     if (flush) begin
-      \$55  = 2'h0;
+      \$53  = 2'h0;
     end
     if (rst) begin
-      \$55  = 2'h0;
+      \$53  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$56  = offering_next;
+    \$54  = offering_next;
     if (flush) begin
-      \$56  = 1'h0;
+      \$54  = 1'h0;
     end
     if (rst) begin
-      \$56  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$57  = loading;
+    \$55  = loading;
     if (start) begin
-      \$57  = 1'h0;
+      \$55  = 1'h0;
     end else if (\$45 ) begin
-      \$57  = 1'h1;
+      \$55  = 1'h1;
     end else if (loading) begin
       if (\$48 ) begin
-        \$57  = 1'h0;
+        \$55  = 1'h0;
       end
     end
     if (flush) begin
-      \$57  = 1'h0;
+      \$55  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$55  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$58  = bank;
+    \$56  = bank;
     if (start) begin
     end else if (\$45 ) begin
-      \$58  = next_bank;
+      \$56  = next_bank;
     end
     if (flush) begin
-      \$58  = 1'h0;
+      \$56  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$56  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$59  = next_bank;
+    \$57  = next_bank;
     if (start) begin
     end else if (\$45 ) begin
-      \$59  = \$46 ;
+      \$57  = \$46 ;
     end
+    if (flush) begin
+      \$57  = 1'h0;
+    end
+    if (rst) begin
+      \$57  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$58  = row;
+    if (start) begin
+    end else if (\$45 ) begin
+      \$58  = 3'h0;
+    end else if (loading) begin
+      \$58  = \$47 [2:0];
+    end
+    if (flush) begin
+      \$58  = 3'h0;
+    end
+    if (rst) begin
+      \$58  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$59  = \$50 ;
     if (flush) begin
       \$59  = 1'h0;
     end
@@ -15747,72 +15729,46 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$60  = row;
-    if (start) begin
-    end else if (\$45 ) begin
-      \$60  = 3'h0;
-    end else if (loading) begin
-      \$60  = \$47 [2:0];
-    end
     if (flush) begin
       \$60  = 3'h0;
     end
     if (rst) begin
       \$60  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$61  = \$50 ;
-    if (flush) begin
-      \$61  = 1'h0;
-    end
-    if (rst) begin
-      \$61  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$62  = row;
-    if (flush) begin
-      \$62  = 3'h0;
-    end
-    if (rst) begin
-      \$62  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$63  = 32'd0;
+      \$61  = 32'd0;
     end else begin
-      \$63  = mem_data;
+      \$61  = mem_data;
     end
     if (flush) begin
-      \$63  = 32'd0;
+      \$61  = 32'd0;
     end
     if (rst) begin
-      \$63  = 32'd0;
+      \$61  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$64  = \$52 ;
+    \$62  = \$52 ;
     if (flush) begin
-      \$64  = 1'h0;
+      \$62  = 1'h0;
     end
     if (rst) begin
-      \$64  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$65  = write_row;
+    \$63  = write_row;
     if (flush) begin
-      \$65  = 3'h0;
+      \$63  = 3'h0;
     end
     if (rst) begin
-      \$65  = 3'h0;
+      \$63  = 3'h0;
     end
   end
   assign mem_addr = \$19 [8:0];
@@ -15856,7 +15812,15 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
+  assign \$2  = 1'h1;
+  assign \$3  = \$1 ;
+  assign \$5  = 1'h1;
+  assign \$6  = \$4 ;
+  assign \$24  = 1'h0;
+  assign \$25  = 2'h3;
   assign \$26  = pass_end_bank;
+  assign \$28  = 1'h0;
+  assign \$29  = 2'h3;
   assign \$36  = bank;
   assign \$38  = pass_end_bank;
 endmodule
@@ -21481,7 +21445,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .flush(flush),
     .p(\p$184 ),
     .\port$6241$376 (job[391:376]),
-    .\port$6920$0 (acc_row_s1),
+    .\port$6916$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
@@ -21489,47 +21453,47 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .flush(flush),
     .p(\p$178 ),
     .\port$6241$224 (job[239:224]),
-    .\port$6826$0 (o0),
+    .\port$6822$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6812$0 (chunks),
-    .\port$6982$0 (local2_s3),
+    .\port$6808$0 (chunks),
+    .\port$6978$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6792$0 (window1),
-    .\port$6946$0 (local0_s2),
+    .\port$6788$0 (window1),
+    .\port$6942$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6810$0 (window2),
-    .\port$6812$0 (chunks),
+    .\port$6806$0 (window2),
+    .\port$6808$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$6980$0 (local1_s3),
-    .\port$7027$0 (\p$172 [9:0]),
+    .\port$6976$0 (local1_s3),
+    .\port$7023$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7027$0 (\p$172 [9:0]),
-    .\port$7030$0 (\p$188 [9:0]),
+    .\port$7023$0 (\p$172 [9:0]),
+    .\port$7026$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23188,7 +23152,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6241$376 , flush, \port$6920$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6241$376 , flush, \port$6916$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23204,22 +23168,22 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6241$376 , flush, \
   wire [25:0] \p$5 ;
   input [15:0] \port$6241$376 ;
   wire [15:0] \port$6241$376 ;
-  input [7:0] \port$6920$0 ;
-  wire [7:0] \port$6920$0 ;
+  input [7:0] \port$6916$0 ;
+  wire [7:0] \port$6916$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6920$0  * \port$6241$376 ;
+  assign \$1  = \port$6916$0  * \port$6241$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6920$0  };
-  assign \a$1  = { 1'h0, \port$6920$0  };
+  assign a = { 1'h0, \port$6916$0  };
+  assign \a$1  = { 1'h0, \port$6916$0  };
   assign b = { 1'h0, \port$6241$376  };
   assign \b$3  = { 1'h0, \port$6241$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6241$224 , flush, \port$6826$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6241$224 , flush, \port$6822$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23235,22 +23199,22 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6241$224 , flus
   wire [33:0] \p$5 ;
   input [15:0] \port$6241$224 ;
   wire [15:0] \port$6241$224 ;
-  input [15:0] \port$6826$0 ;
-  wire [15:0] \port$6826$0 ;
+  input [15:0] \port$6822$0 ;
+  wire [15:0] \port$6822$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6826$0  * \port$6241$224 ;
+  assign \$1  = \port$6822$0  * \port$6241$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6826$0  };
-  assign \a$1  = { 1'h0, \port$6826$0  };
+  assign a = { 1'h0, \port$6822$0  };
+  assign \a$1  = { 1'h0, \port$6822$0  };
   assign b = { 1'h0, \port$6241$224  };
   assign \b$3  = { 1'h0, \port$6241$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6812$0 , \port$6982$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6808$0 , \port$6978$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23264,24 +23228,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6812$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6812$0 ;
-  wire [9:0] \port$6812$0 ;
-  input [9:0] \port$6982$0 ;
-  wire [9:0] \port$6982$0 ;
+  input [9:0] \port$6808$0 ;
+  wire [9:0] \port$6808$0 ;
+  input [9:0] \port$6978$0 ;
+  wire [9:0] \port$6978$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6982$0  * \port$6812$0 ;
+  assign \$1  = \port$6978$0  * \port$6808$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6982$0  };
-  assign \a$1  = { 1'h0, \port$6982$0  };
-  assign b = { 1'h0, \port$6812$0  };
-  assign \b$3  = { 1'h0, \port$6812$0  };
+  assign a = { 1'h0, \port$6978$0  };
+  assign \a$1  = { 1'h0, \port$6978$0  };
+  assign b = { 1'h0, \port$6808$0  };
+  assign \b$3  = { 1'h0, \port$6808$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6792$0 , \port$6946$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6788$0 , \port$6942$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23295,24 +23259,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6792$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6792$0 ;
-  wire [9:0] \port$6792$0 ;
-  input [9:0] \port$6946$0 ;
-  wire [9:0] \port$6946$0 ;
+  input [9:0] \port$6788$0 ;
+  wire [9:0] \port$6788$0 ;
+  input [9:0] \port$6942$0 ;
+  wire [9:0] \port$6942$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6946$0  * \port$6792$0 ;
+  assign \$1  = \port$6942$0  * \port$6788$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6946$0  };
-  assign \a$1  = { 1'h0, \port$6946$0  };
-  assign b = { 1'h0, \port$6792$0  };
-  assign \b$3  = { 1'h0, \port$6792$0  };
+  assign a = { 1'h0, \port$6942$0  };
+  assign \a$1  = { 1'h0, \port$6942$0  };
+  assign b = { 1'h0, \port$6788$0  };
+  assign \b$3  = { 1'h0, \port$6788$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6810$0 , \port$6812$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6806$0 , \port$6808$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23326,24 +23290,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6810$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6810$0 ;
-  wire [9:0] \port$6810$0 ;
-  input [9:0] \port$6812$0 ;
-  wire [9:0] \port$6812$0 ;
+  input [9:0] \port$6806$0 ;
+  wire [9:0] \port$6806$0 ;
+  input [9:0] \port$6808$0 ;
+  wire [9:0] \port$6808$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6810$0  * \port$6812$0 ;
+  assign \$1  = \port$6806$0  * \port$6808$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6810$0  };
-  assign \a$1  = { 1'h0, \port$6810$0  };
-  assign b = { 1'h0, \port$6812$0  };
-  assign \b$3  = { 1'h0, \port$6812$0  };
+  assign a = { 1'h0, \port$6806$0  };
+  assign \a$1  = { 1'h0, \port$6806$0  };
+  assign b = { 1'h0, \port$6808$0  };
+  assign \b$3  = { 1'h0, \port$6808$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6980$0 , \port$7027$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6976$0 , \port$7023$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23357,24 +23321,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6980
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6980$0 ;
-  wire [9:0] \port$6980$0 ;
-  input [9:0] \port$7027$0 ;
-  wire [9:0] \port$7027$0 ;
+  input [9:0] \port$6976$0 ;
+  wire [9:0] \port$6976$0 ;
+  input [9:0] \port$7023$0 ;
+  wire [9:0] \port$7023$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6980$0  * \port$7027$0 ;
+  assign \$1  = \port$6976$0  * \port$7023$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6980$0  };
-  assign \a$1  = { 1'h0, \port$6980$0  };
-  assign b = { 1'h0, \port$7027$0  };
-  assign \b$3  = { 1'h0, \port$7027$0  };
+  assign a = { 1'h0, \port$6976$0  };
+  assign \a$1  = { 1'h0, \port$6976$0  };
+  assign b = { 1'h0, \port$7023$0  };
+  assign \b$3  = { 1'h0, \port$7023$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7027$0 , \port$7030$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7023$0 , \port$7026$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23388,19 +23352,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7027
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7027$0 ;
-  wire [9:0] \port$7027$0 ;
-  input [9:0] \port$7030$0 ;
-  wire [9:0] \port$7030$0 ;
+  input [9:0] \port$7023$0 ;
+  wire [9:0] \port$7023$0 ;
+  input [9:0] \port$7026$0 ;
+  wire [9:0] \port$7026$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7030$0  * \port$7027$0 ;
+  assign \$1  = \port$7026$0  * \port$7023$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7030$0  };
-  assign \a$1  = { 1'h0, \port$7030$0  };
-  assign b = { 1'h0, \port$7027$0  };
-  assign \b$3  = { 1'h0, \port$7027$0  };
+  assign a = { 1'h0, \port$7026$0  };
+  assign \a$1  = { 1'h0, \port$7026$0  };
+  assign b = { 1'h0, \port$7023$0  };
+  assign \b$3  = { 1'h0, \port$7023$0  };
   assign \p$5  = p;
 endmodule
 
@@ -36075,7 +36039,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$7386$0 (in_flight1),
+    .\port$7382$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38434,7 +38398,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7543$0 (v_0[16:0]),
+    .\port$7539$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38442,7 +38406,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$96 ),
-    .\port$7563$0 (v_1[16:0]),
+    .\port$7559$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38450,7 +38414,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$104 ),
-    .\port$7583$0 (v_2[16:0]),
+    .\port$7579$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38458,7 +38422,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$112 ),
-    .\port$7603$0 (v_3[16:0]),
+    .\port$7599$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38466,7 +38430,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$89 ),
-    .\port$7543$17 (v_0[32:17]),
+    .\port$7539$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38474,7 +38438,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$97 ),
-    .\port$7563$17 (v_1[32:17]),
+    .\port$7559$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38482,7 +38446,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$105 ),
-    .\port$7583$17 (v_2[32:17]),
+    .\port$7579$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38490,7 +38454,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$113 ),
-    .\port$7603$17 (v_3[32:17]),
+    .\port$7599$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -39162,7 +39126,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7543$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7539$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39179,11 +39143,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7543$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7543$0 ;
-  wire [16:0] \port$7543$0 ;
+  input [16:0] \port$7539$0 ;
+  wire [16:0] \port$7539$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7543$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7539$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39193,14 +39157,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7543$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7543$0  };
-  assign \a$1  = { 1'h0, \port$7543$0  };
+  assign a = { 1'h0, \port$7539$0  };
+  assign \a$1  = { 1'h0, \port$7539$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7563$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7559$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39217,11 +39181,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7563$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7563$0 ;
-  wire [16:0] \port$7563$0 ;
+  input [16:0] \port$7559$0 ;
+  wire [16:0] \port$7559$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7563$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7559$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39231,14 +39195,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7563$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7563$0  };
-  assign \a$1  = { 1'h0, \port$7563$0  };
+  assign a = { 1'h0, \port$7559$0  };
+  assign \a$1  = { 1'h0, \port$7559$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7583$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7579$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39255,11 +39219,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7583$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7583$0 ;
-  wire [16:0] \port$7583$0 ;
+  input [16:0] \port$7579$0 ;
+  wire [16:0] \port$7579$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7583$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7579$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39269,14 +39233,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7583$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7583$0  };
-  assign \a$1  = { 1'h0, \port$7583$0  };
+  assign a = { 1'h0, \port$7579$0  };
+  assign \a$1  = { 1'h0, \port$7579$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7603$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7599$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39293,11 +39257,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7603$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7603$0 ;
-  wire [16:0] \port$7603$0 ;
+  input [16:0] \port$7599$0 ;
+  wire [16:0] \port$7599$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7603$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7599$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39307,14 +39271,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7603$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7603$0  };
-  assign \a$1  = { 1'h0, \port$7603$0  };
+  assign a = { 1'h0, \port$7599$0  };
+  assign \a$1  = { 1'h0, \port$7599$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7543$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7539$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39331,11 +39295,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7543$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7543$17 ;
-  wire [15:0] \port$7543$17 ;
+  input [15:0] \port$7539$17 ;
+  wire [15:0] \port$7539$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7543$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7539$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39345,14 +39309,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7543$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7543$17 [15], \port$7543$17 [15], \port$7543$17  };
-  assign \a$1  = { \port$7543$17 [15], \port$7543$17 [15], \port$7543$17  };
+  assign a = { \port$7539$17 [15], \port$7539$17 [15], \port$7539$17  };
+  assign \a$1  = { \port$7539$17 [15], \port$7539$17 [15], \port$7539$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7563$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7559$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39369,11 +39333,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7563$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7563$17 ;
-  wire [15:0] \port$7563$17 ;
+  input [15:0] \port$7559$17 ;
+  wire [15:0] \port$7559$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7563$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7559$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39383,14 +39347,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7563$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7563$17 [15], \port$7563$17 [15], \port$7563$17  };
-  assign \a$1  = { \port$7563$17 [15], \port$7563$17 [15], \port$7563$17  };
+  assign a = { \port$7559$17 [15], \port$7559$17 [15], \port$7559$17  };
+  assign \a$1  = { \port$7559$17 [15], \port$7559$17 [15], \port$7559$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7583$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7579$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39407,11 +39371,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7583$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7583$17 ;
-  wire [15:0] \port$7583$17 ;
+  input [15:0] \port$7579$17 ;
+  wire [15:0] \port$7579$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7583$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7579$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39421,14 +39385,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7583$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7583$17 [15], \port$7583$17 [15], \port$7583$17  };
-  assign \a$1  = { \port$7583$17 [15], \port$7583$17 [15], \port$7583$17  };
+  assign a = { \port$7579$17 [15], \port$7579$17 [15], \port$7579$17  };
+  assign \a$1  = { \port$7579$17 [15], \port$7579$17 [15], \port$7579$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7603$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7599$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39445,11 +39409,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7603$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7603$17 ;
-  wire [15:0] \port$7603$17 ;
+  input [15:0] \port$7599$17 ;
+  wire [15:0] \port$7599$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7603$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7599$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39459,14 +39423,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7603$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7603$17 [15], \port$7603$17 [15], \port$7603$17  };
-  assign \a$1  = { \port$7603$17 [15], \port$7603$17 [15], \port$7603$17  };
+  assign a = { \port$7599$17 [15], \port$7599$17 [15], \port$7599$17  };
+  assign \a$1  = { \port$7599$17 [15], \port$7599$17 [15], \port$7599$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7386$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7382$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39492,8 +39456,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3339$0 ;
   wire [127:0] \port$3339$0 ;
-  input [2:0] \port$7386$0 ;
-  wire [2:0] \port$7386$0 ;
+  input [2:0] \port$7382$0 ;
+  wire [2:0] \port$7382$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39525,23 +39489,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7386$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$7382$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7386$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7386$0 [0];
+  assign w_port__en = \port$7382$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7382$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7386$0 [0];
+  assign \$5  = w_rdy & \port$7382$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7386$0 [0];
+  assign \$11  = w_rdy & \port$7382$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39587,9 +39551,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7386$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$7386$0 [2:1], \port$3339$0  };
-  assign w_en = \port$7386$0 [0];
+  assign w_port__data = { \port$7382$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$7382$0 [2:1], \port$3339$0  };
+  assign w_en = \port$7382$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

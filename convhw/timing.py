@@ -95,8 +95,20 @@ def weight_guard(config: EngineConfig) -> int:
     (measured: its extra stages before the PEs and the loader's word register offset each
     other). Tight: one cycle less corrupts the sums of short passes
     (``tests/test_list_cycles.py::test_weight_guard_is_tight``, both pipelines, 4 and 8
-    rows; ``tests/test_engine.py::test_weight_guard_is_tight``)."""
+    rows)."""
     return max(0, config.cols - 4)
+
+
+def weight_offer(config: EngineConfig, *, fir: bool) -> int:
+    """Cycles from the cycle a weight load begins to the first in which the loader offers its
+    pass to the streamer. Dense: 1, the pass is offered while its rows are still being
+    written. Row ``r`` is written ``r + 2`` cycles after the load begins (``r + 3`` with the
+    deep pipeline) and the pass's first word reaches row ``r`` no earlier than ``r + 1 +``
+    :func:`streamer_latency` ``+`` :func:`input_read_latency` ``+`` :func:`array_input_stages`
+    cycles after it (the streamer takes it in the cycle after the offer at the earliest): in
+    time, with a cycle or more to spare. FIR (depthwise) mode: ``rows + 1``, once every row is
+    written, since there every row takes the pass's first word in the same cycle."""
+    return config.rows + 1 if fir else 1
 
 
 # -- the pass sequencer ----------------------------------------------------------------------
@@ -188,6 +200,8 @@ class JobTiming:
     setup_stride: int
     rows: int
     guard: int
+    offer: int
+    offer_fir: int
     streamer_latency: int
     read: int
     drain: int
@@ -209,6 +223,8 @@ def job_timing(config: EngineConfig, *, banked: bool = False) -> JobTiming:
         setup_stride=sequencer_setup(config, (2,)) - setup,
         rows=config.rows,
         guard=weight_guard(config),
+        offer=weight_offer(config, fir=False),
+        offer_fir=weight_offer(config, fir=True),
         streamer_latency=streamer_latency(config),
         read=input_read_latency(config),
         # input-buffer read + array + accumulator read-add-write

@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.sim import Simulator
 
-from convhw import golden, timing
+from convhw import golden
 from convhw.compiler import compile_layer
 from convhw.compiler.cycles import job_cycles
 from convhw.config import EngineConfig
@@ -385,17 +385,3 @@ def test_last_accumulator_write_before_done(config, spec, shape):
     for start, done, last_write in jobs:
         assert last_write is not None and start < last_write < done, (start, done, last_write)
 
-
-def test_weight_guard_is_tight(monkeypatch):
-    """timing.weight_guard is the least that keeps the sums right on the host-fed engine's
-    8x8 array: with it, passes of one or two words back to back (each bank reloaded as soon as
-    the guard lets it) are exact and CYCLES equals the model; with one cycle less a bank is
-    overwritten while the last column still multiplies with it. (The list engine's test covers
-    both pipelines: tests/test_list_cycles.py.)"""
-    config, spec, shape = EngineConfig(rows=8, cols=8), ConvSpec(2, 16, 8, 3, padding=1), \
-        (1, 16, 1, 2)
-    guard = timing.weight_guard(config)
-    check_layer(spec, shape, config, seed=3)
-    monkeypatch.setattr(timing, "weight_guard", lambda c: guard - 1)
-    with pytest.raises(AssertionError, match="first mismatch"):
-        check_layer(spec, shape, config, seed=3)

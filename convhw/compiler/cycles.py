@@ -12,11 +12,12 @@ cycle the controller starts the job's datapath):
   first candidate pass;
 * the sequencer looks at one candidate per cycle (:func:`~convhw.compiler.job.candidates`) and
   holds an emitted one until the streamer takes it;
-* the loader begins to load an emitted pass when it is idle, its previous pass has been taken
-  by the streamer (the cycle after at the earliest) and the pass's weight bank is free: the
-  bank's previous pass entered the array completely at least ``guard + 1`` cycles earlier
-  (``pass_end``); it loads ``rows`` weight words and offers the pass ``rows + 1`` cycles after
-  beginning;
+* the loader begins to load an emitted pass when it is idle (``rows + 1`` cycles after it
+  began the previous load), its previous pass has been taken by the streamer (the cycle after
+  at the earliest) and the pass's weight bank is free: the bank's previous pass entered the
+  array completely at least ``guard + 1`` cycles earlier (``pass_end``); it loads ``rows``
+  weight words and offers the pass ``offer`` cycles after beginning (1: dense passes are taken
+  while their rows are written) or ``offer_fir`` in FIR mode (``rows + 1``);
 * the streamer takes a pass when it is offered and the previous pass is at its last element
   (so passes follow each other without a bubble), and emits one element per cycle; each
   element reaches the array input ``streamer_latency + read`` cycles after leaving the
@@ -111,15 +112,20 @@ def _job_cycles(job: Job, t: JobTiming) -> int:
     taken = []                         # per pass: cycle the streamer took it
     lengths = []
     pass_end = []                      # per pass: cycle its last element is at the array
+    load_done = 0                      # the first cycle the loader is idle again
+    offer = t.offer_fir if job.fir_taps else t.offer
     for desc in candidates(job):
         if desc is None:
             advanced = cycle
             cycle += 1
             continue
         p = len(taken)
-        # The loader is idle: the sequencer has moved on from the previous pass.
-        begin = cycle if p < 2 else max(cycle, pass_end[p - 2] + 1 + t.guard)
-        offered = begin + rows + 1
+        # The loader is idle (done writing the previous pass's rows, whose pass the streamer
+        # has taken: the sequencer has moved on from it) and the bank is free.
+        begin = max(cycle, load_done) if p < 2 else max(cycle, load_done,
+                                                         pass_end[p - 2] + 1 + t.guard)
+        offered = begin + offer
+        load_done = begin + rows + 1
         take = offered if p == 0 else max(offered, taken[p - 1] + lengths[p - 1])
         (_, nz, _), (_, ny, _), (_, nx, _) = desc.axes
         count = nz * ny * (nx + max(job.fir_taps - 1, 0))

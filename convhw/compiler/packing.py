@@ -221,7 +221,8 @@ def packing_for(spec: ConvSpec, input_shape, config: EngineConfig, memory=None):
     busy cycles or the memory's, ``memory`` the memory model, by default
     :class:`~convhw.memory_model.MemoryModel`'s), if it takes fewer than the layer as written.
     ``Device`` and :func:`convhw.estimate.estimate` both follow it."""
-    from ..estimate import estimate             # (estimate models packed layers with this)
+    # (imported here: estimate models packed layers with this module)
+    from ..estimate import estimate
 
     candidates = []
     for packing in packing_candidates(spec, config):

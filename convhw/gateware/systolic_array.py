@@ -62,8 +62,10 @@ class SystolicArray(wiring.Component):
     ``τ + s + c``. So a bank may be written up to the cycle before the first word that uses it
     reaches row 0 (``τ_first + s - 1``), and again from the cycle in which the last word that
     used it is taken for the last time: ``τ_last + s + rows + cols - 2`` (dense) or
-    ``τ_last + s + cols - 1`` (depthwise). Loading one bank while the other streams lets consecutive
-    passes follow each other without a bubble.
+    ``τ_last + s + cols - 1`` (depthwise) for the whole bank, and row ``r`` of it (dense) from
+    ``τ_last + s + r + cols - 1``: the weight loader writes the rows in order, one a cycle, so
+    only the columns' delay keeps it waiting (:func:`convhw.timing.weight_guard`). Loading one
+    bank while the other streams lets consecutive passes follow each other without a bubble.
 
     Parameters
     ----------

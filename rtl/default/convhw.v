@@ -25246,22 +25246,22 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [11:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [11:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [3:0] \$25 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire [3:0] \$29 ;
+  wire [3:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
+  wire [3:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -25277,37 +25277,45 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [4:0] \$47 ;
+  wire \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [4:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg [2:0] \$53 ;
-  reg [2:0] \$54 ;
-  reg [1:0] \$55 ;
-  reg \$56 ;
-  reg \$57 ;
-  reg \$58 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  reg [2:0] \$56 ;
+  reg [2:0] \$57 ;
+  reg [1:0] \$58 ;
   reg \$59 ;
   wire \$6 ;
-  reg [3:0] \$60 ;
+  reg \$60 ;
   reg \$61 ;
-  reg [3:0] \$62 ;
-  reg [63:0] \$63 ;
-  reg \$64 ;
-  reg [3:0] \$65 ;
+  reg \$62 ;
+  reg [3:0] \$63 ;
+  reg [10:0] \$64 ;
+  reg \$65 ;
+  reg [3:0] \$66 ;
+  reg \$67 ;
+  reg [63:0] \$68 ;
+  reg \$69 ;
   wire \$7 ;
+  reg [3:0] \$70 ;
+  reg \$71 ;
   wire \$8 ;
   wire \$9 ;
   reg bank = 1'h0;
+  reg bank_now = 1'h0;
   output busy;
   wire busy;
   input clk;
   wire clk;
   input [7:0] fir_taps;
   wire [7:0] fir_taps;
+  reg [10:0] first_word = 11'h000;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -25395,55 +25403,70 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg [2:0] w_row;
   output w_we;
   reg w_we;
+  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [3:0] write_row = 4'h0;
-  assign \$30  = passes_out__valid & passes_out__ready;
-  assign \$31  = ! bank;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = ! pass_end_bank;
-  assign \$34  = pass_end & \$33 ;
-  assign \$35  = passes_out__valid & passes_out__ready;
-  assign \$37  = \$35  & \$36 ;
-  assign \$39  = pass_end & \$38 ;
-  assign \$40  = ~ loading;
-  assign \$41  = passes_in__valid & \$40 ;
-  assign \$42  = ~ offering;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = free >> next_bank;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = ~ next_bank;
-  assign \$47  = row + 1'h1;
-  assign \$48  = row == 3'h7;
-  assign \$49  = ~ start;
-  assign \$50  = loading & \$49 ;
-  assign \$51  = ~ start;
-  assign \$52  = write_pending & \$51 ;
+  assign unused = \$23  & \$24 ;
+  assign \$25  = ! pass_end_bank;
+  assign \$26  = pass_end & \$25 ;
+  assign \$27  = | timer0;
+  assign \$28  = timer0 - 1'h1;
+  assign \$30  = pass_end & \$29 ;
+  assign \$31  = | timer1;
+  assign \$32  = timer1 - 1'h1;
+  assign \$33  = passes_out__valid & passes_out__ready;
+  assign \$34  = ! bank;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = ! pass_end_bank;
+  assign \$37  = pass_end & \$36 ;
+  assign \$38  = passes_out__valid & passes_out__ready;
+  assign \$40  = \$38  & \$39 ;
+  assign \$42  = pass_end & \$41 ;
+  assign \$43  = ~ loading;
+  assign \$44  = passes_in__valid & \$43 ;
+  assign \$45  = ~ offering;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = free >> next_bank;
+  assign \$48  = \$46  & \$47 ;
+  assign \$49  = ~ next_bank;
+  assign \$50  = row + 1'h1;
+  assign \$51  = row == 3'h7;
+  assign \$52  = ~ start;
+  assign \$53  = loading & \$52 ;
+  assign \$54  = ~ start;
+  assign \$55  = write_pending & \$54 ;
   always @(posedge clk)
-    timer0 <= \$53 ;
+    timer0 <= \$56 ;
   always @(posedge clk)
-    timer1 <= \$54 ;
+    timer1 <= \$57 ;
   always @(posedge clk)
-    inflight <= \$55 ;
+    inflight <= \$58 ;
   always @(posedge clk)
-    offering <= \$56 ;
+    offering <= \$59 ;
   always @(posedge clk)
-    loading <= \$57 ;
+    loading <= \$60 ;
   always @(posedge clk)
-    next_bank <= \$58 ;
+    next_bank <= \$61 ;
   always @(posedge clk)
-    bank <= \$59 ;
+    bank <= \$62 ;
   always @(posedge clk)
-    row <= \$60 ;
+    row <= \$63 ;
   always @(posedge clk)
-    write_pending <= \$61 ;
+    first_word <= \$64 ;
   always @(posedge clk)
-    write_row <= \$62 ;
+    write_pending <= \$65 ;
   always @(posedge clk)
-    registered <= \$63 ;
+    write_row <= \$66 ;
   always @(posedge clk)
-    pending <= \$64 ;
+    write_bank <= \$67 ;
   always @(posedge clk)
-    row_now <= \$65 ;
+    registered <= \$68 ;
+  always @(posedge clk)
+    pending <= \$69 ;
+  always @(posedge clk)
+    row_now <= \$70 ;
+  always @(posedge clk)
+    bank_now <= \$71 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -25465,27 +25488,27 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$15  = \$13  & \$14 ;
   assign \$16  = free >> next_bank;
   assign \$17  = \$15  & \$16 ;
-  assign \$18  = row == 3'h7;
-  assign \$19  = passes_in__payload[163:153] + row;
-  assign \$20  = | fir_taps;
-  assign \$21  = write_row >= fir_taps;
-  assign unused = \$20  & \$21 ;
-  assign \$22  = ! pass_end_bank;
-  assign \$23  = pass_end & \$22 ;
-  assign \$24  = | timer0;
-  assign \$25  = timer0 - 1'h1;
-  assign \$27  = pass_end & \$26 ;
-  assign \$28  = | timer1;
-  assign \$29  = timer1 - 1'h1;
+  assign \$18  = | fir_taps;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 3'h7;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     offering_next = \$11 ;
     if (start) begin
       offering_next = 1'h0;
     end else if (\$17 ) begin
-    end else if (loading) begin
-      if (\$18 ) begin
+      if (\$19 ) begin
         offering_next = 1'h1;
+      end
+    end else if (loading) begin
+      if (\$20 ) begin
+        if (\$21 ) begin
+          offering_next = 1'h1;
+        end
       end
     end
   end
@@ -25507,7 +25530,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_bank = 1'h0;
     if (pending) begin
-      w_bank = bank;
+      w_bank = bank_now;
     end
   end
   always @* begin
@@ -25519,193 +25542,227 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$53  = timer0;
-    if (\$23 ) begin
-      \$53  = 3'h4;
-    end else if (\$24 ) begin
-      \$53  = \$25 [2:0];
+    \$56  = timer0;
+    if (\$26 ) begin
+      \$56  = 3'h4;
+    end else if (\$27 ) begin
+      \$56  = \$28 [2:0];
     end
     if (start) begin
-      \$53  = 3'h0;
+      \$56  = 3'h0;
     end
     if (flush) begin
-      \$53  = 3'h0;
+      \$56  = 3'h0;
     end
     if (rst) begin
-      \$53  = 3'h0;
+      \$56  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$54  = timer1;
-    if (\$27 ) begin
-      \$54  = 3'h4;
-    end else if (\$28 ) begin
-      \$54  = \$29 [2:0];
+    \$57  = timer1;
+    if (\$30 ) begin
+      \$57  = 3'h4;
+    end else if (\$31 ) begin
+      \$57  = \$32 [2:0];
     end
     if (start) begin
-      \$54  = 3'h0;
+      \$57  = 3'h0;
     end
     if (flush) begin
-      \$54  = 3'h0;
+      \$57  = 3'h0;
     end
     if (rst) begin
-      \$54  = 3'h0;
+      \$57  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$55  = inflight;
-    if (\$32 ) begin
-      \$55 [0] = 1'h1;
-    end else if (\$34 ) begin
-      \$55 [0] = 1'h0;
+    \$58  = inflight;
+    if (\$35 ) begin
+      \$58 [0] = 1'h1;
+    end else if (\$37 ) begin
+      \$58 [0] = 1'h0;
     end
-    if (\$37 ) begin
-      \$55 [1] = 1'h1;
-    end else if (\$39 ) begin
-      \$55 [1] = 1'h0;
+    if (\$40 ) begin
+      \$58 [1] = 1'h1;
+    end else if (\$42 ) begin
+      \$58 [1] = 1'h0;
     end
     if (start) begin
-      \$55  = 2'h0;
+      \$58  = 2'h0;
     end
     if (flush) begin
-      \$55  = 2'h0;
+      \$58  = 2'h0;
     end
     if (rst) begin
-      \$55  = 2'h0;
+      \$58  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$56  = offering_next;
+    \$59  = offering_next;
     if (flush) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
     if (rst) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$57  = loading;
+    \$60  = loading;
     if (start) begin
-      \$57  = 1'h0;
-    end else if (\$45 ) begin
-      \$57  = 1'h1;
+      \$60  = 1'h0;
+    end else if (\$48 ) begin
+      \$60  = 1'h1;
     end else if (loading) begin
-      if (\$48 ) begin
-        \$57  = 1'h0;
+      if (\$51 ) begin
+        \$60  = 1'h0;
       end
     end
     if (flush) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$58  = next_bank;
+    \$61  = next_bank;
     if (start) begin
-      \$58  = 1'h0;
-    end else if (\$45 ) begin
-      \$58  = \$46 ;
+      \$61  = 1'h0;
+    end else if (\$48 ) begin
+      \$61  = \$49 ;
     end
     if (flush) begin
-      \$58  = 1'h0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$59  = bank;
+    \$62  = bank;
     if (start) begin
-    end else if (\$45 ) begin
-      \$59  = next_bank;
+    end else if (\$48 ) begin
+      \$62  = next_bank;
     end
     if (flush) begin
-      \$59  = 1'h0;
+      \$62  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$60  = row;
+    \$63  = row;
     if (start) begin
-    end else if (\$45 ) begin
-      \$60  = 4'h0;
+    end else if (\$48 ) begin
+      \$63  = 4'h0;
     end else if (loading) begin
-      \$60  = \$47 [3:0];
+      \$63  = \$50 [3:0];
     end
     if (flush) begin
-      \$60  = 4'h0;
+      \$63  = 4'h0;
     end
     if (rst) begin
-      \$60  = 4'h0;
+      \$63  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$61  = \$50 ;
+    \$64  = first_word;
+    if (start) begin
+    end else if (\$48 ) begin
+      \$64  = passes_in__payload[163:153];
+    end
     if (flush) begin
-      \$61  = 1'h0;
+      \$64  = 11'h000;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$64  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$62  = row;
+    \$65  = \$53 ;
     if (flush) begin
-      \$62  = 4'h0;
+      \$65  = 1'h0;
     end
     if (rst) begin
-      \$62  = 4'h0;
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$66  = row;
+    if (flush) begin
+      \$66  = 4'h0;
+    end
+    if (rst) begin
+      \$66  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$67  = bank;
+    if (flush) begin
+      \$67  = 1'h0;
+    end
+    if (rst) begin
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$63  = 64'h0000000000000000;
+      \$68  = 64'h0000000000000000;
     end else begin
-      \$63  = mem_data;
+      \$68  = mem_data;
     end
     if (flush) begin
-      \$63  = 64'h0000000000000000;
+      \$68  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$63  = 64'h0000000000000000;
+      \$68  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$64  = \$52 ;
+    \$69  = \$55 ;
     if (flush) begin
-      \$64  = 1'h0;
+      \$69  = 1'h0;
     end
     if (rst) begin
-      \$64  = 1'h0;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$65  = write_row;
+    \$70  = write_row;
     if (flush) begin
-      \$65  = 4'h0;
+      \$70  = 4'h0;
     end
     if (rst) begin
-      \$65  = 4'h0;
+      \$70  = 4'h0;
     end
   end
-  assign mem_addr = \$19 [10:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$71  = write_bank;
+    if (flush) begin
+      \$71  = 1'h0;
+    end
+    if (rst) begin
+      \$71  = 1'h0;
+    end
+  end
+  assign mem_addr = \$22 [10:0];
   assign \passes_out__payload.desc  = passes_out__payload[179:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -25746,9 +25803,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$26  = pass_end_bank;
-  assign \$36  = bank;
-  assign \$38  = pass_end_bank;
+  assign \$29  = pass_end_bank;
+  assign \$39  = bank;
+  assign \$41  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31382,56 +31439,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$2339$376 (job[391:376]),
-    .\port$3382$0 (acc_row_s1),
+    .\port$2346$376 (job[391:376]),
+    .\port$3395$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$2339$224 (job[239:224]),
-    .\port$3288$0 (o0),
+    .\port$2346$224 (job[239:224]),
+    .\port$3301$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$3274$0 (chunks),
-    .\port$3444$0 (local2_s3),
+    .\port$3287$0 (chunks),
+    .\port$3457$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$3254$0 (window1),
-    .\port$3408$0 (local0_s2),
+    .\port$3267$0 (window1),
+    .\port$3421$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$3272$0 (window2),
-    .\port$3274$0 (chunks),
+    .\port$3285$0 (window2),
+    .\port$3287$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$3442$0 (local1_s3),
-    .\port$3489$0 (\p$172 [12:0]),
+    .\port$3455$0 (local1_s3),
+    .\port$3502$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3489$0 (\p$172 [12:0]),
-    .\port$3492$0 (\p$188 [12:0]),
+    .\port$3502$0 (\p$172 [12:0]),
+    .\port$3505$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -33094,7 +33151,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2339$376 , flush, \port$3382$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2346$376 , flush, \port$3395$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -33108,24 +33165,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2339$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2339$376 ;
-  wire [15:0] \port$2339$376 ;
-  input [10:0] \port$3382$0 ;
-  wire [10:0] \port$3382$0 ;
+  input [15:0] \port$2346$376 ;
+  wire [15:0] \port$2346$376 ;
+  input [10:0] \port$3395$0 ;
+  wire [10:0] \port$3395$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3382$0  * \port$2339$376 ;
+  assign \$1  = \port$3395$0  * \port$2346$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3382$0  };
-  assign \a$1  = { 1'h0, \port$3382$0  };
-  assign b = { 1'h0, \port$2339$376  };
-  assign \b$3  = { 1'h0, \port$2339$376  };
+  assign a = { 1'h0, \port$3395$0  };
+  assign \a$1  = { 1'h0, \port$3395$0  };
+  assign b = { 1'h0, \port$2346$376  };
+  assign \b$3  = { 1'h0, \port$2346$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2339$224 , flush, \port$3288$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2346$224 , flush, \port$3301$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -33139,24 +33196,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2339$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2339$224 ;
-  wire [15:0] \port$2339$224 ;
-  input [15:0] \port$3288$0 ;
-  wire [15:0] \port$3288$0 ;
+  input [15:0] \port$2346$224 ;
+  wire [15:0] \port$2346$224 ;
+  input [15:0] \port$3301$0 ;
+  wire [15:0] \port$3301$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3288$0  * \port$2339$224 ;
+  assign \$1  = \port$3301$0  * \port$2346$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3288$0  };
-  assign \a$1  = { 1'h0, \port$3288$0  };
-  assign b = { 1'h0, \port$2339$224  };
-  assign \b$3  = { 1'h0, \port$2339$224  };
+  assign a = { 1'h0, \port$3301$0  };
+  assign \a$1  = { 1'h0, \port$3301$0  };
+  assign b = { 1'h0, \port$2346$224  };
+  assign \b$3  = { 1'h0, \port$2346$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3274$0 , \port$3444$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3287$0 , \port$3457$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33170,24 +33227,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3274$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3274$0 ;
-  wire [12:0] \port$3274$0 ;
-  input [12:0] \port$3444$0 ;
-  wire [12:0] \port$3444$0 ;
+  input [12:0] \port$3287$0 ;
+  wire [12:0] \port$3287$0 ;
+  input [12:0] \port$3457$0 ;
+  wire [12:0] \port$3457$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3444$0  * \port$3274$0 ;
+  assign \$1  = \port$3457$0  * \port$3287$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3444$0  };
-  assign \a$1  = { 1'h0, \port$3444$0  };
-  assign b = { 1'h0, \port$3274$0  };
-  assign \b$3  = { 1'h0, \port$3274$0  };
+  assign a = { 1'h0, \port$3457$0  };
+  assign \a$1  = { 1'h0, \port$3457$0  };
+  assign b = { 1'h0, \port$3287$0  };
+  assign \b$3  = { 1'h0, \port$3287$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3254$0 , \port$3408$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3267$0 , \port$3421$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33201,24 +33258,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3254$0 , \port$34
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3254$0 ;
-  wire [12:0] \port$3254$0 ;
-  input [12:0] \port$3408$0 ;
-  wire [12:0] \port$3408$0 ;
+  input [12:0] \port$3267$0 ;
+  wire [12:0] \port$3267$0 ;
+  input [12:0] \port$3421$0 ;
+  wire [12:0] \port$3421$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3408$0  * \port$3254$0 ;
+  assign \$1  = \port$3421$0  * \port$3267$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3408$0  };
-  assign \a$1  = { 1'h0, \port$3408$0  };
-  assign b = { 1'h0, \port$3254$0  };
-  assign \b$3  = { 1'h0, \port$3254$0  };
+  assign a = { 1'h0, \port$3421$0  };
+  assign \a$1  = { 1'h0, \port$3421$0  };
+  assign b = { 1'h0, \port$3267$0  };
+  assign \b$3  = { 1'h0, \port$3267$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3272$0 , \port$3274$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3285$0 , \port$3287$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33232,24 +33289,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3272$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3272$0 ;
-  wire [12:0] \port$3272$0 ;
-  input [12:0] \port$3274$0 ;
-  wire [12:0] \port$3274$0 ;
+  input [12:0] \port$3285$0 ;
+  wire [12:0] \port$3285$0 ;
+  input [12:0] \port$3287$0 ;
+  wire [12:0] \port$3287$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3272$0  * \port$3274$0 ;
+  assign \$1  = \port$3285$0  * \port$3287$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3272$0  };
-  assign \a$1  = { 1'h0, \port$3272$0  };
-  assign b = { 1'h0, \port$3274$0  };
-  assign \b$3  = { 1'h0, \port$3274$0  };
+  assign a = { 1'h0, \port$3285$0  };
+  assign \a$1  = { 1'h0, \port$3285$0  };
+  assign b = { 1'h0, \port$3287$0  };
+  assign \b$3  = { 1'h0, \port$3287$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3442$0 , \port$3489$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3455$0 , \port$3502$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33263,24 +33320,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3442$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3442$0 ;
-  wire [12:0] \port$3442$0 ;
-  input [12:0] \port$3489$0 ;
-  wire [12:0] \port$3489$0 ;
+  input [12:0] \port$3455$0 ;
+  wire [12:0] \port$3455$0 ;
+  input [12:0] \port$3502$0 ;
+  wire [12:0] \port$3502$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3442$0  * \port$3489$0 ;
+  assign \$1  = \port$3455$0  * \port$3502$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3442$0  };
-  assign \a$1  = { 1'h0, \port$3442$0  };
-  assign b = { 1'h0, \port$3489$0  };
-  assign \b$3  = { 1'h0, \port$3489$0  };
+  assign a = { 1'h0, \port$3455$0  };
+  assign \a$1  = { 1'h0, \port$3455$0  };
+  assign b = { 1'h0, \port$3502$0  };
+  assign \b$3  = { 1'h0, \port$3502$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3489$0 , \port$3492$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3502$0 , \port$3505$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33294,19 +33351,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3489$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3489$0 ;
-  wire [12:0] \port$3489$0 ;
-  input [12:0] \port$3492$0 ;
-  wire [12:0] \port$3492$0 ;
+  input [12:0] \port$3502$0 ;
+  wire [12:0] \port$3502$0 ;
+  input [12:0] \port$3505$0 ;
+  wire [12:0] \port$3505$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3492$0  * \port$3489$0 ;
+  assign \$1  = \port$3505$0  * \port$3502$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3492$0  };
-  assign \a$1  = { 1'h0, \port$3492$0  };
-  assign b = { 1'h0, \port$3489$0  };
-  assign \b$3  = { 1'h0, \port$3489$0  };
+  assign a = { 1'h0, \port$3505$0  };
+  assign \a$1  = { 1'h0, \port$3505$0  };
+  assign b = { 1'h0, \port$3502$0  };
+  assign \b$3  = { 1'h0, \port$3502$0  };
   assign \p$5  = p;
 endmodule
 

@@ -1458,7 +1458,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8700$0 (acc_addr),
+    .\port$8713$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4120,8 +4120,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6338$0 (\$like ),
-    .\port$6339$0 (value_next),
+    .\port$6345$0 (\$like ),
+    .\port$6346$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4845,7 +4845,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6338$0 , \port$6339$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6345$0 , \port$6346$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4857,21 +4857,21 @@ module \convhw_list.checker.multiplier (rst, \port$6338$0 , \port$6339$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6338$0 ;
-  wire [16:0] \port$6338$0 ;
-  input [16:0] \port$6339$0 ;
-  wire [16:0] \port$6339$0 ;
+  input [16:0] \port$6345$0 ;
+  wire [16:0] \port$6345$0 ;
+  input [16:0] \port$6346$0 ;
+  wire [16:0] \port$6346$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6339$0  };
+    a <= { 1'h0, \port$6346$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6338$0  };
+    b <= { 1'h0, \port$6345$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6339$0  };
-  assign \b$5  = { 1'h0, \port$6338$0  };
+  assign \a$3  = { 1'h0, \port$6346$0  };
+  assign \b$5  = { 1'h0, \port$6345$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6299,7 +6299,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6343$0 (jobs__payload[943:0]),
+    .\port$6350$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7796,7 +7796,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6343$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6350$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7823,8 +7823,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$6343$0 ;
-  wire [943:0] \port$6343$0 ;
+  input [943:0] \port$6350$0 ;
+  wire [943:0] \port$6350$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7880,7 +7880,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$6343$0 [3:2], \port$6343$0 [929:928], \port$6343$0  };
+    w_port__data <= { 1'h1, \port$6350$0 [3:2], \port$6350$0 [929:928], \port$6350$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7939,7 +7939,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$6343$0 [3:2], \port$6343$0 [929:928], \port$6343$0  };
+  assign w_data = { 1'h1, \port$6350$0 [3:2], \port$6350$0 [929:928], \port$6350$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8088,7 +8088,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8700$0 , clk);
+module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8713$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8767,8 +8767,8 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8700$0 ;
-  wire [10:0] \port$8700$0 ;
+  input [10:0] \port$8713$0 ;
+  wire [10:0] \port$8713$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -19271,7 +19271,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8700$0 [9:0]),
+    .host_addr(\port$8713$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19281,7 +19281,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$171 ),
-    .host_addr(\port$8700$0 [9:0]),
+    .host_addr(\port$8713$0 [9:0]),
     .old(\host_data$178 ),
     .rst(rst),
     .sum(sum),
@@ -19812,7 +19812,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = \port$8700$0 [10];
+    \$94  = \port$8713$0 [10];
     if (rst) begin
       \$94  = 1'h0;
     end
@@ -19844,7 +19844,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$8700$0 [10];
+  assign acc_read_bank = \port$8713$0 [10];
   assign \busy$85  = busy;
   assign \job$86  = job_copy;
   assign \abort$89  = abort;
@@ -19889,12 +19889,12 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$167  = sum_valid;
   assign \busy$168  = acc_busy[0];
-  assign host_addr = \port$8700$0 [9:0];
-  assign acc_read__addr = \port$8700$0 [9:0];
+  assign host_addr = \port$8713$0 [9:0];
+  assign acc_read__addr = \port$8713$0 [9:0];
   assign \sum$172  = sum;
   assign \sum_valid$173  = sum_valid;
   assign \busy$174  = acc_busy[1];
-  assign \host_addr$175  = \port$8700$0 [9:0];
+  assign \host_addr$175  = \port$8713$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -33958,22 +33958,22 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [11:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [11:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [3:0] \$25 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire [3:0] \$29 ;
+  wire [3:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
+  wire [3:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -33989,37 +33989,45 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [4:0] \$47 ;
+  wire \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [4:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg [2:0] \$53 ;
-  reg [2:0] \$54 ;
-  reg [1:0] \$55 ;
-  reg \$56 ;
-  reg \$57 ;
-  reg \$58 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  reg [2:0] \$56 ;
+  reg [2:0] \$57 ;
+  reg [1:0] \$58 ;
   reg \$59 ;
   wire \$6 ;
-  reg [3:0] \$60 ;
+  reg \$60 ;
   reg \$61 ;
-  reg [3:0] \$62 ;
-  reg [63:0] \$63 ;
-  reg \$64 ;
-  reg [3:0] \$65 ;
+  reg \$62 ;
+  reg [3:0] \$63 ;
+  reg [10:0] \$64 ;
+  reg \$65 ;
+  reg [3:0] \$66 ;
+  reg \$67 ;
+  reg [63:0] \$68 ;
+  reg \$69 ;
   wire \$7 ;
+  reg [3:0] \$70 ;
+  reg \$71 ;
   wire \$8 ;
   wire \$9 ;
   reg bank = 1'h0;
+  reg bank_now = 1'h0;
   output busy;
   wire busy;
   input clk;
   wire clk;
   input [7:0] fir_taps;
   wire [7:0] fir_taps;
+  reg [10:0] first_word = 11'h000;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -34107,55 +34115,70 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg [2:0] w_row;
   output w_we;
   reg w_we;
+  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [3:0] write_row = 4'h0;
-  assign \$30  = passes_out__valid & passes_out__ready;
-  assign \$31  = ! bank;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = ! pass_end_bank;
-  assign \$34  = pass_end & \$33 ;
-  assign \$35  = passes_out__valid & passes_out__ready;
-  assign \$37  = \$35  & \$36 ;
-  assign \$39  = pass_end & \$38 ;
-  assign \$40  = ~ loading;
-  assign \$41  = passes_in__valid & \$40 ;
-  assign \$42  = ~ offering;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = free >> next_bank;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = ~ next_bank;
-  assign \$47  = row + 1'h1;
-  assign \$48  = row == 3'h7;
-  assign \$49  = ~ start;
-  assign \$50  = loading & \$49 ;
-  assign \$51  = ~ start;
-  assign \$52  = write_pending & \$51 ;
+  assign unused = \$23  & \$24 ;
+  assign \$25  = ! pass_end_bank;
+  assign \$26  = pass_end & \$25 ;
+  assign \$27  = | timer0;
+  assign \$28  = timer0 - 1'h1;
+  assign \$30  = pass_end & \$29 ;
+  assign \$31  = | timer1;
+  assign \$32  = timer1 - 1'h1;
+  assign \$33  = passes_out__valid & passes_out__ready;
+  assign \$34  = ! bank;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = ! pass_end_bank;
+  assign \$37  = pass_end & \$36 ;
+  assign \$38  = passes_out__valid & passes_out__ready;
+  assign \$40  = \$38  & \$39 ;
+  assign \$42  = pass_end & \$41 ;
+  assign \$43  = ~ loading;
+  assign \$44  = passes_in__valid & \$43 ;
+  assign \$45  = ~ offering;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = free >> next_bank;
+  assign \$48  = \$46  & \$47 ;
+  assign \$49  = ~ next_bank;
+  assign \$50  = row + 1'h1;
+  assign \$51  = row == 3'h7;
+  assign \$52  = ~ start;
+  assign \$53  = loading & \$52 ;
+  assign \$54  = ~ start;
+  assign \$55  = write_pending & \$54 ;
   always @(posedge clk)
-    timer0 <= \$53 ;
+    timer0 <= \$56 ;
   always @(posedge clk)
-    timer1 <= \$54 ;
+    timer1 <= \$57 ;
   always @(posedge clk)
-    inflight <= \$55 ;
+    inflight <= \$58 ;
   always @(posedge clk)
-    offering <= \$56 ;
+    offering <= \$59 ;
   always @(posedge clk)
-    loading <= \$57 ;
+    loading <= \$60 ;
   always @(posedge clk)
-    bank <= \$58 ;
+    bank <= \$61 ;
   always @(posedge clk)
-    next_bank <= \$59 ;
+    next_bank <= \$62 ;
   always @(posedge clk)
-    row <= \$60 ;
+    row <= \$63 ;
   always @(posedge clk)
-    write_pending <= \$61 ;
+    first_word <= \$64 ;
   always @(posedge clk)
-    write_row <= \$62 ;
+    write_pending <= \$65 ;
   always @(posedge clk)
-    registered <= \$63 ;
+    write_row <= \$66 ;
   always @(posedge clk)
-    pending <= \$64 ;
+    write_bank <= \$67 ;
   always @(posedge clk)
-    row_now <= \$65 ;
+    registered <= \$68 ;
+  always @(posedge clk)
+    pending <= \$69 ;
+  always @(posedge clk)
+    row_now <= \$70 ;
+  always @(posedge clk)
+    bank_now <= \$71 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -34177,27 +34200,27 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$15  = \$13  & \$14 ;
   assign \$16  = free >> next_bank;
   assign \$17  = \$15  & \$16 ;
-  assign \$18  = row == 3'h7;
-  assign \$19  = passes_in__payload[163:153] + row;
-  assign \$20  = | fir_taps;
-  assign \$21  = write_row >= fir_taps;
-  assign unused = \$20  & \$21 ;
-  assign \$22  = ! pass_end_bank;
-  assign \$23  = pass_end & \$22 ;
-  assign \$24  = | timer0;
-  assign \$25  = timer0 - 1'h1;
-  assign \$27  = pass_end & \$26 ;
-  assign \$28  = | timer1;
-  assign \$29  = timer1 - 1'h1;
+  assign \$18  = | fir_taps;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 3'h7;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     offering_next = \$11 ;
     if (start) begin
       offering_next = 1'h0;
     end else if (\$17 ) begin
-    end else if (loading) begin
-      if (\$18 ) begin
+      if (\$19 ) begin
         offering_next = 1'h1;
+      end
+    end else if (loading) begin
+      if (\$20 ) begin
+        if (\$21 ) begin
+          offering_next = 1'h1;
+        end
       end
     end
   end
@@ -34219,7 +34242,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_bank = 1'h0;
     if (pending) begin
-      w_bank = bank;
+      w_bank = bank_now;
     end
   end
   always @* begin
@@ -34231,183 +34254,217 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$53  = timer0;
-    if (\$23 ) begin
-      \$53  = 3'h4;
-    end else if (\$24 ) begin
-      \$53  = \$25 [2:0];
+    \$56  = timer0;
+    if (\$26 ) begin
+      \$56  = 3'h4;
+    end else if (\$27 ) begin
+      \$56  = \$28 [2:0];
     end
     if (flush) begin
-      \$53  = 3'h0;
+      \$56  = 3'h0;
     end
     if (rst) begin
-      \$53  = 3'h0;
+      \$56  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$54  = timer1;
-    if (\$27 ) begin
-      \$54  = 3'h4;
-    end else if (\$28 ) begin
-      \$54  = \$29 [2:0];
+    \$57  = timer1;
+    if (\$30 ) begin
+      \$57  = 3'h4;
+    end else if (\$31 ) begin
+      \$57  = \$32 [2:0];
     end
     if (flush) begin
-      \$54  = 3'h0;
+      \$57  = 3'h0;
     end
     if (rst) begin
-      \$54  = 3'h0;
+      \$57  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$55  = inflight;
-    if (\$32 ) begin
-      \$55 [0] = 1'h1;
-    end else if (\$34 ) begin
-      \$55 [0] = 1'h0;
+    \$58  = inflight;
+    if (\$35 ) begin
+      \$58 [0] = 1'h1;
+    end else if (\$37 ) begin
+      \$58 [0] = 1'h0;
     end
-    if (\$37 ) begin
-      \$55 [1] = 1'h1;
-    end else if (\$39 ) begin
-      \$55 [1] = 1'h0;
+    if (\$40 ) begin
+      \$58 [1] = 1'h1;
+    end else if (\$42 ) begin
+      \$58 [1] = 1'h0;
     end
     if (flush) begin
-      \$55  = 2'h0;
+      \$58  = 2'h0;
     end
     if (rst) begin
-      \$55  = 2'h0;
+      \$58  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$56  = offering_next;
+    \$59  = offering_next;
     if (flush) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
     if (rst) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$57  = loading;
+    \$60  = loading;
     if (start) begin
-      \$57  = 1'h0;
-    end else if (\$45 ) begin
-      \$57  = 1'h1;
+      \$60  = 1'h0;
+    end else if (\$48 ) begin
+      \$60  = 1'h1;
     end else if (loading) begin
-      if (\$48 ) begin
-        \$57  = 1'h0;
+      if (\$51 ) begin
+        \$60  = 1'h0;
       end
     end
     if (flush) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$58  = bank;
+    \$61  = bank;
     if (start) begin
-    end else if (\$45 ) begin
-      \$58  = next_bank;
+    end else if (\$48 ) begin
+      \$61  = next_bank;
     end
     if (flush) begin
-      \$58  = 1'h0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$59  = next_bank;
+    \$62  = next_bank;
     if (start) begin
-    end else if (\$45 ) begin
-      \$59  = \$46 ;
+    end else if (\$48 ) begin
+      \$62  = \$49 ;
     end
     if (flush) begin
-      \$59  = 1'h0;
+      \$62  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$60  = row;
+    \$63  = row;
     if (start) begin
-    end else if (\$45 ) begin
-      \$60  = 4'h0;
+    end else if (\$48 ) begin
+      \$63  = 4'h0;
     end else if (loading) begin
-      \$60  = \$47 [3:0];
+      \$63  = \$50 [3:0];
     end
     if (flush) begin
-      \$60  = 4'h0;
+      \$63  = 4'h0;
     end
     if (rst) begin
-      \$60  = 4'h0;
+      \$63  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$61  = \$50 ;
+    \$64  = first_word;
+    if (start) begin
+    end else if (\$48 ) begin
+      \$64  = passes_in__payload[163:153];
+    end
     if (flush) begin
-      \$61  = 1'h0;
+      \$64  = 11'h000;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$64  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$62  = row;
+    \$65  = \$53 ;
     if (flush) begin
-      \$62  = 4'h0;
+      \$65  = 1'h0;
     end
     if (rst) begin
-      \$62  = 4'h0;
+      \$65  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$66  = row;
+    if (flush) begin
+      \$66  = 4'h0;
+    end
+    if (rst) begin
+      \$66  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$67  = bank;
+    if (flush) begin
+      \$67  = 1'h0;
+    end
+    if (rst) begin
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$63  = 64'h0000000000000000;
+      \$68  = 64'h0000000000000000;
     end else begin
-      \$63  = mem_data;
+      \$68  = mem_data;
     end
     if (flush) begin
-      \$63  = 64'h0000000000000000;
+      \$68  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$63  = 64'h0000000000000000;
+      \$68  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$64  = \$52 ;
+    \$69  = \$55 ;
     if (flush) begin
-      \$64  = 1'h0;
+      \$69  = 1'h0;
     end
     if (rst) begin
-      \$64  = 1'h0;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$65  = write_row;
+    \$70  = write_row;
     if (flush) begin
-      \$65  = 4'h0;
+      \$70  = 4'h0;
     end
     if (rst) begin
-      \$65  = 4'h0;
+      \$70  = 4'h0;
     end
   end
-  assign mem_addr = \$19 [10:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$71  = write_bank;
+    if (flush) begin
+      \$71  = 1'h0;
+    end
+    if (rst) begin
+      \$71  = 1'h0;
+    end
+  end
+  assign mem_addr = \$22 [10:0];
   assign \passes_out__payload.desc  = passes_out__payload[179:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -34448,9 +34505,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$26  = pass_end_bank;
-  assign \$36  = bank;
-  assign \$38  = pass_end_bank;
+  assign \$29  = pass_end_bank;
+  assign \$39  = bank;
+  assign \$41  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -40084,56 +40141,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6947$376 (job[391:376]),
-    .\port$7658$0 (acc_row_s1),
+    .\port$6954$376 (job[391:376]),
+    .\port$7671$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6947$224 (job[239:224]),
-    .\port$7564$0 (o0),
+    .\port$6954$224 (job[239:224]),
+    .\port$7577$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7550$0 (chunks),
-    .\port$7720$0 (local2_s3),
+    .\port$7563$0 (chunks),
+    .\port$7733$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7530$0 (window1),
-    .\port$7684$0 (local0_s2),
+    .\port$7543$0 (window1),
+    .\port$7697$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7548$0 (window2),
-    .\port$7550$0 (chunks),
+    .\port$7561$0 (window2),
+    .\port$7563$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7718$0 (local1_s3),
-    .\port$7765$0 (\p$172 [12:0]),
+    .\port$7731$0 (local1_s3),
+    .\port$7778$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7765$0 (\p$172 [12:0]),
-    .\port$7768$0 (\p$188 [12:0]),
+    .\port$7778$0 (\p$172 [12:0]),
+    .\port$7781$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41796,7 +41853,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6947$376 , flush, \port$7658$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6954$376 , flush, \port$7671$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41810,24 +41867,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6947$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$6947$376 ;
-  wire [15:0] \port$6947$376 ;
-  input [10:0] \port$7658$0 ;
-  wire [10:0] \port$7658$0 ;
+  input [15:0] \port$6954$376 ;
+  wire [15:0] \port$6954$376 ;
+  input [10:0] \port$7671$0 ;
+  wire [10:0] \port$7671$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7658$0  * \port$6947$376 ;
+  assign \$1  = \port$7671$0  * \port$6954$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7658$0  };
-  assign \a$1  = { 1'h0, \port$7658$0  };
-  assign b = { 1'h0, \port$6947$376  };
-  assign \b$3  = { 1'h0, \port$6947$376  };
+  assign a = { 1'h0, \port$7671$0  };
+  assign \a$1  = { 1'h0, \port$7671$0  };
+  assign b = { 1'h0, \port$6954$376  };
+  assign \b$3  = { 1'h0, \port$6954$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6947$224 , flush, \port$7564$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6954$224 , flush, \port$7577$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41841,24 +41898,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6947$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6947$224 ;
-  wire [15:0] \port$6947$224 ;
-  input [15:0] \port$7564$0 ;
-  wire [15:0] \port$7564$0 ;
+  input [15:0] \port$6954$224 ;
+  wire [15:0] \port$6954$224 ;
+  input [15:0] \port$7577$0 ;
+  wire [15:0] \port$7577$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7564$0  * \port$6947$224 ;
+  assign \$1  = \port$7577$0  * \port$6954$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7564$0  };
-  assign \a$1  = { 1'h0, \port$7564$0  };
-  assign b = { 1'h0, \port$6947$224  };
-  assign \b$3  = { 1'h0, \port$6947$224  };
+  assign a = { 1'h0, \port$7577$0  };
+  assign \a$1  = { 1'h0, \port$7577$0  };
+  assign b = { 1'h0, \port$6954$224  };
+  assign \b$3  = { 1'h0, \port$6954$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7550$0 , \port$7720$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7563$0 , \port$7733$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41872,24 +41929,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7550$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7550$0 ;
-  wire [12:0] \port$7550$0 ;
-  input [12:0] \port$7720$0 ;
-  wire [12:0] \port$7720$0 ;
+  input [12:0] \port$7563$0 ;
+  wire [12:0] \port$7563$0 ;
+  input [12:0] \port$7733$0 ;
+  wire [12:0] \port$7733$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7720$0  * \port$7550$0 ;
+  assign \$1  = \port$7733$0  * \port$7563$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7720$0  };
-  assign \a$1  = { 1'h0, \port$7720$0  };
-  assign b = { 1'h0, \port$7550$0  };
-  assign \b$3  = { 1'h0, \port$7550$0  };
+  assign a = { 1'h0, \port$7733$0  };
+  assign \a$1  = { 1'h0, \port$7733$0  };
+  assign b = { 1'h0, \port$7563$0  };
+  assign \b$3  = { 1'h0, \port$7563$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7530$0 , \port$7684$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7543$0 , \port$7697$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41903,24 +41960,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7530$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7530$0 ;
-  wire [12:0] \port$7530$0 ;
-  input [12:0] \port$7684$0 ;
-  wire [12:0] \port$7684$0 ;
+  input [12:0] \port$7543$0 ;
+  wire [12:0] \port$7543$0 ;
+  input [12:0] \port$7697$0 ;
+  wire [12:0] \port$7697$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7684$0  * \port$7530$0 ;
+  assign \$1  = \port$7697$0  * \port$7543$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7684$0  };
-  assign \a$1  = { 1'h0, \port$7684$0  };
-  assign b = { 1'h0, \port$7530$0  };
-  assign \b$3  = { 1'h0, \port$7530$0  };
+  assign a = { 1'h0, \port$7697$0  };
+  assign \a$1  = { 1'h0, \port$7697$0  };
+  assign b = { 1'h0, \port$7543$0  };
+  assign \b$3  = { 1'h0, \port$7543$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7548$0 , \port$7550$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7561$0 , \port$7563$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41934,24 +41991,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7548$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7548$0 ;
-  wire [12:0] \port$7548$0 ;
-  input [12:0] \port$7550$0 ;
-  wire [12:0] \port$7550$0 ;
+  input [12:0] \port$7561$0 ;
+  wire [12:0] \port$7561$0 ;
+  input [12:0] \port$7563$0 ;
+  wire [12:0] \port$7563$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7548$0  * \port$7550$0 ;
+  assign \$1  = \port$7561$0  * \port$7563$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7548$0  };
-  assign \a$1  = { 1'h0, \port$7548$0  };
-  assign b = { 1'h0, \port$7550$0  };
-  assign \b$3  = { 1'h0, \port$7550$0  };
+  assign a = { 1'h0, \port$7561$0  };
+  assign \a$1  = { 1'h0, \port$7561$0  };
+  assign b = { 1'h0, \port$7563$0  };
+  assign \b$3  = { 1'h0, \port$7563$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7718$0 , \port$7765$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7731$0 , \port$7778$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41965,24 +42022,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7718
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7718$0 ;
-  wire [12:0] \port$7718$0 ;
-  input [12:0] \port$7765$0 ;
-  wire [12:0] \port$7765$0 ;
+  input [12:0] \port$7731$0 ;
+  wire [12:0] \port$7731$0 ;
+  input [12:0] \port$7778$0 ;
+  wire [12:0] \port$7778$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7718$0  * \port$7765$0 ;
+  assign \$1  = \port$7731$0  * \port$7778$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7718$0  };
-  assign \a$1  = { 1'h0, \port$7718$0  };
-  assign b = { 1'h0, \port$7765$0  };
-  assign \b$3  = { 1'h0, \port$7765$0  };
+  assign a = { 1'h0, \port$7731$0  };
+  assign \a$1  = { 1'h0, \port$7731$0  };
+  assign b = { 1'h0, \port$7778$0  };
+  assign \b$3  = { 1'h0, \port$7778$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7765$0 , \port$7768$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7778$0 , \port$7781$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41996,19 +42053,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7765
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7765$0 ;
-  wire [12:0] \port$7765$0 ;
-  input [12:0] \port$7768$0 ;
-  wire [12:0] \port$7768$0 ;
+  input [12:0] \port$7778$0 ;
+  wire [12:0] \port$7778$0 ;
+  input [12:0] \port$7781$0 ;
+  wire [12:0] \port$7781$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7768$0  * \port$7765$0 ;
+  assign \$1  = \port$7781$0  * \port$7778$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7768$0  };
-  assign \a$1  = { 1'h0, \port$7768$0  };
-  assign b = { 1'h0, \port$7765$0  };
-  assign \b$3  = { 1'h0, \port$7765$0  };
+  assign a = { 1'h0, \port$7781$0  };
+  assign \a$1  = { 1'h0, \port$7781$0  };
+  assign b = { 1'h0, \port$7778$0  };
+  assign \b$3  = { 1'h0, \port$7778$0  };
   assign \p$5  = p;
 endmodule
 
@@ -46368,15 +46425,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6643$16 (op_a[31:16]),
-    .\port$6644$0 (op_b),
+    .\port$6650$16 (op_a[31:16]),
+    .\port$6651$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6643$0 (op_a[15:0]),
-    .\port$6644$0 (op_b),
+    .\port$6650$0 (op_a[15:0]),
+    .\port$6651$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -47423,7 +47480,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6643$16 , \port$6644$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6650$16 , \port$6651$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47435,26 +47492,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6643$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6643$16 ;
-  wire [15:0] \port$6643$16 ;
-  input [15:0] \port$6644$0 ;
-  wire [15:0] \port$6644$0 ;
+  input [15:0] \port$6650$16 ;
+  wire [15:0] \port$6650$16 ;
+  input [15:0] \port$6651$0 ;
+  wire [15:0] \port$6651$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6643$16  };
+    a <= { 1'h0, \port$6650$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6644$0  };
+    b <= { 1'h0, \port$6651$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6643$16  };
-  assign \b$5  = { 1'h0, \port$6644$0  };
+  assign \a$3  = { 1'h0, \port$6650$16  };
+  assign \b$5  = { 1'h0, \port$6651$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6643$0 , \port$6644$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6650$0 , \port$6651$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47466,21 +47523,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6643$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6643$0 ;
-  wire [15:0] \port$6643$0 ;
-  input [15:0] \port$6644$0 ;
-  wire [15:0] \port$6644$0 ;
+  input [15:0] \port$6650$0 ;
+  wire [15:0] \port$6650$0 ;
+  input [15:0] \port$6651$0 ;
+  wire [15:0] \port$6651$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6643$0  };
+    a <= { 1'h0, \port$6650$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6644$0  };
+    b <= { 1'h0, \port$6651$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6643$0  };
-  assign \b$5  = { 1'h0, \port$6644$0  };
+  assign \a$3  = { 1'h0, \port$6650$0  };
+  assign \b$5  = { 1'h0, \port$6651$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54787,7 +54844,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$8716$0 (in_flight1),
+    .\port$8729$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57670,7 +57727,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$8873$0 (v_0[16:0]),
+    .\port$8886$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57678,7 +57735,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$140 ),
-    .\port$8893$0 (v_1[16:0]),
+    .\port$8906$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57686,7 +57743,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$148 ),
-    .\port$8913$0 (v_2[16:0]),
+    .\port$8926$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57694,7 +57751,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$156 ),
-    .\port$8933$0 (v_3[16:0]),
+    .\port$8946$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57702,7 +57759,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$164 ),
-    .\port$8953$0 (v_4[16:0]),
+    .\port$8966$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57710,7 +57767,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$172 ),
-    .\port$8973$0 (v_5[16:0]),
+    .\port$8986$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57718,7 +57775,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$180 ),
-    .\port$8993$0 (v_6[16:0]),
+    .\port$9006$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57726,7 +57783,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$188 ),
-    .\port$9013$0 (v_7[16:0]),
+    .\port$9026$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57734,7 +57791,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$133 ),
-    .\port$8873$17 (v_0[32:17]),
+    .\port$8886$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57742,7 +57799,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$141 ),
-    .\port$8893$17 (v_1[32:17]),
+    .\port$8906$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57750,7 +57807,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$149 ),
-    .\port$8913$17 (v_2[32:17]),
+    .\port$8926$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57758,7 +57815,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$157 ),
-    .\port$8933$17 (v_3[32:17]),
+    .\port$8946$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57766,7 +57823,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$165 ),
-    .\port$8953$17 (v_4[32:17]),
+    .\port$8966$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57774,7 +57831,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$173 ),
-    .\port$8973$17 (v_5[32:17]),
+    .\port$8986$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57782,7 +57839,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$181 ),
-    .\port$8993$17 (v_6[32:17]),
+    .\port$9006$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57790,7 +57847,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$189 ),
-    .\port$9013$17 (v_7[32:17]),
+    .\port$9026$17 (v_7[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -58798,7 +58855,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8873$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8886$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58815,11 +58872,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8873$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8873$0 ;
-  wire [16:0] \port$8873$0 ;
+  input [16:0] \port$8886$0 ;
+  wire [16:0] \port$8886$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8873$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8886$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58829,14 +58886,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8873$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8873$0  };
-  assign \a$1  = { 1'h0, \port$8873$0  };
+  assign a = { 1'h0, \port$8886$0  };
+  assign \a$1  = { 1'h0, \port$8886$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8893$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8906$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58853,11 +58910,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8893$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8893$0 ;
-  wire [16:0] \port$8893$0 ;
+  input [16:0] \port$8906$0 ;
+  wire [16:0] \port$8906$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8893$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8906$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58867,14 +58924,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8893$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8893$0  };
-  assign \a$1  = { 1'h0, \port$8893$0  };
+  assign a = { 1'h0, \port$8906$0  };
+  assign \a$1  = { 1'h0, \port$8906$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8913$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8926$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58891,11 +58948,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8913$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8913$0 ;
-  wire [16:0] \port$8913$0 ;
+  input [16:0] \port$8926$0 ;
+  wire [16:0] \port$8926$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8913$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8926$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58905,14 +58962,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8913$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8913$0  };
-  assign \a$1  = { 1'h0, \port$8913$0  };
+  assign a = { 1'h0, \port$8926$0  };
+  assign \a$1  = { 1'h0, \port$8926$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8933$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8946$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58929,11 +58986,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8933$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8933$0 ;
-  wire [16:0] \port$8933$0 ;
+  input [16:0] \port$8946$0 ;
+  wire [16:0] \port$8946$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8933$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8946$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58943,14 +59000,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8933$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8933$0  };
-  assign \a$1  = { 1'h0, \port$8933$0  };
+  assign a = { 1'h0, \port$8946$0  };
+  assign \a$1  = { 1'h0, \port$8946$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8953$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8966$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58967,11 +59024,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8953$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8953$0 ;
-  wire [16:0] \port$8953$0 ;
+  input [16:0] \port$8966$0 ;
+  wire [16:0] \port$8966$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8953$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8966$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58981,14 +59038,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8953$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8953$0  };
-  assign \a$1  = { 1'h0, \port$8953$0  };
+  assign a = { 1'h0, \port$8966$0  };
+  assign \a$1  = { 1'h0, \port$8966$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8973$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8986$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59005,11 +59062,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8973$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8973$0 ;
-  wire [16:0] \port$8973$0 ;
+  input [16:0] \port$8986$0 ;
+  wire [16:0] \port$8986$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8973$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8986$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59019,14 +59076,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8973$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8973$0  };
-  assign \a$1  = { 1'h0, \port$8973$0  };
+  assign a = { 1'h0, \port$8986$0  };
+  assign \a$1  = { 1'h0, \port$8986$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8993$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9006$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59043,11 +59100,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8993$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8993$0 ;
-  wire [16:0] \port$8993$0 ;
+  input [16:0] \port$9006$0 ;
+  wire [16:0] \port$9006$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8993$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9006$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59057,14 +59114,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$8993$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8993$0  };
-  assign \a$1  = { 1'h0, \port$8993$0  };
+  assign a = { 1'h0, \port$9006$0  };
+  assign \a$1  = { 1'h0, \port$9006$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9013$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9026$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59081,11 +59138,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9013$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9013$0 ;
-  wire [16:0] \port$9013$0 ;
+  input [16:0] \port$9026$0 ;
+  wire [16:0] \port$9026$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9013$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9026$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59095,14 +59152,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9013$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9013$0  };
-  assign \a$1  = { 1'h0, \port$9013$0  };
+  assign a = { 1'h0, \port$9026$0  };
+  assign \a$1  = { 1'h0, \port$9026$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8873$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8886$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59119,11 +59176,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8873$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8873$17 ;
-  wire [15:0] \port$8873$17 ;
+  input [15:0] \port$8886$17 ;
+  wire [15:0] \port$8886$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8873$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8886$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59133,14 +59190,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8873$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8873$17 [15], \port$8873$17 [15], \port$8873$17  };
-  assign \a$1  = { \port$8873$17 [15], \port$8873$17 [15], \port$8873$17  };
+  assign a = { \port$8886$17 [15], \port$8886$17 [15], \port$8886$17  };
+  assign \a$1  = { \port$8886$17 [15], \port$8886$17 [15], \port$8886$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8893$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8906$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59157,11 +59214,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8893$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8893$17 ;
-  wire [15:0] \port$8893$17 ;
+  input [15:0] \port$8906$17 ;
+  wire [15:0] \port$8906$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8893$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8906$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59171,14 +59228,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8893$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8893$17 [15], \port$8893$17 [15], \port$8893$17  };
-  assign \a$1  = { \port$8893$17 [15], \port$8893$17 [15], \port$8893$17  };
+  assign a = { \port$8906$17 [15], \port$8906$17 [15], \port$8906$17  };
+  assign \a$1  = { \port$8906$17 [15], \port$8906$17 [15], \port$8906$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8913$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8926$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59195,11 +59252,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8913$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8913$17 ;
-  wire [15:0] \port$8913$17 ;
+  input [15:0] \port$8926$17 ;
+  wire [15:0] \port$8926$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8913$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8926$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59209,14 +59266,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8913$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8913$17 [15], \port$8913$17 [15], \port$8913$17  };
-  assign \a$1  = { \port$8913$17 [15], \port$8913$17 [15], \port$8913$17  };
+  assign a = { \port$8926$17 [15], \port$8926$17 [15], \port$8926$17  };
+  assign \a$1  = { \port$8926$17 [15], \port$8926$17 [15], \port$8926$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8933$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8946$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59233,11 +59290,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8933$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8933$17 ;
-  wire [15:0] \port$8933$17 ;
+  input [15:0] \port$8946$17 ;
+  wire [15:0] \port$8946$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8933$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8946$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59247,14 +59304,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8933$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8933$17 [15], \port$8933$17 [15], \port$8933$17  };
-  assign \a$1  = { \port$8933$17 [15], \port$8933$17 [15], \port$8933$17  };
+  assign a = { \port$8946$17 [15], \port$8946$17 [15], \port$8946$17  };
+  assign \a$1  = { \port$8946$17 [15], \port$8946$17 [15], \port$8946$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8953$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8966$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59271,11 +59328,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8953$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8953$17 ;
-  wire [15:0] \port$8953$17 ;
+  input [15:0] \port$8966$17 ;
+  wire [15:0] \port$8966$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8953$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8966$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59285,14 +59342,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8953$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8953$17 [15], \port$8953$17 [15], \port$8953$17  };
-  assign \a$1  = { \port$8953$17 [15], \port$8953$17 [15], \port$8953$17  };
+  assign a = { \port$8966$17 [15], \port$8966$17 [15], \port$8966$17  };
+  assign \a$1  = { \port$8966$17 [15], \port$8966$17 [15], \port$8966$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8973$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8986$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59309,11 +59366,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8973$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8973$17 ;
-  wire [15:0] \port$8973$17 ;
+  input [15:0] \port$8986$17 ;
+  wire [15:0] \port$8986$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8973$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8986$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59323,14 +59380,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8973$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8973$17 [15], \port$8973$17 [15], \port$8973$17  };
-  assign \a$1  = { \port$8973$17 [15], \port$8973$17 [15], \port$8973$17  };
+  assign a = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
+  assign \a$1  = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8993$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9006$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59347,11 +59404,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8993$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8993$17 ;
-  wire [15:0] \port$8993$17 ;
+  input [15:0] \port$9006$17 ;
+  wire [15:0] \port$9006$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8993$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9006$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59361,14 +59418,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$8993$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8993$17 [15], \port$8993$17 [15], \port$8993$17  };
-  assign \a$1  = { \port$8993$17 [15], \port$8993$17 [15], \port$8993$17  };
+  assign a = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
+  assign \a$1  = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9013$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9026$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59385,11 +59442,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9013$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9013$17 ;
-  wire [15:0] \port$9013$17 ;
+  input [15:0] \port$9026$17 ;
+  wire [15:0] \port$9026$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9013$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9026$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59399,14 +59456,14 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9013$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9013$17 [15], \port$9013$17 [15], \port$9013$17  };
-  assign \a$1  = { \port$9013$17 [15], \port$9013$17 [15], \port$9013$17  };
+  assign a = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
+  assign \a$1  = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8716$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8729$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59432,8 +59489,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3339$0 ;
   wire [255:0] \port$3339$0 ;
-  input [2:0] \port$8716$0 ;
-  wire [2:0] \port$8716$0 ;
+  input [2:0] \port$8729$0 ;
+  wire [2:0] \port$8729$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59465,23 +59522,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8716$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$8729$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8716$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8716$0 [0];
+  assign w_port__en = \port$8729$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8729$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8716$0 [0];
+  assign \$5  = w_rdy & \port$8729$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8716$0 [0];
+  assign \$11  = w_rdy & \port$8729$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59527,9 +59584,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8716$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$8716$0 [2:1], \port$3339$0  };
-  assign w_en = \port$8716$0 [0];
+  assign w_port__data = { \port$8729$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$8729$0 [2:1], \port$3339$0  };
+  assign w_en = \port$8729$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -8238,22 +8238,22 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [9:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [9:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [1:0] \$25 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire [1:0] \$29 ;
+  wire [1:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
+  wire [1:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -8269,35 +8269,43 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [3:0] \$47 ;
+  wire \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [3:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg [1:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg \$56 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  reg [1:0] \$56 ;
   reg \$57 ;
-  reg [2:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   wire \$6 ;
-  reg [2:0] \$60 ;
-  reg [31:0] \$61 ;
-  reg \$62 ;
-  reg [2:0] \$63 ;
+  reg \$60 ;
+  reg [2:0] \$61 ;
+  reg [8:0] \$62 ;
+  reg \$63 ;
+  reg [2:0] \$64 ;
+  reg \$65 ;
+  reg [31:0] \$66 ;
+  reg \$67 ;
+  reg [2:0] \$68 ;
+  reg \$69 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   reg bank = 1'h0;
+  reg bank_now = 1'h0;
   output busy;
   wire busy;
   input clk;
   wire clk;
   input [7:0] fir_taps;
   wire [7:0] fir_taps;
+  reg [8:0] first_word = 9'h000;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -8385,49 +8393,60 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg [1:0] w_row;
   output w_we;
   reg w_we;
+  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = ! pass_end_bank;
-  assign \$34  = pass_end & \$33 ;
-  assign \$35  = passes_out__valid & passes_out__ready;
-  assign \$37  = \$35  & \$36 ;
-  assign \$39  = pass_end & \$38 ;
-  assign \$40  = ~ loading;
-  assign \$41  = passes_in__valid & \$40 ;
-  assign \$42  = ~ offering;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = free >> next_bank;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = ~ next_bank;
-  assign \$47  = row + 1'h1;
-  assign \$48  = row == 2'h3;
-  assign \$49  = ~ start;
-  assign \$50  = loading & \$49 ;
-  assign \$51  = ~ start;
-  assign \$52  = write_pending & \$51 ;
+  assign \$26  = pass_end & \$25 ;
+  assign \$30  = pass_end & \$29 ;
+  assign \$33  = passes_out__valid & passes_out__ready;
+  assign \$34  = ! bank;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = ! pass_end_bank;
+  assign \$37  = pass_end & \$36 ;
+  assign \$38  = passes_out__valid & passes_out__ready;
+  assign \$40  = \$38  & \$39 ;
+  assign \$42  = pass_end & \$41 ;
+  assign \$43  = ~ loading;
+  assign \$44  = passes_in__valid & \$43 ;
+  assign \$45  = ~ offering;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = free >> next_bank;
+  assign \$48  = \$46  & \$47 ;
+  assign \$49  = ~ next_bank;
+  assign \$50  = row + 1'h1;
+  assign \$51  = row == 2'h3;
+  assign \$52  = ~ start;
+  assign \$53  = loading & \$52 ;
+  assign \$54  = ~ start;
+  assign \$55  = write_pending & \$54 ;
   always @(posedge clk)
-    inflight <= \$53 ;
+    inflight <= \$56 ;
   always @(posedge clk)
-    offering <= \$54 ;
+    offering <= \$57 ;
   always @(posedge clk)
-    loading <= \$55 ;
+    loading <= \$58 ;
   always @(posedge clk)
-    next_bank <= \$56 ;
+    next_bank <= \$59 ;
   always @(posedge clk)
-    bank <= \$57 ;
+    bank <= \$60 ;
   always @(posedge clk)
-    row <= \$58 ;
+    row <= \$61 ;
   always @(posedge clk)
-    write_pending <= \$59 ;
+    first_word <= \$62 ;
   always @(posedge clk)
-    write_row <= \$60 ;
+    write_pending <= \$63 ;
   always @(posedge clk)
-    registered <= \$61 ;
+    write_row <= \$64 ;
   always @(posedge clk)
-    pending <= \$62 ;
+    write_bank <= \$65 ;
   always @(posedge clk)
-    row_now <= \$63 ;
+    registered <= \$66 ;
+  always @(posedge clk)
+    pending <= \$67 ;
+  always @(posedge clk)
+    row_now <= \$68 ;
+  always @(posedge clk)
+    bank_now <= \$69 ;
   assign \$1  = ~ inflight[0];
   assign \$4  = ~ inflight[1];
   assign passes_out__valid = offering & passes_in__valid;
@@ -8445,25 +8464,29 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$15  = \$13  & \$14 ;
   assign \$16  = free >> next_bank;
   assign \$17  = \$15  & \$16 ;
-  assign \$18  = row == 2'h3;
-  assign \$19  = passes_in__payload[161:153] + row;
-  assign \$20  = | fir_taps;
-  assign \$21  = write_row >= fir_taps;
-  assign unused = \$20  & \$21 ;
-  assign \$22  = ! pass_end_bank;
-  assign \$23  = pass_end & \$22 ;
-  assign \$27  = pass_end & \$26 ;
-  assign \$30  = passes_out__valid & passes_out__ready;
-  assign \$31  = ! bank;
+  assign \$18  = | fir_taps;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 2'h3;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
+  assign unused = \$23  & \$24 ;
+  assign \$25  = ! pass_end_bank;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     offering_next = \$11 ;
     if (start) begin
       offering_next = 1'h0;
     end else if (\$17 ) begin
-    end else if (loading) begin
-      if (\$18 ) begin
+      if (\$19 ) begin
         offering_next = 1'h1;
+      end
+    end else if (loading) begin
+      if (\$20 ) begin
+        if (\$21 ) begin
+          offering_next = 1'h1;
+        end
       end
     end
   end
@@ -8485,7 +8508,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_bank = 1'h0;
     if (pending) begin
-      w_bank = bank;
+      w_bank = bank_now;
     end
   end
   always @* begin
@@ -8497,157 +8520,191 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$53  = inflight;
-    if (\$32 ) begin
-      \$53 [0] = 1'h1;
-    end else if (\$34 ) begin
-      \$53 [0] = 1'h0;
+    \$56  = inflight;
+    if (\$35 ) begin
+      \$56 [0] = 1'h1;
+    end else if (\$37 ) begin
+      \$56 [0] = 1'h0;
     end
-    if (\$37 ) begin
-      \$53 [1] = 1'h1;
-    end else if (\$39 ) begin
-      \$53 [1] = 1'h0;
+    if (\$40 ) begin
+      \$56 [1] = 1'h1;
+    end else if (\$42 ) begin
+      \$56 [1] = 1'h0;
     end
     if (start) begin
-      \$53  = 2'h0;
+      \$56  = 2'h0;
     end
     if (flush) begin
-      \$53  = 2'h0;
+      \$56  = 2'h0;
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$56  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$54  = offering_next;
+    \$57  = offering_next;
     if (flush) begin
-      \$54  = 1'h0;
+      \$57  = 1'h0;
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$55  = loading;
+    \$58  = loading;
     if (start) begin
-      \$55  = 1'h0;
-    end else if (\$45 ) begin
-      \$55  = 1'h1;
+      \$58  = 1'h0;
+    end else if (\$48 ) begin
+      \$58  = 1'h1;
     end else if (loading) begin
-      if (\$48 ) begin
-        \$55  = 1'h0;
+      if (\$51 ) begin
+        \$58  = 1'h0;
       end
     end
     if (flush) begin
-      \$55  = 1'h0;
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$55  = 1'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$56  = next_bank;
+    \$59  = next_bank;
     if (start) begin
-      \$56  = 1'h0;
-    end else if (\$45 ) begin
-      \$56  = \$46 ;
+      \$59  = 1'h0;
+    end else if (\$48 ) begin
+      \$59  = \$49 ;
     end
     if (flush) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
     if (rst) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$57  = bank;
+    \$60  = bank;
     if (start) begin
-    end else if (\$45 ) begin
-      \$57  = next_bank;
+    end else if (\$48 ) begin
+      \$60  = next_bank;
     end
     if (flush) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$58  = row;
+    \$61  = row;
     if (start) begin
-    end else if (\$45 ) begin
-      \$58  = 3'h0;
+    end else if (\$48 ) begin
+      \$61  = 3'h0;
     end else if (loading) begin
-      \$58  = \$47 [2:0];
+      \$61  = \$50 [2:0];
     end
     if (flush) begin
-      \$58  = 3'h0;
+      \$61  = 3'h0;
     end
     if (rst) begin
-      \$58  = 3'h0;
+      \$61  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$59  = \$50 ;
+    \$62  = first_word;
+    if (start) begin
+    end else if (\$48 ) begin
+      \$62  = passes_in__payload[161:153];
+    end
     if (flush) begin
-      \$59  = 1'h0;
+      \$62  = 9'h000;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$62  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$60  = row;
+    \$63  = \$53 ;
     if (flush) begin
-      \$60  = 3'h0;
+      \$63  = 1'h0;
     end
     if (rst) begin
-      \$60  = 3'h0;
+      \$63  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$64  = row;
+    if (flush) begin
+      \$64  = 3'h0;
+    end
+    if (rst) begin
+      \$64  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$65  = bank;
+    if (flush) begin
+      \$65  = 1'h0;
+    end
+    if (rst) begin
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$61  = 32'd0;
+      \$66  = 32'd0;
     end else begin
-      \$61  = mem_data;
+      \$66  = mem_data;
     end
     if (flush) begin
-      \$61  = 32'd0;
+      \$66  = 32'd0;
     end
     if (rst) begin
-      \$61  = 32'd0;
+      \$66  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$62  = \$52 ;
+    \$67  = \$55 ;
     if (flush) begin
-      \$62  = 1'h0;
+      \$67  = 1'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$63  = write_row;
+    \$68  = write_row;
     if (flush) begin
-      \$63  = 3'h0;
+      \$68  = 3'h0;
     end
     if (rst) begin
-      \$63  = 3'h0;
+      \$68  = 3'h0;
     end
   end
-  assign mem_addr = \$19 [8:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$69  = write_bank;
+    if (flush) begin
+      \$69  = 1'h0;
+    end
+    if (rst) begin
+      \$69  = 1'h0;
+    end
+  end
+  assign mem_addr = \$22 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -8692,13 +8749,13 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$3  = \$1 ;
   assign \$5  = 1'h1;
   assign \$6  = \$4 ;
-  assign \$24  = 1'h0;
-  assign \$25  = 2'h3;
-  assign \$26  = pass_end_bank;
-  assign \$28  = 1'h0;
-  assign \$29  = 2'h3;
-  assign \$36  = bank;
-  assign \$38  = pass_end_bank;
+  assign \$27  = 1'h0;
+  assign \$28  = 2'h3;
+  assign \$29  = pass_end_bank;
+  assign \$31  = 1'h0;
+  assign \$32  = 2'h3;
+  assign \$39  = bank;
+  assign \$41  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14320,56 +14377,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$1726$376 (job[391:376]),
-    .\port$2677$0 (acc_row_s1),
+    .\port$1733$376 (job[391:376]),
+    .\port$2690$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$1726$224 (job[239:224]),
-    .\port$2583$0 (o0),
+    .\port$1733$224 (job[239:224]),
+    .\port$2596$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$2569$0 (chunks),
-    .\port$2739$0 (local2_s3),
+    .\port$2582$0 (chunks),
+    .\port$2752$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$2549$0 (window1),
-    .\port$2703$0 (local0_s2),
+    .\port$2562$0 (window1),
+    .\port$2716$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$2567$0 (window2),
-    .\port$2569$0 (chunks),
+    .\port$2580$0 (window2),
+    .\port$2582$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$2737$0 (local1_s3),
-    .\port$2784$0 (\p$172 [9:0]),
+    .\port$2750$0 (local1_s3),
+    .\port$2797$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2784$0 (\p$172 [9:0]),
-    .\port$2787$0 (\p$188 [9:0]),
+    .\port$2797$0 (\p$172 [9:0]),
+    .\port$2800$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16028,7 +16085,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1726$376 , flush, \port$2677$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1733$376 , flush, \port$2690$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16042,24 +16099,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1726$376 , flush, \port$
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$1726$376 ;
-  wire [15:0] \port$1726$376 ;
-  input [7:0] \port$2677$0 ;
-  wire [7:0] \port$2677$0 ;
+  input [15:0] \port$1733$376 ;
+  wire [15:0] \port$1733$376 ;
+  input [7:0] \port$2690$0 ;
+  wire [7:0] \port$2690$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2677$0  * \port$1726$376 ;
+  assign \$1  = \port$2690$0  * \port$1733$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2677$0  };
-  assign \a$1  = { 1'h0, \port$2677$0  };
-  assign b = { 1'h0, \port$1726$376  };
-  assign \b$3  = { 1'h0, \port$1726$376  };
+  assign a = { 1'h0, \port$2690$0  };
+  assign \a$1  = { 1'h0, \port$2690$0  };
+  assign b = { 1'h0, \port$1733$376  };
+  assign \b$3  = { 1'h0, \port$1733$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1726$224 , flush, \port$2583$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1733$224 , flush, \port$2596$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16073,24 +16130,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1726$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$1726$224 ;
-  wire [15:0] \port$1726$224 ;
-  input [15:0] \port$2583$0 ;
-  wire [15:0] \port$2583$0 ;
+  input [15:0] \port$1733$224 ;
+  wire [15:0] \port$1733$224 ;
+  input [15:0] \port$2596$0 ;
+  wire [15:0] \port$2596$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2583$0  * \port$1726$224 ;
+  assign \$1  = \port$2596$0  * \port$1733$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2583$0  };
-  assign \a$1  = { 1'h0, \port$2583$0  };
-  assign b = { 1'h0, \port$1726$224  };
-  assign \b$3  = { 1'h0, \port$1726$224  };
+  assign a = { 1'h0, \port$2596$0  };
+  assign \a$1  = { 1'h0, \port$2596$0  };
+  assign b = { 1'h0, \port$1733$224  };
+  assign \b$3  = { 1'h0, \port$1733$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2569$0 , \port$2739$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2582$0 , \port$2752$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16104,24 +16161,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2569$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2569$0 ;
-  wire [9:0] \port$2569$0 ;
-  input [9:0] \port$2739$0 ;
-  wire [9:0] \port$2739$0 ;
+  input [9:0] \port$2582$0 ;
+  wire [9:0] \port$2582$0 ;
+  input [9:0] \port$2752$0 ;
+  wire [9:0] \port$2752$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2739$0  * \port$2569$0 ;
+  assign \$1  = \port$2752$0  * \port$2582$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2739$0  };
-  assign \a$1  = { 1'h0, \port$2739$0  };
-  assign b = { 1'h0, \port$2569$0  };
-  assign \b$3  = { 1'h0, \port$2569$0  };
+  assign a = { 1'h0, \port$2752$0  };
+  assign \a$1  = { 1'h0, \port$2752$0  };
+  assign b = { 1'h0, \port$2582$0  };
+  assign \b$3  = { 1'h0, \port$2582$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2549$0 , \port$2703$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2562$0 , \port$2716$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16135,24 +16192,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2549$0 , \port$27
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2549$0 ;
-  wire [9:0] \port$2549$0 ;
-  input [9:0] \port$2703$0 ;
-  wire [9:0] \port$2703$0 ;
+  input [9:0] \port$2562$0 ;
+  wire [9:0] \port$2562$0 ;
+  input [9:0] \port$2716$0 ;
+  wire [9:0] \port$2716$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2703$0  * \port$2549$0 ;
+  assign \$1  = \port$2716$0  * \port$2562$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2703$0  };
-  assign \a$1  = { 1'h0, \port$2703$0  };
-  assign b = { 1'h0, \port$2549$0  };
-  assign \b$3  = { 1'h0, \port$2549$0  };
+  assign a = { 1'h0, \port$2716$0  };
+  assign \a$1  = { 1'h0, \port$2716$0  };
+  assign b = { 1'h0, \port$2562$0  };
+  assign \b$3  = { 1'h0, \port$2562$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2567$0 , \port$2569$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2580$0 , \port$2582$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16166,24 +16223,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2567$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2567$0 ;
-  wire [9:0] \port$2567$0 ;
-  input [9:0] \port$2569$0 ;
-  wire [9:0] \port$2569$0 ;
+  input [9:0] \port$2580$0 ;
+  wire [9:0] \port$2580$0 ;
+  input [9:0] \port$2582$0 ;
+  wire [9:0] \port$2582$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2567$0  * \port$2569$0 ;
+  assign \$1  = \port$2580$0  * \port$2582$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2567$0  };
-  assign \a$1  = { 1'h0, \port$2567$0  };
-  assign b = { 1'h0, \port$2569$0  };
-  assign \b$3  = { 1'h0, \port$2569$0  };
+  assign a = { 1'h0, \port$2580$0  };
+  assign \a$1  = { 1'h0, \port$2580$0  };
+  assign b = { 1'h0, \port$2582$0  };
+  assign \b$3  = { 1'h0, \port$2582$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2737$0 , \port$2784$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2750$0 , \port$2797$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16197,24 +16254,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2737$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2737$0 ;
-  wire [9:0] \port$2737$0 ;
-  input [9:0] \port$2784$0 ;
-  wire [9:0] \port$2784$0 ;
+  input [9:0] \port$2750$0 ;
+  wire [9:0] \port$2750$0 ;
+  input [9:0] \port$2797$0 ;
+  wire [9:0] \port$2797$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2737$0  * \port$2784$0 ;
+  assign \$1  = \port$2750$0  * \port$2797$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2737$0  };
-  assign \a$1  = { 1'h0, \port$2737$0  };
-  assign b = { 1'h0, \port$2784$0  };
-  assign \b$3  = { 1'h0, \port$2784$0  };
+  assign a = { 1'h0, \port$2750$0  };
+  assign \a$1  = { 1'h0, \port$2750$0  };
+  assign b = { 1'h0, \port$2797$0  };
+  assign \b$3  = { 1'h0, \port$2797$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2784$0 , \port$2787$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2797$0 , \port$2800$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16228,19 +16285,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2784$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2784$0 ;
-  wire [9:0] \port$2784$0 ;
-  input [9:0] \port$2787$0 ;
-  wire [9:0] \port$2787$0 ;
+  input [9:0] \port$2797$0 ;
+  wire [9:0] \port$2797$0 ;
+  input [9:0] \port$2800$0 ;
+  wire [9:0] \port$2800$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2787$0  * \port$2784$0 ;
+  assign \$1  = \port$2800$0  * \port$2797$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2787$0  };
-  assign \a$1  = { 1'h0, \port$2787$0  };
-  assign b = { 1'h0, \port$2784$0  };
-  assign \b$3  = { 1'h0, \port$2784$0  };
+  assign a = { 1'h0, \port$2800$0  };
+  assign \a$1  = { 1'h0, \port$2800$0  };
+  assign b = { 1'h0, \port$2797$0  };
+  assign \b$3  = { 1'h0, \port$2797$0  };
   assign \p$5  = p;
 endmodule
 

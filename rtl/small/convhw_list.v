@@ -1418,7 +1418,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7366$0 (acc_addr),
+    .\port$7379$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4032,8 +4032,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5632$0 (\$like ),
-    .\port$5633$0 (value_next),
+    .\port$5639$0 (\$like ),
+    .\port$5640$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4757,7 +4757,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5632$0 , \port$5633$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5639$0 , \port$5640$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4769,21 +4769,21 @@ module \convhw_list.checker.multiplier (rst, \port$5632$0 , \port$5633$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5632$0 ;
-  wire [16:0] \port$5632$0 ;
-  input [16:0] \port$5633$0 ;
-  wire [16:0] \port$5633$0 ;
+  input [16:0] \port$5639$0 ;
+  wire [16:0] \port$5639$0 ;
+  input [16:0] \port$5640$0 ;
+  wire [16:0] \port$5640$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5633$0  };
+    a <= { 1'h0, \port$5640$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5632$0  };
+    b <= { 1'h0, \port$5639$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5633$0  };
-  assign \b$5  = { 1'h0, \port$5632$0  };
+  assign \a$3  = { 1'h0, \port$5640$0  };
+  assign \b$5  = { 1'h0, \port$5639$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6211,7 +6211,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5637$0 (jobs__payload[943:0]),
+    .\port$5644$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7708,7 +7708,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5637$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5644$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7735,8 +7735,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5637$0 ;
-  wire [943:0] \port$5637$0 ;
+  input [943:0] \port$5644$0 ;
+  wire [943:0] \port$5644$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7792,7 +7792,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$5637$0 [3:2], \port$5637$0 [929:928], \port$5637$0  };
+    w_port__data <= { 1'h1, \port$5644$0 [3:2], \port$5644$0 [929:928], \port$5644$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7851,7 +7851,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$5637$0 [3:2], \port$5637$0 [929:928], \port$5637$0  };
+  assign w_data = { 1'h1, \port$5644$0 [3:2], \port$5644$0 [929:928], \port$5644$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8000,7 +8000,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7366$0 , clk);
+module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7379$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8583,8 +8583,8 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7366$0 ;
-  wire [7:0] \port$7366$0 ;
+  input [7:0] \port$7379$0 ;
+  wire [7:0] \port$7379$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -10343,7 +10343,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7366$0 [6:0]),
+    .host_addr(\port$7379$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10353,7 +10353,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$155 ),
-    .host_addr(\port$7366$0 [6:0]),
+    .host_addr(\port$7379$0 [6:0]),
     .old(\host_data$162 ),
     .rst(rst),
     .sum(sum),
@@ -10772,7 +10772,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \port$7366$0 [7];
+    \$78  = \port$7379$0 [7];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -10804,7 +10804,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$7366$0 [7];
+  assign acc_read_bank = \port$7379$0 [7];
   assign \busy$69  = busy;
   assign \job$70  = job_copy;
   assign \abort$73  = abort;
@@ -10849,12 +10849,12 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$151  = sum_valid;
   assign \busy$152  = acc_busy[0];
-  assign host_addr = \port$7366$0 [6:0];
-  assign acc_read__addr = \port$7366$0 [6:0];
+  assign host_addr = \port$7379$0 [6:0];
+  assign acc_read__addr = \port$7379$0 [6:0];
   assign \sum$156  = sum;
   assign \sum_valid$157  = sum_valid;
   assign \busy$158  = acc_busy[1];
-  assign \host_addr$159  = \port$7366$0 [6:0];
+  assign \host_addr$159  = \port$7379$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -15366,22 +15366,22 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [9:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire \$22 ;
+  wire [9:0] \$22 ;
   wire \$23 ;
   wire \$24 ;
-  wire [1:0] \$25 ;
+  wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire \$28 ;
-  wire [1:0] \$29 ;
+  wire [1:0] \$28 ;
+  wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire \$32 ;
+  wire [1:0] \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -15397,35 +15397,43 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [3:0] \$47 ;
+  wire \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire \$50 ;
+  wire [3:0] \$50 ;
   wire \$51 ;
   wire \$52 ;
-  reg [1:0] \$53 ;
-  reg \$54 ;
-  reg \$55 ;
-  reg \$56 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
+  reg [1:0] \$56 ;
   reg \$57 ;
-  reg [2:0] \$58 ;
+  reg \$58 ;
   reg \$59 ;
   wire \$6 ;
-  reg [2:0] \$60 ;
-  reg [31:0] \$61 ;
-  reg \$62 ;
-  reg [2:0] \$63 ;
+  reg \$60 ;
+  reg [2:0] \$61 ;
+  reg [8:0] \$62 ;
+  reg \$63 ;
+  reg [2:0] \$64 ;
+  reg \$65 ;
+  reg [31:0] \$66 ;
+  reg \$67 ;
+  reg [2:0] \$68 ;
+  reg \$69 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   reg bank = 1'h0;
+  reg bank_now = 1'h0;
   output busy;
   wire busy;
   input clk;
   wire clk;
   input [7:0] fir_taps;
   wire [7:0] fir_taps;
+  reg [8:0] first_word = 9'h000;
   input flush;
   wire flush;
   wire [1:0] free;
@@ -15513,49 +15521,60 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg [1:0] w_row;
   output w_we;
   reg w_we;
+  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
-  assign \$32  = \$30  & \$31 ;
-  assign \$33  = ! pass_end_bank;
-  assign \$34  = pass_end & \$33 ;
-  assign \$35  = passes_out__valid & passes_out__ready;
-  assign \$37  = \$35  & \$36 ;
-  assign \$39  = pass_end & \$38 ;
-  assign \$40  = ~ loading;
-  assign \$41  = passes_in__valid & \$40 ;
-  assign \$42  = ~ offering;
-  assign \$43  = \$41  & \$42 ;
-  assign \$44  = free >> next_bank;
-  assign \$45  = \$43  & \$44 ;
-  assign \$46  = ~ next_bank;
-  assign \$47  = row + 1'h1;
-  assign \$48  = row == 2'h3;
-  assign \$49  = ~ start;
-  assign \$50  = loading & \$49 ;
-  assign \$51  = ~ start;
-  assign \$52  = write_pending & \$51 ;
+  assign \$26  = pass_end & \$25 ;
+  assign \$30  = pass_end & \$29 ;
+  assign \$33  = passes_out__valid & passes_out__ready;
+  assign \$34  = ! bank;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = ! pass_end_bank;
+  assign \$37  = pass_end & \$36 ;
+  assign \$38  = passes_out__valid & passes_out__ready;
+  assign \$40  = \$38  & \$39 ;
+  assign \$42  = pass_end & \$41 ;
+  assign \$43  = ~ loading;
+  assign \$44  = passes_in__valid & \$43 ;
+  assign \$45  = ~ offering;
+  assign \$46  = \$44  & \$45 ;
+  assign \$47  = free >> next_bank;
+  assign \$48  = \$46  & \$47 ;
+  assign \$49  = ~ next_bank;
+  assign \$50  = row + 1'h1;
+  assign \$51  = row == 2'h3;
+  assign \$52  = ~ start;
+  assign \$53  = loading & \$52 ;
+  assign \$54  = ~ start;
+  assign \$55  = write_pending & \$54 ;
   always @(posedge clk)
-    inflight <= \$53 ;
+    inflight <= \$56 ;
   always @(posedge clk)
-    offering <= \$54 ;
+    offering <= \$57 ;
   always @(posedge clk)
-    loading <= \$55 ;
+    loading <= \$58 ;
   always @(posedge clk)
-    bank <= \$56 ;
+    bank <= \$59 ;
   always @(posedge clk)
-    next_bank <= \$57 ;
+    next_bank <= \$60 ;
   always @(posedge clk)
-    row <= \$58 ;
+    row <= \$61 ;
   always @(posedge clk)
-    write_pending <= \$59 ;
+    first_word <= \$62 ;
   always @(posedge clk)
-    write_row <= \$60 ;
+    write_pending <= \$63 ;
   always @(posedge clk)
-    registered <= \$61 ;
+    write_row <= \$64 ;
   always @(posedge clk)
-    pending <= \$62 ;
+    write_bank <= \$65 ;
   always @(posedge clk)
-    row_now <= \$63 ;
+    registered <= \$66 ;
+  always @(posedge clk)
+    pending <= \$67 ;
+  always @(posedge clk)
+    row_now <= \$68 ;
+  always @(posedge clk)
+    bank_now <= \$69 ;
   assign \$1  = ~ inflight[0];
   assign \$4  = ~ inflight[1];
   assign passes_out__valid = offering & passes_in__valid;
@@ -15573,25 +15592,29 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$15  = \$13  & \$14 ;
   assign \$16  = free >> next_bank;
   assign \$17  = \$15  & \$16 ;
-  assign \$18  = row == 2'h3;
-  assign \$19  = passes_in__payload[161:153] + row;
-  assign \$20  = | fir_taps;
-  assign \$21  = write_row >= fir_taps;
-  assign unused = \$20  & \$21 ;
-  assign \$22  = ! pass_end_bank;
-  assign \$23  = pass_end & \$22 ;
-  assign \$27  = pass_end & \$26 ;
-  assign \$30  = passes_out__valid & passes_out__ready;
-  assign \$31  = ! bank;
+  assign \$18  = | fir_taps;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 2'h3;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
+  assign unused = \$23  & \$24 ;
+  assign \$25  = ! pass_end_bank;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     offering_next = \$11 ;
     if (start) begin
       offering_next = 1'h0;
     end else if (\$17 ) begin
-    end else if (loading) begin
-      if (\$18 ) begin
+      if (\$19 ) begin
         offering_next = 1'h1;
+      end
+    end else if (loading) begin
+      if (\$20 ) begin
+        if (\$21 ) begin
+          offering_next = 1'h1;
+        end
       end
     end
   end
@@ -15613,7 +15636,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_bank = 1'h0;
     if (pending) begin
-      w_bank = bank;
+      w_bank = bank_now;
     end
   end
   always @* begin
@@ -15625,153 +15648,187 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$53  = inflight;
-    if (\$32 ) begin
-      \$53 [0] = 1'h1;
-    end else if (\$34 ) begin
-      \$53 [0] = 1'h0;
+    \$56  = inflight;
+    if (\$35 ) begin
+      \$56 [0] = 1'h1;
+    end else if (\$37 ) begin
+      \$56 [0] = 1'h0;
     end
-    if (\$37 ) begin
-      \$53 [1] = 1'h1;
-    end else if (\$39 ) begin
-      \$53 [1] = 1'h0;
+    if (\$40 ) begin
+      \$56 [1] = 1'h1;
+    end else if (\$42 ) begin
+      \$56 [1] = 1'h0;
     end
     if (flush) begin
-      \$53  = 2'h0;
+      \$56  = 2'h0;
     end
     if (rst) begin
-      \$53  = 2'h0;
+      \$56  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$54  = offering_next;
+    \$57  = offering_next;
     if (flush) begin
-      \$54  = 1'h0;
+      \$57  = 1'h0;
     end
     if (rst) begin
-      \$54  = 1'h0;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$55  = loading;
+    \$58  = loading;
     if (start) begin
-      \$55  = 1'h0;
-    end else if (\$45 ) begin
-      \$55  = 1'h1;
+      \$58  = 1'h0;
+    end else if (\$48 ) begin
+      \$58  = 1'h1;
     end else if (loading) begin
-      if (\$48 ) begin
-        \$55  = 1'h0;
+      if (\$51 ) begin
+        \$58  = 1'h0;
       end
     end
     if (flush) begin
-      \$55  = 1'h0;
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$55  = 1'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$56  = bank;
+    \$59  = bank;
     if (start) begin
-    end else if (\$45 ) begin
-      \$56  = next_bank;
+    end else if (\$48 ) begin
+      \$59  = next_bank;
     end
     if (flush) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
     if (rst) begin
-      \$56  = 1'h0;
+      \$59  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$57  = next_bank;
+    \$60  = next_bank;
     if (start) begin
-    end else if (\$45 ) begin
-      \$57  = \$46 ;
+    end else if (\$48 ) begin
+      \$60  = \$49 ;
     end
     if (flush) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$60  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$58  = row;
+    \$61  = row;
     if (start) begin
-    end else if (\$45 ) begin
-      \$58  = 3'h0;
+    end else if (\$48 ) begin
+      \$61  = 3'h0;
     end else if (loading) begin
-      \$58  = \$47 [2:0];
+      \$61  = \$50 [2:0];
     end
     if (flush) begin
-      \$58  = 3'h0;
+      \$61  = 3'h0;
     end
     if (rst) begin
-      \$58  = 3'h0;
+      \$61  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$59  = \$50 ;
+    \$62  = first_word;
+    if (start) begin
+    end else if (\$48 ) begin
+      \$62  = passes_in__payload[161:153];
+    end
     if (flush) begin
-      \$59  = 1'h0;
+      \$62  = 9'h000;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$62  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$60  = row;
+    \$63  = \$53 ;
     if (flush) begin
-      \$60  = 3'h0;
+      \$63  = 1'h0;
     end
     if (rst) begin
-      \$60  = 3'h0;
+      \$63  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$64  = row;
+    if (flush) begin
+      \$64  = 3'h0;
+    end
+    if (rst) begin
+      \$64  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$65  = bank;
+    if (flush) begin
+      \$65  = 1'h0;
+    end
+    if (rst) begin
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$61  = 32'd0;
+      \$66  = 32'd0;
     end else begin
-      \$61  = mem_data;
+      \$66  = mem_data;
     end
     if (flush) begin
-      \$61  = 32'd0;
+      \$66  = 32'd0;
     end
     if (rst) begin
-      \$61  = 32'd0;
+      \$66  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$62  = \$52 ;
+    \$67  = \$55 ;
     if (flush) begin
-      \$62  = 1'h0;
+      \$67  = 1'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$63  = write_row;
+    \$68  = write_row;
     if (flush) begin
-      \$63  = 3'h0;
+      \$68  = 3'h0;
     end
     if (rst) begin
-      \$63  = 3'h0;
+      \$68  = 3'h0;
     end
   end
-  assign mem_addr = \$19 [8:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$69  = write_bank;
+    if (flush) begin
+      \$69  = 1'h0;
+    end
+    if (rst) begin
+      \$69  = 1'h0;
+    end
+  end
+  assign mem_addr = \$22 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -15816,13 +15873,13 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$3  = \$1 ;
   assign \$5  = 1'h1;
   assign \$6  = \$4 ;
-  assign \$24  = 1'h0;
-  assign \$25  = 2'h3;
-  assign \$26  = pass_end_bank;
-  assign \$28  = 1'h0;
-  assign \$29  = 2'h3;
-  assign \$36  = bank;
-  assign \$38  = pass_end_bank;
+  assign \$27  = 1'h0;
+  assign \$28  = 2'h3;
+  assign \$29  = pass_end_bank;
+  assign \$31  = 1'h0;
+  assign \$32  = 2'h3;
+  assign \$39  = bank;
+  assign \$41  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21444,56 +21501,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6241$376 (job[391:376]),
-    .\port$6916$0 (acc_row_s1),
+    .\port$6248$376 (job[391:376]),
+    .\port$6929$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6241$224 (job[239:224]),
-    .\port$6822$0 (o0),
+    .\port$6248$224 (job[239:224]),
+    .\port$6835$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6808$0 (chunks),
-    .\port$6978$0 (local2_s3),
+    .\port$6821$0 (chunks),
+    .\port$6991$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6788$0 (window1),
-    .\port$6942$0 (local0_s2),
+    .\port$6801$0 (window1),
+    .\port$6955$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6806$0 (window2),
-    .\port$6808$0 (chunks),
+    .\port$6819$0 (window2),
+    .\port$6821$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$6976$0 (local1_s3),
-    .\port$7023$0 (\p$172 [9:0]),
+    .\port$6989$0 (local1_s3),
+    .\port$7036$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7023$0 (\p$172 [9:0]),
-    .\port$7026$0 (\p$188 [9:0]),
+    .\port$7036$0 (\p$172 [9:0]),
+    .\port$7039$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23152,7 +23209,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6241$376 , flush, \port$6916$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6248$376 , flush, \port$6929$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23166,24 +23223,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6241$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6241$376 ;
-  wire [15:0] \port$6241$376 ;
-  input [7:0] \port$6916$0 ;
-  wire [7:0] \port$6916$0 ;
+  input [15:0] \port$6248$376 ;
+  wire [15:0] \port$6248$376 ;
+  input [7:0] \port$6929$0 ;
+  wire [7:0] \port$6929$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6916$0  * \port$6241$376 ;
+  assign \$1  = \port$6929$0  * \port$6248$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6916$0  };
-  assign \a$1  = { 1'h0, \port$6916$0  };
-  assign b = { 1'h0, \port$6241$376  };
-  assign \b$3  = { 1'h0, \port$6241$376  };
+  assign a = { 1'h0, \port$6929$0  };
+  assign \a$1  = { 1'h0, \port$6929$0  };
+  assign b = { 1'h0, \port$6248$376  };
+  assign \b$3  = { 1'h0, \port$6248$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6241$224 , flush, \port$6822$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6248$224 , flush, \port$6835$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23197,24 +23254,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6241$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6241$224 ;
-  wire [15:0] \port$6241$224 ;
-  input [15:0] \port$6822$0 ;
-  wire [15:0] \port$6822$0 ;
+  input [15:0] \port$6248$224 ;
+  wire [15:0] \port$6248$224 ;
+  input [15:0] \port$6835$0 ;
+  wire [15:0] \port$6835$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6822$0  * \port$6241$224 ;
+  assign \$1  = \port$6835$0  * \port$6248$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6822$0  };
-  assign \a$1  = { 1'h0, \port$6822$0  };
-  assign b = { 1'h0, \port$6241$224  };
-  assign \b$3  = { 1'h0, \port$6241$224  };
+  assign a = { 1'h0, \port$6835$0  };
+  assign \a$1  = { 1'h0, \port$6835$0  };
+  assign b = { 1'h0, \port$6248$224  };
+  assign \b$3  = { 1'h0, \port$6248$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6808$0 , \port$6978$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6821$0 , \port$6991$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23228,24 +23285,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6808$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6808$0 ;
-  wire [9:0] \port$6808$0 ;
-  input [9:0] \port$6978$0 ;
-  wire [9:0] \port$6978$0 ;
+  input [9:0] \port$6821$0 ;
+  wire [9:0] \port$6821$0 ;
+  input [9:0] \port$6991$0 ;
+  wire [9:0] \port$6991$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6978$0  * \port$6808$0 ;
+  assign \$1  = \port$6991$0  * \port$6821$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6978$0  };
-  assign \a$1  = { 1'h0, \port$6978$0  };
-  assign b = { 1'h0, \port$6808$0  };
-  assign \b$3  = { 1'h0, \port$6808$0  };
+  assign a = { 1'h0, \port$6991$0  };
+  assign \a$1  = { 1'h0, \port$6991$0  };
+  assign b = { 1'h0, \port$6821$0  };
+  assign \b$3  = { 1'h0, \port$6821$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6788$0 , \port$6942$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6801$0 , \port$6955$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23259,24 +23316,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6788$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6788$0 ;
-  wire [9:0] \port$6788$0 ;
-  input [9:0] \port$6942$0 ;
-  wire [9:0] \port$6942$0 ;
+  input [9:0] \port$6801$0 ;
+  wire [9:0] \port$6801$0 ;
+  input [9:0] \port$6955$0 ;
+  wire [9:0] \port$6955$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6942$0  * \port$6788$0 ;
+  assign \$1  = \port$6955$0  * \port$6801$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6942$0  };
-  assign \a$1  = { 1'h0, \port$6942$0  };
-  assign b = { 1'h0, \port$6788$0  };
-  assign \b$3  = { 1'h0, \port$6788$0  };
+  assign a = { 1'h0, \port$6955$0  };
+  assign \a$1  = { 1'h0, \port$6955$0  };
+  assign b = { 1'h0, \port$6801$0  };
+  assign \b$3  = { 1'h0, \port$6801$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6806$0 , \port$6808$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6819$0 , \port$6821$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23290,24 +23347,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6806$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6806$0 ;
-  wire [9:0] \port$6806$0 ;
-  input [9:0] \port$6808$0 ;
-  wire [9:0] \port$6808$0 ;
+  input [9:0] \port$6819$0 ;
+  wire [9:0] \port$6819$0 ;
+  input [9:0] \port$6821$0 ;
+  wire [9:0] \port$6821$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6806$0  * \port$6808$0 ;
+  assign \$1  = \port$6819$0  * \port$6821$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6806$0  };
-  assign \a$1  = { 1'h0, \port$6806$0  };
-  assign b = { 1'h0, \port$6808$0  };
-  assign \b$3  = { 1'h0, \port$6808$0  };
+  assign a = { 1'h0, \port$6819$0  };
+  assign \a$1  = { 1'h0, \port$6819$0  };
+  assign b = { 1'h0, \port$6821$0  };
+  assign \b$3  = { 1'h0, \port$6821$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6976$0 , \port$7023$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6989$0 , \port$7036$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23321,24 +23378,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6976
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6976$0 ;
-  wire [9:0] \port$6976$0 ;
-  input [9:0] \port$7023$0 ;
-  wire [9:0] \port$7023$0 ;
+  input [9:0] \port$6989$0 ;
+  wire [9:0] \port$6989$0 ;
+  input [9:0] \port$7036$0 ;
+  wire [9:0] \port$7036$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6976$0  * \port$7023$0 ;
+  assign \$1  = \port$6989$0  * \port$7036$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6976$0  };
-  assign \a$1  = { 1'h0, \port$6976$0  };
-  assign b = { 1'h0, \port$7023$0  };
-  assign \b$3  = { 1'h0, \port$7023$0  };
+  assign a = { 1'h0, \port$6989$0  };
+  assign \a$1  = { 1'h0, \port$6989$0  };
+  assign b = { 1'h0, \port$7036$0  };
+  assign \b$3  = { 1'h0, \port$7036$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7023$0 , \port$7026$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7036$0 , \port$7039$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23352,19 +23409,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7023
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7023$0 ;
-  wire [9:0] \port$7023$0 ;
-  input [9:0] \port$7026$0 ;
-  wire [9:0] \port$7026$0 ;
+  input [9:0] \port$7036$0 ;
+  wire [9:0] \port$7036$0 ;
+  input [9:0] \port$7039$0 ;
+  wire [9:0] \port$7039$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7026$0  * \port$7023$0 ;
+  assign \$1  = \port$7039$0  * \port$7036$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7026$0  };
-  assign \a$1  = { 1'h0, \port$7026$0  };
-  assign b = { 1'h0, \port$7023$0  };
-  assign \b$3  = { 1'h0, \port$7023$0  };
+  assign a = { 1'h0, \port$7039$0  };
+  assign \a$1  = { 1'h0, \port$7039$0  };
+  assign b = { 1'h0, \port$7036$0  };
+  assign \b$3  = { 1'h0, \port$7036$0  };
   assign \p$5  = p;
 endmodule
 
@@ -27722,15 +27779,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$5937$16 (op_a[31:16]),
-    .\port$5938$0 (op_b),
+    .\port$5944$16 (op_a[31:16]),
+    .\port$5945$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$5937$0 (op_a[15:0]),
-    .\port$5938$0 (op_b),
+    .\port$5944$0 (op_a[15:0]),
+    .\port$5945$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -28777,7 +28834,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5937$16 , \port$5938$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5944$16 , \port$5945$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28789,26 +28846,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5937$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5937$16 ;
-  wire [15:0] \port$5937$16 ;
-  input [15:0] \port$5938$0 ;
-  wire [15:0] \port$5938$0 ;
+  input [15:0] \port$5944$16 ;
+  wire [15:0] \port$5944$16 ;
+  input [15:0] \port$5945$0 ;
+  wire [15:0] \port$5945$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5937$16  };
+    a <= { 1'h0, \port$5944$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5938$0  };
+    b <= { 1'h0, \port$5945$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5937$16  };
-  assign \b$5  = { 1'h0, \port$5938$0  };
+  assign \a$3  = { 1'h0, \port$5944$16  };
+  assign \b$5  = { 1'h0, \port$5945$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5937$0 , \port$5938$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5944$0 , \port$5945$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28820,21 +28877,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5937$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5937$0 ;
-  wire [15:0] \port$5937$0 ;
-  input [15:0] \port$5938$0 ;
-  wire [15:0] \port$5938$0 ;
+  input [15:0] \port$5944$0 ;
+  wire [15:0] \port$5944$0 ;
+  input [15:0] \port$5945$0 ;
+  wire [15:0] \port$5945$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5937$0  };
+    a <= { 1'h0, \port$5944$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5938$0  };
+    b <= { 1'h0, \port$5945$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5937$0  };
-  assign \b$5  = { 1'h0, \port$5938$0  };
+  assign \a$3  = { 1'h0, \port$5944$0  };
+  assign \b$5  = { 1'h0, \port$5945$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36039,7 +36096,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$7382$0 (in_flight1),
+    .\port$7395$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38398,7 +38455,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7539$0 (v_0[16:0]),
+    .\port$7552$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38406,7 +38463,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$96 ),
-    .\port$7559$0 (v_1[16:0]),
+    .\port$7572$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38414,7 +38471,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$104 ),
-    .\port$7579$0 (v_2[16:0]),
+    .\port$7592$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38422,7 +38479,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$112 ),
-    .\port$7599$0 (v_3[16:0]),
+    .\port$7612$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38430,7 +38487,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$89 ),
-    .\port$7539$17 (v_0[32:17]),
+    .\port$7552$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38438,7 +38495,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$97 ),
-    .\port$7559$17 (v_1[32:17]),
+    .\port$7572$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38446,7 +38503,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$105 ),
-    .\port$7579$17 (v_2[32:17]),
+    .\port$7592$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38454,7 +38511,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$113 ),
-    .\port$7599$17 (v_3[32:17]),
+    .\port$7612$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -39126,7 +39183,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7539$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7552$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39143,11 +39200,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7539$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7539$0 ;
-  wire [16:0] \port$7539$0 ;
+  input [16:0] \port$7552$0 ;
+  wire [16:0] \port$7552$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7539$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7552$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39157,14 +39214,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7539$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7539$0  };
-  assign \a$1  = { 1'h0, \port$7539$0  };
+  assign a = { 1'h0, \port$7552$0  };
+  assign \a$1  = { 1'h0, \port$7552$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7559$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7572$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39181,11 +39238,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7559$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7559$0 ;
-  wire [16:0] \port$7559$0 ;
+  input [16:0] \port$7572$0 ;
+  wire [16:0] \port$7572$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7559$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7572$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39195,14 +39252,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7559$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7559$0  };
-  assign \a$1  = { 1'h0, \port$7559$0  };
+  assign a = { 1'h0, \port$7572$0  };
+  assign \a$1  = { 1'h0, \port$7572$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7579$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7592$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39219,11 +39276,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7579$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7579$0 ;
-  wire [16:0] \port$7579$0 ;
+  input [16:0] \port$7592$0 ;
+  wire [16:0] \port$7592$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7579$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7592$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39233,14 +39290,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7579$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7579$0  };
-  assign \a$1  = { 1'h0, \port$7579$0  };
+  assign a = { 1'h0, \port$7592$0  };
+  assign \a$1  = { 1'h0, \port$7592$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7599$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7612$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39257,11 +39314,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7599$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7599$0 ;
-  wire [16:0] \port$7599$0 ;
+  input [16:0] \port$7612$0 ;
+  wire [16:0] \port$7612$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7599$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7612$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39271,14 +39328,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7599$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7599$0  };
-  assign \a$1  = { 1'h0, \port$7599$0  };
+  assign a = { 1'h0, \port$7612$0  };
+  assign \a$1  = { 1'h0, \port$7612$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7539$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7552$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39295,11 +39352,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7539$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7539$17 ;
-  wire [15:0] \port$7539$17 ;
+  input [15:0] \port$7552$17 ;
+  wire [15:0] \port$7552$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7539$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7552$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39309,14 +39366,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7539$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7539$17 [15], \port$7539$17 [15], \port$7539$17  };
-  assign \a$1  = { \port$7539$17 [15], \port$7539$17 [15], \port$7539$17  };
+  assign a = { \port$7552$17 [15], \port$7552$17 [15], \port$7552$17  };
+  assign \a$1  = { \port$7552$17 [15], \port$7552$17 [15], \port$7552$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7559$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7572$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39333,11 +39390,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7559$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7559$17 ;
-  wire [15:0] \port$7559$17 ;
+  input [15:0] \port$7572$17 ;
+  wire [15:0] \port$7572$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7559$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7572$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39347,14 +39404,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7559$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7559$17 [15], \port$7559$17 [15], \port$7559$17  };
-  assign \a$1  = { \port$7559$17 [15], \port$7559$17 [15], \port$7559$17  };
+  assign a = { \port$7572$17 [15], \port$7572$17 [15], \port$7572$17  };
+  assign \a$1  = { \port$7572$17 [15], \port$7572$17 [15], \port$7572$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7579$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7592$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39371,11 +39428,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7579$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7579$17 ;
-  wire [15:0] \port$7579$17 ;
+  input [15:0] \port$7592$17 ;
+  wire [15:0] \port$7592$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7579$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7592$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39385,14 +39442,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7579$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7579$17 [15], \port$7579$17 [15], \port$7579$17  };
-  assign \a$1  = { \port$7579$17 [15], \port$7579$17 [15], \port$7579$17  };
+  assign a = { \port$7592$17 [15], \port$7592$17 [15], \port$7592$17  };
+  assign \a$1  = { \port$7592$17 [15], \port$7592$17 [15], \port$7592$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7599$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7612$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39409,11 +39466,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7599$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7599$17 ;
-  wire [15:0] \port$7599$17 ;
+  input [15:0] \port$7612$17 ;
+  wire [15:0] \port$7612$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7599$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7612$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39423,14 +39480,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7599$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7599$17 [15], \port$7599$17 [15], \port$7599$17  };
-  assign \a$1  = { \port$7599$17 [15], \port$7599$17 [15], \port$7599$17  };
+  assign a = { \port$7612$17 [15], \port$7612$17 [15], \port$7612$17  };
+  assign \a$1  = { \port$7612$17 [15], \port$7612$17 [15], \port$7612$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7382$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7395$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39456,8 +39513,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3339$0 ;
   wire [127:0] \port$3339$0 ;
-  input [2:0] \port$7382$0 ;
-  wire [2:0] \port$7382$0 ;
+  input [2:0] \port$7395$0 ;
+  wire [2:0] \port$7395$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39489,23 +39546,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7382$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$7395$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7382$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7382$0 [0];
+  assign w_port__en = \port$7395$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7395$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7382$0 [0];
+  assign \$5  = w_rdy & \port$7395$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7382$0 [0];
+  assign \$11  = w_rdy & \port$7395$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39551,9 +39608,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7382$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$7382$0 [2:1], \port$3339$0  };
-  assign w_en = \port$7382$0 [0];
+  assign w_port__data = { \port$7395$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$7395$0 [2:1], \port$3339$0  };
+  assign w_en = \port$7395$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -15,12 +15,12 @@ from convhw.spec import ConvSpec
 SMALL = EngineConfig.preset("small")           # 4 rows
 
 
-@pytest.mark.parametrize("seed", range(16))
-def test_packed_layer_equals_the_original(seed):
-    rng = np.random.default_rng(seed)
+def random_stem(rng, largest_kernel: int, largest_size: int):
+    """A random layer of 1-2 input channels (1-3 dimensions, every padding mode, stride and
+    dilation) and an input shape for it."""
     dims = int(rng.integers(1, 4))
     channels = int(rng.integers(1, 3))
-    kernel = tuple(int(k) for k in rng.integers(2, 6 if dims < 3 else 4, dims))
+    kernel = tuple(int(k) for k in rng.integers(2, largest_kernel if dims < 3 else 4, dims))
     mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
     lo_hi = tuple((int(rng.integers(0, k)), int(rng.integers(0, k))) if mode == "zeros"
                   else (k // 2, k // 2) for k in kernel)
@@ -29,7 +29,14 @@ def test_packed_layer_equals_the_original(seed):
                     dilation=tuple(int(d) for d in rng.integers(1, 3, dims)),
                     padding_mode=mode)
     shape = (int(rng.integers(1, 3)), channels,
-             *(int(s) + 2 * k * 2 for s, k in zip(rng.integers(3, 9, dims), kernel)))
+             *(int(s) + 2 * k * 2 for s, k in zip(rng.integers(3, largest_size, dims), kernel)))
+    return spec, shape
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_packed_layer_equals_the_original(seed):
+    rng = np.random.default_rng(seed)
+    spec, shape = random_stem(rng, 6, 9)
     packing = tap_packing(spec, SMALL)
     assert packing is not None and packing.taps >= 2, f"seed {seed}: {spec}"
     x = rng.integers(-128, 128, shape)
@@ -49,18 +56,8 @@ def test_window_packed_layer_equals_the_original(seed):
     """im2col over 1 to dims innermost dimensions, any stride, dilation and padding mode:
     the golden model of the packed layer and the compiler's run of it equal the original."""
     rng = np.random.default_rng(seed)
-    dims = int(rng.integers(1, 4))
-    channels = int(rng.integers(1, 3))
-    kernel = tuple(int(k) for k in rng.integers(2, 5 if dims < 3 else 4, dims))
-    mode = str(rng.choice(["zeros", "reflect", "replicate", "circular"]))
-    lo_hi = tuple((int(rng.integers(0, k)), int(rng.integers(0, k))) if mode == "zeros"
-                  else (k // 2, k // 2) for k in kernel)
-    spec = ConvSpec(dims, channels, int(rng.integers(1, 6)), kernel,
-                    stride=tuple(int(s) for s in rng.integers(1, 4, dims)), padding=lo_hi,
-                    dilation=tuple(int(d) for d in rng.integers(1, 3, dims)),
-                    padding_mode=mode)
-    shape = (int(rng.integers(1, 3)), channels,
-             *(int(s) + 2 * k * 2 for s, k in zip(rng.integers(3, 8, dims), kernel)))
+    spec, shape = random_stem(rng, 5, 8)
+    dims, channels, kernel = spec.dims, spec.in_channels, spec.kernel_size
     folded = int(rng.integers(1, dims + 1))
     packing = window_packing(spec, folded)
     assert packing is not None, f"seed {seed}: {spec}"

@@ -49,6 +49,15 @@ __all__ = ["TapPacking", "WindowPacking", "packing_candidates", "packing_for", "
 _NUMPY_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+def _padded(x: np.ndarray, spec: ConvSpec, dims: int, pad_value: int) -> np.ndarray:
+    """``x`` with the padding of ``spec``'s innermost ``dims`` spatial dimensions made real:
+    the padding mode's values, or ``pad_value`` for zeros."""
+    widths = [(0, 0)] * (x.ndim - dims) + [tuple(p) for p in spec.padding[-dims:]]
+    mode = _NUMPY_MODES.get(spec.padding_mode)
+    return (np.pad(x, widths, mode=mode) if mode else
+            np.pad(x, widths, constant_values=pad_value))
+
+
 @dataclasses.dataclass(frozen=True)
 class TapPacking:
     """How a layer is packed (:func:`tap_packing`): the packed layer :attr:`spec`, the number
@@ -78,12 +87,8 @@ class TapPacking:
         ``pad_value`` is the value of zero padding (an input's zero point)."""
         spec, p = self.original, self.taps
         x = np.asarray(x)
-        lo, hi = spec.padding[-1]
         d = spec.dilation[-1]
-        widths = [(0, 0)] * (x.ndim - 1) + [(lo, hi)]
-        mode = _NUMPY_MODES.get(spec.padding_mode)
-        xpad = (np.pad(x, widths, mode=mode) if mode else
-                np.pad(x, widths, constant_values=pad_value))
+        xpad = _padded(x, spec, 1, pad_value)
         width = self.input_shape(x.shape)[-1]
         # Past xpad's end, the taps read have zero weights: any value does.
         xpad = np.pad(xpad, [(0, 0)] * (x.ndim - 1) + [(0, max(0, width + (p - 1) * d
@@ -137,10 +142,7 @@ class WindowPacking:
         ``pad_value`` is the value of zero padding (an input's zero point)."""
         spec, n = self.original, self.folded
         x = np.asarray(x)
-        widths = [(0, 0)] * (x.ndim - n) + [tuple(p) for p in spec.padding[-n:]]
-        mode = _NUMPY_MODES.get(spec.padding_mode)
-        xpad = (np.pad(x, widths, mode=mode) if mode else
-                np.pad(x, widths, constant_values=pad_value))
+        xpad = _padded(x, spec, n, pad_value)
         out = self.input_shape(x.shape)[-n:]
         lead = (slice(None),) * (x.ndim - n)
         parts = []

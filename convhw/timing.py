@@ -101,14 +101,17 @@ def weight_guard(config: EngineConfig) -> int:
 
 def weight_offer(config: EngineConfig, *, fir: bool) -> int:
     """Cycles from the cycle a weight load begins to the first in which the loader offers its
-    pass to the streamer. Dense: 1, the pass is offered while its rows are still being
-    written. Row ``r`` is written ``r + 2`` cycles after the load begins (``r + 3`` with the
-    deep pipeline) and the pass's first word reaches row ``r`` no earlier than ``r + 1 +``
-    :func:`streamer_latency` ``+`` :func:`input_read_latency` ``+`` :func:`array_input_stages`
-    cycles after it (the streamer takes it in the cycle after the offer at the earliest): in
-    time, with a cycle or more to spare. FIR (depthwise) mode: ``rows + 1``, once every row is
-    written, since there every row takes the pass's first word in the same cycle."""
-    return config.rows + 1 if fir else 1
+    pass to the streamer. Dense, with the deep pipeline: 1, the pass is offered while its rows
+    are still being written. Row ``r`` is written ``r + 3`` cycles after the load begins and the
+    pass's first word reaches row ``r`` no earlier than ``r + 1 +`` :func:`streamer_latency`
+    ``+`` :func:`input_read_latency` ``+`` :func:`array_input_stages` cycles after it (the
+    streamer takes it in the cycle after the offer at the earliest): in time, with cycles to
+    spare. Otherwise ``rows + 1``, once every row is written: in FIR (depthwise) mode every
+    row takes the pass's first word in the same cycle; without the deep pipeline (the
+    ``up5k`` preset) the early offer's latch of the first weight address and the bank's own
+    register at the writes would cost some twenty logic cells, and the iCEBreaker's UP5K has
+    none to spare (its build failed to place at 5,283 of 5,280)."""
+    return 1 if config.deep_pipeline and not fir else config.rows + 1
 
 
 # -- the pass sequencer ----------------------------------------------------------------------

@@ -42,14 +42,15 @@ class WeightLoader(wiring.Component):
     Timing of one load begun in cycle ``a`` (the first cycle in which ``passes_in`` is valid,
     the loader idle and the next bank free): weight word ``weights + r`` (the descriptor's
     first weight word) is read in cycle ``a + 1 + r`` and written into row ``r`` in cycle
-    ``a + 2 + r`` (``a + 3 + r`` with ``config.deep_pipeline``, which registers the word). A
-    dense pass is offered to the streamer from cycle ``a + 1``, while its rows are still being
-    written: its first word reaches row ``r`` later than the row is written
-    (:func:`convhw.timing.weight_offer`), so a short pass's load overlaps its streaming. In
-    FIR mode every row takes the first word at once: the pass is offered from ``a + rows + 1``.
-    The first weight word's address is latched when the load begins, since the sequencer
-    moves on once the pass is taken. The next load begins once the descriptor has been taken
-    (in the cycle after at the earliest) and the rows are written (from ``a + rows + 1``).
+    ``a + 2 + r`` (``a + 3 + r`` with ``config.deep_pipeline``, which registers the word).
+    With the deep pipeline a dense pass is offered to the streamer from cycle ``a + 1``, while
+    its rows are still being written: its first word reaches row ``r`` later than the row is
+    written (:func:`convhw.timing.weight_offer`), so a short pass's load overlaps its
+    streaming; the first weight word's address is latched when the load begins, since the
+    sequencer moves on once the pass is taken. A FIR pass (every row takes the first word at
+    once), and every pass without the deep pipeline, is offered from ``a + rows + 1``. The
+    next load begins once the descriptor has been taken (in the cycle after at the earliest)
+    and the rows are written (from ``a + rows + 1``).
     """
 
     def __init__(self, config: EngineConfig, *, keep_banks: bool = False):
@@ -149,35 +150,43 @@ class WeightLoader(wiring.Component):
                 m.d.sync += [next_bank.eq(0), inflight.eq(0)]
                 for b in range(2):
                     m.d.sync += timers[b].eq(0)
-        first_word = Signal.like(self.passes_in.payload.weights)
-        fir = self.fir_taps != 0
-        assert timing.weight_offer(config, fir=False) == 1
+        # The early offer of dense passes (timing.weight_offer), with the deep pipeline only.
+        early = timing.weight_offer(config, fir=False) == 1
+        assert timing.weight_offer(config, fir=False) in (1, rows + 1)
         assert timing.weight_offer(config, fir=True) == rows + 1
+        fir = self.fir_taps != 0
         with m.Elif(begin):
             m.d.sync += [
                 bank.eq(next_bank),
                 next_bank.eq(~next_bank),
                 loading.eq(1),
                 row.eq(0),
-                first_word.eq(self.passes_in.payload.weights),
             ]
-            with m.If(~fir):
-                m.d.comb += offering_next.eq(1)
+            if early:
+                with m.If(~fir):
+                    m.d.comb += offering_next.eq(1)
         with m.Elif(loading):
             m.d.sync += row.eq(row + 1)
             with m.If(row == rows - 1):
-                with m.If(fir):
+                if early:
+                    with m.If(fir):
+                        m.d.comb += offering_next.eq(1)
+                else:
                     m.d.comb += offering_next.eq(1)
                 m.d.sync += loading.eq(0)
         # The address is read from whether or not a load is on: only the data read while
         # loading is used, and the address then does not wait for the start and begin logic.
-        m.d.comb += self.mem_addr.eq(first_word + row)
+        # With the early offer the sequencer moves on while the rows load: the first word's
+        # address is latched when the load begins.
+        if early:
+            first_word = Signal.like(self.passes_in.payload.weights)
+            with m.If(begin & ~self.start):
+                m.d.sync += first_word.eq(self.passes_in.payload.weights)
+            m.d.comb += self.mem_addr.eq(first_word + row)
+        else:
+            m.d.comb += self.mem_addr.eq(self.passes_in.payload.weights + row)
         # A read issued in one cycle returns in the next: write it into the array then.
-        # The bank rides with the row: the next load may begin (and change `bank`) while this
-        # one's last rows are still being written.
-        write_bank = Signal()
-        m.d.sync += [write_pending.eq(loading & ~self.start), write_row.eq(row),
-                     write_bank.eq(bank)]
+        m.d.sync += [write_pending.eq(loading & ~self.start), write_row.eq(row)]
         data = self.mem_data[:config.weight_word_width]
         # In FIR mode the rows from FIR_TAPS on hold no tap: they are written with zeros, so
         # that whatever the descriptor's weight words hold there, those rows add nothing.
@@ -196,11 +205,19 @@ class WeightLoader(wiring.Component):
             pending = Signal()
             m.d.sync += pending.eq(write_pending & ~self.start)
             row_now = Signal.like(write_row)
-            bank_now = Signal()
-            m.d.sync += [row_now.eq(write_row), bank_now.eq(write_bank)]
-            write_pending, write_row, write_bank, data = pending, row_now, bank_now, registered
+            m.d.sync += row_now.eq(write_row)
+            write_pending, write_row, data = pending, row_now, registered
         else:
             data = Mux(unused, 0, data)
+        # With the early offer (deep pipeline only) the next load may begin, and change `bank`,
+        # while this one's last rows are still being written: the bank rides with them, through
+        # the same two registers as the row. Without it the next load begins after the last
+        # write.
+        write_bank = bank
+        if early:
+            bank_read, bank_now = Signal(), Signal()
+            m.d.sync += [bank_read.eq(bank), bank_now.eq(bank_read)]
+            write_bank = bank_now
         with m.If(write_pending):
             m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(write_bank),
                          self.w_data.eq(data)]

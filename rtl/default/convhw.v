@@ -25287,26 +25287,35 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  reg [2:0] \$56 ;
-  reg [2:0] \$57 ;
-  reg [1:0] \$58 ;
-  reg \$59 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [3:0] \$63 ;
-  reg [10:0] \$64 ;
-  reg \$65 ;
-  reg [3:0] \$66 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  reg [2:0] \$64 ;
+  reg [2:0] \$65 ;
+  reg [1:0] \$66 ;
   reg \$67 ;
-  reg [63:0] \$68 ;
+  reg \$68 ;
   reg \$69 ;
   wire \$7 ;
-  reg [3:0] \$70 ;
-  reg \$71 ;
+  reg \$70 ;
+  reg [3:0] \$71 ;
+  reg [10:0] \$72 ;
+  reg \$73 ;
+  reg [3:0] \$74 ;
+  reg [63:0] \$75 ;
+  reg \$76 ;
+  reg [3:0] \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire \$8 ;
   wire \$9 ;
+  reg \$signal  = 1'h0;
   reg bank = 1'h0;
   reg bank_now = 1'h0;
   output busy;
@@ -25403,9 +25412,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg [2:0] w_row;
   output w_we;
   reg w_we;
-  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [3:0] write_row = 4'h0;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = | fir_taps;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 3'h7;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
   assign unused = \$23  & \$24 ;
   assign \$25  = ! pass_end_bank;
   assign \$26  = pass_end & \$25 ;
@@ -25431,42 +25447,50 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$49  = ~ next_bank;
   assign \$50  = row + 1'h1;
   assign \$51  = row == 3'h7;
-  assign \$52  = ~ start;
-  assign \$53  = loading & \$52 ;
-  assign \$54  = ~ start;
-  assign \$55  = write_pending & \$54 ;
+  assign \$52  = ~ loading;
+  assign \$53  = passes_in__valid & \$52 ;
+  assign \$54  = ~ offering;
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = free >> next_bank;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ start;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = ~ start;
+  assign \$61  = loading & \$60 ;
+  assign \$62  = ~ start;
+  assign \$63  = write_pending & \$62 ;
   always @(posedge clk)
-    timer0 <= \$56 ;
+    timer0 <= \$64 ;
   always @(posedge clk)
-    timer1 <= \$57 ;
+    timer1 <= \$65 ;
   always @(posedge clk)
-    inflight <= \$58 ;
+    inflight <= \$66 ;
   always @(posedge clk)
-    offering <= \$59 ;
+    offering <= \$67 ;
   always @(posedge clk)
-    loading <= \$60 ;
+    loading <= \$68 ;
   always @(posedge clk)
-    next_bank <= \$61 ;
+    next_bank <= \$69 ;
   always @(posedge clk)
-    bank <= \$62 ;
+    bank <= \$70 ;
   always @(posedge clk)
-    row <= \$63 ;
+    row <= \$71 ;
   always @(posedge clk)
-    first_word <= \$64 ;
+    first_word <= \$72 ;
   always @(posedge clk)
-    write_pending <= \$65 ;
+    write_pending <= \$73 ;
   always @(posedge clk)
-    write_row <= \$66 ;
+    write_row <= \$74 ;
   always @(posedge clk)
-    write_bank <= \$67 ;
+    registered <= \$75 ;
   always @(posedge clk)
-    registered <= \$68 ;
+    pending <= \$76 ;
   always @(posedge clk)
-    pending <= \$69 ;
+    row_now <= \$77 ;
   always @(posedge clk)
-    row_now <= \$70 ;
+    \$signal  <= \$78 ;
   always @(posedge clk)
-    bank_now <= \$71 ;
+    bank_now <= \$79 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -25487,14 +25511,6 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$14  = ~ offering;
   assign \$15  = \$13  & \$14 ;
   assign \$16  = free >> next_bank;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = | fir_taps;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 3'h7;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     offering_next = \$11 ;
@@ -25542,224 +25558,223 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$56  = timer0;
+    \$64  = timer0;
     if (\$26 ) begin
-      \$56  = 3'h4;
+      \$64  = 3'h4;
     end else if (\$27 ) begin
-      \$56  = \$28 [2:0];
+      \$64  = \$28 [2:0];
     end
     if (start) begin
-      \$56  = 3'h0;
+      \$64  = 3'h0;
     end
     if (flush) begin
-      \$56  = 3'h0;
+      \$64  = 3'h0;
     end
     if (rst) begin
-      \$56  = 3'h0;
+      \$64  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$57  = timer1;
+    \$65  = timer1;
     if (\$30 ) begin
-      \$57  = 3'h4;
+      \$65  = 3'h4;
     end else if (\$31 ) begin
-      \$57  = \$32 [2:0];
+      \$65  = \$32 [2:0];
     end
     if (start) begin
-      \$57  = 3'h0;
+      \$65  = 3'h0;
     end
     if (flush) begin
-      \$57  = 3'h0;
+      \$65  = 3'h0;
     end
     if (rst) begin
-      \$57  = 3'h0;
+      \$65  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$58  = inflight;
+    \$66  = inflight;
     if (\$35 ) begin
-      \$58 [0] = 1'h1;
+      \$66 [0] = 1'h1;
     end else if (\$37 ) begin
-      \$58 [0] = 1'h0;
+      \$66 [0] = 1'h0;
     end
     if (\$40 ) begin
-      \$58 [1] = 1'h1;
+      \$66 [1] = 1'h1;
     end else if (\$42 ) begin
-      \$58 [1] = 1'h0;
+      \$66 [1] = 1'h0;
     end
     if (start) begin
-      \$58  = 2'h0;
+      \$66  = 2'h0;
     end
     if (flush) begin
-      \$58  = 2'h0;
+      \$66  = 2'h0;
     end
     if (rst) begin
-      \$58  = 2'h0;
+      \$66  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$59  = offering_next;
+    \$67  = offering_next;
     if (flush) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$60  = loading;
+    \$68  = loading;
     if (start) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end else if (\$48 ) begin
-      \$60  = 1'h1;
+      \$68  = 1'h1;
     end else if (loading) begin
       if (\$51 ) begin
-        \$60  = 1'h0;
+        \$68  = 1'h0;
       end
     end
     if (flush) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
     if (rst) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$61  = next_bank;
+    \$69  = next_bank;
     if (start) begin
-      \$61  = 1'h0;
+      \$69  = 1'h0;
     end else if (\$48 ) begin
-      \$61  = \$49 ;
+      \$69  = \$49 ;
     end
     if (flush) begin
-      \$61  = 1'h0;
+      \$69  = 1'h0;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$62  = bank;
+    \$70  = bank;
     if (start) begin
     end else if (\$48 ) begin
-      \$62  = next_bank;
+      \$70  = next_bank;
     end
     if (flush) begin
-      \$62  = 1'h0;
+      \$70  = 1'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$63  = row;
+    \$71  = row;
     if (start) begin
     end else if (\$48 ) begin
-      \$63  = 4'h0;
+      \$71  = 4'h0;
     end else if (loading) begin
-      \$63  = \$50 [3:0];
+      \$71  = \$50 [3:0];
     end
     if (flush) begin
-      \$63  = 4'h0;
+      \$71  = 4'h0;
     end
     if (rst) begin
-      \$63  = 4'h0;
+      \$71  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$64  = first_word;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$64  = passes_in__payload[163:153];
+    \$72  = first_word;
+    if (\$59 ) begin
+      \$72  = passes_in__payload[163:153];
     end
     if (flush) begin
-      \$64  = 11'h000;
+      \$72  = 11'h000;
     end
     if (rst) begin
-      \$64  = 11'h000;
+      \$72  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$65  = \$53 ;
+    \$73  = \$61 ;
     if (flush) begin
-      \$65  = 1'h0;
+      \$73  = 1'h0;
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$66  = row;
+    \$74  = row;
     if (flush) begin
-      \$66  = 4'h0;
+      \$74  = 4'h0;
     end
     if (rst) begin
-      \$66  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$67  = bank;
-    if (flush) begin
-      \$67  = 1'h0;
-    end
-    if (rst) begin
-      \$67  = 1'h0;
+      \$74  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$68  = 64'h0000000000000000;
+      \$75  = 64'h0000000000000000;
     end else begin
-      \$68  = mem_data;
+      \$75  = mem_data;
     end
     if (flush) begin
-      \$68  = 64'h0000000000000000;
+      \$75  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$68  = 64'h0000000000000000;
+      \$75  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$69  = \$55 ;
+    \$76  = \$63 ;
     if (flush) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
     end
     if (rst) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$70  = write_row;
+    \$77  = write_row;
     if (flush) begin
-      \$70  = 4'h0;
+      \$77  = 4'h0;
     end
     if (rst) begin
-      \$70  = 4'h0;
+      \$77  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$71  = write_bank;
+    \$78  = bank;
     if (flush) begin
-      \$71  = 1'h0;
+      \$78  = 1'h0;
     end
     if (rst) begin
-      \$71  = 1'h0;
+      \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$79  = \$signal ;
+    if (flush) begin
+      \$79  = 1'h0;
+    end
+    if (rst) begin
+      \$79  = 1'h0;
     end
   end
   assign mem_addr = \$22 [10:0];
@@ -31439,56 +31454,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$2346$376 (job[391:376]),
-    .\port$3395$0 (acc_row_s1),
+    .\port$2356$376 (job[391:376]),
+    .\port$3405$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$2346$224 (job[239:224]),
-    .\port$3301$0 (o0),
+    .\port$2356$224 (job[239:224]),
+    .\port$3311$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$3287$0 (chunks),
-    .\port$3457$0 (local2_s3),
+    .\port$3297$0 (chunks),
+    .\port$3467$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$3267$0 (window1),
-    .\port$3421$0 (local0_s2),
+    .\port$3277$0 (window1),
+    .\port$3431$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$3285$0 (window2),
-    .\port$3287$0 (chunks),
+    .\port$3295$0 (window2),
+    .\port$3297$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$3455$0 (local1_s3),
-    .\port$3502$0 (\p$172 [12:0]),
+    .\port$3465$0 (local1_s3),
+    .\port$3512$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3502$0 (\p$172 [12:0]),
-    .\port$3505$0 (\p$188 [12:0]),
+    .\port$3512$0 (\p$172 [12:0]),
+    .\port$3515$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -33151,7 +33166,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2346$376 , flush, \port$3395$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2356$376 , flush, \port$3405$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -33165,24 +33180,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2346$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2346$376 ;
-  wire [15:0] \port$2346$376 ;
-  input [10:0] \port$3395$0 ;
-  wire [10:0] \port$3395$0 ;
+  input [15:0] \port$2356$376 ;
+  wire [15:0] \port$2356$376 ;
+  input [10:0] \port$3405$0 ;
+  wire [10:0] \port$3405$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3395$0  * \port$2346$376 ;
+  assign \$1  = \port$3405$0  * \port$2356$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3395$0  };
-  assign \a$1  = { 1'h0, \port$3395$0  };
-  assign b = { 1'h0, \port$2346$376  };
-  assign \b$3  = { 1'h0, \port$2346$376  };
+  assign a = { 1'h0, \port$3405$0  };
+  assign \a$1  = { 1'h0, \port$3405$0  };
+  assign b = { 1'h0, \port$2356$376  };
+  assign \b$3  = { 1'h0, \port$2356$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2346$224 , flush, \port$3301$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2356$224 , flush, \port$3311$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -33196,24 +33211,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2346$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2346$224 ;
-  wire [15:0] \port$2346$224 ;
-  input [15:0] \port$3301$0 ;
-  wire [15:0] \port$3301$0 ;
+  input [15:0] \port$2356$224 ;
+  wire [15:0] \port$2356$224 ;
+  input [15:0] \port$3311$0 ;
+  wire [15:0] \port$3311$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3301$0  * \port$2346$224 ;
+  assign \$1  = \port$3311$0  * \port$2356$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3301$0  };
-  assign \a$1  = { 1'h0, \port$3301$0  };
-  assign b = { 1'h0, \port$2346$224  };
-  assign \b$3  = { 1'h0, \port$2346$224  };
+  assign a = { 1'h0, \port$3311$0  };
+  assign \a$1  = { 1'h0, \port$3311$0  };
+  assign b = { 1'h0, \port$2356$224  };
+  assign \b$3  = { 1'h0, \port$2356$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3287$0 , \port$3457$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3297$0 , \port$3467$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33227,24 +33242,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3287$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3287$0 ;
-  wire [12:0] \port$3287$0 ;
-  input [12:0] \port$3457$0 ;
-  wire [12:0] \port$3457$0 ;
+  input [12:0] \port$3297$0 ;
+  wire [12:0] \port$3297$0 ;
+  input [12:0] \port$3467$0 ;
+  wire [12:0] \port$3467$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3457$0  * \port$3287$0 ;
+  assign \$1  = \port$3467$0  * \port$3297$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3457$0  };
-  assign \a$1  = { 1'h0, \port$3457$0  };
-  assign b = { 1'h0, \port$3287$0  };
-  assign \b$3  = { 1'h0, \port$3287$0  };
+  assign a = { 1'h0, \port$3467$0  };
+  assign \a$1  = { 1'h0, \port$3467$0  };
+  assign b = { 1'h0, \port$3297$0  };
+  assign \b$3  = { 1'h0, \port$3297$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3267$0 , \port$3421$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3277$0 , \port$3431$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33258,24 +33273,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3267$0 , \port$34
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3267$0 ;
-  wire [12:0] \port$3267$0 ;
-  input [12:0] \port$3421$0 ;
-  wire [12:0] \port$3421$0 ;
+  input [12:0] \port$3277$0 ;
+  wire [12:0] \port$3277$0 ;
+  input [12:0] \port$3431$0 ;
+  wire [12:0] \port$3431$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3421$0  * \port$3267$0 ;
+  assign \$1  = \port$3431$0  * \port$3277$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3421$0  };
-  assign \a$1  = { 1'h0, \port$3421$0  };
-  assign b = { 1'h0, \port$3267$0  };
-  assign \b$3  = { 1'h0, \port$3267$0  };
+  assign a = { 1'h0, \port$3431$0  };
+  assign \a$1  = { 1'h0, \port$3431$0  };
+  assign b = { 1'h0, \port$3277$0  };
+  assign \b$3  = { 1'h0, \port$3277$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3285$0 , \port$3287$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3295$0 , \port$3297$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33289,24 +33304,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3285$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3285$0 ;
-  wire [12:0] \port$3285$0 ;
-  input [12:0] \port$3287$0 ;
-  wire [12:0] \port$3287$0 ;
+  input [12:0] \port$3295$0 ;
+  wire [12:0] \port$3295$0 ;
+  input [12:0] \port$3297$0 ;
+  wire [12:0] \port$3297$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3285$0  * \port$3287$0 ;
+  assign \$1  = \port$3295$0  * \port$3297$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3285$0  };
-  assign \a$1  = { 1'h0, \port$3285$0  };
-  assign b = { 1'h0, \port$3287$0  };
-  assign \b$3  = { 1'h0, \port$3287$0  };
+  assign a = { 1'h0, \port$3295$0  };
+  assign \a$1  = { 1'h0, \port$3295$0  };
+  assign b = { 1'h0, \port$3297$0  };
+  assign \b$3  = { 1'h0, \port$3297$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3455$0 , \port$3502$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3465$0 , \port$3512$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33320,24 +33335,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3455$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3455$0 ;
-  wire [12:0] \port$3455$0 ;
-  input [12:0] \port$3502$0 ;
-  wire [12:0] \port$3502$0 ;
+  input [12:0] \port$3465$0 ;
+  wire [12:0] \port$3465$0 ;
+  input [12:0] \port$3512$0 ;
+  wire [12:0] \port$3512$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3455$0  * \port$3502$0 ;
+  assign \$1  = \port$3465$0  * \port$3512$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3455$0  };
-  assign \a$1  = { 1'h0, \port$3455$0  };
-  assign b = { 1'h0, \port$3502$0  };
-  assign \b$3  = { 1'h0, \port$3502$0  };
+  assign a = { 1'h0, \port$3465$0  };
+  assign \a$1  = { 1'h0, \port$3465$0  };
+  assign b = { 1'h0, \port$3512$0  };
+  assign \b$3  = { 1'h0, \port$3512$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3502$0 , \port$3505$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3512$0 , \port$3515$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33351,19 +33366,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3502$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3502$0 ;
-  wire [12:0] \port$3502$0 ;
-  input [12:0] \port$3505$0 ;
-  wire [12:0] \port$3505$0 ;
+  input [12:0] \port$3512$0 ;
+  wire [12:0] \port$3512$0 ;
+  input [12:0] \port$3515$0 ;
+  wire [12:0] \port$3515$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3505$0  * \port$3502$0 ;
+  assign \$1  = \port$3515$0  * \port$3512$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3505$0  };
-  assign \a$1  = { 1'h0, \port$3505$0  };
-  assign b = { 1'h0, \port$3502$0  };
-  assign \b$3  = { 1'h0, \port$3502$0  };
+  assign a = { 1'h0, \port$3515$0  };
+  assign \a$1  = { 1'h0, \port$3515$0  };
+  assign b = { 1'h0, \port$3512$0  };
+  assign \b$3  = { 1'h0, \port$3512$0  };
   assign \p$5  = p;
 endmodule
 

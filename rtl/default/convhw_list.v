@@ -1458,7 +1458,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8713$0 (acc_addr),
+    .\port$8723$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4120,8 +4120,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6345$0 (\$like ),
-    .\port$6346$0 (value_next),
+    .\port$6355$0 (\$like ),
+    .\port$6356$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4845,7 +4845,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6345$0 , \port$6346$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6355$0 , \port$6356$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4857,21 +4857,21 @@ module \convhw_list.checker.multiplier (rst, \port$6345$0 , \port$6346$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6345$0 ;
-  wire [16:0] \port$6345$0 ;
-  input [16:0] \port$6346$0 ;
-  wire [16:0] \port$6346$0 ;
+  input [16:0] \port$6355$0 ;
+  wire [16:0] \port$6355$0 ;
+  input [16:0] \port$6356$0 ;
+  wire [16:0] \port$6356$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6346$0  };
+    a <= { 1'h0, \port$6356$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6345$0  };
+    b <= { 1'h0, \port$6355$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6346$0  };
-  assign \b$5  = { 1'h0, \port$6345$0  };
+  assign \a$3  = { 1'h0, \port$6356$0  };
+  assign \b$5  = { 1'h0, \port$6355$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6299,7 +6299,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6350$0 (jobs__payload[943:0]),
+    .\port$6360$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7796,7 +7796,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6350$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6360$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7823,8 +7823,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$6350$0 ;
-  wire [943:0] \port$6350$0 ;
+  input [943:0] \port$6360$0 ;
+  wire [943:0] \port$6360$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7880,7 +7880,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$6350$0 [3:2], \port$6350$0 [929:928], \port$6350$0  };
+    w_port__data <= { 1'h1, \port$6360$0 [3:2], \port$6360$0 [929:928], \port$6360$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7939,7 +7939,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$6350$0 [3:2], \port$6350$0 [929:928], \port$6350$0  };
+  assign w_data = { 1'h1, \port$6360$0 [3:2], \port$6360$0 [929:928], \port$6360$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8088,7 +8088,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8713$0 , clk);
+module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8723$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8767,8 +8767,8 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8713$0 ;
-  wire [10:0] \port$8713$0 ;
+  input [10:0] \port$8723$0 ;
+  wire [10:0] \port$8723$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -19271,7 +19271,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8713$0 [9:0]),
+    .host_addr(\port$8723$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19281,7 +19281,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$171 ),
-    .host_addr(\port$8713$0 [9:0]),
+    .host_addr(\port$8723$0 [9:0]),
     .old(\host_data$178 ),
     .rst(rst),
     .sum(sum),
@@ -19812,7 +19812,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = \port$8713$0 [10];
+    \$94  = \port$8723$0 [10];
     if (rst) begin
       \$94  = 1'h0;
     end
@@ -19844,7 +19844,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$8713$0 [10];
+  assign acc_read_bank = \port$8723$0 [10];
   assign \busy$85  = busy;
   assign \job$86  = job_copy;
   assign \abort$89  = abort;
@@ -19889,12 +19889,12 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$167  = sum_valid;
   assign \busy$168  = acc_busy[0];
-  assign host_addr = \port$8713$0 [9:0];
-  assign acc_read__addr = \port$8713$0 [9:0];
+  assign host_addr = \port$8723$0 [9:0];
+  assign acc_read__addr = \port$8723$0 [9:0];
   assign \sum$172  = sum;
   assign \sum_valid$173  = sum_valid;
   assign \busy$174  = acc_busy[1];
-  assign \host_addr$175  = \port$8713$0 [9:0];
+  assign \host_addr$175  = \port$8723$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -33999,26 +33999,35 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  reg [2:0] \$56 ;
-  reg [2:0] \$57 ;
-  reg [1:0] \$58 ;
-  reg \$59 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  reg \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [3:0] \$63 ;
-  reg [10:0] \$64 ;
-  reg \$65 ;
-  reg [3:0] \$66 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  reg [2:0] \$64 ;
+  reg [2:0] \$65 ;
+  reg [1:0] \$66 ;
   reg \$67 ;
-  reg [63:0] \$68 ;
+  reg \$68 ;
   reg \$69 ;
   wire \$7 ;
-  reg [3:0] \$70 ;
-  reg \$71 ;
+  reg \$70 ;
+  reg [3:0] \$71 ;
+  reg [10:0] \$72 ;
+  reg \$73 ;
+  reg [3:0] \$74 ;
+  reg [63:0] \$75 ;
+  reg \$76 ;
+  reg [3:0] \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire \$8 ;
   wire \$9 ;
+  reg \$signal  = 1'h0;
   reg bank = 1'h0;
   reg bank_now = 1'h0;
   output busy;
@@ -34115,9 +34124,16 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg [2:0] w_row;
   output w_we;
   reg w_we;
-  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [3:0] write_row = 4'h0;
+  assign \$17  = \$15  & \$16 ;
+  assign \$18  = | fir_taps;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 3'h7;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
   assign unused = \$23  & \$24 ;
   assign \$25  = ! pass_end_bank;
   assign \$26  = pass_end & \$25 ;
@@ -34143,42 +34159,50 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$49  = ~ next_bank;
   assign \$50  = row + 1'h1;
   assign \$51  = row == 3'h7;
-  assign \$52  = ~ start;
-  assign \$53  = loading & \$52 ;
-  assign \$54  = ~ start;
-  assign \$55  = write_pending & \$54 ;
+  assign \$52  = ~ loading;
+  assign \$53  = passes_in__valid & \$52 ;
+  assign \$54  = ~ offering;
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = free >> next_bank;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ start;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = ~ start;
+  assign \$61  = loading & \$60 ;
+  assign \$62  = ~ start;
+  assign \$63  = write_pending & \$62 ;
   always @(posedge clk)
-    timer0 <= \$56 ;
+    timer0 <= \$64 ;
   always @(posedge clk)
-    timer1 <= \$57 ;
+    timer1 <= \$65 ;
   always @(posedge clk)
-    inflight <= \$58 ;
+    inflight <= \$66 ;
   always @(posedge clk)
-    offering <= \$59 ;
+    offering <= \$67 ;
   always @(posedge clk)
-    loading <= \$60 ;
+    loading <= \$68 ;
   always @(posedge clk)
-    bank <= \$61 ;
+    bank <= \$69 ;
   always @(posedge clk)
-    next_bank <= \$62 ;
+    next_bank <= \$70 ;
   always @(posedge clk)
-    row <= \$63 ;
+    row <= \$71 ;
   always @(posedge clk)
-    first_word <= \$64 ;
+    first_word <= \$72 ;
   always @(posedge clk)
-    write_pending <= \$65 ;
+    write_pending <= \$73 ;
   always @(posedge clk)
-    write_row <= \$66 ;
+    write_row <= \$74 ;
   always @(posedge clk)
-    write_bank <= \$67 ;
+    registered <= \$75 ;
   always @(posedge clk)
-    registered <= \$68 ;
+    pending <= \$76 ;
   always @(posedge clk)
-    pending <= \$69 ;
+    row_now <= \$77 ;
   always @(posedge clk)
-    row_now <= \$70 ;
+    \$signal  <= \$78 ;
   always @(posedge clk)
-    bank_now <= \$71 ;
+    bank_now <= \$79 ;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
@@ -34199,14 +34223,6 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$14  = ~ offering;
   assign \$15  = \$13  & \$14 ;
   assign \$16  = free >> next_bank;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = | fir_taps;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 3'h7;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     offering_next = \$11 ;
@@ -34254,214 +34270,213 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$56  = timer0;
+    \$64  = timer0;
     if (\$26 ) begin
-      \$56  = 3'h4;
+      \$64  = 3'h4;
     end else if (\$27 ) begin
-      \$56  = \$28 [2:0];
+      \$64  = \$28 [2:0];
     end
     if (flush) begin
-      \$56  = 3'h0;
+      \$64  = 3'h0;
     end
     if (rst) begin
-      \$56  = 3'h0;
+      \$64  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$57  = timer1;
+    \$65  = timer1;
     if (\$30 ) begin
-      \$57  = 3'h4;
+      \$65  = 3'h4;
     end else if (\$31 ) begin
-      \$57  = \$32 [2:0];
+      \$65  = \$32 [2:0];
     end
     if (flush) begin
-      \$57  = 3'h0;
+      \$65  = 3'h0;
     end
     if (rst) begin
-      \$57  = 3'h0;
+      \$65  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$58  = inflight;
+    \$66  = inflight;
     if (\$35 ) begin
-      \$58 [0] = 1'h1;
+      \$66 [0] = 1'h1;
     end else if (\$37 ) begin
-      \$58 [0] = 1'h0;
+      \$66 [0] = 1'h0;
     end
     if (\$40 ) begin
-      \$58 [1] = 1'h1;
+      \$66 [1] = 1'h1;
     end else if (\$42 ) begin
-      \$58 [1] = 1'h0;
+      \$66 [1] = 1'h0;
     end
     if (flush) begin
-      \$58  = 2'h0;
+      \$66  = 2'h0;
     end
     if (rst) begin
-      \$58  = 2'h0;
+      \$66  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$59  = offering_next;
+    \$67  = offering_next;
     if (flush) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$60  = loading;
+    \$68  = loading;
     if (start) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end else if (\$48 ) begin
-      \$60  = 1'h1;
+      \$68  = 1'h1;
     end else if (loading) begin
       if (\$51 ) begin
-        \$60  = 1'h0;
+        \$68  = 1'h0;
       end
     end
     if (flush) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
     if (rst) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$61  = bank;
+    \$69  = bank;
     if (start) begin
     end else if (\$48 ) begin
-      \$61  = next_bank;
+      \$69  = next_bank;
     end
     if (flush) begin
-      \$61  = 1'h0;
+      \$69  = 1'h0;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$62  = next_bank;
+    \$70  = next_bank;
     if (start) begin
     end else if (\$48 ) begin
-      \$62  = \$49 ;
+      \$70  = \$49 ;
     end
     if (flush) begin
-      \$62  = 1'h0;
+      \$70  = 1'h0;
     end
     if (rst) begin
-      \$62  = 1'h0;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$63  = row;
+    \$71  = row;
     if (start) begin
     end else if (\$48 ) begin
-      \$63  = 4'h0;
+      \$71  = 4'h0;
     end else if (loading) begin
-      \$63  = \$50 [3:0];
+      \$71  = \$50 [3:0];
     end
     if (flush) begin
-      \$63  = 4'h0;
+      \$71  = 4'h0;
     end
     if (rst) begin
-      \$63  = 4'h0;
+      \$71  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$64  = first_word;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$64  = passes_in__payload[163:153];
+    \$72  = first_word;
+    if (\$59 ) begin
+      \$72  = passes_in__payload[163:153];
     end
     if (flush) begin
-      \$64  = 11'h000;
+      \$72  = 11'h000;
     end
     if (rst) begin
-      \$64  = 11'h000;
+      \$72  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$65  = \$53 ;
+    \$73  = \$61 ;
     if (flush) begin
-      \$65  = 1'h0;
+      \$73  = 1'h0;
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$66  = row;
+    \$74  = row;
     if (flush) begin
-      \$66  = 4'h0;
+      \$74  = 4'h0;
     end
     if (rst) begin
-      \$66  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$67  = bank;
-    if (flush) begin
-      \$67  = 1'h0;
-    end
-    if (rst) begin
-      \$67  = 1'h0;
+      \$74  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$68  = 64'h0000000000000000;
+      \$75  = 64'h0000000000000000;
     end else begin
-      \$68  = mem_data;
+      \$75  = mem_data;
     end
     if (flush) begin
-      \$68  = 64'h0000000000000000;
+      \$75  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$68  = 64'h0000000000000000;
+      \$75  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$69  = \$55 ;
+    \$76  = \$63 ;
     if (flush) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
     end
     if (rst) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$70  = write_row;
+    \$77  = write_row;
     if (flush) begin
-      \$70  = 4'h0;
+      \$77  = 4'h0;
     end
     if (rst) begin
-      \$70  = 4'h0;
+      \$77  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$71  = write_bank;
+    \$78  = bank;
     if (flush) begin
-      \$71  = 1'h0;
+      \$78  = 1'h0;
     end
     if (rst) begin
-      \$71  = 1'h0;
+      \$78  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$79  = \$signal ;
+    if (flush) begin
+      \$79  = 1'h0;
+    end
+    if (rst) begin
+      \$79  = 1'h0;
     end
   end
   assign mem_addr = \$22 [10:0];
@@ -40141,56 +40156,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6954$376 (job[391:376]),
-    .\port$7671$0 (acc_row_s1),
+    .\port$6964$376 (job[391:376]),
+    .\port$7681$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6954$224 (job[239:224]),
-    .\port$7577$0 (o0),
+    .\port$6964$224 (job[239:224]),
+    .\port$7587$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7563$0 (chunks),
-    .\port$7733$0 (local2_s3),
+    .\port$7573$0 (chunks),
+    .\port$7743$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7543$0 (window1),
-    .\port$7697$0 (local0_s2),
+    .\port$7553$0 (window1),
+    .\port$7707$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7561$0 (window2),
-    .\port$7563$0 (chunks),
+    .\port$7571$0 (window2),
+    .\port$7573$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7731$0 (local1_s3),
-    .\port$7778$0 (\p$172 [12:0]),
+    .\port$7741$0 (local1_s3),
+    .\port$7788$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7778$0 (\p$172 [12:0]),
-    .\port$7781$0 (\p$188 [12:0]),
+    .\port$7788$0 (\p$172 [12:0]),
+    .\port$7791$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41853,7 +41868,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6954$376 , flush, \port$7671$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6964$376 , flush, \port$7681$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41867,24 +41882,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6954$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$6954$376 ;
-  wire [15:0] \port$6954$376 ;
-  input [10:0] \port$7671$0 ;
-  wire [10:0] \port$7671$0 ;
+  input [15:0] \port$6964$376 ;
+  wire [15:0] \port$6964$376 ;
+  input [10:0] \port$7681$0 ;
+  wire [10:0] \port$7681$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7671$0  * \port$6954$376 ;
+  assign \$1  = \port$7681$0  * \port$6964$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7671$0  };
-  assign \a$1  = { 1'h0, \port$7671$0  };
-  assign b = { 1'h0, \port$6954$376  };
-  assign \b$3  = { 1'h0, \port$6954$376  };
+  assign a = { 1'h0, \port$7681$0  };
+  assign \a$1  = { 1'h0, \port$7681$0  };
+  assign b = { 1'h0, \port$6964$376  };
+  assign \b$3  = { 1'h0, \port$6964$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6954$224 , flush, \port$7577$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6964$224 , flush, \port$7587$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -41898,24 +41913,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6954$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6954$224 ;
-  wire [15:0] \port$6954$224 ;
-  input [15:0] \port$7577$0 ;
-  wire [15:0] \port$7577$0 ;
+  input [15:0] \port$6964$224 ;
+  wire [15:0] \port$6964$224 ;
+  input [15:0] \port$7587$0 ;
+  wire [15:0] \port$7587$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7577$0  * \port$6954$224 ;
+  assign \$1  = \port$7587$0  * \port$6964$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7577$0  };
-  assign \a$1  = { 1'h0, \port$7577$0  };
-  assign b = { 1'h0, \port$6954$224  };
-  assign \b$3  = { 1'h0, \port$6954$224  };
+  assign a = { 1'h0, \port$7587$0  };
+  assign \a$1  = { 1'h0, \port$7587$0  };
+  assign b = { 1'h0, \port$6964$224  };
+  assign \b$3  = { 1'h0, \port$6964$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7563$0 , \port$7733$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7573$0 , \port$7743$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41929,24 +41944,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7563$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7563$0 ;
-  wire [12:0] \port$7563$0 ;
-  input [12:0] \port$7733$0 ;
-  wire [12:0] \port$7733$0 ;
+  input [12:0] \port$7573$0 ;
+  wire [12:0] \port$7573$0 ;
+  input [12:0] \port$7743$0 ;
+  wire [12:0] \port$7743$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7733$0  * \port$7563$0 ;
+  assign \$1  = \port$7743$0  * \port$7573$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7733$0  };
-  assign \a$1  = { 1'h0, \port$7733$0  };
-  assign b = { 1'h0, \port$7563$0  };
-  assign \b$3  = { 1'h0, \port$7563$0  };
+  assign a = { 1'h0, \port$7743$0  };
+  assign \a$1  = { 1'h0, \port$7743$0  };
+  assign b = { 1'h0, \port$7573$0  };
+  assign \b$3  = { 1'h0, \port$7573$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7543$0 , \port$7697$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7553$0 , \port$7707$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41960,24 +41975,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7543$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7543$0 ;
-  wire [12:0] \port$7543$0 ;
-  input [12:0] \port$7697$0 ;
-  wire [12:0] \port$7697$0 ;
+  input [12:0] \port$7553$0 ;
+  wire [12:0] \port$7553$0 ;
+  input [12:0] \port$7707$0 ;
+  wire [12:0] \port$7707$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7697$0  * \port$7543$0 ;
+  assign \$1  = \port$7707$0  * \port$7553$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7697$0  };
-  assign \a$1  = { 1'h0, \port$7697$0  };
-  assign b = { 1'h0, \port$7543$0  };
-  assign \b$3  = { 1'h0, \port$7543$0  };
+  assign a = { 1'h0, \port$7707$0  };
+  assign \a$1  = { 1'h0, \port$7707$0  };
+  assign b = { 1'h0, \port$7553$0  };
+  assign \b$3  = { 1'h0, \port$7553$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7561$0 , \port$7563$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7571$0 , \port$7573$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -41991,24 +42006,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7561$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7561$0 ;
-  wire [12:0] \port$7561$0 ;
-  input [12:0] \port$7563$0 ;
-  wire [12:0] \port$7563$0 ;
+  input [12:0] \port$7571$0 ;
+  wire [12:0] \port$7571$0 ;
+  input [12:0] \port$7573$0 ;
+  wire [12:0] \port$7573$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7561$0  * \port$7563$0 ;
+  assign \$1  = \port$7571$0  * \port$7573$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7561$0  };
-  assign \a$1  = { 1'h0, \port$7561$0  };
-  assign b = { 1'h0, \port$7563$0  };
-  assign \b$3  = { 1'h0, \port$7563$0  };
+  assign a = { 1'h0, \port$7571$0  };
+  assign \a$1  = { 1'h0, \port$7571$0  };
+  assign b = { 1'h0, \port$7573$0  };
+  assign \b$3  = { 1'h0, \port$7573$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7731$0 , \port$7778$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7741$0 , \port$7788$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42022,24 +42037,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7731
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7731$0 ;
-  wire [12:0] \port$7731$0 ;
-  input [12:0] \port$7778$0 ;
-  wire [12:0] \port$7778$0 ;
+  input [12:0] \port$7741$0 ;
+  wire [12:0] \port$7741$0 ;
+  input [12:0] \port$7788$0 ;
+  wire [12:0] \port$7788$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7731$0  * \port$7778$0 ;
+  assign \$1  = \port$7741$0  * \port$7788$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7731$0  };
-  assign \a$1  = { 1'h0, \port$7731$0  };
-  assign b = { 1'h0, \port$7778$0  };
-  assign \b$3  = { 1'h0, \port$7778$0  };
+  assign a = { 1'h0, \port$7741$0  };
+  assign \a$1  = { 1'h0, \port$7741$0  };
+  assign b = { 1'h0, \port$7788$0  };
+  assign \b$3  = { 1'h0, \port$7788$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7778$0 , \port$7781$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7788$0 , \port$7791$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42053,19 +42068,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7778
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7778$0 ;
-  wire [12:0] \port$7778$0 ;
-  input [12:0] \port$7781$0 ;
-  wire [12:0] \port$7781$0 ;
+  input [12:0] \port$7788$0 ;
+  wire [12:0] \port$7788$0 ;
+  input [12:0] \port$7791$0 ;
+  wire [12:0] \port$7791$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7781$0  * \port$7778$0 ;
+  assign \$1  = \port$7791$0  * \port$7788$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7781$0  };
-  assign \a$1  = { 1'h0, \port$7781$0  };
-  assign b = { 1'h0, \port$7778$0  };
-  assign \b$3  = { 1'h0, \port$7778$0  };
+  assign a = { 1'h0, \port$7791$0  };
+  assign \a$1  = { 1'h0, \port$7791$0  };
+  assign b = { 1'h0, \port$7788$0  };
+  assign \b$3  = { 1'h0, \port$7788$0  };
   assign \p$5  = p;
 endmodule
 
@@ -46425,15 +46440,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6650$16 (op_a[31:16]),
-    .\port$6651$0 (op_b),
+    .\port$6660$16 (op_a[31:16]),
+    .\port$6661$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6650$0 (op_a[15:0]),
-    .\port$6651$0 (op_b),
+    .\port$6660$0 (op_a[15:0]),
+    .\port$6661$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -47480,7 +47495,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6650$16 , \port$6651$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6660$16 , \port$6661$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47492,26 +47507,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6650$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6650$16 ;
-  wire [15:0] \port$6650$16 ;
-  input [15:0] \port$6651$0 ;
-  wire [15:0] \port$6651$0 ;
+  input [15:0] \port$6660$16 ;
+  wire [15:0] \port$6660$16 ;
+  input [15:0] \port$6661$0 ;
+  wire [15:0] \port$6661$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6650$16  };
+    a <= { 1'h0, \port$6660$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6651$0  };
+    b <= { 1'h0, \port$6661$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6650$16  };
-  assign \b$5  = { 1'h0, \port$6651$0  };
+  assign \a$3  = { 1'h0, \port$6660$16  };
+  assign \b$5  = { 1'h0, \port$6661$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6650$0 , \port$6651$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6660$0 , \port$6661$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47523,21 +47538,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6650$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6650$0 ;
-  wire [15:0] \port$6650$0 ;
-  input [15:0] \port$6651$0 ;
-  wire [15:0] \port$6651$0 ;
+  input [15:0] \port$6660$0 ;
+  wire [15:0] \port$6660$0 ;
+  input [15:0] \port$6661$0 ;
+  wire [15:0] \port$6661$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6650$0  };
+    a <= { 1'h0, \port$6660$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6651$0  };
+    b <= { 1'h0, \port$6661$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6650$0  };
-  assign \b$5  = { 1'h0, \port$6651$0  };
+  assign \a$3  = { 1'h0, \port$6660$0  };
+  assign \b$5  = { 1'h0, \port$6661$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54844,7 +54859,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$8729$0 (in_flight1),
+    .\port$8739$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57727,7 +57742,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$8886$0 (v_0[16:0]),
+    .\port$8896$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57735,7 +57750,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$140 ),
-    .\port$8906$0 (v_1[16:0]),
+    .\port$8916$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57743,7 +57758,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$148 ),
-    .\port$8926$0 (v_2[16:0]),
+    .\port$8936$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57751,7 +57766,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$156 ),
-    .\port$8946$0 (v_3[16:0]),
+    .\port$8956$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57759,7 +57774,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$164 ),
-    .\port$8966$0 (v_4[16:0]),
+    .\port$8976$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57767,7 +57782,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$172 ),
-    .\port$8986$0 (v_5[16:0]),
+    .\port$8996$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57775,7 +57790,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$180 ),
-    .\port$9006$0 (v_6[16:0]),
+    .\port$9016$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57783,7 +57798,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$188 ),
-    .\port$9026$0 (v_7[16:0]),
+    .\port$9036$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57791,7 +57806,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$133 ),
-    .\port$8886$17 (v_0[32:17]),
+    .\port$8896$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57799,7 +57814,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$141 ),
-    .\port$8906$17 (v_1[32:17]),
+    .\port$8916$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57807,7 +57822,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$149 ),
-    .\port$8926$17 (v_2[32:17]),
+    .\port$8936$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57815,7 +57830,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$157 ),
-    .\port$8946$17 (v_3[32:17]),
+    .\port$8956$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57823,7 +57838,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$165 ),
-    .\port$8966$17 (v_4[32:17]),
+    .\port$8976$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57831,7 +57846,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$173 ),
-    .\port$8986$17 (v_5[32:17]),
+    .\port$8996$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57839,7 +57854,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$181 ),
-    .\port$9006$17 (v_6[32:17]),
+    .\port$9016$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57847,7 +57862,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$189 ),
-    .\port$9026$17 (v_7[32:17]),
+    .\port$9036$17 (v_7[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -58855,7 +58870,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8886$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8896$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58872,11 +58887,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8886$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8886$0 ;
-  wire [16:0] \port$8886$0 ;
+  input [16:0] \port$8896$0 ;
+  wire [16:0] \port$8896$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8886$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8896$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58886,14 +58901,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8886$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8886$0  };
-  assign \a$1  = { 1'h0, \port$8886$0  };
+  assign a = { 1'h0, \port$8896$0  };
+  assign \a$1  = { 1'h0, \port$8896$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8906$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8916$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58910,11 +58925,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8906$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8906$0 ;
-  wire [16:0] \port$8906$0 ;
+  input [16:0] \port$8916$0 ;
+  wire [16:0] \port$8916$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8906$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8916$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58924,14 +58939,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8906$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8906$0  };
-  assign \a$1  = { 1'h0, \port$8906$0  };
+  assign a = { 1'h0, \port$8916$0  };
+  assign \a$1  = { 1'h0, \port$8916$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8926$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8936$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58948,11 +58963,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8926$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8926$0 ;
-  wire [16:0] \port$8926$0 ;
+  input [16:0] \port$8936$0 ;
+  wire [16:0] \port$8936$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8926$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8936$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -58962,14 +58977,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8926$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8926$0  };
-  assign \a$1  = { 1'h0, \port$8926$0  };
+  assign a = { 1'h0, \port$8936$0  };
+  assign \a$1  = { 1'h0, \port$8936$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8946$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8956$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58986,11 +59001,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8946$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8946$0 ;
-  wire [16:0] \port$8946$0 ;
+  input [16:0] \port$8956$0 ;
+  wire [16:0] \port$8956$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8946$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8956$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59000,14 +59015,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8946$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8946$0  };
-  assign \a$1  = { 1'h0, \port$8946$0  };
+  assign a = { 1'h0, \port$8956$0  };
+  assign \a$1  = { 1'h0, \port$8956$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8966$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8976$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59024,11 +59039,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8966$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8966$0 ;
-  wire [16:0] \port$8966$0 ;
+  input [16:0] \port$8976$0 ;
+  wire [16:0] \port$8976$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8966$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8976$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59038,14 +59053,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$8966$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8966$0  };
-  assign \a$1  = { 1'h0, \port$8966$0  };
+  assign a = { 1'h0, \port$8976$0  };
+  assign \a$1  = { 1'h0, \port$8976$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8986$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8996$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59062,11 +59077,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8986$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8986$0 ;
-  wire [16:0] \port$8986$0 ;
+  input [16:0] \port$8996$0 ;
+  wire [16:0] \port$8996$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8986$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8996$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59076,14 +59091,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$8986$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8986$0  };
-  assign \a$1  = { 1'h0, \port$8986$0  };
+  assign a = { 1'h0, \port$8996$0  };
+  assign \a$1  = { 1'h0, \port$8996$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9006$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9016$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59100,11 +59115,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9006$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9006$0 ;
-  wire [16:0] \port$9006$0 ;
+  input [16:0] \port$9016$0 ;
+  wire [16:0] \port$9016$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9006$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9016$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59114,14 +59129,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9006$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9006$0  };
-  assign \a$1  = { 1'h0, \port$9006$0  };
+  assign a = { 1'h0, \port$9016$0  };
+  assign \a$1  = { 1'h0, \port$9016$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9026$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9036$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59138,11 +59153,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9026$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9026$0 ;
-  wire [16:0] \port$9026$0 ;
+  input [16:0] \port$9036$0 ;
+  wire [16:0] \port$9036$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9026$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9036$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59152,14 +59167,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9026$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9026$0  };
-  assign \a$1  = { 1'h0, \port$9026$0  };
+  assign a = { 1'h0, \port$9036$0  };
+  assign \a$1  = { 1'h0, \port$9036$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8886$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8896$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59176,11 +59191,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8886$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8886$17 ;
-  wire [15:0] \port$8886$17 ;
+  input [15:0] \port$8896$17 ;
+  wire [15:0] \port$8896$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8886$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8896$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59190,14 +59205,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8886$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8886$17 [15], \port$8886$17 [15], \port$8886$17  };
-  assign \a$1  = { \port$8886$17 [15], \port$8886$17 [15], \port$8886$17  };
+  assign a = { \port$8896$17 [15], \port$8896$17 [15], \port$8896$17  };
+  assign \a$1  = { \port$8896$17 [15], \port$8896$17 [15], \port$8896$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8906$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8916$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59214,11 +59229,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8906$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8906$17 ;
-  wire [15:0] \port$8906$17 ;
+  input [15:0] \port$8916$17 ;
+  wire [15:0] \port$8916$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8906$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8916$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59228,14 +59243,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8906$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8906$17 [15], \port$8906$17 [15], \port$8906$17  };
-  assign \a$1  = { \port$8906$17 [15], \port$8906$17 [15], \port$8906$17  };
+  assign a = { \port$8916$17 [15], \port$8916$17 [15], \port$8916$17  };
+  assign \a$1  = { \port$8916$17 [15], \port$8916$17 [15], \port$8916$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8926$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8936$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59252,11 +59267,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8926$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8926$17 ;
-  wire [15:0] \port$8926$17 ;
+  input [15:0] \port$8936$17 ;
+  wire [15:0] \port$8936$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8926$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8936$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59266,14 +59281,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8926$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8926$17 [15], \port$8926$17 [15], \port$8926$17  };
-  assign \a$1  = { \port$8926$17 [15], \port$8926$17 [15], \port$8926$17  };
+  assign a = { \port$8936$17 [15], \port$8936$17 [15], \port$8936$17  };
+  assign \a$1  = { \port$8936$17 [15], \port$8936$17 [15], \port$8936$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8946$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8956$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59290,11 +59305,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8946$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8946$17 ;
-  wire [15:0] \port$8946$17 ;
+  input [15:0] \port$8956$17 ;
+  wire [15:0] \port$8956$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8946$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8956$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59304,14 +59319,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8946$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8946$17 [15], \port$8946$17 [15], \port$8946$17  };
-  assign \a$1  = { \port$8946$17 [15], \port$8946$17 [15], \port$8946$17  };
+  assign a = { \port$8956$17 [15], \port$8956$17 [15], \port$8956$17  };
+  assign \a$1  = { \port$8956$17 [15], \port$8956$17 [15], \port$8956$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8966$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8976$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59328,11 +59343,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8966$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8966$17 ;
-  wire [15:0] \port$8966$17 ;
+  input [15:0] \port$8976$17 ;
+  wire [15:0] \port$8976$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8966$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8976$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59342,14 +59357,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$8966$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8966$17 [15], \port$8966$17 [15], \port$8966$17  };
-  assign \a$1  = { \port$8966$17 [15], \port$8966$17 [15], \port$8966$17  };
+  assign a = { \port$8976$17 [15], \port$8976$17 [15], \port$8976$17  };
+  assign \a$1  = { \port$8976$17 [15], \port$8976$17 [15], \port$8976$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8986$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8996$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59366,11 +59381,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8986$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8986$17 ;
-  wire [15:0] \port$8986$17 ;
+  input [15:0] \port$8996$17 ;
+  wire [15:0] \port$8996$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8986$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8996$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59380,14 +59395,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$8986$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
-  assign \a$1  = { \port$8986$17 [15], \port$8986$17 [15], \port$8986$17  };
+  assign a = { \port$8996$17 [15], \port$8996$17 [15], \port$8996$17  };
+  assign \a$1  = { \port$8996$17 [15], \port$8996$17 [15], \port$8996$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9006$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9016$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59404,11 +59419,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9006$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9006$17 ;
-  wire [15:0] \port$9006$17 ;
+  input [15:0] \port$9016$17 ;
+  wire [15:0] \port$9016$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9006$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9016$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59418,14 +59433,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9006$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
-  assign \a$1  = { \port$9006$17 [15], \port$9006$17 [15], \port$9006$17  };
+  assign a = { \port$9016$17 [15], \port$9016$17 [15], \port$9016$17  };
+  assign \a$1  = { \port$9016$17 [15], \port$9016$17 [15], \port$9016$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9026$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9036$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59442,11 +59457,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9026$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9026$17 ;
-  wire [15:0] \port$9026$17 ;
+  input [15:0] \port$9036$17 ;
+  wire [15:0] \port$9036$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9026$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9036$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59456,14 +59471,14 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9026$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
-  assign \a$1  = { \port$9026$17 [15], \port$9026$17 [15], \port$9026$17  };
+  assign a = { \port$9036$17 [15], \port$9036$17 [15], \port$9036$17  };
+  assign \a$1  = { \port$9036$17 [15], \port$9036$17 [15], \port$9036$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8729$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8739$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59489,8 +59504,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3339$0 ;
   wire [255:0] \port$3339$0 ;
-  input [2:0] \port$8729$0 ;
-  wire [2:0] \port$8729$0 ;
+  input [2:0] \port$8739$0 ;
+  wire [2:0] \port$8739$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59522,23 +59537,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8729$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$8739$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8729$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8729$0 [0];
+  assign w_port__en = \port$8739$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8739$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8729$0 [0];
+  assign \$5  = w_rdy & \port$8739$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8729$0 [0];
+  assign \$11  = w_rdy & \port$8739$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59584,9 +59599,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8729$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$8729$0 [2:1], \port$3339$0  };
-  assign w_en = \port$8729$0 [0];
+  assign w_port__data = { \port$8739$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$8739$0 [2:1], \port$3339$0  };
+  assign w_en = \port$8739$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

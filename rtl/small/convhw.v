@@ -8279,24 +8279,33 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  reg [1:0] \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  reg \$60 ;
-  reg [2:0] \$61 ;
-  reg [8:0] \$62 ;
-  reg \$63 ;
-  reg [2:0] \$64 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  reg [1:0] \$64 ;
   reg \$65 ;
-  reg [31:0] \$66 ;
+  reg \$66 ;
   reg \$67 ;
-  reg [2:0] \$68 ;
-  reg \$69 ;
+  reg \$68 ;
+  reg [2:0] \$69 ;
   wire \$7 ;
+  reg [8:0] \$70 ;
+  reg \$71 ;
+  reg [2:0] \$72 ;
+  reg [31:0] \$73 ;
+  reg \$74 ;
+  reg [2:0] \$75 ;
+  reg \$76 ;
+  reg \$77 ;
   wire \$8 ;
   wire \$9 ;
+  reg \$signal  = 1'h0;
   reg bank = 1'h0;
   reg bank_now = 1'h0;
   output busy;
@@ -8393,9 +8402,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg [1:0] w_row;
   output w_we;
   reg w_we;
-  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 2'h3;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
+  assign unused = \$23  & \$24 ;
+  assign \$25  = ! pass_end_bank;
   assign \$26  = pass_end & \$25 ;
   assign \$30  = pass_end & \$29 ;
   assign \$33  = passes_out__valid & passes_out__ready;
@@ -8415,38 +8431,46 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$49  = ~ next_bank;
   assign \$50  = row + 1'h1;
   assign \$51  = row == 2'h3;
-  assign \$52  = ~ start;
-  assign \$53  = loading & \$52 ;
-  assign \$54  = ~ start;
-  assign \$55  = write_pending & \$54 ;
+  assign \$52  = ~ loading;
+  assign \$53  = passes_in__valid & \$52 ;
+  assign \$54  = ~ offering;
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = free >> next_bank;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ start;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = ~ start;
+  assign \$61  = loading & \$60 ;
+  assign \$62  = ~ start;
+  assign \$63  = write_pending & \$62 ;
   always @(posedge clk)
-    inflight <= \$56 ;
+    inflight <= \$64 ;
   always @(posedge clk)
-    offering <= \$57 ;
+    offering <= \$65 ;
   always @(posedge clk)
-    loading <= \$58 ;
+    loading <= \$66 ;
   always @(posedge clk)
-    next_bank <= \$59 ;
+    next_bank <= \$67 ;
   always @(posedge clk)
-    bank <= \$60 ;
+    bank <= \$68 ;
   always @(posedge clk)
-    row <= \$61 ;
+    row <= \$69 ;
   always @(posedge clk)
-    first_word <= \$62 ;
+    first_word <= \$70 ;
   always @(posedge clk)
-    write_pending <= \$63 ;
+    write_pending <= \$71 ;
   always @(posedge clk)
-    write_row <= \$64 ;
+    write_row <= \$72 ;
   always @(posedge clk)
-    write_bank <= \$65 ;
+    registered <= \$73 ;
   always @(posedge clk)
-    registered <= \$66 ;
+    pending <= \$74 ;
   always @(posedge clk)
-    pending <= \$67 ;
+    row_now <= \$75 ;
   always @(posedge clk)
-    row_now <= \$68 ;
+    \$signal  <= \$76 ;
   always @(posedge clk)
-    bank_now <= \$69 ;
+    bank_now <= \$77 ;
   assign \$1  = ~ inflight[0];
   assign \$4  = ~ inflight[1];
   assign passes_out__valid = offering & passes_in__valid;
@@ -8465,14 +8489,6 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$16  = free >> next_bank;
   assign \$17  = \$15  & \$16 ;
   assign \$18  = | fir_taps;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 2'h3;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
-  assign unused = \$23  & \$24 ;
-  assign \$25  = ! pass_end_bank;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     offering_next = \$11 ;
@@ -8520,188 +8536,187 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$56  = inflight;
+    \$64  = inflight;
     if (\$35 ) begin
-      \$56 [0] = 1'h1;
+      \$64 [0] = 1'h1;
     end else if (\$37 ) begin
-      \$56 [0] = 1'h0;
+      \$64 [0] = 1'h0;
     end
     if (\$40 ) begin
-      \$56 [1] = 1'h1;
+      \$64 [1] = 1'h1;
     end else if (\$42 ) begin
-      \$56 [1] = 1'h0;
+      \$64 [1] = 1'h0;
     end
     if (start) begin
-      \$56  = 2'h0;
+      \$64  = 2'h0;
     end
     if (flush) begin
-      \$56  = 2'h0;
+      \$64  = 2'h0;
     end
     if (rst) begin
-      \$56  = 2'h0;
+      \$64  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$57  = offering_next;
+    \$65  = offering_next;
     if (flush) begin
-      \$57  = 1'h0;
+      \$65  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$58  = loading;
+    \$66  = loading;
     if (start) begin
-      \$58  = 1'h0;
+      \$66  = 1'h0;
     end else if (\$48 ) begin
-      \$58  = 1'h1;
+      \$66  = 1'h1;
     end else if (loading) begin
       if (\$51 ) begin
-        \$58  = 1'h0;
+        \$66  = 1'h0;
       end
     end
     if (flush) begin
-      \$58  = 1'h0;
+      \$66  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$59  = next_bank;
+    \$67  = next_bank;
     if (start) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end else if (\$48 ) begin
-      \$59  = \$49 ;
+      \$67  = \$49 ;
     end
     if (flush) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$60  = bank;
+    \$68  = bank;
     if (start) begin
     end else if (\$48 ) begin
-      \$60  = next_bank;
+      \$68  = next_bank;
     end
     if (flush) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
     if (rst) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$61  = row;
+    \$69  = row;
     if (start) begin
     end else if (\$48 ) begin
-      \$61  = 3'h0;
+      \$69  = 3'h0;
     end else if (loading) begin
-      \$61  = \$50 [2:0];
+      \$69  = \$50 [2:0];
     end
     if (flush) begin
-      \$61  = 3'h0;
+      \$69  = 3'h0;
     end
     if (rst) begin
-      \$61  = 3'h0;
+      \$69  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$62  = first_word;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$62  = passes_in__payload[161:153];
+    \$70  = first_word;
+    if (\$59 ) begin
+      \$70  = passes_in__payload[161:153];
     end
     if (flush) begin
-      \$62  = 9'h000;
+      \$70  = 9'h000;
     end
     if (rst) begin
-      \$62  = 9'h000;
+      \$70  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$63  = \$53 ;
+    \$71  = \$61 ;
     if (flush) begin
-      \$63  = 1'h0;
+      \$71  = 1'h0;
     end
     if (rst) begin
-      \$63  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$64  = row;
+    \$72  = row;
     if (flush) begin
-      \$64  = 3'h0;
+      \$72  = 3'h0;
     end
     if (rst) begin
-      \$64  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$65  = bank;
-    if (flush) begin
-      \$65  = 1'h0;
-    end
-    if (rst) begin
-      \$65  = 1'h0;
+      \$72  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$66  = 32'd0;
+      \$73  = 32'd0;
     end else begin
-      \$66  = mem_data;
+      \$73  = mem_data;
     end
     if (flush) begin
-      \$66  = 32'd0;
+      \$73  = 32'd0;
     end
     if (rst) begin
-      \$66  = 32'd0;
+      \$73  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$67  = \$55 ;
+    \$74  = \$63 ;
     if (flush) begin
-      \$67  = 1'h0;
+      \$74  = 1'h0;
     end
     if (rst) begin
-      \$67  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$68  = write_row;
+    \$75  = write_row;
     if (flush) begin
-      \$68  = 3'h0;
+      \$75  = 3'h0;
     end
     if (rst) begin
-      \$68  = 3'h0;
+      \$75  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$69  = write_bank;
+    \$76  = bank;
     if (flush) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
     end
     if (rst) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$77  = \$signal ;
+    if (flush) begin
+      \$77  = 1'h0;
+    end
+    if (rst) begin
+      \$77  = 1'h0;
     end
   end
   assign mem_addr = \$22 [8:0];
@@ -14377,56 +14392,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$1733$376 (job[391:376]),
-    .\port$2690$0 (acc_row_s1),
+    .\port$1743$376 (job[391:376]),
+    .\port$2700$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$1733$224 (job[239:224]),
-    .\port$2596$0 (o0),
+    .\port$1743$224 (job[239:224]),
+    .\port$2606$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$2582$0 (chunks),
-    .\port$2752$0 (local2_s3),
+    .\port$2592$0 (chunks),
+    .\port$2762$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$2562$0 (window1),
-    .\port$2716$0 (local0_s2),
+    .\port$2572$0 (window1),
+    .\port$2726$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$2580$0 (window2),
-    .\port$2582$0 (chunks),
+    .\port$2590$0 (window2),
+    .\port$2592$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$2750$0 (local1_s3),
-    .\port$2797$0 (\p$172 [9:0]),
+    .\port$2760$0 (local1_s3),
+    .\port$2807$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2797$0 (\p$172 [9:0]),
-    .\port$2800$0 (\p$188 [9:0]),
+    .\port$2807$0 (\p$172 [9:0]),
+    .\port$2810$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16085,7 +16100,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1733$376 , flush, \port$2690$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1743$376 , flush, \port$2700$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16099,24 +16114,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1733$376 , flush, \port$
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$1733$376 ;
-  wire [15:0] \port$1733$376 ;
-  input [7:0] \port$2690$0 ;
-  wire [7:0] \port$2690$0 ;
+  input [15:0] \port$1743$376 ;
+  wire [15:0] \port$1743$376 ;
+  input [7:0] \port$2700$0 ;
+  wire [7:0] \port$2700$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2690$0  * \port$1733$376 ;
+  assign \$1  = \port$2700$0  * \port$1743$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2690$0  };
-  assign \a$1  = { 1'h0, \port$2690$0  };
-  assign b = { 1'h0, \port$1733$376  };
-  assign \b$3  = { 1'h0, \port$1733$376  };
+  assign a = { 1'h0, \port$2700$0  };
+  assign \a$1  = { 1'h0, \port$2700$0  };
+  assign b = { 1'h0, \port$1743$376  };
+  assign \b$3  = { 1'h0, \port$1743$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1733$224 , flush, \port$2596$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1743$224 , flush, \port$2606$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16130,24 +16145,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1733$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$1733$224 ;
-  wire [15:0] \port$1733$224 ;
-  input [15:0] \port$2596$0 ;
-  wire [15:0] \port$2596$0 ;
+  input [15:0] \port$1743$224 ;
+  wire [15:0] \port$1743$224 ;
+  input [15:0] \port$2606$0 ;
+  wire [15:0] \port$2606$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2596$0  * \port$1733$224 ;
+  assign \$1  = \port$2606$0  * \port$1743$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2596$0  };
-  assign \a$1  = { 1'h0, \port$2596$0  };
-  assign b = { 1'h0, \port$1733$224  };
-  assign \b$3  = { 1'h0, \port$1733$224  };
+  assign a = { 1'h0, \port$2606$0  };
+  assign \a$1  = { 1'h0, \port$2606$0  };
+  assign b = { 1'h0, \port$1743$224  };
+  assign \b$3  = { 1'h0, \port$1743$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2582$0 , \port$2752$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2592$0 , \port$2762$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16161,24 +16176,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2582$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2582$0 ;
-  wire [9:0] \port$2582$0 ;
-  input [9:0] \port$2752$0 ;
-  wire [9:0] \port$2752$0 ;
+  input [9:0] \port$2592$0 ;
+  wire [9:0] \port$2592$0 ;
+  input [9:0] \port$2762$0 ;
+  wire [9:0] \port$2762$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2752$0  * \port$2582$0 ;
+  assign \$1  = \port$2762$0  * \port$2592$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2752$0  };
-  assign \a$1  = { 1'h0, \port$2752$0  };
-  assign b = { 1'h0, \port$2582$0  };
-  assign \b$3  = { 1'h0, \port$2582$0  };
+  assign a = { 1'h0, \port$2762$0  };
+  assign \a$1  = { 1'h0, \port$2762$0  };
+  assign b = { 1'h0, \port$2592$0  };
+  assign \b$3  = { 1'h0, \port$2592$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2562$0 , \port$2716$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2572$0 , \port$2726$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16192,24 +16207,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2562$0 , \port$27
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2562$0 ;
-  wire [9:0] \port$2562$0 ;
-  input [9:0] \port$2716$0 ;
-  wire [9:0] \port$2716$0 ;
+  input [9:0] \port$2572$0 ;
+  wire [9:0] \port$2572$0 ;
+  input [9:0] \port$2726$0 ;
+  wire [9:0] \port$2726$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2716$0  * \port$2562$0 ;
+  assign \$1  = \port$2726$0  * \port$2572$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2716$0  };
-  assign \a$1  = { 1'h0, \port$2716$0  };
-  assign b = { 1'h0, \port$2562$0  };
-  assign \b$3  = { 1'h0, \port$2562$0  };
+  assign a = { 1'h0, \port$2726$0  };
+  assign \a$1  = { 1'h0, \port$2726$0  };
+  assign b = { 1'h0, \port$2572$0  };
+  assign \b$3  = { 1'h0, \port$2572$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2580$0 , \port$2582$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2590$0 , \port$2592$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16223,24 +16238,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2580$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2580$0 ;
-  wire [9:0] \port$2580$0 ;
-  input [9:0] \port$2582$0 ;
-  wire [9:0] \port$2582$0 ;
+  input [9:0] \port$2590$0 ;
+  wire [9:0] \port$2590$0 ;
+  input [9:0] \port$2592$0 ;
+  wire [9:0] \port$2592$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2580$0  * \port$2582$0 ;
+  assign \$1  = \port$2590$0  * \port$2592$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2580$0  };
-  assign \a$1  = { 1'h0, \port$2580$0  };
-  assign b = { 1'h0, \port$2582$0  };
-  assign \b$3  = { 1'h0, \port$2582$0  };
+  assign a = { 1'h0, \port$2590$0  };
+  assign \a$1  = { 1'h0, \port$2590$0  };
+  assign b = { 1'h0, \port$2592$0  };
+  assign \b$3  = { 1'h0, \port$2592$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2750$0 , \port$2797$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2760$0 , \port$2807$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16254,24 +16269,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2750$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2750$0 ;
-  wire [9:0] \port$2750$0 ;
-  input [9:0] \port$2797$0 ;
-  wire [9:0] \port$2797$0 ;
+  input [9:0] \port$2760$0 ;
+  wire [9:0] \port$2760$0 ;
+  input [9:0] \port$2807$0 ;
+  wire [9:0] \port$2807$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2750$0  * \port$2797$0 ;
+  assign \$1  = \port$2760$0  * \port$2807$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2750$0  };
-  assign \a$1  = { 1'h0, \port$2750$0  };
-  assign b = { 1'h0, \port$2797$0  };
-  assign \b$3  = { 1'h0, \port$2797$0  };
+  assign a = { 1'h0, \port$2760$0  };
+  assign \a$1  = { 1'h0, \port$2760$0  };
+  assign b = { 1'h0, \port$2807$0  };
+  assign \b$3  = { 1'h0, \port$2807$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2797$0 , \port$2800$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2807$0 , \port$2810$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16285,19 +16300,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2797$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2797$0 ;
-  wire [9:0] \port$2797$0 ;
-  input [9:0] \port$2800$0 ;
-  wire [9:0] \port$2800$0 ;
+  input [9:0] \port$2807$0 ;
+  wire [9:0] \port$2807$0 ;
+  input [9:0] \port$2810$0 ;
+  wire [9:0] \port$2810$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2800$0  * \port$2797$0 ;
+  assign \$1  = \port$2810$0  * \port$2807$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2800$0  };
-  assign \a$1  = { 1'h0, \port$2800$0  };
-  assign b = { 1'h0, \port$2797$0  };
-  assign \b$3  = { 1'h0, \port$2797$0  };
+  assign a = { 1'h0, \port$2810$0  };
+  assign \a$1  = { 1'h0, \port$2810$0  };
+  assign b = { 1'h0, \port$2807$0  };
+  assign \b$3  = { 1'h0, \port$2807$0  };
   assign \p$5  = p;
 endmodule
 

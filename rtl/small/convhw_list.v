@@ -1418,7 +1418,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7379$0 (acc_addr),
+    .\port$7389$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4032,8 +4032,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5639$0 (\$like ),
-    .\port$5640$0 (value_next),
+    .\port$5649$0 (\$like ),
+    .\port$5650$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4757,7 +4757,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5639$0 , \port$5640$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5649$0 , \port$5650$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4769,21 +4769,21 @@ module \convhw_list.checker.multiplier (rst, \port$5639$0 , \port$5640$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5639$0 ;
-  wire [16:0] \port$5639$0 ;
-  input [16:0] \port$5640$0 ;
-  wire [16:0] \port$5640$0 ;
+  input [16:0] \port$5649$0 ;
+  wire [16:0] \port$5649$0 ;
+  input [16:0] \port$5650$0 ;
+  wire [16:0] \port$5650$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5640$0  };
+    a <= { 1'h0, \port$5650$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5639$0  };
+    b <= { 1'h0, \port$5649$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5640$0  };
-  assign \b$5  = { 1'h0, \port$5639$0  };
+  assign \a$3  = { 1'h0, \port$5650$0  };
+  assign \b$5  = { 1'h0, \port$5649$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6211,7 +6211,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5644$0 (jobs__payload[943:0]),
+    .\port$5654$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7708,7 +7708,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5644$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5654$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7735,8 +7735,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5644$0 ;
-  wire [943:0] \port$5644$0 ;
+  input [943:0] \port$5654$0 ;
+  wire [943:0] \port$5654$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7792,7 +7792,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$5644$0 [3:2], \port$5644$0 [929:928], \port$5644$0  };
+    w_port__data <= { 1'h1, \port$5654$0 [3:2], \port$5654$0 [929:928], \port$5654$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7851,7 +7851,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$5644$0 [3:2], \port$5644$0 [929:928], \port$5644$0  };
+  assign w_data = { 1'h1, \port$5654$0 [3:2], \port$5654$0 [929:928], \port$5654$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8000,7 +8000,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7379$0 , clk);
+module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7389$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8583,8 +8583,8 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7379$0 ;
-  wire [7:0] \port$7379$0 ;
+  input [7:0] \port$7389$0 ;
+  wire [7:0] \port$7389$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -10343,7 +10343,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7379$0 [6:0]),
+    .host_addr(\port$7389$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10353,7 +10353,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$155 ),
-    .host_addr(\port$7379$0 [6:0]),
+    .host_addr(\port$7389$0 [6:0]),
     .old(\host_data$162 ),
     .rst(rst),
     .sum(sum),
@@ -10772,7 +10772,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \port$7379$0 [7];
+    \$78  = \port$7389$0 [7];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -10804,7 +10804,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$7379$0 [7];
+  assign acc_read_bank = \port$7389$0 [7];
   assign \busy$69  = busy;
   assign \job$70  = job_copy;
   assign \abort$73  = abort;
@@ -10849,12 +10849,12 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$151  = sum_valid;
   assign \busy$152  = acc_busy[0];
-  assign host_addr = \port$7379$0 [6:0];
-  assign acc_read__addr = \port$7379$0 [6:0];
+  assign host_addr = \port$7389$0 [6:0];
+  assign acc_read__addr = \port$7389$0 [6:0];
   assign \sum$156  = sum;
   assign \sum_valid$157  = sum_valid;
   assign \busy$158  = acc_busy[1];
-  assign \host_addr$159  = \port$7379$0 [6:0];
+  assign \host_addr$159  = \port$7389$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -15407,24 +15407,33 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  reg [1:0] \$56 ;
-  reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire \$58 ;
+  wire \$59 ;
   wire \$6 ;
-  reg \$60 ;
-  reg [2:0] \$61 ;
-  reg [8:0] \$62 ;
-  reg \$63 ;
-  reg [2:0] \$64 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire \$62 ;
+  wire \$63 ;
+  reg [1:0] \$64 ;
   reg \$65 ;
-  reg [31:0] \$66 ;
+  reg \$66 ;
   reg \$67 ;
-  reg [2:0] \$68 ;
-  reg \$69 ;
+  reg \$68 ;
+  reg [2:0] \$69 ;
   wire \$7 ;
+  reg [8:0] \$70 ;
+  reg \$71 ;
+  reg [2:0] \$72 ;
+  reg [31:0] \$73 ;
+  reg \$74 ;
+  reg [2:0] \$75 ;
+  reg \$76 ;
+  reg \$77 ;
   wire \$8 ;
   wire \$9 ;
+  reg \$signal  = 1'h0;
   reg bank = 1'h0;
   reg bank_now = 1'h0;
   output busy;
@@ -15521,9 +15530,16 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg [1:0] w_row;
   output w_we;
   reg w_we;
-  reg write_bank = 1'h0;
   reg write_pending = 1'h0;
   reg [2:0] write_row = 3'h0;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = row == 2'h3;
+  assign \$21  = | fir_taps;
+  assign \$22  = first_word + row;
+  assign \$23  = | fir_taps;
+  assign \$24  = write_row >= fir_taps;
+  assign unused = \$23  & \$24 ;
+  assign \$25  = ! pass_end_bank;
   assign \$26  = pass_end & \$25 ;
   assign \$30  = pass_end & \$29 ;
   assign \$33  = passes_out__valid & passes_out__ready;
@@ -15543,38 +15559,46 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$49  = ~ next_bank;
   assign \$50  = row + 1'h1;
   assign \$51  = row == 2'h3;
-  assign \$52  = ~ start;
-  assign \$53  = loading & \$52 ;
-  assign \$54  = ~ start;
-  assign \$55  = write_pending & \$54 ;
+  assign \$52  = ~ loading;
+  assign \$53  = passes_in__valid & \$52 ;
+  assign \$54  = ~ offering;
+  assign \$55  = \$53  & \$54 ;
+  assign \$56  = free >> next_bank;
+  assign \$57  = \$55  & \$56 ;
+  assign \$58  = ~ start;
+  assign \$59  = \$57  & \$58 ;
+  assign \$60  = ~ start;
+  assign \$61  = loading & \$60 ;
+  assign \$62  = ~ start;
+  assign \$63  = write_pending & \$62 ;
   always @(posedge clk)
-    inflight <= \$56 ;
+    inflight <= \$64 ;
   always @(posedge clk)
-    offering <= \$57 ;
+    offering <= \$65 ;
   always @(posedge clk)
-    loading <= \$58 ;
+    loading <= \$66 ;
   always @(posedge clk)
-    bank <= \$59 ;
+    bank <= \$67 ;
   always @(posedge clk)
-    next_bank <= \$60 ;
+    next_bank <= \$68 ;
   always @(posedge clk)
-    row <= \$61 ;
+    row <= \$69 ;
   always @(posedge clk)
-    first_word <= \$62 ;
+    first_word <= \$70 ;
   always @(posedge clk)
-    write_pending <= \$63 ;
+    write_pending <= \$71 ;
   always @(posedge clk)
-    write_row <= \$64 ;
+    write_row <= \$72 ;
   always @(posedge clk)
-    write_bank <= \$65 ;
+    registered <= \$73 ;
   always @(posedge clk)
-    registered <= \$66 ;
+    pending <= \$74 ;
   always @(posedge clk)
-    pending <= \$67 ;
+    row_now <= \$75 ;
   always @(posedge clk)
-    row_now <= \$68 ;
+    \$signal  <= \$76 ;
   always @(posedge clk)
-    bank_now <= \$69 ;
+    bank_now <= \$77 ;
   assign \$1  = ~ inflight[0];
   assign \$4  = ~ inflight[1];
   assign passes_out__valid = offering & passes_in__valid;
@@ -15593,14 +15617,6 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$16  = free >> next_bank;
   assign \$17  = \$15  & \$16 ;
   assign \$18  = | fir_taps;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 2'h3;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
-  assign unused = \$23  & \$24 ;
-  assign \$25  = ! pass_end_bank;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     offering_next = \$11 ;
@@ -15648,184 +15664,183 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$56  = inflight;
+    \$64  = inflight;
     if (\$35 ) begin
-      \$56 [0] = 1'h1;
+      \$64 [0] = 1'h1;
     end else if (\$37 ) begin
-      \$56 [0] = 1'h0;
+      \$64 [0] = 1'h0;
     end
     if (\$40 ) begin
-      \$56 [1] = 1'h1;
+      \$64 [1] = 1'h1;
     end else if (\$42 ) begin
-      \$56 [1] = 1'h0;
+      \$64 [1] = 1'h0;
     end
     if (flush) begin
-      \$56  = 2'h0;
+      \$64  = 2'h0;
     end
     if (rst) begin
-      \$56  = 2'h0;
+      \$64  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$57  = offering_next;
+    \$65  = offering_next;
     if (flush) begin
-      \$57  = 1'h0;
+      \$65  = 1'h0;
     end
     if (rst) begin
-      \$57  = 1'h0;
+      \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$58  = loading;
+    \$66  = loading;
     if (start) begin
-      \$58  = 1'h0;
+      \$66  = 1'h0;
     end else if (\$48 ) begin
-      \$58  = 1'h1;
+      \$66  = 1'h1;
     end else if (loading) begin
       if (\$51 ) begin
-        \$58  = 1'h0;
+        \$66  = 1'h0;
       end
     end
     if (flush) begin
-      \$58  = 1'h0;
+      \$66  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$59  = bank;
+    \$67  = bank;
     if (start) begin
     end else if (\$48 ) begin
-      \$59  = next_bank;
+      \$67  = next_bank;
     end
     if (flush) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
     if (rst) begin
-      \$59  = 1'h0;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$60  = next_bank;
+    \$68  = next_bank;
     if (start) begin
     end else if (\$48 ) begin
-      \$60  = \$49 ;
+      \$68  = \$49 ;
     end
     if (flush) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
     if (rst) begin
-      \$60  = 1'h0;
+      \$68  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$61  = row;
+    \$69  = row;
     if (start) begin
     end else if (\$48 ) begin
-      \$61  = 3'h0;
+      \$69  = 3'h0;
     end else if (loading) begin
-      \$61  = \$50 [2:0];
+      \$69  = \$50 [2:0];
     end
     if (flush) begin
-      \$61  = 3'h0;
+      \$69  = 3'h0;
     end
     if (rst) begin
-      \$61  = 3'h0;
+      \$69  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$62  = first_word;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$62  = passes_in__payload[161:153];
+    \$70  = first_word;
+    if (\$59 ) begin
+      \$70  = passes_in__payload[161:153];
     end
     if (flush) begin
-      \$62  = 9'h000;
+      \$70  = 9'h000;
     end
     if (rst) begin
-      \$62  = 9'h000;
+      \$70  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$63  = \$53 ;
+    \$71  = \$61 ;
     if (flush) begin
-      \$63  = 1'h0;
+      \$71  = 1'h0;
     end
     if (rst) begin
-      \$63  = 1'h0;
+      \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$64  = row;
+    \$72  = row;
     if (flush) begin
-      \$64  = 3'h0;
+      \$72  = 3'h0;
     end
     if (rst) begin
-      \$64  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$65  = bank;
-    if (flush) begin
-      \$65  = 1'h0;
-    end
-    if (rst) begin
-      \$65  = 1'h0;
+      \$72  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     (* full_case = 32'd1 *)
     if (unused) begin
-      \$66  = 32'd0;
+      \$73  = 32'd0;
     end else begin
-      \$66  = mem_data;
+      \$73  = mem_data;
     end
     if (flush) begin
-      \$66  = 32'd0;
+      \$73  = 32'd0;
     end
     if (rst) begin
-      \$66  = 32'd0;
+      \$73  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$67  = \$55 ;
+    \$74  = \$63 ;
     if (flush) begin
-      \$67  = 1'h0;
+      \$74  = 1'h0;
     end
     if (rst) begin
-      \$67  = 1'h0;
+      \$74  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$68  = write_row;
+    \$75  = write_row;
     if (flush) begin
-      \$68  = 3'h0;
+      \$75  = 3'h0;
     end
     if (rst) begin
-      \$68  = 3'h0;
+      \$75  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$69  = write_bank;
+    \$76  = bank;
     if (flush) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
     end
     if (rst) begin
-      \$69  = 1'h0;
+      \$76  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$77  = \$signal ;
+    if (flush) begin
+      \$77  = 1'h0;
+    end
+    if (rst) begin
+      \$77  = 1'h0;
     end
   end
   assign mem_addr = \$22 [8:0];
@@ -21501,56 +21516,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6248$376 (job[391:376]),
-    .\port$6929$0 (acc_row_s1),
+    .\port$6258$376 (job[391:376]),
+    .\port$6939$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6248$224 (job[239:224]),
-    .\port$6835$0 (o0),
+    .\port$6258$224 (job[239:224]),
+    .\port$6845$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6821$0 (chunks),
-    .\port$6991$0 (local2_s3),
+    .\port$6831$0 (chunks),
+    .\port$7001$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6801$0 (window1),
-    .\port$6955$0 (local0_s2),
+    .\port$6811$0 (window1),
+    .\port$6965$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6819$0 (window2),
-    .\port$6821$0 (chunks),
+    .\port$6829$0 (window2),
+    .\port$6831$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$6989$0 (local1_s3),
-    .\port$7036$0 (\p$172 [9:0]),
+    .\port$6999$0 (local1_s3),
+    .\port$7046$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7036$0 (\p$172 [9:0]),
-    .\port$7039$0 (\p$188 [9:0]),
+    .\port$7046$0 (\p$172 [9:0]),
+    .\port$7049$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23209,7 +23224,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6248$376 , flush, \port$6929$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6258$376 , flush, \port$6939$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23223,24 +23238,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6248$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6248$376 ;
-  wire [15:0] \port$6248$376 ;
-  input [7:0] \port$6929$0 ;
-  wire [7:0] \port$6929$0 ;
+  input [15:0] \port$6258$376 ;
+  wire [15:0] \port$6258$376 ;
+  input [7:0] \port$6939$0 ;
+  wire [7:0] \port$6939$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6929$0  * \port$6248$376 ;
+  assign \$1  = \port$6939$0  * \port$6258$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6929$0  };
-  assign \a$1  = { 1'h0, \port$6929$0  };
-  assign b = { 1'h0, \port$6248$376  };
-  assign \b$3  = { 1'h0, \port$6248$376  };
+  assign a = { 1'h0, \port$6939$0  };
+  assign \a$1  = { 1'h0, \port$6939$0  };
+  assign b = { 1'h0, \port$6258$376  };
+  assign \b$3  = { 1'h0, \port$6258$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6248$224 , flush, \port$6835$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6258$224 , flush, \port$6845$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23254,24 +23269,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6248$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6248$224 ;
-  wire [15:0] \port$6248$224 ;
-  input [15:0] \port$6835$0 ;
-  wire [15:0] \port$6835$0 ;
+  input [15:0] \port$6258$224 ;
+  wire [15:0] \port$6258$224 ;
+  input [15:0] \port$6845$0 ;
+  wire [15:0] \port$6845$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6835$0  * \port$6248$224 ;
+  assign \$1  = \port$6845$0  * \port$6258$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6835$0  };
-  assign \a$1  = { 1'h0, \port$6835$0  };
-  assign b = { 1'h0, \port$6248$224  };
-  assign \b$3  = { 1'h0, \port$6248$224  };
+  assign a = { 1'h0, \port$6845$0  };
+  assign \a$1  = { 1'h0, \port$6845$0  };
+  assign b = { 1'h0, \port$6258$224  };
+  assign \b$3  = { 1'h0, \port$6258$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6821$0 , \port$6991$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6831$0 , \port$7001$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23285,24 +23300,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6821$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6821$0 ;
-  wire [9:0] \port$6821$0 ;
-  input [9:0] \port$6991$0 ;
-  wire [9:0] \port$6991$0 ;
+  input [9:0] \port$6831$0 ;
+  wire [9:0] \port$6831$0 ;
+  input [9:0] \port$7001$0 ;
+  wire [9:0] \port$7001$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6991$0  * \port$6821$0 ;
+  assign \$1  = \port$7001$0  * \port$6831$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6991$0  };
-  assign \a$1  = { 1'h0, \port$6991$0  };
-  assign b = { 1'h0, \port$6821$0  };
-  assign \b$3  = { 1'h0, \port$6821$0  };
+  assign a = { 1'h0, \port$7001$0  };
+  assign \a$1  = { 1'h0, \port$7001$0  };
+  assign b = { 1'h0, \port$6831$0  };
+  assign \b$3  = { 1'h0, \port$6831$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6801$0 , \port$6955$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6811$0 , \port$6965$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23316,24 +23331,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6801$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6801$0 ;
-  wire [9:0] \port$6801$0 ;
-  input [9:0] \port$6955$0 ;
-  wire [9:0] \port$6955$0 ;
+  input [9:0] \port$6811$0 ;
+  wire [9:0] \port$6811$0 ;
+  input [9:0] \port$6965$0 ;
+  wire [9:0] \port$6965$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6955$0  * \port$6801$0 ;
+  assign \$1  = \port$6965$0  * \port$6811$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6955$0  };
-  assign \a$1  = { 1'h0, \port$6955$0  };
-  assign b = { 1'h0, \port$6801$0  };
-  assign \b$3  = { 1'h0, \port$6801$0  };
+  assign a = { 1'h0, \port$6965$0  };
+  assign \a$1  = { 1'h0, \port$6965$0  };
+  assign b = { 1'h0, \port$6811$0  };
+  assign \b$3  = { 1'h0, \port$6811$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6819$0 , \port$6821$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6829$0 , \port$6831$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23347,24 +23362,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6819$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6819$0 ;
-  wire [9:0] \port$6819$0 ;
-  input [9:0] \port$6821$0 ;
-  wire [9:0] \port$6821$0 ;
+  input [9:0] \port$6829$0 ;
+  wire [9:0] \port$6829$0 ;
+  input [9:0] \port$6831$0 ;
+  wire [9:0] \port$6831$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6819$0  * \port$6821$0 ;
+  assign \$1  = \port$6829$0  * \port$6831$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6819$0  };
-  assign \a$1  = { 1'h0, \port$6819$0  };
-  assign b = { 1'h0, \port$6821$0  };
-  assign \b$3  = { 1'h0, \port$6821$0  };
+  assign a = { 1'h0, \port$6829$0  };
+  assign \a$1  = { 1'h0, \port$6829$0  };
+  assign b = { 1'h0, \port$6831$0  };
+  assign \b$3  = { 1'h0, \port$6831$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6989$0 , \port$7036$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6999$0 , \port$7046$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23378,24 +23393,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$6989
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6989$0 ;
-  wire [9:0] \port$6989$0 ;
-  input [9:0] \port$7036$0 ;
-  wire [9:0] \port$7036$0 ;
+  input [9:0] \port$6999$0 ;
+  wire [9:0] \port$6999$0 ;
+  input [9:0] \port$7046$0 ;
+  wire [9:0] \port$7046$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6989$0  * \port$7036$0 ;
+  assign \$1  = \port$6999$0  * \port$7046$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6989$0  };
-  assign \a$1  = { 1'h0, \port$6989$0  };
-  assign b = { 1'h0, \port$7036$0  };
-  assign \b$3  = { 1'h0, \port$7036$0  };
+  assign a = { 1'h0, \port$6999$0  };
+  assign \a$1  = { 1'h0, \port$6999$0  };
+  assign b = { 1'h0, \port$7046$0  };
+  assign \b$3  = { 1'h0, \port$7046$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7036$0 , \port$7039$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7046$0 , \port$7049$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23409,19 +23424,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7036
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7036$0 ;
-  wire [9:0] \port$7036$0 ;
-  input [9:0] \port$7039$0 ;
-  wire [9:0] \port$7039$0 ;
+  input [9:0] \port$7046$0 ;
+  wire [9:0] \port$7046$0 ;
+  input [9:0] \port$7049$0 ;
+  wire [9:0] \port$7049$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7039$0  * \port$7036$0 ;
+  assign \$1  = \port$7049$0  * \port$7046$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7039$0  };
-  assign \a$1  = { 1'h0, \port$7039$0  };
-  assign b = { 1'h0, \port$7036$0  };
-  assign \b$3  = { 1'h0, \port$7036$0  };
+  assign a = { 1'h0, \port$7049$0  };
+  assign \a$1  = { 1'h0, \port$7049$0  };
+  assign b = { 1'h0, \port$7046$0  };
+  assign \b$3  = { 1'h0, \port$7046$0  };
   assign \p$5  = p;
 endmodule
 
@@ -27779,15 +27794,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$5944$16 (op_a[31:16]),
-    .\port$5945$0 (op_b),
+    .\port$5954$16 (op_a[31:16]),
+    .\port$5955$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$5944$0 (op_a[15:0]),
-    .\port$5945$0 (op_b),
+    .\port$5954$0 (op_a[15:0]),
+    .\port$5955$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -28834,7 +28849,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5944$16 , \port$5945$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5954$16 , \port$5955$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28846,26 +28861,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5944$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5944$16 ;
-  wire [15:0] \port$5944$16 ;
-  input [15:0] \port$5945$0 ;
-  wire [15:0] \port$5945$0 ;
+  input [15:0] \port$5954$16 ;
+  wire [15:0] \port$5954$16 ;
+  input [15:0] \port$5955$0 ;
+  wire [15:0] \port$5955$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5944$16  };
+    a <= { 1'h0, \port$5954$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5945$0  };
+    b <= { 1'h0, \port$5955$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5944$16  };
-  assign \b$5  = { 1'h0, \port$5945$0  };
+  assign \a$3  = { 1'h0, \port$5954$16  };
+  assign \b$5  = { 1'h0, \port$5955$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5944$0 , \port$5945$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5954$0 , \port$5955$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28877,21 +28892,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5944$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5944$0 ;
-  wire [15:0] \port$5944$0 ;
-  input [15:0] \port$5945$0 ;
-  wire [15:0] \port$5945$0 ;
+  input [15:0] \port$5954$0 ;
+  wire [15:0] \port$5954$0 ;
+  input [15:0] \port$5955$0 ;
+  wire [15:0] \port$5955$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5944$0  };
+    a <= { 1'h0, \port$5954$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5945$0  };
+    b <= { 1'h0, \port$5955$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5944$0  };
-  assign \b$5  = { 1'h0, \port$5945$0  };
+  assign \a$3  = { 1'h0, \port$5954$0  };
+  assign \b$5  = { 1'h0, \port$5955$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36096,7 +36111,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$7395$0 (in_flight1),
+    .\port$7405$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38455,7 +38470,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7552$0 (v_0[16:0]),
+    .\port$7562$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38463,7 +38478,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$96 ),
-    .\port$7572$0 (v_1[16:0]),
+    .\port$7582$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38471,7 +38486,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$104 ),
-    .\port$7592$0 (v_2[16:0]),
+    .\port$7602$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38479,7 +38494,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$112 ),
-    .\port$7612$0 (v_3[16:0]),
+    .\port$7622$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38487,7 +38502,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$89 ),
-    .\port$7552$17 (v_0[32:17]),
+    .\port$7562$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38495,7 +38510,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$97 ),
-    .\port$7572$17 (v_1[32:17]),
+    .\port$7582$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38503,7 +38518,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$105 ),
-    .\port$7592$17 (v_2[32:17]),
+    .\port$7602$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38511,7 +38526,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$113 ),
-    .\port$7612$17 (v_3[32:17]),
+    .\port$7622$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -39183,7 +39198,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7552$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7562$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39200,11 +39215,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7552$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7552$0 ;
-  wire [16:0] \port$7552$0 ;
+  input [16:0] \port$7562$0 ;
+  wire [16:0] \port$7562$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7552$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7562$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39214,14 +39229,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7552$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7552$0  };
-  assign \a$1  = { 1'h0, \port$7552$0  };
+  assign a = { 1'h0, \port$7562$0  };
+  assign \a$1  = { 1'h0, \port$7562$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7572$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7582$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39238,11 +39253,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7572$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7572$0 ;
-  wire [16:0] \port$7572$0 ;
+  input [16:0] \port$7582$0 ;
+  wire [16:0] \port$7582$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7572$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7582$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39252,14 +39267,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7572$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7572$0  };
-  assign \a$1  = { 1'h0, \port$7572$0  };
+  assign a = { 1'h0, \port$7582$0  };
+  assign \a$1  = { 1'h0, \port$7582$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7592$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7602$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39276,11 +39291,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7592$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7592$0 ;
-  wire [16:0] \port$7592$0 ;
+  input [16:0] \port$7602$0 ;
+  wire [16:0] \port$7602$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7592$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7602$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39290,14 +39305,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7592$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7592$0  };
-  assign \a$1  = { 1'h0, \port$7592$0  };
+  assign a = { 1'h0, \port$7602$0  };
+  assign \a$1  = { 1'h0, \port$7602$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7612$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7622$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39314,11 +39329,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7612$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7612$0 ;
-  wire [16:0] \port$7612$0 ;
+  input [16:0] \port$7622$0 ;
+  wire [16:0] \port$7622$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7612$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7622$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39328,14 +39343,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7612$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7612$0  };
-  assign \a$1  = { 1'h0, \port$7612$0  };
+  assign a = { 1'h0, \port$7622$0  };
+  assign \a$1  = { 1'h0, \port$7622$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7552$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7562$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39352,11 +39367,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7552$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7552$17 ;
-  wire [15:0] \port$7552$17 ;
+  input [15:0] \port$7562$17 ;
+  wire [15:0] \port$7562$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7552$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7562$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39366,14 +39381,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7552$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7552$17 [15], \port$7552$17 [15], \port$7552$17  };
-  assign \a$1  = { \port$7552$17 [15], \port$7552$17 [15], \port$7552$17  };
+  assign a = { \port$7562$17 [15], \port$7562$17 [15], \port$7562$17  };
+  assign \a$1  = { \port$7562$17 [15], \port$7562$17 [15], \port$7562$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7572$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7582$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39390,11 +39405,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7572$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7572$17 ;
-  wire [15:0] \port$7572$17 ;
+  input [15:0] \port$7582$17 ;
+  wire [15:0] \port$7582$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7572$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7582$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39404,14 +39419,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7572$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7572$17 [15], \port$7572$17 [15], \port$7572$17  };
-  assign \a$1  = { \port$7572$17 [15], \port$7572$17 [15], \port$7572$17  };
+  assign a = { \port$7582$17 [15], \port$7582$17 [15], \port$7582$17  };
+  assign \a$1  = { \port$7582$17 [15], \port$7582$17 [15], \port$7582$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7592$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7602$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39428,11 +39443,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7592$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7592$17 ;
-  wire [15:0] \port$7592$17 ;
+  input [15:0] \port$7602$17 ;
+  wire [15:0] \port$7602$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7592$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7602$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39442,14 +39457,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7592$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7592$17 [15], \port$7592$17 [15], \port$7592$17  };
-  assign \a$1  = { \port$7592$17 [15], \port$7592$17 [15], \port$7592$17  };
+  assign a = { \port$7602$17 [15], \port$7602$17 [15], \port$7602$17  };
+  assign \a$1  = { \port$7602$17 [15], \port$7602$17 [15], \port$7602$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7612$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7622$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39466,11 +39481,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7612$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7612$17 ;
-  wire [15:0] \port$7612$17 ;
+  input [15:0] \port$7622$17 ;
+  wire [15:0] \port$7622$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7612$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7622$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39480,14 +39495,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7612$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7612$17 [15], \port$7612$17 [15], \port$7612$17  };
-  assign \a$1  = { \port$7612$17 [15], \port$7612$17 [15], \port$7612$17  };
+  assign a = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
+  assign \a$1  = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7395$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7405$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39513,8 +39528,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3339$0 ;
   wire [127:0] \port$3339$0 ;
-  input [2:0] \port$7395$0 ;
-  wire [2:0] \port$7395$0 ;
+  input [2:0] \port$7405$0 ;
+  wire [2:0] \port$7405$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39546,23 +39561,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7395$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$7405$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7395$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7395$0 [0];
+  assign w_port__en = \port$7405$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7405$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7395$0 [0];
+  assign \$5  = w_rdy & \port$7405$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7395$0 [0];
+  assign \$11  = w_rdy & \port$7405$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39608,9 +39623,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7395$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$7395$0 [2:1], \port$3339$0  };
-  assign w_en = \port$7395$0 [0];
+  assign w_port__data = { \port$7405$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$7405$0 [2:1], \port$3339$0  };
+  assign w_en = \port$7405$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

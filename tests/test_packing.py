@@ -33,22 +33,29 @@ def random_stem(rng, largest_kernel: int, largest_size: int):
     return spec, shape
 
 
+def check_packed(packing, shape, rng, context: str):
+    """Random operands through ``packing``: the packed shapes, and the packed layer's golden
+    model and the compiler's run of it equal the original layer's golden model."""
+    spec = packing.original
+    x = rng.integers(-128, 128, shape)
+    w = rng.integers(-128, 128, spec.weight_shape)
+    b = rng.integers(-500, 500, spec.out_channels)
+    px, pw = packing.input(x), packing.weight(w)
+    assert px.shape == packing.input_shape(shape), context
+    assert pw.shape == packing.spec.weight_shape, context
+    want = golden.convolution(spec, x, w, b)
+    assert np.array_equal(golden.convolution(packing.spec, px, pw, b), want), context
+    got, _ = run_model(packing.spec, px, pw, b, SMALL)
+    assert np.array_equal(got, want), context
+
+
 @pytest.mark.parametrize("seed", range(16))
 def test_packed_layer_equals_the_original(seed):
     rng = np.random.default_rng(seed)
     spec, shape = random_stem(rng, 6, 9)
     packing = tap_packing(spec, SMALL)
     assert packing is not None and packing.taps >= 2, f"seed {seed}: {spec}"
-    x = rng.integers(-128, 128, shape)
-    w = rng.integers(-128, 128, spec.weight_shape)
-    b = rng.integers(-500, 500, spec.out_channels)
-    px, pw = packing.input(x), packing.weight(w)
-    assert px.shape == packing.input_shape(shape)
-    assert pw.shape == packing.spec.weight_shape
-    want = golden.convolution(spec, x, w, b)
-    assert np.array_equal(golden.convolution(packing.spec, px, pw, b), want), f"seed {seed}"
-    got, _ = run_model(packing.spec, px, pw, b, SMALL)
-    assert np.array_equal(got, want), f"seed {seed}: {spec} {shape}"
+    check_packed(packing, shape, rng, f"seed {seed}: {spec} {shape}")
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -62,16 +69,7 @@ def test_window_packed_layer_equals_the_original(seed):
     packing = window_packing(spec, folded)
     assert packing is not None, f"seed {seed}: {spec}"
     assert packing.spec.in_channels == channels * np.prod(kernel[dims - folded:])
-    x = rng.integers(-128, 128, shape)
-    w = rng.integers(-128, 128, spec.weight_shape)
-    b = rng.integers(-500, 500, spec.out_channels)
-    px, pw = packing.input(x), packing.weight(w)
-    assert px.shape == packing.input_shape(shape)
-    assert pw.shape == packing.spec.weight_shape
-    want = golden.convolution(spec, x, w, b)
-    assert np.array_equal(golden.convolution(packing.spec, px, pw, b), want), f"seed {seed}"
-    got, _ = run_model(packing.spec, px, pw, b, SMALL)
-    assert np.array_equal(got, want), f"seed {seed}: {spec} {shape} folded {folded}"
+    check_packed(packing, shape, rng, f"seed {seed}: {spec} {shape} folded {folded}")
 
 
 def test_window_packing_orders_channels_like_the_weights():

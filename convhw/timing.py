@@ -116,6 +116,18 @@ def weight_offer(config: EngineConfig, *, fir: bool) -> int:
 
 # -- the pass sequencer ----------------------------------------------------------------------
 
+def skips_unreached_taps(config: EngineConfig) -> bool:
+    """Whether the pass sequencer looks at a tap that does not reach a transposed layer's
+    output phase once, rather than once per input chunk. With stride ``s`` a phase is reached
+    by one tap in ``s`` per dimension, so a 4x4 stride-2 layer with 64 input chunks otherwise
+    looks at 768 candidates per phase for 256 passes, and the candidates between two reaching
+    taps stall the streamer (DCGAN's 512->256 layer: 0.760 -> 0.850 of the array's peak).
+    With the deep pipeline only: it keeps a flag beside each remainder and a second weight
+    step (``in_chunks * rows``), some twenty flip-flops and a multiplexer, and the ``up5k``
+    preset's UP5K has no logic cells to spare."""
+    return config.deep_pipeline
+
+
 #: Divisions by the stride per dimension at the start of a job.
 DIVISIONS = 3
 

@@ -124,3 +124,69 @@ def test_ready_ahead_form_emits_the_same_passes_in_the_same_cycles(config, seed)
             assert emitted == expected(job), f"ready_ahead {ahead}: seed {seed}, job {index}"
     assert timelines[False] == timelines[True], f"seed {seed}"
     assert len(timelines[False]) > 30
+
+
+def _transposed_jobs(config, seed, count):
+    """Jobs of random transposed layers with several input chunks (strides 2-3, kernels up to
+    5): most of their taps do not reach a given phase."""
+    from convhw.compiler.program import compile_layer
+    from convhw.spec import ConvSpec
+    rng = random.Random(seed)
+    jobs = []
+    while len(jobs) < count:
+        dims = rng.choice((1, 2))
+        stride = tuple(rng.choice((1, 2, 3)) for _ in range(dims))
+        kernel = tuple(rng.randint(1, 5) for _ in range(dims))
+        spec = ConvSpec(dims, rng.choice((config.rows + 1, 3 * config.rows)), config.cols,
+                        kernel, stride=stride, padding=tuple(rng.randint(0, k - 1) for k in kernel),
+                        transposed=True, bias=False)
+        shape = (1, spec.in_channels, *(rng.randint(1, 4) for _ in range(dims)))
+        try:
+            spec.output_shape(shape)
+        except ValueError:                  # (padding past the output)
+            continue
+        steps = compile_layer(spec, shape, config, skip_borders=bool(rng.randint(0, 3)))
+        jobs.extend(step.job for step in steps[:2])
+    return jobs[:count]
+
+
+@pytest.mark.parametrize("config, seed", [(CONFIG, 13), (SHALLOW, 14), (UP5K_DEEP, 15)],
+                         ids=["tiled", "shallow", "up5k-deep"])
+def test_one_candidate_per_cycle_as_the_model_counts(config, seed):
+    # Never stalled, the sequencer looks at one candidate per cycle: the pass of the model's
+    # candidate i is on `passes` setup + i cycles after start. This pins the candidates the
+    # cycle model counts, among them a transposed phase's unreached taps (one candidate each
+    # with the deep pipeline, one per input chunk without: timing.skips_unreached_taps).
+    from convhw.compiler.job import candidates
+    jobs = random_jobs(seed, config, 12) + _transposed_jobs(config, seed, 12)
+    dut = PassSequencer(config)
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(dut.passes.ready, 1)
+        for job in jobs:
+            ctx.set(dut.job, job_registers(job))
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            cycles, emitted = 0, []
+            while not ctx.get(dut.done):
+                cycles += 1
+                if ctx.get(dut.passes.valid):
+                    emitted.append(cycles)
+                await ctx.tick()
+                assert cycles < 20000, "sequencer hangs"
+            seen.append(emitted)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    skipped = 0
+    for index, (job, emitted) in enumerate(zip(jobs, seen)):
+        setup = PassSequencer.setup_latency_for(config, [a.stride for a in job.axes])
+        want = [setup + i for i, desc in enumerate(candidates(job)) if desc is not None]
+        assert emitted == want, f"seed {seed}, job {index}: {job}"
+        if job.transposed and job.in_chunks > 1:
+            skipped += 1
+    assert skipped >= 6

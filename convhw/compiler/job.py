@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..job_format import DIMS
+from ..timing import skips_unreached_taps
 
 __all__ = ["DIMS", "Descriptor", "Frame", "Job", "Pass", "descriptors", "execute", "expand",
            "frame", "frame_axis", "passes"]
@@ -288,11 +289,13 @@ def candidates(job: Job) -> Iterator[Descriptor | None]:
 
     For each phase (a transposed layer's output phases; one for a forward layer), for each
     kernel tap in raster order, for each input chunk, one candidate pass over the phase's
-    outputs. It is emitted when the tap reaches the phase and the pass is not empty. The first
-    emitted pass of each phase initialises the accumulator over the whole phase (zero operands
-    where the source is not a real element) unless the job accumulates; with ``skip_borders``
-    the others visit only outputs whose source is a real element. If a phase ends without an
-    emitted pass, its last candidate becomes one initialising pass of zero operands.
+    outputs; a tap that does not reach the phase (transposed only) is one candidate, not one
+    per chunk, where :func:`~convhw.timing.skips_unreached_taps`. A candidate is emitted when
+    its tap reaches the phase and the pass is not empty. The first emitted pass of each phase
+    initialises the accumulator over the whole phase (zero operands where the source is not a
+    real element) unless the job accumulates; with ``skip_borders`` the others visit only
+    outputs whose source is a real element. If a phase ends without an emitted pass, its last
+    candidate becomes one initialising pass of zero operands.
     """
     kernel = [a.kernel for a in job.axes]
     skip = job.skip_borders and (job.transposed or job.padding_mode == "zeros")
@@ -303,8 +306,13 @@ def candidates(job: Job) -> Iterator[Descriptor | None]:
         emitted = False
         reach = set(_phase_taps(job, phase))
         for index, ks in enumerate(taps):
-            for chunk in range(job.in_chunks):
-                last = index == len(taps) - 1 and chunk == job.in_chunks - 1
+            # (A transposed layer with stride s reaches a phase with one tap in s per
+            # dimension: DCGAN's 4x4 stride-2 layers with 64 input chunks looked at 768
+            # candidates per phase for 256 passes.)
+            chunks = (job.in_chunks if ks in reach or not skips_unreached_taps(job.config)
+                      else 1)
+            for chunk in range(chunks):
+                last = index == len(taps) - 1 and chunk == chunks - 1
                 init = not emitted and not job.accumulate
                 desc = None
                 if ks in reach:

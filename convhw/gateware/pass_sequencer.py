@@ -33,7 +33,9 @@ streamer's handshakes start from flip-flops; the pipeline stalls as a whole, so 
 the candidate stream by a constant.
 
 A descriptor names the pass's weights by their first word, ``(tap*in_chunks + chunk)*rows``,
-counted up by ``rows`` per candidate so that the loader needs no multiplier.
+counted up by ``rows`` per candidate (by ``in_chunks*rows`` past a tap that does not reach a
+transposed phase, which is one candidate: :func:`convhw.timing.skips_unreached_taps`) so that
+the loader needs no multiplier.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ class PassSequencer(wiring.Component):
             a.kd = Signal(unsigned(2 * pw), name=f"kd{d}")
             a.lo = Signal(signed(sw), name=f"l{d}")
             a.rb = Signal(unsigned(pw), name=f"rb{d}")
+            a.rb_zero = Signal(name=f"rb_zero{d}")             # rb == 0, kept beside it
             a.phase = Signal(unsigned(pw), name=f"phase{d}")
             a.rb_ph = Signal(unsigned(pw), name=f"rb_ph{d}")   # rb of tap 0 of this phase
             a.wrapped = Signal(name=f"wrapped{d}")             # n // s of this phase is one
@@ -338,15 +341,26 @@ class PassSequencer(wiring.Component):
             last_tap.eq(axes[0].last_tap & axes[1].last_tap & axes[2].last_tap),
             last_phase.eq(axes[0].last_phase & axes[1].last_phase & axes[2].last_phase),
         ]
-        end_of_phase = last_chunk & last_tap
+        # Whether the stepped tap reaches the stepped phase (always, forward). With
+        # `timing.skips_unreached_taps` a tap that does not is one candidate, not one per
+        # chunk: its chunks end at once and the weight word skips the tap's block.
+        reaches = Signal()
+        m.d.comb += reaches.eq(~transposed | axes[0].rb_zero & axes[1].rb_zero
+                               & axes[2].rb_zero)
+        skip_taps = timing.skips_unreached_taps(config)
+        chunk_end = Signal()
+        m.d.comb += chunk_end.eq(last_chunk | ~reaches if skip_taps else last_chunk)
+        tap_words = Signal.like(weights)              # a tap's weight block: in_chunks * rows
+        if skip_taps:
+            m.d.sync += tap_words.eq(job.in_chunks * config.rows)
+        end_of_phase = chunk_end & last_tap
 
         # E1: per dimension the outputs of a whole pass `n`, the first source x0 + k*d and,
         # with border skipping, max(L, 0).
         stage = SimpleNamespace()
         stage.valid = pipe(running, "valid_e1")
         valids = [stage.valid] if config.deep_pipeline else []
-        stage.tap_valid = pipe(~transposed | (axes[0].rb == 0) & (axes[1].rb == 0)
-                               & (axes[2].rb == 0), "tap_valid_e1")
+        stage.tap_valid = pipe(reaches, "tap_valid_e1")
         stage.end_of_phase = pipe(end_of_phase, "end_of_phase_e1")
         stage.last = pipe(end_of_phase & last_phase, "last_e1")
         stage.weights = pipe(weights, "weights_e1")
@@ -470,7 +484,7 @@ class PassSequencer(wiring.Component):
                                                 | (phase == a.out_len_m1))
             with m.If(a.tap_reset | a.phase_step | a.phase_reset):
                 m.d.sync += [a.k.eq(0), a.kd.eq(0), a.lo.eq(Mux(wrapped, a.l00_m1, a.l00)),
-                             a.rb.eq(rb_ph)]
+                             a.rb.eq(rb_ph), a.rb_zero.eq(rb_ph == 0)]
                 if not compact:
                     m.d.sync += a.last_tap.eq(a.kernel_m1 == 0)
                 if skipping:
@@ -487,7 +501,9 @@ class PassSequencer(wiring.Component):
                     # waits for another: the stepping is in the sequencer's every-cycle loop.
                     # (stride - dr and step + 1 come from the set-up, with dr and step.)
                     borrow = a.rb < a.dr
-                    m.d.sync += a.rb.eq(Mux(borrow, a.rb + a.rest, a.rb - a.dr))
+                    # (rb + stride - dr >= 1 on a borrow: zero only as rb - dr with rb == dr)
+                    m.d.sync += [a.rb.eq(Mux(borrow, a.rb + a.rest, a.rb - a.dr)),
+                                 a.rb_zero.eq(~borrow & (a.rb == a.dr))]
                     lo0, lo1 = a.lo + a.step, a.lo + a.step1
                     if skipping:
                         carry = a.ra >= a.rest
@@ -500,7 +516,8 @@ class PassSequencer(wiring.Component):
                 else:
                     rb = a.rb - a.dr
                     borrow = rb < 0
-                    m.d.sync += a.rb.eq(Mux(borrow, rb + r_.stride, rb))
+                    m.d.sync += [a.rb.eq(Mux(borrow, rb + r_.stride, rb)),
+                                 a.rb_zero.eq(~borrow & (a.rb == a.dr))]
                     if skipping:
                         ra = a.ra + a.dr
                         carry = ra >= r_.stride
@@ -524,8 +541,9 @@ class PassSequencer(wiring.Component):
         with m.Elif(advance):
             # The weights of (tap, chunk) start at word (tap*in_chunks + chunk)*rows, and
             # chunks step fastest.
-            m.d.sync += weights.eq(weights + config.rows)
-            with m.If(~last_chunk):
+            m.d.sync += weights.eq(weights + (Mux(reaches, config.rows, tap_words)
+                                              if skip_taps else config.rows))
+            with m.If(~chunk_end):
                 m.d.sync += chunk.eq(chunk + 1)
                 if not compact:
                     m.d.sync += last_chunk.eq(chunk + 1 == in_chunks_m1)

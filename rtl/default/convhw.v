@@ -2688,7 +2688,7 @@ module \convhw.core (clk, rst, input_write__addr, input_write__en, input_read__a
   );
   \convhw.core.sequencer  sequencer (
     .clk(clk),
-    .\done$202 (\done$111 ),
+    .\done$205 (\done$111 ),
     .flush(flush),
     .job(job),
     .passes__payload(passes_in__payload),
@@ -25824,248 +25824,248 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__valid, passes__payload, \done$202 , clk);
+module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__valid, passes__payload, \done$205 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$72  = 0;
   wire [16:0] \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [8:0] \$101 ;
-  wire [8:0] \$102 ;
-  wire [16:0] \$103 ;
-  wire [7:0] \$104 ;
-  wire \$105 ;
-  wire \$106 ;
-  wire [8:0] \$107 ;
-  wire [16:0] \$108 ;
-  wire [8:0] \$109 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
+  wire \$104 ;
+  wire [8:0] \$105 ;
+  wire [8:0] \$106 ;
+  wire [16:0] \$107 ;
+  wire [7:0] \$108 ;
+  wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire [17:0] \$111 ;
-  wire [17:0] \$112 ;
-  wire [18:0] \$113 ;
+  wire [8:0] \$111 ;
+  wire [16:0] \$112 ;
+  wire [8:0] \$113 ;
   wire \$114 ;
-  wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
+  wire [17:0] \$115 ;
+  wire [17:0] \$116 ;
+  wire [18:0] \$117 ;
   wire \$118 ;
-  wire [8:0] \$119 ;
+  wire \$119 ;
   wire \$12 ;
-  wire [8:0] \$120 ;
-  wire [16:0] \$121 ;
-  wire [7:0] \$122 ;
-  wire \$123 ;
-  wire \$124 ;
-  wire [8:0] \$125 ;
-  wire [16:0] \$126 ;
-  wire [8:0] \$127 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire [8:0] \$123 ;
+  wire [8:0] \$124 ;
+  wire [16:0] \$125 ;
+  wire [7:0] \$126 ;
+  wire \$127 ;
   wire \$128 ;
-  wire [17:0] \$129 ;
+  wire [8:0] \$129 ;
   wire [17:0] \$13 ;
-  wire [17:0] \$130 ;
-  wire [18:0] \$131 ;
+  wire [16:0] \$130 ;
+  wire [8:0] \$131 ;
   wire \$132 ;
-  wire \$133 ;
-  wire \$134 ;
-  wire \$135 ;
+  wire [17:0] \$133 ;
+  wire [17:0] \$134 ;
+  wire [18:0] \$135 ;
   wire \$136 ;
-  wire [8:0] \$137 ;
-  wire [8:0] \$138 ;
-  wire [16:0] \$139 ;
+  wire \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire [18:0] \$14 ;
-  wire [7:0] \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire [8:0] \$143 ;
-  wire [16:0] \$144 ;
-  wire [8:0] \$145 ;
+  wire \$140 ;
+  wire [8:0] \$141 ;
+  wire [8:0] \$142 ;
+  wire [16:0] \$143 ;
+  wire [7:0] \$144 ;
+  wire \$145 ;
   wire \$146 ;
-  wire [17:0] \$147 ;
-  wire [17:0] \$148 ;
-  wire [18:0] \$149 ;
+  wire [8:0] \$147 ;
+  wire [16:0] \$148 ;
+  wire [8:0] \$149 ;
   wire [17:0] \$15 ;
   wire \$150 ;
-  wire \$151 ;
-  wire [14:0] \$152 ;
-  wire [8:0] \$153 ;
-  wire [8:0] \$154 ;
-  wire [16:0] \$155 ;
-  wire [18:0] \$156 ;
-  wire [18:0] \$157 ;
+  wire [17:0] \$151 ;
+  wire [17:0] \$152 ;
+  wire [18:0] \$153 ;
+  wire \$154 ;
+  wire \$155 ;
+  wire [14:0] \$156 ;
+  wire [8:0] \$157 ;
   wire [8:0] \$158 ;
-  wire [8:0] \$159 ;
+  wire [16:0] \$159 ;
   wire [18:0] \$16 ;
-  wire [16:0] \$160 ;
+  wire [18:0] \$160 ;
   wire [18:0] \$161 ;
-  wire [18:0] \$162 ;
+  wire [8:0] \$162 ;
   wire [8:0] \$163 ;
-  wire [8:0] \$164 ;
-  wire [16:0] \$165 ;
+  wire [16:0] \$164 ;
+  wire [18:0] \$165 ;
   wire [18:0] \$166 ;
-  wire [18:0] \$167 ;
-  wire \$168 ;
-  wire \$169 ;
+  wire [8:0] \$167 ;
+  wire [8:0] \$168 ;
+  wire [16:0] \$169 ;
   wire \$17 ;
-  wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
+  wire [18:0] \$170 ;
+  wire [18:0] \$171 ;
+  wire [17:0] \$172 ;
   wire \$173 ;
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire [16:0] \$179 ;
+  wire [16:0] \$177 ;
+  wire [18:0] \$178 ;
+  wire \$179 ;
   wire [17:0] \$18 ;
-  wire [18:0] \$180 ;
-  wire \$181 ;
+  wire \$180 ;
+  wire [17:0] \$181 ;
   wire \$182 ;
-  wire [17:0] \$183 ;
-  wire \$184 ;
-  wire [16:0] \$185 ;
-  wire [18:0] \$186 ;
-  wire \$187 ;
+  wire [16:0] \$183 ;
+  wire [18:0] \$184 ;
+  wire \$185 ;
+  wire \$186 ;
+  wire [17:0] \$187 ;
   wire \$188 ;
-  wire [17:0] \$189 ;
+  wire [16:0] \$189 ;
   wire [18:0] \$19 ;
-  wire \$190 ;
-  wire [16:0] \$191 ;
-  wire [18:0] \$192 ;
-  wire \$193 ;
+  wire [18:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire [17:0] \$193 ;
   wire \$194 ;
   wire [17:0] \$195 ;
-  wire \$196 ;
-  wire [17:0] \$197 ;
-  wire [18:0] \$198 ;
+  wire [18:0] \$196 ;
+  wire \$197 ;
+  wire \$198 ;
   wire \$199 ;
   wire [16:0] \$2 ;
   wire [17:0] \$20 ;
   wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire [17:0] \$203 ;
-  wire [18:0] \$204 ;
+  wire [17:0] \$201 ;
+  wire [18:0] \$202 ;
+  wire \$203 ;
+  wire \$204 ;
   wire \$205 ;
   wire \$206 ;
-  wire \$207 ;
-  wire \$208 ;
-  wire [17:0] \$209 ;
+  wire [17:0] \$207 ;
+  wire [18:0] \$208 ;
+  wire \$209 ;
   wire [18:0] \$21 ;
-  wire [18:0] \$210 ;
+  wire \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire [10:0] \$215 ;
-  wire [13:0] \$216 ;
+  wire [10:0] \$213 ;
+  wire [13:0] \$214 ;
+  wire \$215 ;
+  wire \$216 ;
   wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
+  wire [7:0] \$218 ;
+  wire [18:0] \$219 ;
   wire \$22 ;
-  wire [7:0] \$220 ;
+  wire [18:0] \$220 ;
   wire [18:0] \$221 ;
-  wire [18:0] \$222 ;
-  wire [18:0] \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire [17:0] \$226 ;
-  wire [7:0] \$227 ;
-  wire [7:0] \$228 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire [17:0] \$224 ;
+  wire [7:0] \$225 ;
+  wire [7:0] \$226 ;
+  wire [18:0] \$227 ;
+  wire [18:0] \$228 ;
   wire [18:0] \$229 ;
   wire \$23 ;
-  wire [18:0] \$230 ;
-  wire [18:0] \$231 ;
-  wire \$232 ;
-  wire \$233 ;
-  wire [17:0] \$234 ;
-  wire [7:0] \$235 ;
-  wire [7:0] \$236 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire [17:0] \$232 ;
+  wire [7:0] \$233 ;
+  wire [7:0] \$234 ;
+  wire [18:0] \$235 ;
+  wire [18:0] \$236 ;
   wire [18:0] \$237 ;
-  wire [18:0] \$238 ;
-  wire [18:0] \$239 ;
+  wire \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire [17:0] \$242 ;
-  wire [7:0] \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire [8:0] \$246 ;
+  wire [17:0] \$240 ;
+  wire [7:0] \$241 ;
+  wire \$242 ;
+  wire \$243 ;
+  wire [8:0] \$244 ;
+  wire [8:0] \$245 ;
+  wire \$246 ;
   wire [8:0] \$247 ;
-  wire \$248 ;
-  wire [8:0] \$249 ;
+  wire [8:0] \$248 ;
+  wire \$249 ;
   wire \$25 ;
-  wire [8:0] \$250 ;
-  wire \$251 ;
-  wire \$252 ;
-  wire [8:0] \$253 ;
-  wire [8:0] \$254 ;
+  wire \$250 ;
+  wire [8:0] \$251 ;
+  wire [8:0] \$252 ;
+  wire \$253 ;
+  wire \$254 ;
   wire \$255 ;
   wire \$256 ;
-  wire \$257 ;
+  wire [17:0] \$257 ;
   wire \$258 ;
-  wire [17:0] \$259 ;
+  wire \$259 ;
   wire \$26 ;
-  wire \$260 ;
-  wire [17:0] \$261 ;
-  wire [8:0] \$262 ;
-  wire [16:0] \$263 ;
-  wire [8:0] \$264 ;
+  wire [17:0] \$260 ;
+  wire [8:0] \$261 ;
+  wire [16:0] \$262 ;
+  wire [8:0] \$263 ;
+  wire \$264 ;
   wire \$265 ;
-  wire \$266 ;
+  wire [8:0] \$266 ;
   wire [8:0] \$267 ;
-  wire [8:0] \$268 ;
-  wire [9:0] \$269 ;
+  wire [9:0] \$268 ;
+  wire \$269 ;
   wire \$27 ;
   wire \$270 ;
-  wire [8:0] \$271 ;
-  wire [8:0] \$272 ;
-  wire [9:0] \$273 ;
-  wire \$274 ;
-  wire \$275 ;
-  wire \$276 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire [8:0] \$274 ;
+  wire [8:0] \$275 ;
+  wire [9:0] \$276 ;
   wire \$277 ;
   wire \$278 ;
-  wire [18:0] \$279 ;
+  wire \$279 ;
   wire \$28 ;
-  wire [18:0] \$280 ;
-  wire [18:0] \$281 ;
-  wire \$282 ;
-  wire \$283 ;
-  wire \$284 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire [18:0] \$282 ;
+  wire [18:0] \$283 ;
+  wire [18:0] \$284 ;
   wire \$285 ;
   wire \$286 ;
-  wire [18:0] \$287 ;
-  wire [18:0] \$288 ;
-  wire [18:0] \$289 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
-  wire \$290 ;
-  wire [8:0] \$291 ;
-  wire [8:0] \$292 ;
+  wire [18:0] \$290 ;
+  wire [18:0] \$291 ;
+  wire [18:0] \$292 ;
   wire \$293 ;
   wire [8:0] \$294 ;
   wire [8:0] \$295 ;
   wire \$296 ;
-  wire \$297 ;
+  wire [8:0] \$297 ;
   wire [8:0] \$298 ;
-  wire [8:0] \$299 ;
+  wire \$299 ;
   wire [16:0] \$3 ;
   wire \$30 ;
   wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
+  wire [8:0] \$301 ;
+  wire [8:0] \$302 ;
   wire \$303 ;
-  wire [17:0] \$304 ;
+  wire \$304 ;
   wire \$305 ;
-  wire [17:0] \$306 ;
-  wire [8:0] \$307 ;
-  wire [16:0] \$308 ;
-  wire [8:0] \$309 ;
+  wire \$306 ;
+  wire [17:0] \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  wire [8:0] \$312 ;
+  wire [17:0] \$310 ;
+  wire [8:0] \$311 ;
+  wire [16:0] \$312 ;
   wire [8:0] \$313 ;
-  wire [9:0] \$314 ;
+  wire \$314 ;
   wire \$315 ;
   wire [8:0] \$316 ;
   wire [8:0] \$317 ;
@@ -26076,9 +26076,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   wire \$321 ;
   wire \$322 ;
   wire \$323 ;
-  wire [18:0] \$324 ;
-  wire [18:0] \$325 ;
-  wire [18:0] \$326 ;
+  wire [8:0] \$324 ;
+  wire [8:0] \$325 ;
+  wire [9:0] \$326 ;
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
@@ -26089,293 +26089,311 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   wire [18:0] \$333 ;
   wire [18:0] \$334 ;
   wire \$335 ;
-  wire [8:0] \$336 ;
-  wire [8:0] \$337 ;
+  wire \$336 ;
+  wire \$337 ;
   wire \$338 ;
-  wire [8:0] \$339 ;
+  wire \$339 ;
   wire \$34 ;
-  wire [8:0] \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire [8:0] \$343 ;
+  wire [18:0] \$340 ;
+  wire [18:0] \$341 ;
+  wire [18:0] \$342 ;
+  wire \$343 ;
   wire [8:0] \$344 ;
-  wire \$345 ;
+  wire [8:0] \$345 ;
   wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire [17:0] \$349 ;
+  wire [8:0] \$347 ;
+  wire [8:0] \$348 ;
+  wire \$349 ;
   wire \$35 ;
   wire \$350 ;
-  wire [17:0] \$351 ;
+  wire [8:0] \$351 ;
   wire [8:0] \$352 ;
-  wire [16:0] \$353 ;
-  wire [8:0] \$354 ;
+  wire \$353 ;
+  wire \$354 ;
   wire \$355 ;
   wire \$356 ;
-  wire [8:0] \$357 ;
-  wire [8:0] \$358 ;
-  wire [9:0] \$359 ;
+  wire [17:0] \$357 ;
+  wire \$358 ;
+  wire \$359 ;
   wire \$36 ;
-  wire \$360 ;
+  wire [17:0] \$360 ;
   wire [8:0] \$361 ;
-  wire [8:0] \$362 ;
-  wire [9:0] \$363 ;
+  wire [16:0] \$362 ;
+  wire [8:0] \$363 ;
   wire \$364 ;
   wire \$365 ;
-  wire \$366 ;
-  wire \$367 ;
-  wire \$368 ;
-  wire [18:0] \$369 ;
+  wire [8:0] \$366 ;
+  wire [8:0] \$367 ;
+  wire [9:0] \$368 ;
+  wire \$369 ;
   wire \$37 ;
-  wire [18:0] \$370 ;
-  wire [18:0] \$371 ;
+  wire \$370 ;
+  wire \$371 ;
   wire \$372 ;
   wire \$373 ;
-  wire \$374 ;
-  wire \$375 ;
-  wire \$376 ;
-  wire [18:0] \$377 ;
-  wire [18:0] \$378 ;
-  wire [18:0] \$379 ;
+  wire [8:0] \$374 ;
+  wire [8:0] \$375 ;
+  wire [9:0] \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire \$379 ;
   wire \$38 ;
   wire \$380 ;
-  wire [11:0] \$381 ;
-  wire \$382 ;
-  wire [14:0] \$383 ;
-  wire [14:0] \$384 ;
+  wire \$381 ;
+  wire [18:0] \$382 ;
+  wire [18:0] \$383 ;
+  wire [18:0] \$384 ;
   wire \$385 ;
   wire \$386 ;
   wire \$387 ;
   wire \$388 ;
   wire \$389 ;
   wire \$39 ;
-  wire \$390 ;
-  wire \$391 ;
-  reg [17:0] \$392 ;
-  reg [17:0] \$393 ;
-  reg [7:0] \$394 ;
-  reg [1:0] \$395 ;
-  reg [1:0] \$396 ;
-  reg [1:0] \$397 ;
-  reg [1:0] \$398 ;
-  reg [17:0] \$399 ;
+  wire [18:0] \$390 ;
+  wire [18:0] \$391 ;
+  wire [18:0] \$392 ;
+  wire \$393 ;
+  wire [10:0] \$394 ;
+  wire [11:0] \$395 ;
+  wire \$396 ;
+  wire [14:0] \$397 ;
+  wire [14:0] \$398 ;
+  wire \$399 ;
   wire [17:0] \$4 ;
-  wire [8:0] \$40 ;
-  reg [7:0] \$400 ;
-  reg [17:0] \$401 ;
-  reg [7:0] \$402 ;
-  reg [15:0] \$403 ;
-  reg [7:0] \$404 ;
-  reg [8:0] \$405 ;
-  reg [7:0] \$406 ;
+  wire \$40 ;
+  wire \$400 ;
+  wire \$401 ;
+  wire \$402 ;
+  wire \$403 ;
+  wire \$404 ;
+  wire \$405 ;
+  reg [17:0] \$406 ;
   reg [17:0] \$407 ;
   reg [7:0] \$408 ;
-  reg [9:0] \$409 ;
+  reg [1:0] \$409 ;
   wire \$41 ;
-  reg [17:0] \$410 ;
-  reg [7:0] \$411 ;
-  reg [17:0] \$412 ;
-  reg [7:0] \$413 ;
-  reg [15:0] \$414 ;
-  reg [7:0] \$415 ;
-  reg [8:0] \$416 ;
-  reg [7:0] \$417 ;
-  reg [17:0] \$418 ;
-  reg [7:0] \$419 ;
+  reg [1:0] \$410 ;
+  reg [1:0] \$411 ;
+  reg [1:0] \$412 ;
+  reg [17:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [17:0] \$415 ;
+  reg [7:0] \$416 ;
+  reg [15:0] \$417 ;
+  reg [7:0] \$418 ;
+  reg [8:0] \$419 ;
   wire \$42 ;
-  reg [9:0] \$420 ;
+  reg [7:0] \$420 ;
   reg [17:0] \$421 ;
   reg [7:0] \$422 ;
-  reg [17:0] \$423 ;
-  reg [7:0] \$424 ;
-  reg [15:0] \$425 ;
-  reg [7:0] \$426 ;
-  reg [8:0] \$427 ;
-  reg [7:0] \$428 ;
-  reg [17:0] \$429 ;
+  reg [9:0] \$423 ;
+  reg [17:0] \$424 ;
+  reg [7:0] \$425 ;
+  reg [17:0] \$426 ;
+  reg [7:0] \$427 ;
+  reg [15:0] \$428 ;
+  reg [7:0] \$429 ;
   wire \$43 ;
-  reg [7:0] \$430 ;
-  reg [9:0] \$431 ;
-  reg \$432 ;
-  reg [13:0] \$433 ;
-  reg [7:0] \$434 ;
-  reg [7:0] \$435 ;
-  reg [15:0] \$436 ;
+  reg [8:0] \$430 ;
+  reg [7:0] \$431 ;
+  reg [17:0] \$432 ;
+  reg [7:0] \$433 ;
+  reg [9:0] \$434 ;
+  reg [17:0] \$435 ;
+  reg [7:0] \$436 ;
   reg [17:0] \$437 ;
-  reg [17:0] \$438 ;
-  reg [7:0] \$439 ;
+  reg [7:0] \$438 ;
+  reg [15:0] \$439 ;
   wire [8:0] \$44 ;
   reg [7:0] \$440 ;
-  reg [15:0] \$441 ;
-  reg [17:0] \$442 ;
+  reg [8:0] \$441 ;
+  reg [7:0] \$442 ;
   reg [17:0] \$443 ;
   reg [7:0] \$444 ;
-  reg [7:0] \$445 ;
-  reg [15:0] \$446 ;
-  reg [17:0] \$447 ;
-  reg [17:0] \$448 ;
-  reg \$449 ;
+  reg [9:0] \$445 ;
+  reg \$446 ;
+  reg [13:0] \$447 ;
+  reg [7:0] \$448 ;
+  reg [7:0] \$449 ;
   wire \$45 ;
-  reg \$450 ;
-  reg \$451 ;
-  reg \$452 ;
-  reg [10:0] \$453 ;
-  reg [13:0] \$454 ;
+  reg [15:0] \$450 ;
+  reg [17:0] \$451 ;
+  reg [17:0] \$452 ;
+  reg [7:0] \$453 ;
+  reg [7:0] \$454 ;
   reg [15:0] \$455 ;
-  reg [7:0] \$456 ;
+  reg [17:0] \$456 ;
   reg [17:0] \$457 ;
-  reg [17:0] \$458 ;
-  reg [17:0] \$459 ;
-  wire [8:0] \$46 ;
-  reg [7:0] \$460 ;
-  reg \$461 ;
+  reg [7:0] \$458 ;
+  reg [7:0] \$459 ;
+  wire \$46 ;
+  reg [15:0] \$460 ;
+  reg [17:0] \$461 ;
   reg [17:0] \$462 ;
-  reg [15:0] \$463 ;
-  reg [7:0] \$464 ;
-  reg [17:0] \$465 ;
-  reg [17:0] \$466 ;
-  reg [17:0] \$467 ;
-  reg [7:0] \$468 ;
-  reg \$469 ;
-  wire [8:0] \$47 ;
-  reg [17:0] \$470 ;
-  reg [15:0] \$471 ;
-  reg [7:0] \$472 ;
+  reg [10:0] \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg [10:0] \$468 ;
+  reg [13:0] \$469 ;
+  wire \$47 ;
+  reg [15:0] \$470 ;
+  reg [7:0] \$471 ;
+  reg [17:0] \$472 ;
   reg [17:0] \$473 ;
   reg [17:0] \$474 ;
-  reg [17:0] \$475 ;
-  reg [7:0] \$476 ;
-  reg \$477 ;
-  reg [17:0] \$478 ;
-  reg \$479 ;
+  reg [7:0] \$475 ;
+  reg \$476 ;
+  reg [17:0] \$477 ;
+  reg [15:0] \$478 ;
+  reg [7:0] \$479 ;
   wire [8:0] \$48 ;
-  reg \$480 ;
-  reg \$481 ;
-  reg \$482 ;
-  reg [10:0] \$483 ;
-  reg [13:0] \$484 ;
-  reg [18:0] \$485 ;
-  reg \$486 ;
-  reg [15:0] \$487 ;
-  reg [7:0] \$488 ;
+  reg [17:0] \$480 ;
+  reg [17:0] \$481 ;
+  reg [17:0] \$482 ;
+  reg [7:0] \$483 ;
+  reg \$484 ;
+  reg [17:0] \$485 ;
+  reg [15:0] \$486 ;
+  reg [7:0] \$487 ;
+  reg [17:0] \$488 ;
   reg [17:0] \$489 ;
-  wire [8:0] \$49 ;
+  wire \$49 ;
   reg [17:0] \$490 ;
   reg [7:0] \$491 ;
   reg \$492 ;
-  reg [18:0] \$493 ;
+  reg [17:0] \$493 ;
   reg \$494 ;
-  reg [15:0] \$495 ;
-  reg [7:0] \$496 ;
-  reg [17:0] \$497 ;
-  reg [17:0] \$498 ;
-  reg [7:0] \$499 ;
+  reg \$495 ;
+  reg \$496 ;
+  reg \$497 ;
+  reg [10:0] \$498 ;
+  reg [13:0] \$499 ;
   wire [17:0] \$5 ;
-  wire \$50 ;
-  reg \$500 ;
-  reg [18:0] \$501 ;
-  reg \$502 ;
-  reg [15:0] \$503 ;
-  reg [7:0] \$504 ;
+  wire [8:0] \$50 ;
+  reg [18:0] \$500 ;
+  reg \$501 ;
+  reg [15:0] \$502 ;
+  reg [7:0] \$503 ;
+  reg [17:0] \$504 ;
   reg [17:0] \$505 ;
-  reg [17:0] \$506 ;
-  reg [7:0] \$507 ;
-  reg \$508 ;
+  reg [7:0] \$506 ;
+  reg \$507 ;
+  reg [18:0] \$508 ;
   reg \$509 ;
   wire [8:0] \$51 ;
-  reg \$510 ;
-  reg [179:0] \$511 ;
-  reg \$512 ;
-  reg \$513 ;
+  reg [15:0] \$510 ;
+  reg [7:0] \$511 ;
+  reg [17:0] \$512 ;
+  reg [17:0] \$513 ;
   reg [7:0] \$514 ;
   reg \$515 ;
-  reg [7:0] \$516 ;
+  reg [18:0] \$516 ;
   reg \$517 ;
-  reg [7:0] \$518 ;
-  reg [15:0] \$519 ;
-  wire \$52 ;
+  reg [15:0] \$518 ;
+  reg [7:0] \$519 ;
+  wire [8:0] \$52 ;
   reg [17:0] \$520 ;
-  reg [7:0] \$521 ;
-  reg \$522 ;
-  reg [17:0] \$523 ;
-  reg [7:0] \$524 ;
-  reg [7:0] \$525 ;
-  reg \$526 ;
-  reg [7:0] \$527 ;
+  reg [17:0] \$521 ;
+  reg [7:0] \$522 ;
+  reg \$523 ;
+  reg \$524 ;
+  reg \$525 ;
+  reg [179:0] \$526 ;
+  reg \$527 ;
   reg \$528 ;
   reg [7:0] \$529 ;
-  wire \$53 ;
-  reg [15:0] \$530 ;
-  reg [17:0] \$531 ;
-  reg [7:0] \$532 ;
-  reg \$533 ;
-  reg [17:0] \$534 ;
-  reg [7:0] \$535 ;
+  wire [8:0] \$53 ;
+  reg \$530 ;
+  reg [7:0] \$531 ;
+  reg \$532 ;
+  reg [7:0] \$533 ;
+  reg [15:0] \$534 ;
+  reg [17:0] \$535 ;
   reg [7:0] \$536 ;
   reg \$537 ;
-  reg [7:0] \$538 ;
-  reg \$539 ;
+  reg \$538 ;
+  reg [17:0] \$539 ;
   wire \$54 ;
   reg [7:0] \$540 ;
-  reg [15:0] \$541 ;
-  reg [17:0] \$542 ;
+  reg [7:0] \$541 ;
+  reg \$542 ;
   reg [7:0] \$543 ;
   reg \$544 ;
-  reg [17:0] \$545 ;
-  reg [7:0] \$546 ;
-  reg \$547 ;
-  reg [13:0] \$548 ;
-  reg [10:0] \$549 ;
+  reg [7:0] \$545 ;
+  reg [15:0] \$546 ;
+  reg [17:0] \$547 ;
+  reg [7:0] \$548 ;
+  reg \$549 ;
   wire [8:0] \$55 ;
   reg \$550 ;
+  reg [17:0] \$551 ;
+  reg [7:0] \$552 ;
+  reg [7:0] \$553 ;
+  reg \$554 ;
+  reg [7:0] \$555 ;
+  reg \$556 ;
+  reg [7:0] \$557 ;
+  reg [15:0] \$558 ;
+  reg [17:0] \$559 ;
   wire \$56 ;
-  wire [8:0] \$57 ;
-  wire [8:0] \$58 ;
+  reg [7:0] \$560 ;
+  reg \$561 ;
+  reg \$562 ;
+  reg [17:0] \$563 ;
+  reg [7:0] \$564 ;
+  reg \$565 ;
+  reg [13:0] \$566 ;
+  reg [10:0] \$567 ;
+  reg \$568 ;
+  wire \$57 ;
+  wire \$58 ;
   wire [8:0] \$59 ;
   wire \$6 ;
-  wire [8:0] \$60 ;
-  wire \$61 ;
+  wire \$60 ;
+  wire [8:0] \$61 ;
   wire [8:0] \$62 ;
-  wire \$63 ;
-  wire \$64 ;
+  wire [8:0] \$63 ;
+  wire [8:0] \$64 ;
   wire \$65 ;
   wire [8:0] \$66 ;
   wire \$67 ;
-  wire [8:0] \$68 ;
-  wire [8:0] \$69 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
   wire [8:0] \$70 ;
-  wire [8:0] \$71 ;
-  wire \$72 ;
-  wire \$73 ;
-  wire \$74 ;
-  wire \$75 ;
+  wire \$71 ;
+  wire [8:0] \$72 ;
+  wire [8:0] \$73 ;
+  wire [8:0] \$74 ;
+  wire [8:0] \$75 ;
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
   wire \$80 ;
-  wire [16:0] \$81 ;
-  wire [15:0] \$82 ;
-  wire [17:0] \$83 ;
-  wire [7:0] \$84 ;
-  wire [19:0] \$85 ;
-  wire [18:0] \$86 ;
-  wire [7:0] \$87 ;
-  wire \$88 ;
-  wire [2:0] \$89 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire [16:0] \$85 ;
+  wire [15:0] \$86 ;
+  wire [17:0] \$87 ;
+  wire [7:0] \$88 ;
+  wire [19:0] \$89 ;
   wire \$9 ;
-  wire [2:0] \$90 ;
-  wire \$91 ;
+  wire [18:0] \$90 ;
+  wire [7:0] \$91 ;
   wire \$92 ;
   wire [2:0] \$93 ;
   wire [2:0] \$94 ;
-  wire [2:0] \$95 ;
+  wire \$95 ;
   wire \$96 ;
-  wire \$97 ;
-  wire \$98 ;
-  wire \$99 ;
+  wire [2:0] \$97 ;
+  wire [2:0] \$98 ;
+  wire [2:0] \$99 ;
   reg [151:0] \$signal ;
   wire [7:0] \$signal.dilation ;
   wire [15:0] \$signal.in_size ;
@@ -26393,13 +26411,14 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   reg [13:0] chunk = 14'h0000;
   reg [13:0] chunk_e1 = 14'h0000;
   reg [13:0] chunk_e2 = 14'h0000;
+  wire chunk_end;
   input clk;
   wire clk;
   reg [16:0] dividend;
   wire [7:0] divisor;
   wire done;
-  output \done$202 ;
-  reg \done$202  = 1'h0;
+  output \done$205 ;
+  reg \done$205  = 1'h0;
   reg [7:0] dr0 = 8'h00;
   reg [7:0] dr1 = 8'h00;
   reg [7:0] dr2 = 8'h00;
@@ -26610,6 +26629,10 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   wire [7:0] rb_ph_next0;
   wire [7:0] rb_ph_next1;
   wire [7:0] rb_ph_next2;
+  reg rb_zero0 = 1'h0;
+  reg rb_zero1 = 1'h0;
+  reg rb_zero2 = 1'h0;
+  wire reaches;
   input ready_next;
   wire ready_next;
   wire real_pass;
@@ -26662,6 +26685,7 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   reg tap_step2;
   reg tap_valid_e1 = 1'h0;
   reg tap_valid_e2 = 1'h0;
+  reg [10:0] tap_words = 11'h000;
   reg valid_e1 = 1'h0;
   reg valid_e2 = 1'h0;
   wire valid_next;
@@ -26686,297 +26710,331 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   reg [17:0] x0kd2_e2 = 18'h00000;
   wire zero_pass;
   always @(posedge clk)
-    step0 <= \$405 ;
+    product <= \$406 ;
   always @(posedge clk)
-    dr0 <= \$406 ;
+    multiplicand <= \$407 ;
   always @(posedge clk)
-    x0_0 <= \$407 ;
+    multiplier <= \$408 ;
   always @(posedge clk)
-    stride_less_dr0 <= \$408 ;
+    which <= \$409 ;
   always @(posedge clk)
-    step_plus_one0 <= \$409 ;
+    axis <= \$410 ;
   always @(posedge clk)
-    l00_1 <= \$410 ;
+    res_axis <= \$411 ;
   always @(posedge clk)
-    rb00_1 <= \$411 ;
+    res_which <= \$412 ;
   always @(posedge clk)
-    h00_1 <= \$412 ;
+    l00_0 <= \$413 ;
   always @(posedge clk)
-    ra0_1 <= \$413 ;
+    rb00_0 <= \$414 ;
   always @(posedge clk)
-    q5_1 <= \$414 ;
+    h00_0 <= \$415 ;
   always @(posedge clk)
-    r5_1 <= \$415 ;
+    ra0_0 <= \$416 ;
   always @(posedge clk)
-    step1 <= \$416 ;
+    q5_0 <= \$417 ;
   always @(posedge clk)
-    dr1 <= \$417 ;
+    r5_0 <= \$418 ;
   always @(posedge clk)
-    x0_1 <= \$418 ;
+    step0 <= \$419 ;
   always @(posedge clk)
-    stride_less_dr1 <= \$419 ;
+    dr0 <= \$420 ;
   always @(posedge clk)
-    step_plus_one1 <= \$420 ;
+    x0_0 <= \$421 ;
   always @(posedge clk)
-    l00_2 <= \$421 ;
+    stride_less_dr0 <= \$422 ;
   always @(posedge clk)
-    rb00_2 <= \$422 ;
+    step_plus_one0 <= \$423 ;
   always @(posedge clk)
-    h00_2 <= \$423 ;
+    l00_1 <= \$424 ;
   always @(posedge clk)
-    ra0_2 <= \$424 ;
+    rb00_1 <= \$425 ;
   always @(posedge clk)
-    q5_2 <= \$425 ;
+    h00_1 <= \$426 ;
   always @(posedge clk)
-    r5_2 <= \$426 ;
+    ra0_1 <= \$427 ;
   always @(posedge clk)
-    step2 <= \$427 ;
+    q5_1 <= \$428 ;
   always @(posedge clk)
-    dr2 <= \$428 ;
+    r5_1 <= \$429 ;
   always @(posedge clk)
-    x0_2 <= \$429 ;
+    step1 <= \$430 ;
   always @(posedge clk)
-    stride_less_dr2 <= \$430 ;
+    dr1 <= \$431 ;
   always @(posedge clk)
-    step_plus_one2 <= \$431 ;
+    x0_1 <= \$432 ;
   always @(posedge clk)
-    move <= \$432 ;
+    stride_less_dr1 <= \$433 ;
   always @(posedge clk)
-    in_chunks_m1 <= \$433 ;
+    step_plus_one1 <= \$434 ;
   always @(posedge clk)
-    kernel_m1_0 <= \$434 ;
+    l00_2 <= \$435 ;
   always @(posedge clk)
-    stride_m1_0 <= \$435 ;
+    rb00_2 <= \$436 ;
   always @(posedge clk)
-    out_len_m1_0 <= \$436 ;
+    h00_2 <= \$437 ;
   always @(posedge clk)
-    l00_m1_0 <= \$437 ;
+    ra0_2 <= \$438 ;
   always @(posedge clk)
-    h00_m1_0 <= \$438 ;
+    q5_2 <= \$439 ;
   always @(posedge clk)
-    kernel_m1_1 <= \$439 ;
+    r5_2 <= \$440 ;
   always @(posedge clk)
-    stride_m1_1 <= \$440 ;
+    step2 <= \$441 ;
   always @(posedge clk)
-    out_len_m1_1 <= \$441 ;
+    dr2 <= \$442 ;
   always @(posedge clk)
-    l00_m1_1 <= \$442 ;
+    x0_2 <= \$443 ;
   always @(posedge clk)
-    h00_m1_1 <= \$443 ;
+    stride_less_dr2 <= \$444 ;
   always @(posedge clk)
-    kernel_m1_2 <= \$444 ;
+    step_plus_one2 <= \$445 ;
   always @(posedge clk)
-    stride_m1_2 <= \$445 ;
+    move <= \$446 ;
   always @(posedge clk)
-    out_len_m1_2 <= \$446 ;
+    in_chunks_m1 <= \$447 ;
   always @(posedge clk)
-    l00_m1_2 <= \$447 ;
+    kernel_m1_0 <= \$448 ;
   always @(posedge clk)
-    h00_m1_2 <= \$448 ;
+    stride_m1_0 <= \$449 ;
   always @(posedge clk)
-    valid_e1 <= \$449 ;
+    out_len_m1_0 <= \$450 ;
   always @(posedge clk)
-    tap_valid_e1 <= \$450 ;
+    l00_m1_0 <= \$451 ;
   always @(posedge clk)
-    end_of_phase_e1 <= \$451 ;
+    h00_m1_0 <= \$452 ;
   always @(posedge clk)
-    last_e1 <= \$452 ;
+    kernel_m1_1 <= \$453 ;
   always @(posedge clk)
-    weights_e1 <= \$453 ;
+    stride_m1_1 <= \$454 ;
   always @(posedge clk)
-    chunk_e1 <= \$454 ;
+    out_len_m1_1 <= \$455 ;
   always @(posedge clk)
-    n0_e1 <= \$455 ;
+    l00_m1_1 <= \$456 ;
   always @(posedge clk)
-    phase0_e1 <= \$456 ;
+    h00_m1_1 <= \$457 ;
   always @(posedge clk)
-    x0kd0_e1 <= \$457 ;
+    kernel_m1_2 <= \$458 ;
   always @(posedge clk)
-    l0_e1 <= \$458 ;
+    stride_m1_2 <= \$459 ;
   always @(posedge clk)
-    h0_e1 <= \$459 ;
+    out_len_m1_2 <= \$460 ;
   always @(posedge clk)
-    ra0_e1 <= \$460 ;
+    l00_m1_2 <= \$461 ;
   always @(posedge clk)
-    positive0_e1 <= \$461 ;
+    h00_m1_2 <= \$462 ;
   always @(posedge clk)
-    first0_e1 <= \$462 ;
+    tap_words <= \$463 ;
   always @(posedge clk)
-    n1_e1 <= \$463 ;
+    valid_e1 <= \$464 ;
   always @(posedge clk)
-    phase1_e1 <= \$464 ;
+    tap_valid_e1 <= \$465 ;
   always @(posedge clk)
-    x0kd1_e1 <= \$465 ;
+    end_of_phase_e1 <= \$466 ;
   always @(posedge clk)
-    l1_e1 <= \$466 ;
+    last_e1 <= \$467 ;
   always @(posedge clk)
-    h1_e1 <= \$467 ;
+    weights_e1 <= \$468 ;
   always @(posedge clk)
-    ra1_e1 <= \$468 ;
+    chunk_e1 <= \$469 ;
   always @(posedge clk)
-    positive1_e1 <= \$469 ;
+    n0_e1 <= \$470 ;
   always @(posedge clk)
-    first1_e1 <= \$470 ;
+    phase0_e1 <= \$471 ;
   always @(posedge clk)
-    n2_e1 <= \$471 ;
+    x0kd0_e1 <= \$472 ;
   always @(posedge clk)
-    phase2_e1 <= \$472 ;
+    l0_e1 <= \$473 ;
   always @(posedge clk)
-    x0kd2_e1 <= \$473 ;
+    h0_e1 <= \$474 ;
   always @(posedge clk)
-    l2_e1 <= \$474 ;
+    ra0_e1 <= \$475 ;
   always @(posedge clk)
-    h2_e1 <= \$475 ;
+    positive0_e1 <= \$476 ;
   always @(posedge clk)
-    ra2_e1 <= \$476 ;
+    first0_e1 <= \$477 ;
   always @(posedge clk)
-    positive2_e1 <= \$477 ;
+    n1_e1 <= \$478 ;
   always @(posedge clk)
-    first2_e1 <= \$478 ;
+    phase1_e1 <= \$479 ;
   always @(posedge clk)
-    valid_e2 <= \$479 ;
+    x0kd1_e1 <= \$480 ;
   always @(posedge clk)
-    tap_valid_e2 <= \$480 ;
+    l1_e1 <= \$481 ;
   always @(posedge clk)
-    end_of_phase_e2 <= \$481 ;
+    h1_e1 <= \$482 ;
   always @(posedge clk)
-    last_e2 <= \$482 ;
+    ra1_e1 <= \$483 ;
   always @(posedge clk)
-    weights_e2 <= \$483 ;
+    positive1_e1 <= \$484 ;
   always @(posedge clk)
-    chunk_e2 <= \$484 ;
+    first1_e1 <= \$485 ;
   always @(posedge clk)
-    span0_e2 <= \$485 ;
+    n2_e1 <= \$486 ;
   always @(posedge clk)
-    nonpositive0_e2 <= \$486 ;
+    phase2_e1 <= \$487 ;
   always @(posedge clk)
-    n0_e2 <= \$487 ;
+    x0kd2_e1 <= \$488 ;
   always @(posedge clk)
-    phase0_e2 <= \$488 ;
+    l2_e1 <= \$489 ;
   always @(posedge clk)
-    x0kd0_e2 <= \$489 ;
+    h2_e1 <= \$490 ;
   always @(posedge clk)
-    l0_e2 <= \$490 ;
+    ra2_e1 <= \$491 ;
   always @(posedge clk)
-    ra0_e2 <= \$491 ;
+    positive2_e1 <= \$492 ;
   always @(posedge clk)
-    positive0_e2 <= \$492 ;
+    first2_e1 <= \$493 ;
   always @(posedge clk)
-    span1_e2 <= \$493 ;
+    valid_e2 <= \$494 ;
   always @(posedge clk)
-    nonpositive1_e2 <= \$494 ;
+    tap_valid_e2 <= \$495 ;
   always @(posedge clk)
-    n1_e2 <= \$495 ;
+    end_of_phase_e2 <= \$496 ;
   always @(posedge clk)
-    phase1_e2 <= \$496 ;
+    last_e2 <= \$497 ;
   always @(posedge clk)
-    x0kd1_e2 <= \$497 ;
+    weights_e2 <= \$498 ;
   always @(posedge clk)
-    l1_e2 <= \$498 ;
+    chunk_e2 <= \$499 ;
   always @(posedge clk)
-    ra1_e2 <= \$499 ;
+    span0_e2 <= \$500 ;
   always @(posedge clk)
-    positive1_e2 <= \$500 ;
+    nonpositive0_e2 <= \$501 ;
   always @(posedge clk)
-    span2_e2 <= \$501 ;
+    n0_e2 <= \$502 ;
   always @(posedge clk)
-    nonpositive2_e2 <= \$502 ;
+    phase0_e2 <= \$503 ;
   always @(posedge clk)
-    n2_e2 <= \$503 ;
+    x0kd0_e2 <= \$504 ;
   always @(posedge clk)
-    phase2_e2 <= \$504 ;
+    l0_e2 <= \$505 ;
   always @(posedge clk)
-    x0kd2_e2 <= \$505 ;
+    ra0_e2 <= \$506 ;
   always @(posedge clk)
-    l2_e2 <= \$506 ;
+    positive0_e2 <= \$507 ;
   always @(posedge clk)
-    ra2_e2 <= \$507 ;
+    span1_e2 <= \$508 ;
   always @(posedge clk)
-    positive2_e2 <= \$508 ;
+    nonpositive1_e2 <= \$509 ;
   always @(posedge clk)
-    passes__valid <= \$509 ;
+    n1_e2 <= \$510 ;
   always @(posedge clk)
-    last_out <= \$510 ;
+    phase1_e2 <= \$511 ;
   always @(posedge clk)
-    passes__payload <= \$511 ;
+    x0kd1_e2 <= \$512 ;
   always @(posedge clk)
-    emitted_in_phase <= \$512 ;
+    l1_e2 <= \$513 ;
   always @(posedge clk)
-    \done$202  <= \$513 ;
+    ra1_e2 <= \$514 ;
   always @(posedge clk)
-    phase0 <= \$514 ;
+    positive1_e2 <= \$515 ;
   always @(posedge clk)
-    wrapped0 <= \$515 ;
+    span2_e2 <= \$516 ;
   always @(posedge clk)
-    rb_ph0 <= \$516 ;
+    nonpositive2_e2 <= \$517 ;
   always @(posedge clk)
-    last_phase0 <= \$517 ;
+    n2_e2 <= \$518 ;
   always @(posedge clk)
-    k0 <= \$518 ;
+    phase2_e2 <= \$519 ;
   always @(posedge clk)
-    kd0 <= \$519 ;
+    x0kd2_e2 <= \$520 ;
   always @(posedge clk)
-    l0 <= \$520 ;
+    l2_e2 <= \$521 ;
   always @(posedge clk)
-    rb0 <= \$521 ;
+    ra2_e2 <= \$522 ;
   always @(posedge clk)
-    last_tap0 <= \$522 ;
+    positive2_e2 <= \$523 ;
   always @(posedge clk)
-    h0 <= \$523 ;
+    passes__valid <= \$524 ;
   always @(posedge clk)
-    ra0 <= \$524 ;
+    last_out <= \$525 ;
   always @(posedge clk)
-    phase1 <= \$525 ;
+    passes__payload <= \$526 ;
   always @(posedge clk)
-    wrapped1 <= \$526 ;
+    emitted_in_phase <= \$527 ;
   always @(posedge clk)
-    rb_ph1 <= \$527 ;
+    \done$205  <= \$528 ;
   always @(posedge clk)
-    last_phase1 <= \$528 ;
+    phase0 <= \$529 ;
   always @(posedge clk)
-    k1 <= \$529 ;
+    wrapped0 <= \$530 ;
   always @(posedge clk)
-    kd1 <= \$530 ;
+    rb_ph0 <= \$531 ;
   always @(posedge clk)
-    l1 <= \$531 ;
+    last_phase0 <= \$532 ;
   always @(posedge clk)
-    rb1 <= \$532 ;
+    k0 <= \$533 ;
   always @(posedge clk)
-    last_tap1 <= \$533 ;
+    kd0 <= \$534 ;
   always @(posedge clk)
-    h1 <= \$534 ;
+    l0 <= \$535 ;
   always @(posedge clk)
-    ra1 <= \$535 ;
+    rb0 <= \$536 ;
   always @(posedge clk)
-    phase2 <= \$536 ;
+    rb_zero0 <= \$537 ;
   always @(posedge clk)
-    wrapped2 <= \$537 ;
+    last_tap0 <= \$538 ;
   always @(posedge clk)
-    rb_ph2 <= \$538 ;
+    h0 <= \$539 ;
   always @(posedge clk)
-    last_phase2 <= \$539 ;
+    ra0 <= \$540 ;
   always @(posedge clk)
-    k2 <= \$540 ;
+    phase1 <= \$541 ;
   always @(posedge clk)
-    kd2 <= \$541 ;
+    wrapped1 <= \$542 ;
   always @(posedge clk)
-    l2 <= \$542 ;
+    rb_ph1 <= \$543 ;
   always @(posedge clk)
-    rb2 <= \$543 ;
+    last_phase1 <= \$544 ;
   always @(posedge clk)
-    last_tap2 <= \$544 ;
+    k1 <= \$545 ;
   always @(posedge clk)
-    h2 <= \$545 ;
+    kd1 <= \$546 ;
   always @(posedge clk)
-    ra2 <= \$546 ;
+    l1 <= \$547 ;
   always @(posedge clk)
-    running <= \$547 ;
+    rb1 <= \$548 ;
   always @(posedge clk)
-    chunk <= \$548 ;
+    rb_zero1 <= \$549 ;
   always @(posedge clk)
-    weights <= \$549 ;
+    last_tap1 <= \$550 ;
   always @(posedge clk)
-    last_chunk <= \$550 ;
+    h1 <= \$551 ;
+  always @(posedge clk)
+    ra1 <= \$552 ;
+  always @(posedge clk)
+    phase2 <= \$553 ;
+  always @(posedge clk)
+    wrapped2 <= \$554 ;
+  always @(posedge clk)
+    rb_ph2 <= \$555 ;
+  always @(posedge clk)
+    last_phase2 <= \$556 ;
+  always @(posedge clk)
+    k2 <= \$557 ;
+  always @(posedge clk)
+    kd2 <= \$558 ;
+  always @(posedge clk)
+    l2 <= \$559 ;
+  always @(posedge clk)
+    rb2 <= \$560 ;
+  always @(posedge clk)
+    rb_zero2 <= \$561 ;
+  always @(posedge clk)
+    last_tap2 <= \$562 ;
+  always @(posedge clk)
+    h2 <= \$563 ;
+  always @(posedge clk)
+    ra2 <= \$564 ;
+  always @(posedge clk)
+    running <= \$565 ;
+  always @(posedge clk)
+    chunk <= \$566 ;
+  always @(posedge clk)
+    weights <= \$567 ;
+  always @(posedge clk)
+    last_chunk <= \$568 ;
   assign \$1  = \$signal [71:56] + \$signal [55:40];
   assign \$2  = job[456] ? \$1  : { 1'h0, \$signal [55:40] };
   assign \$3  = \$signal [55:40] + \$signal [15:0];
@@ -27004,410 +27062,400 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   assign last_tap = \$22  & last_tap2;
   assign \$23  = last_phase0 & last_phase1;
   assign last_phase = \$23  & last_phase2;
-  assign \$24  = ~ emitted_in_phase;
-  assign \$25  = ~ job[459];
-  assign init = \$24  & \$25 ;
-  assign \$26  = ~ init;
-  assign \$27  = \$26  & job[460];
-  assign \$28  = ! job[458:457];
-  assign \$29  = job[456] | \$28 ;
-  assign skip = \$27  & \$29 ;
-  assign \$30  = ! job[482:475];
-  assign skip_x = skip & \$30 ;
-  assign \$31  = nonpositive0_e2 | nonpositive1_e2;
-  assign \$32  = skip & \$31 ;
-  assign \$33  = skip_x & nonpositive2_e2;
-  assign empty = \$32  | \$33 ;
-  assign \$34  = ~ empty;
-  assign real_pass = tap_valid_e2 & \$34 ;
-  assign \$35  = ~ real_pass;
-  assign \$36  = \$35  & end_of_phase_e2;
-  assign zero_pass = \$36  & init;
-  assign \$37  = real_pass | zero_pass;
-  assign emit = valid_e2 & \$37 ;
-  assign \$38  = move ? emit : passes__valid;
-  assign valid_next = \start$13  ? 1'h0 : \$38 ;
+  assign \$24  = ~ job[456];
+  assign \$25  = rb_zero0 & rb_zero1;
+  assign \$26  = \$25  & rb_zero2;
+  assign reaches = \$24  | \$26 ;
+  assign \$27  = ~ reaches;
+  assign chunk_end = last_chunk | \$27 ;
+  assign \$28  = ~ emitted_in_phase;
+  assign \$29  = ~ job[459];
+  assign init = \$28  & \$29 ;
+  assign \$30  = ~ init;
+  assign \$31  = \$30  & job[460];
+  assign \$32  = ! job[458:457];
+  assign \$33  = job[456] | \$32 ;
+  assign skip = \$31  & \$33 ;
+  assign \$34  = ! job[482:475];
+  assign skip_x = skip & \$34 ;
+  assign \$35  = nonpositive0_e2 | nonpositive1_e2;
+  assign \$36  = skip & \$35 ;
+  assign \$37  = skip_x & nonpositive2_e2;
+  assign empty = \$36  | \$37 ;
+  assign \$38  = ~ empty;
+  assign real_pass = tap_valid_e2 & \$38 ;
+  assign \$39  = ~ real_pass;
+  assign \$40  = \$39  & end_of_phase_e2;
+  assign zero_pass = \$40  & init;
+  assign \$41  = real_pass | zero_pass;
+  assign emit = valid_e2 & \$41 ;
+  assign \$42  = move ? emit : passes__valid;
+  assign valid_next = \start$13  ? 1'h0 : \$42 ;
   assign advance = running & move;
-  assign \$39  = ~ phase_reset0;
-  assign \$40  = rb_ph0 + 1'h1;
-  assign \$41  = \$40  == job[31:24];
-  assign \$42  = phase_step0 & \$41 ;
-  assign \$43  = wrapped0 | \$42 ;
-  assign wrapped_next0 = \$39  & \$43 ;
+  assign \$43  = ~ phase_reset0;
   assign \$44  = rb_ph0 + 1'h1;
   assign \$45  = \$44  == job[31:24];
-  assign \$46  = rb_ph0 + 1'h1;
-  assign \$47  = \$45  ? 9'h000 : \$46 ;
-  assign \$48  = phase_step0 ? \$47  : { 1'h0, rb_ph0 };
-  assign \$49  = phase_reset0 ? { 1'h0, rb00_0 } : \$48 ;
-  assign \$50  = ~ phase_reset1;
-  assign \$51  = rb_ph1 + 1'h1;
-  assign \$52  = \$51  == job[183:176];
-  assign \$53  = phase_step1 & \$52 ;
-  assign \$54  = wrapped1 | \$53 ;
-  assign wrapped_next1 = \$50  & \$54 ;
+  assign \$46  = phase_step0 & \$45 ;
+  assign \$47  = wrapped0 | \$46 ;
+  assign wrapped_next0 = \$43  & \$47 ;
+  assign \$48  = rb_ph0 + 1'h1;
+  assign \$49  = \$48  == job[31:24];
+  assign \$50  = rb_ph0 + 1'h1;
+  assign \$51  = \$49  ? 9'h000 : \$50 ;
+  assign \$52  = phase_step0 ? \$51  : { 1'h0, rb_ph0 };
+  assign \$53  = phase_reset0 ? { 1'h0, rb00_0 } : \$52 ;
+  assign \$54  = ~ phase_reset1;
   assign \$55  = rb_ph1 + 1'h1;
   assign \$56  = \$55  == job[183:176];
-  assign \$57  = rb_ph1 + 1'h1;
-  assign \$58  = \$56  ? 9'h000 : \$57 ;
-  assign \$59  = phase_step1 ? \$58  : { 1'h0, rb_ph1 };
-  assign \$60  = phase_reset1 ? { 1'h0, rb00_1 } : \$59 ;
-  assign \$61  = ~ phase_reset2;
-  assign \$62  = rb_ph2 + 1'h1;
-  assign \$63  = \$62  == job[335:328];
-  assign \$64  = phase_step2 & \$63 ;
-  assign \$65  = wrapped2 | \$64 ;
-  assign wrapped_next2 = \$61  & \$65 ;
+  assign \$57  = phase_step1 & \$56 ;
+  assign \$58  = wrapped1 | \$57 ;
+  assign wrapped_next1 = \$54  & \$58 ;
+  assign \$59  = rb_ph1 + 1'h1;
+  assign \$60  = \$59  == job[183:176];
+  assign \$61  = rb_ph1 + 1'h1;
+  assign \$62  = \$60  ? 9'h000 : \$61 ;
+  assign \$63  = phase_step1 ? \$62  : { 1'h0, rb_ph1 };
+  assign \$64  = phase_reset1 ? { 1'h0, rb00_1 } : \$63 ;
+  assign \$65  = ~ phase_reset2;
   assign \$66  = rb_ph2 + 1'h1;
   assign \$67  = \$66  == job[335:328];
-  assign \$68  = rb_ph2 + 1'h1;
-  assign \$69  = \$67  ? 9'h000 : \$68 ;
-  assign \$70  = phase_step2 ? \$69  : { 1'h0, rb_ph2 };
-  assign \$71  = phase_reset2 ? { 1'h0, rb00_2 } : \$70 ;
-  assign \$72  = ~ last_chunk;
-  assign \$73  = ~ last_tap2;
-  assign \$74  = ~ last_tap1;
-  assign \$75  = ~ last_tap0;
-  assign \$76  = ~ last_phase2;
-  assign \$77  = ~ last_phase1;
-  assign \$78  = ! which;
-  assign \$79  = start & \$78 ;
-  assign \$80  = | multiplier;
-  assign \$81  = - \$signal [55:40];
-  assign \$82  = job[456] ? \$signal [71:56] : 16'h0000;
-  assign \$83  = $signed(\$81 ) - $signed({ 1'h0, \$82  });
-  assign \$84  = job[456] ? 8'h00 : \$signal [31:24];
-  assign \$85  = $signed(product) + $signed({ 1'h0, multiplicand });
-  assign \$88  = which == 2'h2;
-  assign \$89  = which + 1'h1;
-  assign \$90  = \$88  ? 3'h0 : \$89 ;
-  assign \$91  = which == 2'h2;
-  assign \$92  = axis == 2'h2;
-  assign \$93  = axis + 1'h1;
+  assign \$68  = phase_step2 & \$67 ;
+  assign \$69  = wrapped2 | \$68 ;
+  assign wrapped_next2 = \$65  & \$69 ;
+  assign \$70  = rb_ph2 + 1'h1;
+  assign \$71  = \$70  == job[335:328];
+  assign \$72  = rb_ph2 + 1'h1;
+  assign \$73  = \$71  ? 9'h000 : \$72 ;
+  assign \$74  = phase_step2 ? \$73  : { 1'h0, rb_ph2 };
+  assign \$75  = phase_reset2 ? { 1'h0, rb00_2 } : \$74 ;
+  assign \$76  = ~ chunk_end;
+  assign \$77  = ~ last_tap2;
+  assign \$78  = ~ last_tap1;
+  assign \$79  = ~ last_tap0;
+  assign \$80  = ~ last_phase2;
+  assign \$81  = ~ last_phase1;
+  assign \$82  = ! which;
+  assign \$83  = start & \$82 ;
+  assign \$84  = | multiplier;
+  assign \$85  = - \$signal [55:40];
+  assign \$86  = job[456] ? \$signal [71:56] : 16'h0000;
+  assign \$87  = $signed(\$85 ) - $signed({ 1'h0, \$86  });
+  assign \$88  = job[456] ? 8'h00 : \$signal [31:24];
+  assign \$89  = $signed(product) + $signed({ 1'h0, multiplicand });
+  assign \$92  = which == 2'h2;
+  assign \$93  = which + 1'h1;
   assign \$94  = \$92  ? 3'h0 : \$93 ;
-  assign \$95  = \$91  ? \$94  : { 1'h0, axis };
-  assign \$96  = ! res_axis;
-  assign \$97  = done & \$96 ;
-  assign \$98  = ~ job[456];
-  assign \$99  = | remainder;
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = res[31:24] - remainder;
-  assign \$102  = \$100  ? \$101  : 9'h000;
-  assign \$103  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$104  = job[456] ? remainder : 8'h00;
-  assign \$105  = ~ job[456];
-  assign \$106  = ~ job[456];
-  assign \$107  = ~ quotient[8:0];
-  assign \$108  = job[456] ? quotient : { 8'h00, \$107  };
-  assign \$109  = res[31:24] - remainder;
+  assign \$95  = which == 2'h2;
+  assign \$96  = axis == 2'h2;
+  assign \$97  = axis + 1'h1;
+  assign \$98  = \$96  ? 3'h0 : \$97 ;
+  assign \$99  = \$95  ? \$98  : { 1'h0, axis };
+  assign \$100  = ! res_axis;
+  assign \$101  = done & \$100 ;
+  assign \$102  = ~ job[456];
+  assign \$103  = | remainder;
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = res[31:24] - remainder;
+  assign \$106  = \$104  ? \$105  : 9'h000;
+  assign \$107  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$108  = job[456] ? remainder : 8'h00;
+  assign \$109  = ~ job[456];
   assign \$110  = ~ job[456];
-  assign \$111  = - quotient;
-  assign \$112  = quotient + 1'h1;
-  assign \$113  = job[456] ? { 1'h0, \$112  } : { \$111 [17], \$111  };
-  assign \$114  = res_axis == 1'h1;
-  assign \$115  = done & \$114 ;
-  assign \$116  = ~ job[456];
-  assign \$117  = | remainder;
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = res[31:24] - remainder;
-  assign \$120  = \$118  ? \$119  : 9'h000;
-  assign \$121  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$122  = job[456] ? remainder : 8'h00;
-  assign \$123  = ~ job[456];
-  assign \$124  = ~ job[456];
-  assign \$125  = ~ quotient[8:0];
-  assign \$126  = job[456] ? quotient : { 8'h00, \$125  };
-  assign \$127  = res[31:24] - remainder;
+  assign \$111  = ~ quotient[8:0];
+  assign \$112  = job[456] ? quotient : { 8'h00, \$111  };
+  assign \$113  = res[31:24] - remainder;
+  assign \$114  = ~ job[456];
+  assign \$115  = - quotient;
+  assign \$116  = quotient + 1'h1;
+  assign \$117  = job[456] ? { 1'h0, \$116  } : { \$115 [17], \$115  };
+  assign \$118  = res_axis == 1'h1;
+  assign \$119  = done & \$118 ;
+  assign \$120  = ~ job[456];
+  assign \$121  = | remainder;
+  assign \$122  = \$120  & \$121 ;
+  assign \$123  = res[31:24] - remainder;
+  assign \$124  = \$122  ? \$123  : 9'h000;
+  assign \$125  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$126  = job[456] ? remainder : 8'h00;
+  assign \$127  = ~ job[456];
   assign \$128  = ~ job[456];
-  assign \$129  = - quotient;
-  assign \$130  = quotient + 1'h1;
-  assign \$131  = job[456] ? { 1'h0, \$130  } : { \$129 [17], \$129  };
-  assign \$132  = res_axis == 2'h2;
-  assign \$133  = done & \$132 ;
-  assign \$134  = ~ job[456];
-  assign \$135  = | remainder;
-  assign \$136  = \$134  & \$135 ;
-  assign \$137  = res[31:24] - remainder;
-  assign \$138  = \$136  ? \$137  : 9'h000;
-  assign \$139  = job[456] ? quotient : { 1'h0, res[87:72] };
-  assign \$140  = job[456] ? remainder : 8'h00;
-  assign \$141  = ~ job[456];
-  assign \$142  = ~ job[456];
-  assign \$143  = ~ quotient[8:0];
-  assign \$144  = job[456] ? quotient : { 8'h00, \$143  };
-  assign \$145  = res[31:24] - remainder;
+  assign \$129  = ~ quotient[8:0];
+  assign \$130  = job[456] ? quotient : { 8'h00, \$129  };
+  assign \$131  = res[31:24] - remainder;
+  assign \$132  = ~ job[456];
+  assign \$133  = - quotient;
+  assign \$134  = quotient + 1'h1;
+  assign \$135  = job[456] ? { 1'h0, \$134  } : { \$133 [17], \$133  };
+  assign \$136  = res_axis == 2'h2;
+  assign \$137  = done & \$136 ;
+  assign \$138  = ~ job[456];
+  assign \$139  = | remainder;
+  assign \$140  = \$138  & \$139 ;
+  assign \$141  = res[31:24] - remainder;
+  assign \$142  = \$140  ? \$141  : 9'h000;
+  assign \$143  = job[456] ? quotient : { 1'h0, res[87:72] };
+  assign \$144  = job[456] ? remainder : 8'h00;
+  assign \$145  = ~ job[456];
   assign \$146  = ~ job[456];
-  assign \$147  = - quotient;
-  assign \$148  = quotient + 1'h1;
-  assign \$149  = job[456] ? { 1'h0, \$148  } : { \$147 [17], \$147  };
-  assign \$150  = ~ valid_next;
-  assign \$151  = \$150  | ready_next;
-  assign \$152  = job[474:461] - 1'h1;
-  assign \$153  = job[23:16] - 1'h1;
-  assign \$154  = job[31:24] - 1'h1;
-  assign \$155  = job[87:72] - 1'h1;
-  assign \$156  = $signed(l00_0) - $signed(2'h1);
-  assign \$157  = $signed(h00_0) - $signed(2'h1);
-  assign \$158  = job[175:168] - 1'h1;
-  assign \$159  = job[183:176] - 1'h1;
-  assign \$160  = job[239:224] - 1'h1;
-  assign \$161  = $signed(l00_1) - $signed(2'h1);
-  assign \$162  = $signed(h00_1) - $signed(2'h1);
-  assign \$163  = job[327:320] - 1'h1;
-  assign \$164  = job[335:328] - 1'h1;
-  assign \$165  = job[391:376] - 1'h1;
-  assign \$166  = $signed(l00_2) - $signed(2'h1);
-  assign \$167  = $signed(h00_2) - $signed(2'h1);
-  assign \$168  = ~ job[456];
-  assign \$169  = ! rb0;
-  assign \$170  = ! rb1;
-  assign \$171  = \$169  & \$170 ;
-  assign \$172  = ! rb2;
-  assign \$173  = \$171  & \$172 ;
-  assign \$174  = \$168  | \$173 ;
-  assign \$175  = last_chunk & last_tap;
-  assign \$176  = last_chunk & last_tap;
-  assign \$177  = \$176  & last_phase;
-  assign \$178  = r5_0 > phase0;
-  assign \$179  = q5_0 + \$178 ;
-  assign \$180  = $signed(x0_0) + $signed({ 1'h0, kd0 });
-  assign \$181  = $signed(l0) > $signed(1'h0);
-  assign \$182  = $signed(l0) > $signed(1'h0);
-  assign \$183  = \$182  ? l0 : 18'h00000;
-  assign \$184  = r5_1 > phase1;
-  assign \$185  = q5_1 + \$184 ;
-  assign \$186  = $signed(x0_1) + $signed({ 1'h0, kd1 });
-  assign \$187  = $signed(l1) > $signed(1'h0);
-  assign \$188  = $signed(l1) > $signed(1'h0);
-  assign \$189  = \$188  ? l1 : 18'h00000;
-  assign \$190  = r5_2 > phase2;
-  assign \$191  = q5_2 + \$190 ;
-  assign \$192  = $signed(x0_2) + $signed({ 1'h0, kd2 });
-  assign \$193  = $signed(l2) > $signed(1'h0);
-  assign \$194  = $signed(l2) > $signed(1'h0);
-  assign \$195  = \$194  ? l2 : 18'h00000;
-  assign \$196  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
-  assign \$197  = \$196  ? h0_e1 : { 2'h0, n0_e1 };
-  assign \$198  = $signed(\$197 ) - $signed(first0_e1);
-  assign \$199  = $signed(h0_e1) <= $signed(first0_e1);
-  assign \$200  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
-  assign \$201  = \$199  | \$200 ;
-  assign \$202  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
-  assign \$203  = \$202  ? h1_e1 : { 2'h0, n1_e1 };
-  assign \$204  = $signed(\$203 ) - $signed(first1_e1);
-  assign \$205  = $signed(h1_e1) <= $signed(first1_e1);
-  assign \$206  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
-  assign \$207  = \$205  | \$206 ;
-  assign \$208  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
-  assign \$209  = \$208  ? h2_e1 : { 2'h0, n2_e1 };
-  assign \$210  = $signed(\$209 ) - $signed(first2_e1);
-  assign \$211  = $signed(h2_e1) <= $signed(first2_e1);
-  assign \$212  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
-  assign \$213  = \$211  | \$212 ;
-  assign \$214  = valid_e2 & last_e2;
-  assign \$215  = zero_pass ? 11'h000 : weights_e2;
-  assign \$216  = zero_pass ? 14'h0000 : chunk_e2;
-  assign \$217  = ~ end_of_phase_e2;
-  assign \$218  = emitted_in_phase | emit;
-  assign \$219  = \$217  & \$218 ;
-  assign \$220  = job[456] ? phase0_e2 : 8'h00;
-  assign \$221  = - $signed(l0_e2);
-  assign \$222  = job[456] ? \$221  : { x0kd0_e2[17], x0kd0_e2 };
-  assign \$223  = zero_pass ? 19'h00000 : \$222 ;
-  assign \$224  = ~ zero_pass;
-  assign \$225  = skip & \$224 ;
-  assign \$226  = job[456] ? x0kd0_e2 : l0_e2;
-  assign \$227  = job[456] ? 8'h00 : ra0_e2;
-  assign \$228  = job[456] ? phase1_e2 : 8'h00;
-  assign \$229  = - $signed(l1_e2);
-  assign \$230  = job[456] ? \$229  : { x0kd1_e2[17], x0kd1_e2 };
-  assign \$231  = zero_pass ? 19'h00000 : \$230 ;
-  assign \$232  = ~ zero_pass;
-  assign \$233  = skip & \$232 ;
-  assign \$234  = job[456] ? x0kd1_e2 : l1_e2;
-  assign \$235  = job[456] ? 8'h00 : ra1_e2;
-  assign \$236  = job[456] ? phase2_e2 : 8'h00;
-  assign \$237  = - $signed(l2_e2);
-  assign \$238  = job[456] ? \$237  : { x0kd2_e2[17], x0kd2_e2 };
-  assign \$239  = zero_pass ? 19'h00000 : \$238 ;
-  assign \$240  = ~ zero_pass;
-  assign \$241  = skip_x & \$240 ;
-  assign \$242  = job[456] ? x0kd2_e2 : l2_e2;
-  assign \$243  = job[456] ? 8'h00 : ra2_e2;
-  assign \$244  = move & last_out;
-  assign \$245  = phase_step0 | phase_reset0;
-  assign \$246  = phase0 + 1'h1;
-  assign \$247  = phase_reset0 ? 9'h000 : \$246 ;
-  assign \$248  = ~ job[456];
-  assign \$249  = phase0 + 1'h1;
-  assign \$250  = phase_reset0 ? 9'h000 : \$249 ;
-  assign \$251  = \$250  == stride_m1_0;
-  assign \$252  = \$248  | \$251 ;
-  assign \$253  = phase0 + 1'h1;
-  assign \$254  = phase_reset0 ? 9'h000 : \$253 ;
-  assign \$255  = \$254  == out_len_m1_0;
-  assign \$256  = \$252  | \$255 ;
-  assign \$257  = tap_reset0 | phase_step0;
-  assign \$258  = \$257  | phase_reset0;
-  assign \$259  = wrapped_next0 ? l00_m1_0 : l00_0;
-  assign \$260  = ! kernel_m1_0;
-  assign \$261  = wrapped_next0 ? h00_m1_0 : h00_0;
-  assign \$262  = k0 + 1'h1;
-  assign \$263  = kd0 + job[39:32];
-  assign \$264  = k0 + 1'h1;
-  assign \$265  = \$264  == kernel_m1_0;
-  assign \$266  = rb0 < dr0;
-  assign \$267  = rb0 + stride_less_dr0;
-  assign \$268  = rb0 - dr0;
-  assign \$269  = \$266  ? { 1'h0, \$267  } : { \$268 [8], \$268  };
-  assign \$270  = ra0 >= stride_less_dr0;
-  assign \$271  = ra0 - stride_less_dr0;
-  assign \$272  = ra0 + dr0;
-  assign \$273  = \$270  ? { \$271 [8], \$271  } : { 1'h0, \$272  };
-  assign \$274  = ~ job[456];
-  assign \$275  = ra0 >= stride_less_dr0;
-  assign \$276  = ~ \$275 ;
-  assign \$277  = rb0 < dr0;
-  assign \$278  = job[456] ? \$277  : \$276 ;
-  assign \$279  = $signed(l0) + $signed(step_plus_one0);
-  assign \$280  = $signed(l0) + $signed(step0);
-  assign \$281  = \$278  ? \$279  : \$280 ;
-  assign \$282  = ~ job[456];
-  assign \$283  = rb0 < dr0;
-  assign \$284  = ~ \$283 ;
-  assign \$285  = rb0 < dr0;
-  assign \$286  = job[456] ? \$285  : \$284 ;
-  assign \$287  = $signed(h0) + $signed(step_plus_one0);
-  assign \$288  = $signed(h0) + $signed(step0);
-  assign \$289  = \$286  ? \$287  : \$288 ;
-  assign \$290  = phase_step1 | phase_reset1;
-  assign \$291  = phase1 + 1'h1;
-  assign \$292  = phase_reset1 ? 9'h000 : \$291 ;
-  assign \$293  = ~ job[456];
+  assign \$147  = ~ quotient[8:0];
+  assign \$148  = job[456] ? quotient : { 8'h00, \$147  };
+  assign \$149  = res[31:24] - remainder;
+  assign \$150  = ~ job[456];
+  assign \$151  = - quotient;
+  assign \$152  = quotient + 1'h1;
+  assign \$153  = job[456] ? { 1'h0, \$152  } : { \$151 [17], \$151  };
+  assign \$154  = ~ valid_next;
+  assign \$155  = \$154  | ready_next;
+  assign \$156  = job[474:461] - 1'h1;
+  assign \$157  = job[23:16] - 1'h1;
+  assign \$158  = job[31:24] - 1'h1;
+  assign \$159  = job[87:72] - 1'h1;
+  assign \$160  = $signed(l00_0) - $signed(2'h1);
+  assign \$161  = $signed(h00_0) - $signed(2'h1);
+  assign \$162  = job[175:168] - 1'h1;
+  assign \$163  = job[183:176] - 1'h1;
+  assign \$164  = job[239:224] - 1'h1;
+  assign \$165  = $signed(l00_1) - $signed(2'h1);
+  assign \$166  = $signed(h00_1) - $signed(2'h1);
+  assign \$167  = job[327:320] - 1'h1;
+  assign \$168  = job[335:328] - 1'h1;
+  assign \$169  = job[391:376] - 1'h1;
+  assign \$170  = $signed(l00_2) - $signed(2'h1);
+  assign \$171  = $signed(h00_2) - $signed(2'h1);
+  assign \$172  = job[474:461] * 4'h8;
+  assign \$173  = chunk_end & last_tap;
+  assign \$174  = chunk_end & last_tap;
+  assign \$175  = \$174  & last_phase;
+  assign \$176  = r5_0 > phase0;
+  assign \$177  = q5_0 + \$176 ;
+  assign \$178  = $signed(x0_0) + $signed({ 1'h0, kd0 });
+  assign \$179  = $signed(l0) > $signed(1'h0);
+  assign \$180  = $signed(l0) > $signed(1'h0);
+  assign \$181  = \$180  ? l0 : 18'h00000;
+  assign \$182  = r5_1 > phase1;
+  assign \$183  = q5_1 + \$182 ;
+  assign \$184  = $signed(x0_1) + $signed({ 1'h0, kd1 });
+  assign \$185  = $signed(l1) > $signed(1'h0);
+  assign \$186  = $signed(l1) > $signed(1'h0);
+  assign \$187  = \$186  ? l1 : 18'h00000;
+  assign \$188  = r5_2 > phase2;
+  assign \$189  = q5_2 + \$188 ;
+  assign \$190  = $signed(x0_2) + $signed({ 1'h0, kd2 });
+  assign \$191  = $signed(l2) > $signed(1'h0);
+  assign \$192  = $signed(l2) > $signed(1'h0);
+  assign \$193  = \$192  ? l2 : 18'h00000;
+  assign \$194  = $signed(h0_e1) < $signed({ 1'h0, n0_e1 });
+  assign \$195  = \$194  ? h0_e1 : { 2'h0, n0_e1 };
+  assign \$196  = $signed(\$195 ) - $signed(first0_e1);
+  assign \$197  = $signed(h0_e1) <= $signed(first0_e1);
+  assign \$198  = $signed({ 1'h0, n0_e1 }) <= $signed(first0_e1);
+  assign \$199  = \$197  | \$198 ;
+  assign \$200  = $signed(h1_e1) < $signed({ 1'h0, n1_e1 });
+  assign \$201  = \$200  ? h1_e1 : { 2'h0, n1_e1 };
+  assign \$202  = $signed(\$201 ) - $signed(first1_e1);
+  assign \$203  = $signed(h1_e1) <= $signed(first1_e1);
+  assign \$204  = $signed({ 1'h0, n1_e1 }) <= $signed(first1_e1);
+  assign \$205  = \$203  | \$204 ;
+  assign \$206  = $signed(h2_e1) < $signed({ 1'h0, n2_e1 });
+  assign \$207  = \$206  ? h2_e1 : { 2'h0, n2_e1 };
+  assign \$208  = $signed(\$207 ) - $signed(first2_e1);
+  assign \$209  = $signed(h2_e1) <= $signed(first2_e1);
+  assign \$210  = $signed({ 1'h0, n2_e1 }) <= $signed(first2_e1);
+  assign \$211  = \$209  | \$210 ;
+  assign \$212  = valid_e2 & last_e2;
+  assign \$213  = zero_pass ? 11'h000 : weights_e2;
+  assign \$214  = zero_pass ? 14'h0000 : chunk_e2;
+  assign \$215  = ~ end_of_phase_e2;
+  assign \$216  = emitted_in_phase | emit;
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = job[456] ? phase0_e2 : 8'h00;
+  assign \$219  = - $signed(l0_e2);
+  assign \$220  = job[456] ? \$219  : { x0kd0_e2[17], x0kd0_e2 };
+  assign \$221  = zero_pass ? 19'h00000 : \$220 ;
+  assign \$222  = ~ zero_pass;
+  assign \$223  = skip & \$222 ;
+  assign \$224  = job[456] ? x0kd0_e2 : l0_e2;
+  assign \$225  = job[456] ? 8'h00 : ra0_e2;
+  assign \$226  = job[456] ? phase1_e2 : 8'h00;
+  assign \$227  = - $signed(l1_e2);
+  assign \$228  = job[456] ? \$227  : { x0kd1_e2[17], x0kd1_e2 };
+  assign \$229  = zero_pass ? 19'h00000 : \$228 ;
+  assign \$230  = ~ zero_pass;
+  assign \$231  = skip & \$230 ;
+  assign \$232  = job[456] ? x0kd1_e2 : l1_e2;
+  assign \$233  = job[456] ? 8'h00 : ra1_e2;
+  assign \$234  = job[456] ? phase2_e2 : 8'h00;
+  assign \$235  = - $signed(l2_e2);
+  assign \$236  = job[456] ? \$235  : { x0kd2_e2[17], x0kd2_e2 };
+  assign \$237  = zero_pass ? 19'h00000 : \$236 ;
+  assign \$238  = ~ zero_pass;
+  assign \$239  = skip_x & \$238 ;
+  assign \$240  = job[456] ? x0kd2_e2 : l2_e2;
+  assign \$241  = job[456] ? 8'h00 : ra2_e2;
+  assign \$242  = move & last_out;
+  assign \$243  = phase_step0 | phase_reset0;
+  assign \$244  = phase0 + 1'h1;
+  assign \$245  = phase_reset0 ? 9'h000 : \$244 ;
+  assign \$246  = ~ job[456];
+  assign \$247  = phase0 + 1'h1;
+  assign \$248  = phase_reset0 ? 9'h000 : \$247 ;
+  assign \$249  = \$248  == stride_m1_0;
+  assign \$250  = \$246  | \$249 ;
+  assign \$251  = phase0 + 1'h1;
+  assign \$252  = phase_reset0 ? 9'h000 : \$251 ;
+  assign \$253  = \$252  == out_len_m1_0;
+  assign \$254  = \$250  | \$253 ;
+  assign \$255  = tap_reset0 | phase_step0;
+  assign \$256  = \$255  | phase_reset0;
+  assign \$257  = wrapped_next0 ? l00_m1_0 : l00_0;
+  assign \$258  = ! \$53 [7:0];
+  assign \$259  = ! kernel_m1_0;
+  assign \$260  = wrapped_next0 ? h00_m1_0 : h00_0;
+  assign \$261  = k0 + 1'h1;
+  assign \$262  = kd0 + job[39:32];
+  assign \$263  = k0 + 1'h1;
+  assign \$264  = \$263  == kernel_m1_0;
+  assign \$265  = rb0 < dr0;
+  assign \$266  = rb0 + stride_less_dr0;
+  assign \$267  = rb0 - dr0;
+  assign \$268  = \$265  ? { 1'h0, \$266  } : { \$267 [8], \$267  };
+  assign \$269  = rb0 < dr0;
+  assign \$270  = ~ \$269 ;
+  assign \$271  = rb0 == dr0;
+  assign \$272  = \$270  & \$271 ;
+  assign \$273  = ra0 >= stride_less_dr0;
+  assign \$274  = ra0 - stride_less_dr0;
+  assign \$275  = ra0 + dr0;
+  assign \$276  = \$273  ? { \$274 [8], \$274  } : { 1'h0, \$275  };
+  assign \$277  = ~ job[456];
+  assign \$278  = ra0 >= stride_less_dr0;
+  assign \$279  = ~ \$278 ;
+  assign \$280  = rb0 < dr0;
+  assign \$281  = job[456] ? \$280  : \$279 ;
+  assign \$282  = $signed(l0) + $signed(step_plus_one0);
+  assign \$283  = $signed(l0) + $signed(step0);
+  assign \$284  = \$281  ? \$282  : \$283 ;
+  assign \$285  = ~ job[456];
+  assign \$286  = rb0 < dr0;
+  assign \$287  = ~ \$286 ;
+  assign \$288  = rb0 < dr0;
+  assign \$289  = job[456] ? \$288  : \$287 ;
+  assign \$290  = $signed(h0) + $signed(step_plus_one0);
+  assign \$291  = $signed(h0) + $signed(step0);
+  assign \$292  = \$289  ? \$290  : \$291 ;
+  assign \$293  = phase_step1 | phase_reset1;
   assign \$294  = phase1 + 1'h1;
   assign \$295  = phase_reset1 ? 9'h000 : \$294 ;
-  assign \$296  = \$295  == stride_m1_1;
-  assign \$297  = \$293  | \$296 ;
-  assign \$298  = phase1 + 1'h1;
-  assign \$299  = phase_reset1 ? 9'h000 : \$298 ;
-  assign \$300  = \$299  == out_len_m1_1;
-  assign \$301  = \$297  | \$300 ;
-  assign \$302  = tap_reset1 | phase_step1;
-  assign \$303  = \$302  | phase_reset1;
-  assign \$304  = wrapped_next1 ? l00_m1_1 : l00_1;
-  assign \$305  = ! kernel_m1_1;
-  assign \$306  = wrapped_next1 ? h00_m1_1 : h00_1;
-  assign \$307  = k1 + 1'h1;
-  assign \$308  = kd1 + job[191:184];
-  assign \$309  = k1 + 1'h1;
-  assign \$310  = \$309  == kernel_m1_1;
-  assign \$311  = rb1 < dr1;
-  assign \$312  = rb1 + stride_less_dr1;
-  assign \$313  = rb1 - dr1;
-  assign \$314  = \$311  ? { 1'h0, \$312  } : { \$313 [8], \$313  };
-  assign \$315  = ra1 >= stride_less_dr1;
-  assign \$316  = ra1 - stride_less_dr1;
-  assign \$317  = ra1 + dr1;
-  assign \$318  = \$315  ? { \$316 [8], \$316  } : { 1'h0, \$317  };
-  assign \$319  = ~ job[456];
-  assign \$320  = ra1 >= stride_less_dr1;
-  assign \$321  = ~ \$320 ;
-  assign \$322  = rb1 < dr1;
-  assign \$323  = job[456] ? \$322  : \$321 ;
-  assign \$324  = $signed(l1) + $signed(step_plus_one1);
-  assign \$325  = $signed(l1) + $signed(step1);
-  assign \$326  = \$323  ? \$324  : \$325 ;
+  assign \$296  = ~ job[456];
+  assign \$297  = phase1 + 1'h1;
+  assign \$298  = phase_reset1 ? 9'h000 : \$297 ;
+  assign \$299  = \$298  == stride_m1_1;
+  assign \$300  = \$296  | \$299 ;
+  assign \$301  = phase1 + 1'h1;
+  assign \$302  = phase_reset1 ? 9'h000 : \$301 ;
+  assign \$303  = \$302  == out_len_m1_1;
+  assign \$304  = \$300  | \$303 ;
+  assign \$305  = tap_reset1 | phase_step1;
+  assign \$306  = \$305  | phase_reset1;
+  assign \$307  = wrapped_next1 ? l00_m1_1 : l00_1;
+  assign \$308  = ! \$64 [7:0];
+  assign \$309  = ! kernel_m1_1;
+  assign \$310  = wrapped_next1 ? h00_m1_1 : h00_1;
+  assign \$311  = k1 + 1'h1;
+  assign \$312  = kd1 + job[191:184];
+  assign \$313  = k1 + 1'h1;
+  assign \$314  = \$313  == kernel_m1_1;
+  assign \$315  = rb1 < dr1;
+  assign \$316  = rb1 + stride_less_dr1;
+  assign \$317  = rb1 - dr1;
+  assign \$318  = \$315  ? { 1'h0, \$316  } : { \$317 [8], \$317  };
+  assign \$319  = rb1 < dr1;
+  assign \$320  = ~ \$319 ;
+  assign \$321  = rb1 == dr1;
+  assign \$322  = \$320  & \$321 ;
+  assign \$323  = ra1 >= stride_less_dr1;
+  assign \$324  = ra1 - stride_less_dr1;
+  assign \$325  = ra1 + dr1;
+  assign \$326  = \$323  ? { \$324 [8], \$324  } : { 1'h0, \$325  };
   assign \$327  = ~ job[456];
-  assign \$328  = rb1 < dr1;
+  assign \$328  = ra1 >= stride_less_dr1;
   assign \$329  = ~ \$328 ;
   assign \$330  = rb1 < dr1;
   assign \$331  = job[456] ? \$330  : \$329 ;
-  assign \$332  = $signed(h1) + $signed(step_plus_one1);
-  assign \$333  = $signed(h1) + $signed(step1);
+  assign \$332  = $signed(l1) + $signed(step_plus_one1);
+  assign \$333  = $signed(l1) + $signed(step1);
   assign \$334  = \$331  ? \$332  : \$333 ;
-  assign \$335  = phase_step2 | phase_reset2;
-  assign \$336  = phase2 + 1'h1;
-  assign \$337  = phase_reset2 ? 9'h000 : \$336 ;
-  assign \$338  = ~ job[456];
-  assign \$339  = phase2 + 1'h1;
-  assign \$340  = phase_reset2 ? 9'h000 : \$339 ;
-  assign \$341  = \$340  == stride_m1_2;
-  assign \$342  = \$338  | \$341 ;
-  assign \$343  = phase2 + 1'h1;
-  assign \$344  = phase_reset2 ? 9'h000 : \$343 ;
-  assign \$345  = \$344  == out_len_m1_2;
-  assign \$346  = \$342  | \$345 ;
-  assign \$347  = tap_reset2 | phase_step2;
-  assign \$348  = \$347  | phase_reset2;
-  assign \$349  = wrapped_next2 ? l00_m1_2 : l00_2;
-  assign \$350  = ! kernel_m1_2;
-  assign \$351  = wrapped_next2 ? h00_m1_2 : h00_2;
-  assign \$352  = k2 + 1'h1;
-  assign \$353  = kd2 + job[343:336];
-  assign \$354  = k2 + 1'h1;
-  assign \$355  = \$354  == kernel_m1_2;
-  assign \$356  = rb2 < dr2;
-  assign \$357  = rb2 + stride_less_dr2;
-  assign \$358  = rb2 - dr2;
-  assign \$359  = \$356  ? { 1'h0, \$357  } : { \$358 [8], \$358  };
-  assign \$360  = ra2 >= stride_less_dr2;
-  assign \$361  = ra2 - stride_less_dr2;
-  assign \$362  = ra2 + dr2;
-  assign \$363  = \$360  ? { \$361 [8], \$361  } : { 1'h0, \$362  };
-  assign \$364  = ~ job[456];
-  assign \$365  = ra2 >= stride_less_dr2;
-  assign \$366  = ~ \$365 ;
-  assign \$367  = rb2 < dr2;
-  assign \$368  = job[456] ? \$367  : \$366 ;
-  assign \$369  = $signed(l2) + $signed(step_plus_one2);
-  assign \$370  = $signed(l2) + $signed(step2);
-  assign \$371  = \$368  ? \$369  : \$370 ;
-  assign \$372  = ~ job[456];
-  assign \$373  = rb2 < dr2;
-  assign \$374  = ~ \$373 ;
-  assign \$375  = rb2 < dr2;
-  assign \$376  = job[456] ? \$375  : \$374 ;
-  assign \$377  = $signed(h2) + $signed(step_plus_one2);
-  assign \$378  = $signed(h2) + $signed(step2);
-  assign \$379  = \$376  ? \$377  : \$378 ;
-  assign \$380  = ! in_chunks_m1;
-  assign \$381  = weights + 4'h8;
-  assign \$382  = ~ last_chunk;
-  assign \$383  = chunk + 1'h1;
-  assign \$384  = chunk + 1'h1;
-  assign \$385  = \$384  == in_chunks_m1;
-  assign \$386  = ! in_chunks_m1;
-  assign \$387  = ~ last_tap2;
-  assign \$388  = ~ last_tap1;
-  assign \$389  = ~ last_tap0;
-  assign \$390  = ~ last_phase2;
-  assign \$391  = ~ last_phase1;
-  always @(posedge clk)
-    product <= \$392 ;
-  always @(posedge clk)
-    multiplicand <= \$393 ;
-  always @(posedge clk)
-    multiplier <= \$394 ;
-  always @(posedge clk)
-    which <= \$395 ;
-  always @(posedge clk)
-    axis <= \$396 ;
-  always @(posedge clk)
-    res_axis <= \$397 ;
-  always @(posedge clk)
-    res_which <= \$398 ;
-  always @(posedge clk)
-    l00_0 <= \$399 ;
-  always @(posedge clk)
-    rb00_0 <= \$400 ;
-  always @(posedge clk)
-    h00_0 <= \$401 ;
-  always @(posedge clk)
-    ra0_0 <= \$402 ;
-  always @(posedge clk)
-    q5_0 <= \$403 ;
-  always @(posedge clk)
-    r5_0 <= \$404 ;
+  assign \$335  = ~ job[456];
+  assign \$336  = rb1 < dr1;
+  assign \$337  = ~ \$336 ;
+  assign \$338  = rb1 < dr1;
+  assign \$339  = job[456] ? \$338  : \$337 ;
+  assign \$340  = $signed(h1) + $signed(step_plus_one1);
+  assign \$341  = $signed(h1) + $signed(step1);
+  assign \$342  = \$339  ? \$340  : \$341 ;
+  assign \$343  = phase_step2 | phase_reset2;
+  assign \$344  = phase2 + 1'h1;
+  assign \$345  = phase_reset2 ? 9'h000 : \$344 ;
+  assign \$346  = ~ job[456];
+  assign \$347  = phase2 + 1'h1;
+  assign \$348  = phase_reset2 ? 9'h000 : \$347 ;
+  assign \$349  = \$348  == stride_m1_2;
+  assign \$350  = \$346  | \$349 ;
+  assign \$351  = phase2 + 1'h1;
+  assign \$352  = phase_reset2 ? 9'h000 : \$351 ;
+  assign \$353  = \$352  == out_len_m1_2;
+  assign \$354  = \$350  | \$353 ;
+  assign \$355  = tap_reset2 | phase_step2;
+  assign \$356  = \$355  | phase_reset2;
+  assign \$357  = wrapped_next2 ? l00_m1_2 : l00_2;
+  assign \$358  = ! \$75 [7:0];
+  assign \$359  = ! kernel_m1_2;
+  assign \$360  = wrapped_next2 ? h00_m1_2 : h00_2;
+  assign \$361  = k2 + 1'h1;
+  assign \$362  = kd2 + job[343:336];
+  assign \$363  = k2 + 1'h1;
+  assign \$364  = \$363  == kernel_m1_2;
+  assign \$365  = rb2 < dr2;
+  assign \$366  = rb2 + stride_less_dr2;
+  assign \$367  = rb2 - dr2;
+  assign \$368  = \$365  ? { 1'h0, \$366  } : { \$367 [8], \$367  };
+  assign \$369  = rb2 < dr2;
+  assign \$370  = ~ \$369 ;
+  assign \$371  = rb2 == dr2;
+  assign \$372  = \$370  & \$371 ;
+  assign \$373  = ra2 >= stride_less_dr2;
+  assign \$374  = ra2 - stride_less_dr2;
+  assign \$375  = ra2 + dr2;
+  assign \$376  = \$373  ? { \$374 [8], \$374  } : { 1'h0, \$375  };
+  assign \$377  = ~ job[456];
+  assign \$378  = ra2 >= stride_less_dr2;
+  assign \$379  = ~ \$378 ;
+  assign \$380  = rb2 < dr2;
+  assign \$381  = job[456] ? \$380  : \$379 ;
+  assign \$382  = $signed(l2) + $signed(step_plus_one2);
+  assign \$383  = $signed(l2) + $signed(step2);
+  assign \$384  = \$381  ? \$382  : \$383 ;
+  assign \$385  = ~ job[456];
+  assign \$386  = rb2 < dr2;
+  assign \$387  = ~ \$386 ;
+  assign \$388  = rb2 < dr2;
+  assign \$389  = job[456] ? \$388  : \$387 ;
+  assign \$390  = $signed(h2) + $signed(step_plus_one2);
+  assign \$391  = $signed(h2) + $signed(step2);
+  assign \$392  = \$389  ? \$390  : \$391 ;
+  assign \$393  = ! in_chunks_m1;
+  assign \$394  = reaches ? 11'h008 : tap_words;
+  assign \$395  = weights + \$394 ;
+  assign \$396  = ~ chunk_end;
+  assign \$397  = chunk + 1'h1;
+  assign \$398  = chunk + 1'h1;
+  assign \$399  = \$398  == in_chunks_m1;
+  assign \$400  = ! in_chunks_m1;
+  assign \$401  = ~ last_tap2;
+  assign \$402  = ~ last_tap1;
+  assign \$403  = ~ last_tap0;
+  assign \$404  = ~ last_phase2;
+  assign \$405  = ~ last_phase1;
   \convhw.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
@@ -27421,2149 +27469,2577 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$406  = dr0;
-    if (\$97 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$406  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$406  = 8'h00;
-    end
-    if (rst) begin
-      \$406  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$407  = x0_0;
-    if (\$97 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$407  = product;
-      endcase
-    end
-    if (flush) begin
-      \$407  = 18'h00000;
-    end
-    if (rst) begin
-      \$407  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$408  = stride_less_dr0;
-    if (\$97 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$408  = \$109 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$408  = 8'h00;
-    end
-    if (rst) begin
-      \$408  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$409  = step_plus_one0;
-    if (\$97 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$409  = \$113 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$409  = 10'h000;
-    end
-    if (rst) begin
-      \$409  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$410  = l00_1;
-    if (\$115 ) begin
-      casez (res_which)
-        2'h0:
-            \$410  = \$16 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$410  = 18'h00000;
-    end
-    if (rst) begin
-      \$410  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$411  = rb00_1;
-    if (\$115 ) begin
-      casez (res_which)
-        2'h0:
-            \$411  = remainder;
-        2'h1:
-            if (\$123 ) begin
-              \$411  = remainder;
-            end
-      endcase
-    end
-    if (flush) begin
-      \$411  = 8'h00;
-    end
-    if (rst) begin
-      \$411  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$412  = h00_1;
-    if (\$115 ) begin
-      casez (res_which)
-        2'h0:
-            \$412  = \$21 [17:0];
-        2'h1:
-            if (\$123 ) begin
-              \$412  = \$21 [17:0];
-            end
-      endcase
-    end
-    if (flush) begin
-      \$412  = 18'h00000;
-    end
-    if (rst) begin
-      \$412  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$413  = ra0_1;
-    if (\$115 ) begin
-      casez (res_which)
-        2'h0:
-            \$413  = \$120 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$413  = 8'h00;
-    end
-    if (rst) begin
-      \$413  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$414  = q5_1;
-    if (\$115 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$414  = \$121 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$414  = 16'h0000;
-    end
-    if (rst) begin
-      \$414  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$415  = r5_1;
-    if (\$115 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$415  = \$122 ;
-      endcase
-    end
-    if (flush) begin
-      \$415  = 8'h00;
-    end
-    if (rst) begin
-      \$415  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$416  = step1;
-    if (\$115 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$416  = \$126 [8:0];
-      endcase
-    end
-    if (flush) begin
-      \$416  = 9'h000;
-    end
-    if (rst) begin
-      \$416  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$417  = dr1;
-    if (\$115 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$417  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$417  = 8'h00;
-    end
-    if (rst) begin
-      \$417  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$418  = x0_1;
-    if (\$115 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$418  = product;
-      endcase
-    end
-    if (flush) begin
-      \$418  = 18'h00000;
-    end
-    if (rst) begin
-      \$418  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$419  = stride_less_dr1;
-    if (\$115 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$419  = \$127 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$419  = 8'h00;
-    end
-    if (rst) begin
-      \$419  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$420  = step_plus_one1;
-    if (\$115 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$420  = \$131 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$420  = 10'h000;
-    end
-    if (rst) begin
-      \$420  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$421  = l00_2;
-    if (\$133 ) begin
-      casez (res_which)
-        2'h0:
-            \$421  = \$16 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$421  = 18'h00000;
-    end
-    if (rst) begin
-      \$421  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$422  = rb00_2;
-    if (\$133 ) begin
-      casez (res_which)
-        2'h0:
-            \$422  = remainder;
-        2'h1:
-            if (\$141 ) begin
-              \$422  = remainder;
-            end
-      endcase
-    end
-    if (flush) begin
-      \$422  = 8'h00;
-    end
-    if (rst) begin
-      \$422  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$423  = h00_2;
-    if (\$133 ) begin
-      casez (res_which)
-        2'h0:
-            \$423  = \$21 [17:0];
-        2'h1:
-            if (\$141 ) begin
-              \$423  = \$21 [17:0];
-            end
-      endcase
-    end
-    if (flush) begin
-      \$423  = 18'h00000;
-    end
-    if (rst) begin
-      \$423  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$424  = ra0_2;
-    if (\$133 ) begin
-      casez (res_which)
-        2'h0:
-            \$424  = \$138 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$424  = 8'h00;
-    end
-    if (rst) begin
-      \$424  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$425  = q5_2;
-    if (\$133 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$425  = \$139 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$425  = 16'h0000;
-    end
-    if (rst) begin
-      \$425  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$426  = r5_2;
-    if (\$133 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$426  = \$140 ;
-      endcase
-    end
-    if (flush) begin
-      \$426  = 8'h00;
-    end
-    if (rst) begin
-      \$426  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$427  = step2;
-    if (\$133 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$427  = \$144 [8:0];
-      endcase
-    end
-    if (flush) begin
-      \$427  = 9'h000;
-    end
-    if (rst) begin
-      \$427  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$428  = dr2;
-    if (\$133 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$428  = remainder;
-      endcase
-    end
-    if (flush) begin
-      \$428  = 8'h00;
-    end
-    if (rst) begin
-      \$428  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$429  = x0_2;
-    if (\$133 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$429  = product;
-      endcase
-    end
-    if (flush) begin
-      \$429  = 18'h00000;
-    end
-    if (rst) begin
-      \$429  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$430  = stride_less_dr2;
-    if (\$133 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$430  = \$145 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$430  = 8'h00;
-    end
-    if (rst) begin
-      \$430  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$431  = step_plus_one2;
-    if (\$133 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$431  = \$149 [9:0];
-      endcase
-    end
-    if (flush) begin
-      \$431  = 10'h000;
-    end
-    if (rst) begin
-      \$431  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$432  = \$151 ;
-    if (flush) begin
-      \$432  = 1'h1;
-    end
-    if (rst) begin
-      \$432  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$433  = \$152 [13:0];
-    if (flush) begin
-      \$433  = 14'h0000;
-    end
-    if (rst) begin
-      \$433  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$434  = \$153 [7:0];
-    if (flush) begin
-      \$434  = 8'h00;
-    end
-    if (rst) begin
-      \$434  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$435  = \$154 [7:0];
-    if (flush) begin
-      \$435  = 8'h00;
-    end
-    if (rst) begin
-      \$435  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$436  = \$155 [15:0];
-    if (flush) begin
-      \$436  = 16'h0000;
-    end
-    if (rst) begin
-      \$436  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$437  = \$156 [17:0];
-    if (flush) begin
-      \$437  = 18'h00000;
-    end
-    if (rst) begin
-      \$437  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$438  = \$157 [17:0];
-    if (flush) begin
-      \$438  = 18'h00000;
-    end
-    if (rst) begin
-      \$438  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$439  = \$158 [7:0];
-    if (flush) begin
-      \$439  = 8'h00;
-    end
-    if (rst) begin
-      \$439  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$440  = \$159 [7:0];
-    if (flush) begin
-      \$440  = 8'h00;
-    end
-    if (rst) begin
-      \$440  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$441  = \$160 [15:0];
-    if (flush) begin
-      \$441  = 16'h0000;
-    end
-    if (rst) begin
-      \$441  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$442  = \$161 [17:0];
-    if (flush) begin
-      \$442  = 18'h00000;
-    end
-    if (rst) begin
-      \$442  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$443  = \$162 [17:0];
-    if (flush) begin
-      \$443  = 18'h00000;
-    end
-    if (rst) begin
-      \$443  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$444  = \$163 [7:0];
-    if (flush) begin
-      \$444  = 8'h00;
-    end
-    if (rst) begin
-      \$444  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$445  = \$164 [7:0];
-    if (flush) begin
-      \$445  = 8'h00;
-    end
-    if (rst) begin
-      \$445  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$446  = \$165 [15:0];
-    if (flush) begin
-      \$446  = 16'h0000;
-    end
-    if (rst) begin
-      \$446  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$447  = \$166 [17:0];
-    if (flush) begin
-      \$447  = 18'h00000;
-    end
-    if (rst) begin
-      \$447  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$448  = \$167 [17:0];
-    if (flush) begin
-      \$448  = 18'h00000;
-    end
-    if (rst) begin
-      \$448  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$449  = valid_e1;
-    if (move) begin
-      \$449  = running;
-    end
-    if (\start$13 ) begin
-      \$449  = 1'h0;
-    end
-    if (flush) begin
-      \$449  = 1'h0;
-    end
-    if (rst) begin
-      \$449  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$450  = tap_valid_e1;
-    if (move) begin
-      \$450  = \$174 ;
-    end
-    if (flush) begin
-      \$450  = 1'h0;
-    end
-    if (rst) begin
-      \$450  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$451  = end_of_phase_e1;
-    if (move) begin
-      \$451  = \$175 ;
-    end
-    if (flush) begin
-      \$451  = 1'h0;
-    end
-    if (rst) begin
-      \$451  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$452  = last_e1;
-    if (move) begin
-      \$452  = \$177 ;
-    end
-    if (flush) begin
-      \$452  = 1'h0;
-    end
-    if (rst) begin
-      \$452  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$453  = weights_e1;
-    if (move) begin
-      \$453  = weights;
-    end
-    if (flush) begin
-      \$453  = 11'h000;
-    end
-    if (rst) begin
-      \$453  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$454  = chunk_e1;
-    if (move) begin
-      \$454  = chunk;
-    end
-    if (flush) begin
-      \$454  = 14'h0000;
-    end
-    if (rst) begin
-      \$454  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$455  = n0_e1;
-    if (move) begin
-      \$455  = \$179 [15:0];
-    end
-    if (flush) begin
-      \$455  = 16'h0000;
-    end
-    if (rst) begin
-      \$455  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$456  = phase0_e1;
-    if (move) begin
-      \$456  = phase0;
-    end
-    if (flush) begin
-      \$456  = 8'h00;
-    end
-    if (rst) begin
-      \$456  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$457  = x0kd0_e1;
-    if (move) begin
-      \$457  = \$180 [17:0];
-    end
-    if (flush) begin
-      \$457  = 18'h00000;
-    end
-    if (rst) begin
-      \$457  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$458  = l0_e1;
-    if (move) begin
-      \$458  = l0;
-    end
-    if (flush) begin
-      \$458  = 18'h00000;
-    end
-    if (rst) begin
-      \$458  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$459  = h0_e1;
-    if (move) begin
-      \$459  = h0;
-    end
-    if (flush) begin
-      \$459  = 18'h00000;
-    end
-    if (rst) begin
-      \$459  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$460  = ra0_e1;
-    if (move) begin
-      \$460  = ra0;
-    end
-    if (flush) begin
-      \$460  = 8'h00;
-    end
-    if (rst) begin
-      \$460  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$461  = positive0_e1;
-    if (move) begin
-      \$461  = \$181 ;
-    end
-    if (flush) begin
-      \$461  = 1'h0;
-    end
-    if (rst) begin
-      \$461  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$462  = first0_e1;
-    if (move) begin
-      \$462  = \$183 ;
-    end
-    if (flush) begin
-      \$462  = 18'h00000;
-    end
-    if (rst) begin
-      \$462  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$463  = n1_e1;
-    if (move) begin
-      \$463  = \$185 [15:0];
-    end
-    if (flush) begin
-      \$463  = 16'h0000;
-    end
-    if (rst) begin
-      \$463  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$464  = phase1_e1;
-    if (move) begin
-      \$464  = phase1;
-    end
-    if (flush) begin
-      \$464  = 8'h00;
-    end
-    if (rst) begin
-      \$464  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$465  = x0kd1_e1;
-    if (move) begin
-      \$465  = \$186 [17:0];
-    end
-    if (flush) begin
-      \$465  = 18'h00000;
-    end
-    if (rst) begin
-      \$465  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$466  = l1_e1;
-    if (move) begin
-      \$466  = l1;
-    end
-    if (flush) begin
-      \$466  = 18'h00000;
-    end
-    if (rst) begin
-      \$466  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$467  = h1_e1;
-    if (move) begin
-      \$467  = h1;
-    end
-    if (flush) begin
-      \$467  = 18'h00000;
-    end
-    if (rst) begin
-      \$467  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$468  = ra1_e1;
-    if (move) begin
-      \$468  = ra1;
-    end
-    if (flush) begin
-      \$468  = 8'h00;
-    end
-    if (rst) begin
-      \$468  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$469  = positive1_e1;
-    if (move) begin
-      \$469  = \$187 ;
-    end
-    if (flush) begin
-      \$469  = 1'h0;
-    end
-    if (rst) begin
-      \$469  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$470  = first1_e1;
-    if (move) begin
-      \$470  = \$189 ;
-    end
-    if (flush) begin
-      \$470  = 18'h00000;
-    end
-    if (rst) begin
-      \$470  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$471  = n2_e1;
-    if (move) begin
-      \$471  = \$191 [15:0];
-    end
-    if (flush) begin
-      \$471  = 16'h0000;
-    end
-    if (rst) begin
-      \$471  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$472  = phase2_e1;
-    if (move) begin
-      \$472  = phase2;
-    end
-    if (flush) begin
-      \$472  = 8'h00;
-    end
-    if (rst) begin
-      \$472  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$473  = x0kd2_e1;
-    if (move) begin
-      \$473  = \$192 [17:0];
-    end
-    if (flush) begin
-      \$473  = 18'h00000;
-    end
-    if (rst) begin
-      \$473  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$474  = l2_e1;
-    if (move) begin
-      \$474  = l2;
-    end
-    if (flush) begin
-      \$474  = 18'h00000;
-    end
-    if (rst) begin
-      \$474  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$475  = h2_e1;
-    if (move) begin
-      \$475  = h2;
-    end
-    if (flush) begin
-      \$475  = 18'h00000;
-    end
-    if (rst) begin
-      \$475  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$476  = ra2_e1;
-    if (move) begin
-      \$476  = ra2;
-    end
-    if (flush) begin
-      \$476  = 8'h00;
-    end
-    if (rst) begin
-      \$476  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$477  = positive2_e1;
-    if (move) begin
-      \$477  = \$193 ;
-    end
-    if (flush) begin
-      \$477  = 1'h0;
-    end
-    if (rst) begin
-      \$477  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$478  = first2_e1;
-    if (move) begin
-      \$478  = \$195 ;
-    end
-    if (flush) begin
-      \$478  = 18'h00000;
-    end
-    if (rst) begin
-      \$478  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$479  = valid_e2;
-    if (move) begin
-      \$479  = valid_e1;
-    end
-    if (\start$13 ) begin
-      \$479  = 1'h0;
-    end
-    if (flush) begin
-      \$479  = 1'h0;
-    end
-    if (rst) begin
-      \$479  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$480  = tap_valid_e2;
-    if (move) begin
-      \$480  = tap_valid_e1;
-    end
-    if (flush) begin
-      \$480  = 1'h0;
-    end
-    if (rst) begin
-      \$480  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$481  = end_of_phase_e2;
-    if (move) begin
-      \$481  = end_of_phase_e1;
-    end
-    if (flush) begin
-      \$481  = 1'h0;
-    end
-    if (rst) begin
-      \$481  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$482  = last_e2;
-    if (move) begin
-      \$482  = last_e1;
-    end
-    if (flush) begin
-      \$482  = 1'h0;
-    end
-    if (rst) begin
-      \$482  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$483  = weights_e2;
-    if (move) begin
-      \$483  = weights_e1;
-    end
-    if (flush) begin
-      \$483  = 11'h000;
-    end
-    if (rst) begin
-      \$483  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$484  = chunk_e2;
-    if (move) begin
-      \$484  = chunk_e1;
-    end
-    if (flush) begin
-      \$484  = 14'h0000;
-    end
-    if (rst) begin
-      \$484  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$485  = span0_e2;
-    if (move) begin
-      \$485  = \$198 ;
-    end
-    if (flush) begin
-      \$485  = 19'h00000;
-    end
-    if (rst) begin
-      \$485  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$486  = nonpositive0_e2;
-    if (move) begin
-      \$486  = \$201 ;
-    end
-    if (flush) begin
-      \$486  = 1'h0;
-    end
-    if (rst) begin
-      \$486  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$487  = n0_e2;
-    if (move) begin
-      \$487  = n0_e1;
-    end
-    if (flush) begin
-      \$487  = 16'h0000;
-    end
-    if (rst) begin
-      \$487  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$488  = phase0_e2;
-    if (move) begin
-      \$488  = phase0_e1;
-    end
-    if (flush) begin
-      \$488  = 8'h00;
-    end
-    if (rst) begin
-      \$488  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$489  = x0kd0_e2;
-    if (move) begin
-      \$489  = x0kd0_e1;
-    end
-    if (flush) begin
-      \$489  = 18'h00000;
-    end
-    if (rst) begin
-      \$489  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$490  = l0_e2;
-    if (move) begin
-      \$490  = l0_e1;
-    end
-    if (flush) begin
-      \$490  = 18'h00000;
-    end
-    if (rst) begin
-      \$490  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$491  = ra0_e2;
-    if (move) begin
-      \$491  = ra0_e1;
-    end
-    if (flush) begin
-      \$491  = 8'h00;
-    end
-    if (rst) begin
-      \$491  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$492  = positive0_e2;
-    if (move) begin
-      \$492  = positive0_e1;
-    end
-    if (flush) begin
-      \$492  = 1'h0;
-    end
-    if (rst) begin
-      \$492  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$493  = span1_e2;
-    if (move) begin
-      \$493  = \$204 ;
-    end
-    if (flush) begin
-      \$493  = 19'h00000;
-    end
-    if (rst) begin
-      \$493  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$494  = nonpositive1_e2;
-    if (move) begin
-      \$494  = \$207 ;
-    end
-    if (flush) begin
-      \$494  = 1'h0;
-    end
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$495  = n1_e2;
-    if (move) begin
-      \$495  = n1_e1;
-    end
-    if (flush) begin
-      \$495  = 16'h0000;
-    end
-    if (rst) begin
-      \$495  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$496  = phase1_e2;
-    if (move) begin
-      \$496  = phase1_e1;
-    end
-    if (flush) begin
-      \$496  = 8'h00;
-    end
-    if (rst) begin
-      \$496  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$497  = x0kd1_e2;
-    if (move) begin
-      \$497  = x0kd1_e1;
-    end
-    if (flush) begin
-      \$497  = 18'h00000;
-    end
-    if (rst) begin
-      \$497  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$498  = l1_e2;
-    if (move) begin
-      \$498  = l1_e1;
-    end
-    if (flush) begin
-      \$498  = 18'h00000;
-    end
-    if (rst) begin
-      \$498  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$499  = ra1_e2;
-    if (move) begin
-      \$499  = ra1_e1;
-    end
-    if (flush) begin
-      \$499  = 8'h00;
-    end
-    if (rst) begin
-      \$499  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$500  = positive1_e2;
-    if (move) begin
-      \$500  = positive1_e1;
-    end
-    if (flush) begin
-      \$500  = 1'h0;
-    end
-    if (rst) begin
-      \$500  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$501  = span2_e2;
-    if (move) begin
-      \$501  = \$210 ;
-    end
-    if (flush) begin
-      \$501  = 19'h00000;
-    end
-    if (rst) begin
-      \$501  = 19'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$502  = nonpositive2_e2;
-    if (move) begin
-      \$502  = \$213 ;
-    end
-    if (flush) begin
-      \$502  = 1'h0;
-    end
-    if (rst) begin
-      \$502  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$503  = n2_e2;
-    if (move) begin
-      \$503  = n2_e1;
-    end
-    if (flush) begin
-      \$503  = 16'h0000;
-    end
-    if (rst) begin
-      \$503  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$504  = phase2_e2;
-    if (move) begin
-      \$504  = phase2_e1;
-    end
-    if (flush) begin
-      \$504  = 8'h00;
-    end
-    if (rst) begin
-      \$504  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$505  = x0kd2_e2;
-    if (move) begin
-      \$505  = x0kd2_e1;
-    end
-    if (flush) begin
-      \$505  = 18'h00000;
-    end
-    if (rst) begin
-      \$505  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$506  = l2_e2;
-    if (move) begin
-      \$506  = l2_e1;
-    end
-    if (flush) begin
-      \$506  = 18'h00000;
-    end
-    if (rst) begin
-      \$506  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$507  = ra2_e2;
-    if (move) begin
-      \$507  = ra2_e1;
-    end
-    if (flush) begin
-      \$507  = 8'h00;
-    end
-    if (rst) begin
-      \$507  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$508  = positive2_e2;
-    if (move) begin
-      \$508  = positive2_e1;
-    end
-    if (flush) begin
-      \$508  = 1'h0;
-    end
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$509  = passes__valid;
-    if (move) begin
-      \$509  = emit;
-    end
-    if (\start$13 ) begin
-      \$509  = 1'h0;
-    end
-    if (flush) begin
-      \$509  = 1'h0;
-    end
-    if (rst) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$510  = last_out;
-    if (move) begin
-      \$510  = \$214 ;
-    end
-    if (\start$13 ) begin
-      \$510  = 1'h0;
-    end
-    if (flush) begin
-      \$510  = 1'h0;
-    end
-    if (rst) begin
-      \$510  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$511  = passes__payload;
-    if (move) begin
-      \$511 [163:153] = \$215 ;
-      \$511 [177:164] = \$216 ;
-      \$511 [178] = init;
-      \$511 [179] = zero_pass;
-      \$511 [15:0] = { 8'h00, \$220  };
-      \$511 [32:16] = { 1'h0, n0_e2 };
-      \$511 [50:33] = \$223 [17:0];
-      if (\$225 ) begin
-        \$511 [32:16] = span0_e2[16:0];
-        if (positive0_e2) begin
-          \$511 [15:0] = \$226 [15:0];
-          \$511 [50:33] = { 10'h000, \$227  };
-        end
-      end
-      begin
-        begin
-          \$511 [66:51] = { 8'h00, \$228  };
-          \$511 [83:67] = { 1'h0, n1_e2 };
-          \$511 [101:84] = \$231 [17:0];
-        end
-      end
-      if (\$233 ) begin
-        \$511 [83:67] = span1_e2[16:0];
-        if (positive1_e2) begin
-          \$511 [66:51] = \$234 [15:0];
-          \$511 [101:84] = { 10'h000, \$235  };
-        end
-      end
-      begin
-        begin
-          \$511 [117:102] = { 8'h00, \$236  };
-          \$511 [134:118] = { 1'h0, n2_e2 };
-          \$511 [152:135] = \$239 [17:0];
-        end
-      end
-      if (\$241 ) begin
-        \$511 [134:118] = span2_e2[16:0];
-        if (positive2_e2) begin
-          \$511 [117:102] = \$242 [15:0];
-          \$511 [152:135] = { 10'h000, \$243  };
-        end
-      end
-    end
-    if (flush) begin
-      \$511  = 180'h000000000000000000000000000000000000000000000;
-    end
-    if (rst) begin
-      \$511  = 180'h000000000000000000000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$512  = emitted_in_phase;
-    if (move) begin
-      if (valid_e2) begin
-        \$512  = \$219 ;
-      end
-    end
-    if (\start$13 ) begin
-      \$512  = 1'h0;
-    end
-    if (flush) begin
-      \$512  = 1'h0;
-    end
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$513  = \$244 ;
-    if (flush) begin
-      \$513  = 1'h0;
-    end
-    if (rst) begin
-      \$513  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$514  = phase0;
-    if (\$245 ) begin
-      \$514  = \$247 [7:0];
-    end
-    if (flush) begin
-      \$514  = 8'h00;
-    end
-    if (rst) begin
-      \$514  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$515  = wrapped0;
-    if (\$245 ) begin
-      \$515  = wrapped_next0;
-    end
-    if (flush) begin
-      \$515  = 1'h0;
-    end
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$516  = rb_ph0;
-    if (\$245 ) begin
-      \$516  = \$49 [7:0];
-    end
-    if (flush) begin
-      \$516  = 8'h00;
-    end
-    if (rst) begin
-      \$516  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$517  = last_phase0;
-    if (\$245 ) begin
-      \$517  = \$256 ;
-    end
-    if (flush) begin
-      \$517  = 1'h0;
-    end
-    if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$518  = k0;
-    if (\$258 ) begin
-      \$518  = 8'h00;
-    end else if (tap_step0) begin
-      \$518  = \$262 [7:0];
-    end
-    if (flush) begin
-      \$518  = 8'h00;
-    end
-    if (rst) begin
-      \$518  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$519  = kd0;
-    if (\$258 ) begin
-      \$519  = 16'h0000;
-    end else if (tap_step0) begin
-      \$519  = \$263 [15:0];
-    end
-    if (flush) begin
-      \$519  = 16'h0000;
-    end
-    if (rst) begin
-      \$519  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$520  = l0;
-    if (\$258 ) begin
-      \$520  = \$259 ;
-    end else if (tap_step0) begin
-      \$520  = \$281 [17:0];
-    end
-    if (flush) begin
-      \$520  = 18'h00000;
-    end
-    if (rst) begin
-      \$520  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$521  = rb0;
-    if (\$258 ) begin
-      \$521  = \$49 [7:0];
-    end else if (tap_step0) begin
-      \$521  = \$269 [7:0];
-    end
-    if (flush) begin
-      \$521  = 8'h00;
-    end
-    if (rst) begin
-      \$521  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$522  = last_tap0;
-    if (\$258 ) begin
-      \$522  = \$260 ;
-    end else if (tap_step0) begin
-      \$522  = \$265 ;
-    end
-    if (flush) begin
-      \$522  = 1'h0;
-    end
-    if (rst) begin
-      \$522  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$523  = h0;
-    if (\$258 ) begin
-      \$523  = \$261 ;
-    end else if (tap_step0) begin
-      \$523  = \$289 [17:0];
-    end
-    if (flush) begin
-      \$523  = 18'h00000;
-    end
-    if (rst) begin
-      \$523  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$524  = ra0;
-    if (\$258 ) begin
-      \$524  = ra0_0;
-    end else if (tap_step0) begin
-      \$524  = \$273 [7:0];
-    end
-    if (flush) begin
-      \$524  = 8'h00;
-    end
-    if (rst) begin
-      \$524  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$525  = phase1;
-    if (\$290 ) begin
-      \$525  = \$292 [7:0];
-    end
-    if (flush) begin
-      \$525  = 8'h00;
-    end
-    if (rst) begin
-      \$525  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$526  = wrapped1;
-    if (\$290 ) begin
-      \$526  = wrapped_next1;
-    end
-    if (flush) begin
-      \$526  = 1'h0;
-    end
-    if (rst) begin
-      \$526  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$527  = rb_ph1;
-    if (\$290 ) begin
-      \$527  = \$60 [7:0];
-    end
-    if (flush) begin
-      \$527  = 8'h00;
-    end
-    if (rst) begin
-      \$527  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$528  = last_phase1;
-    if (\$290 ) begin
-      \$528  = \$301 ;
-    end
-    if (flush) begin
-      \$528  = 1'h0;
-    end
-    if (rst) begin
-      \$528  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$529  = k1;
-    if (\$303 ) begin
-      \$529  = 8'h00;
-    end else if (tap_step1) begin
-      \$529  = \$307 [7:0];
-    end
-    if (flush) begin
-      \$529  = 8'h00;
-    end
-    if (rst) begin
-      \$529  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$530  = kd1;
-    if (\$303 ) begin
-      \$530  = 16'h0000;
-    end else if (tap_step1) begin
-      \$530  = \$308 [15:0];
-    end
-    if (flush) begin
-      \$530  = 16'h0000;
-    end
-    if (rst) begin
-      \$530  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$531  = l1;
-    if (\$303 ) begin
-      \$531  = \$304 ;
-    end else if (tap_step1) begin
-      \$531  = \$326 [17:0];
-    end
-    if (flush) begin
-      \$531  = 18'h00000;
-    end
-    if (rst) begin
-      \$531  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$532  = rb1;
-    if (\$303 ) begin
-      \$532  = \$60 [7:0];
-    end else if (tap_step1) begin
-      \$532  = \$314 [7:0];
-    end
-    if (flush) begin
-      \$532  = 8'h00;
-    end
-    if (rst) begin
-      \$532  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$533  = last_tap1;
-    if (\$303 ) begin
-      \$533  = \$305 ;
-    end else if (tap_step1) begin
-      \$533  = \$310 ;
-    end
-    if (flush) begin
-      \$533  = 1'h0;
-    end
-    if (rst) begin
-      \$533  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$534  = h1;
-    if (\$303 ) begin
-      \$534  = \$306 ;
-    end else if (tap_step1) begin
-      \$534  = \$334 [17:0];
-    end
-    if (flush) begin
-      \$534  = 18'h00000;
-    end
-    if (rst) begin
-      \$534  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$535  = ra1;
-    if (\$303 ) begin
-      \$535  = ra0_1;
-    end else if (tap_step1) begin
-      \$535  = \$318 [7:0];
-    end
-    if (flush) begin
-      \$535  = 8'h00;
-    end
-    if (rst) begin
-      \$535  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$536  = phase2;
-    if (\$335 ) begin
-      \$536  = \$337 [7:0];
-    end
-    if (flush) begin
-      \$536  = 8'h00;
-    end
-    if (rst) begin
-      \$536  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$537  = wrapped2;
-    if (\$335 ) begin
-      \$537  = wrapped_next2;
-    end
-    if (flush) begin
-      \$537  = 1'h0;
-    end
-    if (rst) begin
-      \$537  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$538  = rb_ph2;
-    if (\$335 ) begin
-      \$538  = \$71 [7:0];
-    end
-    if (flush) begin
-      \$538  = 8'h00;
-    end
-    if (rst) begin
-      \$538  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$539  = last_phase2;
-    if (\$335 ) begin
-      \$539  = \$346 ;
-    end
-    if (flush) begin
-      \$539  = 1'h0;
-    end
-    if (rst) begin
-      \$539  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$540  = k2;
-    if (\$348 ) begin
-      \$540  = 8'h00;
-    end else if (tap_step2) begin
-      \$540  = \$352 [7:0];
-    end
-    if (flush) begin
-      \$540  = 8'h00;
-    end
-    if (rst) begin
-      \$540  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$541  = kd2;
-    if (\$348 ) begin
-      \$541  = 16'h0000;
-    end else if (tap_step2) begin
-      \$541  = \$353 [15:0];
-    end
-    if (flush) begin
-      \$541  = 16'h0000;
-    end
-    if (rst) begin
-      \$541  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$542  = l2;
-    if (\$348 ) begin
-      \$542  = \$349 ;
-    end else if (tap_step2) begin
-      \$542  = \$371 [17:0];
-    end
-    if (flush) begin
-      \$542  = 18'h00000;
-    end
-    if (rst) begin
-      \$542  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$543  = rb2;
-    if (\$348 ) begin
-      \$543  = \$71 [7:0];
-    end else if (tap_step2) begin
-      \$543  = \$359 [7:0];
-    end
-    if (flush) begin
-      \$543  = 8'h00;
-    end
-    if (rst) begin
-      \$543  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$544  = last_tap2;
-    if (\$348 ) begin
-      \$544  = \$350 ;
-    end else if (tap_step2) begin
-      \$544  = \$355 ;
-    end
-    if (flush) begin
-      \$544  = 1'h0;
-    end
-    if (rst) begin
-      \$544  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$545  = h2;
-    if (\$348 ) begin
-      \$545  = \$351 ;
-    end else if (tap_step2) begin
-      \$545  = \$379 [17:0];
-    end
-    if (flush) begin
-      \$545  = 18'h00000;
-    end
-    if (rst) begin
-      \$545  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$546  = ra2;
-    if (\$348 ) begin
-      \$546  = ra0_2;
-    end else if (tap_step2) begin
-      \$546  = \$363 [7:0];
-    end
-    if (flush) begin
-      \$546  = 8'h00;
-    end
-    if (rst) begin
-      \$546  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$547  = running;
+    tap_reset2 = 1'h0;
     if (setup_done) begin
-      \$547  = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$382 ) begin
+      if (\$76 ) begin
+      end else begin
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+          tap_reset2 = 1'h1;
+        end else if (\$79 ) begin
+          tap_reset2 = 1'h1;
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    tap_step0 = 1'h0;
+    if (setup_done) begin
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$76 ) begin
+      end else begin
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
+          tap_step0 = 1'h1;
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    tap_reset1 = 1'h0;
+    if (setup_done) begin
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$76 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$387 ) begin
-        end else if (\$388 ) begin
-        end else if (\$389 ) begin
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
+          tap_reset1 = 1'h1;
         end else begin
           if (last_phase) begin
-            \$547  = 1'h0;
+          end else if (\$80 ) begin
+            tap_reset1 = 1'h1;
+          end
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    phase_step2 = 1'h0;
+    if (setup_done) begin
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$76 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
+        end else begin
+          if (last_phase) begin
+          end else if (\$80 ) begin
+            phase_step2 = 1'h1;
+          end
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    tap_reset0 = 1'h0;
+    if (setup_done) begin
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$76 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
+        end else begin
+          if (last_phase) begin
+          end else if (\$80 ) begin
+            tap_reset0 = 1'h1;
+          end else if (\$81 ) begin
+            tap_reset0 = 1'h1;
+          end
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    phase_step1 = 1'h0;
+    if (setup_done) begin
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$76 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
+        end else begin
+          if (last_phase) begin
+          end else if (\$80 ) begin
+          end else if (\$81 ) begin
+            phase_step1 = 1'h1;
+          end
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    phase_step0 = 1'h0;
+    if (setup_done) begin
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$76 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
+        end else begin
+          (* full_case = 32'd1 *)
+          if (last_phase) begin
+          end else if (\$80 ) begin
+          end else if (\$81 ) begin
+          end else begin
+            phase_step0 = 1'h1;
+          end
+        end
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$406  = product;
+    if (\$83 ) begin
+      \$406  = \$87 ;
+    end else if (\$84 ) begin
+      if (multiplier[0]) begin
+        \$406  = \$89 [17:0];
+      end
+    end
+    if (flush) begin
+      \$406  = 18'h00000;
+    end
+    if (rst) begin
+      \$406  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$407  = multiplicand;
+    if (\$83 ) begin
+      \$407  = { 2'h0, \$signal [71:56] };
+    end else if (\$84 ) begin
+      \$407  = \$90 [17:0];
+    end
+    if (flush) begin
+      \$407  = 18'h00000;
+    end
+    if (rst) begin
+      \$407  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$408  = multiplier;
+    if (\$83 ) begin
+      \$408  = \$88 ;
+    end else if (\$84 ) begin
+      \$408  = \$91 ;
+    end
+    if (flush) begin
+      \$408  = 8'h00;
+    end
+    if (rst) begin
+      \$408  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$409  = which;
+    if (start) begin
+      \$409  = \$94 [1:0];
+    end
+    if (flush) begin
+      \$409  = 2'h0;
+    end
+    if (rst) begin
+      \$409  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$410  = axis;
+    if (start) begin
+      \$410  = \$99 [1:0];
+    end
+    if (flush) begin
+      \$410  = 2'h0;
+    end
+    if (rst) begin
+      \$410  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$411  = res_axis;
+    if (start) begin
+      \$411  = axis;
+    end
+    if (flush) begin
+      \$411  = 2'h0;
+    end
+    if (rst) begin
+      \$411  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$412  = res_which;
+    if (start) begin
+      \$412  = which;
+    end
+    if (flush) begin
+      \$412  = 2'h0;
+    end
+    if (rst) begin
+      \$412  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$413  = l00_0;
+    if (\$101 ) begin
+      casez (res_which)
+        2'h0:
+            \$413  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$413  = 18'h00000;
+    end
+    if (rst) begin
+      \$413  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$414  = rb00_0;
+    if (\$101 ) begin
+      casez (res_which)
+        2'h0:
+            \$414  = remainder;
+        2'h1:
+            if (\$109 ) begin
+              \$414  = remainder;
+            end
+      endcase
+    end
+    if (flush) begin
+      \$414  = 8'h00;
+    end
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$415  = h00_0;
+    if (\$101 ) begin
+      casez (res_which)
+        2'h0:
+            \$415  = \$21 [17:0];
+        2'h1:
+            if (\$109 ) begin
+              \$415  = \$21 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$415  = 18'h00000;
+    end
+    if (rst) begin
+      \$415  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$416  = ra0_0;
+    if (\$101 ) begin
+      casez (res_which)
+        2'h0:
+            \$416  = \$106 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$416  = 8'h00;
+    end
+    if (rst) begin
+      \$416  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$417  = q5_0;
+    if (\$101 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$417  = \$107 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$417  = 16'h0000;
+    end
+    if (rst) begin
+      \$417  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$418  = r5_0;
+    if (\$101 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$418  = \$108 ;
+      endcase
+    end
+    if (flush) begin
+      \$418  = 8'h00;
+    end
+    if (rst) begin
+      \$418  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$419  = step0;
+    if (\$101 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$419  = \$112 [8:0];
+      endcase
+    end
+    if (flush) begin
+      \$419  = 9'h000;
+    end
+    if (rst) begin
+      \$419  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$420  = dr0;
+    if (\$101 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$420  = remainder;
+      endcase
+    end
+    if (flush) begin
+      \$420  = 8'h00;
+    end
+    if (rst) begin
+      \$420  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$421  = x0_0;
+    if (\$101 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$421  = product;
+      endcase
+    end
+    if (flush) begin
+      \$421  = 18'h00000;
+    end
+    if (rst) begin
+      \$421  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$422  = stride_less_dr0;
+    if (\$101 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$422  = \$113 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$422  = 8'h00;
+    end
+    if (rst) begin
+      \$422  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$423  = step_plus_one0;
+    if (\$101 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$423  = \$117 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$423  = 10'h000;
+    end
+    if (rst) begin
+      \$423  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$424  = l00_1;
+    if (\$119 ) begin
+      casez (res_which)
+        2'h0:
+            \$424  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$424  = 18'h00000;
+    end
+    if (rst) begin
+      \$424  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$425  = rb00_1;
+    if (\$119 ) begin
+      casez (res_which)
+        2'h0:
+            \$425  = remainder;
+        2'h1:
+            if (\$127 ) begin
+              \$425  = remainder;
+            end
+      endcase
+    end
+    if (flush) begin
+      \$425  = 8'h00;
+    end
+    if (rst) begin
+      \$425  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$426  = h00_1;
+    if (\$119 ) begin
+      casez (res_which)
+        2'h0:
+            \$426  = \$21 [17:0];
+        2'h1:
+            if (\$127 ) begin
+              \$426  = \$21 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$426  = 18'h00000;
+    end
+    if (rst) begin
+      \$426  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$427  = ra0_1;
+    if (\$119 ) begin
+      casez (res_which)
+        2'h0:
+            \$427  = \$124 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$427  = 8'h00;
+    end
+    if (rst) begin
+      \$427  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$428  = q5_1;
+    if (\$119 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$428  = \$125 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$428  = 16'h0000;
+    end
+    if (rst) begin
+      \$428  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$429  = r5_1;
+    if (\$119 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$429  = \$126 ;
+      endcase
+    end
+    if (flush) begin
+      \$429  = 8'h00;
+    end
+    if (rst) begin
+      \$429  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$430  = step1;
+    if (\$119 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$430  = \$130 [8:0];
+      endcase
+    end
+    if (flush) begin
+      \$430  = 9'h000;
+    end
+    if (rst) begin
+      \$430  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$431  = dr1;
+    if (\$119 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$431  = remainder;
+      endcase
+    end
+    if (flush) begin
+      \$431  = 8'h00;
+    end
+    if (rst) begin
+      \$431  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$432  = x0_1;
+    if (\$119 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$432  = product;
+      endcase
+    end
+    if (flush) begin
+      \$432  = 18'h00000;
+    end
+    if (rst) begin
+      \$432  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$433  = stride_less_dr1;
+    if (\$119 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$433  = \$131 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$433  = 8'h00;
+    end
+    if (rst) begin
+      \$433  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$434  = step_plus_one1;
+    if (\$119 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$434  = \$135 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$434  = 10'h000;
+    end
+    if (rst) begin
+      \$434  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$435  = l00_2;
+    if (\$137 ) begin
+      casez (res_which)
+        2'h0:
+            \$435  = \$16 [17:0];
+      endcase
+    end
+    if (flush) begin
+      \$435  = 18'h00000;
+    end
+    if (rst) begin
+      \$435  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$436  = rb00_2;
+    if (\$137 ) begin
+      casez (res_which)
+        2'h0:
+            \$436  = remainder;
+        2'h1:
+            if (\$145 ) begin
+              \$436  = remainder;
+            end
+      endcase
+    end
+    if (flush) begin
+      \$436  = 8'h00;
+    end
+    if (rst) begin
+      \$436  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$437  = h00_2;
+    if (\$137 ) begin
+      casez (res_which)
+        2'h0:
+            \$437  = \$21 [17:0];
+        2'h1:
+            if (\$145 ) begin
+              \$437  = \$21 [17:0];
+            end
+      endcase
+    end
+    if (flush) begin
+      \$437  = 18'h00000;
+    end
+    if (rst) begin
+      \$437  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$438  = ra0_2;
+    if (\$137 ) begin
+      casez (res_which)
+        2'h0:
+            \$438  = \$142 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$438  = 8'h00;
+    end
+    if (rst) begin
+      \$438  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$439  = q5_2;
+    if (\$137 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$439  = \$143 [15:0];
+      endcase
+    end
+    if (flush) begin
+      \$439  = 16'h0000;
+    end
+    if (rst) begin
+      \$439  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$440  = r5_2;
+    if (\$137 ) begin
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            \$440  = \$144 ;
+      endcase
+    end
+    if (flush) begin
+      \$440  = 8'h00;
+    end
+    if (rst) begin
+      \$440  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$441  = step2;
+    if (\$137 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$441  = \$148 [8:0];
+      endcase
+    end
+    if (flush) begin
+      \$441  = 9'h000;
+    end
+    if (rst) begin
+      \$441  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$442  = dr2;
+    if (\$137 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$442  = remainder;
+      endcase
+    end
+    if (flush) begin
+      \$442  = 8'h00;
+    end
+    if (rst) begin
+      \$442  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$443  = x0_2;
+    if (\$137 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$443  = product;
+      endcase
+    end
+    if (flush) begin
+      \$443  = 18'h00000;
+    end
+    if (rst) begin
+      \$443  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$444  = stride_less_dr2;
+    if (\$137 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$444  = \$149 [7:0];
+      endcase
+    end
+    if (flush) begin
+      \$444  = 8'h00;
+    end
+    if (rst) begin
+      \$444  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$445  = step_plus_one2;
+    if (\$137 ) begin
+      (* full_case = 32'd1 *)
+      casez (res_which)
+        2'h0:
+            /* empty */;
+        2'h1:
+            /* empty */;
+        default:
+            \$445  = \$153 [9:0];
+      endcase
+    end
+    if (flush) begin
+      \$445  = 10'h000;
+    end
+    if (rst) begin
+      \$445  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$446  = \$155 ;
+    if (flush) begin
+      \$446  = 1'h1;
+    end
+    if (rst) begin
+      \$446  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$447  = \$156 [13:0];
+    if (flush) begin
+      \$447  = 14'h0000;
+    end
+    if (rst) begin
+      \$447  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$448  = \$157 [7:0];
+    if (flush) begin
+      \$448  = 8'h00;
+    end
+    if (rst) begin
+      \$448  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$449  = \$158 [7:0];
+    if (flush) begin
+      \$449  = 8'h00;
+    end
+    if (rst) begin
+      \$449  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$450  = \$159 [15:0];
+    if (flush) begin
+      \$450  = 16'h0000;
+    end
+    if (rst) begin
+      \$450  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$451  = \$160 [17:0];
+    if (flush) begin
+      \$451  = 18'h00000;
+    end
+    if (rst) begin
+      \$451  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$452  = \$161 [17:0];
+    if (flush) begin
+      \$452  = 18'h00000;
+    end
+    if (rst) begin
+      \$452  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$453  = \$162 [7:0];
+    if (flush) begin
+      \$453  = 8'h00;
+    end
+    if (rst) begin
+      \$453  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$454  = \$163 [7:0];
+    if (flush) begin
+      \$454  = 8'h00;
+    end
+    if (rst) begin
+      \$454  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$455  = \$164 [15:0];
+    if (flush) begin
+      \$455  = 16'h0000;
+    end
+    if (rst) begin
+      \$455  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$456  = \$165 [17:0];
+    if (flush) begin
+      \$456  = 18'h00000;
+    end
+    if (rst) begin
+      \$456  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$457  = \$166 [17:0];
+    if (flush) begin
+      \$457  = 18'h00000;
+    end
+    if (rst) begin
+      \$457  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$458  = \$167 [7:0];
+    if (flush) begin
+      \$458  = 8'h00;
+    end
+    if (rst) begin
+      \$458  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$459  = \$168 [7:0];
+    if (flush) begin
+      \$459  = 8'h00;
+    end
+    if (rst) begin
+      \$459  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$460  = \$169 [15:0];
+    if (flush) begin
+      \$460  = 16'h0000;
+    end
+    if (rst) begin
+      \$460  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$461  = \$170 [17:0];
+    if (flush) begin
+      \$461  = 18'h00000;
+    end
+    if (rst) begin
+      \$461  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$462  = \$171 [17:0];
+    if (flush) begin
+      \$462  = 18'h00000;
+    end
+    if (rst) begin
+      \$462  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$463  = \$172 [10:0];
+    if (flush) begin
+      \$463  = 11'h000;
+    end
+    if (rst) begin
+      \$463  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$464  = valid_e1;
+    if (move) begin
+      \$464  = running;
+    end
+    if (\start$13 ) begin
+      \$464  = 1'h0;
+    end
+    if (flush) begin
+      \$464  = 1'h0;
+    end
+    if (rst) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$465  = tap_valid_e1;
+    if (move) begin
+      \$465  = reaches;
+    end
+    if (flush) begin
+      \$465  = 1'h0;
+    end
+    if (rst) begin
+      \$465  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$466  = end_of_phase_e1;
+    if (move) begin
+      \$466  = \$173 ;
+    end
+    if (flush) begin
+      \$466  = 1'h0;
+    end
+    if (rst) begin
+      \$466  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$467  = last_e1;
+    if (move) begin
+      \$467  = \$175 ;
+    end
+    if (flush) begin
+      \$467  = 1'h0;
+    end
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$468  = weights_e1;
+    if (move) begin
+      \$468  = weights;
+    end
+    if (flush) begin
+      \$468  = 11'h000;
+    end
+    if (rst) begin
+      \$468  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$469  = chunk_e1;
+    if (move) begin
+      \$469  = chunk;
+    end
+    if (flush) begin
+      \$469  = 14'h0000;
+    end
+    if (rst) begin
+      \$469  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$470  = n0_e1;
+    if (move) begin
+      \$470  = \$177 [15:0];
+    end
+    if (flush) begin
+      \$470  = 16'h0000;
+    end
+    if (rst) begin
+      \$470  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$471  = phase0_e1;
+    if (move) begin
+      \$471  = phase0;
+    end
+    if (flush) begin
+      \$471  = 8'h00;
+    end
+    if (rst) begin
+      \$471  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$472  = x0kd0_e1;
+    if (move) begin
+      \$472  = \$178 [17:0];
+    end
+    if (flush) begin
+      \$472  = 18'h00000;
+    end
+    if (rst) begin
+      \$472  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$473  = l0_e1;
+    if (move) begin
+      \$473  = l0;
+    end
+    if (flush) begin
+      \$473  = 18'h00000;
+    end
+    if (rst) begin
+      \$473  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$474  = h0_e1;
+    if (move) begin
+      \$474  = h0;
+    end
+    if (flush) begin
+      \$474  = 18'h00000;
+    end
+    if (rst) begin
+      \$474  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$475  = ra0_e1;
+    if (move) begin
+      \$475  = ra0;
+    end
+    if (flush) begin
+      \$475  = 8'h00;
+    end
+    if (rst) begin
+      \$475  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$476  = positive0_e1;
+    if (move) begin
+      \$476  = \$179 ;
+    end
+    if (flush) begin
+      \$476  = 1'h0;
+    end
+    if (rst) begin
+      \$476  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$477  = first0_e1;
+    if (move) begin
+      \$477  = \$181 ;
+    end
+    if (flush) begin
+      \$477  = 18'h00000;
+    end
+    if (rst) begin
+      \$477  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$478  = n1_e1;
+    if (move) begin
+      \$478  = \$183 [15:0];
+    end
+    if (flush) begin
+      \$478  = 16'h0000;
+    end
+    if (rst) begin
+      \$478  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$479  = phase1_e1;
+    if (move) begin
+      \$479  = phase1;
+    end
+    if (flush) begin
+      \$479  = 8'h00;
+    end
+    if (rst) begin
+      \$479  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$480  = x0kd1_e1;
+    if (move) begin
+      \$480  = \$184 [17:0];
+    end
+    if (flush) begin
+      \$480  = 18'h00000;
+    end
+    if (rst) begin
+      \$480  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$481  = l1_e1;
+    if (move) begin
+      \$481  = l1;
+    end
+    if (flush) begin
+      \$481  = 18'h00000;
+    end
+    if (rst) begin
+      \$481  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$482  = h1_e1;
+    if (move) begin
+      \$482  = h1;
+    end
+    if (flush) begin
+      \$482  = 18'h00000;
+    end
+    if (rst) begin
+      \$482  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$483  = ra1_e1;
+    if (move) begin
+      \$483  = ra1;
+    end
+    if (flush) begin
+      \$483  = 8'h00;
+    end
+    if (rst) begin
+      \$483  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$484  = positive1_e1;
+    if (move) begin
+      \$484  = \$185 ;
+    end
+    if (flush) begin
+      \$484  = 1'h0;
+    end
+    if (rst) begin
+      \$484  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$485  = first1_e1;
+    if (move) begin
+      \$485  = \$187 ;
+    end
+    if (flush) begin
+      \$485  = 18'h00000;
+    end
+    if (rst) begin
+      \$485  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$486  = n2_e1;
+    if (move) begin
+      \$486  = \$189 [15:0];
+    end
+    if (flush) begin
+      \$486  = 16'h0000;
+    end
+    if (rst) begin
+      \$486  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$487  = phase2_e1;
+    if (move) begin
+      \$487  = phase2;
+    end
+    if (flush) begin
+      \$487  = 8'h00;
+    end
+    if (rst) begin
+      \$487  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$488  = x0kd2_e1;
+    if (move) begin
+      \$488  = \$190 [17:0];
+    end
+    if (flush) begin
+      \$488  = 18'h00000;
+    end
+    if (rst) begin
+      \$488  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$489  = l2_e1;
+    if (move) begin
+      \$489  = l2;
+    end
+    if (flush) begin
+      \$489  = 18'h00000;
+    end
+    if (rst) begin
+      \$489  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$490  = h2_e1;
+    if (move) begin
+      \$490  = h2;
+    end
+    if (flush) begin
+      \$490  = 18'h00000;
+    end
+    if (rst) begin
+      \$490  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$491  = ra2_e1;
+    if (move) begin
+      \$491  = ra2;
+    end
+    if (flush) begin
+      \$491  = 8'h00;
+    end
+    if (rst) begin
+      \$491  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$492  = positive2_e1;
+    if (move) begin
+      \$492  = \$191 ;
+    end
+    if (flush) begin
+      \$492  = 1'h0;
+    end
+    if (rst) begin
+      \$492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$493  = first2_e1;
+    if (move) begin
+      \$493  = \$193 ;
+    end
+    if (flush) begin
+      \$493  = 18'h00000;
+    end
+    if (rst) begin
+      \$493  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$494  = valid_e2;
+    if (move) begin
+      \$494  = valid_e1;
+    end
+    if (\start$13 ) begin
+      \$494  = 1'h0;
+    end
+    if (flush) begin
+      \$494  = 1'h0;
+    end
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$495  = tap_valid_e2;
+    if (move) begin
+      \$495  = tap_valid_e1;
+    end
+    if (flush) begin
+      \$495  = 1'h0;
+    end
+    if (rst) begin
+      \$495  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$496  = end_of_phase_e2;
+    if (move) begin
+      \$496  = end_of_phase_e1;
+    end
+    if (flush) begin
+      \$496  = 1'h0;
+    end
+    if (rst) begin
+      \$496  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$497  = last_e2;
+    if (move) begin
+      \$497  = last_e1;
+    end
+    if (flush) begin
+      \$497  = 1'h0;
+    end
+    if (rst) begin
+      \$497  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$498  = weights_e2;
+    if (move) begin
+      \$498  = weights_e1;
+    end
+    if (flush) begin
+      \$498  = 11'h000;
+    end
+    if (rst) begin
+      \$498  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$499  = chunk_e2;
+    if (move) begin
+      \$499  = chunk_e1;
+    end
+    if (flush) begin
+      \$499  = 14'h0000;
+    end
+    if (rst) begin
+      \$499  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$500  = span0_e2;
+    if (move) begin
+      \$500  = \$196 ;
+    end
+    if (flush) begin
+      \$500  = 19'h00000;
+    end
+    if (rst) begin
+      \$500  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$501  = nonpositive0_e2;
+    if (move) begin
+      \$501  = \$199 ;
+    end
+    if (flush) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$502  = n0_e2;
+    if (move) begin
+      \$502  = n0_e1;
+    end
+    if (flush) begin
+      \$502  = 16'h0000;
+    end
+    if (rst) begin
+      \$502  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$503  = phase0_e2;
+    if (move) begin
+      \$503  = phase0_e1;
+    end
+    if (flush) begin
+      \$503  = 8'h00;
+    end
+    if (rst) begin
+      \$503  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$504  = x0kd0_e2;
+    if (move) begin
+      \$504  = x0kd0_e1;
+    end
+    if (flush) begin
+      \$504  = 18'h00000;
+    end
+    if (rst) begin
+      \$504  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$505  = l0_e2;
+    if (move) begin
+      \$505  = l0_e1;
+    end
+    if (flush) begin
+      \$505  = 18'h00000;
+    end
+    if (rst) begin
+      \$505  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$506  = ra0_e2;
+    if (move) begin
+      \$506  = ra0_e1;
+    end
+    if (flush) begin
+      \$506  = 8'h00;
+    end
+    if (rst) begin
+      \$506  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$507  = positive0_e2;
+    if (move) begin
+      \$507  = positive0_e1;
+    end
+    if (flush) begin
+      \$507  = 1'h0;
+    end
+    if (rst) begin
+      \$507  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$508  = span1_e2;
+    if (move) begin
+      \$508  = \$202 ;
+    end
+    if (flush) begin
+      \$508  = 19'h00000;
+    end
+    if (rst) begin
+      \$508  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$509  = nonpositive1_e2;
+    if (move) begin
+      \$509  = \$205 ;
+    end
+    if (flush) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$510  = n1_e2;
+    if (move) begin
+      \$510  = n1_e1;
+    end
+    if (flush) begin
+      \$510  = 16'h0000;
+    end
+    if (rst) begin
+      \$510  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$511  = phase1_e2;
+    if (move) begin
+      \$511  = phase1_e1;
+    end
+    if (flush) begin
+      \$511  = 8'h00;
+    end
+    if (rst) begin
+      \$511  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$512  = x0kd1_e2;
+    if (move) begin
+      \$512  = x0kd1_e1;
+    end
+    if (flush) begin
+      \$512  = 18'h00000;
+    end
+    if (rst) begin
+      \$512  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$513  = l1_e2;
+    if (move) begin
+      \$513  = l1_e1;
+    end
+    if (flush) begin
+      \$513  = 18'h00000;
+    end
+    if (rst) begin
+      \$513  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$514  = ra1_e2;
+    if (move) begin
+      \$514  = ra1_e1;
+    end
+    if (flush) begin
+      \$514  = 8'h00;
+    end
+    if (rst) begin
+      \$514  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$515  = positive1_e2;
+    if (move) begin
+      \$515  = positive1_e1;
+    end
+    if (flush) begin
+      \$515  = 1'h0;
+    end
+    if (rst) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$516  = span2_e2;
+    if (move) begin
+      \$516  = \$208 ;
+    end
+    if (flush) begin
+      \$516  = 19'h00000;
+    end
+    if (rst) begin
+      \$516  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$517  = nonpositive2_e2;
+    if (move) begin
+      \$517  = \$211 ;
+    end
+    if (flush) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$518  = n2_e2;
+    if (move) begin
+      \$518  = n2_e1;
+    end
+    if (flush) begin
+      \$518  = 16'h0000;
+    end
+    if (rst) begin
+      \$518  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$519  = phase2_e2;
+    if (move) begin
+      \$519  = phase2_e1;
+    end
+    if (flush) begin
+      \$519  = 8'h00;
+    end
+    if (rst) begin
+      \$519  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$520  = x0kd2_e2;
+    if (move) begin
+      \$520  = x0kd2_e1;
+    end
+    if (flush) begin
+      \$520  = 18'h00000;
+    end
+    if (rst) begin
+      \$520  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$521  = l2_e2;
+    if (move) begin
+      \$521  = l2_e1;
+    end
+    if (flush) begin
+      \$521  = 18'h00000;
+    end
+    if (rst) begin
+      \$521  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$522  = ra2_e2;
+    if (move) begin
+      \$522  = ra2_e1;
+    end
+    if (flush) begin
+      \$522  = 8'h00;
+    end
+    if (rst) begin
+      \$522  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$523  = positive2_e2;
+    if (move) begin
+      \$523  = positive2_e1;
+    end
+    if (flush) begin
+      \$523  = 1'h0;
+    end
+    if (rst) begin
+      \$523  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$524  = passes__valid;
+    if (move) begin
+      \$524  = emit;
+    end
+    if (\start$13 ) begin
+      \$524  = 1'h0;
+    end
+    if (flush) begin
+      \$524  = 1'h0;
+    end
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$525  = last_out;
+    if (move) begin
+      \$525  = \$212 ;
+    end
+    if (\start$13 ) begin
+      \$525  = 1'h0;
+    end
+    if (flush) begin
+      \$525  = 1'h0;
+    end
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$526  = passes__payload;
+    if (move) begin
+      \$526 [163:153] = \$213 ;
+      \$526 [177:164] = \$214 ;
+      \$526 [178] = init;
+      \$526 [179] = zero_pass;
+      \$526 [15:0] = { 8'h00, \$218  };
+      \$526 [32:16] = { 1'h0, n0_e2 };
+      \$526 [50:33] = \$221 [17:0];
+      if (\$223 ) begin
+        \$526 [32:16] = span0_e2[16:0];
+        if (positive0_e2) begin
+          \$526 [15:0] = \$224 [15:0];
+          \$526 [50:33] = { 10'h000, \$225  };
+        end
+      end
+      begin
+        begin
+          \$526 [66:51] = { 8'h00, \$226  };
+          \$526 [83:67] = { 1'h0, n1_e2 };
+          \$526 [101:84] = \$229 [17:0];
+        end
+      end
+      if (\$231 ) begin
+        \$526 [83:67] = span1_e2[16:0];
+        if (positive1_e2) begin
+          \$526 [66:51] = \$232 [15:0];
+          \$526 [101:84] = { 10'h000, \$233  };
+        end
+      end
+      begin
+        begin
+          \$526 [117:102] = { 8'h00, \$234  };
+          \$526 [134:118] = { 1'h0, n2_e2 };
+          \$526 [152:135] = \$237 [17:0];
+        end
+      end
+      if (\$239 ) begin
+        \$526 [134:118] = span2_e2[16:0];
+        if (positive2_e2) begin
+          \$526 [117:102] = \$240 [15:0];
+          \$526 [152:135] = { 10'h000, \$241  };
+        end
+      end
+    end
+    if (flush) begin
+      \$526  = 180'h000000000000000000000000000000000000000000000;
+    end
+    if (rst) begin
+      \$526  = 180'h000000000000000000000000000000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$527  = emitted_in_phase;
+    if (move) begin
+      if (valid_e2) begin
+        \$527  = \$217 ;
+      end
+    end
+    if (\start$13 ) begin
+      \$527  = 1'h0;
+    end
+    if (flush) begin
+      \$527  = 1'h0;
+    end
+    if (rst) begin
+      \$527  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$528  = \$242 ;
+    if (flush) begin
+      \$528  = 1'h0;
+    end
+    if (rst) begin
+      \$528  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$529  = phase0;
+    if (\$243 ) begin
+      \$529  = \$245 [7:0];
+    end
+    if (flush) begin
+      \$529  = 8'h00;
+    end
+    if (rst) begin
+      \$529  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$530  = wrapped0;
+    if (\$243 ) begin
+      \$530  = wrapped_next0;
+    end
+    if (flush) begin
+      \$530  = 1'h0;
+    end
+    if (rst) begin
+      \$530  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$531  = rb_ph0;
+    if (\$243 ) begin
+      \$531  = \$53 [7:0];
+    end
+    if (flush) begin
+      \$531  = 8'h00;
+    end
+    if (rst) begin
+      \$531  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$532  = last_phase0;
+    if (\$243 ) begin
+      \$532  = \$254 ;
+    end
+    if (flush) begin
+      \$532  = 1'h0;
+    end
+    if (rst) begin
+      \$532  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$533  = k0;
+    if (\$256 ) begin
+      \$533  = 8'h00;
+    end else if (tap_step0) begin
+      \$533  = \$261 [7:0];
+    end
+    if (flush) begin
+      \$533  = 8'h00;
+    end
+    if (rst) begin
+      \$533  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$534  = kd0;
+    if (\$256 ) begin
+      \$534  = 16'h0000;
+    end else if (tap_step0) begin
+      \$534  = \$262 [15:0];
+    end
+    if (flush) begin
+      \$534  = 16'h0000;
+    end
+    if (rst) begin
+      \$534  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$535  = l0;
+    if (\$256 ) begin
+      \$535  = \$257 ;
+    end else if (tap_step0) begin
+      \$535  = \$284 [17:0];
+    end
+    if (flush) begin
+      \$535  = 18'h00000;
+    end
+    if (rst) begin
+      \$535  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$536  = rb0;
+    if (\$256 ) begin
+      \$536  = \$53 [7:0];
+    end else if (tap_step0) begin
+      \$536  = \$268 [7:0];
+    end
+    if (flush) begin
+      \$536  = 8'h00;
+    end
+    if (rst) begin
+      \$536  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$537  = rb_zero0;
+    if (\$256 ) begin
+      \$537  = \$258 ;
+    end else if (tap_step0) begin
+      \$537  = \$272 ;
+    end
+    if (flush) begin
+      \$537  = 1'h0;
+    end
+    if (rst) begin
+      \$537  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$538  = last_tap0;
+    if (\$256 ) begin
+      \$538  = \$259 ;
+    end else if (tap_step0) begin
+      \$538  = \$264 ;
+    end
+    if (flush) begin
+      \$538  = 1'h0;
+    end
+    if (rst) begin
+      \$538  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$539  = h0;
+    if (\$256 ) begin
+      \$539  = \$260 ;
+    end else if (tap_step0) begin
+      \$539  = \$292 [17:0];
+    end
+    if (flush) begin
+      \$539  = 18'h00000;
+    end
+    if (rst) begin
+      \$539  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$540  = ra0;
+    if (\$256 ) begin
+      \$540  = ra0_0;
+    end else if (tap_step0) begin
+      \$540  = \$276 [7:0];
+    end
+    if (flush) begin
+      \$540  = 8'h00;
+    end
+    if (rst) begin
+      \$540  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$541  = phase1;
+    if (\$293 ) begin
+      \$541  = \$295 [7:0];
+    end
+    if (flush) begin
+      \$541  = 8'h00;
+    end
+    if (rst) begin
+      \$541  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$542  = wrapped1;
+    if (\$293 ) begin
+      \$542  = wrapped_next1;
+    end
+    if (flush) begin
+      \$542  = 1'h0;
+    end
+    if (rst) begin
+      \$542  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$543  = rb_ph1;
+    if (\$293 ) begin
+      \$543  = \$64 [7:0];
+    end
+    if (flush) begin
+      \$543  = 8'h00;
+    end
+    if (rst) begin
+      \$543  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$544  = last_phase1;
+    if (\$293 ) begin
+      \$544  = \$304 ;
+    end
+    if (flush) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$545  = k1;
+    if (\$306 ) begin
+      \$545  = 8'h00;
+    end else if (tap_step1) begin
+      \$545  = \$311 [7:0];
+    end
+    if (flush) begin
+      \$545  = 8'h00;
+    end
+    if (rst) begin
+      \$545  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$546  = kd1;
+    if (\$306 ) begin
+      \$546  = 16'h0000;
+    end else if (tap_step1) begin
+      \$546  = \$312 [15:0];
+    end
+    if (flush) begin
+      \$546  = 16'h0000;
+    end
+    if (rst) begin
+      \$546  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$547  = l1;
+    if (\$306 ) begin
+      \$547  = \$307 ;
+    end else if (tap_step1) begin
+      \$547  = \$334 [17:0];
+    end
+    if (flush) begin
+      \$547  = 18'h00000;
+    end
+    if (rst) begin
+      \$547  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$548  = rb1;
+    if (\$306 ) begin
+      \$548  = \$64 [7:0];
+    end else if (tap_step1) begin
+      \$548  = \$318 [7:0];
+    end
+    if (flush) begin
+      \$548  = 8'h00;
+    end
+    if (rst) begin
+      \$548  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$549  = rb_zero1;
+    if (\$306 ) begin
+      \$549  = \$308 ;
+    end else if (tap_step1) begin
+      \$549  = \$322 ;
+    end
+    if (flush) begin
+      \$549  = 1'h0;
+    end
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$550  = last_tap1;
+    if (\$306 ) begin
+      \$550  = \$309 ;
+    end else if (tap_step1) begin
+      \$550  = \$314 ;
+    end
+    if (flush) begin
+      \$550  = 1'h0;
+    end
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$551  = h1;
+    if (\$306 ) begin
+      \$551  = \$310 ;
+    end else if (tap_step1) begin
+      \$551  = \$342 [17:0];
+    end
+    if (flush) begin
+      \$551  = 18'h00000;
+    end
+    if (rst) begin
+      \$551  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$552  = ra1;
+    if (\$306 ) begin
+      \$552  = ra0_1;
+    end else if (tap_step1) begin
+      \$552  = \$326 [7:0];
+    end
+    if (flush) begin
+      \$552  = 8'h00;
+    end
+    if (rst) begin
+      \$552  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$553  = phase2;
+    if (\$343 ) begin
+      \$553  = \$345 [7:0];
+    end
+    if (flush) begin
+      \$553  = 8'h00;
+    end
+    if (rst) begin
+      \$553  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$554  = wrapped2;
+    if (\$343 ) begin
+      \$554  = wrapped_next2;
+    end
+    if (flush) begin
+      \$554  = 1'h0;
+    end
+    if (rst) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$555  = rb_ph2;
+    if (\$343 ) begin
+      \$555  = \$75 [7:0];
+    end
+    if (flush) begin
+      \$555  = 8'h00;
+    end
+    if (rst) begin
+      \$555  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$556  = last_phase2;
+    if (\$343 ) begin
+      \$556  = \$354 ;
+    end
+    if (flush) begin
+      \$556  = 1'h0;
+    end
+    if (rst) begin
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$557  = k2;
+    if (\$356 ) begin
+      \$557  = 8'h00;
+    end else if (tap_step2) begin
+      \$557  = \$361 [7:0];
+    end
+    if (flush) begin
+      \$557  = 8'h00;
+    end
+    if (rst) begin
+      \$557  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$558  = kd2;
+    if (\$356 ) begin
+      \$558  = 16'h0000;
+    end else if (tap_step2) begin
+      \$558  = \$362 [15:0];
+    end
+    if (flush) begin
+      \$558  = 16'h0000;
+    end
+    if (rst) begin
+      \$558  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$559  = l2;
+    if (\$356 ) begin
+      \$559  = \$357 ;
+    end else if (tap_step2) begin
+      \$559  = \$384 [17:0];
+    end
+    if (flush) begin
+      \$559  = 18'h00000;
+    end
+    if (rst) begin
+      \$559  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$560  = rb2;
+    if (\$356 ) begin
+      \$560  = \$75 [7:0];
+    end else if (tap_step2) begin
+      \$560  = \$368 [7:0];
+    end
+    if (flush) begin
+      \$560  = 8'h00;
+    end
+    if (rst) begin
+      \$560  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$561  = rb_zero2;
+    if (\$356 ) begin
+      \$561  = \$358 ;
+    end else if (tap_step2) begin
+      \$561  = \$372 ;
+    end
+    if (flush) begin
+      \$561  = 1'h0;
+    end
+    if (rst) begin
+      \$561  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$562  = last_tap2;
+    if (\$356 ) begin
+      \$562  = \$359 ;
+    end else if (tap_step2) begin
+      \$562  = \$364 ;
+    end
+    if (flush) begin
+      \$562  = 1'h0;
+    end
+    if (rst) begin
+      \$562  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$563  = h2;
+    if (\$356 ) begin
+      \$563  = \$360 ;
+    end else if (tap_step2) begin
+      \$563  = \$392 [17:0];
+    end
+    if (flush) begin
+      \$563  = 18'h00000;
+    end
+    if (rst) begin
+      \$563  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$564  = ra2;
+    if (\$356 ) begin
+      \$564  = ra0_2;
+    end else if (tap_step2) begin
+      \$564  = \$376 [7:0];
+    end
+    if (flush) begin
+      \$564  = 8'h00;
+    end
+    if (rst) begin
+      \$564  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
+    \$565  = running;
+    if (setup_done) begin
+      \$565  = 1'h1;
+    end else if (advance) begin
+      (* full_case = 32'd1 *)
+      if (\$396 ) begin
+      end else begin
+        (* full_case = 32'd1 *)
+        if (\$401 ) begin
+        end else if (\$402 ) begin
+        end else if (\$403 ) begin
+        end else begin
+          if (last_phase) begin
+            \$565  = 1'h0;
           end
         end
       end
     end
     if (\start$13 ) begin
-      \$547  = 1'h0;
+      \$565  = 1'h0;
     end
     if (flush) begin
-      \$547  = 1'h0;
+      \$565  = 1'h0;
     end
     if (rst) begin
-      \$547  = 1'h0;
+      \$565  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$548  = chunk;
+    \$566  = chunk;
     if (setup_done) begin
-      \$548  = 14'h0000;
+      \$566  = 14'h0000;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$382 ) begin
-        \$548  = \$383 [13:0];
+      if (\$396 ) begin
+        \$566  = \$397 [13:0];
       end else begin
-        \$548  = 14'h0000;
+        \$566  = 14'h0000;
       end
     end
     if (flush) begin
-      \$548  = 14'h0000;
+      \$566  = 14'h0000;
     end
     if (rst) begin
-      \$548  = 14'h0000;
+      \$566  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$549  = weights;
+    \$567  = weights;
     if (setup_done) begin
-      \$549  = 11'h000;
+      \$567  = 11'h000;
     end else if (advance) begin
-      \$549  = \$381 [10:0];
+      \$567  = \$395 [10:0];
       (* full_case = 32'd1 *)
-      if (\$382 ) begin
+      if (\$396 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$387 ) begin
-        end else if (\$388 ) begin
-        end else if (\$389 ) begin
+        if (\$401 ) begin
+        end else if (\$402 ) begin
+        end else if (\$403 ) begin
         end else begin
-          \$549  = 11'h000;
+          \$567  = 11'h000;
         end
       end
     end
     if (flush) begin
-      \$549  = 11'h000;
+      \$567  = 11'h000;
     end
     if (rst) begin
-      \$549  = 11'h000;
+      \$567  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$550  = last_chunk;
+    \$568  = last_chunk;
     if (setup_done) begin
-      \$550  = \$380 ;
+      \$568  = \$393 ;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$382 ) begin
-        \$550  = \$385 ;
+      if (\$396 ) begin
+        \$568  = \$399 ;
       end else begin
-        \$550  = \$386 ;
+        \$568  = \$400 ;
       end
     end
     if (flush) begin
-      \$550  = 1'h0;
+      \$568  = 1'h0;
     end
     if (rst) begin
-      \$550  = 1'h0;
+      \$568  = 1'h0;
     end
   end
   always @* begin
@@ -29616,17 +30092,17 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
       phase_reset1 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
+      if (\$76 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$76 ) begin
-          end else if (\$77 ) begin
+          end else if (\$80 ) begin
+          end else if (\$81 ) begin
           end else begin
             phase_reset1 = 1'h1;
           end
@@ -29641,17 +30117,17 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
       phase_reset2 = 1'h1;
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
+      if (\$76 ) begin
       end else begin
         (* full_case = 32'd1 *)
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
+        if (\$77 ) begin
+        end else if (\$78 ) begin
+        end else if (\$79 ) begin
         end else begin
           (* full_case = 32'd1 *)
           if (last_phase) begin
-          end else if (\$76 ) begin
-          end else if (\$77 ) begin
+          end else if (\$80 ) begin
+          end else if (\$81 ) begin
             phase_reset2 = 1'h1;
           end else begin
             phase_reset2 = 1'h1;
@@ -29666,9 +30142,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
+      if (\$76 ) begin
       end else begin
-        if (\$73 ) begin
+        if (\$77 ) begin
           tap_step2 = 1'h1;
         end
       end
@@ -29680,386 +30156,13 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
     if (setup_done) begin
     end else if (advance) begin
       (* full_case = 32'd1 *)
-      if (\$72 ) begin
+      if (\$76 ) begin
       end else begin
-        if (\$73 ) begin
-        end else if (\$74 ) begin
+        if (\$77 ) begin
+        end else if (\$78 ) begin
           tap_step1 = 1'h1;
         end
       end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    tap_reset2 = 1'h0;
-    if (setup_done) begin
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-          tap_reset2 = 1'h1;
-        end else if (\$75 ) begin
-          tap_reset2 = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    tap_step0 = 1'h0;
-    if (setup_done) begin
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
-          tap_step0 = 1'h1;
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    tap_reset1 = 1'h0;
-    if (setup_done) begin
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
-          tap_reset1 = 1'h1;
-        end else begin
-          if (last_phase) begin
-          end else if (\$76 ) begin
-            tap_reset1 = 1'h1;
-          end
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    phase_step2 = 1'h0;
-    if (setup_done) begin
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
-        end else begin
-          if (last_phase) begin
-          end else if (\$76 ) begin
-            phase_step2 = 1'h1;
-          end
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    tap_reset0 = 1'h0;
-    if (setup_done) begin
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
-        end else begin
-          if (last_phase) begin
-          end else if (\$76 ) begin
-            tap_reset0 = 1'h1;
-          end else if (\$77 ) begin
-            tap_reset0 = 1'h1;
-          end
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    phase_step1 = 1'h0;
-    if (setup_done) begin
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
-        end else begin
-          if (last_phase) begin
-          end else if (\$76 ) begin
-          end else if (\$77 ) begin
-            phase_step1 = 1'h1;
-          end
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    phase_step0 = 1'h0;
-    if (setup_done) begin
-    end else if (advance) begin
-      (* full_case = 32'd1 *)
-      if (\$72 ) begin
-      end else begin
-        (* full_case = 32'd1 *)
-        if (\$73 ) begin
-        end else if (\$74 ) begin
-        end else if (\$75 ) begin
-        end else begin
-          (* full_case = 32'd1 *)
-          if (last_phase) begin
-          end else if (\$76 ) begin
-          end else if (\$77 ) begin
-          end else begin
-            phase_step0 = 1'h1;
-          end
-        end
-      end
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$392  = product;
-    if (\$79 ) begin
-      \$392  = \$83 ;
-    end else if (\$80 ) begin
-      if (multiplier[0]) begin
-        \$392  = \$85 [17:0];
-      end
-    end
-    if (flush) begin
-      \$392  = 18'h00000;
-    end
-    if (rst) begin
-      \$392  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$393  = multiplicand;
-    if (\$79 ) begin
-      \$393  = { 2'h0, \$signal [71:56] };
-    end else if (\$80 ) begin
-      \$393  = \$86 [17:0];
-    end
-    if (flush) begin
-      \$393  = 18'h00000;
-    end
-    if (rst) begin
-      \$393  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$394  = multiplier;
-    if (\$79 ) begin
-      \$394  = \$84 ;
-    end else if (\$80 ) begin
-      \$394  = \$87 ;
-    end
-    if (flush) begin
-      \$394  = 8'h00;
-    end
-    if (rst) begin
-      \$394  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$395  = which;
-    if (start) begin
-      \$395  = \$90 [1:0];
-    end
-    if (flush) begin
-      \$395  = 2'h0;
-    end
-    if (rst) begin
-      \$395  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$396  = axis;
-    if (start) begin
-      \$396  = \$95 [1:0];
-    end
-    if (flush) begin
-      \$396  = 2'h0;
-    end
-    if (rst) begin
-      \$396  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$397  = res_axis;
-    if (start) begin
-      \$397  = axis;
-    end
-    if (flush) begin
-      \$397  = 2'h0;
-    end
-    if (rst) begin
-      \$397  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$398  = res_which;
-    if (start) begin
-      \$398  = which;
-    end
-    if (flush) begin
-      \$398  = 2'h0;
-    end
-    if (rst) begin
-      \$398  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$399  = l00_0;
-    if (\$97 ) begin
-      casez (res_which)
-        2'h0:
-            \$399  = \$16 [17:0];
-      endcase
-    end
-    if (flush) begin
-      \$399  = 18'h00000;
-    end
-    if (rst) begin
-      \$399  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$400  = rb00_0;
-    if (\$97 ) begin
-      casez (res_which)
-        2'h0:
-            \$400  = remainder;
-        2'h1:
-            if (\$105 ) begin
-              \$400  = remainder;
-            end
-      endcase
-    end
-    if (flush) begin
-      \$400  = 8'h00;
-    end
-    if (rst) begin
-      \$400  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$401  = h00_0;
-    if (\$97 ) begin
-      casez (res_which)
-        2'h0:
-            \$401  = \$21 [17:0];
-        2'h1:
-            if (\$105 ) begin
-              \$401  = \$21 [17:0];
-            end
-      endcase
-    end
-    if (flush) begin
-      \$401  = 18'h00000;
-    end
-    if (rst) begin
-      \$401  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$402  = ra0_0;
-    if (\$97 ) begin
-      casez (res_which)
-        2'h0:
-            \$402  = \$102 [7:0];
-      endcase
-    end
-    if (flush) begin
-      \$402  = 8'h00;
-    end
-    if (rst) begin
-      \$402  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$403  = q5_0;
-    if (\$97 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$403  = \$103 [15:0];
-      endcase
-    end
-    if (flush) begin
-      \$403  = 16'h0000;
-    end
-    if (rst) begin
-      \$403  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$404  = r5_0;
-    if (\$97 ) begin
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            \$404  = \$104 ;
-      endcase
-    end
-    if (flush) begin
-      \$404  = 8'h00;
-    end
-    if (rst) begin
-      \$404  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$72 ) begin end
-    \$405  = step0;
-    if (\$97 ) begin
-      (* full_case = 32'd1 *)
-      casez (res_which)
-        2'h0:
-            /* empty */;
-        2'h1:
-            /* empty */;
-        default:
-            \$405  = \$108 [8:0];
-      endcase
-    end
-    if (flush) begin
-      \$405  = 9'h000;
-    end
-    if (rst) begin
-      \$405  = 9'h000;
     end
   end
   assign divisor = \$signal [31:24];
@@ -30067,9 +30170,9 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   assign l_first = \$16 [17:0];
   assign h_first = \$21 [17:0];
   assign registered_move = move;
-  assign rb_ph_next0 = \$49 [7:0];
-  assign rb_ph_next1 = \$60 [7:0];
-  assign rb_ph_next2 = \$71 [7:0];
+  assign rb_ph_next0 = \$53 [7:0];
+  assign rb_ph_next1 = \$64 [7:0];
+  assign rb_ph_next2 = \$75 [7:0];
   assign \$signal.in_size  = \$signal [15:0];
   assign \$signal.kernel  = \$signal [23:16];
   assign \$signal.stride  = \$signal [31:24];
@@ -30162,8 +30265,8 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   assign \passes__payload.chunk  = passes__payload[177:164];
   assign \passes__payload.init  = passes__payload[178];
   assign \passes__payload.zero  = passes__payload[179];
-  assign \$86  = { multiplicand, 1'h0 };
-  assign \$87  = { 1'h0, multiplier[7:1] };
+  assign \$90  = { multiplicand, 1'h0 };
+  assign \$91  = { 1'h0, multiplier[7:1] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31454,56 +31557,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$2356$376 (job[391:376]),
-    .\port$3405$0 (acc_row_s1),
+    .\port$2372$376 (job[391:376]),
+    .\port$3429$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$2356$224 (job[239:224]),
-    .\port$3311$0 (o0),
+    .\port$2372$224 (job[239:224]),
+    .\port$3335$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$3297$0 (chunks),
-    .\port$3467$0 (local2_s3),
+    .\port$3321$0 (chunks),
+    .\port$3491$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$3277$0 (window1),
-    .\port$3431$0 (local0_s2),
+    .\port$3301$0 (window1),
+    .\port$3455$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$3295$0 (window2),
-    .\port$3297$0 (chunks),
+    .\port$3319$0 (window2),
+    .\port$3321$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$3465$0 (local1_s3),
-    .\port$3512$0 (\p$172 [12:0]),
+    .\port$3489$0 (local1_s3),
+    .\port$3536$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3512$0 (\p$172 [12:0]),
-    .\port$3515$0 (\p$188 [12:0]),
+    .\port$3536$0 (\p$172 [12:0]),
+    .\port$3539$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -33166,7 +33269,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2356$376 , flush, \port$3405$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2372$376 , flush, \port$3429$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -33180,24 +33283,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2356$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2356$376 ;
-  wire [15:0] \port$2356$376 ;
-  input [10:0] \port$3405$0 ;
-  wire [10:0] \port$3405$0 ;
+  input [15:0] \port$2372$376 ;
+  wire [15:0] \port$2372$376 ;
+  input [10:0] \port$3429$0 ;
+  wire [10:0] \port$3429$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3405$0  * \port$2356$376 ;
+  assign \$1  = \port$3429$0  * \port$2372$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3405$0  };
-  assign \a$1  = { 1'h0, \port$3405$0  };
-  assign b = { 1'h0, \port$2356$376  };
-  assign \b$3  = { 1'h0, \port$2356$376  };
+  assign a = { 1'h0, \port$3429$0  };
+  assign \a$1  = { 1'h0, \port$3429$0  };
+  assign b = { 1'h0, \port$2372$376  };
+  assign \b$3  = { 1'h0, \port$2372$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2356$224 , flush, \port$3311$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2372$224 , flush, \port$3335$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -33211,24 +33314,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2356$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2356$224 ;
-  wire [15:0] \port$2356$224 ;
-  input [15:0] \port$3311$0 ;
-  wire [15:0] \port$3311$0 ;
+  input [15:0] \port$2372$224 ;
+  wire [15:0] \port$2372$224 ;
+  input [15:0] \port$3335$0 ;
+  wire [15:0] \port$3335$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3311$0  * \port$2356$224 ;
+  assign \$1  = \port$3335$0  * \port$2372$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3311$0  };
-  assign \a$1  = { 1'h0, \port$3311$0  };
-  assign b = { 1'h0, \port$2356$224  };
-  assign \b$3  = { 1'h0, \port$2356$224  };
+  assign a = { 1'h0, \port$3335$0  };
+  assign \a$1  = { 1'h0, \port$3335$0  };
+  assign b = { 1'h0, \port$2372$224  };
+  assign \b$3  = { 1'h0, \port$2372$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3297$0 , \port$3467$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3321$0 , \port$3491$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33242,24 +33345,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3297$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3297$0 ;
-  wire [12:0] \port$3297$0 ;
-  input [12:0] \port$3467$0 ;
-  wire [12:0] \port$3467$0 ;
+  input [12:0] \port$3321$0 ;
+  wire [12:0] \port$3321$0 ;
+  input [12:0] \port$3491$0 ;
+  wire [12:0] \port$3491$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3467$0  * \port$3297$0 ;
+  assign \$1  = \port$3491$0  * \port$3321$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3467$0  };
-  assign \a$1  = { 1'h0, \port$3467$0  };
-  assign b = { 1'h0, \port$3297$0  };
-  assign \b$3  = { 1'h0, \port$3297$0  };
+  assign a = { 1'h0, \port$3491$0  };
+  assign \a$1  = { 1'h0, \port$3491$0  };
+  assign b = { 1'h0, \port$3321$0  };
+  assign \b$3  = { 1'h0, \port$3321$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3277$0 , \port$3431$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3301$0 , \port$3455$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33273,24 +33376,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3277$0 , \port$34
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3277$0 ;
-  wire [12:0] \port$3277$0 ;
-  input [12:0] \port$3431$0 ;
-  wire [12:0] \port$3431$0 ;
+  input [12:0] \port$3301$0 ;
+  wire [12:0] \port$3301$0 ;
+  input [12:0] \port$3455$0 ;
+  wire [12:0] \port$3455$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3431$0  * \port$3277$0 ;
+  assign \$1  = \port$3455$0  * \port$3301$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3431$0  };
-  assign \a$1  = { 1'h0, \port$3431$0  };
-  assign b = { 1'h0, \port$3277$0  };
-  assign \b$3  = { 1'h0, \port$3277$0  };
+  assign a = { 1'h0, \port$3455$0  };
+  assign \a$1  = { 1'h0, \port$3455$0  };
+  assign b = { 1'h0, \port$3301$0  };
+  assign \b$3  = { 1'h0, \port$3301$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3295$0 , \port$3297$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3319$0 , \port$3321$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33304,24 +33407,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3295$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3295$0 ;
-  wire [12:0] \port$3295$0 ;
-  input [12:0] \port$3297$0 ;
-  wire [12:0] \port$3297$0 ;
+  input [12:0] \port$3319$0 ;
+  wire [12:0] \port$3319$0 ;
+  input [12:0] \port$3321$0 ;
+  wire [12:0] \port$3321$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3295$0  * \port$3297$0 ;
+  assign \$1  = \port$3319$0  * \port$3321$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3295$0  };
-  assign \a$1  = { 1'h0, \port$3295$0  };
-  assign b = { 1'h0, \port$3297$0  };
-  assign \b$3  = { 1'h0, \port$3297$0  };
+  assign a = { 1'h0, \port$3319$0  };
+  assign \a$1  = { 1'h0, \port$3319$0  };
+  assign b = { 1'h0, \port$3321$0  };
+  assign \b$3  = { 1'h0, \port$3321$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3465$0 , \port$3512$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3489$0 , \port$3536$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33335,24 +33438,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3465$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3465$0 ;
-  wire [12:0] \port$3465$0 ;
-  input [12:0] \port$3512$0 ;
-  wire [12:0] \port$3512$0 ;
+  input [12:0] \port$3489$0 ;
+  wire [12:0] \port$3489$0 ;
+  input [12:0] \port$3536$0 ;
+  wire [12:0] \port$3536$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3465$0  * \port$3512$0 ;
+  assign \$1  = \port$3489$0  * \port$3536$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3465$0  };
-  assign \a$1  = { 1'h0, \port$3465$0  };
-  assign b = { 1'h0, \port$3512$0  };
-  assign \b$3  = { 1'h0, \port$3512$0  };
+  assign a = { 1'h0, \port$3489$0  };
+  assign \a$1  = { 1'h0, \port$3489$0  };
+  assign b = { 1'h0, \port$3536$0  };
+  assign \b$3  = { 1'h0, \port$3536$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3512$0 , \port$3515$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3536$0 , \port$3539$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33366,19 +33469,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3512$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3512$0 ;
-  wire [12:0] \port$3512$0 ;
-  input [12:0] \port$3515$0 ;
-  wire [12:0] \port$3515$0 ;
+  input [12:0] \port$3536$0 ;
+  wire [12:0] \port$3536$0 ;
+  input [12:0] \port$3539$0 ;
+  wire [12:0] \port$3539$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3515$0  * \port$3512$0 ;
+  assign \$1  = \port$3539$0  * \port$3536$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3515$0  };
-  assign \a$1  = { 1'h0, \port$3515$0  };
-  assign b = { 1'h0, \port$3512$0  };
-  assign \b$3  = { 1'h0, \port$3512$0  };
+  assign a = { 1'h0, \port$3539$0  };
+  assign \a$1  = { 1'h0, \port$3539$0  };
+  assign b = { 1'h0, \port$3536$0  };
+  assign \b$3  = { 1'h0, \port$3536$0  };
   assign \p$5  = p;
 endmodule
 

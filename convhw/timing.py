@@ -101,17 +101,50 @@ def weight_guard(config: EngineConfig) -> int:
 
 def weight_offer(config: EngineConfig, *, fir: bool) -> int:
     """Cycles from the cycle a weight load begins to the first in which the loader offers its
-    pass to the streamer. Dense, with the deep pipeline: 1, the pass is offered while its rows
-    are still being written. Row ``r`` is written ``r + 3`` cycles after the load begins and the
-    pass's first word reaches row ``r`` no earlier than ``r + 1 +`` :func:`streamer_latency`
-    ``+`` :func:`input_read_latency` ``+`` :func:`array_input_stages` cycles after it (the
-    streamer takes it in the cycle after the offer at the earliest): in time, with cycles to
-    spare. Otherwise ``rows + 1``, once every row is written: in FIR (depthwise) mode every
-    row takes the pass's first word in the same cycle; without the deep pipeline (the
-    ``up5k`` preset) the early offer's latch of the first weight address and the bank's own
-    register at the writes would cost some twenty logic cells, and the iCEBreaker's UP5K has
-    none to spare (its build failed to place at 5,283 of 5,280)."""
-    return 1 if config.deep_pipeline and not fir else config.rows + 1
+    pass to the streamer, for the passes loaded before they are offered: ``rows + 1``, once
+    every row is written. That is every FIR (depthwise) pass, whose rows all take the pass's
+    first word in the same cycle, and every pass without the deep pipeline. 0 for a dense pass
+    with the deep pipeline: it is offered before its load begins, by the rule of
+    :func:`weight_take_spacing`."""
+    return 0 if config.deep_pipeline and not fir else config.rows + 1
+
+
+def weight_take_lead(config: EngineConfig) -> int:
+    """With the deep pipeline, the most cycles by which a dense pass's weight load may begin
+    after the streamer took the pass: row ``r`` is written ``r + 3`` cycles after the load
+    begins, and the pass's first word reaches row ``r`` :func:`streamer_latency` ``+``
+    :func:`input_read_latency` ``+`` :func:`array_input_stages` ``+ r`` cycles after the take;
+    the write may come as late as that cycle, not later (measured: with the lead one more,
+    through :func:`weight_take_spacing`, short passes go wrong)."""
+    return streamer_latency(config) + input_read_latency(config) + array_input_stages(config) - 3
+
+
+def weight_take_spacing(config: EngineConfig) -> int:
+    """With the deep pipeline, the fewest cycles between the streamer's takes of two dense
+    passes; 0 without it (the loads precede the offers, :func:`weight_offer`).
+
+    A dense pass is taken first and loaded after, so that its load overlaps the streaming of
+    the passes before it, and it must begin within :func:`weight_take_lead` cycles. Two
+    things could hold it back, and the spacing rules both out:
+
+    * the loader, busy ``rows + 1`` cycles per load;
+    * the bank, the one the pass before the previous used, which is free
+      :func:`weight_guard` ``+ 1`` cycles after that pass's last word entered the array,
+      :func:`streamer_latency` ``+`` :func:`input_read_latency` cycles after it left the
+      streamer's counters, no later than the previous take: ``guard + 3`` cycles
+      (``streamer + read + 1 + guard - lead``);
+    * the pass before, which the loader holds (one) from its take until its load begins, at
+      most ``lead`` cycles.
+
+    So short passes follow each other every ``max(rows + 1, guard + 3, lead)`` cycles (9 on
+    the 8x8 array), where loading before offering took the array's whole input latency and the guard
+    for every two passes (DCGAN's 512->256 layer, passes of 9-16 elements: 14-16 cycles
+    each). Tight: ``tests/test_list_cycles.py::test_take_spacing_is_tight``."""
+    if not config.deep_pipeline:
+        return 0
+    lead = weight_take_lead(config)
+    bank = streamer_latency(config) + input_read_latency(config) + 1 + weight_guard(config)
+    return max(config.rows + 1, bank - lead, lead)
 
 
 # -- the pass sequencer ----------------------------------------------------------------------
@@ -217,6 +250,7 @@ class JobTiming:
     guard: int
     offer: int
     offer_fir: int
+    spacing: int
     streamer_latency: int
     read: int
     drain: int
@@ -240,6 +274,7 @@ def job_timing(config: EngineConfig, *, banked: bool = False) -> JobTiming:
         guard=weight_guard(config),
         offer=weight_offer(config, fir=False),
         offer_fir=weight_offer(config, fir=True),
+        spacing=weight_take_spacing(config),
         streamer_latency=streamer_latency(config),
         read=input_read_latency(config),
         # input-buffer read + array + accumulator read-add-write

@@ -100,10 +100,10 @@ def test_bound_is_below_the_exact_figure_and_the_rest_exact(spec, shape, memory)
 
 
 def test_bound_on_a_reference_layer_is_within_a_percent():
-    # ResNet-18's 3x3 64->64 at 56x56 on the default engine (exact: 1,771,742 cycles by the
+    # ResNet-18's 3x3 64->64 at 56x56 on the default engine (exact: 1,771,678 cycles by the
     # cycle model, which tests/test_list_cycles.py holds equal to the RTL): every pixel fills
     # whole beats, so the bytes are exact too.
     spec, shape = ConvSpec(2, 64, 64, 3, padding=1), (1, 64, 56, 56)
     bound = convhw.estimate(spec, shape, requantize=True, exact=False)
-    assert bound.busy_cycles == 1_765_944 and bound.bytes_moved == 541_184
-    assert 0.99 * 1_771_742 <= bound.cycles <= 1_771_742
+    assert bound.busy_cycles == 1_765_880 and bound.bytes_moved == 541_184
+    assert 0.99 * 1_771_678 <= bound.cycles <= 1_771_678

@@ -46,6 +46,9 @@ def case(name):
         return network(1, TINY)
     return {
         "strided": lambda: single(ConvSpec(2, 4, 8, 3, stride=2, padding=1), (1, 4, 7, 7)),
+        # a 3x3 output: passes of 4 to 9 elements, the border taps' short after longer ones
+        "strided-small": lambda: single(ConvSpec(2, 4, 8, 3, stride=2, padding=1),
+                                        (1, 4, 5, 5)),
         "depthwise": lambda: single(ConvSpec(2, 4, 4, 3, padding=1, groups=4), (1, 4, 6, 6)),
         # 2-D, and 3 input chunks on TINY's 4 rows: each phase's unreached taps are looked
         # at once, not per chunk (timing.skips_unreached_taps)
@@ -328,3 +331,25 @@ def test_weight_guard_is_tight(rows, deep, monkeypatch):
     monkeypatch.setattr(timing, "weight_guard", lambda c: guard - 1)
     with pytest.raises(AssertionError, match="layer 0"):
         check_exact("strided", MemoryModel(8, 20), config)
+
+
+@pytest.mark.parametrize("rows", [4, 8])
+def test_take_spacing_is_tight(rows, monkeypatch):
+    """timing.weight_take_spacing, which the loader and the cycle model both read, is the
+    least that keeps short passes right with the deep pipeline: exact and CYCLES equal to the
+    model with it; with one cycle less a load can begin after the pass's first word reached a
+    row it had not written yet. On 4 rows the bank binds (a long pass, then a
+    short one: guard + 3), on 8 the loader (rows + 1: it falls behind by a cycle per
+    pass)."""
+    config = EngineConfig(rows=rows, cols=8, input_depth=256, weight_depth=512, acc_depth=64,
+                          memory_width=32)
+    spacing = timing.weight_take_spacing(config)
+    assert spacing == {4: 7, 8: 9}[rows]
+    check_exact("strided-small", MemoryModel(8, 20), config)
+    monkeypatch.setattr(timing, "weight_take_spacing", lambda c: spacing - 1)
+    x, layers = case("strided-small")
+    placed = plan(config, x, layers)
+    got, result = run_engine(config, placed, model=MemoryModel(8, 20))
+    (have,), (want,) = outputs(got, placed), reference(x, layers)
+    assert result["status"] & 0b110 == 0b010, result
+    assert not np.array_equal(have, want)

@@ -16,8 +16,10 @@ cycle the controller starts the job's datapath):
   began the previous load), its previous pass has been taken by the streamer (the cycle after
   at the earliest) and the pass's weight bank is free: the bank's previous pass entered the
   array completely at least ``guard + 1`` cycles earlier (``pass_end``); it loads ``rows``
-  weight words and offers the pass ``offer`` cycles after beginning (1: dense passes are taken
-  while their rows are written) or ``offer_fir`` in FIR mode (``rows + 1``);
+  weight words and offers the pass ``offer`` cycles after beginning (``rows + 1``: FIR mode,
+  and every pass without the deep pipeline); with the deep pipeline a dense pass is instead
+  offered as soon as the sequencer emits it and taken ``spacing`` cycles after the previous
+  take at the earliest, and its load follows (:func:`convhw.timing.weight_take_spacing`);
 * the streamer takes a pass when it is offered and the previous pass is at its last element
   (so passes follow each other without a bubble), and emits one element per cycle; each
   element reaches the array input ``streamer_latency + read`` cycles after leaving the
@@ -114,12 +116,31 @@ def _job_cycles(job: Job, t: JobTiming) -> int:
     pass_end = []                      # per pass: cycle its last element is at the array
     load_done = 0                      # the first cycle the loader is idle again
     offer = t.offer_fir if job.fir_taps else t.offer
+    taken_first = bool(t.spacing) and not job.fir_taps
     for desc in candidates(job):
         if desc is None:
             advanced = cycle
             cycle += 1
             continue
         p = len(taken)
+        if taken_first:
+            # Offered as soon as emitted, taken `spacing` cycles after the previous take at
+            # the earliest; its load begins in the cycle after the take or once the loader
+            # and the bank are free (which the spacing puts within weight_take_lead cycles),
+            # and keeps the loader busy `rows + 2` cycles more.
+            take = cycle if p == 0 else max(cycle, taken[p - 1] + t.spacing,
+                                            taken[p - 1] + lengths[p - 1])
+            begin = max(take + 1, load_done) if p < 2 else max(
+                take + 1, load_done, pass_end[p - 2] + 1 + t.guard)
+            load_done = begin + rows + 1
+            (_, nz, _), (_, ny, _), (_, nx, _) = desc.axes
+            count = nz * ny * nx
+            taken.append(take)
+            lengths.append(count)
+            pass_end.append(take + count + t.streamer_latency + t.read)
+            advanced = take
+            cycle = take + 1
+            continue
         # The loader is idle (done writing the previous pass's rows, whose pass the streamer
         # has taken: the sequencer has moved on from it) and the bank is free.
         begin = max(cycle, load_done) if p < 2 else max(cycle, load_done,
@@ -136,6 +157,8 @@ def _job_cycles(job: Job, t: JobTiming) -> int:
         cycle = take + 1
     last_output = pass_end[-1] - t.read if pass_end else 0
     run_end = max(advanced + 2, last_output + 1)
+    if taken_first and taken:
+        run_end = max(run_end, load_done + 2)     # (the loader's last write)
     return t.check + run_end + t.drain
 
 

@@ -97,13 +97,151 @@ class WeightLoader(wiring.Component):
         return self.guard_for(self._config)
 
     def elaborate(self, platform) -> Module:
+        if timing.weight_take_spacing(self._config):
+            return self._elaborate_taken_first()
+        return self._elaborate_loaded_first()
+
+    def _banks(self, m: Module, begin_bank_set):
+        """The two banks' state: ``inflight[b]`` while a pass using bank ``b`` is on its way
+        into the array (set by ``begin_bank_set``, a list of (condition, bank) pairs; cleared
+        at its ``pass_end``), then ``guard`` cycles of timer; ``free[b]`` when neither."""
+        inflight = Signal(2)
+        timers = [Signal(range(self.guard + 1), name=f"timer{b}") for b in range(2)]
+        free = Signal(2)
+        for b in range(2):
+            m.d.comb += free[b].eq(~inflight[b] & (timers[b] == 0))
+            with m.If(self.pass_end & (self.pass_end_bank == b)):
+                m.d.sync += timers[b].eq(self.guard)
+            with m.Elif(timers[b] != 0):
+                m.d.sync += timers[b].eq(timers[b] - 1)
+            setting = 0
+            for condition, bank in begin_bank_set:
+                setting = setting | condition & (bank == b)
+            with m.If(setting):
+                m.d.sync += inflight[b].eq(1)
+            with m.Elif(self.pass_end & (self.pass_end_bank == b)):
+                m.d.sync += inflight[b].eq(0)
+        return inflight, timers, free
+
+    def _reset_banks(self, m: Module, next_bank, inflight, timers) -> None:
+        if not self._keep_banks:
+            m.d.sync += [next_bank.eq(0), inflight.eq(0)]
+            for b in range(2):
+                m.d.sync += timers[b].eq(0)
+
+    def _elaborate_taken_first(self) -> Module:
+        # Deep pipeline (timing.weight_take_spacing). A dense pass is offered first and loaded
+        # after: the streamer takes it at least `spacing` cycles after the previous take, which
+        # guarantees that the loader and the pass's bank are free within `weight_take_lead`
+        # cycles, and the load begins as soon as they are, in time for the pass's first word.
+        # A FIR pass is loaded first and offered once its rows are written (weight_offer).
         m = Module()
         config = self._config
         rows = config.rows
+        spacing = timing.weight_take_spacing(config)
+        fir = self.fir_taps != 0
 
-        inflight = Signal(2)         # a pass using this bank is still entering the array
-        timers = [Signal(range(self.guard + 1), name=f"timer{b}") for b in range(2)]
-        free = Signal(2)
+        taken = self.passes_out.valid & self.passes_out.ready
+        next_bank = Signal()         # the bank of the next pass
+        bank = Signal()              # the bank being loaded
+        loading = Signal()
+        row = Signal(range(rows + 1))
+        first_word = Signal.like(self.passes_in.payload.weights)
+        # a dense pass taken and not yet loading: its first weight word and bank
+        pending = Signal()
+        pending_word = Signal.like(first_word)
+        pending_bank = Signal()
+        # cycles since the last take, saturating at `spacing`; a dense pass is offered at it
+        since_take = Signal(range(spacing + 1), init=spacing)
+        offering_fir = Signal()      # a loaded FIR pass is offered
+
+        begin_dense = Signal()
+        begin_fir = Signal()
+        inflight, timers, free = self._banks(m, [(begin_dense, pending_bank),
+                                                 (begin_fir, next_bank)])
+
+        offering_dense = Signal()
+        m.d.comb += offering_dense.eq(since_take == spacing)
+        m.d.sync += since_take.eq(Mux(taken, 1, Mux(since_take == spacing, spacing,
+                                                   since_take + 1)))
+        m.d.comb += [
+            self.passes_out.valid.eq(Mux(fir, offering_fir, offering_dense)
+                                     & self.passes_in.valid),
+            self.passes_out.payload.desc.eq(self.passes_in.payload),
+            self.passes_out.payload.bank.eq(Mux(fir, bank, next_bank)),
+            self.passes_in.ready.eq(taken),
+        ]
+        offering_fir_next = Signal()
+        m.d.comb += [
+            offering_fir_next.eq(offering_fir & ~taken),
+            self.passes_in_ready_next.eq(
+                Mux(fir, offering_fir_next, ~taken & (since_take >= spacing - 1))
+                & self.passes_out_ready_next),
+        ]
+        m.d.sync += offering_fir.eq(offering_fir_next)
+
+        m.d.comb += [
+            begin_dense.eq(~self.start & ~fir & pending & ~loading
+                           & free.bit_select(pending_bank, 1)),
+            begin_fir.eq(~self.start & fir & self.passes_in.valid & ~loading & ~offering_fir
+                         & free.bit_select(next_bank, 1)),
+        ]
+        with m.If(taken & ~fir):
+            m.d.sync += [pending.eq(1), pending_word.eq(self.passes_in.payload.weights),
+                         pending_bank.eq(next_bank), next_bank.eq(~next_bank)]
+        with m.Elif(begin_dense):
+            m.d.sync += pending.eq(0)
+        with m.If(self.start):
+            m.d.comb += offering_fir_next.eq(0)
+            m.d.sync += [loading.eq(0), pending.eq(0)]
+            self._reset_banks(m, next_bank, inflight, timers)
+        with m.Elif(begin_dense | begin_fir):
+            m.d.sync += [loading.eq(1), row.eq(0)]
+            with m.If(begin_dense):
+                m.d.sync += [bank.eq(pending_bank), first_word.eq(pending_word)]
+            with m.Else():
+                m.d.sync += [bank.eq(next_bank), next_bank.eq(~next_bank),
+                             first_word.eq(self.passes_in.payload.weights)]
+        with m.Elif(loading):
+            m.d.sync += row.eq(row + 1)
+            with m.If(row == rows - 1):
+                with m.If(fir):
+                    m.d.comb += offering_fir_next.eq(1)
+                m.d.sync += loading.eq(0)
+        m.d.comb += self.mem_addr.eq(first_word + row)
+        # A read issued in one cycle returns in the next; the word is registered before it
+        # fans out to a row of PEs (the block RAM's slow output and the wires across the
+        # array are two paths), and written a cycle later. In FIR mode the rows from FIR_TAPS
+        # on hold no tap: they are written with zeros (the register's synchronous reset), so
+        # that whatever the descriptor's weight words hold there, those rows add nothing. The
+        # bank rides with the row: the next load may begin while this one's last rows are
+        # still being written.
+        read_pending, read_row, read_bank = Signal(), Signal.like(row), Signal()
+        m.d.sync += [read_pending.eq(loading & ~self.start), read_row.eq(row),
+                     read_bank.eq(bank)]
+        data = self.mem_data[:config.weight_word_width]
+        registered = Signal.like(data)
+        with m.If(fir & (read_row >= self.fir_taps)):
+            m.d.sync += registered.eq(0)
+        with m.Else():
+            m.d.sync += registered.eq(data)
+        write_pending, write_row, write_bank = Signal(), Signal.like(row), Signal()
+        m.d.sync += [write_pending.eq(read_pending & ~self.start), write_row.eq(read_row),
+                     write_bank.eq(read_bank)]
+        m.d.comb += self.busy.eq(loading | pending | offering_fir | read_pending
+                                 | write_pending)
+        with m.If(write_pending):
+            m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(write_bank),
+                         self.w_data.eq(registered)]
+        return m
+
+    def _elaborate_loaded_first(self) -> Module:
+        # Without the deep pipeline: every pass is loaded, then offered (weight_offer).
+        m = Module()
+        config = self._config
+        rows = config.rows
+        assert not config.deep_pipeline and timing.weight_offer(config, fir=False) == rows + 1
+
         next_bank = Signal()
         bank = Signal()              # the bank of the pass being loaded or offered
         offering = Signal()
@@ -111,19 +249,8 @@ class WeightLoader(wiring.Component):
         row = Signal(range(rows + 1))
         write_row = Signal(range(rows + 1))
         write_pending = Signal()
-
-        for b in range(2):
-            m.d.comb += free[b].eq(~inflight[b] & (timers[b] == 0))
-            with m.If(self.pass_end & (self.pass_end_bank == b)):
-                m.d.sync += timers[b].eq(self.guard)
-            with m.Elif(timers[b] != 0):
-                m.d.sync += timers[b].eq(timers[b] - 1)
         taken = self.passes_out.valid & self.passes_out.ready
-        for b in range(2):
-            with m.If(taken & (bank == b)):
-                m.d.sync += inflight[b].eq(1)
-            with m.Elif(self.pass_end & (self.pass_end_bank == b)):
-                m.d.sync += inflight[b].eq(0)
+        inflight, timers, free = self._banks(m, [(taken, bank)])
 
         m.d.comb += [
             self.passes_out.valid.eq(offering & self.passes_in.valid),
@@ -146,15 +273,7 @@ class WeightLoader(wiring.Component):
         with m.If(self.start):
             m.d.comb += offering_next.eq(0)
             m.d.sync += loading.eq(0)
-            if not self._keep_banks:
-                m.d.sync += [next_bank.eq(0), inflight.eq(0)]
-                for b in range(2):
-                    m.d.sync += timers[b].eq(0)
-        # The early offer of dense passes (timing.weight_offer), with the deep pipeline only.
-        early = timing.weight_offer(config, fir=False) == 1
-        assert timing.weight_offer(config, fir=False) in (1, rows + 1)
-        assert timing.weight_offer(config, fir=True) == rows + 1
-        fir = self.fir_taps != 0
+            self._reset_banks(m, next_bank, inflight, timers)
         with m.Elif(begin):
             m.d.sync += [
                 bank.eq(next_bank),
@@ -162,63 +281,22 @@ class WeightLoader(wiring.Component):
                 loading.eq(1),
                 row.eq(0),
             ]
-            if early:
-                with m.If(~fir):
-                    m.d.comb += offering_next.eq(1)
         with m.Elif(loading):
             m.d.sync += row.eq(row + 1)
             with m.If(row == rows - 1):
-                if early:
-                    with m.If(fir):
-                        m.d.comb += offering_next.eq(1)
-                else:
-                    m.d.comb += offering_next.eq(1)
+                m.d.comb += offering_next.eq(1)
                 m.d.sync += loading.eq(0)
         # The address is read from whether or not a load is on: only the data read while
         # loading is used, and the address then does not wait for the start and begin logic.
-        # With the early offer the sequencer moves on while the rows load: the first word's
-        # address is latched when the load begins.
-        if early:
-            first_word = Signal.like(self.passes_in.payload.weights)
-            with m.If(begin & ~self.start):
-                m.d.sync += first_word.eq(self.passes_in.payload.weights)
-            m.d.comb += self.mem_addr.eq(first_word + row)
-        else:
-            m.d.comb += self.mem_addr.eq(self.passes_in.payload.weights + row)
-        # A read issued in one cycle returns in the next: write it into the array then.
+        m.d.comb += self.mem_addr.eq(self.passes_in.payload.weights + row)
+        # A read issued in one cycle returns in the next: write it into the array then. In
+        # FIR mode the rows from FIR_TAPS on hold no tap: they are written with zeros, so that
+        # whatever the descriptor's weight words hold there, those rows add nothing.
         m.d.sync += [write_pending.eq(loading & ~self.start), write_row.eq(row)]
         data = self.mem_data[:config.weight_word_width]
-        # In FIR mode the rows from FIR_TAPS on hold no tap: they are written with zeros, so
-        # that whatever the descriptor's weight words hold there, those rows add nothing.
         unused = Signal()
         m.d.comb += unused.eq((self.fir_taps != 0) & (write_row >= self.fir_taps))
-        if config.deep_pipeline:
-            # The word is registered before it fans out to a row of PEs: the block RAM's slow
-            # output and the wires across the array are two paths. The row is written a cycle
-            # later, still long before the pass's first word reaches it. (The zeros are the
-            # register's synchronous reset: no logic after the block RAM.)
-            registered = Signal.like(data)
-            with m.If(unused):
-                m.d.sync += registered.eq(0)
-            with m.Else():
-                m.d.sync += registered.eq(data)
-            pending = Signal()
-            m.d.sync += pending.eq(write_pending & ~self.start)
-            row_now = Signal.like(write_row)
-            m.d.sync += row_now.eq(write_row)
-            write_pending, write_row, data = pending, row_now, registered
-        else:
-            data = Mux(unused, 0, data)
-        # With the early offer (deep pipeline only) the next load may begin, and change `bank`,
-        # while this one's last rows are still being written: the bank rides with them, through
-        # the same two registers as the row. Without it the next load begins after the last
-        # write.
-        write_bank = bank
-        if early:
-            bank_read, bank_now = Signal(), Signal()
-            m.d.sync += [bank_read.eq(bank), bank_now.eq(bank_read)]
-            write_bank = bank_now
         with m.If(write_pending):
-            m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(write_bank),
-                         self.w_data.eq(data)]
+            m.d.comb += [self.w_we.eq(1), self.w_row.eq(write_row), self.w_bank.eq(bank),
+                         self.w_data.eq(Mux(unused, 0, data))]
         return m

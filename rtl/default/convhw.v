@@ -25233,11 +25233,20 @@ module \convhw.core.input_buffer (clk, rst, write__en, write__addr, r_data, \por
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, passes_in_ready_next, mem_addr, busy, mem_data, fir_taps, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$71  = 0;
   wire \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg [10:0] \$101 ;
+  reg \$102 ;
+  reg [3:0] \$103 ;
+  reg \$104 ;
+  reg [63:0] \$105 ;
+  reg \$106 ;
+  reg [3:0] \$107 ;
+  reg \$108 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
@@ -25250,18 +25259,18 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [11:0] \$22 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [3:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [3:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -25270,18 +25279,18 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [11:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [3:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
@@ -25290,34 +25299,58 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [3:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  reg [2:0] \$64 ;
-  reg [2:0] \$65 ;
-  reg [1:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg [3:0] \$71 ;
-  reg [10:0] \$72 ;
-  reg \$73 ;
-  reg [3:0] \$74 ;
-  reg [63:0] \$75 ;
-  reg \$76 ;
-  reg [3:0] \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  wire [4:0] \$70 ;
+  wire [4:0] \$71 ;
+  wire [4:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
+  wire [4:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  reg [2:0] \$89 ;
   wire \$9 ;
+  reg [1:0] \$90 ;
+  reg [2:0] \$91 ;
+  reg [3:0] \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg [10:0] \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [3:0] \$99 ;
+  reg [3:0] \$like  = 4'h0;
+  reg [3:0] \$like$43  = 4'h0;
   reg \$signal  = 1'h0;
+  reg \$signal$30  = 1'h0;
   reg bank = 1'h0;
-  reg bank_now = 1'h0;
+  wire begin_dense;
+  wire begin_fir;
   output busy;
   wire busy;
   input clk;
@@ -25335,8 +25368,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   input [63:0] mem_data;
   wire [63:0] mem_data;
   reg next_bank = 1'h0;
-  reg offering = 1'h0;
-  reg offering_next;
+  wire offering_dense;
+  reg offering_fir = 1'h0;
+  reg offering_fir_next;
   input pass_end;
   wire pass_end;
   input pass_end_bank;
@@ -25394,16 +25428,18 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   input passes_out_ready_next;
   wire passes_out_ready_next;
   reg pending = 1'h0;
+  reg pending_bank = 1'h0;
+  reg [10:0] pending_word = 11'h000;
+  reg read_bank = 1'h0;
   reg [63:0] registered = 64'h0000000000000000;
   reg [3:0] row = 4'h0;
-  reg [3:0] row_now = 4'h0;
   input rst;
   wire rst;
+  reg [3:0] since_take = 4'h9;
   input start;
   wire start;
   reg [2:0] timer0 = 3'h0;
   reg [2:0] timer1 = 3'h0;
-  wire unused;
   output w_bank;
   reg w_bank;
   output [63:0] w_data;
@@ -25412,118 +25448,146 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg [2:0] w_row;
   output w_we;
   reg w_we;
-  reg write_pending = 1'h0;
-  reg [3:0] write_row = 4'h0;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = | fir_taps;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 3'h7;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
-  assign unused = \$23  & \$24 ;
-  assign \$25  = ! pass_end_bank;
-  assign \$26  = pass_end & \$25 ;
-  assign \$27  = | timer0;
-  assign \$28  = timer0 - 1'h1;
-  assign \$30  = pass_end & \$29 ;
-  assign \$31  = | timer1;
-  assign \$32  = timer1 - 1'h1;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$34  = ! bank;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = ! pass_end_bank;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = passes_out__valid & passes_out__ready;
-  assign \$40  = \$38  & \$39 ;
-  assign \$42  = pass_end & \$41 ;
-  assign \$43  = ~ loading;
-  assign \$44  = passes_in__valid & \$43 ;
-  assign \$45  = ~ offering;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = free >> next_bank;
-  assign \$48  = \$46  & \$47 ;
-  assign \$49  = ~ next_bank;
-  assign \$50  = row + 1'h1;
-  assign \$51  = row == 3'h7;
-  assign \$52  = ~ loading;
-  assign \$53  = passes_in__valid & \$52 ;
-  assign \$54  = ~ offering;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = free >> next_bank;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = ~ start;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = ~ start;
-  assign \$61  = loading & \$60 ;
-  assign \$62  = ~ start;
-  assign \$63  = write_pending & \$62 ;
-  always @(posedge clk)
-    timer0 <= \$64 ;
-  always @(posedge clk)
-    timer1 <= \$65 ;
-  always @(posedge clk)
-    inflight <= \$66 ;
-  always @(posedge clk)
-    offering <= \$67 ;
-  always @(posedge clk)
-    loading <= \$68 ;
-  always @(posedge clk)
-    next_bank <= \$69 ;
-  always @(posedge clk)
-    bank <= \$70 ;
-  always @(posedge clk)
-    row <= \$71 ;
-  always @(posedge clk)
-    first_word <= \$72 ;
-  always @(posedge clk)
-    write_pending <= \$73 ;
-  always @(posedge clk)
-    write_row <= \$74 ;
-  always @(posedge clk)
-    registered <= \$75 ;
-  always @(posedge clk)
-    pending <= \$76 ;
-  always @(posedge clk)
-    row_now <= \$77 ;
-  always @(posedge clk)
-    \$signal  <= \$78 ;
-  always @(posedge clk)
-    bank_now <= \$79 ;
+  reg write_bank = 1'h0;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
   assign \$4  = ~ inflight[1];
   assign \$5  = ! timer1;
   assign \$6  = \$4  & \$5 ;
-  assign passes_out__valid = offering & passes_in__valid;
-  assign passes_in__ready = offering & passes_out__ready;
-  assign \$7  = loading | offering;
-  assign \$8  = \$7  | write_pending;
-  assign busy = \$8  | w_we;
-  assign \$9  = passes_out__valid & passes_out__ready;
-  assign \$10  = ~ \$9 ;
-  assign \$11  = offering & \$10 ;
-  assign passes_in_ready_next = offering_next & passes_out_ready_next;
-  assign \$12  = ~ loading;
-  assign \$13  = passes_in__valid & \$12 ;
-  assign \$14  = ~ offering;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = free >> next_bank;
+  assign offering_dense = since_take == 4'h9;
+  assign \$7  = | fir_taps;
+  assign \$8  = \$7  ? offering_fir : offering_dense;
+  assign passes_out__valid = \$8  & passes_in__valid;
+  assign \$9  = | fir_taps;
+  assign \$10  = \$9  ? bank : next_bank;
+  assign passes_in__ready = passes_out__valid & passes_out__ready;
+  assign \$11  = passes_out__valid & passes_out__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = offering_fir & \$12 ;
+  assign \$14  = | fir_taps;
+  assign \$15  = passes_out__valid & passes_out__ready;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = since_take >= 4'h8;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$14  ? offering_fir_next : \$18 ;
+  assign passes_in_ready_next = \$19  & passes_out_ready_next;
+  assign \$20  = ~ start;
+  assign \$21  = | fir_taps;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$20  & \$22 ;
+  assign \$24  = \$23  & pending;
+  assign \$25  = ~ loading;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = free >> pending_bank;
+  assign begin_dense = \$26  & \$27 ;
+  assign \$28  = ~ start;
+  assign \$29  = | fir_taps;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$30  & passes_in__valid;
+  assign \$32  = ~ loading;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ offering_fir;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = free >> next_bank;
+  assign begin_fir = \$35  & \$36 ;
+  assign \$37  = begin_dense | begin_fir;
+  assign \$38  = row == 3'h7;
+  assign \$39  = | fir_taps;
+  assign \$40  = first_word + row;
+  assign \$41  = loading | pending;
+  assign \$42  = \$41  | offering_fir;
+  assign \$43  = \$42  | \$signal ;
+  assign busy = \$43  | \$signal$30 ;
+  assign \$44  = ! pass_end_bank;
+  assign \$45  = pass_end & \$44 ;
+  assign \$46  = | timer0;
+  assign \$47  = timer0 - 1'h1;
+  assign \$48  = ! pending_bank;
+  assign \$49  = begin_dense & \$48 ;
+  assign \$51  = ! next_bank;
+  assign \$52  = begin_fir & \$51 ;
+  assign \$53  = \$50  | \$52 ;
+  assign \$54  = ! pass_end_bank;
+  assign \$55  = pass_end & \$54 ;
+  assign \$57  = pass_end & \$56 ;
+  assign \$58  = | timer1;
+  assign \$59  = timer1 - 1'h1;
+  assign \$61  = begin_dense & \$60 ;
+  assign \$64  = begin_fir & \$63 ;
+  assign \$65  = \$62  | \$64 ;
+  assign \$67  = pass_end & \$66 ;
+  assign \$68  = passes_out__valid & passes_out__ready;
+  assign \$69  = since_take == 4'h9;
+  assign \$70  = since_take + 1'h1;
+  assign \$71  = \$69  ? 5'h09 : \$70 ;
+  assign \$72  = \$68  ? 5'h01 : \$71 ;
+  assign \$73  = passes_out__valid & passes_out__ready;
+  assign \$74  = | fir_taps;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$73  & \$75 ;
+  assign \$77  = ~ next_bank;
+  assign \$78  = begin_dense | begin_fir;
+  assign \$79  = ~ next_bank;
+  assign \$80  = row + 1'h1;
+  assign \$81  = row == 3'h7;
+  assign \$82  = ~ start;
+  assign \$83  = loading & \$82 ;
+  assign \$84  = | fir_taps;
+  assign \$85  = \$like$43  >= fir_taps;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ start;
+  assign \$88  = \$signal  & \$87 ;
+  always @(posedge clk)
+    timer0 <= \$89 ;
+  always @(posedge clk)
+    inflight <= \$90 ;
+  always @(posedge clk)
+    timer1 <= \$91 ;
+  always @(posedge clk)
+    since_take <= \$92 ;
+  always @(posedge clk)
+    offering_fir <= \$93 ;
+  always @(posedge clk)
+    pending <= \$94 ;
+  always @(posedge clk)
+    pending_word <= \$95 ;
+  always @(posedge clk)
+    pending_bank <= \$96 ;
+  always @(posedge clk)
+    next_bank <= \$97 ;
+  always @(posedge clk)
+    loading <= \$98 ;
+  always @(posedge clk)
+    row <= \$99 ;
+  always @(posedge clk)
+    bank <= \$100 ;
+  always @(posedge clk)
+    first_word <= \$101 ;
+  always @(posedge clk)
+    \$signal  <= \$102 ;
+  always @(posedge clk)
+    \$like$43  <= \$103 ;
+  always @(posedge clk)
+    read_bank <= \$104 ;
+  always @(posedge clk)
+    registered <= \$105 ;
+  always @(posedge clk)
+    \$signal$30  <= \$106 ;
+  always @(posedge clk)
+    \$like  <= \$107 ;
+  always @(posedge clk)
+    write_bank <= \$108 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    offering_next = \$11 ;
+    offering_fir_next = \$13 ;
     if (start) begin
-      offering_next = 1'h0;
-    end else if (\$17 ) begin
-      if (\$19 ) begin
-        offering_next = 1'h1;
-      end
+      offering_fir_next = 1'h0;
+    end else if (\$37 ) begin
     end else if (loading) begin
-      if (\$20 ) begin
-        if (\$21 ) begin
-          offering_next = 1'h1;
+      if (\$38 ) begin
+        if (\$39 ) begin
+          offering_fir_next = 1'h1;
         end
       end
     end
@@ -25531,253 +25595,325 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_we = 1'h0;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_row = 3'h0;
-    if (pending) begin
-      w_row = row_now[2:0];
+    if (\$signal$30 ) begin
+      w_row = \$like [2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_bank = 1'h0;
-    if (pending) begin
-      w_bank = bank_now;
+    if (\$signal$30 ) begin
+      w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_data = 64'h0000000000000000;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$64  = timer0;
-    if (\$26 ) begin
-      \$64  = 3'h4;
-    end else if (\$27 ) begin
-      \$64  = \$28 [2:0];
+    \$89  = timer0;
+    if (\$45 ) begin
+      \$89  = 3'h4;
+    end else if (\$46 ) begin
+      \$89  = \$47 [2:0];
     end
     if (start) begin
-      \$64  = 3'h0;
+      \$89  = 3'h0;
     end
     if (flush) begin
-      \$64  = 3'h0;
+      \$89  = 3'h0;
     end
     if (rst) begin
-      \$64  = 3'h0;
+      \$89  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$65  = timer1;
-    if (\$30 ) begin
-      \$65  = 3'h4;
-    end else if (\$31 ) begin
-      \$65  = \$32 [2:0];
+    \$90  = inflight;
+    if (\$53 ) begin
+      \$90 [0] = 1'h1;
+    end else if (\$55 ) begin
+      \$90 [0] = 1'h0;
+    end
+    if (\$65 ) begin
+      \$90 [1] = 1'h1;
+    end else if (\$67 ) begin
+      \$90 [1] = 1'h0;
     end
     if (start) begin
-      \$65  = 3'h0;
+      \$90  = 2'h0;
     end
     if (flush) begin
-      \$65  = 3'h0;
+      \$90  = 2'h0;
     end
     if (rst) begin
-      \$65  = 3'h0;
+      \$90  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$66  = inflight;
-    if (\$35 ) begin
-      \$66 [0] = 1'h1;
-    end else if (\$37 ) begin
-      \$66 [0] = 1'h0;
-    end
-    if (\$40 ) begin
-      \$66 [1] = 1'h1;
-    end else if (\$42 ) begin
-      \$66 [1] = 1'h0;
+    \$91  = timer1;
+    if (\$57 ) begin
+      \$91  = 3'h4;
+    end else if (\$58 ) begin
+      \$91  = \$59 [2:0];
     end
     if (start) begin
-      \$66  = 2'h0;
+      \$91  = 3'h0;
     end
     if (flush) begin
-      \$66  = 2'h0;
+      \$91  = 3'h0;
     end
     if (rst) begin
-      \$66  = 2'h0;
+      \$91  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$67  = offering_next;
+    \$92  = \$72 [3:0];
     if (flush) begin
-      \$67  = 1'h0;
+      \$92  = 4'h9;
     end
     if (rst) begin
-      \$67  = 1'h0;
+      \$92  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$68  = loading;
+    \$93  = offering_fir_next;
+    if (flush) begin
+      \$93  = 1'h0;
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$94  = pending;
+    if (\$76 ) begin
+      \$94  = 1'h1;
+    end else if (begin_dense) begin
+      \$94  = 1'h0;
+    end
     if (start) begin
-      \$68  = 1'h0;
-    end else if (\$48 ) begin
-      \$68  = 1'h1;
-    end else if (loading) begin
-      if (\$51 ) begin
-        \$68  = 1'h0;
+      \$94  = 1'h0;
+    end
+    if (flush) begin
+      \$94  = 1'h0;
+    end
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$95  = pending_word;
+    if (\$76 ) begin
+      \$95  = passes_in__payload[163:153];
+    end
+    if (flush) begin
+      \$95  = 11'h000;
+    end
+    if (rst) begin
+      \$95  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$96  = pending_bank;
+    if (\$76 ) begin
+      \$96  = next_bank;
+    end
+    if (flush) begin
+      \$96  = 1'h0;
+    end
+    if (rst) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$97  = next_bank;
+    if (\$76 ) begin
+      \$97  = \$77 ;
+    end
+    if (start) begin
+      \$97  = 1'h0;
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+      end else begin
+        \$97  = \$79 ;
       end
     end
     if (flush) begin
-      \$68  = 1'h0;
+      \$97  = 1'h0;
     end
     if (rst) begin
-      \$68  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$69  = next_bank;
+    \$98  = loading;
     if (start) begin
-      \$69  = 1'h0;
-    end else if (\$48 ) begin
-      \$69  = \$49 ;
-    end
-    if (flush) begin
-      \$69  = 1'h0;
-    end
-    if (rst) begin
-      \$69  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$70  = bank;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$70  = next_bank;
-    end
-    if (flush) begin
-      \$70  = 1'h0;
-    end
-    if (rst) begin
-      \$70  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$71  = row;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$71  = 4'h0;
+      \$98  = 1'h0;
+    end else if (\$78 ) begin
+      \$98  = 1'h1;
     end else if (loading) begin
-      \$71  = \$50 [3:0];
+      if (\$81 ) begin
+        \$98  = 1'h0;
+      end
     end
     if (flush) begin
-      \$71  = 4'h0;
+      \$98  = 1'h0;
     end
     if (rst) begin
-      \$71  = 4'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$72  = first_word;
-    if (\$59 ) begin
-      \$72  = passes_in__payload[163:153];
+    \$99  = row;
+    if (start) begin
+    end else if (\$78 ) begin
+      \$99  = 4'h0;
+    end else if (loading) begin
+      \$99  = \$80 [3:0];
     end
     if (flush) begin
-      \$72  = 11'h000;
+      \$99  = 4'h0;
     end
     if (rst) begin
-      \$72  = 11'h000;
+      \$99  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$73  = \$61 ;
+    \$100  = bank;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$100  = pending_bank;
+      end else begin
+        \$100  = next_bank;
+      end
+    end
     if (flush) begin
-      \$73  = 1'h0;
+      \$100  = 1'h0;
     end
     if (rst) begin
-      \$73  = 1'h0;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$74  = row;
+    \$101  = first_word;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$101  = pending_word;
+      end else begin
+        \$101  = passes_in__payload[163:153];
+      end
+    end
     if (flush) begin
-      \$74  = 4'h0;
+      \$101  = 11'h000;
     end
     if (rst) begin
-      \$74  = 4'h0;
+      \$101  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$102  = \$83 ;
+    if (flush) begin
+      \$102  = 1'h0;
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$103  = row;
+    if (flush) begin
+      \$103  = 4'h0;
+    end
+    if (rst) begin
+      \$103  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
+    \$104  = bank;
+    if (flush) begin
+      \$104  = 1'h0;
+    end
+    if (rst) begin
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     (* full_case = 32'd1 *)
-    if (unused) begin
-      \$75  = 64'h0000000000000000;
+    if (\$86 ) begin
+      \$105  = 64'h0000000000000000;
     end else begin
-      \$75  = mem_data;
+      \$105  = mem_data;
     end
     if (flush) begin
-      \$75  = 64'h0000000000000000;
+      \$105  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$75  = 64'h0000000000000000;
+      \$105  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$76  = \$63 ;
+    \$106  = \$88 ;
     if (flush) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
     if (rst) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$77  = write_row;
+    \$107  = \$like$43 ;
     if (flush) begin
-      \$77  = 4'h0;
+      \$107  = 4'h0;
     end
     if (rst) begin
-      \$77  = 4'h0;
+      \$107  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$78  = bank;
+    \$108  = read_bank;
     if (flush) begin
-      \$78  = 1'h0;
+      \$108  = 1'h0;
     end
     if (rst) begin
-      \$78  = 1'h0;
+      \$108  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$79  = \$signal ;
-    if (flush) begin
-      \$79  = 1'h0;
-    end
-    if (rst) begin
-      \$79  = 1'h0;
-    end
-  end
-  assign mem_addr = \$22 [10:0];
+  assign mem_addr = \$40 [10:0];
   assign \passes_out__payload.desc  = passes_out__payload[179:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -25814,13 +25950,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \passes_in__payload.chunk  = passes_in__payload[177:164];
   assign \passes_in__payload.init  = passes_in__payload[178];
   assign \passes_in__payload.zero  = passes_in__payload[179];
-  assign passes_out__payload[180] = bank;
+  assign passes_out__payload[180] = \$10 ;
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$29  = pass_end_bank;
-  assign \$39  = bank;
-  assign \$41  = pass_end_bank;
+  assign \$50  = \$49 ;
+  assign \$56  = pass_end_bank;
+  assign \$60  = pending_bank;
+  assign \$62  = \$61 ;
+  assign \$63  = next_bank;
+  assign \$66  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31557,56 +31696,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$2372$376 (job[391:376]),
-    .\port$3429$0 (acc_row_s1),
+    .\port$2400$376 (job[391:376]),
+    .\port$3465$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$2372$224 (job[239:224]),
-    .\port$3335$0 (o0),
+    .\port$2400$224 (job[239:224]),
+    .\port$3371$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$3321$0 (chunks),
-    .\port$3491$0 (local2_s3),
+    .\port$3357$0 (chunks),
+    .\port$3527$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$3301$0 (window1),
-    .\port$3455$0 (local0_s2),
+    .\port$3337$0 (window1),
+    .\port$3491$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$3319$0 (window2),
-    .\port$3321$0 (chunks),
+    .\port$3355$0 (window2),
+    .\port$3357$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$3489$0 (local1_s3),
-    .\port$3536$0 (\p$172 [12:0]),
+    .\port$3525$0 (local1_s3),
+    .\port$3572$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3536$0 (\p$172 [12:0]),
-    .\port$3539$0 (\p$188 [12:0]),
+    .\port$3572$0 (\p$172 [12:0]),
+    .\port$3575$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -33269,7 +33408,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2372$376 , flush, \port$3429$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2400$376 , flush, \port$3465$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -33283,24 +33422,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2372$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2372$376 ;
-  wire [15:0] \port$2372$376 ;
-  input [10:0] \port$3429$0 ;
-  wire [10:0] \port$3429$0 ;
+  input [15:0] \port$2400$376 ;
+  wire [15:0] \port$2400$376 ;
+  input [10:0] \port$3465$0 ;
+  wire [10:0] \port$3465$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3429$0  * \port$2372$376 ;
+  assign \$1  = \port$3465$0  * \port$2400$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3429$0  };
-  assign \a$1  = { 1'h0, \port$3429$0  };
-  assign b = { 1'h0, \port$2372$376  };
-  assign \b$3  = { 1'h0, \port$2372$376  };
+  assign a = { 1'h0, \port$3465$0  };
+  assign \a$1  = { 1'h0, \port$3465$0  };
+  assign b = { 1'h0, \port$2400$376  };
+  assign \b$3  = { 1'h0, \port$2400$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2372$224 , flush, \port$3335$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2400$224 , flush, \port$3371$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -33314,24 +33453,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2372$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2372$224 ;
-  wire [15:0] \port$2372$224 ;
-  input [15:0] \port$3335$0 ;
-  wire [15:0] \port$3335$0 ;
+  input [15:0] \port$2400$224 ;
+  wire [15:0] \port$2400$224 ;
+  input [15:0] \port$3371$0 ;
+  wire [15:0] \port$3371$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3335$0  * \port$2372$224 ;
+  assign \$1  = \port$3371$0  * \port$2400$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3335$0  };
-  assign \a$1  = { 1'h0, \port$3335$0  };
-  assign b = { 1'h0, \port$2372$224  };
-  assign \b$3  = { 1'h0, \port$2372$224  };
+  assign a = { 1'h0, \port$3371$0  };
+  assign \a$1  = { 1'h0, \port$3371$0  };
+  assign b = { 1'h0, \port$2400$224  };
+  assign \b$3  = { 1'h0, \port$2400$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3321$0 , \port$3491$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3357$0 , \port$3527$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33345,24 +33484,55 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3321$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3321$0 ;
-  wire [12:0] \port$3321$0 ;
+  input [12:0] \port$3357$0 ;
+  wire [12:0] \port$3357$0 ;
+  input [12:0] \port$3527$0 ;
+  wire [12:0] \port$3527$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$3527$0  * \port$3357$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$3527$0  };
+  assign \a$1  = { 1'h0, \port$3527$0  };
+  assign b = { 1'h0, \port$3357$0  };
+  assign \b$3  = { 1'h0, \port$3357$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3337$0 , \port$3491$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$3337$0 ;
+  wire [12:0] \port$3337$0 ;
   input [12:0] \port$3491$0 ;
   wire [12:0] \port$3491$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3491$0  * \port$3321$0 ;
+  assign \$1  = \port$3491$0  * \port$3337$0 ;
   always @(posedge clk)
     p <= \$1 ;
   assign a = { 1'h0, \port$3491$0  };
   assign \a$1  = { 1'h0, \port$3491$0  };
-  assign b = { 1'h0, \port$3321$0  };
-  assign \b$3  = { 1'h0, \port$3321$0  };
+  assign b = { 1'h0, \port$3337$0  };
+  assign \b$3  = { 1'h0, \port$3337$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3301$0 , \port$3455$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3355$0 , \port$3357$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33376,24 +33546,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3301$0 , \port$34
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3301$0 ;
-  wire [12:0] \port$3301$0 ;
-  input [12:0] \port$3455$0 ;
-  wire [12:0] \port$3455$0 ;
+  input [12:0] \port$3355$0 ;
+  wire [12:0] \port$3355$0 ;
+  input [12:0] \port$3357$0 ;
+  wire [12:0] \port$3357$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3455$0  * \port$3301$0 ;
+  assign \$1  = \port$3355$0  * \port$3357$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3455$0  };
-  assign \a$1  = { 1'h0, \port$3455$0  };
-  assign b = { 1'h0, \port$3301$0  };
-  assign \b$3  = { 1'h0, \port$3301$0  };
+  assign a = { 1'h0, \port$3355$0  };
+  assign \a$1  = { 1'h0, \port$3355$0  };
+  assign b = { 1'h0, \port$3357$0  };
+  assign \b$3  = { 1'h0, \port$3357$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3319$0 , \port$3321$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3525$0 , \port$3572$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33407,24 +33577,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3319$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3319$0 ;
-  wire [12:0] \port$3319$0 ;
-  input [12:0] \port$3321$0 ;
-  wire [12:0] \port$3321$0 ;
+  input [12:0] \port$3525$0 ;
+  wire [12:0] \port$3525$0 ;
+  input [12:0] \port$3572$0 ;
+  wire [12:0] \port$3572$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3319$0  * \port$3321$0 ;
+  assign \$1  = \port$3525$0  * \port$3572$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3319$0  };
-  assign \a$1  = { 1'h0, \port$3319$0  };
-  assign b = { 1'h0, \port$3321$0  };
-  assign \b$3  = { 1'h0, \port$3321$0  };
+  assign a = { 1'h0, \port$3525$0  };
+  assign \a$1  = { 1'h0, \port$3525$0  };
+  assign b = { 1'h0, \port$3572$0  };
+  assign \b$3  = { 1'h0, \port$3572$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3489$0 , \port$3536$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3572$0 , \port$3575$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33438,50 +33608,19 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3489$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3489$0 ;
-  wire [12:0] \port$3489$0 ;
-  input [12:0] \port$3536$0 ;
-  wire [12:0] \port$3536$0 ;
+  input [12:0] \port$3572$0 ;
+  wire [12:0] \port$3572$0 ;
+  input [12:0] \port$3575$0 ;
+  wire [12:0] \port$3575$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3489$0  * \port$3536$0 ;
+  assign \$1  = \port$3575$0  * \port$3572$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3489$0  };
-  assign \a$1  = { 1'h0, \port$3489$0  };
-  assign b = { 1'h0, \port$3536$0  };
-  assign \b$3  = { 1'h0, \port$3536$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3536$0 , \port$3539$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$3536$0 ;
-  wire [12:0] \port$3536$0 ;
-  input [12:0] \port$3539$0 ;
-  wire [12:0] \port$3539$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$3539$0  * \port$3536$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$3539$0  };
-  assign \a$1  = { 1'h0, \port$3539$0  };
-  assign b = { 1'h0, \port$3536$0  };
-  assign \b$3  = { 1'h0, \port$3536$0  };
+  assign a = { 1'h0, \port$3575$0  };
+  assign \a$1  = { 1'h0, \port$3575$0  };
+  assign b = { 1'h0, \port$3572$0  };
+  assign \b$3  = { 1'h0, \port$3572$0  };
   assign \p$5  = p;
 endmodule
 

@@ -1458,7 +1458,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8747$0 (acc_addr),
+    .\port$8783$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4120,8 +4120,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6371$0 (\$like ),
-    .\port$6372$0 (value_next),
+    .\port$6399$0 (\$like ),
+    .\port$6400$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4845,7 +4845,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6371$0 , \port$6372$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6399$0 , \port$6400$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4857,21 +4857,21 @@ module \convhw_list.checker.multiplier (rst, \port$6371$0 , \port$6372$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6371$0 ;
-  wire [16:0] \port$6371$0 ;
-  input [16:0] \port$6372$0 ;
-  wire [16:0] \port$6372$0 ;
+  input [16:0] \port$6399$0 ;
+  wire [16:0] \port$6399$0 ;
+  input [16:0] \port$6400$0 ;
+  wire [16:0] \port$6400$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6372$0  };
+    a <= { 1'h0, \port$6400$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6371$0  };
+    b <= { 1'h0, \port$6399$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6372$0  };
-  assign \b$5  = { 1'h0, \port$6371$0  };
+  assign \a$3  = { 1'h0, \port$6400$0  };
+  assign \b$5  = { 1'h0, \port$6399$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6299,7 +6299,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6376$0 (jobs__payload[943:0]),
+    .\port$6404$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7796,7 +7796,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6376$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6404$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7823,8 +7823,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$6376$0 ;
-  wire [943:0] \port$6376$0 ;
+  input [943:0] \port$6404$0 ;
+  wire [943:0] \port$6404$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7880,7 +7880,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$6376$0 [3:2], \port$6376$0 [929:928], \port$6376$0  };
+    w_port__data <= { 1'h1, \port$6404$0 [3:2], \port$6404$0 [929:928], \port$6404$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7939,7 +7939,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$63
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$6376$0 [3:2], \port$6376$0 [929:928], \port$6376$0  };
+  assign w_data = { 1'h1, \port$6404$0 [3:2], \port$6404$0 [929:928], \port$6404$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8088,7 +8088,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8747$0 , clk);
+module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8783$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8767,8 +8767,8 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8747$0 ;
-  wire [10:0] \port$8747$0 ;
+  input [10:0] \port$8783$0 ;
+  wire [10:0] \port$8783$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -19271,7 +19271,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8747$0 [9:0]),
+    .host_addr(\port$8783$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19281,7 +19281,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$171 ),
-    .host_addr(\port$8747$0 [9:0]),
+    .host_addr(\port$8783$0 [9:0]),
     .old(\host_data$178 ),
     .rst(rst),
     .sum(sum),
@@ -19812,7 +19812,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = \port$8747$0 [10];
+    \$94  = \port$8783$0 [10];
     if (rst) begin
       \$94  = 1'h0;
     end
@@ -19844,7 +19844,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$8747$0 [10];
+  assign acc_read_bank = \port$8783$0 [10];
   assign \busy$85  = busy;
   assign \job$86  = job_copy;
   assign \abort$89  = abort;
@@ -19889,12 +19889,12 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$167  = sum_valid;
   assign \busy$168  = acc_busy[0];
-  assign host_addr = \port$8747$0 [9:0];
-  assign acc_read__addr = \port$8747$0 [9:0];
+  assign host_addr = \port$8783$0 [9:0];
+  assign acc_read__addr = \port$8783$0 [9:0];
   assign \sum$172  = sum;
   assign \sum_valid$173  = sum_valid;
   assign \busy$174  = acc_busy[1];
-  assign \host_addr$175  = \port$8747$0 [9:0];
+  assign \host_addr$175  = \port$8783$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -33945,11 +33945,20 @@ module \convhw_list.core.control (rst, start, pipeline_idle, abort, go, cycles, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, passes_in_ready_next, mem_addr, busy, mem_data, fir_taps, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$77  = 0;
   wire \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg [10:0] \$101 ;
+  reg \$102 ;
+  reg [3:0] \$103 ;
+  reg \$104 ;
+  reg [63:0] \$105 ;
+  reg \$106 ;
+  reg [3:0] \$107 ;
+  reg \$108 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
@@ -33962,18 +33971,18 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [11:0] \$22 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [3:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [3:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -33982,18 +33991,18 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [11:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [3:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire [4:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
@@ -34002,34 +34011,58 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [3:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  reg [2:0] \$64 ;
-  reg [2:0] \$65 ;
-  reg [1:0] \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg \$69 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg [3:0] \$71 ;
-  reg [10:0] \$72 ;
-  reg \$73 ;
-  reg [3:0] \$74 ;
-  reg [63:0] \$75 ;
-  reg \$76 ;
-  reg [3:0] \$77 ;
-  reg \$78 ;
-  reg \$79 ;
+  wire [4:0] \$70 ;
+  wire [4:0] \$71 ;
+  wire [4:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
+  wire [4:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  reg [2:0] \$89 ;
   wire \$9 ;
+  reg [1:0] \$90 ;
+  reg [2:0] \$91 ;
+  reg [3:0] \$92 ;
+  reg \$93 ;
+  reg \$94 ;
+  reg [10:0] \$95 ;
+  reg \$96 ;
+  reg \$97 ;
+  reg \$98 ;
+  reg [3:0] \$99 ;
+  reg [3:0] \$like  = 4'h0;
+  reg [3:0] \$like$43  = 4'h0;
   reg \$signal  = 1'h0;
+  reg \$signal$30  = 1'h0;
   reg bank = 1'h0;
-  reg bank_now = 1'h0;
+  wire begin_dense;
+  wire begin_fir;
   output busy;
   wire busy;
   input clk;
@@ -34047,8 +34080,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   input [63:0] mem_data;
   wire [63:0] mem_data;
   reg next_bank = 1'h0;
-  reg offering = 1'h0;
-  reg offering_next;
+  wire offering_dense;
+  reg offering_fir = 1'h0;
+  reg offering_fir_next;
   input pass_end;
   wire pass_end;
   input pass_end_bank;
@@ -34106,16 +34140,18 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   input passes_out_ready_next;
   wire passes_out_ready_next;
   reg pending = 1'h0;
+  reg pending_bank = 1'h0;
+  reg [10:0] pending_word = 11'h000;
+  reg read_bank = 1'h0;
   reg [63:0] registered = 64'h0000000000000000;
   reg [3:0] row = 4'h0;
-  reg [3:0] row_now = 4'h0;
   input rst;
   wire rst;
+  reg [3:0] since_take = 4'h9;
   input start;
   wire start;
   reg [2:0] timer0 = 3'h0;
   reg [2:0] timer1 = 3'h0;
-  wire unused;
   output w_bank;
   reg w_bank;
   output [63:0] w_data;
@@ -34124,118 +34160,146 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg [2:0] w_row;
   output w_we;
   reg w_we;
-  reg write_pending = 1'h0;
-  reg [3:0] write_row = 4'h0;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = | fir_taps;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 3'h7;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
-  assign unused = \$23  & \$24 ;
-  assign \$25  = ! pass_end_bank;
-  assign \$26  = pass_end & \$25 ;
-  assign \$27  = | timer0;
-  assign \$28  = timer0 - 1'h1;
-  assign \$30  = pass_end & \$29 ;
-  assign \$31  = | timer1;
-  assign \$32  = timer1 - 1'h1;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$34  = ! bank;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = ! pass_end_bank;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = passes_out__valid & passes_out__ready;
-  assign \$40  = \$38  & \$39 ;
-  assign \$42  = pass_end & \$41 ;
-  assign \$43  = ~ loading;
-  assign \$44  = passes_in__valid & \$43 ;
-  assign \$45  = ~ offering;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = free >> next_bank;
-  assign \$48  = \$46  & \$47 ;
-  assign \$49  = ~ next_bank;
-  assign \$50  = row + 1'h1;
-  assign \$51  = row == 3'h7;
-  assign \$52  = ~ loading;
-  assign \$53  = passes_in__valid & \$52 ;
-  assign \$54  = ~ offering;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = free >> next_bank;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = ~ start;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = ~ start;
-  assign \$61  = loading & \$60 ;
-  assign \$62  = ~ start;
-  assign \$63  = write_pending & \$62 ;
-  always @(posedge clk)
-    timer0 <= \$64 ;
-  always @(posedge clk)
-    timer1 <= \$65 ;
-  always @(posedge clk)
-    inflight <= \$66 ;
-  always @(posedge clk)
-    offering <= \$67 ;
-  always @(posedge clk)
-    loading <= \$68 ;
-  always @(posedge clk)
-    bank <= \$69 ;
-  always @(posedge clk)
-    next_bank <= \$70 ;
-  always @(posedge clk)
-    row <= \$71 ;
-  always @(posedge clk)
-    first_word <= \$72 ;
-  always @(posedge clk)
-    write_pending <= \$73 ;
-  always @(posedge clk)
-    write_row <= \$74 ;
-  always @(posedge clk)
-    registered <= \$75 ;
-  always @(posedge clk)
-    pending <= \$76 ;
-  always @(posedge clk)
-    row_now <= \$77 ;
-  always @(posedge clk)
-    \$signal  <= \$78 ;
-  always @(posedge clk)
-    bank_now <= \$79 ;
+  reg write_bank = 1'h0;
   assign \$1  = ~ inflight[0];
   assign \$2  = ! timer0;
   assign \$3  = \$1  & \$2 ;
   assign \$4  = ~ inflight[1];
   assign \$5  = ! timer1;
   assign \$6  = \$4  & \$5 ;
-  assign passes_out__valid = offering & passes_in__valid;
-  assign passes_in__ready = offering & passes_out__ready;
-  assign \$7  = loading | offering;
-  assign \$8  = \$7  | write_pending;
-  assign busy = \$8  | w_we;
-  assign \$9  = passes_out__valid & passes_out__ready;
-  assign \$10  = ~ \$9 ;
-  assign \$11  = offering & \$10 ;
-  assign passes_in_ready_next = offering_next & passes_out_ready_next;
-  assign \$12  = ~ loading;
-  assign \$13  = passes_in__valid & \$12 ;
-  assign \$14  = ~ offering;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = free >> next_bank;
+  assign offering_dense = since_take == 4'h9;
+  assign \$7  = | fir_taps;
+  assign \$8  = \$7  ? offering_fir : offering_dense;
+  assign passes_out__valid = \$8  & passes_in__valid;
+  assign \$9  = | fir_taps;
+  assign \$10  = \$9  ? bank : next_bank;
+  assign passes_in__ready = passes_out__valid & passes_out__ready;
+  assign \$11  = passes_out__valid & passes_out__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = offering_fir & \$12 ;
+  assign \$14  = | fir_taps;
+  assign \$15  = passes_out__valid & passes_out__ready;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = since_take >= 4'h8;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$14  ? offering_fir_next : \$18 ;
+  assign passes_in_ready_next = \$19  & passes_out_ready_next;
+  assign \$20  = ~ start;
+  assign \$21  = | fir_taps;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$20  & \$22 ;
+  assign \$24  = \$23  & pending;
+  assign \$25  = ~ loading;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = free >> pending_bank;
+  assign begin_dense = \$26  & \$27 ;
+  assign \$28  = ~ start;
+  assign \$29  = | fir_taps;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$30  & passes_in__valid;
+  assign \$32  = ~ loading;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ offering_fir;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = free >> next_bank;
+  assign begin_fir = \$35  & \$36 ;
+  assign \$37  = begin_dense | begin_fir;
+  assign \$38  = row == 3'h7;
+  assign \$39  = | fir_taps;
+  assign \$40  = first_word + row;
+  assign \$41  = loading | pending;
+  assign \$42  = \$41  | offering_fir;
+  assign \$43  = \$42  | \$signal ;
+  assign busy = \$43  | \$signal$30 ;
+  assign \$44  = ! pass_end_bank;
+  assign \$45  = pass_end & \$44 ;
+  assign \$46  = | timer0;
+  assign \$47  = timer0 - 1'h1;
+  assign \$48  = ! pending_bank;
+  assign \$49  = begin_dense & \$48 ;
+  assign \$51  = ! next_bank;
+  assign \$52  = begin_fir & \$51 ;
+  assign \$53  = \$50  | \$52 ;
+  assign \$54  = ! pass_end_bank;
+  assign \$55  = pass_end & \$54 ;
+  assign \$57  = pass_end & \$56 ;
+  assign \$58  = | timer1;
+  assign \$59  = timer1 - 1'h1;
+  assign \$61  = begin_dense & \$60 ;
+  assign \$64  = begin_fir & \$63 ;
+  assign \$65  = \$62  | \$64 ;
+  assign \$67  = pass_end & \$66 ;
+  assign \$68  = passes_out__valid & passes_out__ready;
+  assign \$69  = since_take == 4'h9;
+  assign \$70  = since_take + 1'h1;
+  assign \$71  = \$69  ? 5'h09 : \$70 ;
+  assign \$72  = \$68  ? 5'h01 : \$71 ;
+  assign \$73  = passes_out__valid & passes_out__ready;
+  assign \$74  = | fir_taps;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$73  & \$75 ;
+  assign \$77  = ~ next_bank;
+  assign \$78  = begin_dense | begin_fir;
+  assign \$79  = ~ next_bank;
+  assign \$80  = row + 1'h1;
+  assign \$81  = row == 3'h7;
+  assign \$82  = ~ start;
+  assign \$83  = loading & \$82 ;
+  assign \$84  = | fir_taps;
+  assign \$85  = \$like$43  >= fir_taps;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ start;
+  assign \$88  = \$signal  & \$87 ;
+  always @(posedge clk)
+    timer0 <= \$89 ;
+  always @(posedge clk)
+    inflight <= \$90 ;
+  always @(posedge clk)
+    timer1 <= \$91 ;
+  always @(posedge clk)
+    since_take <= \$92 ;
+  always @(posedge clk)
+    offering_fir <= \$93 ;
+  always @(posedge clk)
+    pending <= \$94 ;
+  always @(posedge clk)
+    pending_word <= \$95 ;
+  always @(posedge clk)
+    pending_bank <= \$96 ;
+  always @(posedge clk)
+    next_bank <= \$97 ;
+  always @(posedge clk)
+    loading <= \$98 ;
+  always @(posedge clk)
+    row <= \$99 ;
+  always @(posedge clk)
+    bank <= \$100 ;
+  always @(posedge clk)
+    first_word <= \$101 ;
+  always @(posedge clk)
+    \$signal  <= \$102 ;
+  always @(posedge clk)
+    \$like$43  <= \$103 ;
+  always @(posedge clk)
+    read_bank <= \$104 ;
+  always @(posedge clk)
+    registered <= \$105 ;
+  always @(posedge clk)
+    \$signal$30  <= \$106 ;
+  always @(posedge clk)
+    \$like  <= \$107 ;
+  always @(posedge clk)
+    write_bank <= \$108 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    offering_next = \$11 ;
+    offering_fir_next = \$13 ;
     if (start) begin
-      offering_next = 1'h0;
-    end else if (\$17 ) begin
-      if (\$19 ) begin
-        offering_next = 1'h1;
-      end
+      offering_fir_next = 1'h0;
+    end else if (\$37 ) begin
     end else if (loading) begin
-      if (\$20 ) begin
-        if (\$21 ) begin
-          offering_next = 1'h1;
+      if (\$38 ) begin
+        if (\$39 ) begin
+          offering_fir_next = 1'h1;
         end
       end
     end
@@ -34243,243 +34307,315 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_we = 1'h0;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_row = 3'h0;
-    if (pending) begin
-      w_row = row_now[2:0];
+    if (\$signal$30 ) begin
+      w_row = \$like [2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_bank = 1'h0;
-    if (pending) begin
-      w_bank = bank_now;
+    if (\$signal$30 ) begin
+      w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_data = 64'h0000000000000000;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$64  = timer0;
-    if (\$26 ) begin
-      \$64  = 3'h4;
-    end else if (\$27 ) begin
-      \$64  = \$28 [2:0];
+    \$89  = timer0;
+    if (\$45 ) begin
+      \$89  = 3'h4;
+    end else if (\$46 ) begin
+      \$89  = \$47 [2:0];
     end
     if (flush) begin
-      \$64  = 3'h0;
+      \$89  = 3'h0;
     end
     if (rst) begin
-      \$64  = 3'h0;
+      \$89  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$65  = timer1;
-    if (\$30 ) begin
-      \$65  = 3'h4;
-    end else if (\$31 ) begin
-      \$65  = \$32 [2:0];
+    \$90  = inflight;
+    if (\$53 ) begin
+      \$90 [0] = 1'h1;
+    end else if (\$55 ) begin
+      \$90 [0] = 1'h0;
+    end
+    if (\$65 ) begin
+      \$90 [1] = 1'h1;
+    end else if (\$67 ) begin
+      \$90 [1] = 1'h0;
     end
     if (flush) begin
-      \$65  = 3'h0;
+      \$90  = 2'h0;
     end
     if (rst) begin
-      \$65  = 3'h0;
+      \$90  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$66  = inflight;
-    if (\$35 ) begin
-      \$66 [0] = 1'h1;
-    end else if (\$37 ) begin
-      \$66 [0] = 1'h0;
-    end
-    if (\$40 ) begin
-      \$66 [1] = 1'h1;
-    end else if (\$42 ) begin
-      \$66 [1] = 1'h0;
+    \$91  = timer1;
+    if (\$57 ) begin
+      \$91  = 3'h4;
+    end else if (\$58 ) begin
+      \$91  = \$59 [2:0];
     end
     if (flush) begin
-      \$66  = 2'h0;
+      \$91  = 3'h0;
     end
     if (rst) begin
-      \$66  = 2'h0;
+      \$91  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$67  = offering_next;
+    \$92  = \$72 [3:0];
     if (flush) begin
-      \$67  = 1'h0;
+      \$92  = 4'h9;
     end
     if (rst) begin
-      \$67  = 1'h0;
+      \$92  = 4'h9;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$68  = loading;
+    \$93  = offering_fir_next;
+    if (flush) begin
+      \$93  = 1'h0;
+    end
+    if (rst) begin
+      \$93  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$94  = pending;
+    if (\$76 ) begin
+      \$94  = 1'h1;
+    end else if (begin_dense) begin
+      \$94  = 1'h0;
+    end
     if (start) begin
-      \$68  = 1'h0;
-    end else if (\$48 ) begin
-      \$68  = 1'h1;
-    end else if (loading) begin
-      if (\$51 ) begin
-        \$68  = 1'h0;
+      \$94  = 1'h0;
+    end
+    if (flush) begin
+      \$94  = 1'h0;
+    end
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$95  = pending_word;
+    if (\$76 ) begin
+      \$95  = passes_in__payload[163:153];
+    end
+    if (flush) begin
+      \$95  = 11'h000;
+    end
+    if (rst) begin
+      \$95  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$96  = pending_bank;
+    if (\$76 ) begin
+      \$96  = next_bank;
+    end
+    if (flush) begin
+      \$96  = 1'h0;
+    end
+    if (rst) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$97  = next_bank;
+    if (\$76 ) begin
+      \$97  = \$77 ;
+    end
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+      end else begin
+        \$97  = \$79 ;
       end
     end
     if (flush) begin
-      \$68  = 1'h0;
+      \$97  = 1'h0;
     end
     if (rst) begin
-      \$68  = 1'h0;
+      \$97  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$69  = bank;
+    \$98  = loading;
     if (start) begin
-    end else if (\$48 ) begin
-      \$69  = next_bank;
-    end
-    if (flush) begin
-      \$69  = 1'h0;
-    end
-    if (rst) begin
-      \$69  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$70  = next_bank;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$70  = \$49 ;
-    end
-    if (flush) begin
-      \$70  = 1'h0;
-    end
-    if (rst) begin
-      \$70  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$71  = row;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$71  = 4'h0;
+      \$98  = 1'h0;
+    end else if (\$78 ) begin
+      \$98  = 1'h1;
     end else if (loading) begin
-      \$71  = \$50 [3:0];
+      if (\$81 ) begin
+        \$98  = 1'h0;
+      end
     end
     if (flush) begin
-      \$71  = 4'h0;
+      \$98  = 1'h0;
     end
     if (rst) begin
-      \$71  = 4'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$72  = first_word;
-    if (\$59 ) begin
-      \$72  = passes_in__payload[163:153];
+    \$99  = row;
+    if (start) begin
+    end else if (\$78 ) begin
+      \$99  = 4'h0;
+    end else if (loading) begin
+      \$99  = \$80 [3:0];
     end
     if (flush) begin
-      \$72  = 11'h000;
+      \$99  = 4'h0;
     end
     if (rst) begin
-      \$72  = 11'h000;
+      \$99  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$73  = \$61 ;
+    \$100  = bank;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$100  = pending_bank;
+      end else begin
+        \$100  = next_bank;
+      end
+    end
     if (flush) begin
-      \$73  = 1'h0;
+      \$100  = 1'h0;
     end
     if (rst) begin
-      \$73  = 1'h0;
+      \$100  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$74  = row;
+    \$101  = first_word;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$101  = pending_word;
+      end else begin
+        \$101  = passes_in__payload[163:153];
+      end
+    end
     if (flush) begin
-      \$74  = 4'h0;
+      \$101  = 11'h000;
     end
     if (rst) begin
-      \$74  = 4'h0;
+      \$101  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$102  = \$83 ;
+    if (flush) begin
+      \$102  = 1'h0;
+    end
+    if (rst) begin
+      \$102  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$103  = row;
+    if (flush) begin
+      \$103  = 4'h0;
+    end
+    if (rst) begin
+      \$103  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
+    \$104  = bank;
+    if (flush) begin
+      \$104  = 1'h0;
+    end
+    if (rst) begin
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     (* full_case = 32'd1 *)
-    if (unused) begin
-      \$75  = 64'h0000000000000000;
+    if (\$86 ) begin
+      \$105  = 64'h0000000000000000;
     end else begin
-      \$75  = mem_data;
+      \$105  = mem_data;
     end
     if (flush) begin
-      \$75  = 64'h0000000000000000;
+      \$105  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$75  = 64'h0000000000000000;
+      \$105  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$76  = \$63 ;
+    \$106  = \$88 ;
     if (flush) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
     if (rst) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$77  = write_row;
+    \$107  = \$like$43 ;
     if (flush) begin
-      \$77  = 4'h0;
+      \$107  = 4'h0;
     end
     if (rst) begin
-      \$77  = 4'h0;
+      \$107  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$78  = bank;
+    \$108  = read_bank;
     if (flush) begin
-      \$78  = 1'h0;
+      \$108  = 1'h0;
     end
     if (rst) begin
-      \$78  = 1'h0;
+      \$108  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$79  = \$signal ;
-    if (flush) begin
-      \$79  = 1'h0;
-    end
-    if (rst) begin
-      \$79  = 1'h0;
-    end
-  end
-  assign mem_addr = \$22 [10:0];
+  assign mem_addr = \$40 [10:0];
   assign \passes_out__payload.desc  = passes_out__payload[179:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -34516,13 +34652,16 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \passes_in__payload.chunk  = passes_in__payload[177:164];
   assign \passes_in__payload.init  = passes_in__payload[178];
   assign \passes_in__payload.zero  = passes_in__payload[179];
-  assign passes_out__payload[180] = bank;
+  assign passes_out__payload[180] = \$10 ;
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$29  = pass_end_bank;
-  assign \$39  = bank;
-  assign \$41  = pass_end_bank;
+  assign \$50  = \$49 ;
+  assign \$56  = pass_end_bank;
+  assign \$60  = pending_bank;
+  assign \$62  = \$61 ;
+  assign \$63  = next_bank;
+  assign \$66  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -40259,56 +40398,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6980$376 (job[391:376]),
-    .\port$7705$0 (acc_row_s1),
+    .\port$7008$376 (job[391:376]),
+    .\port$7741$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6980$224 (job[239:224]),
-    .\port$7611$0 (o0),
+    .\port$7008$224 (job[239:224]),
+    .\port$7647$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7597$0 (chunks),
-    .\port$7767$0 (local2_s3),
+    .\port$7633$0 (chunks),
+    .\port$7803$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7577$0 (window1),
-    .\port$7731$0 (local0_s2),
+    .\port$7613$0 (window1),
+    .\port$7767$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7595$0 (window2),
-    .\port$7597$0 (chunks),
+    .\port$7631$0 (window2),
+    .\port$7633$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7765$0 (local1_s3),
-    .\port$7812$0 (\p$172 [12:0]),
+    .\port$7801$0 (local1_s3),
+    .\port$7848$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7812$0 (\p$172 [12:0]),
-    .\port$7815$0 (\p$188 [12:0]),
+    .\port$7848$0 (\p$172 [12:0]),
+    .\port$7851$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -41971,7 +42110,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6980$376 , flush, \port$7705$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7008$376 , flush, \port$7741$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -41985,24 +42124,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6980$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$6980$376 ;
-  wire [15:0] \port$6980$376 ;
-  input [10:0] \port$7705$0 ;
-  wire [10:0] \port$7705$0 ;
+  input [15:0] \port$7008$376 ;
+  wire [15:0] \port$7008$376 ;
+  input [10:0] \port$7741$0 ;
+  wire [10:0] \port$7741$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7705$0  * \port$6980$376 ;
+  assign \$1  = \port$7741$0  * \port$7008$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7705$0  };
-  assign \a$1  = { 1'h0, \port$7705$0  };
-  assign b = { 1'h0, \port$6980$376  };
-  assign \b$3  = { 1'h0, \port$6980$376  };
+  assign a = { 1'h0, \port$7741$0  };
+  assign \a$1  = { 1'h0, \port$7741$0  };
+  assign b = { 1'h0, \port$7008$376  };
+  assign \b$3  = { 1'h0, \port$7008$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6980$224 , flush, \port$7611$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7008$224 , flush, \port$7647$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -42016,24 +42155,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6980$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6980$224 ;
-  wire [15:0] \port$6980$224 ;
-  input [15:0] \port$7611$0 ;
-  wire [15:0] \port$7611$0 ;
+  input [15:0] \port$7008$224 ;
+  wire [15:0] \port$7008$224 ;
+  input [15:0] \port$7647$0 ;
+  wire [15:0] \port$7647$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7611$0  * \port$6980$224 ;
+  assign \$1  = \port$7647$0  * \port$7008$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7611$0  };
-  assign \a$1  = { 1'h0, \port$7611$0  };
-  assign b = { 1'h0, \port$6980$224  };
-  assign \b$3  = { 1'h0, \port$6980$224  };
+  assign a = { 1'h0, \port$7647$0  };
+  assign \a$1  = { 1'h0, \port$7647$0  };
+  assign b = { 1'h0, \port$7008$224  };
+  assign \b$3  = { 1'h0, \port$7008$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7597$0 , \port$7767$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7633$0 , \port$7803$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42047,24 +42186,55 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7597$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7597$0 ;
-  wire [12:0] \port$7597$0 ;
+  input [12:0] \port$7633$0 ;
+  wire [12:0] \port$7633$0 ;
+  input [12:0] \port$7803$0 ;
+  wire [12:0] \port$7803$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7803$0  * \port$7633$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7803$0  };
+  assign \a$1  = { 1'h0, \port$7803$0  };
+  assign b = { 1'h0, \port$7633$0  };
+  assign \b$3  = { 1'h0, \port$7633$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7613$0 , \port$7767$0 , p, clk);
+  wire [27:0] \$1 ;
+  wire [13:0] a;
+  wire [13:0] \a$1 ;
+  wire [13:0] b;
+  wire [13:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [27:0] p;
+  reg [27:0] p = 28'h0000000;
+  (* init = 28'h0000000 *)
+  wire [27:0] \p$5 ;
+  input [12:0] \port$7613$0 ;
+  wire [12:0] \port$7613$0 ;
   input [12:0] \port$7767$0 ;
   wire [12:0] \port$7767$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7767$0  * \port$7597$0 ;
+  assign \$1  = \port$7767$0  * \port$7613$0 ;
   always @(posedge clk)
     p <= \$1 ;
   assign a = { 1'h0, \port$7767$0  };
   assign \a$1  = { 1'h0, \port$7767$0  };
-  assign b = { 1'h0, \port$7597$0  };
-  assign \b$3  = { 1'h0, \port$7597$0  };
+  assign b = { 1'h0, \port$7613$0  };
+  assign \b$3  = { 1'h0, \port$7613$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7577$0 , \port$7731$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7631$0 , \port$7633$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42078,24 +42248,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7577$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7577$0 ;
-  wire [12:0] \port$7577$0 ;
-  input [12:0] \port$7731$0 ;
-  wire [12:0] \port$7731$0 ;
+  input [12:0] \port$7631$0 ;
+  wire [12:0] \port$7631$0 ;
+  input [12:0] \port$7633$0 ;
+  wire [12:0] \port$7633$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7731$0  * \port$7577$0 ;
+  assign \$1  = \port$7631$0  * \port$7633$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7731$0  };
-  assign \a$1  = { 1'h0, \port$7731$0  };
-  assign b = { 1'h0, \port$7577$0  };
-  assign \b$3  = { 1'h0, \port$7577$0  };
+  assign a = { 1'h0, \port$7631$0  };
+  assign \a$1  = { 1'h0, \port$7631$0  };
+  assign b = { 1'h0, \port$7633$0  };
+  assign \b$3  = { 1'h0, \port$7633$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7595$0 , \port$7597$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7801$0 , \port$7848$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42109,24 +42279,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7595$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7595$0 ;
-  wire [12:0] \port$7595$0 ;
-  input [12:0] \port$7597$0 ;
-  wire [12:0] \port$7597$0 ;
+  input [12:0] \port$7801$0 ;
+  wire [12:0] \port$7801$0 ;
+  input [12:0] \port$7848$0 ;
+  wire [12:0] \port$7848$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7595$0  * \port$7597$0 ;
+  assign \$1  = \port$7801$0  * \port$7848$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7595$0  };
-  assign \a$1  = { 1'h0, \port$7595$0  };
-  assign b = { 1'h0, \port$7597$0  };
-  assign \b$3  = { 1'h0, \port$7597$0  };
+  assign a = { 1'h0, \port$7801$0  };
+  assign \a$1  = { 1'h0, \port$7801$0  };
+  assign b = { 1'h0, \port$7848$0  };
+  assign \b$3  = { 1'h0, \port$7848$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7765$0 , \port$7812$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7848$0 , \port$7851$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42140,50 +42310,19 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7765
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7765$0 ;
-  wire [12:0] \port$7765$0 ;
-  input [12:0] \port$7812$0 ;
-  wire [12:0] \port$7812$0 ;
+  input [12:0] \port$7848$0 ;
+  wire [12:0] \port$7848$0 ;
+  input [12:0] \port$7851$0 ;
+  wire [12:0] \port$7851$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7765$0  * \port$7812$0 ;
+  assign \$1  = \port$7851$0  * \port$7848$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7765$0  };
-  assign \a$1  = { 1'h0, \port$7765$0  };
-  assign b = { 1'h0, \port$7812$0  };
-  assign \b$3  = { 1'h0, \port$7812$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7812$0 , \port$7815$0 , p, clk);
-  wire [27:0] \$1 ;
-  wire [13:0] a;
-  wire [13:0] \a$1 ;
-  wire [13:0] b;
-  wire [13:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [27:0] p;
-  reg [27:0] p = 28'h0000000;
-  (* init = 28'h0000000 *)
-  wire [27:0] \p$5 ;
-  input [12:0] \port$7812$0 ;
-  wire [12:0] \port$7812$0 ;
-  input [12:0] \port$7815$0 ;
-  wire [12:0] \port$7815$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$7815$0  * \port$7812$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$7815$0  };
-  assign \a$1  = { 1'h0, \port$7815$0  };
-  assign b = { 1'h0, \port$7812$0  };
-  assign \b$3  = { 1'h0, \port$7812$0  };
+  assign a = { 1'h0, \port$7851$0  };
+  assign \a$1  = { 1'h0, \port$7851$0  };
+  assign b = { 1'h0, \port$7848$0  };
+  assign \b$3  = { 1'h0, \port$7848$0  };
   assign \p$5  = p;
 endmodule
 
@@ -46543,15 +46682,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6676$16 (op_a[31:16]),
-    .\port$6677$0 (op_b),
+    .\port$6704$16 (op_a[31:16]),
+    .\port$6705$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6676$0 (op_a[15:0]),
-    .\port$6677$0 (op_b),
+    .\port$6704$0 (op_a[15:0]),
+    .\port$6705$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -47598,7 +47737,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6676$16 , \port$6677$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6704$16 , \port$6705$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47610,26 +47749,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6676$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6676$16 ;
-  wire [15:0] \port$6676$16 ;
-  input [15:0] \port$6677$0 ;
-  wire [15:0] \port$6677$0 ;
+  input [15:0] \port$6704$16 ;
+  wire [15:0] \port$6704$16 ;
+  input [15:0] \port$6705$0 ;
+  wire [15:0] \port$6705$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6676$16  };
+    a <= { 1'h0, \port$6704$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6677$0  };
+    b <= { 1'h0, \port$6705$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6676$16  };
-  assign \b$5  = { 1'h0, \port$6677$0  };
+  assign \a$3  = { 1'h0, \port$6704$16  };
+  assign \b$5  = { 1'h0, \port$6705$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6676$0 , \port$6677$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6704$0 , \port$6705$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47641,21 +47780,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6676$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6676$0 ;
-  wire [15:0] \port$6676$0 ;
-  input [15:0] \port$6677$0 ;
-  wire [15:0] \port$6677$0 ;
+  input [15:0] \port$6704$0 ;
+  wire [15:0] \port$6704$0 ;
+  input [15:0] \port$6705$0 ;
+  wire [15:0] \port$6705$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6676$0  };
+    a <= { 1'h0, \port$6704$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6677$0  };
+    b <= { 1'h0, \port$6705$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6676$0  };
-  assign \b$5  = { 1'h0, \port$6677$0  };
+  assign \a$3  = { 1'h0, \port$6704$0  };
+  assign \b$5  = { 1'h0, \port$6705$0  };
   assign \p$7  = p;
 endmodule
 
@@ -54962,7 +55101,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$8763$0 (in_flight1),
+    .\port$8799$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57845,7 +57984,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$8920$0 (v_0[16:0]),
+    .\port$8956$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57853,7 +57992,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$140 ),
-    .\port$8940$0 (v_1[16:0]),
+    .\port$8976$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -57861,7 +58000,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$148 ),
-    .\port$8960$0 (v_2[16:0]),
+    .\port$8996$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -57869,7 +58008,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$156 ),
-    .\port$8980$0 (v_3[16:0]),
+    .\port$9016$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -57877,7 +58016,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$164 ),
-    .\port$9000$0 (v_4[16:0]),
+    .\port$9036$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -57885,7 +58024,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$172 ),
-    .\port$9020$0 (v_5[16:0]),
+    .\port$9056$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -57893,7 +58032,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$180 ),
-    .\port$9040$0 (v_6[16:0]),
+    .\port$9076$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -57901,7 +58040,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$188 ),
-    .\port$9060$0 (v_7[16:0]),
+    .\port$9096$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -57909,7 +58048,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$133 ),
-    .\port$8920$17 (v_0[32:17]),
+    .\port$8956$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -57917,7 +58056,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$141 ),
-    .\port$8940$17 (v_1[32:17]),
+    .\port$8976$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -57925,7 +58064,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$149 ),
-    .\port$8960$17 (v_2[32:17]),
+    .\port$8996$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -57933,7 +58072,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$157 ),
-    .\port$8980$17 (v_3[32:17]),
+    .\port$9016$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -57941,7 +58080,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$165 ),
-    .\port$9000$17 (v_4[32:17]),
+    .\port$9036$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -57949,7 +58088,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$173 ),
-    .\port$9020$17 (v_5[32:17]),
+    .\port$9056$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -57957,7 +58096,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$181 ),
-    .\port$9040$17 (v_6[32:17]),
+    .\port$9076$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -57965,7 +58104,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$189 ),
-    .\port$9060$17 (v_7[32:17]),
+    .\port$9096$17 (v_7[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -58973,7 +59112,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8920$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8956$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -58990,11 +59129,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8920$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8920$0 ;
-  wire [16:0] \port$8920$0 ;
+  input [16:0] \port$8956$0 ;
+  wire [16:0] \port$8956$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8920$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8956$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59004,14 +59143,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8920$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8920$0  };
-  assign \a$1  = { 1'h0, \port$8920$0  };
+  assign a = { 1'h0, \port$8956$0  };
+  assign \a$1  = { 1'h0, \port$8956$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8940$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8976$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59028,11 +59167,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8940$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8940$0 ;
-  wire [16:0] \port$8940$0 ;
+  input [16:0] \port$8976$0 ;
+  wire [16:0] \port$8976$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8940$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8976$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59042,14 +59181,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8940$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8940$0  };
-  assign \a$1  = { 1'h0, \port$8940$0  };
+  assign a = { 1'h0, \port$8976$0  };
+  assign \a$1  = { 1'h0, \port$8976$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8960$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8996$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59066,11 +59205,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8960$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8960$0 ;
-  wire [16:0] \port$8960$0 ;
+  input [16:0] \port$8996$0 ;
+  wire [16:0] \port$8996$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8960$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8996$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59080,14 +59219,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8960$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8960$0  };
-  assign \a$1  = { 1'h0, \port$8960$0  };
+  assign a = { 1'h0, \port$8996$0  };
+  assign \a$1  = { 1'h0, \port$8996$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8980$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9016$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59104,11 +59243,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8980$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8980$0 ;
-  wire [16:0] \port$8980$0 ;
+  input [16:0] \port$9016$0 ;
+  wire [16:0] \port$9016$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8980$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9016$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59118,14 +59257,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$8980$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8980$0  };
-  assign \a$1  = { 1'h0, \port$8980$0  };
+  assign a = { 1'h0, \port$9016$0  };
+  assign \a$1  = { 1'h0, \port$9016$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9000$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9036$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59142,11 +59281,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9000$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9000$0 ;
-  wire [16:0] \port$9000$0 ;
+  input [16:0] \port$9036$0 ;
+  wire [16:0] \port$9036$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9000$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9036$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59156,14 +59295,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9000$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9000$0  };
-  assign \a$1  = { 1'h0, \port$9000$0  };
+  assign a = { 1'h0, \port$9036$0  };
+  assign \a$1  = { 1'h0, \port$9036$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9020$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9056$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59180,11 +59319,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9020$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9020$0 ;
-  wire [16:0] \port$9020$0 ;
+  input [16:0] \port$9056$0 ;
+  wire [16:0] \port$9056$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9020$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9056$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59194,14 +59333,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9020$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9020$0  };
-  assign \a$1  = { 1'h0, \port$9020$0  };
+  assign a = { 1'h0, \port$9056$0  };
+  assign \a$1  = { 1'h0, \port$9056$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9040$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9076$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59218,11 +59357,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9040$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9040$0 ;
-  wire [16:0] \port$9040$0 ;
+  input [16:0] \port$9076$0 ;
+  wire [16:0] \port$9076$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9040$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9076$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59232,14 +59371,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9040$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9040$0  };
-  assign \a$1  = { 1'h0, \port$9040$0  };
+  assign a = { 1'h0, \port$9076$0  };
+  assign \a$1  = { 1'h0, \port$9076$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9060$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9096$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59256,11 +59395,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9060$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9060$0 ;
-  wire [16:0] \port$9060$0 ;
+  input [16:0] \port$9096$0 ;
+  wire [16:0] \port$9096$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9060$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9096$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59270,14 +59409,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9060$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9060$0  };
-  assign \a$1  = { 1'h0, \port$9060$0  };
+  assign a = { 1'h0, \port$9096$0  };
+  assign \a$1  = { 1'h0, \port$9096$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8920$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8956$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59294,11 +59433,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8920$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8920$17 ;
-  wire [15:0] \port$8920$17 ;
+  input [15:0] \port$8956$17 ;
+  wire [15:0] \port$8956$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8920$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8956$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59308,14 +59447,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8920$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8920$17 [15], \port$8920$17 [15], \port$8920$17  };
-  assign \a$1  = { \port$8920$17 [15], \port$8920$17 [15], \port$8920$17  };
+  assign a = { \port$8956$17 [15], \port$8956$17 [15], \port$8956$17  };
+  assign \a$1  = { \port$8956$17 [15], \port$8956$17 [15], \port$8956$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8940$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8976$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59332,11 +59471,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8940$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8940$17 ;
-  wire [15:0] \port$8940$17 ;
+  input [15:0] \port$8976$17 ;
+  wire [15:0] \port$8976$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8940$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8976$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59346,14 +59485,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8940$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8940$17 [15], \port$8940$17 [15], \port$8940$17  };
-  assign \a$1  = { \port$8940$17 [15], \port$8940$17 [15], \port$8940$17  };
+  assign a = { \port$8976$17 [15], \port$8976$17 [15], \port$8976$17  };
+  assign \a$1  = { \port$8976$17 [15], \port$8976$17 [15], \port$8976$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8960$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8996$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59370,11 +59509,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8960$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8960$17 ;
-  wire [15:0] \port$8960$17 ;
+  input [15:0] \port$8996$17 ;
+  wire [15:0] \port$8996$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8960$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8996$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59384,14 +59523,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8960$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8960$17 [15], \port$8960$17 [15], \port$8960$17  };
-  assign \a$1  = { \port$8960$17 [15], \port$8960$17 [15], \port$8960$17  };
+  assign a = { \port$8996$17 [15], \port$8996$17 [15], \port$8996$17  };
+  assign \a$1  = { \port$8996$17 [15], \port$8996$17 [15], \port$8996$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8980$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9016$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59408,11 +59547,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8980$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8980$17 ;
-  wire [15:0] \port$8980$17 ;
+  input [15:0] \port$9016$17 ;
+  wire [15:0] \port$9016$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8980$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9016$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59422,14 +59561,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$8980$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8980$17 [15], \port$8980$17 [15], \port$8980$17  };
-  assign \a$1  = { \port$8980$17 [15], \port$8980$17 [15], \port$8980$17  };
+  assign a = { \port$9016$17 [15], \port$9016$17 [15], \port$9016$17  };
+  assign \a$1  = { \port$9016$17 [15], \port$9016$17 [15], \port$9016$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9000$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9036$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59446,11 +59585,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9000$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9000$17 ;
-  wire [15:0] \port$9000$17 ;
+  input [15:0] \port$9036$17 ;
+  wire [15:0] \port$9036$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9000$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9036$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59460,14 +59599,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9000$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9000$17 [15], \port$9000$17 [15], \port$9000$17  };
-  assign \a$1  = { \port$9000$17 [15], \port$9000$17 [15], \port$9000$17  };
+  assign a = { \port$9036$17 [15], \port$9036$17 [15], \port$9036$17  };
+  assign \a$1  = { \port$9036$17 [15], \port$9036$17 [15], \port$9036$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9020$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9056$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59484,11 +59623,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9020$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9020$17 ;
-  wire [15:0] \port$9020$17 ;
+  input [15:0] \port$9056$17 ;
+  wire [15:0] \port$9056$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9020$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9056$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59498,14 +59637,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9020$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9020$17 [15], \port$9020$17 [15], \port$9020$17  };
-  assign \a$1  = { \port$9020$17 [15], \port$9020$17 [15], \port$9020$17  };
+  assign a = { \port$9056$17 [15], \port$9056$17 [15], \port$9056$17  };
+  assign \a$1  = { \port$9056$17 [15], \port$9056$17 [15], \port$9056$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9040$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9076$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59522,11 +59661,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9040$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9040$17 ;
-  wire [15:0] \port$9040$17 ;
+  input [15:0] \port$9076$17 ;
+  wire [15:0] \port$9076$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9040$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9076$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59536,14 +59675,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9040$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9040$17 [15], \port$9040$17 [15], \port$9040$17  };
-  assign \a$1  = { \port$9040$17 [15], \port$9040$17 [15], \port$9040$17  };
+  assign a = { \port$9076$17 [15], \port$9076$17 [15], \port$9076$17  };
+  assign \a$1  = { \port$9076$17 [15], \port$9076$17 [15], \port$9076$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9060$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9096$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59560,11 +59699,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9060$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9060$17 ;
-  wire [15:0] \port$9060$17 ;
+  input [15:0] \port$9096$17 ;
+  wire [15:0] \port$9096$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9060$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9096$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59574,14 +59713,14 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9060$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9060$17 [15], \port$9060$17 [15], \port$9060$17  };
-  assign \a$1  = { \port$9060$17 [15], \port$9060$17 [15], \port$9060$17  };
+  assign a = { \port$9096$17 [15], \port$9096$17 [15], \port$9096$17  };
+  assign \a$1  = { \port$9096$17 [15], \port$9096$17 [15], \port$9096$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8763$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8799$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59607,8 +59746,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3339$0 ;
   wire [255:0] \port$3339$0 ;
-  input [2:0] \port$8763$0 ;
-  wire [2:0] \port$8763$0 ;
+  input [2:0] \port$8799$0 ;
+  wire [2:0] \port$8799$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59640,23 +59779,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8763$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$8799$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8763$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8763$0 [0];
+  assign w_port__en = \port$8799$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8799$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8763$0 [0];
+  assign \$5  = w_rdy & \port$8799$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8763$0 [0];
+  assign \$11  = w_rdy & \port$8799$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59702,9 +59841,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8763$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$8763$0 [2:1], \port$3339$0  };
-  assign w_en = \port$8763$0 [0];
+  assign w_port__data = { \port$8799$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$8799$0 [2:1], \port$3339$0  };
+  assign w_en = \port$8799$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

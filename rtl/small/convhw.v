@@ -8225,11 +8225,18 @@ module \convhw.core.input_buffer (clk, rst, write__en, write__addr, r_data, writ
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, passes_in_ready_next, mem_addr, busy, mem_data, fir_taps, pass_end_bank, flush, start, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$23  = 0;
   wire \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg [2:0] \$101 ;
+  reg \$102 ;
+  reg [31:0] \$103 ;
+  reg \$104 ;
+  reg [2:0] \$105 ;
+  reg \$106 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
@@ -8242,18 +8249,18 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [9:0] \$22 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [1:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [1:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -8262,18 +8269,18 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [9:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [1:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire [3:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
@@ -8282,32 +8289,58 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [1:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  reg [1:0] \$64 ;
-  reg \$65 ;
-  reg \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [2:0] \$69 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  reg [8:0] \$70 ;
-  reg \$71 ;
-  reg [2:0] \$72 ;
-  reg [31:0] \$73 ;
-  reg \$74 ;
-  reg [2:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
+  wire [3:0] \$70 ;
+  wire [3:0] \$71 ;
+  wire [3:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
+  wire [3:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  reg [1:0] \$89 ;
   wire \$9 ;
+  reg [2:0] \$90 ;
+  reg \$91 ;
+  reg \$92 ;
+  reg [8:0] \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg [2:0] \$97 ;
+  reg \$98 ;
+  reg [8:0] \$99 ;
+  reg [2:0] \$like  = 3'h0;
+  reg [2:0] \$like$43  = 3'h0;
   reg \$signal  = 1'h0;
+  reg \$signal$30  = 1'h0;
   reg bank = 1'h0;
-  reg bank_now = 1'h0;
+  wire begin_dense;
+  wire begin_fir;
   output busy;
   wire busy;
   input clk;
@@ -8325,8 +8358,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   input [31:0] mem_data;
   wire [31:0] mem_data;
   reg next_bank = 1'h0;
-  reg offering = 1'h0;
-  reg offering_next;
+  wire offering_dense;
+  reg offering_fir = 1'h0;
+  reg offering_fir_next;
   input pass_end;
   wire pass_end;
   input pass_end_bank;
@@ -8384,16 +8418,18 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   input passes_out_ready_next;
   wire passes_out_ready_next;
   reg pending = 1'h0;
+  reg pending_bank = 1'h0;
+  reg [8:0] pending_word = 9'h000;
+  reg read_bank = 1'h0;
   reg [31:0] registered = 32'd0;
   reg [2:0] row = 3'h0;
-  reg [2:0] row_now = 3'h0;
   input rst;
   wire rst;
+  reg [2:0] since_take = 3'h6;
   input start;
   wire start;
   wire [-1:0] timer0;
   wire [-1:0] timer1;
-  wire unused;
   output w_bank;
   reg w_bank;
   output [31:0] w_data;
@@ -8402,106 +8438,134 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg [1:0] w_row;
   output w_we;
   reg w_we;
-  reg write_pending = 1'h0;
-  reg [2:0] write_row = 3'h0;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 2'h3;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
-  assign unused = \$23  & \$24 ;
-  assign \$25  = ! pass_end_bank;
-  assign \$26  = pass_end & \$25 ;
-  assign \$30  = pass_end & \$29 ;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$34  = ! bank;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = ! pass_end_bank;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = passes_out__valid & passes_out__ready;
-  assign \$40  = \$38  & \$39 ;
-  assign \$42  = pass_end & \$41 ;
-  assign \$43  = ~ loading;
-  assign \$44  = passes_in__valid & \$43 ;
-  assign \$45  = ~ offering;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = free >> next_bank;
-  assign \$48  = \$46  & \$47 ;
-  assign \$49  = ~ next_bank;
-  assign \$50  = row + 1'h1;
-  assign \$51  = row == 2'h3;
-  assign \$52  = ~ loading;
-  assign \$53  = passes_in__valid & \$52 ;
-  assign \$54  = ~ offering;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = free >> next_bank;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = ~ start;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = ~ start;
-  assign \$61  = loading & \$60 ;
-  assign \$62  = ~ start;
-  assign \$63  = write_pending & \$62 ;
-  always @(posedge clk)
-    inflight <= \$64 ;
-  always @(posedge clk)
-    offering <= \$65 ;
-  always @(posedge clk)
-    loading <= \$66 ;
-  always @(posedge clk)
-    next_bank <= \$67 ;
-  always @(posedge clk)
-    bank <= \$68 ;
-  always @(posedge clk)
-    row <= \$69 ;
-  always @(posedge clk)
-    first_word <= \$70 ;
-  always @(posedge clk)
-    write_pending <= \$71 ;
-  always @(posedge clk)
-    write_row <= \$72 ;
-  always @(posedge clk)
-    registered <= \$73 ;
-  always @(posedge clk)
-    pending <= \$74 ;
-  always @(posedge clk)
-    row_now <= \$75 ;
-  always @(posedge clk)
-    \$signal  <= \$76 ;
-  always @(posedge clk)
-    bank_now <= \$77 ;
+  reg write_bank = 1'h0;
   assign \$1  = ~ inflight[0];
   assign \$4  = ~ inflight[1];
-  assign passes_out__valid = offering & passes_in__valid;
-  assign passes_in__ready = offering & passes_out__ready;
-  assign \$7  = loading | offering;
-  assign \$8  = \$7  | write_pending;
-  assign busy = \$8  | w_we;
-  assign \$9  = passes_out__valid & passes_out__ready;
-  assign \$10  = ~ \$9 ;
-  assign \$11  = offering & \$10 ;
-  assign passes_in_ready_next = offering_next & passes_out_ready_next;
-  assign \$12  = ~ loading;
-  assign \$13  = passes_in__valid & \$12 ;
-  assign \$14  = ~ offering;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = free >> next_bank;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = | fir_taps;
+  assign offering_dense = since_take == 3'h6;
+  assign \$7  = | fir_taps;
+  assign \$8  = \$7  ? offering_fir : offering_dense;
+  assign passes_out__valid = \$8  & passes_in__valid;
+  assign \$9  = | fir_taps;
+  assign \$10  = \$9  ? bank : next_bank;
+  assign passes_in__ready = passes_out__valid & passes_out__ready;
+  assign \$11  = passes_out__valid & passes_out__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = offering_fir & \$12 ;
+  assign \$14  = | fir_taps;
+  assign \$15  = passes_out__valid & passes_out__ready;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = since_take >= 3'h5;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$14  ? offering_fir_next : \$18 ;
+  assign passes_in_ready_next = \$19  & passes_out_ready_next;
+  assign \$20  = ~ start;
+  assign \$21  = | fir_taps;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$20  & \$22 ;
+  assign \$24  = \$23  & pending;
+  assign \$25  = ~ loading;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = free >> pending_bank;
+  assign begin_dense = \$26  & \$27 ;
+  assign \$28  = ~ start;
+  assign \$29  = | fir_taps;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$30  & passes_in__valid;
+  assign \$32  = ~ loading;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ offering_fir;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = free >> next_bank;
+  assign begin_fir = \$35  & \$36 ;
+  assign \$37  = begin_dense | begin_fir;
+  assign \$38  = row == 2'h3;
+  assign \$39  = | fir_taps;
+  assign \$40  = first_word + row;
+  assign \$41  = loading | pending;
+  assign \$42  = \$41  | offering_fir;
+  assign \$43  = \$42  | \$signal ;
+  assign busy = \$43  | \$signal$30 ;
+  assign \$44  = ! pass_end_bank;
+  assign \$45  = pass_end & \$44 ;
+  assign \$48  = ! pending_bank;
+  assign \$49  = begin_dense & \$48 ;
+  assign \$51  = ! next_bank;
+  assign \$52  = begin_fir & \$51 ;
+  assign \$53  = \$50  | \$52 ;
+  assign \$54  = ! pass_end_bank;
+  assign \$55  = pass_end & \$54 ;
+  assign \$57  = pass_end & \$56 ;
+  assign \$61  = begin_dense & \$60 ;
+  assign \$64  = begin_fir & \$63 ;
+  assign \$65  = \$62  | \$64 ;
+  assign \$67  = pass_end & \$66 ;
+  assign \$68  = passes_out__valid & passes_out__ready;
+  assign \$69  = since_take == 3'h6;
+  assign \$70  = since_take + 1'h1;
+  assign \$71  = \$69  ? 4'h6 : \$70 ;
+  assign \$72  = \$68  ? 4'h1 : \$71 ;
+  assign \$73  = passes_out__valid & passes_out__ready;
+  assign \$74  = | fir_taps;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$73  & \$75 ;
+  assign \$77  = ~ next_bank;
+  assign \$78  = begin_dense | begin_fir;
+  assign \$79  = ~ next_bank;
+  assign \$80  = row + 1'h1;
+  assign \$81  = row == 2'h3;
+  assign \$82  = ~ start;
+  assign \$83  = loading & \$82 ;
+  assign \$84  = | fir_taps;
+  assign \$85  = \$like$43  >= fir_taps;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ start;
+  assign \$88  = \$signal  & \$87 ;
+  always @(posedge clk)
+    inflight <= \$89 ;
+  always @(posedge clk)
+    since_take <= \$90 ;
+  always @(posedge clk)
+    offering_fir <= \$91 ;
+  always @(posedge clk)
+    pending <= \$92 ;
+  always @(posedge clk)
+    pending_word <= \$93 ;
+  always @(posedge clk)
+    pending_bank <= \$94 ;
+  always @(posedge clk)
+    next_bank <= \$95 ;
+  always @(posedge clk)
+    loading <= \$96 ;
+  always @(posedge clk)
+    row <= \$97 ;
+  always @(posedge clk)
+    bank <= \$98 ;
+  always @(posedge clk)
+    first_word <= \$99 ;
+  always @(posedge clk)
+    \$signal  <= \$100 ;
+  always @(posedge clk)
+    \$like$43  <= \$101 ;
+  always @(posedge clk)
+    read_bank <= \$102 ;
+  always @(posedge clk)
+    registered <= \$103 ;
+  always @(posedge clk)
+    \$signal$30  <= \$104 ;
+  always @(posedge clk)
+    \$like  <= \$105 ;
+  always @(posedge clk)
+    write_bank <= \$106 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    offering_next = \$11 ;
+    offering_fir_next = \$13 ;
     if (start) begin
-      offering_next = 1'h0;
-    end else if (\$17 ) begin
-      if (\$19 ) begin
-        offering_next = 1'h1;
-      end
+      offering_fir_next = 1'h0;
+    end else if (\$37 ) begin
     end else if (loading) begin
-      if (\$20 ) begin
-        if (\$21 ) begin
-          offering_next = 1'h1;
+      if (\$38 ) begin
+        if (\$39 ) begin
+          offering_fir_next = 1'h1;
         end
       end
     end
@@ -8509,217 +8573,289 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_we = 1'h0;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_row = 2'h0;
-    if (pending) begin
-      w_row = row_now[1:0];
+    if (\$signal$30 ) begin
+      w_row = \$like [1:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_bank = 1'h0;
-    if (pending) begin
-      w_bank = bank_now;
+    if (\$signal$30 ) begin
+      w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_data = 32'd0;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$64  = inflight;
-    if (\$35 ) begin
-      \$64 [0] = 1'h1;
-    end else if (\$37 ) begin
-      \$64 [0] = 1'h0;
+    \$89  = inflight;
+    if (\$53 ) begin
+      \$89 [0] = 1'h1;
+    end else if (\$55 ) begin
+      \$89 [0] = 1'h0;
     end
-    if (\$40 ) begin
-      \$64 [1] = 1'h1;
-    end else if (\$42 ) begin
-      \$64 [1] = 1'h0;
+    if (\$65 ) begin
+      \$89 [1] = 1'h1;
+    end else if (\$67 ) begin
+      \$89 [1] = 1'h0;
     end
     if (start) begin
-      \$64  = 2'h0;
+      \$89  = 2'h0;
     end
     if (flush) begin
-      \$64  = 2'h0;
+      \$89  = 2'h0;
     end
     if (rst) begin
-      \$64  = 2'h0;
+      \$89  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$65  = offering_next;
+    \$90  = \$72 [2:0];
     if (flush) begin
-      \$65  = 1'h0;
+      \$90  = 3'h6;
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$90  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$66  = loading;
+    \$91  = offering_fir_next;
+    if (flush) begin
+      \$91  = 1'h0;
+    end
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$92  = pending;
+    if (\$76 ) begin
+      \$92  = 1'h1;
+    end else if (begin_dense) begin
+      \$92  = 1'h0;
+    end
     if (start) begin
-      \$66  = 1'h0;
-    end else if (\$48 ) begin
-      \$66  = 1'h1;
-    end else if (loading) begin
-      if (\$51 ) begin
-        \$66  = 1'h0;
+      \$92  = 1'h0;
+    end
+    if (flush) begin
+      \$92  = 1'h0;
+    end
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$93  = pending_word;
+    if (\$76 ) begin
+      \$93  = passes_in__payload[161:153];
+    end
+    if (flush) begin
+      \$93  = 9'h000;
+    end
+    if (rst) begin
+      \$93  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$94  = pending_bank;
+    if (\$76 ) begin
+      \$94  = next_bank;
+    end
+    if (flush) begin
+      \$94  = 1'h0;
+    end
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$95  = next_bank;
+    if (\$76 ) begin
+      \$95  = \$77 ;
+    end
+    if (start) begin
+      \$95  = 1'h0;
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+      end else begin
+        \$95  = \$79 ;
       end
     end
     if (flush) begin
-      \$66  = 1'h0;
+      \$95  = 1'h0;
     end
     if (rst) begin
-      \$66  = 1'h0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$67  = next_bank;
+    \$96  = loading;
     if (start) begin
-      \$67  = 1'h0;
-    end else if (\$48 ) begin
-      \$67  = \$49 ;
-    end
-    if (flush) begin
-      \$67  = 1'h0;
-    end
-    if (rst) begin
-      \$67  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$68  = bank;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$68  = next_bank;
-    end
-    if (flush) begin
-      \$68  = 1'h0;
-    end
-    if (rst) begin
-      \$68  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$69  = row;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$69  = 3'h0;
+      \$96  = 1'h0;
+    end else if (\$78 ) begin
+      \$96  = 1'h1;
     end else if (loading) begin
-      \$69  = \$50 [2:0];
+      if (\$81 ) begin
+        \$96  = 1'h0;
+      end
     end
     if (flush) begin
-      \$69  = 3'h0;
+      \$96  = 1'h0;
     end
     if (rst) begin
-      \$69  = 3'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$70  = first_word;
-    if (\$59 ) begin
-      \$70  = passes_in__payload[161:153];
+    \$97  = row;
+    if (start) begin
+    end else if (\$78 ) begin
+      \$97  = 3'h0;
+    end else if (loading) begin
+      \$97  = \$80 [2:0];
     end
     if (flush) begin
-      \$70  = 9'h000;
+      \$97  = 3'h0;
     end
     if (rst) begin
-      \$70  = 9'h000;
+      \$97  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$71  = \$61 ;
+    \$98  = bank;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$98  = pending_bank;
+      end else begin
+        \$98  = next_bank;
+      end
+    end
     if (flush) begin
-      \$71  = 1'h0;
+      \$98  = 1'h0;
     end
     if (rst) begin
-      \$71  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$72  = row;
+    \$99  = first_word;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$99  = pending_word;
+      end else begin
+        \$99  = passes_in__payload[161:153];
+      end
+    end
     if (flush) begin
-      \$72  = 3'h0;
+      \$99  = 9'h000;
     end
     if (rst) begin
-      \$72  = 3'h0;
+      \$99  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$100  = \$83 ;
+    if (flush) begin
+      \$100  = 1'h0;
+    end
+    if (rst) begin
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$101  = row;
+    if (flush) begin
+      \$101  = 3'h0;
+    end
+    if (rst) begin
+      \$101  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$102  = bank;
+    if (flush) begin
+      \$102  = 1'h0;
+    end
+    if (rst) begin
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     (* full_case = 32'd1 *)
-    if (unused) begin
-      \$73  = 32'd0;
+    if (\$86 ) begin
+      \$103  = 32'd0;
     end else begin
-      \$73  = mem_data;
+      \$103  = mem_data;
     end
     if (flush) begin
-      \$73  = 32'd0;
+      \$103  = 32'd0;
     end
     if (rst) begin
-      \$73  = 32'd0;
+      \$103  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$74  = \$63 ;
+    \$104  = \$88 ;
     if (flush) begin
-      \$74  = 1'h0;
+      \$104  = 1'h0;
     end
     if (rst) begin
-      \$74  = 1'h0;
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$75  = write_row;
+    \$105  = \$like$43 ;
     if (flush) begin
-      \$75  = 3'h0;
+      \$105  = 3'h0;
     end
     if (rst) begin
-      \$75  = 3'h0;
+      \$105  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$76  = bank;
+    \$106  = read_bank;
     if (flush) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
     if (rst) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$77  = \$signal ;
-    if (flush) begin
-      \$77  = 1'h0;
-    end
-    if (rst) begin
-      \$77  = 1'h0;
-    end
-  end
-  assign mem_addr = \$22 [8:0];
+  assign mem_addr = \$40 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -8756,7 +8892,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \passes_in__payload.chunk  = passes_in__payload[172:162];
   assign \passes_in__payload.init  = passes_in__payload[173];
   assign \passes_in__payload.zero  = passes_in__payload[174];
-  assign passes_out__payload[175] = bank;
+  assign passes_out__payload[175] = \$10 ;
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
@@ -8764,13 +8900,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$3  = \$1 ;
   assign \$5  = 1'h1;
   assign \$6  = \$4 ;
-  assign \$27  = 1'h0;
-  assign \$28  = 2'h3;
-  assign \$29  = pass_end_bank;
-  assign \$31  = 1'h0;
-  assign \$32  = 2'h3;
-  assign \$39  = bank;
-  assign \$41  = pass_end_bank;
+  assign \$46  = 1'h0;
+  assign \$47  = 2'h3;
+  assign \$50  = \$49 ;
+  assign \$56  = pass_end_bank;
+  assign \$58  = 1'h0;
+  assign \$59  = 2'h3;
+  assign \$60  = pending_bank;
+  assign \$62  = \$61 ;
+  assign \$63  = next_bank;
+  assign \$66  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14495,56 +14634,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$1759$376 (job[391:376]),
-    .\port$2724$0 (acc_row_s1),
+    .\port$1787$376 (job[391:376]),
+    .\port$2760$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$1759$224 (job[239:224]),
-    .\port$2630$0 (o0),
+    .\port$1787$224 (job[239:224]),
+    .\port$2666$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$2616$0 (chunks),
-    .\port$2786$0 (local2_s3),
+    .\port$2652$0 (chunks),
+    .\port$2822$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$2596$0 (window1),
-    .\port$2750$0 (local0_s2),
+    .\port$2632$0 (window1),
+    .\port$2786$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$2614$0 (window2),
-    .\port$2616$0 (chunks),
+    .\port$2650$0 (window2),
+    .\port$2652$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$2784$0 (local1_s3),
-    .\port$2831$0 (\p$172 [9:0]),
+    .\port$2820$0 (local1_s3),
+    .\port$2867$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2831$0 (\p$172 [9:0]),
-    .\port$2834$0 (\p$188 [9:0]),
+    .\port$2867$0 (\p$172 [9:0]),
+    .\port$2870$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16203,7 +16342,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1759$376 , flush, \port$2724$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1787$376 , flush, \port$2760$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16217,24 +16356,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1759$376 , flush, \port$
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$1759$376 ;
-  wire [15:0] \port$1759$376 ;
-  input [7:0] \port$2724$0 ;
-  wire [7:0] \port$2724$0 ;
+  input [15:0] \port$1787$376 ;
+  wire [15:0] \port$1787$376 ;
+  input [7:0] \port$2760$0 ;
+  wire [7:0] \port$2760$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2724$0  * \port$1759$376 ;
+  assign \$1  = \port$2760$0  * \port$1787$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2724$0  };
-  assign \a$1  = { 1'h0, \port$2724$0  };
-  assign b = { 1'h0, \port$1759$376  };
-  assign \b$3  = { 1'h0, \port$1759$376  };
+  assign a = { 1'h0, \port$2760$0  };
+  assign \a$1  = { 1'h0, \port$2760$0  };
+  assign b = { 1'h0, \port$1787$376  };
+  assign \b$3  = { 1'h0, \port$1787$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1759$224 , flush, \port$2630$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1787$224 , flush, \port$2666$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16248,24 +16387,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1759$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$1759$224 ;
-  wire [15:0] \port$1759$224 ;
-  input [15:0] \port$2630$0 ;
-  wire [15:0] \port$2630$0 ;
+  input [15:0] \port$1787$224 ;
+  wire [15:0] \port$1787$224 ;
+  input [15:0] \port$2666$0 ;
+  wire [15:0] \port$2666$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2630$0  * \port$1759$224 ;
+  assign \$1  = \port$2666$0  * \port$1787$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2630$0  };
-  assign \a$1  = { 1'h0, \port$2630$0  };
-  assign b = { 1'h0, \port$1759$224  };
-  assign \b$3  = { 1'h0, \port$1759$224  };
+  assign a = { 1'h0, \port$2666$0  };
+  assign \a$1  = { 1'h0, \port$2666$0  };
+  assign b = { 1'h0, \port$1787$224  };
+  assign \b$3  = { 1'h0, \port$1787$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2616$0 , \port$2786$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2652$0 , \port$2822$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16279,24 +16418,55 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2616$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2616$0 ;
-  wire [9:0] \port$2616$0 ;
+  input [9:0] \port$2652$0 ;
+  wire [9:0] \port$2652$0 ;
+  input [9:0] \port$2822$0 ;
+  wire [9:0] \port$2822$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$2822$0  * \port$2652$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$2822$0  };
+  assign \a$1  = { 1'h0, \port$2822$0  };
+  assign b = { 1'h0, \port$2652$0  };
+  assign \b$3  = { 1'h0, \port$2652$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2632$0 , \port$2786$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$2632$0 ;
+  wire [9:0] \port$2632$0 ;
   input [9:0] \port$2786$0 ;
   wire [9:0] \port$2786$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2786$0  * \port$2616$0 ;
+  assign \$1  = \port$2786$0  * \port$2632$0 ;
   always @(posedge clk)
     p <= \$1 ;
   assign a = { 1'h0, \port$2786$0  };
   assign \a$1  = { 1'h0, \port$2786$0  };
-  assign b = { 1'h0, \port$2616$0  };
-  assign \b$3  = { 1'h0, \port$2616$0  };
+  assign b = { 1'h0, \port$2632$0  };
+  assign \b$3  = { 1'h0, \port$2632$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2596$0 , \port$2750$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2650$0 , \port$2652$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16310,24 +16480,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2596$0 , \port$27
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2596$0 ;
-  wire [9:0] \port$2596$0 ;
-  input [9:0] \port$2750$0 ;
-  wire [9:0] \port$2750$0 ;
+  input [9:0] \port$2650$0 ;
+  wire [9:0] \port$2650$0 ;
+  input [9:0] \port$2652$0 ;
+  wire [9:0] \port$2652$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2750$0  * \port$2596$0 ;
+  assign \$1  = \port$2650$0  * \port$2652$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2750$0  };
-  assign \a$1  = { 1'h0, \port$2750$0  };
-  assign b = { 1'h0, \port$2596$0  };
-  assign \b$3  = { 1'h0, \port$2596$0  };
+  assign a = { 1'h0, \port$2650$0  };
+  assign \a$1  = { 1'h0, \port$2650$0  };
+  assign b = { 1'h0, \port$2652$0  };
+  assign \b$3  = { 1'h0, \port$2652$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2614$0 , \port$2616$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2820$0 , \port$2867$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16341,24 +16511,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2614$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2614$0 ;
-  wire [9:0] \port$2614$0 ;
-  input [9:0] \port$2616$0 ;
-  wire [9:0] \port$2616$0 ;
+  input [9:0] \port$2820$0 ;
+  wire [9:0] \port$2820$0 ;
+  input [9:0] \port$2867$0 ;
+  wire [9:0] \port$2867$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2614$0  * \port$2616$0 ;
+  assign \$1  = \port$2820$0  * \port$2867$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2614$0  };
-  assign \a$1  = { 1'h0, \port$2614$0  };
-  assign b = { 1'h0, \port$2616$0  };
-  assign \b$3  = { 1'h0, \port$2616$0  };
+  assign a = { 1'h0, \port$2820$0  };
+  assign \a$1  = { 1'h0, \port$2820$0  };
+  assign b = { 1'h0, \port$2867$0  };
+  assign \b$3  = { 1'h0, \port$2867$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2784$0 , \port$2831$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2867$0 , \port$2870$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16372,50 +16542,19 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2784$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2784$0 ;
-  wire [9:0] \port$2784$0 ;
-  input [9:0] \port$2831$0 ;
-  wire [9:0] \port$2831$0 ;
+  input [9:0] \port$2867$0 ;
+  wire [9:0] \port$2867$0 ;
+  input [9:0] \port$2870$0 ;
+  wire [9:0] \port$2870$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2784$0  * \port$2831$0 ;
+  assign \$1  = \port$2870$0  * \port$2867$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2784$0  };
-  assign \a$1  = { 1'h0, \port$2784$0  };
-  assign b = { 1'h0, \port$2831$0  };
-  assign \b$3  = { 1'h0, \port$2831$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2831$0 , \port$2834$0 , p, clk);
-  wire [21:0] \$1 ;
-  wire [10:0] a;
-  wire [10:0] \a$1 ;
-  wire [10:0] b;
-  wire [10:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [21:0] p;
-  reg [21:0] p = 22'h000000;
-  (* init = 22'h000000 *)
-  wire [21:0] \p$5 ;
-  input [9:0] \port$2831$0 ;
-  wire [9:0] \port$2831$0 ;
-  input [9:0] \port$2834$0 ;
-  wire [9:0] \port$2834$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$2834$0  * \port$2831$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$2834$0  };
-  assign \a$1  = { 1'h0, \port$2834$0  };
-  assign b = { 1'h0, \port$2831$0  };
-  assign \b$3  = { 1'h0, \port$2831$0  };
+  assign a = { 1'h0, \port$2870$0  };
+  assign \a$1  = { 1'h0, \port$2870$0  };
+  assign b = { 1'h0, \port$2867$0  };
+  assign \b$3  = { 1'h0, \port$2867$0  };
   assign \p$5  = p;
 endmodule
 

@@ -1418,7 +1418,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7413$0 (acc_addr),
+    .\port$7449$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4032,8 +4032,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5665$0 (\$like ),
-    .\port$5666$0 (value_next),
+    .\port$5693$0 (\$like ),
+    .\port$5694$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4757,7 +4757,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5665$0 , \port$5666$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5693$0 , \port$5694$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4769,21 +4769,21 @@ module \convhw_list.checker.multiplier (rst, \port$5665$0 , \port$5666$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5665$0 ;
-  wire [16:0] \port$5665$0 ;
-  input [16:0] \port$5666$0 ;
-  wire [16:0] \port$5666$0 ;
+  input [16:0] \port$5693$0 ;
+  wire [16:0] \port$5693$0 ;
+  input [16:0] \port$5694$0 ;
+  wire [16:0] \port$5694$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5666$0  };
+    a <= { 1'h0, \port$5694$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5665$0  };
+    b <= { 1'h0, \port$5693$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5666$0  };
-  assign \b$5  = { 1'h0, \port$5665$0  };
+  assign \a$3  = { 1'h0, \port$5694$0  };
+  assign \b$5  = { 1'h0, \port$5693$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6211,7 +6211,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5670$0 (jobs__payload[943:0]),
+    .\port$5698$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7708,7 +7708,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5670$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5698$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7735,8 +7735,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5670$0 ;
-  wire [943:0] \port$5670$0 ;
+  input [943:0] \port$5698$0 ;
+  wire [943:0] \port$5698$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7792,7 +7792,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$5670$0 [3:2], \port$5670$0 [929:928], \port$5670$0  };
+    w_port__data <= { 1'h1, \port$5698$0 [3:2], \port$5698$0 [929:928], \port$5698$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7851,7 +7851,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$5670$0 [3:2], \port$5670$0 [929:928], \port$5670$0  };
+  assign w_data = { 1'h1, \port$5698$0 [3:2], \port$5698$0 [929:928], \port$5698$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8000,7 +8000,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7413$0 , clk);
+module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7449$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8583,8 +8583,8 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7413$0 ;
-  wire [7:0] \port$7413$0 ;
+  input [7:0] \port$7449$0 ;
+  wire [7:0] \port$7449$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -10343,7 +10343,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7413$0 [6:0]),
+    .host_addr(\port$7449$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10353,7 +10353,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$155 ),
-    .host_addr(\port$7413$0 [6:0]),
+    .host_addr(\port$7449$0 [6:0]),
     .old(\host_data$162 ),
     .rst(rst),
     .sum(sum),
@@ -10772,7 +10772,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \port$7413$0 [7];
+    \$78  = \port$7449$0 [7];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -10804,7 +10804,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$7413$0 [7];
+  assign acc_read_bank = \port$7449$0 [7];
   assign \busy$69  = busy;
   assign \job$70  = job_copy;
   assign \abort$73  = abort;
@@ -10849,12 +10849,12 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$151  = sum_valid;
   assign \busy$152  = acc_busy[0];
-  assign host_addr = \port$7413$0 [6:0];
-  assign acc_read__addr = \port$7413$0 [6:0];
+  assign host_addr = \port$7449$0 [6:0];
+  assign acc_read__addr = \port$7449$0 [6:0];
   assign \sum$156  = sum;
   assign \sum_valid$157  = sum_valid;
   assign \busy$158  = acc_busy[1];
-  assign \host_addr$159  = \port$7413$0 [6:0];
+  assign \host_addr$159  = \port$7449$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -15353,11 +15353,18 @@ module \convhw_list.core.control (rst, start, pipeline_idle, abort, go, cycles, 
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, busy, passes_in_ready_next, mem_addr, mem_data, fir_taps, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
+module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, passes_in_ready_next, mem_addr, busy, mem_data, fir_taps, pass_end_bank, start, flush, passes_in__valid, passes_in__payload, passes_out__payload, w_we, w_row, w_bank, w_data, passes_out__ready, passes_out_ready_next
 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$29  = 0;
   wire \$1 ;
   wire \$10 ;
+  reg \$100 ;
+  reg [2:0] \$101 ;
+  reg \$102 ;
+  reg [31:0] \$103 ;
+  reg \$104 ;
+  reg [2:0] \$105 ;
+  reg \$106 ;
   wire \$11 ;
   wire \$12 ;
   wire \$13 ;
@@ -15370,18 +15377,18 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [9:0] \$22 ;
+  wire \$22 ;
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
   wire \$27 ;
-  wire [1:0] \$28 ;
+  wire \$28 ;
   wire \$29 ;
   wire \$3 ;
   wire \$30 ;
   wire \$31 ;
-  wire [1:0] \$32 ;
+  wire \$32 ;
   wire \$33 ;
   wire \$34 ;
   wire \$35 ;
@@ -15390,18 +15397,18 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire \$40 ;
+  wire [9:0] \$40 ;
   wire \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire \$47 ;
+  wire [1:0] \$47 ;
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire [3:0] \$50 ;
+  wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
@@ -15410,32 +15417,58 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire \$59 ;
+  wire [1:0] \$59 ;
   wire \$6 ;
   wire \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
-  reg [1:0] \$64 ;
-  reg \$65 ;
-  reg \$66 ;
-  reg \$67 ;
-  reg \$68 ;
-  reg [2:0] \$69 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire \$66 ;
+  wire \$67 ;
+  wire \$68 ;
+  wire \$69 ;
   wire \$7 ;
-  reg [8:0] \$70 ;
-  reg \$71 ;
-  reg [2:0] \$72 ;
-  reg [31:0] \$73 ;
-  reg \$74 ;
-  reg [2:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
+  wire [3:0] \$70 ;
+  wire [3:0] \$71 ;
+  wire [3:0] \$72 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire \$79 ;
   wire \$8 ;
+  wire [3:0] \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  reg [1:0] \$89 ;
   wire \$9 ;
+  reg [2:0] \$90 ;
+  reg \$91 ;
+  reg \$92 ;
+  reg [8:0] \$93 ;
+  reg \$94 ;
+  reg \$95 ;
+  reg \$96 ;
+  reg [2:0] \$97 ;
+  reg \$98 ;
+  reg [8:0] \$99 ;
+  reg [2:0] \$like  = 3'h0;
+  reg [2:0] \$like$43  = 3'h0;
   reg \$signal  = 1'h0;
+  reg \$signal$30  = 1'h0;
   reg bank = 1'h0;
-  reg bank_now = 1'h0;
+  wire begin_dense;
+  wire begin_fir;
   output busy;
   wire busy;
   input clk;
@@ -15453,8 +15486,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   input [31:0] mem_data;
   wire [31:0] mem_data;
   reg next_bank = 1'h0;
-  reg offering = 1'h0;
-  reg offering_next;
+  wire offering_dense;
+  reg offering_fir = 1'h0;
+  reg offering_fir_next;
   input pass_end;
   wire pass_end;
   input pass_end_bank;
@@ -15512,16 +15546,18 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   input passes_out_ready_next;
   wire passes_out_ready_next;
   reg pending = 1'h0;
+  reg pending_bank = 1'h0;
+  reg [8:0] pending_word = 9'h000;
+  reg read_bank = 1'h0;
   reg [31:0] registered = 32'd0;
   reg [2:0] row = 3'h0;
-  reg [2:0] row_now = 3'h0;
   input rst;
   wire rst;
+  reg [2:0] since_take = 3'h6;
   input start;
   wire start;
   wire [-1:0] timer0;
   wire [-1:0] timer1;
-  wire unused;
   output w_bank;
   reg w_bank;
   output [31:0] w_data;
@@ -15530,106 +15566,134 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg [1:0] w_row;
   output w_we;
   reg w_we;
-  reg write_pending = 1'h0;
-  reg [2:0] write_row = 3'h0;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = row == 2'h3;
-  assign \$21  = | fir_taps;
-  assign \$22  = first_word + row;
-  assign \$23  = | fir_taps;
-  assign \$24  = write_row >= fir_taps;
-  assign unused = \$23  & \$24 ;
-  assign \$25  = ! pass_end_bank;
-  assign \$26  = pass_end & \$25 ;
-  assign \$30  = pass_end & \$29 ;
-  assign \$33  = passes_out__valid & passes_out__ready;
-  assign \$34  = ! bank;
-  assign \$35  = \$33  & \$34 ;
-  assign \$36  = ! pass_end_bank;
-  assign \$37  = pass_end & \$36 ;
-  assign \$38  = passes_out__valid & passes_out__ready;
-  assign \$40  = \$38  & \$39 ;
-  assign \$42  = pass_end & \$41 ;
-  assign \$43  = ~ loading;
-  assign \$44  = passes_in__valid & \$43 ;
-  assign \$45  = ~ offering;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = free >> next_bank;
-  assign \$48  = \$46  & \$47 ;
-  assign \$49  = ~ next_bank;
-  assign \$50  = row + 1'h1;
-  assign \$51  = row == 2'h3;
-  assign \$52  = ~ loading;
-  assign \$53  = passes_in__valid & \$52 ;
-  assign \$54  = ~ offering;
-  assign \$55  = \$53  & \$54 ;
-  assign \$56  = free >> next_bank;
-  assign \$57  = \$55  & \$56 ;
-  assign \$58  = ~ start;
-  assign \$59  = \$57  & \$58 ;
-  assign \$60  = ~ start;
-  assign \$61  = loading & \$60 ;
-  assign \$62  = ~ start;
-  assign \$63  = write_pending & \$62 ;
-  always @(posedge clk)
-    inflight <= \$64 ;
-  always @(posedge clk)
-    offering <= \$65 ;
-  always @(posedge clk)
-    loading <= \$66 ;
-  always @(posedge clk)
-    bank <= \$67 ;
-  always @(posedge clk)
-    next_bank <= \$68 ;
-  always @(posedge clk)
-    row <= \$69 ;
-  always @(posedge clk)
-    first_word <= \$70 ;
-  always @(posedge clk)
-    write_pending <= \$71 ;
-  always @(posedge clk)
-    write_row <= \$72 ;
-  always @(posedge clk)
-    registered <= \$73 ;
-  always @(posedge clk)
-    pending <= \$74 ;
-  always @(posedge clk)
-    row_now <= \$75 ;
-  always @(posedge clk)
-    \$signal  <= \$76 ;
-  always @(posedge clk)
-    bank_now <= \$77 ;
+  reg write_bank = 1'h0;
   assign \$1  = ~ inflight[0];
   assign \$4  = ~ inflight[1];
-  assign passes_out__valid = offering & passes_in__valid;
-  assign passes_in__ready = offering & passes_out__ready;
-  assign \$7  = loading | offering;
-  assign \$8  = \$7  | write_pending;
-  assign busy = \$8  | w_we;
-  assign \$9  = passes_out__valid & passes_out__ready;
-  assign \$10  = ~ \$9 ;
-  assign \$11  = offering & \$10 ;
-  assign passes_in_ready_next = offering_next & passes_out_ready_next;
-  assign \$12  = ~ loading;
-  assign \$13  = passes_in__valid & \$12 ;
-  assign \$14  = ~ offering;
-  assign \$15  = \$13  & \$14 ;
-  assign \$16  = free >> next_bank;
-  assign \$17  = \$15  & \$16 ;
-  assign \$18  = | fir_taps;
+  assign offering_dense = since_take == 3'h6;
+  assign \$7  = | fir_taps;
+  assign \$8  = \$7  ? offering_fir : offering_dense;
+  assign passes_out__valid = \$8  & passes_in__valid;
+  assign \$9  = | fir_taps;
+  assign \$10  = \$9  ? bank : next_bank;
+  assign passes_in__ready = passes_out__valid & passes_out__ready;
+  assign \$11  = passes_out__valid & passes_out__ready;
+  assign \$12  = ~ \$11 ;
+  assign \$13  = offering_fir & \$12 ;
+  assign \$14  = | fir_taps;
+  assign \$15  = passes_out__valid & passes_out__ready;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = since_take >= 3'h5;
+  assign \$18  = \$16  & \$17 ;
+  assign \$19  = \$14  ? offering_fir_next : \$18 ;
+  assign passes_in_ready_next = \$19  & passes_out_ready_next;
+  assign \$20  = ~ start;
+  assign \$21  = | fir_taps;
+  assign \$22  = ~ \$21 ;
+  assign \$23  = \$20  & \$22 ;
+  assign \$24  = \$23  & pending;
+  assign \$25  = ~ loading;
+  assign \$26  = \$24  & \$25 ;
+  assign \$27  = free >> pending_bank;
+  assign begin_dense = \$26  & \$27 ;
+  assign \$28  = ~ start;
+  assign \$29  = | fir_taps;
+  assign \$30  = \$28  & \$29 ;
+  assign \$31  = \$30  & passes_in__valid;
+  assign \$32  = ~ loading;
+  assign \$33  = \$31  & \$32 ;
+  assign \$34  = ~ offering_fir;
+  assign \$35  = \$33  & \$34 ;
+  assign \$36  = free >> next_bank;
+  assign begin_fir = \$35  & \$36 ;
+  assign \$37  = begin_dense | begin_fir;
+  assign \$38  = row == 2'h3;
+  assign \$39  = | fir_taps;
+  assign \$40  = first_word + row;
+  assign \$41  = loading | pending;
+  assign \$42  = \$41  | offering_fir;
+  assign \$43  = \$42  | \$signal ;
+  assign busy = \$43  | \$signal$30 ;
+  assign \$44  = ! pass_end_bank;
+  assign \$45  = pass_end & \$44 ;
+  assign \$48  = ! pending_bank;
+  assign \$49  = begin_dense & \$48 ;
+  assign \$51  = ! next_bank;
+  assign \$52  = begin_fir & \$51 ;
+  assign \$53  = \$50  | \$52 ;
+  assign \$54  = ! pass_end_bank;
+  assign \$55  = pass_end & \$54 ;
+  assign \$57  = pass_end & \$56 ;
+  assign \$61  = begin_dense & \$60 ;
+  assign \$64  = begin_fir & \$63 ;
+  assign \$65  = \$62  | \$64 ;
+  assign \$67  = pass_end & \$66 ;
+  assign \$68  = passes_out__valid & passes_out__ready;
+  assign \$69  = since_take == 3'h6;
+  assign \$70  = since_take + 1'h1;
+  assign \$71  = \$69  ? 4'h6 : \$70 ;
+  assign \$72  = \$68  ? 4'h1 : \$71 ;
+  assign \$73  = passes_out__valid & passes_out__ready;
+  assign \$74  = | fir_taps;
+  assign \$75  = ~ \$74 ;
+  assign \$76  = \$73  & \$75 ;
+  assign \$77  = ~ next_bank;
+  assign \$78  = begin_dense | begin_fir;
+  assign \$79  = ~ next_bank;
+  assign \$80  = row + 1'h1;
+  assign \$81  = row == 2'h3;
+  assign \$82  = ~ start;
+  assign \$83  = loading & \$82 ;
+  assign \$84  = | fir_taps;
+  assign \$85  = \$like$43  >= fir_taps;
+  assign \$86  = \$84  & \$85 ;
+  assign \$87  = ~ start;
+  assign \$88  = \$signal  & \$87 ;
+  always @(posedge clk)
+    inflight <= \$89 ;
+  always @(posedge clk)
+    since_take <= \$90 ;
+  always @(posedge clk)
+    offering_fir <= \$91 ;
+  always @(posedge clk)
+    pending <= \$92 ;
+  always @(posedge clk)
+    pending_word <= \$93 ;
+  always @(posedge clk)
+    pending_bank <= \$94 ;
+  always @(posedge clk)
+    next_bank <= \$95 ;
+  always @(posedge clk)
+    loading <= \$96 ;
+  always @(posedge clk)
+    row <= \$97 ;
+  always @(posedge clk)
+    bank <= \$98 ;
+  always @(posedge clk)
+    first_word <= \$99 ;
+  always @(posedge clk)
+    \$signal  <= \$100 ;
+  always @(posedge clk)
+    \$like$43  <= \$101 ;
+  always @(posedge clk)
+    read_bank <= \$102 ;
+  always @(posedge clk)
+    registered <= \$103 ;
+  always @(posedge clk)
+    \$signal$30  <= \$104 ;
+  always @(posedge clk)
+    \$like  <= \$105 ;
+  always @(posedge clk)
+    write_bank <= \$106 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    offering_next = \$11 ;
+    offering_fir_next = \$13 ;
     if (start) begin
-      offering_next = 1'h0;
-    end else if (\$17 ) begin
-      if (\$19 ) begin
-        offering_next = 1'h1;
-      end
+      offering_fir_next = 1'h0;
+    end else if (\$37 ) begin
     end else if (loading) begin
-      if (\$20 ) begin
-        if (\$21 ) begin
-          offering_next = 1'h1;
+      if (\$38 ) begin
+        if (\$39 ) begin
+          offering_fir_next = 1'h1;
         end
       end
     end
@@ -15637,213 +15701,285 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_we = 1'h0;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_row = 2'h0;
-    if (pending) begin
-      w_row = row_now[1:0];
+    if (\$signal$30 ) begin
+      w_row = \$like [1:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_bank = 1'h0;
-    if (pending) begin
-      w_bank = bank_now;
+    if (\$signal$30 ) begin
+      w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_data = 32'd0;
-    if (pending) begin
+    if (\$signal$30 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$64  = inflight;
-    if (\$35 ) begin
-      \$64 [0] = 1'h1;
-    end else if (\$37 ) begin
-      \$64 [0] = 1'h0;
+    \$89  = inflight;
+    if (\$53 ) begin
+      \$89 [0] = 1'h1;
+    end else if (\$55 ) begin
+      \$89 [0] = 1'h0;
     end
-    if (\$40 ) begin
-      \$64 [1] = 1'h1;
-    end else if (\$42 ) begin
-      \$64 [1] = 1'h0;
+    if (\$65 ) begin
+      \$89 [1] = 1'h1;
+    end else if (\$67 ) begin
+      \$89 [1] = 1'h0;
     end
     if (flush) begin
-      \$64  = 2'h0;
+      \$89  = 2'h0;
     end
     if (rst) begin
-      \$64  = 2'h0;
+      \$89  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$65  = offering_next;
+    \$90  = \$72 [2:0];
     if (flush) begin
-      \$65  = 1'h0;
+      \$90  = 3'h6;
     end
     if (rst) begin
-      \$65  = 1'h0;
+      \$90  = 3'h6;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$66  = loading;
+    \$91  = offering_fir_next;
+    if (flush) begin
+      \$91  = 1'h0;
+    end
+    if (rst) begin
+      \$91  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$92  = pending;
+    if (\$76 ) begin
+      \$92  = 1'h1;
+    end else if (begin_dense) begin
+      \$92  = 1'h0;
+    end
     if (start) begin
-      \$66  = 1'h0;
-    end else if (\$48 ) begin
-      \$66  = 1'h1;
-    end else if (loading) begin
-      if (\$51 ) begin
-        \$66  = 1'h0;
+      \$92  = 1'h0;
+    end
+    if (flush) begin
+      \$92  = 1'h0;
+    end
+    if (rst) begin
+      \$92  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$93  = pending_word;
+    if (\$76 ) begin
+      \$93  = passes_in__payload[161:153];
+    end
+    if (flush) begin
+      \$93  = 9'h000;
+    end
+    if (rst) begin
+      \$93  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$94  = pending_bank;
+    if (\$76 ) begin
+      \$94  = next_bank;
+    end
+    if (flush) begin
+      \$94  = 1'h0;
+    end
+    if (rst) begin
+      \$94  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$95  = next_bank;
+    if (\$76 ) begin
+      \$95  = \$77 ;
+    end
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+      end else begin
+        \$95  = \$79 ;
       end
     end
     if (flush) begin
-      \$66  = 1'h0;
+      \$95  = 1'h0;
     end
     if (rst) begin
-      \$66  = 1'h0;
+      \$95  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$67  = bank;
+    \$96  = loading;
     if (start) begin
-    end else if (\$48 ) begin
-      \$67  = next_bank;
-    end
-    if (flush) begin
-      \$67  = 1'h0;
-    end
-    if (rst) begin
-      \$67  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$68  = next_bank;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$68  = \$49 ;
-    end
-    if (flush) begin
-      \$68  = 1'h0;
-    end
-    if (rst) begin
-      \$68  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$69  = row;
-    if (start) begin
-    end else if (\$48 ) begin
-      \$69  = 3'h0;
+      \$96  = 1'h0;
+    end else if (\$78 ) begin
+      \$96  = 1'h1;
     end else if (loading) begin
-      \$69  = \$50 [2:0];
+      if (\$81 ) begin
+        \$96  = 1'h0;
+      end
     end
     if (flush) begin
-      \$69  = 3'h0;
+      \$96  = 1'h0;
     end
     if (rst) begin
-      \$69  = 3'h0;
+      \$96  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$70  = first_word;
-    if (\$59 ) begin
-      \$70  = passes_in__payload[161:153];
+    \$97  = row;
+    if (start) begin
+    end else if (\$78 ) begin
+      \$97  = 3'h0;
+    end else if (loading) begin
+      \$97  = \$80 [2:0];
     end
     if (flush) begin
-      \$70  = 9'h000;
+      \$97  = 3'h0;
     end
     if (rst) begin
-      \$70  = 9'h000;
+      \$97  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$71  = \$61 ;
+    \$98  = bank;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$98  = pending_bank;
+      end else begin
+        \$98  = next_bank;
+      end
+    end
     if (flush) begin
-      \$71  = 1'h0;
+      \$98  = 1'h0;
     end
     if (rst) begin
-      \$71  = 1'h0;
+      \$98  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$72  = row;
+    \$99  = first_word;
+    if (start) begin
+    end else if (\$78 ) begin
+      (* full_case = 32'd1 *)
+      if (begin_dense) begin
+        \$99  = pending_word;
+      end else begin
+        \$99  = passes_in__payload[161:153];
+      end
+    end
     if (flush) begin
-      \$72  = 3'h0;
+      \$99  = 9'h000;
     end
     if (rst) begin
-      \$72  = 3'h0;
+      \$99  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$100  = \$83 ;
+    if (flush) begin
+      \$100  = 1'h0;
+    end
+    if (rst) begin
+      \$100  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$101  = row;
+    if (flush) begin
+      \$101  = 3'h0;
+    end
+    if (rst) begin
+      \$101  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
+    \$102  = bank;
+    if (flush) begin
+      \$102  = 1'h0;
+    end
+    if (rst) begin
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     (* full_case = 32'd1 *)
-    if (unused) begin
-      \$73  = 32'd0;
+    if (\$86 ) begin
+      \$103  = 32'd0;
     end else begin
-      \$73  = mem_data;
+      \$103  = mem_data;
     end
     if (flush) begin
-      \$73  = 32'd0;
+      \$103  = 32'd0;
     end
     if (rst) begin
-      \$73  = 32'd0;
+      \$103  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$74  = \$63 ;
+    \$104  = \$88 ;
     if (flush) begin
-      \$74  = 1'h0;
+      \$104  = 1'h0;
     end
     if (rst) begin
-      \$74  = 1'h0;
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$75  = write_row;
+    \$105  = \$like$43 ;
     if (flush) begin
-      \$75  = 3'h0;
+      \$105  = 3'h0;
     end
     if (rst) begin
-      \$75  = 3'h0;
+      \$105  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$76  = bank;
+    \$106  = read_bank;
     if (flush) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
     if (rst) begin
-      \$76  = 1'h0;
+      \$106  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$77  = \$signal ;
-    if (flush) begin
-      \$77  = 1'h0;
-    end
-    if (rst) begin
-      \$77  = 1'h0;
-    end
-  end
-  assign mem_addr = \$22 [8:0];
+  assign mem_addr = \$40 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -15880,7 +16016,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \passes_in__payload.chunk  = passes_in__payload[172:162];
   assign \passes_in__payload.init  = passes_in__payload[173];
   assign \passes_in__payload.zero  = passes_in__payload[174];
-  assign passes_out__payload[175] = bank;
+  assign passes_out__payload[175] = \$10 ;
   assign passes_out__payload[174:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
@@ -15888,13 +16024,16 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$3  = \$1 ;
   assign \$5  = 1'h1;
   assign \$6  = \$4 ;
-  assign \$27  = 1'h0;
-  assign \$28  = 2'h3;
-  assign \$29  = pass_end_bank;
-  assign \$31  = 1'h0;
-  assign \$32  = 2'h3;
-  assign \$39  = bank;
-  assign \$41  = pass_end_bank;
+  assign \$46  = 1'h0;
+  assign \$47  = 2'h3;
+  assign \$50  = \$49 ;
+  assign \$56  = pass_end_bank;
+  assign \$58  = 1'h0;
+  assign \$59  = 2'h3;
+  assign \$60  = pending_bank;
+  assign \$62  = \$61 ;
+  assign \$63  = next_bank;
+  assign \$66  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21619,56 +21758,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6274$376 (job[391:376]),
-    .\port$6963$0 (acc_row_s1),
+    .\port$6302$376 (job[391:376]),
+    .\port$6999$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6274$224 (job[239:224]),
-    .\port$6869$0 (o0),
+    .\port$6302$224 (job[239:224]),
+    .\port$6905$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6855$0 (chunks),
-    .\port$7025$0 (local2_s3),
+    .\port$6891$0 (chunks),
+    .\port$7061$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6835$0 (window1),
-    .\port$6989$0 (local0_s2),
+    .\port$6871$0 (window1),
+    .\port$7025$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6853$0 (window2),
-    .\port$6855$0 (chunks),
+    .\port$6889$0 (window2),
+    .\port$6891$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7023$0 (local1_s3),
-    .\port$7070$0 (\p$172 [9:0]),
+    .\port$7059$0 (local1_s3),
+    .\port$7106$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7070$0 (\p$172 [9:0]),
-    .\port$7073$0 (\p$188 [9:0]),
+    .\port$7106$0 (\p$172 [9:0]),
+    .\port$7109$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23327,7 +23466,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6274$376 , flush, \port$6963$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6302$376 , flush, \port$6999$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23341,24 +23480,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6274$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6274$376 ;
-  wire [15:0] \port$6274$376 ;
-  input [7:0] \port$6963$0 ;
-  wire [7:0] \port$6963$0 ;
+  input [15:0] \port$6302$376 ;
+  wire [15:0] \port$6302$376 ;
+  input [7:0] \port$6999$0 ;
+  wire [7:0] \port$6999$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6963$0  * \port$6274$376 ;
+  assign \$1  = \port$6999$0  * \port$6302$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6963$0  };
-  assign \a$1  = { 1'h0, \port$6963$0  };
-  assign b = { 1'h0, \port$6274$376  };
-  assign \b$3  = { 1'h0, \port$6274$376  };
+  assign a = { 1'h0, \port$6999$0  };
+  assign \a$1  = { 1'h0, \port$6999$0  };
+  assign b = { 1'h0, \port$6302$376  };
+  assign \b$3  = { 1'h0, \port$6302$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6274$224 , flush, \port$6869$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6302$224 , flush, \port$6905$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23372,24 +23511,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6274$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6274$224 ;
-  wire [15:0] \port$6274$224 ;
-  input [15:0] \port$6869$0 ;
-  wire [15:0] \port$6869$0 ;
+  input [15:0] \port$6302$224 ;
+  wire [15:0] \port$6302$224 ;
+  input [15:0] \port$6905$0 ;
+  wire [15:0] \port$6905$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6869$0  * \port$6274$224 ;
+  assign \$1  = \port$6905$0  * \port$6302$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6869$0  };
-  assign \a$1  = { 1'h0, \port$6869$0  };
-  assign b = { 1'h0, \port$6274$224  };
-  assign \b$3  = { 1'h0, \port$6274$224  };
+  assign a = { 1'h0, \port$6905$0  };
+  assign \a$1  = { 1'h0, \port$6905$0  };
+  assign b = { 1'h0, \port$6302$224  };
+  assign \b$3  = { 1'h0, \port$6302$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6855$0 , \port$7025$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6891$0 , \port$7061$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23403,24 +23542,55 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6855$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6855$0 ;
-  wire [9:0] \port$6855$0 ;
+  input [9:0] \port$6891$0 ;
+  wire [9:0] \port$6891$0 ;
+  input [9:0] \port$7061$0 ;
+  wire [9:0] \port$7061$0 ;
+  input rst;
+  wire rst;
+  assign \$1  = \port$7061$0  * \port$6891$0 ;
+  always @(posedge clk)
+    p <= \$1 ;
+  assign a = { 1'h0, \port$7061$0  };
+  assign \a$1  = { 1'h0, \port$7061$0  };
+  assign b = { 1'h0, \port$6891$0  };
+  assign \b$3  = { 1'h0, \port$6891$0  };
+  assign \p$5  = p;
+endmodule
+
+(* generator = "Amaranth" *)
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6871$0 , \port$7025$0 , p, clk);
+  wire [21:0] \$1 ;
+  wire [10:0] a;
+  wire [10:0] \a$1 ;
+  wire [10:0] b;
+  wire [10:0] \b$3 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  output [21:0] p;
+  reg [21:0] p = 22'h000000;
+  (* init = 22'h000000 *)
+  wire [21:0] \p$5 ;
+  input [9:0] \port$6871$0 ;
+  wire [9:0] \port$6871$0 ;
   input [9:0] \port$7025$0 ;
   wire [9:0] \port$7025$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7025$0  * \port$6855$0 ;
+  assign \$1  = \port$7025$0  * \port$6871$0 ;
   always @(posedge clk)
     p <= \$1 ;
   assign a = { 1'h0, \port$7025$0  };
   assign \a$1  = { 1'h0, \port$7025$0  };
-  assign b = { 1'h0, \port$6855$0  };
-  assign \b$3  = { 1'h0, \port$6855$0  };
+  assign b = { 1'h0, \port$6871$0  };
+  assign \b$3  = { 1'h0, \port$6871$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6835$0 , \port$6989$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6889$0 , \port$6891$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23434,24 +23604,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6835$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6835$0 ;
-  wire [9:0] \port$6835$0 ;
-  input [9:0] \port$6989$0 ;
-  wire [9:0] \port$6989$0 ;
+  input [9:0] \port$6889$0 ;
+  wire [9:0] \port$6889$0 ;
+  input [9:0] \port$6891$0 ;
+  wire [9:0] \port$6891$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6989$0  * \port$6835$0 ;
+  assign \$1  = \port$6889$0  * \port$6891$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6989$0  };
-  assign \a$1  = { 1'h0, \port$6989$0  };
-  assign b = { 1'h0, \port$6835$0  };
-  assign \b$3  = { 1'h0, \port$6835$0  };
+  assign a = { 1'h0, \port$6889$0  };
+  assign \a$1  = { 1'h0, \port$6889$0  };
+  assign b = { 1'h0, \port$6891$0  };
+  assign \b$3  = { 1'h0, \port$6891$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6853$0 , \port$6855$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7059$0 , \port$7106$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23465,24 +23635,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6853$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6853$0 ;
-  wire [9:0] \port$6853$0 ;
-  input [9:0] \port$6855$0 ;
-  wire [9:0] \port$6855$0 ;
+  input [9:0] \port$7059$0 ;
+  wire [9:0] \port$7059$0 ;
+  input [9:0] \port$7106$0 ;
+  wire [9:0] \port$7106$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6853$0  * \port$6855$0 ;
+  assign \$1  = \port$7059$0  * \port$7106$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6853$0  };
-  assign \a$1  = { 1'h0, \port$6853$0  };
-  assign b = { 1'h0, \port$6855$0  };
-  assign \b$3  = { 1'h0, \port$6855$0  };
+  assign a = { 1'h0, \port$7059$0  };
+  assign \a$1  = { 1'h0, \port$7059$0  };
+  assign b = { 1'h0, \port$7106$0  };
+  assign \b$3  = { 1'h0, \port$7106$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7023$0 , \port$7070$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7106$0 , \port$7109$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23496,50 +23666,19 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7023
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7023$0 ;
-  wire [9:0] \port$7023$0 ;
-  input [9:0] \port$7070$0 ;
-  wire [9:0] \port$7070$0 ;
+  input [9:0] \port$7106$0 ;
+  wire [9:0] \port$7106$0 ;
+  input [9:0] \port$7109$0 ;
+  wire [9:0] \port$7109$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7023$0  * \port$7070$0 ;
+  assign \$1  = \port$7109$0  * \port$7106$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7023$0  };
-  assign \a$1  = { 1'h0, \port$7023$0  };
-  assign b = { 1'h0, \port$7070$0  };
-  assign \b$3  = { 1'h0, \port$7070$0  };
-  assign \p$5  = p;
-endmodule
-
-(* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7070$0 , \port$7073$0 , p, clk);
-  wire [21:0] \$1 ;
-  wire [10:0] a;
-  wire [10:0] \a$1 ;
-  wire [10:0] b;
-  wire [10:0] \b$3 ;
-  input clk;
-  wire clk;
-  input flush;
-  wire flush;
-  output [21:0] p;
-  reg [21:0] p = 22'h000000;
-  (* init = 22'h000000 *)
-  wire [21:0] \p$5 ;
-  input [9:0] \port$7070$0 ;
-  wire [9:0] \port$7070$0 ;
-  input [9:0] \port$7073$0 ;
-  wire [9:0] \port$7073$0 ;
-  input rst;
-  wire rst;
-  assign \$1  = \port$7073$0  * \port$7070$0 ;
-  always @(posedge clk)
-    p <= \$1 ;
-  assign a = { 1'h0, \port$7073$0  };
-  assign \a$1  = { 1'h0, \port$7073$0  };
-  assign b = { 1'h0, \port$7070$0  };
-  assign \b$3  = { 1'h0, \port$7070$0  };
+  assign a = { 1'h0, \port$7109$0  };
+  assign \a$1  = { 1'h0, \port$7109$0  };
+  assign b = { 1'h0, \port$7106$0  };
+  assign \b$3  = { 1'h0, \port$7106$0  };
   assign \p$5  = p;
 endmodule
 
@@ -27897,15 +28036,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$5970$16 (op_a[31:16]),
-    .\port$5971$0 (op_b),
+    .\port$5998$16 (op_a[31:16]),
+    .\port$5999$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$5970$0 (op_a[15:0]),
-    .\port$5971$0 (op_b),
+    .\port$5998$0 (op_a[15:0]),
+    .\port$5999$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -28952,7 +29091,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5970$16 , \port$5971$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5998$16 , \port$5999$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28964,26 +29103,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5970$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5970$16 ;
-  wire [15:0] \port$5970$16 ;
-  input [15:0] \port$5971$0 ;
-  wire [15:0] \port$5971$0 ;
+  input [15:0] \port$5998$16 ;
+  wire [15:0] \port$5998$16 ;
+  input [15:0] \port$5999$0 ;
+  wire [15:0] \port$5999$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5970$16  };
+    a <= { 1'h0, \port$5998$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5971$0  };
+    b <= { 1'h0, \port$5999$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5970$16  };
-  assign \b$5  = { 1'h0, \port$5971$0  };
+  assign \a$3  = { 1'h0, \port$5998$16  };
+  assign \b$5  = { 1'h0, \port$5999$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5970$0 , \port$5971$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5998$0 , \port$5999$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -28995,21 +29134,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5970$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5970$0 ;
-  wire [15:0] \port$5970$0 ;
-  input [15:0] \port$5971$0 ;
-  wire [15:0] \port$5971$0 ;
+  input [15:0] \port$5998$0 ;
+  wire [15:0] \port$5998$0 ;
+  input [15:0] \port$5999$0 ;
+  wire [15:0] \port$5999$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5970$0  };
+    a <= { 1'h0, \port$5998$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5971$0  };
+    b <= { 1'h0, \port$5999$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5970$0  };
-  assign \b$5  = { 1'h0, \port$5971$0  };
+  assign \a$3  = { 1'h0, \port$5998$0  };
+  assign \b$5  = { 1'h0, \port$5999$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36214,7 +36353,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$7429$0 (in_flight1),
+    .\port$7465$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38573,7 +38712,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7586$0 (v_0[16:0]),
+    .\port$7622$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38581,7 +38720,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$96 ),
-    .\port$7606$0 (v_1[16:0]),
+    .\port$7642$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38589,7 +38728,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$104 ),
-    .\port$7626$0 (v_2[16:0]),
+    .\port$7662$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38597,7 +38736,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$112 ),
-    .\port$7646$0 (v_3[16:0]),
+    .\port$7682$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38605,7 +38744,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$89 ),
-    .\port$7586$17 (v_0[32:17]),
+    .\port$7622$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38613,7 +38752,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$97 ),
-    .\port$7606$17 (v_1[32:17]),
+    .\port$7642$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38621,7 +38760,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$105 ),
-    .\port$7626$17 (v_2[32:17]),
+    .\port$7662$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38629,7 +38768,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$113 ),
-    .\port$7646$17 (v_3[32:17]),
+    .\port$7682$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -39301,7 +39440,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7586$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7622$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39318,11 +39457,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7586$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7586$0 ;
-  wire [16:0] \port$7586$0 ;
+  input [16:0] \port$7622$0 ;
+  wire [16:0] \port$7622$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7586$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7622$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39332,14 +39471,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7586$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7586$0  };
-  assign \a$1  = { 1'h0, \port$7586$0  };
+  assign a = { 1'h0, \port$7622$0  };
+  assign \a$1  = { 1'h0, \port$7622$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7606$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7642$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39356,11 +39495,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7606$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7606$0 ;
-  wire [16:0] \port$7606$0 ;
+  input [16:0] \port$7642$0 ;
+  wire [16:0] \port$7642$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7606$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7642$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39370,14 +39509,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7606$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7606$0  };
-  assign \a$1  = { 1'h0, \port$7606$0  };
+  assign a = { 1'h0, \port$7642$0  };
+  assign \a$1  = { 1'h0, \port$7642$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7626$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7662$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39394,11 +39533,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7626$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7626$0 ;
-  wire [16:0] \port$7626$0 ;
+  input [16:0] \port$7662$0 ;
+  wire [16:0] \port$7662$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7626$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7662$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39408,14 +39547,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7626$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7626$0  };
-  assign \a$1  = { 1'h0, \port$7626$0  };
+  assign a = { 1'h0, \port$7662$0  };
+  assign \a$1  = { 1'h0, \port$7662$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7646$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7682$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39432,11 +39571,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7646$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7646$0 ;
-  wire [16:0] \port$7646$0 ;
+  input [16:0] \port$7682$0 ;
+  wire [16:0] \port$7682$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7646$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7682$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39446,14 +39585,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7646$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7646$0  };
-  assign \a$1  = { 1'h0, \port$7646$0  };
+  assign a = { 1'h0, \port$7682$0  };
+  assign \a$1  = { 1'h0, \port$7682$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7586$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7622$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39470,11 +39609,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7586$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7586$17 ;
-  wire [15:0] \port$7586$17 ;
+  input [15:0] \port$7622$17 ;
+  wire [15:0] \port$7622$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7586$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7622$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39484,14 +39623,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7586$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7586$17 [15], \port$7586$17 [15], \port$7586$17  };
-  assign \a$1  = { \port$7586$17 [15], \port$7586$17 [15], \port$7586$17  };
+  assign a = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
+  assign \a$1  = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7606$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7642$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39508,11 +39647,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7606$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7606$17 ;
-  wire [15:0] \port$7606$17 ;
+  input [15:0] \port$7642$17 ;
+  wire [15:0] \port$7642$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7606$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7642$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39522,14 +39661,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7606$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7606$17 [15], \port$7606$17 [15], \port$7606$17  };
-  assign \a$1  = { \port$7606$17 [15], \port$7606$17 [15], \port$7606$17  };
+  assign a = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
+  assign \a$1  = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7626$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7662$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39546,11 +39685,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7626$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7626$17 ;
-  wire [15:0] \port$7626$17 ;
+  input [15:0] \port$7662$17 ;
+  wire [15:0] \port$7662$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7626$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7662$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39560,14 +39699,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7626$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7626$17 [15], \port$7626$17 [15], \port$7626$17  };
-  assign \a$1  = { \port$7626$17 [15], \port$7626$17 [15], \port$7626$17  };
+  assign a = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
+  assign \a$1  = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7646$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7682$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39584,11 +39723,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7646$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7646$17 ;
-  wire [15:0] \port$7646$17 ;
+  input [15:0] \port$7682$17 ;
+  wire [15:0] \port$7682$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7646$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7682$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39598,14 +39737,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7646$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7646$17 [15], \port$7646$17 [15], \port$7646$17  };
-  assign \a$1  = { \port$7646$17 [15], \port$7646$17 [15], \port$7646$17  };
+  assign a = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
+  assign \a$1  = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7429$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7465$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39631,8 +39770,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3339$0 ;
   wire [127:0] \port$3339$0 ;
-  input [2:0] \port$7429$0 ;
-  wire [2:0] \port$7429$0 ;
+  input [2:0] \port$7465$0 ;
+  wire [2:0] \port$7465$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39664,23 +39803,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7429$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$7465$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7429$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7429$0 [0];
+  assign w_port__en = \port$7465$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7465$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7429$0 [0];
+  assign \$5  = w_rdy & \port$7465$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7429$0 [0];
+  assign \$11  = w_rdy & \port$7465$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39726,9 +39865,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7429$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$7429$0 [2:1], \port$3339$0  };
-  assign w_en = \port$7429$0 [0];
+  assign w_port__data = { \port$7465$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$7465$0 [2:1], \port$3339$0  };
+  assign w_en = \port$7465$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

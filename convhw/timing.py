@@ -127,7 +127,8 @@ def weight_take_spacing(config: EngineConfig) -> int:
     the passes before it, and it must begin within :func:`weight_take_lead` cycles. Two
     things could hold it back, and the spacing rules both out:
 
-    * the loader, busy ``rows + 1`` cycles per load;
+    * the loader, busy ``rows`` cycles per dense load (one row a cycle, the next load's first
+      row in the cycle after the last);
     * the bank, the one the pass before the previous used, which is free
       :func:`weight_guard` ``+ 1`` cycles after that pass's last word entered the array,
       :func:`streamer_latency` ``+`` :func:`input_read_latency` cycles after it left the
@@ -136,15 +137,15 @@ def weight_take_spacing(config: EngineConfig) -> int:
     * the pass before, which the loader holds (one) from its take until its load begins, at
       most ``lead`` cycles.
 
-    So short passes follow each other every ``max(rows + 1, guard + 3, lead)`` cycles (9 on
-    the 8x8 array), where loading before offering took the array's whole input latency and the guard
+    So short passes follow each other every ``max(rows, guard + 3, lead)`` cycles (8 on the
+    8x8 array), where loading before offering took the array's whole input latency and the guard
     for every two passes (DCGAN's 512->256 layer, passes of 9-16 elements: 14-16 cycles
     each). Tight: ``tests/test_list_cycles.py::test_take_spacing_is_tight``."""
     if not config.deep_pipeline:
         return 0
     lead = weight_take_lead(config)
     bank = streamer_latency(config) + input_read_latency(config) + 1 + weight_guard(config)
-    return max(config.rows + 1, bank - lead, lead)
+    return max(config.rows, bank - lead, lead)
 
 
 # -- the pass sequencer ----------------------------------------------------------------------
@@ -165,10 +166,21 @@ def skips_unreached_taps(config: EngineConfig) -> bool:
 DIVISIONS = 3
 
 
-def divider_latency(width: int, divisor: int) -> int:
+def divider_latency(width: int, divisor: int, shifts: bool = False) -> int:
     """Cycles from a division's start to its result, for a ``width``-bit dividend: one to latch
-    the operands and, unless the divisor is 1, one per quotient bit."""
-    return 1 if divisor == 1 else width + 1
+    the operands and, unless the divisor is 1 (or, with ``shifts``, a power of two), one per
+    quotient bit."""
+    power = divisor > 0 and divisor & (divisor - 1) == 0
+    return 1 if divisor == 1 or shifts and power else width + 1
+
+
+def divider_shifts(config: EngineConfig) -> bool:
+    """Whether the sequencer's divider divides by a power of two in one cycle
+    (:class:`~convhw.gateware.divider.Divider` ``shifts``): with the deep pipeline. A job with
+    a stride of 2 along a dimension then sets up in 9 cycles there instead of 54 (DCGAN's
+    512->256 layer runs 256 jobs, strided in y and x). The ``up5k`` preset's UP5K has no logic
+    cells for the shifter."""
+    return config.deep_pipeline
 
 
 def sequencer_pipeline(config: EngineConfig) -> int:
@@ -185,7 +197,8 @@ def sequencer_setup(config: EngineConfig, strides: Iterable[int]) -> int:
     job with ``strides`` (z, y, x): per division the divider's latency (the first is issued
     with the start, each next one in the cycle the last is done); one cycle to start; and
     :func:`sequencer_pipeline`."""
-    return 1 + sum(DIVISIONS * divider_latency(config.coord_width + 1, stride)
+    return 1 + sum(DIVISIONS * divider_latency(config.coord_width + 1, stride,
+                                               divider_shifts(config))
                    for stride in strides) + sequencer_pipeline(config)
 
 
@@ -246,6 +259,7 @@ class JobTiming:
     setup: int
     setup_unit_stride: int
     setup_stride: int
+    setup_shift_stride: int
     rows: int
     guard: int
     offer: int
@@ -269,7 +283,9 @@ def job_timing(config: EngineConfig, *, banked: bool = False) -> JobTiming:
         # its stride is 1
         setup=setup,
         setup_unit_stride=sequencer_setup(config, (1,)) - setup,
-        setup_stride=sequencer_setup(config, (2,)) - setup,
+        setup_stride=sequencer_setup(config, (3,)) - setup,
+        # a power of two (the divider shifts, divider_shifts)
+        setup_shift_stride=sequencer_setup(config, (2,)) - setup,
         rows=config.rows,
         guard=weight_guard(config),
         offer=weight_offer(config, fir=False),

@@ -9,10 +9,10 @@ from amaranth.sim import Simulator
 from convhw.gateware.divider import Divider
 
 
-def run_divisions(width, divisor_width, cases, *, back_to_back=False):
+def run_divisions(width, divisor_width, cases, *, back_to_back=False, shifts=False):
     """Each case started alone (or, ``back_to_back``, in the ``done`` cycle of the one before);
     returns the divider and per case (quotient, remainder, cycles from start to done)."""
-    dut = Divider(width, divisor_width)
+    dut = Divider(width, divisor_width, shifts=shifts)
     results = []
 
     async def testbench(ctx):
@@ -38,18 +38,21 @@ def run_divisions(width, divisor_width, cases, *, back_to_back=False):
 
 
 @pytest.mark.parametrize("back_to_back", [False, True])
-def test_division_and_latency(back_to_back):
+@pytest.mark.parametrize("shifts", [False, True])
+def test_division_and_latency(back_to_back, shifts):
     seed = 1234
     rng = random.Random(seed)
     width, divisor_width = 9, 4
     cases = [(0, 1), (7, 7), (511, 1), (511, 15), (0, 15), (14, 15), (15, 15), (255, 2),
-             (1, 3)]
+             (1, 3), (511, 8), (7, 8), (8, 8), (300, 4), (1, 2)]
     cases += [(rng.randrange(1 << width), rng.randrange(1, 1 << divisor_width))
               for _ in range(60)]
-    dut, results = run_divisions(width, divisor_width, cases, back_to_back=back_to_back)
+    dut, results = run_divisions(width, divisor_width, cases, back_to_back=back_to_back,
+                                 shifts=shifts)
     for (n, d), (q, r, cycles) in zip(cases, results):
         assert (q, r) == divmod(n, d), f"seed {seed}: {n} / {d}"
-        assert cycles == dut.latency(d) == (1 if d == 1 else width + 1)
+        one = d == 1 or shifts and d in (2, 4, 8)
+        assert cycles == dut.latency(d) == (1 if one else width + 1)
 
 
 @pytest.mark.parametrize("args, error, message", [

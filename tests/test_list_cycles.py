@@ -339,12 +339,12 @@ def test_take_spacing_is_tight(rows, monkeypatch):
     least that keeps short passes right with the deep pipeline: exact and CYCLES equal to the
     model with it; with one cycle less a load can begin after the pass's first word reached a
     row it had not written yet. On 4 rows the bank binds (a long pass, then a
-    short one: guard + 3), on 8 the loader (rows + 1: it falls behind by a cycle per
+    short one: guard + 3), on 8 the loader (rows: it falls behind by a cycle per
     pass)."""
     config = EngineConfig(rows=rows, cols=8, input_depth=256, weight_depth=512, acc_depth=64,
                           memory_width=32)
     spacing = timing.weight_take_spacing(config)
-    assert spacing == {4: 7, 8: 9}[rows]
+    assert spacing == {4: 7, 8: 8}[rows]
     check_exact("strided-small", MemoryModel(8, 20), config)
     monkeypatch.setattr(timing, "weight_take_spacing", lambda c: spacing - 1)
     x, layers = case("strided-small")

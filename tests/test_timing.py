@@ -26,9 +26,11 @@ CONFIGS = [SMALL, EngineConfig.preset("up5k"), dataclasses.replace(SMALL, border
 
 @pytest.mark.parametrize("preset, expected", [
     ("default", timing.JobTiming(check=37, setup=4, setup_unit_stride=3, setup_stride=54,
-                                 rows=8, guard=4, offer=0, offer_fir=9, spacing=9,
+                                 setup_shift_stride=3,
+                                 rows=8, guard=4, offer=0, offer_fir=9, spacing=8,
                                  streamer_latency=6, read=2, drain=22)),
-    ("up5k", timing.JobTiming(check=14, setup=2, setup_unit_stride=3, setup_stride=30, rows=2,
+    ("up5k", timing.JobTiming(check=14, setup=2, setup_unit_stride=3, setup_stride=30,
+                              setup_shift_stride=30, rows=2,
                               guard=0, offer=3, offer_fir=3, spacing=0, streamer_latency=2,
                               read=1, drain=6)),
 ])

@@ -7,9 +7,10 @@ The model replays, pass by pass, the rules the gateware follows (all times in cy
 cycle the controller starts the job's datapath):
 
 * the controller checks the registers for ``check`` cycles first; the datapath then needs
-  ``setup`` cycles, plus ``setup_unit_stride`` per dimension of stride 1 and ``setup_stride``
-  per other dimension (its divisions by the stride), before the pass sequencer looks at its
-  first candidate pass;
+  ``setup`` cycles, plus ``setup_unit_stride`` per dimension of stride 1,
+  ``setup_shift_stride`` per dimension whose stride is another power of two and
+  ``setup_stride`` per other dimension (its divisions by the stride), before the pass
+  sequencer looks at its first candidate pass;
 * the sequencer looks at one candidate per cycle (:func:`~convhw.compiler.job.candidates`) and
   holds an emitted one until the streamer takes it;
 * the loader begins to load an emitted pass when it is idle (``rows + 1`` cycles after it
@@ -108,7 +109,9 @@ def job_cycles(job: Job, constants: JobTiming | None = None) -> int:
 @functools.lru_cache(maxsize=1 << 14)
 def _job_cycles(job: Job, t: JobTiming) -> int:
     rows = t.rows
-    cycle = t.setup + sum(t.setup_unit_stride if a.stride == 1 else t.setup_stride
+    cycle = t.setup + sum(t.setup_unit_stride if a.stride == 1
+                          else t.setup_shift_stride if a.stride & (a.stride - 1) == 0
+                          else t.setup_stride
                           for a in job.axes)   # the sequencer's next candidate
     advanced = cycle                   # when the sequencer moved past its last candidate
     taken = []                         # per pass: cycle the streamer took it
@@ -126,13 +129,13 @@ def _job_cycles(job: Job, t: JobTiming) -> int:
         if taken_first:
             # Offered as soon as emitted, taken `spacing` cycles after the previous take at
             # the earliest; its load begins in the cycle after the take or once the loader
-            # and the bank are free (which the spacing puts within weight_take_lead cycles),
-            # and keeps the loader busy `rows + 2` cycles more.
+            # (`rows` cycles a load) and the bank are free, which the spacing puts within
+            # weight_take_lead cycles; its last row is written `rows + 2` cycles after.
             take = cycle if p == 0 else max(cycle, taken[p - 1] + t.spacing,
                                             taken[p - 1] + lengths[p - 1])
             begin = max(take + 1, load_done) if p < 2 else max(
                 take + 1, load_done, pass_end[p - 2] + 1 + t.guard)
-            load_done = begin + rows + 1
+            load_done = begin + rows
             (_, nz, _), (_, ny, _), (_, nx, _) = desc.axes
             count = nz * ny * nx
             taken.append(take)
@@ -158,7 +161,7 @@ def _job_cycles(job: Job, t: JobTiming) -> int:
     last_output = pass_end[-1] - t.read if pass_end else 0
     run_end = max(advanced + 2, last_output + 1)
     if taken_first and taken:
-        run_end = max(run_end, load_done + 2)     # (the loader's last write)
+        run_end = max(run_end, load_done + 3)     # (the loader's last write)
     return t.check + run_end + t.drain
 
 

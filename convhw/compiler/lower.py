@@ -584,7 +584,12 @@ def _tilings(spec: ConvSpec, banks: EngineConfig) -> list[tuple[int, int | None]
     load)."""
     chunks = -(-spec.in_channels // banks.rows)
     pairs = [(limit, None) for limit in _window_limits(spec, banks)]
-    pairs += [(banks.input_depth, 1 << i) for i in range(max(chunks - 1, 0).bit_length())]
+    limits = {1 << i for i in range(max(chunks - 1, 0).bit_length())}
+    # Runs of equal length: 13 chunks in runs of 8 and 5 leave the short run's compute
+    # shorter than the long run's load that it has to hide (DCGAN's 100->512 layer: 296
+    # cycles lost per pair of jobs); 7 and 6 do not.
+    limits |= {-(-chunks // n) for n in range(2, 5) if n < chunks}
+    pairs += [(banks.input_depth, limit) for limit in sorted(limits)]
     return pairs
 
 

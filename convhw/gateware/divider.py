@@ -24,7 +24,9 @@ class Divider(wiring.Component):
 
     ``start`` latches ``dividend`` and ``divisor``; :meth:`latency_for` cycles later ``done`` is
     high for one cycle with ``quotient = dividend // divisor`` and
-    ``remainder = dividend % divisor``. A divisor of 1 (the most common stride) takes one cycle.
+    ``remainder = dividend % divisor``. A divisor of 1 (the most common stride) takes one cycle;
+    with ``shifts``, so does any power of two (2 is the next most common): the quotient is the
+    dividend shifted, the remainder its low bits.
     The outputs hold until the cycle after the next ``start``, so ``start`` may be raised again
     in the ``done`` cycle. A zero divisor gives an unspecified result (the caller refuses such a
     job before it starts).
@@ -35,9 +37,11 @@ class Divider(wiring.Component):
         Width of the dividend and of the quotient.
     divisor_width : int
         Width of the divisor and of the remainder.
+    shifts : bool
+        Divide by a power of two in one cycle (a shifter of ``divisor_width`` levels more).
     """
 
-    def __init__(self, width: int, divisor_width: int):
+    def __init__(self, width: int, divisor_width: int, *, shifts: bool = False):
         for name, value in (("width", width), ("divisor_width", divisor_width)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -45,6 +49,7 @@ class Divider(wiring.Component):
                 raise ValueError(f"{name} must be at least 1, not {value!r}")
         self._width = width
         self._divisor_width = divisor_width
+        self._shifts = bool(shifts)
         super().__init__({
             "start": In(1),
             "dividend": In(unsigned(width)),
@@ -63,13 +68,14 @@ class Divider(wiring.Component):
         return self._divisor_width
 
     @staticmethod
-    def latency_for(width: int, divisor: int) -> int:
+    def latency_for(width: int, divisor: int, shifts: bool = False) -> int:
         """Cycles from the ``start`` cycle to the ``done`` cycle: one to latch the operands, and
-        unless the divisor is 1 one per quotient bit (:func:`convhw.timing.divider_latency`)."""
-        return timing.divider_latency(width, divisor)
+        unless the divisor is 1 (or with ``shifts`` a power of two) one per quotient bit
+        (:func:`convhw.timing.divider_latency`)."""
+        return timing.divider_latency(width, divisor, shifts)
 
     def latency(self, divisor: int) -> int:
-        return self.latency_for(self._width, divisor)
+        return self.latency_for(self._width, divisor, self._shifts)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -86,11 +92,24 @@ class Divider(wiring.Component):
             self.quotient.eq(shift),
             self.remainder.eq(partial),
         ]
-        # Divided by 1, the latched operands are the result already.
-        unit = self.divisor == 1
+        # Divided by 1, the latched operands are the result already; with `shifts`, divided by
+        # 2**k they are after a shift by k.
+        unit = Signal()
+        quotient = Signal(width)
+        low = Signal(dw)
+        if self._shifts:
+            m.d.comb += unit.eq((self.divisor & (self.divisor - 1)) == 0)
+            with m.Switch(self.divisor):
+                for k in range(dw):
+                    with m.Case(1 << k):
+                        m.d.comb += quotient.eq(self.dividend >> k)
+            m.d.comb += low.eq(self.dividend & (self.divisor - 1))
+        else:
+            m.d.comb += [unit.eq(self.divisor == 1), quotient.eq(self.dividend)]
         m.d.sync += self.done.eq(Mux(self.start, unit, count == 1))
         with m.If(self.start):
-            m.d.sync += [shift.eq(self.dividend), partial.eq(0), divisor.eq(self.divisor),
+            m.d.sync += [shift.eq(Mux(unit, quotient, self.dividend)),
+                         partial.eq(Mux(unit, low, 0)), divisor.eq(self.divisor),
                          count.eq(Mux(unit, 0, width))]
         with m.Elif(count != 0):
             with m.If(trial[dw + 1]):             # negative: the divisor does not go in

@@ -25,12 +25,13 @@ transposed phase.
 At job start one :class:`Divider` does the job's nine divisions by the strides one after
 another, three per dimension (forward: ``pad_lo``, ``pad_lo + in_size - 1``, ``dilation``;
 transposed: ``out_start + pad_lo``, ``out_len``, ``dilation``), each in one cycle when the
-stride is 1, while a shift-and-add computes each dimension's ``out_start * stride``. Then one
-candidate pass is looked at per cycle; a valid, non-empty one is offered on ``passes``, and the
-sequencer moves on when it is taken. The evaluation of a candidate is pipelined and ``passes``
-comes from registers (see :meth:`PassSequencer.pipeline_for`), so that the loader's and the
-streamer's handshakes start from flip-flops; the pipeline stalls as a whole, so it only delays
-the candidate stream by a constant.
+stride is 1 (with the deep pipeline, any power of two: :func:`convhw.timing.divider_shifts`),
+while a shift-and-add computes each dimension's ``out_start * stride``. Then one candidate pass
+is looked at per cycle; a valid, non-empty one is offered on ``passes``, and the sequencer
+moves on when it is taken. The evaluation of a candidate is pipelined and ``passes`` comes from
+registers (see :meth:`PassSequencer.pipeline_for`), so that the loader's and the streamer's
+handshakes start from flip-flops; the pipeline stalls as a whole, so it only delays the
+candidate stream by a constant.
 
 A descriptor names the pass's weights by their first word, ``(tap*in_chunks + chunk)*rows``,
 counted up by ``rows`` per candidate (by ``in_chunks*rows`` past a tap that does not reach a
@@ -174,7 +175,8 @@ class PassSequencer(wiring.Component):
 
         # -- set-up: nine divisions on one divider, one dimension after the other -------------
         # (Without border skipping a forward job needs none of them, only x0.)
-        m.submodules.divider = divider = Divider(cw + 1, pw)
+        m.submodules.divider = divider = Divider(cw + 1, pw,
+                                                 shifts=timing.divider_shifts(config))
         # (axis, which) is the division to issue next, (res_axis, res_which) the one the
         # divider works on: the next division is issued in the cycle the last one is done,
         # with operands straight from the job's registers.

@@ -133,7 +133,9 @@ class WeightLoader(wiring.Component):
         # Deep pipeline (timing.weight_take_spacing). A dense pass is offered first and loaded
         # after: the streamer takes it at least `spacing` cycles after the previous take, which
         # guarantees that the loader and the pass's bank are free within `weight_take_lead`
-        # cycles, and the load begins as soon as they are, in time for the pass's first word.
+        # cycles, and the load begins as soon as they are, in time for the pass's first word
+        # (in the cycle after the take at the earliest, `rows` cycles after the previous
+        # load's).
         # A FIR pass is loaded first and offered once its rows are written (weight_offer).
         m = Module()
         config = self._config
@@ -180,8 +182,12 @@ class WeightLoader(wiring.Component):
         ]
         m.d.sync += offering_fir.eq(offering_fir_next)
 
+        # A dense load may begin in the cycle its predecessor reads its last row: loads
+        # follow each other without a gap, `rows` cycles each.
+        last_row = Signal()
+        m.d.comb += last_row.eq(loading & (row == rows - 1))
         m.d.comb += [
-            begin_dense.eq(~self.start & ~fir & pending & ~loading
+            begin_dense.eq(~self.start & ~fir & pending & (~loading | last_row)
                            & free.bit_select(pending_bank, 1)),
             begin_fir.eq(~self.start & fir & self.passes_in.valid & ~loading & ~offering_fir
                          & free.bit_select(next_bank, 1)),
@@ -204,7 +210,7 @@ class WeightLoader(wiring.Component):
                              first_word.eq(self.passes_in.payload.weights)]
         with m.Elif(loading):
             m.d.sync += row.eq(row + 1)
-            with m.If(row == rows - 1):
+            with m.If(last_row):
                 with m.If(fir):
                     m.d.comb += offering_fir_next.eq(1)
                 m.d.sync += loading.eq(0)

@@ -25279,15 +25279,15 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [11:0] \$40 ;
-  wire \$41 ;
+  wire \$40 ;
+  wire [11:0] \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [3:0] \$47 ;
-  wire \$48 ;
+  wire \$47 ;
+  wire [3:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -25299,9 +25299,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [3:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [3:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
@@ -25312,10 +25312,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [4:0] \$70 ;
+  wire \$70 ;
   wire [4:0] \$71 ;
   wire [4:0] \$72 ;
-  wire \$73 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
@@ -25323,8 +25323,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [4:0] \$80 ;
-  wire \$81 ;
+  wire \$80 ;
+  wire [4:0] \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
@@ -25345,9 +25345,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg \$98 ;
   reg [3:0] \$99 ;
   reg [3:0] \$like  = 4'h0;
-  reg [3:0] \$like$43  = 4'h0;
+  reg [3:0] \$like$44  = 4'h0;
   reg \$signal  = 1'h0;
-  reg \$signal$30  = 1'h0;
+  reg \$signal$31  = 1'h0;
   reg bank = 1'h0;
   wire begin_dense;
   wire begin_fir;
@@ -25362,6 +25362,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire flush;
   wire [1:0] free;
   reg [1:0] inflight = 2'h0;
+  wire last_row;
   reg loading = 1'h0;
   output [10:0] mem_addr;
   wire [10:0] mem_addr;
@@ -25435,7 +25436,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg [3:0] row = 4'h0;
   input rst;
   wire rst;
-  reg [3:0] since_take = 4'h9;
+  reg [3:0] since_take = 4'h8;
   input start;
   wire start;
   reg [2:0] timer0 = 3'h0;
@@ -25455,7 +25456,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$4  = ~ inflight[1];
   assign \$5  = ! timer1;
   assign \$6  = \$4  & \$5 ;
-  assign offering_dense = since_take == 4'h9;
+  assign offering_dense = since_take == 4'h8;
   assign \$7  = | fir_taps;
   assign \$8  = \$7  ? offering_fir : offering_dense;
   assign passes_out__valid = \$8  & passes_in__valid;
@@ -25468,73 +25469,74 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$14  = | fir_taps;
   assign \$15  = passes_out__valid & passes_out__ready;
   assign \$16  = ~ \$15 ;
-  assign \$17  = since_take >= 4'h8;
+  assign \$17  = since_take >= 3'h7;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$14  ? offering_fir_next : \$18 ;
   assign passes_in_ready_next = \$19  & passes_out_ready_next;
-  assign \$20  = ~ start;
-  assign \$21  = | fir_taps;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$20  & \$22 ;
-  assign \$24  = \$23  & pending;
-  assign \$25  = ~ loading;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = free >> pending_bank;
-  assign begin_dense = \$26  & \$27 ;
-  assign \$28  = ~ start;
-  assign \$29  = | fir_taps;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$30  & passes_in__valid;
-  assign \$32  = ~ loading;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = ~ offering_fir;
+  assign \$20  = row == 3'h7;
+  assign last_row = loading & \$20 ;
+  assign \$21  = ~ start;
+  assign \$22  = | fir_taps;
+  assign \$23  = ~ \$22 ;
+  assign \$24  = \$21  & \$23 ;
+  assign \$25  = \$24  & pending;
+  assign \$26  = ~ loading;
+  assign \$27  = \$26  | last_row;
+  assign \$28  = \$25  & \$27 ;
+  assign \$29  = free >> pending_bank;
+  assign begin_dense = \$28  & \$29 ;
+  assign \$30  = ~ start;
+  assign \$31  = | fir_taps;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = \$32  & passes_in__valid;
+  assign \$34  = ~ loading;
   assign \$35  = \$33  & \$34 ;
-  assign \$36  = free >> next_bank;
-  assign begin_fir = \$35  & \$36 ;
-  assign \$37  = begin_dense | begin_fir;
-  assign \$38  = row == 3'h7;
-  assign \$39  = | fir_taps;
-  assign \$40  = first_word + row;
-  assign \$41  = loading | pending;
-  assign \$42  = \$41  | offering_fir;
-  assign \$43  = \$42  | \$signal ;
-  assign busy = \$43  | \$signal$30 ;
-  assign \$44  = ! pass_end_bank;
-  assign \$45  = pass_end & \$44 ;
-  assign \$46  = | timer0;
-  assign \$47  = timer0 - 1'h1;
-  assign \$48  = ! pending_bank;
-  assign \$49  = begin_dense & \$48 ;
-  assign \$51  = ! next_bank;
-  assign \$52  = begin_fir & \$51 ;
-  assign \$53  = \$50  | \$52 ;
-  assign \$54  = ! pass_end_bank;
-  assign \$55  = pass_end & \$54 ;
-  assign \$57  = pass_end & \$56 ;
-  assign \$58  = | timer1;
-  assign \$59  = timer1 - 1'h1;
-  assign \$61  = begin_dense & \$60 ;
-  assign \$64  = begin_fir & \$63 ;
-  assign \$65  = \$62  | \$64 ;
-  assign \$67  = pass_end & \$66 ;
-  assign \$68  = passes_out__valid & passes_out__ready;
-  assign \$69  = since_take == 4'h9;
-  assign \$70  = since_take + 1'h1;
-  assign \$71  = \$69  ? 5'h09 : \$70 ;
-  assign \$72  = \$68  ? 5'h01 : \$71 ;
-  assign \$73  = passes_out__valid & passes_out__ready;
-  assign \$74  = | fir_taps;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = \$73  & \$75 ;
-  assign \$77  = ~ next_bank;
-  assign \$78  = begin_dense | begin_fir;
-  assign \$79  = ~ next_bank;
-  assign \$80  = row + 1'h1;
-  assign \$81  = row == 3'h7;
+  assign \$36  = ~ offering_fir;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = free >> next_bank;
+  assign begin_fir = \$37  & \$38 ;
+  assign \$39  = begin_dense | begin_fir;
+  assign \$40  = | fir_taps;
+  assign \$41  = first_word + row;
+  assign \$42  = loading | pending;
+  assign \$43  = \$42  | offering_fir;
+  assign \$44  = \$43  | \$signal ;
+  assign busy = \$44  | \$signal$31 ;
+  assign \$45  = ! pass_end_bank;
+  assign \$46  = pass_end & \$45 ;
+  assign \$47  = | timer0;
+  assign \$48  = timer0 - 1'h1;
+  assign \$49  = ! pending_bank;
+  assign \$50  = begin_dense & \$49 ;
+  assign \$52  = ! next_bank;
+  assign \$53  = begin_fir & \$52 ;
+  assign \$54  = \$51  | \$53 ;
+  assign \$55  = ! pass_end_bank;
+  assign \$56  = pass_end & \$55 ;
+  assign \$58  = pass_end & \$57 ;
+  assign \$59  = | timer1;
+  assign \$60  = timer1 - 1'h1;
+  assign \$62  = begin_dense & \$61 ;
+  assign \$65  = begin_fir & \$64 ;
+  assign \$66  = \$63  | \$65 ;
+  assign \$68  = pass_end & \$67 ;
+  assign \$69  = passes_out__valid & passes_out__ready;
+  assign \$70  = since_take == 4'h8;
+  assign \$71  = since_take + 1'h1;
+  assign \$72  = \$70  ? 5'h08 : \$71 ;
+  assign \$73  = \$69  ? 5'h01 : \$72 ;
+  assign \$74  = passes_out__valid & passes_out__ready;
+  assign \$75  = | fir_taps;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = \$74  & \$76 ;
+  assign \$78  = ~ next_bank;
+  assign \$79  = begin_dense | begin_fir;
+  assign \$80  = ~ next_bank;
+  assign \$81  = row + 1'h1;
   assign \$82  = ~ start;
   assign \$83  = loading & \$82 ;
   assign \$84  = | fir_taps;
-  assign \$85  = \$like$43  >= fir_taps;
+  assign \$85  = \$like$44  >= fir_taps;
   assign \$86  = \$84  & \$85 ;
   assign \$87  = ~ start;
   assign \$88  = \$signal  & \$87 ;
@@ -25567,13 +25569,13 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @(posedge clk)
     \$signal  <= \$102 ;
   always @(posedge clk)
-    \$like$43  <= \$103 ;
+    \$like$44  <= \$103 ;
   always @(posedge clk)
     read_bank <= \$104 ;
   always @(posedge clk)
     registered <= \$105 ;
   always @(posedge clk)
-    \$signal$30  <= \$106 ;
+    \$signal$31  <= \$106 ;
   always @(posedge clk)
     \$like  <= \$107 ;
   always @(posedge clk)
@@ -25583,10 +25585,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     offering_fir_next = \$13 ;
     if (start) begin
       offering_fir_next = 1'h0;
-    end else if (\$37 ) begin
+    end else if (\$39 ) begin
     end else if (loading) begin
-      if (\$38 ) begin
-        if (\$39 ) begin
+      if (last_row) begin
+        if (\$40 ) begin
           offering_fir_next = 1'h1;
         end
       end
@@ -25595,38 +25597,38 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_we = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_row = 3'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_row = \$like [2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_bank = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     w_data = 64'h0000000000000000;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$89  = timer0;
-    if (\$45 ) begin
+    if (\$46 ) begin
       \$89  = 3'h4;
-    end else if (\$46 ) begin
-      \$89  = \$47 [2:0];
+    end else if (\$47 ) begin
+      \$89  = \$48 [2:0];
     end
     if (start) begin
       \$89  = 3'h0;
@@ -25641,14 +25643,14 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$90  = inflight;
-    if (\$53 ) begin
+    if (\$54 ) begin
       \$90 [0] = 1'h1;
-    end else if (\$55 ) begin
+    end else if (\$56 ) begin
       \$90 [0] = 1'h0;
     end
-    if (\$65 ) begin
+    if (\$66 ) begin
       \$90 [1] = 1'h1;
-    end else if (\$67 ) begin
+    end else if (\$68 ) begin
       \$90 [1] = 1'h0;
     end
     if (start) begin
@@ -25664,10 +25666,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$91  = timer1;
-    if (\$57 ) begin
+    if (\$58 ) begin
       \$91  = 3'h4;
-    end else if (\$58 ) begin
-      \$91  = \$59 [2:0];
+    end else if (\$59 ) begin
+      \$91  = \$60 [2:0];
     end
     if (start) begin
       \$91  = 3'h0;
@@ -25681,12 +25683,12 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$92  = \$72 [3:0];
+    \$92  = \$73 [3:0];
     if (flush) begin
-      \$92  = 4'h9;
+      \$92  = 4'h8;
     end
     if (rst) begin
-      \$92  = 4'h9;
+      \$92  = 4'h8;
     end
   end
   always @* begin
@@ -25702,7 +25704,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$94  = pending;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$94  = 1'h1;
     end else if (begin_dense) begin
       \$94  = 1'h0;
@@ -25720,7 +25722,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$95  = pending_word;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$95  = passes_in__payload[163:153];
     end
     if (flush) begin
@@ -25733,7 +25735,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$96  = pending_bank;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$96  = next_bank;
     end
     if (flush) begin
@@ -25746,16 +25748,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$97  = next_bank;
-    if (\$76 ) begin
-      \$97  = \$77 ;
+    if (\$77 ) begin
+      \$97  = \$78 ;
     end
     if (start) begin
       \$97  = 1'h0;
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
       end else begin
-        \$97  = \$79 ;
+        \$97  = \$80 ;
       end
     end
     if (flush) begin
@@ -25770,10 +25772,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     \$98  = loading;
     if (start) begin
       \$98  = 1'h0;
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$98  = 1'h1;
     end else if (loading) begin
-      if (\$81 ) begin
+      if (last_row) begin
         \$98  = 1'h0;
       end
     end
@@ -25788,10 +25790,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$99  = row;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$99  = 4'h0;
     end else if (loading) begin
-      \$99  = \$80 [3:0];
+      \$99  = \$81 [3:0];
     end
     if (flush) begin
       \$99  = 4'h0;
@@ -25804,7 +25806,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$100  = bank;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$100  = pending_bank;
@@ -25823,7 +25825,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
     \$101  = first_word;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$101  = pending_word;
@@ -25895,7 +25897,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$71 ) begin end
-    \$107  = \$like$43 ;
+    \$107  = \$like$44 ;
     if (flush) begin
       \$107  = 4'h0;
     end
@@ -25913,7 +25915,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
       \$108  = 1'h0;
     end
   end
-  assign mem_addr = \$40 [10:0];
+  assign mem_addr = \$41 [10:0];
   assign \passes_out__payload.desc  = passes_out__payload[179:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -25954,12 +25956,12 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$50  = \$49 ;
-  assign \$56  = pass_end_bank;
-  assign \$60  = pending_bank;
-  assign \$62  = \$61 ;
-  assign \$63  = next_bank;
-  assign \$66  = pass_end_bank;
+  assign \$51  = \$50 ;
+  assign \$57  = pass_end_bank;
+  assign \$61  = pending_bank;
+  assign \$63  = \$62 ;
+  assign \$64  = next_bank;
+  assign \$67  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -27598,7 +27600,7 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   \convhw.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
-    .\divisor$11 (\$signal [31:24]),
+    .\divisor$7 (\$signal [31:24]),
     .done(done),
     .flush(flush),
     .partial(remainder),
@@ -30409,43 +30411,57 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend, done, shift, partial, clk);
+module \convhw.core.sequencer.divider (rst, start, flush, \divisor$7 , dividend, done, shift, partial, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$73  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$10 ;
-  wire [17:0] \$11 ;
-  wire [17:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [5:0] \$14 ;
-  reg \$15 ;
-  reg [16:0] \$16 ;
-  reg [7:0] \$17 ;
-  reg [7:0] \$18 ;
-  reg [4:0] \$19 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [16:0] \$12 ;
+  wire [8:0] \$13 ;
+  wire [17:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [16:0] \$18 ;
+  wire [7:0] \$19 ;
   wire [8:0] \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire [4:0] \$8 ;
-  wire [8:0] \$9 ;
+  wire [4:0] \$20 ;
+  wire [8:0] \$21 ;
+  wire [8:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [5:0] \$26 ;
+  reg \$27 ;
+  reg [16:0] \$28 ;
+  reg [7:0] \$29 ;
+  wire [8:0] \$3 ;
+  reg [7:0] \$30 ;
+  reg [4:0] \$31 ;
+  wire [8:0] \$4 ;
+  wire [16:0] \$5 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [16:0] \$8 ;
+  wire [16:0] \$9 ;
   input clk;
   wire clk;
   reg [4:0] count = 5'h00;
   input [16:0] dividend;
   wire [16:0] dividend;
   reg [7:0] divisor = 8'h00;
-  input [7:0] \divisor$11 ;
-  wire [7:0] \divisor$11 ;
+  input [7:0] \divisor$7 ;
+  wire [7:0] \divisor$7 ;
   output done;
   reg done = 1'h0;
   input flush;
   wire flush;
+  wire [7:0] low;
   output [7:0] partial;
   reg [7:0] partial = 8'h00;
   (* init = 17'h00000 *)
   wire [16:0] quotient;
+  reg [16:0] \quotient$8 ;
   (* init = 8'h00 *)
   wire [7:0] remainder;
   input rst;
@@ -30455,112 +30471,149 @@ module \convhw.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend
   input start;
   wire start;
   wire [9:0] trial;
+  wire unit;
   assign \$2  = \$1  | { 8'h00, shift[16] };
   assign trial = \$2  - divisor;
-  assign \$3  = \divisor$11  == 1'h1;
-  assign \$4  = count == 1'h1;
-  assign \$5  = start ? \$3  : \$4 ;
-  assign \$6  = | count;
-  assign \$7  = \divisor$11  == 1'h1;
-  assign \$8  = \$7  ? 5'h00 : 5'h11;
-  assign \$10  = \$9  | { 8'h00, shift[16] };
-  assign \$14  = count - 1'h1;
+  assign \$3  = \divisor$7  - 1'h1;
+  assign \$4  = { 1'h0, \divisor$7  } & \$3 ;
+  assign unit = ! \$4 ;
+  assign \$13  = \divisor$7  - 1'h1;
+  assign \$14  = { 1'h0, dividend } & { \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13  };
+  assign \$15  = count == 1'h1;
+  assign \$16  = start ? unit : \$15 ;
+  assign \$17  = | count;
+  assign \$18  = unit ? \quotient$8  : dividend;
+  assign \$19  = unit ? \$14 [7:0] : 8'h00;
+  assign \$20  = unit ? 5'h00 : 5'h11;
+  assign \$22  = \$21  | { 8'h00, shift[16] };
+  assign \$26  = count - 1'h1;
   always @(posedge clk)
-    done <= \$15 ;
+    done <= \$27 ;
   always @(posedge clk)
-    shift <= \$16 ;
+    shift <= \$28 ;
   always @(posedge clk)
-    partial <= \$17 ;
+    partial <= \$29 ;
   always @(posedge clk)
-    divisor <= \$18 ;
+    divisor <= \$30 ;
   always @(posedge clk)
-    count <= \$19 ;
+    count <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
-    \$15  = \$5 ;
+    \quotient$8  = 17'h00000;
+    casez (\divisor$7 )
+      8'h01:
+          \quotient$8  = \$5 ;
+      8'h02:
+          \quotient$8  = \$6 ;
+      8'h04:
+          \quotient$8  = \$7 ;
+      8'h08:
+          \quotient$8  = \$8 ;
+      8'h10:
+          \quotient$8  = \$9 ;
+      8'h20:
+          \quotient$8  = \$10 ;
+      8'h40:
+          \quotient$8  = \$11 ;
+      8'h80:
+          \quotient$8  = \$12 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
+    \$27  = \$16 ;
     if (flush) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
-    \$16  = shift;
+    \$28  = shift;
     if (start) begin
-      \$16  = dividend;
-    end else if (\$6 ) begin
+      \$28  = \$18 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$16  = \$11 [16:0];
+        \$28  = \$23 [16:0];
       end else begin
-        \$16  = \$13 [16:0];
+        \$28  = \$25 [16:0];
       end
     end
     if (flush) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
     if (rst) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
-    \$17  = partial;
+    \$29  = partial;
     if (start) begin
-      \$17  = 8'h00;
-    end else if (\$6 ) begin
+      \$29  = \$19 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$17  = \$10 [7:0];
+        \$29  = \$22 [7:0];
       end else begin
-        \$17  = trial[7:0];
+        \$29  = trial[7:0];
       end
     end
     if (flush) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
     if (rst) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
-    \$18  = divisor;
+    \$30  = divisor;
     if (start) begin
-      \$18  = \divisor$11 ;
+      \$30  = \divisor$7 ;
     end
     if (flush) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
     if (rst) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$73 ) begin end
-    \$19  = count;
+    \$31  = count;
     if (start) begin
-      \$19  = \$8 ;
-    end else if (\$6 ) begin
-      \$19  = \$14 [4:0];
+      \$31  = \$20 ;
+    end else if (\$17 ) begin
+      \$31  = \$26 [4:0];
     end
     if (flush) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
     if (rst) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
   end
   assign quotient = shift;
   assign remainder = partial;
+  assign low = \$14 [7:0];
   assign \$1  = { partial, 1'h0 };
-  assign \$9  = { partial, 1'h0 };
-  assign \$11  = { shift, 1'h0 };
-  assign \$12  = { shift, 1'h0 };
-  assign \$13 [17:1] = \$12 [17:1];
-  assign \$13 [0] = 1'h1;
+  assign \$5  = dividend;
+  assign \$6  = { 1'h0, dividend[16:1] };
+  assign \$7  = { 2'h0, dividend[16:2] };
+  assign \$8  = { 3'h0, dividend[16:3] };
+  assign \$9  = { 4'h0, dividend[16:4] };
+  assign \$10  = { 5'h00, dividend[16:5] };
+  assign \$11  = { 6'h00, dividend[16:6] };
+  assign \$12  = { 7'h00, dividend[16:7] };
+  assign \$21  = { partial, 1'h0 };
+  assign \$24  = { shift, 1'h0 };
+  assign \$23  = { shift, 1'h0 };
+  assign \$25 [17:1] = \$24 [17:1];
+  assign \$25 [0] = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -31696,56 +31749,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$2400$376 (job[391:376]),
-    .\port$3465$0 (acc_row_s1),
+    .\port$2422$376 (job[391:376]),
+    .\port$3488$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$2400$224 (job[239:224]),
-    .\port$3371$0 (o0),
+    .\port$2422$224 (job[239:224]),
+    .\port$3394$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$3357$0 (chunks),
-    .\port$3527$0 (local2_s3),
+    .\port$3380$0 (chunks),
+    .\port$3550$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$3337$0 (window1),
-    .\port$3491$0 (local0_s2),
+    .\port$3360$0 (window1),
+    .\port$3514$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$3355$0 (window2),
-    .\port$3357$0 (chunks),
+    .\port$3378$0 (window2),
+    .\port$3380$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$3525$0 (local1_s3),
-    .\port$3572$0 (\p$172 [12:0]),
+    .\port$3548$0 (local1_s3),
+    .\port$3595$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$3572$0 (\p$172 [12:0]),
-    .\port$3575$0 (\p$188 [12:0]),
+    .\port$3595$0 (\p$172 [12:0]),
+    .\port$3598$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -33408,7 +33461,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$2400$376 , flush, \port$3465$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$2422$376 , flush, \port$3488$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -33422,24 +33475,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$2400$376 , flush, \port$
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$2400$376 ;
-  wire [15:0] \port$2400$376 ;
-  input [10:0] \port$3465$0 ;
-  wire [10:0] \port$3465$0 ;
+  input [15:0] \port$2422$376 ;
+  wire [15:0] \port$2422$376 ;
+  input [10:0] \port$3488$0 ;
+  wire [10:0] \port$3488$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3465$0  * \port$2400$376 ;
+  assign \$1  = \port$3488$0  * \port$2422$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3465$0  };
-  assign \a$1  = { 1'h0, \port$3465$0  };
-  assign b = { 1'h0, \port$2400$376  };
-  assign \b$3  = { 1'h0, \port$2400$376  };
+  assign a = { 1'h0, \port$3488$0  };
+  assign \a$1  = { 1'h0, \port$3488$0  };
+  assign b = { 1'h0, \port$2422$376  };
+  assign \b$3  = { 1'h0, \port$2422$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$2400$224 , flush, \port$3371$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$2422$224 , flush, \port$3394$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -33453,24 +33506,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$2400$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$2400$224 ;
-  wire [15:0] \port$2400$224 ;
-  input [15:0] \port$3371$0 ;
-  wire [15:0] \port$3371$0 ;
+  input [15:0] \port$2422$224 ;
+  wire [15:0] \port$2422$224 ;
+  input [15:0] \port$3394$0 ;
+  wire [15:0] \port$3394$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3371$0  * \port$2400$224 ;
+  assign \$1  = \port$3394$0  * \port$2422$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3371$0  };
-  assign \a$1  = { 1'h0, \port$3371$0  };
-  assign b = { 1'h0, \port$2400$224  };
-  assign \b$3  = { 1'h0, \port$2400$224  };
+  assign a = { 1'h0, \port$3394$0  };
+  assign \a$1  = { 1'h0, \port$3394$0  };
+  assign b = { 1'h0, \port$2422$224  };
+  assign \b$3  = { 1'h0, \port$2422$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3357$0 , \port$3527$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3380$0 , \port$3550$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33484,24 +33537,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$3357$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3357$0 ;
-  wire [12:0] \port$3357$0 ;
-  input [12:0] \port$3527$0 ;
-  wire [12:0] \port$3527$0 ;
+  input [12:0] \port$3380$0 ;
+  wire [12:0] \port$3380$0 ;
+  input [12:0] \port$3550$0 ;
+  wire [12:0] \port$3550$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3527$0  * \port$3357$0 ;
+  assign \$1  = \port$3550$0  * \port$3380$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3527$0  };
-  assign \a$1  = { 1'h0, \port$3527$0  };
-  assign b = { 1'h0, \port$3357$0  };
-  assign \b$3  = { 1'h0, \port$3357$0  };
+  assign a = { 1'h0, \port$3550$0  };
+  assign \a$1  = { 1'h0, \port$3550$0  };
+  assign b = { 1'h0, \port$3380$0  };
+  assign \b$3  = { 1'h0, \port$3380$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$3337$0 , \port$3491$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$3360$0 , \port$3514$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33515,24 +33568,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$3337$0 , \port$34
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3337$0 ;
-  wire [12:0] \port$3337$0 ;
-  input [12:0] \port$3491$0 ;
-  wire [12:0] \port$3491$0 ;
+  input [12:0] \port$3360$0 ;
+  wire [12:0] \port$3360$0 ;
+  input [12:0] \port$3514$0 ;
+  wire [12:0] \port$3514$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3491$0  * \port$3337$0 ;
+  assign \$1  = \port$3514$0  * \port$3360$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3491$0  };
-  assign \a$1  = { 1'h0, \port$3491$0  };
-  assign b = { 1'h0, \port$3337$0  };
-  assign \b$3  = { 1'h0, \port$3337$0  };
+  assign a = { 1'h0, \port$3514$0  };
+  assign \a$1  = { 1'h0, \port$3514$0  };
+  assign b = { 1'h0, \port$3360$0  };
+  assign \b$3  = { 1'h0, \port$3360$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3355$0 , \port$3357$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3378$0 , \port$3380$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33546,24 +33599,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$3355$0 , \p
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3355$0 ;
-  wire [12:0] \port$3355$0 ;
-  input [12:0] \port$3357$0 ;
-  wire [12:0] \port$3357$0 ;
+  input [12:0] \port$3378$0 ;
+  wire [12:0] \port$3378$0 ;
+  input [12:0] \port$3380$0 ;
+  wire [12:0] \port$3380$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3355$0  * \port$3357$0 ;
+  assign \$1  = \port$3378$0  * \port$3380$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3355$0  };
-  assign \a$1  = { 1'h0, \port$3355$0  };
-  assign b = { 1'h0, \port$3357$0  };
-  assign \b$3  = { 1'h0, \port$3357$0  };
+  assign a = { 1'h0, \port$3378$0  };
+  assign \a$1  = { 1'h0, \port$3378$0  };
+  assign b = { 1'h0, \port$3380$0  };
+  assign \b$3  = { 1'h0, \port$3380$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3525$0 , \port$3572$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3548$0 , \port$3595$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33577,24 +33630,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$3525$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3525$0 ;
-  wire [12:0] \port$3525$0 ;
-  input [12:0] \port$3572$0 ;
-  wire [12:0] \port$3572$0 ;
+  input [12:0] \port$3548$0 ;
+  wire [12:0] \port$3548$0 ;
+  input [12:0] \port$3595$0 ;
+  wire [12:0] \port$3595$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3525$0  * \port$3572$0 ;
+  assign \$1  = \port$3548$0  * \port$3595$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3525$0  };
-  assign \a$1  = { 1'h0, \port$3525$0  };
-  assign b = { 1'h0, \port$3572$0  };
-  assign \b$3  = { 1'h0, \port$3572$0  };
+  assign a = { 1'h0, \port$3548$0  };
+  assign \a$1  = { 1'h0, \port$3548$0  };
+  assign b = { 1'h0, \port$3595$0  };
+  assign \b$3  = { 1'h0, \port$3595$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3572$0 , \port$3575$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3595$0 , \port$3598$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -33608,19 +33661,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$3572$0 , 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$3572$0 ;
-  wire [12:0] \port$3572$0 ;
-  input [12:0] \port$3575$0 ;
-  wire [12:0] \port$3575$0 ;
+  input [12:0] \port$3595$0 ;
+  wire [12:0] \port$3595$0 ;
+  input [12:0] \port$3598$0 ;
+  wire [12:0] \port$3598$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$3575$0  * \port$3572$0 ;
+  assign \$1  = \port$3598$0  * \port$3595$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$3575$0  };
-  assign \a$1  = { 1'h0, \port$3575$0  };
-  assign b = { 1'h0, \port$3572$0  };
-  assign \b$3  = { 1'h0, \port$3572$0  };
+  assign a = { 1'h0, \port$3598$0  };
+  assign \a$1  = { 1'h0, \port$3598$0  };
+  assign b = { 1'h0, \port$3595$0  };
+  assign \b$3  = { 1'h0, \port$3595$0  };
   assign \p$5  = p;
 endmodule
 

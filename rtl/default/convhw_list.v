@@ -1458,7 +1458,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8783$0 (acc_addr),
+    .\port$8806$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4120,8 +4120,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6399$0 (\$like ),
-    .\port$6400$0 (value_next),
+    .\port$6421$0 (\$like ),
+    .\port$6422$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4845,7 +4845,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6399$0 , \port$6400$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6421$0 , \port$6422$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4857,21 +4857,21 @@ module \convhw_list.checker.multiplier (rst, \port$6399$0 , \port$6400$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6399$0 ;
-  wire [16:0] \port$6399$0 ;
-  input [16:0] \port$6400$0 ;
-  wire [16:0] \port$6400$0 ;
+  input [16:0] \port$6421$0 ;
+  wire [16:0] \port$6421$0 ;
+  input [16:0] \port$6422$0 ;
+  wire [16:0] \port$6422$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6400$0  };
+    a <= { 1'h0, \port$6422$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6399$0  };
+    b <= { 1'h0, \port$6421$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6400$0  };
-  assign \b$5  = { 1'h0, \port$6399$0  };
+  assign \a$3  = { 1'h0, \port$6422$0  };
+  assign \b$5  = { 1'h0, \port$6421$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6299,7 +6299,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6404$0 (jobs__payload[943:0]),
+    .\port$6426$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7796,7 +7796,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6404$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6426$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7823,8 +7823,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$64
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$6404$0 ;
-  wire [943:0] \port$6404$0 ;
+  input [943:0] \port$6426$0 ;
+  wire [943:0] \port$6426$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7880,7 +7880,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$64
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$6404$0 [3:2], \port$6404$0 [929:928], \port$6404$0  };
+    w_port__data <= { 1'h1, \port$6426$0 [3:2], \port$6426$0 [929:928], \port$6426$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7939,7 +7939,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$64
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$6404$0 [3:2], \port$6404$0 [929:928], \port$6404$0  };
+  assign w_data = { 1'h1, \port$6426$0 [3:2], \port$6426$0 [929:928], \port$6426$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8088,7 +8088,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8783$0 , clk);
+module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8806$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8767,8 +8767,8 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8783$0 ;
-  wire [10:0] \port$8783$0 ;
+  input [10:0] \port$8806$0 ;
+  wire [10:0] \port$8806$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -19271,7 +19271,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8783$0 [9:0]),
+    .host_addr(\port$8806$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19281,7 +19281,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$171 ),
-    .host_addr(\port$8783$0 [9:0]),
+    .host_addr(\port$8806$0 [9:0]),
     .old(\host_data$178 ),
     .rst(rst),
     .sum(sum),
@@ -19812,7 +19812,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = \port$8783$0 [10];
+    \$94  = \port$8806$0 [10];
     if (rst) begin
       \$94  = 1'h0;
     end
@@ -19844,7 +19844,7 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$8783$0 [10];
+  assign acc_read_bank = \port$8806$0 [10];
   assign \busy$85  = busy;
   assign \job$86  = job_copy;
   assign \abort$89  = abort;
@@ -19889,12 +19889,12 @@ module \convhw_list.core (rst, \start$87 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$167  = sum_valid;
   assign \busy$168  = acc_busy[0];
-  assign host_addr = \port$8783$0 [9:0];
-  assign acc_read__addr = \port$8783$0 [9:0];
+  assign host_addr = \port$8806$0 [9:0];
+  assign acc_read__addr = \port$8806$0 [9:0];
   assign \sum$172  = sum;
   assign \sum_valid$173  = sum_valid;
   assign \busy$174  = acc_busy[1];
-  assign \host_addr$175  = \port$8783$0 [9:0];
+  assign \host_addr$175  = \port$8806$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -33991,15 +33991,15 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [11:0] \$40 ;
-  wire \$41 ;
+  wire \$40 ;
+  wire [11:0] \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [3:0] \$47 ;
-  wire \$48 ;
+  wire \$47 ;
+  wire [3:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -34011,9 +34011,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [3:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [3:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
@@ -34024,10 +34024,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [4:0] \$70 ;
+  wire \$70 ;
   wire [4:0] \$71 ;
   wire [4:0] \$72 ;
-  wire \$73 ;
+  wire [4:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
@@ -34035,8 +34035,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [4:0] \$80 ;
-  wire \$81 ;
+  wire \$80 ;
+  wire [4:0] \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
@@ -34057,9 +34057,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg \$98 ;
   reg [3:0] \$99 ;
   reg [3:0] \$like  = 4'h0;
-  reg [3:0] \$like$43  = 4'h0;
+  reg [3:0] \$like$44  = 4'h0;
   reg \$signal  = 1'h0;
-  reg \$signal$30  = 1'h0;
+  reg \$signal$31  = 1'h0;
   reg bank = 1'h0;
   wire begin_dense;
   wire begin_fir;
@@ -34074,6 +34074,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire flush;
   wire [1:0] free;
   reg [1:0] inflight = 2'h0;
+  wire last_row;
   reg loading = 1'h0;
   output [10:0] mem_addr;
   wire [10:0] mem_addr;
@@ -34147,7 +34148,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg [3:0] row = 4'h0;
   input rst;
   wire rst;
-  reg [3:0] since_take = 4'h9;
+  reg [3:0] since_take = 4'h8;
   input start;
   wire start;
   reg [2:0] timer0 = 3'h0;
@@ -34167,7 +34168,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$4  = ~ inflight[1];
   assign \$5  = ! timer1;
   assign \$6  = \$4  & \$5 ;
-  assign offering_dense = since_take == 4'h9;
+  assign offering_dense = since_take == 4'h8;
   assign \$7  = | fir_taps;
   assign \$8  = \$7  ? offering_fir : offering_dense;
   assign passes_out__valid = \$8  & passes_in__valid;
@@ -34180,73 +34181,74 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$14  = | fir_taps;
   assign \$15  = passes_out__valid & passes_out__ready;
   assign \$16  = ~ \$15 ;
-  assign \$17  = since_take >= 4'h8;
+  assign \$17  = since_take >= 3'h7;
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$14  ? offering_fir_next : \$18 ;
   assign passes_in_ready_next = \$19  & passes_out_ready_next;
-  assign \$20  = ~ start;
-  assign \$21  = | fir_taps;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$20  & \$22 ;
-  assign \$24  = \$23  & pending;
-  assign \$25  = ~ loading;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = free >> pending_bank;
-  assign begin_dense = \$26  & \$27 ;
-  assign \$28  = ~ start;
-  assign \$29  = | fir_taps;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$30  & passes_in__valid;
-  assign \$32  = ~ loading;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = ~ offering_fir;
+  assign \$20  = row == 3'h7;
+  assign last_row = loading & \$20 ;
+  assign \$21  = ~ start;
+  assign \$22  = | fir_taps;
+  assign \$23  = ~ \$22 ;
+  assign \$24  = \$21  & \$23 ;
+  assign \$25  = \$24  & pending;
+  assign \$26  = ~ loading;
+  assign \$27  = \$26  | last_row;
+  assign \$28  = \$25  & \$27 ;
+  assign \$29  = free >> pending_bank;
+  assign begin_dense = \$28  & \$29 ;
+  assign \$30  = ~ start;
+  assign \$31  = | fir_taps;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = \$32  & passes_in__valid;
+  assign \$34  = ~ loading;
   assign \$35  = \$33  & \$34 ;
-  assign \$36  = free >> next_bank;
-  assign begin_fir = \$35  & \$36 ;
-  assign \$37  = begin_dense | begin_fir;
-  assign \$38  = row == 3'h7;
-  assign \$39  = | fir_taps;
-  assign \$40  = first_word + row;
-  assign \$41  = loading | pending;
-  assign \$42  = \$41  | offering_fir;
-  assign \$43  = \$42  | \$signal ;
-  assign busy = \$43  | \$signal$30 ;
-  assign \$44  = ! pass_end_bank;
-  assign \$45  = pass_end & \$44 ;
-  assign \$46  = | timer0;
-  assign \$47  = timer0 - 1'h1;
-  assign \$48  = ! pending_bank;
-  assign \$49  = begin_dense & \$48 ;
-  assign \$51  = ! next_bank;
-  assign \$52  = begin_fir & \$51 ;
-  assign \$53  = \$50  | \$52 ;
-  assign \$54  = ! pass_end_bank;
-  assign \$55  = pass_end & \$54 ;
-  assign \$57  = pass_end & \$56 ;
-  assign \$58  = | timer1;
-  assign \$59  = timer1 - 1'h1;
-  assign \$61  = begin_dense & \$60 ;
-  assign \$64  = begin_fir & \$63 ;
-  assign \$65  = \$62  | \$64 ;
-  assign \$67  = pass_end & \$66 ;
-  assign \$68  = passes_out__valid & passes_out__ready;
-  assign \$69  = since_take == 4'h9;
-  assign \$70  = since_take + 1'h1;
-  assign \$71  = \$69  ? 5'h09 : \$70 ;
-  assign \$72  = \$68  ? 5'h01 : \$71 ;
-  assign \$73  = passes_out__valid & passes_out__ready;
-  assign \$74  = | fir_taps;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = \$73  & \$75 ;
-  assign \$77  = ~ next_bank;
-  assign \$78  = begin_dense | begin_fir;
-  assign \$79  = ~ next_bank;
-  assign \$80  = row + 1'h1;
-  assign \$81  = row == 3'h7;
+  assign \$36  = ~ offering_fir;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = free >> next_bank;
+  assign begin_fir = \$37  & \$38 ;
+  assign \$39  = begin_dense | begin_fir;
+  assign \$40  = | fir_taps;
+  assign \$41  = first_word + row;
+  assign \$42  = loading | pending;
+  assign \$43  = \$42  | offering_fir;
+  assign \$44  = \$43  | \$signal ;
+  assign busy = \$44  | \$signal$31 ;
+  assign \$45  = ! pass_end_bank;
+  assign \$46  = pass_end & \$45 ;
+  assign \$47  = | timer0;
+  assign \$48  = timer0 - 1'h1;
+  assign \$49  = ! pending_bank;
+  assign \$50  = begin_dense & \$49 ;
+  assign \$52  = ! next_bank;
+  assign \$53  = begin_fir & \$52 ;
+  assign \$54  = \$51  | \$53 ;
+  assign \$55  = ! pass_end_bank;
+  assign \$56  = pass_end & \$55 ;
+  assign \$58  = pass_end & \$57 ;
+  assign \$59  = | timer1;
+  assign \$60  = timer1 - 1'h1;
+  assign \$62  = begin_dense & \$61 ;
+  assign \$65  = begin_fir & \$64 ;
+  assign \$66  = \$63  | \$65 ;
+  assign \$68  = pass_end & \$67 ;
+  assign \$69  = passes_out__valid & passes_out__ready;
+  assign \$70  = since_take == 4'h8;
+  assign \$71  = since_take + 1'h1;
+  assign \$72  = \$70  ? 5'h08 : \$71 ;
+  assign \$73  = \$69  ? 5'h01 : \$72 ;
+  assign \$74  = passes_out__valid & passes_out__ready;
+  assign \$75  = | fir_taps;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = \$74  & \$76 ;
+  assign \$78  = ~ next_bank;
+  assign \$79  = begin_dense | begin_fir;
+  assign \$80  = ~ next_bank;
+  assign \$81  = row + 1'h1;
   assign \$82  = ~ start;
   assign \$83  = loading & \$82 ;
   assign \$84  = | fir_taps;
-  assign \$85  = \$like$43  >= fir_taps;
+  assign \$85  = \$like$44  >= fir_taps;
   assign \$86  = \$84  & \$85 ;
   assign \$87  = ~ start;
   assign \$88  = \$signal  & \$87 ;
@@ -34279,13 +34281,13 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @(posedge clk)
     \$signal  <= \$102 ;
   always @(posedge clk)
-    \$like$43  <= \$103 ;
+    \$like$44  <= \$103 ;
   always @(posedge clk)
     read_bank <= \$104 ;
   always @(posedge clk)
     registered <= \$105 ;
   always @(posedge clk)
-    \$signal$30  <= \$106 ;
+    \$signal$31  <= \$106 ;
   always @(posedge clk)
     \$like  <= \$107 ;
   always @(posedge clk)
@@ -34295,10 +34297,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     offering_fir_next = \$13 ;
     if (start) begin
       offering_fir_next = 1'h0;
-    end else if (\$37 ) begin
+    end else if (\$39 ) begin
     end else if (loading) begin
-      if (\$38 ) begin
-        if (\$39 ) begin
+      if (last_row) begin
+        if (\$40 ) begin
           offering_fir_next = 1'h1;
         end
       end
@@ -34307,38 +34309,38 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_we = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_row = 3'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_row = \$like [2:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_bank = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     w_data = 64'h0000000000000000;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$89  = timer0;
-    if (\$45 ) begin
+    if (\$46 ) begin
       \$89  = 3'h4;
-    end else if (\$46 ) begin
-      \$89  = \$47 [2:0];
+    end else if (\$47 ) begin
+      \$89  = \$48 [2:0];
     end
     if (flush) begin
       \$89  = 3'h0;
@@ -34350,14 +34352,14 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$90  = inflight;
-    if (\$53 ) begin
+    if (\$54 ) begin
       \$90 [0] = 1'h1;
-    end else if (\$55 ) begin
+    end else if (\$56 ) begin
       \$90 [0] = 1'h0;
     end
-    if (\$65 ) begin
+    if (\$66 ) begin
       \$90 [1] = 1'h1;
-    end else if (\$67 ) begin
+    end else if (\$68 ) begin
       \$90 [1] = 1'h0;
     end
     if (flush) begin
@@ -34370,10 +34372,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$91  = timer1;
-    if (\$57 ) begin
+    if (\$58 ) begin
       \$91  = 3'h4;
-    end else if (\$58 ) begin
-      \$91  = \$59 [2:0];
+    end else if (\$59 ) begin
+      \$91  = \$60 [2:0];
     end
     if (flush) begin
       \$91  = 3'h0;
@@ -34384,12 +34386,12 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$92  = \$72 [3:0];
+    \$92  = \$73 [3:0];
     if (flush) begin
-      \$92  = 4'h9;
+      \$92  = 4'h8;
     end
     if (rst) begin
-      \$92  = 4'h9;
+      \$92  = 4'h8;
     end
   end
   always @* begin
@@ -34405,7 +34407,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$94  = pending;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$94  = 1'h1;
     end else if (begin_dense) begin
       \$94  = 1'h0;
@@ -34423,7 +34425,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$95  = pending_word;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$95  = passes_in__payload[163:153];
     end
     if (flush) begin
@@ -34436,7 +34438,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$96  = pending_bank;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$96  = next_bank;
     end
     if (flush) begin
@@ -34449,15 +34451,15 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$97  = next_bank;
-    if (\$76 ) begin
-      \$97  = \$77 ;
+    if (\$77 ) begin
+      \$97  = \$78 ;
     end
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
       end else begin
-        \$97  = \$79 ;
+        \$97  = \$80 ;
       end
     end
     if (flush) begin
@@ -34472,10 +34474,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     \$98  = loading;
     if (start) begin
       \$98  = 1'h0;
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$98  = 1'h1;
     end else if (loading) begin
-      if (\$81 ) begin
+      if (last_row) begin
         \$98  = 1'h0;
       end
     end
@@ -34490,10 +34492,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$99  = row;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$99  = 4'h0;
     end else if (loading) begin
-      \$99  = \$80 [3:0];
+      \$99  = \$81 [3:0];
     end
     if (flush) begin
       \$99  = 4'h0;
@@ -34506,7 +34508,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$100  = bank;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$100  = pending_bank;
@@ -34525,7 +34527,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
     \$101  = first_word;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$101  = pending_word;
@@ -34597,7 +34599,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$77 ) begin end
-    \$107  = \$like$43 ;
+    \$107  = \$like$44 ;
     if (flush) begin
       \$107  = 4'h0;
     end
@@ -34615,7 +34617,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
       \$108  = 1'h0;
     end
   end
-  assign mem_addr = \$40 [10:0];
+  assign mem_addr = \$41 [10:0];
   assign \passes_out__payload.desc  = passes_out__payload[179:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -34656,12 +34658,12 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign passes_out__payload[179:0] = passes_in__payload;
   assign free[1] = \$6 ;
   assign free[0] = \$3 ;
-  assign \$50  = \$49 ;
-  assign \$56  = pass_end_bank;
-  assign \$60  = pending_bank;
-  assign \$62  = \$61 ;
-  assign \$63  = next_bank;
-  assign \$66  = pass_end_bank;
+  assign \$51  = \$50 ;
+  assign \$57  = pass_end_bank;
+  assign \$61  = pending_bank;
+  assign \$63  = \$62 ;
+  assign \$64  = next_bank;
+  assign \$67  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -36300,7 +36302,7 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   \convhw_list.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
-    .\divisor$11 (\$signal [31:24]),
+    .\divisor$7 (\$signal [31:24]),
     .done(done),
     .flush(flush),
     .partial(remainder),
@@ -39111,43 +39113,57 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend, done, shift, partial, clk);
+module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$7 , dividend, done, shift, partial, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$79  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$10 ;
-  wire [17:0] \$11 ;
-  wire [17:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [5:0] \$14 ;
-  reg \$15 ;
-  reg [16:0] \$16 ;
-  reg [7:0] \$17 ;
-  reg [7:0] \$18 ;
-  reg [4:0] \$19 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [16:0] \$12 ;
+  wire [8:0] \$13 ;
+  wire [17:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [16:0] \$18 ;
+  wire [7:0] \$19 ;
   wire [8:0] \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire [4:0] \$8 ;
-  wire [8:0] \$9 ;
+  wire [4:0] \$20 ;
+  wire [8:0] \$21 ;
+  wire [8:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [5:0] \$26 ;
+  reg \$27 ;
+  reg [16:0] \$28 ;
+  reg [7:0] \$29 ;
+  wire [8:0] \$3 ;
+  reg [7:0] \$30 ;
+  reg [4:0] \$31 ;
+  wire [8:0] \$4 ;
+  wire [16:0] \$5 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [16:0] \$8 ;
+  wire [16:0] \$9 ;
   input clk;
   wire clk;
   reg [4:0] count = 5'h00;
   input [16:0] dividend;
   wire [16:0] dividend;
   reg [7:0] divisor = 8'h00;
-  input [7:0] \divisor$11 ;
-  wire [7:0] \divisor$11 ;
+  input [7:0] \divisor$7 ;
+  wire [7:0] \divisor$7 ;
   output done;
   reg done = 1'h0;
   input flush;
   wire flush;
+  wire [7:0] low;
   output [7:0] partial;
   reg [7:0] partial = 8'h00;
   (* init = 17'h00000 *)
   wire [16:0] quotient;
+  reg [16:0] \quotient$8 ;
   (* init = 8'h00 *)
   wire [7:0] remainder;
   input rst;
@@ -39157,112 +39173,149 @@ module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$11 , div
   input start;
   wire start;
   wire [9:0] trial;
+  wire unit;
   assign \$2  = \$1  | { 8'h00, shift[16] };
   assign trial = \$2  - divisor;
-  assign \$3  = \divisor$11  == 1'h1;
-  assign \$4  = count == 1'h1;
-  assign \$5  = start ? \$3  : \$4 ;
-  assign \$6  = | count;
-  assign \$7  = \divisor$11  == 1'h1;
-  assign \$8  = \$7  ? 5'h00 : 5'h11;
-  assign \$10  = \$9  | { 8'h00, shift[16] };
-  assign \$14  = count - 1'h1;
+  assign \$3  = \divisor$7  - 1'h1;
+  assign \$4  = { 1'h0, \divisor$7  } & \$3 ;
+  assign unit = ! \$4 ;
+  assign \$13  = \divisor$7  - 1'h1;
+  assign \$14  = { 1'h0, dividend } & { \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13  };
+  assign \$15  = count == 1'h1;
+  assign \$16  = start ? unit : \$15 ;
+  assign \$17  = | count;
+  assign \$18  = unit ? \quotient$8  : dividend;
+  assign \$19  = unit ? \$14 [7:0] : 8'h00;
+  assign \$20  = unit ? 5'h00 : 5'h11;
+  assign \$22  = \$21  | { 8'h00, shift[16] };
+  assign \$26  = count - 1'h1;
   always @(posedge clk)
-    done <= \$15 ;
+    done <= \$27 ;
   always @(posedge clk)
-    shift <= \$16 ;
+    shift <= \$28 ;
   always @(posedge clk)
-    partial <= \$17 ;
+    partial <= \$29 ;
   always @(posedge clk)
-    divisor <= \$18 ;
+    divisor <= \$30 ;
   always @(posedge clk)
-    count <= \$19 ;
+    count <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
-    \$15  = \$5 ;
+    \quotient$8  = 17'h00000;
+    casez (\divisor$7 )
+      8'h01:
+          \quotient$8  = \$5 ;
+      8'h02:
+          \quotient$8  = \$6 ;
+      8'h04:
+          \quotient$8  = \$7 ;
+      8'h08:
+          \quotient$8  = \$8 ;
+      8'h10:
+          \quotient$8  = \$9 ;
+      8'h20:
+          \quotient$8  = \$10 ;
+      8'h40:
+          \quotient$8  = \$11 ;
+      8'h80:
+          \quotient$8  = \$12 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
+    \$27  = \$16 ;
     if (flush) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
-    \$16  = shift;
+    \$28  = shift;
     if (start) begin
-      \$16  = dividend;
-    end else if (\$6 ) begin
+      \$28  = \$18 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$16  = \$11 [16:0];
+        \$28  = \$23 [16:0];
       end else begin
-        \$16  = \$13 [16:0];
+        \$28  = \$25 [16:0];
       end
     end
     if (flush) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
     if (rst) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
-    \$17  = partial;
+    \$29  = partial;
     if (start) begin
-      \$17  = 8'h00;
-    end else if (\$6 ) begin
+      \$29  = \$19 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$17  = \$10 [7:0];
+        \$29  = \$22 [7:0];
       end else begin
-        \$17  = trial[7:0];
+        \$29  = trial[7:0];
       end
     end
     if (flush) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
     if (rst) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
-    \$18  = divisor;
+    \$30  = divisor;
     if (start) begin
-      \$18  = \divisor$11 ;
+      \$30  = \divisor$7 ;
     end
     if (flush) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
     if (rst) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$79 ) begin end
-    \$19  = count;
+    \$31  = count;
     if (start) begin
-      \$19  = \$8 ;
-    end else if (\$6 ) begin
-      \$19  = \$14 [4:0];
+      \$31  = \$20 ;
+    end else if (\$17 ) begin
+      \$31  = \$26 [4:0];
     end
     if (flush) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
     if (rst) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
   end
   assign quotient = shift;
   assign remainder = partial;
+  assign low = \$14 [7:0];
   assign \$1  = { partial, 1'h0 };
-  assign \$9  = { partial, 1'h0 };
-  assign \$11  = { shift, 1'h0 };
-  assign \$12  = { shift, 1'h0 };
-  assign \$13 [17:1] = \$12 [17:1];
-  assign \$13 [0] = 1'h1;
+  assign \$5  = dividend;
+  assign \$7  = { 2'h0, dividend[16:2] };
+  assign \$6  = { 1'h0, dividend[16:1] };
+  assign \$8  = { 3'h0, dividend[16:3] };
+  assign \$9  = { 4'h0, dividend[16:4] };
+  assign \$10  = { 5'h00, dividend[16:5] };
+  assign \$11  = { 6'h00, dividend[16:6] };
+  assign \$12  = { 7'h00, dividend[16:7] };
+  assign \$21  = { partial, 1'h0 };
+  assign \$23  = { shift, 1'h0 };
+  assign \$24  = { shift, 1'h0 };
+  assign \$25 [17:1] = \$24 [17:1];
+  assign \$25 [0] = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -40398,56 +40451,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$7008$376 (job[391:376]),
-    .\port$7741$0 (acc_row_s1),
+    .\port$7030$376 (job[391:376]),
+    .\port$7764$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$7008$224 (job[239:224]),
-    .\port$7647$0 (o0),
+    .\port$7030$224 (job[239:224]),
+    .\port$7670$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$7633$0 (chunks),
-    .\port$7803$0 (local2_s3),
+    .\port$7656$0 (chunks),
+    .\port$7826$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$7613$0 (window1),
-    .\port$7767$0 (local0_s2),
+    .\port$7636$0 (window1),
+    .\port$7790$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$7631$0 (window2),
-    .\port$7633$0 (chunks),
+    .\port$7654$0 (window2),
+    .\port$7656$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7801$0 (local1_s3),
-    .\port$7848$0 (\p$172 [12:0]),
+    .\port$7824$0 (local1_s3),
+    .\port$7871$0 (\p$172 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7848$0 (\p$172 [12:0]),
-    .\port$7851$0 (\p$188 [12:0]),
+    .\port$7871$0 (\p$172 [12:0]),
+    .\port$7874$0 (\p$188 [12:0]),
     .rst(rst)
   );
   always @* begin
@@ -42110,7 +42163,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7008$376 , flush, \port$7741$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7030$376 , flush, \port$7764$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -42124,24 +42177,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7008$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7008$376 ;
-  wire [15:0] \port$7008$376 ;
-  input [10:0] \port$7741$0 ;
-  wire [10:0] \port$7741$0 ;
+  input [15:0] \port$7030$376 ;
+  wire [15:0] \port$7030$376 ;
+  input [10:0] \port$7764$0 ;
+  wire [10:0] \port$7764$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7741$0  * \port$7008$376 ;
+  assign \$1  = \port$7764$0  * \port$7030$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7741$0  };
-  assign \a$1  = { 1'h0, \port$7741$0  };
-  assign b = { 1'h0, \port$7008$376  };
-  assign \b$3  = { 1'h0, \port$7008$376  };
+  assign a = { 1'h0, \port$7764$0  };
+  assign \a$1  = { 1'h0, \port$7764$0  };
+  assign b = { 1'h0, \port$7030$376  };
+  assign \b$3  = { 1'h0, \port$7030$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7008$224 , flush, \port$7647$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7030$224 , flush, \port$7670$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -42155,24 +42208,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7008$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7008$224 ;
-  wire [15:0] \port$7008$224 ;
-  input [15:0] \port$7647$0 ;
-  wire [15:0] \port$7647$0 ;
+  input [15:0] \port$7030$224 ;
+  wire [15:0] \port$7030$224 ;
+  input [15:0] \port$7670$0 ;
+  wire [15:0] \port$7670$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7647$0  * \port$7008$224 ;
+  assign \$1  = \port$7670$0  * \port$7030$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7647$0  };
-  assign \a$1  = { 1'h0, \port$7647$0  };
-  assign b = { 1'h0, \port$7008$224  };
-  assign \b$3  = { 1'h0, \port$7008$224  };
+  assign a = { 1'h0, \port$7670$0  };
+  assign \a$1  = { 1'h0, \port$7670$0  };
+  assign b = { 1'h0, \port$7030$224  };
+  assign \b$3  = { 1'h0, \port$7030$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7633$0 , \port$7803$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7656$0 , \port$7826$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42186,24 +42239,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7633$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7633$0 ;
-  wire [12:0] \port$7633$0 ;
-  input [12:0] \port$7803$0 ;
-  wire [12:0] \port$7803$0 ;
+  input [12:0] \port$7656$0 ;
+  wire [12:0] \port$7656$0 ;
+  input [12:0] \port$7826$0 ;
+  wire [12:0] \port$7826$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7803$0  * \port$7633$0 ;
+  assign \$1  = \port$7826$0  * \port$7656$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7803$0  };
-  assign \a$1  = { 1'h0, \port$7803$0  };
-  assign b = { 1'h0, \port$7633$0  };
-  assign \b$3  = { 1'h0, \port$7633$0  };
+  assign a = { 1'h0, \port$7826$0  };
+  assign \a$1  = { 1'h0, \port$7826$0  };
+  assign b = { 1'h0, \port$7656$0  };
+  assign \b$3  = { 1'h0, \port$7656$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7613$0 , \port$7767$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7636$0 , \port$7790$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42217,24 +42270,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7613$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7613$0 ;
-  wire [12:0] \port$7613$0 ;
-  input [12:0] \port$7767$0 ;
-  wire [12:0] \port$7767$0 ;
+  input [12:0] \port$7636$0 ;
+  wire [12:0] \port$7636$0 ;
+  input [12:0] \port$7790$0 ;
+  wire [12:0] \port$7790$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7767$0  * \port$7613$0 ;
+  assign \$1  = \port$7790$0  * \port$7636$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7767$0  };
-  assign \a$1  = { 1'h0, \port$7767$0  };
-  assign b = { 1'h0, \port$7613$0  };
-  assign \b$3  = { 1'h0, \port$7613$0  };
+  assign a = { 1'h0, \port$7790$0  };
+  assign \a$1  = { 1'h0, \port$7790$0  };
+  assign b = { 1'h0, \port$7636$0  };
+  assign \b$3  = { 1'h0, \port$7636$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7631$0 , \port$7633$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7654$0 , \port$7656$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42248,24 +42301,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7631$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7631$0 ;
-  wire [12:0] \port$7631$0 ;
-  input [12:0] \port$7633$0 ;
-  wire [12:0] \port$7633$0 ;
+  input [12:0] \port$7654$0 ;
+  wire [12:0] \port$7654$0 ;
+  input [12:0] \port$7656$0 ;
+  wire [12:0] \port$7656$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7631$0  * \port$7633$0 ;
+  assign \$1  = \port$7654$0  * \port$7656$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7631$0  };
-  assign \a$1  = { 1'h0, \port$7631$0  };
-  assign b = { 1'h0, \port$7633$0  };
-  assign \b$3  = { 1'h0, \port$7633$0  };
+  assign a = { 1'h0, \port$7654$0  };
+  assign \a$1  = { 1'h0, \port$7654$0  };
+  assign b = { 1'h0, \port$7656$0  };
+  assign \b$3  = { 1'h0, \port$7656$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7801$0 , \port$7848$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7824$0 , \port$7871$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42279,24 +42332,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7801
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7801$0 ;
-  wire [12:0] \port$7801$0 ;
-  input [12:0] \port$7848$0 ;
-  wire [12:0] \port$7848$0 ;
+  input [12:0] \port$7824$0 ;
+  wire [12:0] \port$7824$0 ;
+  input [12:0] \port$7871$0 ;
+  wire [12:0] \port$7871$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7801$0  * \port$7848$0 ;
+  assign \$1  = \port$7824$0  * \port$7871$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7801$0  };
-  assign \a$1  = { 1'h0, \port$7801$0  };
-  assign b = { 1'h0, \port$7848$0  };
-  assign \b$3  = { 1'h0, \port$7848$0  };
+  assign a = { 1'h0, \port$7824$0  };
+  assign \a$1  = { 1'h0, \port$7824$0  };
+  assign b = { 1'h0, \port$7871$0  };
+  assign \b$3  = { 1'h0, \port$7871$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7848$0 , \port$7851$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7871$0 , \port$7874$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42310,19 +42363,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7848
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7848$0 ;
-  wire [12:0] \port$7848$0 ;
-  input [12:0] \port$7851$0 ;
-  wire [12:0] \port$7851$0 ;
+  input [12:0] \port$7871$0 ;
+  wire [12:0] \port$7871$0 ;
+  input [12:0] \port$7874$0 ;
+  wire [12:0] \port$7874$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7851$0  * \port$7848$0 ;
+  assign \$1  = \port$7874$0  * \port$7871$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7851$0  };
-  assign \a$1  = { 1'h0, \port$7851$0  };
-  assign b = { 1'h0, \port$7848$0  };
-  assign \b$3  = { 1'h0, \port$7848$0  };
+  assign a = { 1'h0, \port$7874$0  };
+  assign \a$1  = { 1'h0, \port$7874$0  };
+  assign b = { 1'h0, \port$7871$0  };
+  assign \b$3  = { 1'h0, \port$7871$0  };
   assign \p$5  = p;
 endmodule
 
@@ -46682,15 +46735,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6704$16 (op_a[31:16]),
-    .\port$6705$0 (op_b),
+    .\port$6726$16 (op_a[31:16]),
+    .\port$6727$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6704$0 (op_a[15:0]),
-    .\port$6705$0 (op_b),
+    .\port$6726$0 (op_a[15:0]),
+    .\port$6727$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -47737,7 +47790,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6704$16 , \port$6705$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6726$16 , \port$6727$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47749,26 +47802,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6704$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6704$16 ;
-  wire [15:0] \port$6704$16 ;
-  input [15:0] \port$6705$0 ;
-  wire [15:0] \port$6705$0 ;
+  input [15:0] \port$6726$16 ;
+  wire [15:0] \port$6726$16 ;
+  input [15:0] \port$6727$0 ;
+  wire [15:0] \port$6727$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6704$16  };
+    a <= { 1'h0, \port$6726$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6705$0  };
+    b <= { 1'h0, \port$6727$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6704$16  };
-  assign \b$5  = { 1'h0, \port$6705$0  };
+  assign \a$3  = { 1'h0, \port$6726$16  };
+  assign \b$5  = { 1'h0, \port$6727$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6704$0 , \port$6705$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6726$0 , \port$6727$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -47780,21 +47833,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6704$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6704$0 ;
-  wire [15:0] \port$6704$0 ;
-  input [15:0] \port$6705$0 ;
-  wire [15:0] \port$6705$0 ;
+  input [15:0] \port$6726$0 ;
+  wire [15:0] \port$6726$0 ;
+  input [15:0] \port$6727$0 ;
+  wire [15:0] \port$6727$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6704$0  };
+    a <= { 1'h0, \port$6726$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6705$0  };
+    b <= { 1'h0, \port$6727$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6704$0  };
-  assign \b$5  = { 1'h0, \port$6705$0  };
+  assign \a$3  = { 1'h0, \port$6726$0  };
+  assign \b$5  = { 1'h0, \port$6727$0  };
   assign \p$7  = p;
 endmodule
 
@@ -55101,7 +55154,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$8799$0 (in_flight1),
+    .\port$8822$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -57984,7 +58037,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$8956$0 (v_0[16:0]),
+    .\port$8979$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -57992,7 +58045,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$140 ),
-    .\port$8976$0 (v_1[16:0]),
+    .\port$8999$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -58000,7 +58053,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$148 ),
-    .\port$8996$0 (v_2[16:0]),
+    .\port$9019$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -58008,7 +58061,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$156 ),
-    .\port$9016$0 (v_3[16:0]),
+    .\port$9039$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -58016,7 +58069,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$164 ),
-    .\port$9036$0 (v_4[16:0]),
+    .\port$9059$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -58024,7 +58077,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$172 ),
-    .\port$9056$0 (v_5[16:0]),
+    .\port$9079$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -58032,7 +58085,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$180 ),
-    .\port$9076$0 (v_6[16:0]),
+    .\port$9099$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -58040,7 +58093,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$188 ),
-    .\port$9096$0 (v_7[16:0]),
+    .\port$9119$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -58048,7 +58101,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$133 ),
-    .\port$8956$17 (v_0[32:17]),
+    .\port$8979$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -58056,7 +58109,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$141 ),
-    .\port$8976$17 (v_1[32:17]),
+    .\port$8999$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -58064,7 +58117,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$149 ),
-    .\port$8996$17 (v_2[32:17]),
+    .\port$9019$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -58072,7 +58125,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$157 ),
-    .\port$9016$17 (v_3[32:17]),
+    .\port$9039$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -58080,7 +58133,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$165 ),
-    .\port$9036$17 (v_4[32:17]),
+    .\port$9059$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -58088,7 +58141,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$173 ),
-    .\port$9056$17 (v_5[32:17]),
+    .\port$9079$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -58096,7 +58149,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$181 ),
-    .\port$9076$17 (v_6[32:17]),
+    .\port$9099$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -58104,7 +58157,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$189 ),
-    .\port$9096$17 (v_7[32:17]),
+    .\port$9119$17 (v_7[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -59112,7 +59165,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8956$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8979$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59129,11 +59182,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8956$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8956$0 ;
-  wire [16:0] \port$8956$0 ;
+  input [16:0] \port$8979$0 ;
+  wire [16:0] \port$8979$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8956$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8979$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59143,14 +59196,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$8956$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8956$0  };
-  assign \a$1  = { 1'h0, \port$8956$0  };
+  assign a = { 1'h0, \port$8979$0  };
+  assign \a$1  = { 1'h0, \port$8979$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8976$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8999$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59167,11 +59220,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8976$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8976$0 ;
-  wire [16:0] \port$8976$0 ;
+  input [16:0] \port$8999$0 ;
+  wire [16:0] \port$8999$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8976$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$8999$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59181,14 +59234,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$8976$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8976$0  };
-  assign \a$1  = { 1'h0, \port$8976$0  };
+  assign a = { 1'h0, \port$8999$0  };
+  assign \a$1  = { 1'h0, \port$8999$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8996$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9019$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59205,11 +59258,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8996$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$8996$0 ;
-  wire [16:0] \port$8996$0 ;
+  input [16:0] \port$9019$0 ;
+  wire [16:0] \port$9019$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$8996$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9019$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59219,14 +59272,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$8996$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$8996$0  };
-  assign \a$1  = { 1'h0, \port$8996$0  };
+  assign a = { 1'h0, \port$9019$0  };
+  assign \a$1  = { 1'h0, \port$9019$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9016$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9039$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59243,11 +59296,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9016$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9016$0 ;
-  wire [16:0] \port$9016$0 ;
+  input [16:0] \port$9039$0 ;
+  wire [16:0] \port$9039$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9016$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9039$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59257,14 +59310,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9016$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9016$0  };
-  assign \a$1  = { 1'h0, \port$9016$0  };
+  assign a = { 1'h0, \port$9039$0  };
+  assign \a$1  = { 1'h0, \port$9039$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9036$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9059$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59281,11 +59334,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9036$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9036$0 ;
-  wire [16:0] \port$9036$0 ;
+  input [16:0] \port$9059$0 ;
+  wire [16:0] \port$9059$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9036$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9059$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59295,14 +59348,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9036$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9036$0  };
-  assign \a$1  = { 1'h0, \port$9036$0  };
+  assign a = { 1'h0, \port$9059$0  };
+  assign \a$1  = { 1'h0, \port$9059$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9056$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9079$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59319,11 +59372,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9056$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9056$0 ;
-  wire [16:0] \port$9056$0 ;
+  input [16:0] \port$9079$0 ;
+  wire [16:0] \port$9079$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9056$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9079$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59333,14 +59386,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9056$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9056$0  };
-  assign \a$1  = { 1'h0, \port$9056$0  };
+  assign a = { 1'h0, \port$9079$0  };
+  assign \a$1  = { 1'h0, \port$9079$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9076$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9099$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59357,11 +59410,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9076$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9076$0 ;
-  wire [16:0] \port$9076$0 ;
+  input [16:0] \port$9099$0 ;
+  wire [16:0] \port$9099$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9076$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9099$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59371,14 +59424,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9076$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9076$0  };
-  assign \a$1  = { 1'h0, \port$9076$0  };
+  assign a = { 1'h0, \port$9099$0  };
+  assign \a$1  = { 1'h0, \port$9099$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9096$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9119$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59395,11 +59448,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9096$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9096$0 ;
-  wire [16:0] \port$9096$0 ;
+  input [16:0] \port$9119$0 ;
+  wire [16:0] \port$9119$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9096$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9119$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59409,14 +59462,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9096$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9096$0  };
-  assign \a$1  = { 1'h0, \port$9096$0  };
+  assign a = { 1'h0, \port$9119$0  };
+  assign \a$1  = { 1'h0, \port$9119$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8956$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8979$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59433,11 +59486,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8956$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8956$17 ;
-  wire [15:0] \port$8956$17 ;
+  input [15:0] \port$8979$17 ;
+  wire [15:0] \port$8979$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8956$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8979$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59447,14 +59500,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$8956$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8956$17 [15], \port$8956$17 [15], \port$8956$17  };
-  assign \a$1  = { \port$8956$17 [15], \port$8956$17 [15], \port$8956$17  };
+  assign a = { \port$8979$17 [15], \port$8979$17 [15], \port$8979$17  };
+  assign \a$1  = { \port$8979$17 [15], \port$8979$17 [15], \port$8979$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8976$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8999$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59471,11 +59524,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8976$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8976$17 ;
-  wire [15:0] \port$8976$17 ;
+  input [15:0] \port$8999$17 ;
+  wire [15:0] \port$8999$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8976$17 ) * $signed(b);
+  assign \$1  = $signed(\port$8999$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59485,14 +59538,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$8976$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8976$17 [15], \port$8976$17 [15], \port$8976$17  };
-  assign \a$1  = { \port$8976$17 [15], \port$8976$17 [15], \port$8976$17  };
+  assign a = { \port$8999$17 [15], \port$8999$17 [15], \port$8999$17  };
+  assign \a$1  = { \port$8999$17 [15], \port$8999$17 [15], \port$8999$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8996$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9019$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59509,11 +59562,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8996$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$8996$17 ;
-  wire [15:0] \port$8996$17 ;
+  input [15:0] \port$9019$17 ;
+  wire [15:0] \port$9019$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$8996$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9019$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59523,14 +59576,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$8996$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$8996$17 [15], \port$8996$17 [15], \port$8996$17  };
-  assign \a$1  = { \port$8996$17 [15], \port$8996$17 [15], \port$8996$17  };
+  assign a = { \port$9019$17 [15], \port$9019$17 [15], \port$9019$17  };
+  assign \a$1  = { \port$9019$17 [15], \port$9019$17 [15], \port$9019$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9016$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9039$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59547,11 +59600,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9016$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9016$17 ;
-  wire [15:0] \port$9016$17 ;
+  input [15:0] \port$9039$17 ;
+  wire [15:0] \port$9039$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9016$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9039$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59561,14 +59614,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9016$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9016$17 [15], \port$9016$17 [15], \port$9016$17  };
-  assign \a$1  = { \port$9016$17 [15], \port$9016$17 [15], \port$9016$17  };
+  assign a = { \port$9039$17 [15], \port$9039$17 [15], \port$9039$17  };
+  assign \a$1  = { \port$9039$17 [15], \port$9039$17 [15], \port$9039$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9036$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9059$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59585,11 +59638,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9036$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9036$17 ;
-  wire [15:0] \port$9036$17 ;
+  input [15:0] \port$9059$17 ;
+  wire [15:0] \port$9059$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9036$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9059$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59599,14 +59652,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9036$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9036$17 [15], \port$9036$17 [15], \port$9036$17  };
-  assign \a$1  = { \port$9036$17 [15], \port$9036$17 [15], \port$9036$17  };
+  assign a = { \port$9059$17 [15], \port$9059$17 [15], \port$9059$17  };
+  assign \a$1  = { \port$9059$17 [15], \port$9059$17 [15], \port$9059$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9056$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9079$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59623,11 +59676,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9056$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9056$17 ;
-  wire [15:0] \port$9056$17 ;
+  input [15:0] \port$9079$17 ;
+  wire [15:0] \port$9079$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9056$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9079$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59637,14 +59690,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9056$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9056$17 [15], \port$9056$17 [15], \port$9056$17  };
-  assign \a$1  = { \port$9056$17 [15], \port$9056$17 [15], \port$9056$17  };
+  assign a = { \port$9079$17 [15], \port$9079$17 [15], \port$9079$17  };
+  assign \a$1  = { \port$9079$17 [15], \port$9079$17 [15], \port$9079$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9076$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9099$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59661,11 +59714,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9076$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9076$17 ;
-  wire [15:0] \port$9076$17 ;
+  input [15:0] \port$9099$17 ;
+  wire [15:0] \port$9099$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9076$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9099$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59675,14 +59728,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9076$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9076$17 [15], \port$9076$17 [15], \port$9076$17  };
-  assign \a$1  = { \port$9076$17 [15], \port$9076$17 [15], \port$9076$17  };
+  assign a = { \port$9099$17 [15], \port$9099$17 [15], \port$9099$17  };
+  assign \a$1  = { \port$9099$17 [15], \port$9099$17 [15], \port$9099$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9096$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9119$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59699,11 +59752,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9096$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9096$17 ;
-  wire [15:0] \port$9096$17 ;
+  input [15:0] \port$9119$17 ;
+  wire [15:0] \port$9119$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9096$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9119$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59713,14 +59766,14 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9096$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9096$17 [15], \port$9096$17 [15], \port$9096$17  };
-  assign \a$1  = { \port$9096$17 [15], \port$9096$17 [15], \port$9096$17  };
+  assign a = { \port$9119$17 [15], \port$9119$17 [15], \port$9119$17  };
+  assign \a$1  = { \port$9119$17 [15], \port$9119$17 [15], \port$9119$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8799$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$8822$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -59746,8 +59799,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3339$0 ;
   wire [255:0] \port$3339$0 ;
-  input [2:0] \port$8799$0 ;
-  wire [2:0] \port$8799$0 ;
+  input [2:0] \port$8822$0 ;
+  wire [2:0] \port$8822$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -59779,23 +59832,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8799$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$8822$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8799$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8799$0 [0];
+  assign w_port__en = \port$8822$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$8822$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8799$0 [0];
+  assign \$5  = w_rdy & \port$8822$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8799$0 [0];
+  assign \$11  = w_rdy & \port$8822$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -59841,9 +59894,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8799$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$8799$0 [2:1], \port$3339$0  };
-  assign w_en = \port$8799$0 [0];
+  assign w_port__data = { \port$8822$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$8822$0 [2:1], \port$3339$0  };
+  assign w_en = \port$8822$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

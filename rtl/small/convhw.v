@@ -8269,15 +8269,15 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [9:0] \$40 ;
-  wire \$41 ;
+  wire \$40 ;
+  wire [9:0] \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [1:0] \$47 ;
-  wire \$48 ;
+  wire \$47 ;
+  wire [1:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -8289,9 +8289,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [1:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [1:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
@@ -8302,10 +8302,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [3:0] \$70 ;
+  wire \$70 ;
   wire [3:0] \$71 ;
   wire [3:0] \$72 ;
-  wire \$73 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
@@ -8313,8 +8313,8 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [3:0] \$80 ;
-  wire \$81 ;
+  wire \$80 ;
+  wire [3:0] \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
@@ -8335,9 +8335,9 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   reg \$98 ;
   reg [8:0] \$99 ;
   reg [2:0] \$like  = 3'h0;
-  reg [2:0] \$like$43  = 3'h0;
+  reg [2:0] \$like$44  = 3'h0;
   reg \$signal  = 1'h0;
-  reg \$signal$30  = 1'h0;
+  reg \$signal$31  = 1'h0;
   reg bank = 1'h0;
   wire begin_dense;
   wire begin_fir;
@@ -8352,6 +8352,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   wire flush;
   wire [1:0] free;
   reg [1:0] inflight = 2'h0;
+  wire last_row;
   reg loading = 1'h0;
   output [8:0] mem_addr;
   wire [8:0] mem_addr;
@@ -8458,65 +8459,66 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$14  ? offering_fir_next : \$18 ;
   assign passes_in_ready_next = \$19  & passes_out_ready_next;
-  assign \$20  = ~ start;
-  assign \$21  = | fir_taps;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$20  & \$22 ;
-  assign \$24  = \$23  & pending;
-  assign \$25  = ~ loading;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = free >> pending_bank;
-  assign begin_dense = \$26  & \$27 ;
-  assign \$28  = ~ start;
-  assign \$29  = | fir_taps;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$30  & passes_in__valid;
-  assign \$32  = ~ loading;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = ~ offering_fir;
+  assign \$20  = row == 2'h3;
+  assign last_row = loading & \$20 ;
+  assign \$21  = ~ start;
+  assign \$22  = | fir_taps;
+  assign \$23  = ~ \$22 ;
+  assign \$24  = \$21  & \$23 ;
+  assign \$25  = \$24  & pending;
+  assign \$26  = ~ loading;
+  assign \$27  = \$26  | last_row;
+  assign \$28  = \$25  & \$27 ;
+  assign \$29  = free >> pending_bank;
+  assign begin_dense = \$28  & \$29 ;
+  assign \$30  = ~ start;
+  assign \$31  = | fir_taps;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = \$32  & passes_in__valid;
+  assign \$34  = ~ loading;
   assign \$35  = \$33  & \$34 ;
-  assign \$36  = free >> next_bank;
-  assign begin_fir = \$35  & \$36 ;
-  assign \$37  = begin_dense | begin_fir;
-  assign \$38  = row == 2'h3;
-  assign \$39  = | fir_taps;
-  assign \$40  = first_word + row;
-  assign \$41  = loading | pending;
-  assign \$42  = \$41  | offering_fir;
-  assign \$43  = \$42  | \$signal ;
-  assign busy = \$43  | \$signal$30 ;
-  assign \$44  = ! pass_end_bank;
-  assign \$45  = pass_end & \$44 ;
-  assign \$48  = ! pending_bank;
-  assign \$49  = begin_dense & \$48 ;
-  assign \$51  = ! next_bank;
-  assign \$52  = begin_fir & \$51 ;
-  assign \$53  = \$50  | \$52 ;
-  assign \$54  = ! pass_end_bank;
-  assign \$55  = pass_end & \$54 ;
-  assign \$57  = pass_end & \$56 ;
-  assign \$61  = begin_dense & \$60 ;
-  assign \$64  = begin_fir & \$63 ;
-  assign \$65  = \$62  | \$64 ;
-  assign \$67  = pass_end & \$66 ;
-  assign \$68  = passes_out__valid & passes_out__ready;
-  assign \$69  = since_take == 3'h6;
-  assign \$70  = since_take + 1'h1;
-  assign \$71  = \$69  ? 4'h6 : \$70 ;
-  assign \$72  = \$68  ? 4'h1 : \$71 ;
-  assign \$73  = passes_out__valid & passes_out__ready;
-  assign \$74  = | fir_taps;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = \$73  & \$75 ;
-  assign \$77  = ~ next_bank;
-  assign \$78  = begin_dense | begin_fir;
-  assign \$79  = ~ next_bank;
-  assign \$80  = row + 1'h1;
-  assign \$81  = row == 2'h3;
+  assign \$36  = ~ offering_fir;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = free >> next_bank;
+  assign begin_fir = \$37  & \$38 ;
+  assign \$39  = begin_dense | begin_fir;
+  assign \$40  = | fir_taps;
+  assign \$41  = first_word + row;
+  assign \$42  = loading | pending;
+  assign \$43  = \$42  | offering_fir;
+  assign \$44  = \$43  | \$signal ;
+  assign busy = \$44  | \$signal$31 ;
+  assign \$45  = ! pass_end_bank;
+  assign \$46  = pass_end & \$45 ;
+  assign \$49  = ! pending_bank;
+  assign \$50  = begin_dense & \$49 ;
+  assign \$52  = ! next_bank;
+  assign \$53  = begin_fir & \$52 ;
+  assign \$54  = \$51  | \$53 ;
+  assign \$55  = ! pass_end_bank;
+  assign \$56  = pass_end & \$55 ;
+  assign \$58  = pass_end & \$57 ;
+  assign \$62  = begin_dense & \$61 ;
+  assign \$65  = begin_fir & \$64 ;
+  assign \$66  = \$63  | \$65 ;
+  assign \$68  = pass_end & \$67 ;
+  assign \$69  = passes_out__valid & passes_out__ready;
+  assign \$70  = since_take == 3'h6;
+  assign \$71  = since_take + 1'h1;
+  assign \$72  = \$70  ? 4'h6 : \$71 ;
+  assign \$73  = \$69  ? 4'h1 : \$72 ;
+  assign \$74  = passes_out__valid & passes_out__ready;
+  assign \$75  = | fir_taps;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = \$74  & \$76 ;
+  assign \$78  = ~ next_bank;
+  assign \$79  = begin_dense | begin_fir;
+  assign \$80  = ~ next_bank;
+  assign \$81  = row + 1'h1;
   assign \$82  = ~ start;
   assign \$83  = loading & \$82 ;
   assign \$84  = | fir_taps;
-  assign \$85  = \$like$43  >= fir_taps;
+  assign \$85  = \$like$44  >= fir_taps;
   assign \$86  = \$84  & \$85 ;
   assign \$87  = ~ start;
   assign \$88  = \$signal  & \$87 ;
@@ -8545,13 +8547,13 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @(posedge clk)
     \$signal  <= \$100 ;
   always @(posedge clk)
-    \$like$43  <= \$101 ;
+    \$like$44  <= \$101 ;
   always @(posedge clk)
     read_bank <= \$102 ;
   always @(posedge clk)
     registered <= \$103 ;
   always @(posedge clk)
-    \$signal$30  <= \$104 ;
+    \$signal$31  <= \$104 ;
   always @(posedge clk)
     \$like  <= \$105 ;
   always @(posedge clk)
@@ -8561,10 +8563,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     offering_fir_next = \$13 ;
     if (start) begin
       offering_fir_next = 1'h0;
-    end else if (\$37 ) begin
+    end else if (\$39 ) begin
     end else if (loading) begin
-      if (\$38 ) begin
-        if (\$39 ) begin
+      if (last_row) begin
+        if (\$40 ) begin
           offering_fir_next = 1'h1;
         end
       end
@@ -8573,42 +8575,42 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_we = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_row = 2'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_row = \$like [1:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_bank = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     w_data = 32'd0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$89  = inflight;
-    if (\$53 ) begin
+    if (\$54 ) begin
       \$89 [0] = 1'h1;
-    end else if (\$55 ) begin
+    end else if (\$56 ) begin
       \$89 [0] = 1'h0;
     end
-    if (\$65 ) begin
+    if (\$66 ) begin
       \$89 [1] = 1'h1;
-    end else if (\$67 ) begin
+    end else if (\$68 ) begin
       \$89 [1] = 1'h0;
     end
     if (start) begin
@@ -8623,7 +8625,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$90  = \$72 [2:0];
+    \$90  = \$73 [2:0];
     if (flush) begin
       \$90  = 3'h6;
     end
@@ -8644,7 +8646,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$92  = pending;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$92  = 1'h1;
     end else if (begin_dense) begin
       \$92  = 1'h0;
@@ -8662,7 +8664,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$93  = pending_word;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$93  = passes_in__payload[161:153];
     end
     if (flush) begin
@@ -8675,7 +8677,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$94  = pending_bank;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$94  = next_bank;
     end
     if (flush) begin
@@ -8688,16 +8690,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$95  = next_bank;
-    if (\$76 ) begin
-      \$95  = \$77 ;
+    if (\$77 ) begin
+      \$95  = \$78 ;
     end
     if (start) begin
       \$95  = 1'h0;
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
       end else begin
-        \$95  = \$79 ;
+        \$95  = \$80 ;
       end
     end
     if (flush) begin
@@ -8712,10 +8714,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     \$96  = loading;
     if (start) begin
       \$96  = 1'h0;
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$96  = 1'h1;
     end else if (loading) begin
-      if (\$81 ) begin
+      if (last_row) begin
         \$96  = 1'h0;
       end
     end
@@ -8730,10 +8732,10 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$97  = row;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$97  = 3'h0;
     end else if (loading) begin
-      \$97  = \$80 [2:0];
+      \$97  = \$81 [2:0];
     end
     if (flush) begin
       \$97  = 3'h0;
@@ -8746,7 +8748,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$98  = bank;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$98  = pending_bank;
@@ -8765,7 +8767,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     \$99  = first_word;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$99  = pending_word;
@@ -8837,7 +8839,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$105  = \$like$43 ;
+    \$105  = \$like$44 ;
     if (flush) begin
       \$105  = 3'h0;
     end
@@ -8855,7 +8857,7 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
       \$106  = 1'h0;
     end
   end
-  assign mem_addr = \$40 [8:0];
+  assign mem_addr = \$41 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -8900,16 +8902,16 @@ module \convhw.core.loader (rst, pass_end, passes_out__valid, passes_in__ready, 
   assign \$3  = \$1 ;
   assign \$5  = 1'h1;
   assign \$6  = \$4 ;
-  assign \$46  = 1'h0;
-  assign \$47  = 2'h3;
-  assign \$50  = \$49 ;
-  assign \$56  = pass_end_bank;
-  assign \$58  = 1'h0;
-  assign \$59  = 2'h3;
-  assign \$60  = pending_bank;
-  assign \$62  = \$61 ;
-  assign \$63  = next_bank;
-  assign \$66  = pass_end_bank;
+  assign \$47  = 1'h0;
+  assign \$48  = 2'h3;
+  assign \$51  = \$50 ;
+  assign \$57  = pass_end_bank;
+  assign \$59  = 1'h0;
+  assign \$60  = 2'h3;
+  assign \$61  = pending_bank;
+  assign \$63  = \$62 ;
+  assign \$64  = next_bank;
+  assign \$67  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10544,7 +10546,7 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
   \convhw.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
-    .\divisor$11 (\$signal [31:24]),
+    .\divisor$7 (\$signal [31:24]),
     .done(done),
     .flush(flush),
     .partial(remainder),
@@ -13351,43 +13353,57 @@ module \convhw.core.sequencer (rst, ready_next, job, flush, \start$13 , passes__
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend, done, shift, partial, clk);
+module \convhw.core.sequencer.divider (rst, start, flush, \divisor$7 , dividend, done, shift, partial, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$10 ;
-  wire [17:0] \$11 ;
-  wire [17:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [5:0] \$14 ;
-  reg \$15 ;
-  reg [16:0] \$16 ;
-  reg [7:0] \$17 ;
-  reg [7:0] \$18 ;
-  reg [4:0] \$19 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [16:0] \$12 ;
+  wire [8:0] \$13 ;
+  wire [17:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [16:0] \$18 ;
+  wire [7:0] \$19 ;
   wire [8:0] \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire [4:0] \$8 ;
-  wire [8:0] \$9 ;
+  wire [4:0] \$20 ;
+  wire [8:0] \$21 ;
+  wire [8:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [5:0] \$26 ;
+  reg \$27 ;
+  reg [16:0] \$28 ;
+  reg [7:0] \$29 ;
+  wire [8:0] \$3 ;
+  reg [7:0] \$30 ;
+  reg [4:0] \$31 ;
+  wire [8:0] \$4 ;
+  wire [16:0] \$5 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [16:0] \$8 ;
+  wire [16:0] \$9 ;
   input clk;
   wire clk;
   reg [4:0] count = 5'h00;
   input [16:0] dividend;
   wire [16:0] dividend;
   reg [7:0] divisor = 8'h00;
-  input [7:0] \divisor$11 ;
-  wire [7:0] \divisor$11 ;
+  input [7:0] \divisor$7 ;
+  wire [7:0] \divisor$7 ;
   output done;
   reg done = 1'h0;
   input flush;
   wire flush;
+  wire [7:0] low;
   output [7:0] partial;
   reg [7:0] partial = 8'h00;
   (* init = 17'h00000 *)
   wire [16:0] quotient;
+  reg [16:0] \quotient$8 ;
   (* init = 8'h00 *)
   wire [7:0] remainder;
   input rst;
@@ -13397,112 +13413,149 @@ module \convhw.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend
   input start;
   wire start;
   wire [9:0] trial;
+  wire unit;
   assign \$2  = \$1  | { 8'h00, shift[16] };
   assign trial = \$2  - divisor;
-  assign \$3  = \divisor$11  == 1'h1;
-  assign \$4  = count == 1'h1;
-  assign \$5  = start ? \$3  : \$4 ;
-  assign \$6  = | count;
-  assign \$7  = \divisor$11  == 1'h1;
-  assign \$8  = \$7  ? 5'h00 : 5'h11;
-  assign \$10  = \$9  | { 8'h00, shift[16] };
-  assign \$14  = count - 1'h1;
+  assign \$3  = \divisor$7  - 1'h1;
+  assign \$4  = { 1'h0, \divisor$7  } & \$3 ;
+  assign unit = ! \$4 ;
+  assign \$13  = \divisor$7  - 1'h1;
+  assign \$14  = { 1'h0, dividend } & { \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13  };
+  assign \$15  = count == 1'h1;
+  assign \$16  = start ? unit : \$15 ;
+  assign \$17  = | count;
+  assign \$18  = unit ? \quotient$8  : dividend;
+  assign \$19  = unit ? \$14 [7:0] : 8'h00;
+  assign \$20  = unit ? 5'h00 : 5'h11;
+  assign \$22  = \$21  | { 8'h00, shift[16] };
+  assign \$26  = count - 1'h1;
   always @(posedge clk)
-    done <= \$15 ;
+    done <= \$27 ;
   always @(posedge clk)
-    shift <= \$16 ;
+    shift <= \$28 ;
   always @(posedge clk)
-    partial <= \$17 ;
+    partial <= \$29 ;
   always @(posedge clk)
-    divisor <= \$18 ;
+    divisor <= \$30 ;
   always @(posedge clk)
-    count <= \$19 ;
+    count <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$15  = \$5 ;
+    \quotient$8  = 17'h00000;
+    casez (\divisor$7 )
+      8'h01:
+          \quotient$8  = \$5 ;
+      8'h02:
+          \quotient$8  = \$6 ;
+      8'h04:
+          \quotient$8  = \$7 ;
+      8'h08:
+          \quotient$8  = \$8 ;
+      8'h10:
+          \quotient$8  = \$9 ;
+      8'h20:
+          \quotient$8  = \$10 ;
+      8'h40:
+          \quotient$8  = \$11 ;
+      8'h80:
+          \quotient$8  = \$12 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$27  = \$16 ;
     if (flush) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$16  = shift;
+    \$28  = shift;
     if (start) begin
-      \$16  = dividend;
-    end else if (\$6 ) begin
+      \$28  = \$18 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$16  = \$11 [16:0];
+        \$28  = \$23 [16:0];
       end else begin
-        \$16  = \$13 [16:0];
+        \$28  = \$25 [16:0];
       end
     end
     if (flush) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
     if (rst) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$17  = partial;
+    \$29  = partial;
     if (start) begin
-      \$17  = 8'h00;
-    end else if (\$6 ) begin
+      \$29  = \$19 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$17  = \$10 [7:0];
+        \$29  = \$22 [7:0];
       end else begin
-        \$17  = trial[7:0];
+        \$29  = trial[7:0];
       end
     end
     if (flush) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
     if (rst) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$18  = divisor;
+    \$30  = divisor;
     if (start) begin
-      \$18  = \divisor$11 ;
+      \$30  = \divisor$7 ;
     end
     if (flush) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
     if (rst) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$19  = count;
+    \$31  = count;
     if (start) begin
-      \$19  = \$8 ;
-    end else if (\$6 ) begin
-      \$19  = \$14 [4:0];
+      \$31  = \$20 ;
+    end else if (\$17 ) begin
+      \$31  = \$26 [4:0];
     end
     if (flush) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
     if (rst) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
   end
   assign quotient = shift;
   assign remainder = partial;
+  assign low = \$14 [7:0];
   assign \$1  = { partial, 1'h0 };
-  assign \$9  = { partial, 1'h0 };
-  assign \$11  = { shift, 1'h0 };
-  assign \$12  = { shift, 1'h0 };
-  assign \$13 [17:1] = \$12 [17:1];
-  assign \$13 [0] = 1'h1;
+  assign \$5  = dividend;
+  assign \$6  = { 1'h0, dividend[16:1] };
+  assign \$7  = { 2'h0, dividend[16:2] };
+  assign \$8  = { 3'h0, dividend[16:3] };
+  assign \$9  = { 4'h0, dividend[16:4] };
+  assign \$10  = { 5'h00, dividend[16:5] };
+  assign \$11  = { 6'h00, dividend[16:6] };
+  assign \$12  = { 7'h00, dividend[16:7] };
+  assign \$21  = { partial, 1'h0 };
+  assign \$23  = { shift, 1'h0 };
+  assign \$24  = { shift, 1'h0 };
+  assign \$25 [17:1] = \$24 [17:1];
+  assign \$25 [0] = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -14634,56 +14687,56 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$1787$376 (job[391:376]),
-    .\port$2760$0 (acc_row_s1),
+    .\port$1809$376 (job[391:376]),
+    .\port$2783$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$1787$224 (job[239:224]),
-    .\port$2666$0 (o0),
+    .\port$1809$224 (job[239:224]),
+    .\port$2689$0 (o0),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$2652$0 (chunks),
-    .\port$2822$0 (local2_s3),
+    .\port$2675$0 (chunks),
+    .\port$2845$0 (local2_s3),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$2632$0 (window1),
-    .\port$2786$0 (local0_s2),
+    .\port$2655$0 (window1),
+    .\port$2809$0 (local0_s2),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$2650$0 (window2),
-    .\port$2652$0 (chunks),
+    .\port$2673$0 (window2),
+    .\port$2675$0 (chunks),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$2820$0 (local1_s3),
-    .\port$2867$0 (\p$172 [9:0]),
+    .\port$2843$0 (local1_s3),
+    .\port$2890$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$2867$0 (\p$172 [9:0]),
-    .\port$2870$0 (\p$188 [9:0]),
+    .\port$2890$0 (\p$172 [9:0]),
+    .\port$2893$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -16342,7 +16395,7 @@ module \convhw.core.streamer (rst, passes__valid, busy, job, flush, passes__payl
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc (rst, \port$1787$376 , flush, \port$2760$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc (rst, \port$1809$376 , flush, \port$2783$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -16356,24 +16409,24 @@ module \convhw.core.streamer.multiplier_acc (rst, \port$1787$376 , flush, \port$
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$1787$376 ;
-  wire [15:0] \port$1787$376 ;
-  input [7:0] \port$2760$0 ;
-  wire [7:0] \port$2760$0 ;
+  input [15:0] \port$1809$376 ;
+  wire [15:0] \port$1809$376 ;
+  input [7:0] \port$2783$0 ;
+  wire [7:0] \port$2783$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2760$0  * \port$1787$376 ;
+  assign \$1  = \port$2783$0  * \port$1809$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2760$0  };
-  assign \a$1  = { 1'h0, \port$2760$0  };
-  assign b = { 1'h0, \port$1787$376  };
-  assign \b$3  = { 1'h0, \port$1787$376  };
+  assign a = { 1'h0, \port$2783$0  };
+  assign \a$1  = { 1'h0, \port$2783$0  };
+  assign b = { 1'h0, \port$1809$376  };
+  assign \b$3  = { 1'h0, \port$1809$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_acc_row (rst, \port$1787$224 , flush, \port$2666$0 , p, clk);
+module \convhw.core.streamer.multiplier_acc_row (rst, \port$1809$224 , flush, \port$2689$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -16387,24 +16440,24 @@ module \convhw.core.streamer.multiplier_acc_row (rst, \port$1787$224 , flush, \p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$1787$224 ;
-  wire [15:0] \port$1787$224 ;
-  input [15:0] \port$2666$0 ;
-  wire [15:0] \port$2666$0 ;
+  input [15:0] \port$1809$224 ;
+  wire [15:0] \port$1809$224 ;
+  input [15:0] \port$2689$0 ;
+  wire [15:0] \port$2689$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2666$0  * \port$1787$224 ;
+  assign \$1  = \port$2689$0  * \port$1809$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2666$0  };
-  assign \a$1  = { 1'h0, \port$2666$0  };
-  assign b = { 1'h0, \port$1787$224  };
-  assign \b$3  = { 1'h0, \port$1787$224  };
+  assign a = { 1'h0, \port$2689$0  };
+  assign \a$1  = { 1'h0, \port$2689$0  };
+  assign b = { 1'h0, \port$1809$224  };
+  assign \b$3  = { 1'h0, \port$1809$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2652$0 , \port$2822$0 , p, clk);
+module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2675$0 , \port$2845$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16418,24 +16471,24 @@ module \convhw.core.streamer.multiplier_chunks_x (rst, flush, \port$2652$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2652$0 ;
-  wire [9:0] \port$2652$0 ;
-  input [9:0] \port$2822$0 ;
-  wire [9:0] \port$2822$0 ;
+  input [9:0] \port$2675$0 ;
+  wire [9:0] \port$2675$0 ;
+  input [9:0] \port$2845$0 ;
+  wire [9:0] \port$2845$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2822$0  * \port$2652$0 ;
+  assign \$1  = \port$2845$0  * \port$2675$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2822$0  };
-  assign \a$1  = { 1'h0, \port$2822$0  };
-  assign b = { 1'h0, \port$2652$0  };
-  assign \b$3  = { 1'h0, \port$2652$0  };
+  assign a = { 1'h0, \port$2845$0  };
+  assign \a$1  = { 1'h0, \port$2845$0  };
+  assign b = { 1'h0, \port$2675$0  };
+  assign \b$3  = { 1'h0, \port$2675$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row (rst, flush, \port$2632$0 , \port$2786$0 , p, clk);
+module \convhw.core.streamer.multiplier_row (rst, flush, \port$2655$0 , \port$2809$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16449,24 +16502,24 @@ module \convhw.core.streamer.multiplier_row (rst, flush, \port$2632$0 , \port$27
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2632$0 ;
-  wire [9:0] \port$2632$0 ;
-  input [9:0] \port$2786$0 ;
-  wire [9:0] \port$2786$0 ;
+  input [9:0] \port$2655$0 ;
+  wire [9:0] \port$2655$0 ;
+  input [9:0] \port$2809$0 ;
+  wire [9:0] \port$2809$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2786$0  * \port$2632$0 ;
+  assign \$1  = \port$2809$0  * \port$2655$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2786$0  };
-  assign \a$1  = { 1'h0, \port$2786$0  };
-  assign b = { 1'h0, \port$2632$0  };
-  assign \b$3  = { 1'h0, \port$2632$0  };
+  assign a = { 1'h0, \port$2809$0  };
+  assign \a$1  = { 1'h0, \port$2809$0  };
+  assign b = { 1'h0, \port$2655$0  };
+  assign \b$3  = { 1'h0, \port$2655$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2650$0 , \port$2652$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2673$0 , \port$2675$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16480,24 +16533,24 @@ module \convhw.core.streamer.multiplier_row_words (rst, flush, \port$2650$0 , \p
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2650$0 ;
-  wire [9:0] \port$2650$0 ;
-  input [9:0] \port$2652$0 ;
-  wire [9:0] \port$2652$0 ;
+  input [9:0] \port$2673$0 ;
+  wire [9:0] \port$2673$0 ;
+  input [9:0] \port$2675$0 ;
+  wire [9:0] \port$2675$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2650$0  * \port$2652$0 ;
+  assign \$1  = \port$2673$0  * \port$2675$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2650$0  };
-  assign \a$1  = { 1'h0, \port$2650$0  };
-  assign b = { 1'h0, \port$2652$0  };
-  assign \b$3  = { 1'h0, \port$2652$0  };
+  assign a = { 1'h0, \port$2673$0  };
+  assign \a$1  = { 1'h0, \port$2673$0  };
+  assign b = { 1'h0, \port$2675$0  };
+  assign \b$3  = { 1'h0, \port$2675$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2820$0 , \port$2867$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2843$0 , \port$2890$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16511,24 +16564,24 @@ module \convhw.core.streamer.multiplier_row_words_y (rst, flush, \port$2820$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2820$0 ;
-  wire [9:0] \port$2820$0 ;
-  input [9:0] \port$2867$0 ;
-  wire [9:0] \port$2867$0 ;
+  input [9:0] \port$2843$0 ;
+  wire [9:0] \port$2843$0 ;
+  input [9:0] \port$2890$0 ;
+  wire [9:0] \port$2890$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2820$0  * \port$2867$0 ;
+  assign \$1  = \port$2843$0  * \port$2890$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2820$0  };
-  assign \a$1  = { 1'h0, \port$2820$0  };
-  assign b = { 1'h0, \port$2867$0  };
-  assign \b$3  = { 1'h0, \port$2867$0  };
+  assign a = { 1'h0, \port$2843$0  };
+  assign \a$1  = { 1'h0, \port$2843$0  };
+  assign b = { 1'h0, \port$2890$0  };
+  assign \b$3  = { 1'h0, \port$2890$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2867$0 , \port$2870$0 , p, clk);
+module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2890$0 , \port$2893$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -16542,19 +16595,19 @@ module \convhw.core.streamer.multiplier_row_words_z (rst, flush, \port$2867$0 , 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$2867$0 ;
-  wire [9:0] \port$2867$0 ;
-  input [9:0] \port$2870$0 ;
-  wire [9:0] \port$2870$0 ;
+  input [9:0] \port$2890$0 ;
+  wire [9:0] \port$2890$0 ;
+  input [9:0] \port$2893$0 ;
+  wire [9:0] \port$2893$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$2870$0  * \port$2867$0 ;
+  assign \$1  = \port$2893$0  * \port$2890$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$2870$0  };
-  assign \a$1  = { 1'h0, \port$2870$0  };
-  assign b = { 1'h0, \port$2867$0  };
-  assign \b$3  = { 1'h0, \port$2867$0  };
+  assign a = { 1'h0, \port$2893$0  };
+  assign \a$1  = { 1'h0, \port$2893$0  };
+  assign b = { 1'h0, \port$2890$0  };
+  assign \b$3  = { 1'h0, \port$2890$0  };
   assign \p$5  = p;
 endmodule
 

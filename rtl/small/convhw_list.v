@@ -1418,7 +1418,7 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7449$0 (acc_addr),
+    .\port$7472$0 (acc_addr),
     .\port$968$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
@@ -4032,8 +4032,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5693$0 (\$like ),
-    .\port$5694$0 (value_next),
+    .\port$5715$0 (\$like ),
+    .\port$5716$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4757,7 +4757,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5693$0 , \port$5694$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5715$0 , \port$5716$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4769,21 +4769,21 @@ module \convhw_list.checker.multiplier (rst, \port$5693$0 , \port$5694$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5693$0 ;
-  wire [16:0] \port$5693$0 ;
-  input [16:0] \port$5694$0 ;
-  wire [16:0] \port$5694$0 ;
+  input [16:0] \port$5715$0 ;
+  wire [16:0] \port$5715$0 ;
+  input [16:0] \port$5716$0 ;
+  wire [16:0] \port$5716$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5694$0  };
+    a <= { 1'h0, \port$5716$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5693$0  };
+    b <= { 1'h0, \port$5715$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5694$0  };
-  assign \b$5  = { 1'h0, \port$5693$0  };
+  assign \a$3  = { 1'h0, \port$5716$0  };
+  assign \b$5  = { 1'h0, \port$5715$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6211,7 +6211,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5698$0 (jobs__payload[943:0]),
+    .\port$5720$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7708,7 +7708,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5698$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5720$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7735,8 +7735,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5698$0 ;
-  wire [943:0] \port$5698$0 ;
+  input [943:0] \port$5720$0 ;
+  wire [943:0] \port$5720$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7792,7 +7792,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$5698$0 [3:2], \port$5698$0 [929:928], \port$5698$0  };
+    w_port__data <= { 1'h1, \port$5720$0 [3:2], \port$5720$0 [929:928], \port$5720$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7851,7 +7851,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$56
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$5698$0 [3:2], \port$5698$0 [929:928], \port$5698$0  };
+  assign w_data = { 1'h1, \port$5720$0 [3:2], \port$5720$0 [929:928], \port$5720$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8000,7 +8000,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7449$0 , clk);
+module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7472$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8583,8 +8583,8 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7449$0 ;
-  wire [7:0] \port$7449$0 ;
+  input [7:0] \port$7472$0 ;
+  wire [7:0] \port$7472$0 ;
   input [1:0] \port$968$5 ;
   wire [1:0] \port$968$5 ;
   output ready;
@@ -10343,7 +10343,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7449$0 [6:0]),
+    .host_addr(\port$7472$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10353,7 +10353,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$155 ),
-    .host_addr(\port$7449$0 [6:0]),
+    .host_addr(\port$7472$0 [6:0]),
     .old(\host_data$162 ),
     .rst(rst),
     .sum(sum),
@@ -10772,7 +10772,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \port$7449$0 [7];
+    \$78  = \port$7472$0 [7];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -10804,7 +10804,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   assign input_bank = \port$968$5 [0];
   assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$7449$0 [7];
+  assign acc_read_bank = \port$7472$0 [7];
   assign \busy$69  = busy;
   assign \job$70  = job_copy;
   assign \abort$73  = abort;
@@ -10849,12 +10849,12 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$151  = sum_valid;
   assign \busy$152  = acc_busy[0];
-  assign host_addr = \port$7449$0 [6:0];
-  assign acc_read__addr = \port$7449$0 [6:0];
+  assign host_addr = \port$7472$0 [6:0];
+  assign acc_read__addr = \port$7472$0 [6:0];
   assign \sum$156  = sum;
   assign \sum_valid$157  = sum_valid;
   assign \busy$158  = acc_busy[1];
-  assign \host_addr$159  = \port$7449$0 [6:0];
+  assign \host_addr$159  = \port$7472$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -15397,15 +15397,15 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$38 ;
   wire \$39 ;
   wire \$4 ;
-  wire [9:0] \$40 ;
-  wire \$41 ;
+  wire \$40 ;
+  wire [9:0] \$41 ;
   wire \$42 ;
   wire \$43 ;
   wire \$44 ;
   wire \$45 ;
   wire \$46 ;
-  wire [1:0] \$47 ;
-  wire \$48 ;
+  wire \$47 ;
+  wire [1:0] \$48 ;
   wire \$49 ;
   wire \$5 ;
   wire \$50 ;
@@ -15417,9 +15417,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
-  wire [1:0] \$59 ;
+  wire \$59 ;
   wire \$6 ;
-  wire \$60 ;
+  wire [1:0] \$60 ;
   wire \$61 ;
   wire \$62 ;
   wire \$63 ;
@@ -15430,10 +15430,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$68 ;
   wire \$69 ;
   wire \$7 ;
-  wire [3:0] \$70 ;
+  wire \$70 ;
   wire [3:0] \$71 ;
   wire [3:0] \$72 ;
-  wire \$73 ;
+  wire [3:0] \$73 ;
   wire \$74 ;
   wire \$75 ;
   wire \$76 ;
@@ -15441,8 +15441,8 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
-  wire [3:0] \$80 ;
-  wire \$81 ;
+  wire \$80 ;
+  wire [3:0] \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
@@ -15463,9 +15463,9 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   reg \$98 ;
   reg [8:0] \$99 ;
   reg [2:0] \$like  = 3'h0;
-  reg [2:0] \$like$43  = 3'h0;
+  reg [2:0] \$like$44  = 3'h0;
   reg \$signal  = 1'h0;
-  reg \$signal$30  = 1'h0;
+  reg \$signal$31  = 1'h0;
   reg bank = 1'h0;
   wire begin_dense;
   wire begin_fir;
@@ -15480,6 +15480,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   wire flush;
   wire [1:0] free;
   reg [1:0] inflight = 2'h0;
+  wire last_row;
   reg loading = 1'h0;
   output [8:0] mem_addr;
   wire [8:0] mem_addr;
@@ -15586,65 +15587,66 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$18  = \$16  & \$17 ;
   assign \$19  = \$14  ? offering_fir_next : \$18 ;
   assign passes_in_ready_next = \$19  & passes_out_ready_next;
-  assign \$20  = ~ start;
-  assign \$21  = | fir_taps;
-  assign \$22  = ~ \$21 ;
-  assign \$23  = \$20  & \$22 ;
-  assign \$24  = \$23  & pending;
-  assign \$25  = ~ loading;
-  assign \$26  = \$24  & \$25 ;
-  assign \$27  = free >> pending_bank;
-  assign begin_dense = \$26  & \$27 ;
-  assign \$28  = ~ start;
-  assign \$29  = | fir_taps;
-  assign \$30  = \$28  & \$29 ;
-  assign \$31  = \$30  & passes_in__valid;
-  assign \$32  = ~ loading;
-  assign \$33  = \$31  & \$32 ;
-  assign \$34  = ~ offering_fir;
+  assign \$20  = row == 2'h3;
+  assign last_row = loading & \$20 ;
+  assign \$21  = ~ start;
+  assign \$22  = | fir_taps;
+  assign \$23  = ~ \$22 ;
+  assign \$24  = \$21  & \$23 ;
+  assign \$25  = \$24  & pending;
+  assign \$26  = ~ loading;
+  assign \$27  = \$26  | last_row;
+  assign \$28  = \$25  & \$27 ;
+  assign \$29  = free >> pending_bank;
+  assign begin_dense = \$28  & \$29 ;
+  assign \$30  = ~ start;
+  assign \$31  = | fir_taps;
+  assign \$32  = \$30  & \$31 ;
+  assign \$33  = \$32  & passes_in__valid;
+  assign \$34  = ~ loading;
   assign \$35  = \$33  & \$34 ;
-  assign \$36  = free >> next_bank;
-  assign begin_fir = \$35  & \$36 ;
-  assign \$37  = begin_dense | begin_fir;
-  assign \$38  = row == 2'h3;
-  assign \$39  = | fir_taps;
-  assign \$40  = first_word + row;
-  assign \$41  = loading | pending;
-  assign \$42  = \$41  | offering_fir;
-  assign \$43  = \$42  | \$signal ;
-  assign busy = \$43  | \$signal$30 ;
-  assign \$44  = ! pass_end_bank;
-  assign \$45  = pass_end & \$44 ;
-  assign \$48  = ! pending_bank;
-  assign \$49  = begin_dense & \$48 ;
-  assign \$51  = ! next_bank;
-  assign \$52  = begin_fir & \$51 ;
-  assign \$53  = \$50  | \$52 ;
-  assign \$54  = ! pass_end_bank;
-  assign \$55  = pass_end & \$54 ;
-  assign \$57  = pass_end & \$56 ;
-  assign \$61  = begin_dense & \$60 ;
-  assign \$64  = begin_fir & \$63 ;
-  assign \$65  = \$62  | \$64 ;
-  assign \$67  = pass_end & \$66 ;
-  assign \$68  = passes_out__valid & passes_out__ready;
-  assign \$69  = since_take == 3'h6;
-  assign \$70  = since_take + 1'h1;
-  assign \$71  = \$69  ? 4'h6 : \$70 ;
-  assign \$72  = \$68  ? 4'h1 : \$71 ;
-  assign \$73  = passes_out__valid & passes_out__ready;
-  assign \$74  = | fir_taps;
-  assign \$75  = ~ \$74 ;
-  assign \$76  = \$73  & \$75 ;
-  assign \$77  = ~ next_bank;
-  assign \$78  = begin_dense | begin_fir;
-  assign \$79  = ~ next_bank;
-  assign \$80  = row + 1'h1;
-  assign \$81  = row == 2'h3;
+  assign \$36  = ~ offering_fir;
+  assign \$37  = \$35  & \$36 ;
+  assign \$38  = free >> next_bank;
+  assign begin_fir = \$37  & \$38 ;
+  assign \$39  = begin_dense | begin_fir;
+  assign \$40  = | fir_taps;
+  assign \$41  = first_word + row;
+  assign \$42  = loading | pending;
+  assign \$43  = \$42  | offering_fir;
+  assign \$44  = \$43  | \$signal ;
+  assign busy = \$44  | \$signal$31 ;
+  assign \$45  = ! pass_end_bank;
+  assign \$46  = pass_end & \$45 ;
+  assign \$49  = ! pending_bank;
+  assign \$50  = begin_dense & \$49 ;
+  assign \$52  = ! next_bank;
+  assign \$53  = begin_fir & \$52 ;
+  assign \$54  = \$51  | \$53 ;
+  assign \$55  = ! pass_end_bank;
+  assign \$56  = pass_end & \$55 ;
+  assign \$58  = pass_end & \$57 ;
+  assign \$62  = begin_dense & \$61 ;
+  assign \$65  = begin_fir & \$64 ;
+  assign \$66  = \$63  | \$65 ;
+  assign \$68  = pass_end & \$67 ;
+  assign \$69  = passes_out__valid & passes_out__ready;
+  assign \$70  = since_take == 3'h6;
+  assign \$71  = since_take + 1'h1;
+  assign \$72  = \$70  ? 4'h6 : \$71 ;
+  assign \$73  = \$69  ? 4'h1 : \$72 ;
+  assign \$74  = passes_out__valid & passes_out__ready;
+  assign \$75  = | fir_taps;
+  assign \$76  = ~ \$75 ;
+  assign \$77  = \$74  & \$76 ;
+  assign \$78  = ~ next_bank;
+  assign \$79  = begin_dense | begin_fir;
+  assign \$80  = ~ next_bank;
+  assign \$81  = row + 1'h1;
   assign \$82  = ~ start;
   assign \$83  = loading & \$82 ;
   assign \$84  = | fir_taps;
-  assign \$85  = \$like$43  >= fir_taps;
+  assign \$85  = \$like$44  >= fir_taps;
   assign \$86  = \$84  & \$85 ;
   assign \$87  = ~ start;
   assign \$88  = \$signal  & \$87 ;
@@ -15673,13 +15675,13 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @(posedge clk)
     \$signal  <= \$100 ;
   always @(posedge clk)
-    \$like$43  <= \$101 ;
+    \$like$44  <= \$101 ;
   always @(posedge clk)
     read_bank <= \$102 ;
   always @(posedge clk)
     registered <= \$103 ;
   always @(posedge clk)
-    \$signal$30  <= \$104 ;
+    \$signal$31  <= \$104 ;
   always @(posedge clk)
     \$like  <= \$105 ;
   always @(posedge clk)
@@ -15689,10 +15691,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     offering_fir_next = \$13 ;
     if (start) begin
       offering_fir_next = 1'h0;
-    end else if (\$37 ) begin
+    end else if (\$39 ) begin
     end else if (loading) begin
-      if (\$38 ) begin
-        if (\$39 ) begin
+      if (last_row) begin
+        if (\$40 ) begin
           offering_fir_next = 1'h1;
         end
       end
@@ -15701,42 +15703,42 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_we = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_we = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_row = 2'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_row = \$like [1:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_bank = 1'h0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_bank = write_bank;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     w_data = 32'd0;
-    if (\$signal$30 ) begin
+    if (\$signal$31 ) begin
       w_data = registered;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$89  = inflight;
-    if (\$53 ) begin
+    if (\$54 ) begin
       \$89 [0] = 1'h1;
-    end else if (\$55 ) begin
+    end else if (\$56 ) begin
       \$89 [0] = 1'h0;
     end
-    if (\$65 ) begin
+    if (\$66 ) begin
       \$89 [1] = 1'h1;
-    end else if (\$67 ) begin
+    end else if (\$68 ) begin
       \$89 [1] = 1'h0;
     end
     if (flush) begin
@@ -15748,7 +15750,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$90  = \$72 [2:0];
+    \$90  = \$73 [2:0];
     if (flush) begin
       \$90  = 3'h6;
     end
@@ -15769,7 +15771,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$92  = pending;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$92  = 1'h1;
     end else if (begin_dense) begin
       \$92  = 1'h0;
@@ -15787,7 +15789,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$93  = pending_word;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$93  = passes_in__payload[161:153];
     end
     if (flush) begin
@@ -15800,7 +15802,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$94  = pending_bank;
-    if (\$76 ) begin
+    if (\$77 ) begin
       \$94  = next_bank;
     end
     if (flush) begin
@@ -15813,15 +15815,15 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$95  = next_bank;
-    if (\$76 ) begin
-      \$95  = \$77 ;
+    if (\$77 ) begin
+      \$95  = \$78 ;
     end
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
       end else begin
-        \$95  = \$79 ;
+        \$95  = \$80 ;
       end
     end
     if (flush) begin
@@ -15836,10 +15838,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     \$96  = loading;
     if (start) begin
       \$96  = 1'h0;
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$96  = 1'h1;
     end else if (loading) begin
-      if (\$81 ) begin
+      if (last_row) begin
         \$96  = 1'h0;
       end
     end
@@ -15854,10 +15856,10 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$97  = row;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       \$97  = 3'h0;
     end else if (loading) begin
-      \$97  = \$80 [2:0];
+      \$97  = \$81 [2:0];
     end
     if (flush) begin
       \$97  = 3'h0;
@@ -15870,7 +15872,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$98  = bank;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$98  = pending_bank;
@@ -15889,7 +15891,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
     \$99  = first_word;
     if (start) begin
-    end else if (\$78 ) begin
+    end else if (\$79 ) begin
       (* full_case = 32'd1 *)
       if (begin_dense) begin
         \$99  = pending_word;
@@ -15961,7 +15963,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$29 ) begin end
-    \$105  = \$like$43 ;
+    \$105  = \$like$44 ;
     if (flush) begin
       \$105  = 3'h0;
     end
@@ -15979,7 +15981,7 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
       \$106  = 1'h0;
     end
   end
-  assign mem_addr = \$40 [8:0];
+  assign mem_addr = \$41 [8:0];
   assign \passes_out__payload.desc  = passes_out__payload[174:0];
   assign \passes_out__payload.desc.axes  = passes_out__payload[152:0];
   assign \passes_out__payload.desc.axes[0]  = passes_out__payload[50:0];
@@ -16024,16 +16026,16 @@ module \convhw_list.core.loader (rst, pass_end, passes_out__valid, passes_in__re
   assign \$3  = \$1 ;
   assign \$5  = 1'h1;
   assign \$6  = \$4 ;
-  assign \$46  = 1'h0;
-  assign \$47  = 2'h3;
-  assign \$50  = \$49 ;
-  assign \$56  = pass_end_bank;
-  assign \$58  = 1'h0;
-  assign \$59  = 2'h3;
-  assign \$60  = pending_bank;
-  assign \$62  = \$61 ;
-  assign \$63  = next_bank;
-  assign \$66  = pass_end_bank;
+  assign \$51  = \$50 ;
+  assign \$47  = 1'h0;
+  assign \$48  = 2'h3;
+  assign \$57  = pass_end_bank;
+  assign \$59  = 1'h0;
+  assign \$60  = 2'h3;
+  assign \$61  = pending_bank;
+  assign \$63  = \$62 ;
+  assign \$64  = next_bank;
+  assign \$67  = pass_end_bank;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -17668,7 +17670,7 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
   \convhw_list.core.sequencer.divider  divider (
     .clk(clk),
     .dividend(dividend),
-    .\divisor$11 (\$signal [31:24]),
+    .\divisor$7 (\$signal [31:24]),
     .done(done),
     .flush(flush),
     .partial(remainder),
@@ -20475,43 +20477,57 @@ module \convhw_list.core.sequencer (rst, ready_next, job, \start$13 , flush, pas
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$11 , dividend, done, shift, partial, clk);
+module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$7 , dividend, done, shift, partial, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$31  = 0;
   wire [8:0] \$1 ;
-  wire [8:0] \$10 ;
-  wire [17:0] \$11 ;
-  wire [17:0] \$12 ;
-  wire [17:0] \$13 ;
-  wire [5:0] \$14 ;
-  reg \$15 ;
-  reg [16:0] \$16 ;
-  reg [7:0] \$17 ;
-  reg [7:0] \$18 ;
-  reg [4:0] \$19 ;
+  wire [16:0] \$10 ;
+  wire [16:0] \$11 ;
+  wire [16:0] \$12 ;
+  wire [8:0] \$13 ;
+  wire [17:0] \$14 ;
+  wire \$15 ;
+  wire \$16 ;
+  wire \$17 ;
+  wire [16:0] \$18 ;
+  wire [7:0] \$19 ;
   wire [8:0] \$2 ;
-  wire \$3 ;
-  wire \$4 ;
-  wire \$5 ;
-  wire \$6 ;
-  wire \$7 ;
-  wire [4:0] \$8 ;
-  wire [8:0] \$9 ;
+  wire [4:0] \$20 ;
+  wire [8:0] \$21 ;
+  wire [8:0] \$22 ;
+  wire [17:0] \$23 ;
+  wire [17:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire [5:0] \$26 ;
+  reg \$27 ;
+  reg [16:0] \$28 ;
+  reg [7:0] \$29 ;
+  wire [8:0] \$3 ;
+  reg [7:0] \$30 ;
+  reg [4:0] \$31 ;
+  wire [8:0] \$4 ;
+  wire [16:0] \$5 ;
+  wire [16:0] \$6 ;
+  wire [16:0] \$7 ;
+  wire [16:0] \$8 ;
+  wire [16:0] \$9 ;
   input clk;
   wire clk;
   reg [4:0] count = 5'h00;
   input [16:0] dividend;
   wire [16:0] dividend;
   reg [7:0] divisor = 8'h00;
-  input [7:0] \divisor$11 ;
-  wire [7:0] \divisor$11 ;
+  input [7:0] \divisor$7 ;
+  wire [7:0] \divisor$7 ;
   output done;
   reg done = 1'h0;
   input flush;
   wire flush;
+  wire [7:0] low;
   output [7:0] partial;
   reg [7:0] partial = 8'h00;
   (* init = 17'h00000 *)
   wire [16:0] quotient;
+  reg [16:0] \quotient$8 ;
   (* init = 8'h00 *)
   wire [7:0] remainder;
   input rst;
@@ -20521,112 +20537,149 @@ module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$11 , div
   input start;
   wire start;
   wire [9:0] trial;
+  wire unit;
   assign \$2  = \$1  | { 8'h00, shift[16] };
   assign trial = \$2  - divisor;
-  assign \$3  = \divisor$11  == 1'h1;
-  assign \$4  = count == 1'h1;
-  assign \$5  = start ? \$3  : \$4 ;
-  assign \$6  = | count;
-  assign \$7  = \divisor$11  == 1'h1;
-  assign \$8  = \$7  ? 5'h00 : 5'h11;
-  assign \$10  = \$9  | { 8'h00, shift[16] };
-  assign \$14  = count - 1'h1;
+  assign \$3  = \divisor$7  - 1'h1;
+  assign \$4  = { 1'h0, \divisor$7  } & \$3 ;
+  assign unit = ! \$4 ;
+  assign \$13  = \divisor$7  - 1'h1;
+  assign \$14  = { 1'h0, dividend } & { \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13 [8], \$13  };
+  assign \$15  = count == 1'h1;
+  assign \$16  = start ? unit : \$15 ;
+  assign \$17  = | count;
+  assign \$18  = unit ? \quotient$8  : dividend;
+  assign \$19  = unit ? \$14 [7:0] : 8'h00;
+  assign \$20  = unit ? 5'h00 : 5'h11;
+  assign \$22  = \$21  | { 8'h00, shift[16] };
+  assign \$26  = count - 1'h1;
   always @(posedge clk)
-    done <= \$15 ;
+    done <= \$27 ;
   always @(posedge clk)
-    shift <= \$16 ;
+    shift <= \$28 ;
   always @(posedge clk)
-    partial <= \$17 ;
+    partial <= \$29 ;
   always @(posedge clk)
-    divisor <= \$18 ;
+    divisor <= \$30 ;
   always @(posedge clk)
-    count <= \$19 ;
+    count <= \$31 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$15  = \$5 ;
+    \quotient$8  = 17'h00000;
+    casez (\divisor$7 )
+      8'h01:
+          \quotient$8  = \$5 ;
+      8'h02:
+          \quotient$8  = \$6 ;
+      8'h04:
+          \quotient$8  = \$7 ;
+      8'h08:
+          \quotient$8  = \$8 ;
+      8'h10:
+          \quotient$8  = \$9 ;
+      8'h20:
+          \quotient$8  = \$10 ;
+      8'h40:
+          \quotient$8  = \$11 ;
+      8'h80:
+          \quotient$8  = \$12 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
+    \$27  = \$16 ;
     if (flush) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
     if (rst) begin
-      \$15  = 1'h0;
+      \$27  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$16  = shift;
+    \$28  = shift;
     if (start) begin
-      \$16  = dividend;
-    end else if (\$6 ) begin
+      \$28  = \$18 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$16  = \$11 [16:0];
+        \$28  = \$23 [16:0];
       end else begin
-        \$16  = \$13 [16:0];
+        \$28  = \$25 [16:0];
       end
     end
     if (flush) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
     if (rst) begin
-      \$16  = 17'h00000;
+      \$28  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$17  = partial;
+    \$29  = partial;
     if (start) begin
-      \$17  = 8'h00;
-    end else if (\$6 ) begin
+      \$29  = \$19 ;
+    end else if (\$17 ) begin
       (* full_case = 32'd1 *)
       if (trial[9]) begin
-        \$17  = \$10 [7:0];
+        \$29  = \$22 [7:0];
       end else begin
-        \$17  = trial[7:0];
+        \$29  = trial[7:0];
       end
     end
     if (flush) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
     if (rst) begin
-      \$17  = 8'h00;
+      \$29  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$18  = divisor;
+    \$30  = divisor;
     if (start) begin
-      \$18  = \divisor$11 ;
+      \$30  = \divisor$7 ;
     end
     if (flush) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
     if (rst) begin
-      \$18  = 8'h00;
+      \$30  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$31 ) begin end
-    \$19  = count;
+    \$31  = count;
     if (start) begin
-      \$19  = \$8 ;
-    end else if (\$6 ) begin
-      \$19  = \$14 [4:0];
+      \$31  = \$20 ;
+    end else if (\$17 ) begin
+      \$31  = \$26 [4:0];
     end
     if (flush) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
     if (rst) begin
-      \$19  = 5'h00;
+      \$31  = 5'h00;
     end
   end
   assign quotient = shift;
   assign remainder = partial;
+  assign low = \$14 [7:0];
   assign \$1  = { partial, 1'h0 };
-  assign \$9  = { partial, 1'h0 };
-  assign \$11  = { shift, 1'h0 };
-  assign \$12  = { shift, 1'h0 };
-  assign \$13 [17:1] = \$12 [17:1];
-  assign \$13 [0] = 1'h1;
+  assign \$5  = dividend;
+  assign \$7  = { 2'h0, dividend[16:2] };
+  assign \$6  = { 1'h0, dividend[16:1] };
+  assign \$8  = { 3'h0, dividend[16:3] };
+  assign \$9  = { 4'h0, dividend[16:4] };
+  assign \$10  = { 5'h00, dividend[16:5] };
+  assign \$11  = { 6'h00, dividend[16:6] };
+  assign \$12  = { 7'h00, dividend[16:7] };
+  assign \$21  = { partial, 1'h0 };
+  assign \$23  = { shift, 1'h0 };
+  assign \$24  = { shift, 1'h0 };
+  assign \$25 [17:1] = \$24 [17:1];
+  assign \$25 [0] = 1'h1;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -21758,56 +21811,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     .clk(clk),
     .flush(flush),
     .p(\p$184 ),
-    .\port$6302$376 (job[391:376]),
-    .\port$6999$0 (acc_row_s1),
+    .\port$6324$376 (job[391:376]),
+    .\port$7022$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
     .p(\p$178 ),
-    .\port$6302$224 (job[239:224]),
-    .\port$6905$0 (o0),
+    .\port$6324$224 (job[239:224]),
+    .\port$6928$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
     .p(\p$160 ),
-    .\port$6891$0 (chunks),
-    .\port$7061$0 (local2_s3),
+    .\port$6914$0 (chunks),
+    .\port$7084$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
     .p(\p$188 ),
-    .\port$6871$0 (window1),
-    .\port$7025$0 (local0_s2),
+    .\port$6894$0 (window1),
+    .\port$7048$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
     .p(\p$172 ),
-    .\port$6889$0 (window2),
-    .\port$6891$0 (chunks),
+    .\port$6912$0 (window2),
+    .\port$6914$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
     .p(\p$159 ),
-    .\port$7059$0 (local1_s3),
-    .\port$7106$0 (\p$172 [9:0]),
+    .\port$7082$0 (local1_s3),
+    .\port$7129$0 (\p$172 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7106$0 (\p$172 [9:0]),
-    .\port$7109$0 (\p$188 [9:0]),
+    .\port$7129$0 (\p$172 [9:0]),
+    .\port$7132$0 (\p$188 [9:0]),
     .rst(rst)
   );
   always @* begin
@@ -23466,7 +23519,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6302$376 , flush, \port$6999$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6324$376 , flush, \port$7022$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23480,24 +23533,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6302$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6302$376 ;
-  wire [15:0] \port$6302$376 ;
-  input [7:0] \port$6999$0 ;
-  wire [7:0] \port$6999$0 ;
+  input [15:0] \port$6324$376 ;
+  wire [15:0] \port$6324$376 ;
+  input [7:0] \port$7022$0 ;
+  wire [7:0] \port$7022$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6999$0  * \port$6302$376 ;
+  assign \$1  = \port$7022$0  * \port$6324$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6999$0  };
-  assign \a$1  = { 1'h0, \port$6999$0  };
-  assign b = { 1'h0, \port$6302$376  };
-  assign \b$3  = { 1'h0, \port$6302$376  };
+  assign a = { 1'h0, \port$7022$0  };
+  assign \a$1  = { 1'h0, \port$7022$0  };
+  assign b = { 1'h0, \port$6324$376  };
+  assign \b$3  = { 1'h0, \port$6324$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6302$224 , flush, \port$6905$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6324$224 , flush, \port$6928$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23511,24 +23564,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6302$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6302$224 ;
-  wire [15:0] \port$6302$224 ;
-  input [15:0] \port$6905$0 ;
-  wire [15:0] \port$6905$0 ;
+  input [15:0] \port$6324$224 ;
+  wire [15:0] \port$6324$224 ;
+  input [15:0] \port$6928$0 ;
+  wire [15:0] \port$6928$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6905$0  * \port$6302$224 ;
+  assign \$1  = \port$6928$0  * \port$6324$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6905$0  };
-  assign \a$1  = { 1'h0, \port$6905$0  };
-  assign b = { 1'h0, \port$6302$224  };
-  assign \b$3  = { 1'h0, \port$6302$224  };
+  assign a = { 1'h0, \port$6928$0  };
+  assign \a$1  = { 1'h0, \port$6928$0  };
+  assign b = { 1'h0, \port$6324$224  };
+  assign \b$3  = { 1'h0, \port$6324$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6891$0 , \port$7061$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6914$0 , \port$7084$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23542,24 +23595,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6891$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6891$0 ;
-  wire [9:0] \port$6891$0 ;
-  input [9:0] \port$7061$0 ;
-  wire [9:0] \port$7061$0 ;
+  input [9:0] \port$6914$0 ;
+  wire [9:0] \port$6914$0 ;
+  input [9:0] \port$7084$0 ;
+  wire [9:0] \port$7084$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7061$0  * \port$6891$0 ;
+  assign \$1  = \port$7084$0  * \port$6914$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7061$0  };
-  assign \a$1  = { 1'h0, \port$7061$0  };
-  assign b = { 1'h0, \port$6891$0  };
-  assign \b$3  = { 1'h0, \port$6891$0  };
+  assign a = { 1'h0, \port$7084$0  };
+  assign \a$1  = { 1'h0, \port$7084$0  };
+  assign b = { 1'h0, \port$6914$0  };
+  assign \b$3  = { 1'h0, \port$6914$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6871$0 , \port$7025$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6894$0 , \port$7048$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23573,24 +23626,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6871$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6871$0 ;
-  wire [9:0] \port$6871$0 ;
-  input [9:0] \port$7025$0 ;
-  wire [9:0] \port$7025$0 ;
+  input [9:0] \port$6894$0 ;
+  wire [9:0] \port$6894$0 ;
+  input [9:0] \port$7048$0 ;
+  wire [9:0] \port$7048$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7025$0  * \port$6871$0 ;
+  assign \$1  = \port$7048$0  * \port$6894$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7025$0  };
-  assign \a$1  = { 1'h0, \port$7025$0  };
-  assign b = { 1'h0, \port$6871$0  };
-  assign \b$3  = { 1'h0, \port$6871$0  };
+  assign a = { 1'h0, \port$7048$0  };
+  assign \a$1  = { 1'h0, \port$7048$0  };
+  assign b = { 1'h0, \port$6894$0  };
+  assign \b$3  = { 1'h0, \port$6894$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6889$0 , \port$6891$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6912$0 , \port$6914$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23604,24 +23657,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6889$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6889$0 ;
-  wire [9:0] \port$6889$0 ;
-  input [9:0] \port$6891$0 ;
-  wire [9:0] \port$6891$0 ;
+  input [9:0] \port$6912$0 ;
+  wire [9:0] \port$6912$0 ;
+  input [9:0] \port$6914$0 ;
+  wire [9:0] \port$6914$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6889$0  * \port$6891$0 ;
+  assign \$1  = \port$6912$0  * \port$6914$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6889$0  };
-  assign \a$1  = { 1'h0, \port$6889$0  };
-  assign b = { 1'h0, \port$6891$0  };
-  assign \b$3  = { 1'h0, \port$6891$0  };
+  assign a = { 1'h0, \port$6912$0  };
+  assign \a$1  = { 1'h0, \port$6912$0  };
+  assign b = { 1'h0, \port$6914$0  };
+  assign \b$3  = { 1'h0, \port$6914$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7059$0 , \port$7106$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7082$0 , \port$7129$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23635,24 +23688,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7059
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7059$0 ;
-  wire [9:0] \port$7059$0 ;
-  input [9:0] \port$7106$0 ;
-  wire [9:0] \port$7106$0 ;
+  input [9:0] \port$7082$0 ;
+  wire [9:0] \port$7082$0 ;
+  input [9:0] \port$7129$0 ;
+  wire [9:0] \port$7129$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7059$0  * \port$7106$0 ;
+  assign \$1  = \port$7082$0  * \port$7129$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7059$0  };
-  assign \a$1  = { 1'h0, \port$7059$0  };
-  assign b = { 1'h0, \port$7106$0  };
-  assign \b$3  = { 1'h0, \port$7106$0  };
+  assign a = { 1'h0, \port$7082$0  };
+  assign \a$1  = { 1'h0, \port$7082$0  };
+  assign b = { 1'h0, \port$7129$0  };
+  assign \b$3  = { 1'h0, \port$7129$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7106$0 , \port$7109$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7129$0 , \port$7132$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23666,19 +23719,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7106
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7106$0 ;
-  wire [9:0] \port$7106$0 ;
-  input [9:0] \port$7109$0 ;
-  wire [9:0] \port$7109$0 ;
+  input [9:0] \port$7129$0 ;
+  wire [9:0] \port$7129$0 ;
+  input [9:0] \port$7132$0 ;
+  wire [9:0] \port$7132$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7109$0  * \port$7106$0 ;
+  assign \$1  = \port$7132$0  * \port$7129$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7109$0  };
-  assign \a$1  = { 1'h0, \port$7109$0  };
-  assign b = { 1'h0, \port$7106$0  };
-  assign \b$3  = { 1'h0, \port$7106$0  };
+  assign a = { 1'h0, \port$7132$0  };
+  assign \a$1  = { 1'h0, \port$7132$0  };
+  assign b = { 1'h0, \port$7129$0  };
+  assign \b$3  = { 1'h0, \port$7129$0  };
   assign \p$5  = p;
 endmodule
 
@@ -28036,15 +28089,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$5998$16 (op_a[31:16]),
-    .\port$5999$0 (op_b),
+    .\port$6020$16 (op_a[31:16]),
+    .\port$6021$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$5998$0 (op_a[15:0]),
-    .\port$5999$0 (op_b),
+    .\port$6020$0 (op_a[15:0]),
+    .\port$6021$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -29091,7 +29144,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5998$16 , \port$5999$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6020$16 , \port$6021$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -29103,26 +29156,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$5998$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5998$16 ;
-  wire [15:0] \port$5998$16 ;
-  input [15:0] \port$5999$0 ;
-  wire [15:0] \port$5999$0 ;
+  input [15:0] \port$6020$16 ;
+  wire [15:0] \port$6020$16 ;
+  input [15:0] \port$6021$0 ;
+  wire [15:0] \port$6021$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5998$16  };
+    a <= { 1'h0, \port$6020$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5999$0  };
+    b <= { 1'h0, \port$6021$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5998$16  };
-  assign \b$5  = { 1'h0, \port$5999$0  };
+  assign \a$3  = { 1'h0, \port$6020$16  };
+  assign \b$5  = { 1'h0, \port$6021$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5998$0 , \port$5999$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6020$0 , \port$6021$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -29134,21 +29187,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$5998$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$5998$0 ;
-  wire [15:0] \port$5998$0 ;
-  input [15:0] \port$5999$0 ;
-  wire [15:0] \port$5999$0 ;
+  input [15:0] \port$6020$0 ;
+  wire [15:0] \port$6020$0 ;
+  input [15:0] \port$6021$0 ;
+  wire [15:0] \port$6021$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5998$0  };
+    a <= { 1'h0, \port$6020$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5999$0  };
+    b <= { 1'h0, \port$6021$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5998$0  };
-  assign \b$5  = { 1'h0, \port$5999$0  };
+  assign \a$3  = { 1'h0, \port$6020$0  };
+  assign \b$5  = { 1'h0, \port$6021$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36353,7 +36406,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3339$0 (acc_data),
-    .\port$7465$0 (in_flight1),
+    .\port$7488$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38712,7 +38765,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7622$0 (v_0[16:0]),
+    .\port$7645$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38720,7 +38773,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$96 ),
-    .\port$7642$0 (v_1[16:0]),
+    .\port$7665$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38728,7 +38781,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$104 ),
-    .\port$7662$0 (v_2[16:0]),
+    .\port$7685$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38736,7 +38789,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$112 ),
-    .\port$7682$0 (v_3[16:0]),
+    .\port$7705$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38744,7 +38797,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$89 ),
-    .\port$7622$17 (v_0[32:17]),
+    .\port$7645$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38752,7 +38805,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$97 ),
-    .\port$7642$17 (v_1[32:17]),
+    .\port$7665$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38760,7 +38813,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$105 ),
-    .\port$7662$17 (v_2[32:17]),
+    .\port$7685$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38768,7 +38821,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$113 ),
-    .\port$7682$17 (v_3[32:17]),
+    .\port$7705$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -39440,7 +39493,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7622$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7645$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39457,11 +39510,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7622$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7622$0 ;
-  wire [16:0] \port$7622$0 ;
+  input [16:0] \port$7645$0 ;
+  wire [16:0] \port$7645$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7622$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7645$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39471,14 +39524,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7622$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7622$0  };
-  assign \a$1  = { 1'h0, \port$7622$0  };
+  assign a = { 1'h0, \port$7645$0  };
+  assign \a$1  = { 1'h0, \port$7645$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7642$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7665$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39495,11 +39548,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7642$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7642$0 ;
-  wire [16:0] \port$7642$0 ;
+  input [16:0] \port$7665$0 ;
+  wire [16:0] \port$7665$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7642$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7665$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39509,14 +39562,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7642$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7642$0  };
-  assign \a$1  = { 1'h0, \port$7642$0  };
+  assign a = { 1'h0, \port$7665$0  };
+  assign \a$1  = { 1'h0, \port$7665$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7662$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7685$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39533,11 +39586,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7662$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7662$0 ;
-  wire [16:0] \port$7662$0 ;
+  input [16:0] \port$7685$0 ;
+  wire [16:0] \port$7685$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7662$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7685$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39547,14 +39600,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7662$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7662$0  };
-  assign \a$1  = { 1'h0, \port$7662$0  };
+  assign a = { 1'h0, \port$7685$0  };
+  assign \a$1  = { 1'h0, \port$7685$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7682$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7705$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39571,11 +39624,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7682$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7682$0 ;
-  wire [16:0] \port$7682$0 ;
+  input [16:0] \port$7705$0 ;
+  wire [16:0] \port$7705$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7682$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7705$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39585,14 +39638,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7682$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7682$0  };
-  assign \a$1  = { 1'h0, \port$7682$0  };
+  assign a = { 1'h0, \port$7705$0  };
+  assign \a$1  = { 1'h0, \port$7705$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7622$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7645$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39609,11 +39662,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7622$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7622$17 ;
-  wire [15:0] \port$7622$17 ;
+  input [15:0] \port$7645$17 ;
+  wire [15:0] \port$7645$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7622$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7645$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39623,14 +39676,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7622$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
-  assign \a$1  = { \port$7622$17 [15], \port$7622$17 [15], \port$7622$17  };
+  assign a = { \port$7645$17 [15], \port$7645$17 [15], \port$7645$17  };
+  assign \a$1  = { \port$7645$17 [15], \port$7645$17 [15], \port$7645$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7642$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7665$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39647,11 +39700,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7642$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7642$17 ;
-  wire [15:0] \port$7642$17 ;
+  input [15:0] \port$7665$17 ;
+  wire [15:0] \port$7665$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7642$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7665$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39661,14 +39714,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7642$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
-  assign \a$1  = { \port$7642$17 [15], \port$7642$17 [15], \port$7642$17  };
+  assign a = { \port$7665$17 [15], \port$7665$17 [15], \port$7665$17  };
+  assign \a$1  = { \port$7665$17 [15], \port$7665$17 [15], \port$7665$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7662$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7685$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39685,11 +39738,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7662$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7662$17 ;
-  wire [15:0] \port$7662$17 ;
+  input [15:0] \port$7685$17 ;
+  wire [15:0] \port$7685$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7662$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7685$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39699,14 +39752,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7662$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
-  assign \a$1  = { \port$7662$17 [15], \port$7662$17 [15], \port$7662$17  };
+  assign a = { \port$7685$17 [15], \port$7685$17 [15], \port$7685$17  };
+  assign \a$1  = { \port$7685$17 [15], \port$7685$17 [15], \port$7685$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7682$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7705$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39723,11 +39776,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7682$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7682$17 ;
-  wire [15:0] \port$7682$17 ;
+  input [15:0] \port$7705$17 ;
+  wire [15:0] \port$7705$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7682$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7705$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39737,14 +39790,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7682$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
-  assign \a$1  = { \port$7682$17 [15], \port$7682$17 [15], \port$7682$17  };
+  assign a = { \port$7705$17 [15], \port$7705$17 [15], \port$7705$17  };
+  assign \a$1  = { \port$7705$17 [15], \port$7705$17 [15], \port$7705$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7465$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7488$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39770,8 +39823,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3339$0 ;
   wire [127:0] \port$3339$0 ;
-  input [2:0] \port$7465$0 ;
-  wire [2:0] \port$7465$0 ;
+  input [2:0] \port$7488$0 ;
+  wire [2:0] \port$7488$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39803,23 +39856,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7465$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$7488$0 [2:1], \port$3339$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7465$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7465$0 [0];
+  assign w_port__en = \port$7488$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7488$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7465$0 [0];
+  assign \$5  = w_rdy & \port$7488$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7465$0 [0];
+  assign \$11  = w_rdy & \port$7488$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39865,9 +39918,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7465$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$7465$0 [2:1], \port$3339$0  };
-  assign w_en = \port$7465$0 [0];
+  assign w_port__data = { \port$7488$0 [2:1], \port$3339$0  };
+  assign w_data = { \port$7488$0 [2:1], \port$3339$0  };
+  assign w_en = \port$7488$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -37,11 +37,18 @@ def random_jobs(seed: int, config, count: int):
     return jobs[:count]
 
 
-def tiered(values, fast: int, *, several: bool = False):
+def tiered(values, fast: int, *, several: bool = False, slow: int | None = None):
     """``values`` for ``pytest.mark.parametrize``: the first ``fast`` in the fast tier (``make
-    test``), the rest marked slow (``make check``), so that one sweep serves both tiers.
-    ``several``: each value is a tuple of several arguments."""
+    test``), the rest marked slow (``make check``), so that one sweep serves both tiers; with
+    ``slow``, only the next ``slow`` are, and the rest are marked exhaustive (``pytest -m
+    exhaustive``, outside CI's half hour). ``several``: each value is a tuple of several
+    arguments."""
     def param(value, *marks):
         return pytest.param(*value, marks=marks) if several else pytest.param(value, marks=marks)
-    return [param(value) if i < fast else param(value, pytest.mark.slow)
+
+    def mark(i):
+        if slow is not None and i >= fast + slow:
+            return pytest.mark.exhaustive
+        return pytest.mark.slow
+    return [param(value) if i < fast else param(value, mark(i))
             for i, value in enumerate(values)]

@@ -64,14 +64,15 @@ def random_case(seed, config):
             return spec, shape
 
 
-# 64 seeded random layers: 40 on the small preset, 24 on tiny buffers (multi-tile).
-@pytest.mark.parametrize("seed", tiered(range(40), fast=1))
+# 64 seeded random layers: 40 on the small preset, 24 on tiny buffers (multi-tile); make test
+# runs one of each, make check (CI) half, pytest -m exhaustive the rest.
+@pytest.mark.parametrize("seed", tiered(range(40), fast=1, slow=19))
 def test_random_layer_small(seed):
     spec, shape = random_case(seed, SMALL)
     check_layer(spec, shape, SMALL, seed)
 
 
-@pytest.mark.parametrize("seed", tiered(range(100, 124), fast=1))
+@pytest.mark.parametrize("seed", tiered(range(100, 124), fast=1, slow=11))
 def test_random_layer_tiled(seed):
     spec, shape = random_case(seed, TINY)
     steps = check_layer(spec, shape, TINY, seed)

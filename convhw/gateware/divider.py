@@ -94,22 +94,23 @@ class Divider(wiring.Component):
         ]
         # Divided by 1, the latched operands are the result already; with `shifts`, divided by
         # 2**k they are after a shift by k.
-        unit = Signal()
-        quotient = Signal(width)
-        low = Signal(dw)
         if self._shifts:
+            unit = Signal()
+            quotient = Signal(width)
+            low = Signal(dw)
             m.d.comb += unit.eq((self.divisor & (self.divisor - 1)) == 0)
             with m.Switch(self.divisor):
                 for k in range(dw):
                     with m.Case(1 << k):
                         m.d.comb += quotient.eq(self.dividend >> k)
             m.d.comb += low.eq(self.dividend & (self.divisor - 1))
+            dividend, first = Mux(unit, quotient, self.dividend), Mux(unit, low, 0)
         else:
-            m.d.comb += [unit.eq(self.divisor == 1), quotient.eq(self.dividend)]
+            unit = self.divisor == 1
+            dividend, first = self.dividend, 0
         m.d.sync += self.done.eq(Mux(self.start, unit, count == 1))
         with m.If(self.start):
-            m.d.sync += [shift.eq(Mux(unit, quotient, self.dividend)),
-                         partial.eq(Mux(unit, low, 0)), divisor.eq(self.divisor),
+            m.d.sync += [shift.eq(dividend), partial.eq(first), divisor.eq(self.divisor),
                          count.eq(Mux(unit, 0, width))]
         with m.Elif(count != 0):
             with m.If(trial[dw + 1]):             # negative: the divisor does not go in

@@ -346,10 +346,14 @@ class PassSequencer(wiring.Component):
         # Whether the stepped tap reaches the stepped phase (always, forward). With
         # `timing.skips_unreached_taps` a tap that does not is one candidate, not one per
         # chunk: its chunks end at once and the weight word skips the tap's block.
-        reaches = Signal()
-        m.d.comb += reaches.eq(~transposed | axes[0].rb_zero & axes[1].rb_zero
-                               & axes[2].rb_zero)
+        # (The flags kept beside the remainders are for the stepping's every-cycle loop; the
+        # up5k preset compares the remainders, in fewer logic cells.)
         skip_taps = timing.skips_unreached_taps(config)
+        reaches = Signal()
+        m.d.comb += reaches.eq(~transposed | (axes[0].rb_zero & axes[1].rb_zero
+                                              & axes[2].rb_zero if skip_taps else
+                                              (axes[0].rb == 0) & (axes[1].rb == 0)
+                                              & (axes[2].rb == 0)))
         chunk_end = Signal()
         m.d.comb += chunk_end.eq(last_chunk | ~reaches if skip_taps else last_chunk)
         tap_words = Signal.like(weights)              # a tap's weight block: in_chunks * rows
@@ -486,7 +490,9 @@ class PassSequencer(wiring.Component):
                                                 | (phase == a.out_len_m1))
             with m.If(a.tap_reset | a.phase_step | a.phase_reset):
                 m.d.sync += [a.k.eq(0), a.kd.eq(0), a.lo.eq(Mux(wrapped, a.l00_m1, a.l00)),
-                             a.rb.eq(rb_ph), a.rb_zero.eq(rb_ph == 0)]
+                             a.rb.eq(rb_ph)]
+                if skip_taps:
+                    m.d.sync += a.rb_zero.eq(rb_ph == 0)
                 if not compact:
                     m.d.sync += a.last_tap.eq(a.kernel_m1 == 0)
                 if skipping:
@@ -504,8 +510,9 @@ class PassSequencer(wiring.Component):
                     # (stride - dr and step + 1 come from the set-up, with dr and step.)
                     borrow = a.rb < a.dr
                     # (rb + stride - dr >= 1 on a borrow: zero only as rb - dr with rb == dr)
-                    m.d.sync += [a.rb.eq(Mux(borrow, a.rb + a.rest, a.rb - a.dr)),
-                                 a.rb_zero.eq(~borrow & (a.rb == a.dr))]
+                    m.d.sync += a.rb.eq(Mux(borrow, a.rb + a.rest, a.rb - a.dr))
+                    if skip_taps:
+                        m.d.sync += a.rb_zero.eq(~borrow & (a.rb == a.dr))
                     lo0, lo1 = a.lo + a.step, a.lo + a.step1
                     if skipping:
                         carry = a.ra >= a.rest
@@ -518,8 +525,9 @@ class PassSequencer(wiring.Component):
                 else:
                     rb = a.rb - a.dr
                     borrow = rb < 0
-                    m.d.sync += [a.rb.eq(Mux(borrow, rb + r_.stride, rb)),
-                                 a.rb_zero.eq(~borrow & (a.rb == a.dr))]
+                    m.d.sync += a.rb.eq(Mux(borrow, rb + r_.stride, rb))
+                    if skip_taps:
+                        m.d.sync += a.rb_zero.eq(~borrow & (a.rb == a.dr))
                     if skipping:
                         ra = a.ra + a.dr
                         carry = ra >= r_.stride

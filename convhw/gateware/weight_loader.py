@@ -19,8 +19,9 @@ def BankedPass(config: EngineConfig) -> data.StructLayout:
 
 
 class WeightLoader(wiring.Component):
-    """Holds each pass descriptor of the sequencer while it loads the pass's ``rows`` weight
-    words into the array's idle bank, then passes it on (with its bank) to the streamer.
+    """Puts each pass's ``rows`` weight words into the array's idle bank and passes the pass
+    descriptor on (with its bank) to the streamer: after the load, or (a dense pass with the
+    deep pipeline) before it.
 
     The descriptor is not copied: the sequencer holds it on ``passes_in`` until the streamer
     takes it from ``passes_out``, and both handshakes complete in that same cycle. (A copy would
@@ -39,18 +40,20 @@ class WeightLoader(wiring.Component):
     array's input stages). Since the rows are written in order, a row at a time, the guard
     depends on the columns only (:func:`convhw.timing.weight_guard`).
 
-    Timing of one load begun in cycle ``a`` (the first cycle in which ``passes_in`` is valid,
-    the loader idle and the next bank free): weight word ``weights + r`` (the descriptor's
+    Timing of one load begun in cycle ``a``: weight word ``weights + r`` (the descriptor's
     first weight word) is read in cycle ``a + 1 + r`` and written into row ``r`` in cycle
     ``a + 2 + r`` (``a + 3 + r`` with ``config.deep_pipeline``, which registers the word).
-    With the deep pipeline a dense pass is offered to the streamer from cycle ``a + 1``, while
-    its rows are still being written: its first word reaches row ``r`` later than the row is
-    written (:func:`convhw.timing.weight_offer`), so a short pass's load overlaps its
-    streaming; the first weight word's address is latched when the load begins, since the
-    sequencer moves on once the pass is taken. A FIR pass (every row takes the first word at
-    once), and every pass without the deep pipeline, is offered from ``a + rows + 1``. The
-    next load begins once the descriptor has been taken (in the cycle after at the earliest)
-    and the rows are written (from ``a + rows + 1``).
+    Without the deep pipeline every pass is loaded first (the load begins once ``passes_in``
+    is valid, the loader idle and the next bank free) and offered from ``a + rows + 1``; the
+    next load begins once the descriptor has been taken and the rows are written. With the
+    deep pipeline so is a FIR pass (every row takes its first word at once), but a dense pass
+    is taken first: it is offered as soon as it is valid, at least
+    :func:`convhw.timing.weight_take_spacing` cycles after the previous take, and its load
+    begins in the cycle after the take or once the loader and the bank are free, which that
+    spacing puts within :func:`convhw.timing.weight_take_lead` cycles, in time for the pass's
+    first word at every row. The taken pass's first weight word and bank wait in a register
+    (the sequencer moves on at the take), and a dense load may begin in the cycle its
+    predecessor reads its last row.
     """
 
     def __init__(self, config: EngineConfig, *, keep_banks: bool = False):

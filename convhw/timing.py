@@ -27,9 +27,10 @@ __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUC
            "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_input_stages", "array_latency",
            "check_cycles", "check_cycles_per_factor", "check_products", "checker_cycles",
-           "divider_latency", "input_read_latency", "block_loader_start_cycles", "job_timing",
-           "list_timing", "loader_start_cycles", "pe_latency",
-           "sequencer_pipeline", "sequencer_setup", "streamer_latency", "weight_guard",
+           "divider_latency", "fir_shares_padding", "input_read_latency",
+           "block_loader_start_cycles", "job_timing", "list_timing", "loader_start_cycles",
+           "pe_latency", "sequencer_pipeline", "sequencer_setup", "streamer_job_setup",
+           "streamer_latency", "weight_guard",
            "writer_setup_cycles"]
 
 
@@ -146,6 +147,26 @@ def weight_take_spacing(config: EngineConfig) -> int:
     lead = weight_take_lead(config)
     bank = streamer_latency(config) + input_read_latency(config) + 1 + weight_guard(config)
     return max(config.rows, bank - lead, lead)
+
+
+def fir_shares_padding(config: EngineConfig) -> bool:
+    """Whether, in FIR (depthwise) mode, the rows of a pass share their x padding: each row of
+    outputs is followed by ``fir_taps - 1`` more input words (the sums of its last outputs
+    still run down the array's rows), and where the row's last words and the next row's
+    first are both zero padding (zeros mode), ``min(leading, trailing, fir_taps - 1)`` of
+    them serve both rows and are streamed once; the pass's last row keeps its whole tail
+    (:func:`convhw.compiler.job.fir_overlap`). A 7x7 depthwise layer on a 7x7 map then
+    streams 10 words per row of outputs instead of 13. With the deep pipeline only: the
+    ``up5k`` preset's UP5K has no logic cells for the streamer's second row length."""
+    return config.deep_pipeline
+
+
+def streamer_job_setup(config: EngineConfig) -> int:
+    """Cycles the streamer needs the job's registers before it takes the job's first pass:
+    it derives job constants from them through registers of its own, and the FIR overlap
+    (:func:`fir_shares_padding`) through six in a row, one add or compare each. The pass
+    sequencer's set-up (:func:`sequencer_setup`) is longer."""
+    return 6 if fir_shares_padding(config) else 1
 
 
 # -- the pass sequencer ----------------------------------------------------------------------

@@ -317,6 +317,11 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
      (1, 6, 8, 9), TINY),
     (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="replicate"), (1, 4, 3, 4, 5),
      TINY),
+    # rows that share their padding words (timing.fir_shares_padding), in y tiles; x tiles
+    # (which have padding at one end only: none shared)
+    (ConvSpec(2, 4, 4, (2, 3), padding=(1, 2), groups=4), (1, 4, 6, 5), TINY),
+    (ConvSpec(1, 4, 4, 3, padding=2, groups=4), (1, 4, 30), TINY),
+    (ConvSpec(1, 4, 4, 3, padding=5, groups=4), (1, 4, 9), SMALL),
 ], fast=1, several=True))
 def test_depthwise_fir_mode(spec, shape, config):
     steps = check_layer(spec, shape, config, seed=11)

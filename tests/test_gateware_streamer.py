@@ -13,14 +13,18 @@ import dataclasses
 import random
 import re
 
+import numpy as np
 import pytest
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
-from convhw.compiler.job import Axis, Descriptor, Job, descriptors, expand
+from convhw import timing
+from convhw.compiler.job import Axis, Descriptor, Job, descriptors, expand, fir_overlap
+from convhw.compiler.program import compile_layer
 from convhw.config import EngineConfig
 from convhw.gateware.streamer import Streamer
 from convhw.generate import TargetFamily
+from convhw.testing import random_layer
 
 from .family import ForFamily
 from .helpers import exactly, random_jobs
@@ -94,10 +98,11 @@ def simulate(config, jobs, seed, gap=random_gap, descs=descriptors, family=None)
 
     async def testbench(ctx):
         for index, job in enumerate(jobs):
-            # The previous job has left the streamer: its registers may change, a cycle
-            # before its first pass is offered (Streamer's contract).
+            # The previous job has left the streamer: its registers may change,
+            # streamer_job_setup cycles before its first pass is offered (Streamer's contract).
             ctx.set(dut.job, job_registers(job))
-            await step(ctx)
+            for _ in range(timing.streamer_job_setup(config)):
+                await step(ctx)
             for desc in descs(job):
                 offer = Offer(index, desc, rng.randrange(2))
                 for _ in range(gap(rng)):
@@ -196,7 +201,8 @@ def reads_segment1(job):
 
 
 def test_cases_cover_the_features():
-    # The random jobs below are only worth as much as what they exercise.
+    # The random jobs below are only worth as much as what they exercise (rows of FIR
+    # passes that share padding words: FIR_CASES).
     seen = collections.Counter()
     for config, seed, count in CASES:
         for job in random_jobs(seed, config, count):
@@ -205,15 +211,53 @@ def test_cases_cover_the_features():
             seen["segment 1"] += reads_segment1(job)
             seen["accumulate"] += job.accumulate
             seen["whole borders"] += not job.skip_borders
+            seen["FIR"] += bool(job.fir_taps)
             for desc in descriptors(job):
                 seen["zero pass"] += desc.zero
                 seen["padding element"] += bool((expand(job, desc).in_addr < 0).any()
                                                 and not desc.zero)
     print(dict(seen))
     for feature in ("zeros", "circular", "reflect", "replicate", "transposed", "segment 1",
-                    "accumulate", "whole borders", "zero pass", "padding element"):
+                    "accumulate", "whole borders", "zero pass", "padding element", "FIR"):
         assert seen[feature] > 0, feature
     assert sum(count for _, _, count in CASES) >= 100
+
+
+def fir_jobs(seed: int, config, count: int):
+    """``count`` jobs of random depthwise layers in the FIR mode with zeros padding, asymmetric
+    too, so that the rows of many passes share their padding words (fir_overlap), some in
+    tiles that begin or end mid-layer."""
+    rng = np.random.default_rng(seed)
+    jobs = []
+    while len(jobs) < count:
+        spec, shape = random_layer(rng, op=(int(rng.integers(1, 4)), False),
+                                   padding_mode="zeros", grouping="depthwise", unit_x=True,
+                                   asymmetric=True, config=config)
+        steps = compile_layer(spec, shape, config, skip_borders=bool(rng.integers(4)))
+        jobs.extend(step.job for step in steps[:3] if step.job.fir_taps)
+    return jobs[:count]
+
+
+def test_fir_cases_share_padding():
+    # The FIR jobs below are worth what they exercise: rows that share words, of every
+    # overlap the kernels allow, and rows that cannot (no padding at one end).
+    overlaps = collections.Counter(fir_overlap(job) for config, seed, count in FIR_CASES
+                                   for job in fir_jobs(seed, config, count))
+    print(dict(overlaps))
+    assert overlaps[0] and overlaps[1] and overlaps[2]
+
+
+#: (config, seed, jobs) of FIR jobs with zeros padding
+FIR_CASES = [(TILED, 30, 30), (SMALL, 31, 20), (TILED, 32, 30), (SHALLOW, 33, 20)]
+
+
+@pytest.mark.parametrize("config, seed, count", [
+    pytest.param(*case, marks=() if i < 2 else pytest.mark.slow)
+    for i, case in enumerate(FIR_CASES)], ids=lambda v: getattr(v, "rows", v))
+def test_fir_jobs_match_model(config, seed, count):
+    jobs = fir_jobs(seed, config, count)
+    dut, offers, elements, busy = simulate(config, jobs, seed)
+    check_run(jobs, seed, dut, offers, elements, busy)
 
 
 #: The seeds of CASES that `make test` runs (one or two per configuration); the slow tier runs
@@ -349,3 +393,12 @@ def test_init_wrong_config(config):
     with pytest.raises(TypeError, match=exactly(
             f"config must be an EngineConfig, not {config!r}")):
         Streamer(config)
+
+
+@pytest.mark.parametrize("preset", ["small", "default", "up5k", "quantized"])
+def test_sequencer_setup_covers_the_streamers(preset):
+    # In the engine the job's registers are set when the pass sequencer starts; the streamer
+    # takes the first pass after the sequencer's set-up at the earliest, and needs
+    # streamer_job_setup cycles of the registers first (the FIR overlap's six registers).
+    config = EngineConfig.preset(preset)
+    assert timing.sequencer_setup(config, (1, 1, 1)) >= timing.streamer_job_setup(config)

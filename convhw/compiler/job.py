@@ -23,10 +23,10 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..job_format import DIMS
-from ..timing import skips_unreached_taps
+from ..timing import fir_shares_padding, skips_unreached_taps
 
 __all__ = ["DIMS", "Descriptor", "Frame", "Job", "Pass", "descriptors", "execute", "expand",
-           "frame", "frame_axis", "passes"]
+           "fir_overlap", "frame", "frame_axis", "passes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,10 +335,30 @@ def descriptors(job: Job) -> Iterator[Descriptor]:
     return (desc for desc in candidates(job) if desc is not None)
 
 
+def fir_overlap(job: Job) -> int:
+    """In FIR mode, the words each row of a pass shares with the next
+    (:func:`convhw.timing.fir_shares_padding`): a row of outputs streams ``count + fir_taps -
+    1`` words from ``g0 = out_start - pad_lo``; where its last ``n`` words lie past the input
+    and the next row's first ``n`` before it (zeros padding), the next row begins ``n`` words
+    early, on the same zero words, ``n = min(leading, trailing, fir_taps - 1)``. The same
+    for every row and pass of the job (the x axis has one tap and is never skipped), and
+    what the streamer derives from the job's registers. 0 in dense mode."""
+    if (not job.fir_taps or job.transposed or job.padding_mode != "zeros"
+            or not fir_shares_padding(job.config)):
+        return 0
+    x = job.axes[2]
+    extra = job.fir_taps - 1
+    g0 = x.out_start * x.stride - x.pad_lo
+    leading = max(0, -g0)
+    trailing = max(0, g0 + x.out_len + extra - x.in_size)
+    return min(leading, trailing, extra)
+
+
 def expand(job: Job, desc: Descriptor) -> Pass:
     """The streamer's output for one descriptor: raster over the pass's outputs (x fastest),
     input-buffer and accumulator addresses per cycle. In FIR mode every row of outputs is
-    followed by ``fir_taps - 1`` more input words, whose sums are not outputs."""
+    followed by ``fir_taps - 1`` more input words, whose sums are not outputs, less the
+    :func:`fir_overlap` words the next row of the pass begins with."""
     locals_, outs, writes = [], [], []
     for d, (axis, (o_start, count, g_start)) in enumerate(zip(job.axes, desc.axes)):
         extra = job.fir_taps - 1 if job.fir_taps and d == 2 else 0
@@ -372,6 +392,14 @@ def expand(job: Job, desc: Descriptor) -> Pass:
         valid = valid & (local.reshape(shape) >= 0)
         write = write & w.reshape(shape)
     in_addr = np.where(valid, in_addr * job.in_chunks + desc.chunk, -1)
+    shape = in_addr.shape
+    overlap = fir_overlap(job)
+    if overlap:
+        # Every row but the pass's last ends `overlap` words early.
+        keep = np.ones(shape, dtype=bool)
+        keep[..., shape[2] - overlap:] = False
+        keep[-1, -1, :] = True
+        in_addr, acc_addr, write = in_addr[keep], acc_addr[keep], write[keep]
     return Pass(tap=desc.tap, chunk=desc.chunk, init=desc.init, in_addr=in_addr.reshape(-1),
                 acc_addr=acc_addr.reshape(-1),
                 write=write.reshape(-1) if job.fir_taps else None)

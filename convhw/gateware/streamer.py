@@ -65,10 +65,16 @@ class Streamer(wiring.Component):
     outputs. Without it, three: the counters; comparison, remap and look-up;
     the multiply-adds.
 
-    ``job`` must hold the job's registers from the cycle before the one in which its first
-    descriptor is taken until ``busy`` is low after its last: the streamer derives window sizes
-    and other job constants from it through registers of its own. (In the engine the pass
-    sequencer spends setup cycles on a job before it offers a pass.)
+    ``job`` must hold the job's registers from :func:`convhw.timing.streamer_job_setup` cycles
+    before the one in which its first descriptor is taken (1, or 6 with the FIR overlap below)
+    until ``busy`` is low after its last: the streamer derives window sizes and other job
+    constants from it through registers of its own. (In the engine the pass sequencer spends
+    more setup cycles on a job before it offers a pass.)
+
+    FIR (depthwise) mode: each row of outputs is followed by ``fir_taps - 1`` more words
+    (``write`` low); with :func:`convhw.timing.fir_shares_padding`, every row of a pass but
+    its last streams :func:`convhw.compiler.job.fir_overlap` words less, where the next row's
+    first words are zero padding as well.
 
     Parameters
     ----------
@@ -314,7 +320,56 @@ class Streamer(wiring.Component):
         extra_less_one = Signal(signed(config.param_width + 1), init=-1)
         m.d.sync += extra_less_one.eq(Mux(job.fir_taps == 0, -1, job.fir_taps - 2))
         write = Signal()
-        m.d.comb += write.eq(left[DIMS - 1] >= extra)
+        share = timing.fir_shares_padding(config)
+        if share:
+            # The rows of a FIR pass share their x padding (timing.fir_shares_padding): every
+            # row but the pass's last streams `overlap` words less, the next row's first
+            # (zero) words doing for its last. overlap = min(leading, trailing, extra), the
+            # zero words at a row's ends (convhw.compiler.job.fir_overlap), a job constant
+            # made one add or compare a cycle: the sequencer's set-up gives it time
+            # (timing.streamer_job_setup).
+            x = job.axes[DIMS - 1]
+            pw = config.param_width
+            span_end = Signal(unsigned(cw + 1))      # out_start + out_len
+            in_end = Signal(unsigned(cw + 1))        # pad_lo + in_size
+            leading = Signal(signed(cw + 1))         # pad_lo - out_start (x stride 1)
+            m.d.sync += [span_end.eq(x.out_start + x.out_len), in_end.eq(x.pad_lo + x.in_size),
+                         leading.eq(x.pad_lo - x.out_start)]
+            row_end = Signal(unsigned(cw + 2))       # out_start + out_len + extra
+            in_end_r = Signal(unsigned(cw + 1))
+            leading_extra = Signal(unsigned(pw))     # min(max(leading, 0), extra), in two steps
+            leading_pos = Signal(unsigned(cw))
+            m.d.sync += [row_end.eq(span_end + extra), in_end_r.eq(in_end),
+                         leading_pos.eq(Mux(leading[-1], 0, leading[:cw]))]
+            trailing = Signal(signed(cw + 3))        # row_end - in_end
+            m.d.sync += [trailing.eq(row_end - in_end_r),
+                         leading_extra.eq(Mux(leading_pos < extra, leading_pos, extra))]
+            trailing_pos = Signal(unsigned(cw + 2))
+            leading_r = Signal(unsigned(pw))
+            zeros = Signal()                         # zeros padding, FIR mode
+            m.d.sync += [trailing_pos.eq(Mux(trailing[-1], 0, trailing[:cw + 2])),
+                         leading_r.eq(leading_extra),
+                         zeros.eq((mode == PaddingMode.ZEROS) & ~transposed
+                                  & (job.fir_taps != 0))]
+            overlap = Signal(unsigned(pw))
+            m.d.sync += overlap.eq(Mux(zeros, Mux(trailing_pos < leading_r, trailing_pos,
+                                                  leading_r), 0))
+            # A short row's x counter starts at count - 1 + extra - overlap; it writes while
+            # left >= extra - overlap (the pass's last row: extra).
+            extra_short = Signal(unsigned(pw))
+            extra_less_one_short = Signal(signed(pw + 1), init=-1)
+            m.d.sync += [extra_short.eq(extra - overlap),
+                         extra_less_one_short.eq(extra_less_one - overlap)]
+            # Latched with the pass, so that a pass is consistent in itself whatever the job
+            # registers do (the formal harness's job may change in the first cycles).
+            threshold = Signal(unsigned(pw))
+            threshold_short = Signal(unsigned(pw))
+            threshold_long = Signal(unsigned(pw))
+            reload_long = Signal(unsigned(cw + 1))
+            reload_long_last = Signal()
+            m.d.comb += write.eq(left[DIMS - 1] >= threshold)
+        else:
+            m.d.comb += write.eq(left[DIMS - 1] >= extra)
 
         singles = []
         with m.If(take):
@@ -324,11 +379,24 @@ class Streamer(wiring.Component):
                 first = a.count + extra_less_one if d == DIMS - 1 else a.count - 1
                 # count == 1, without waiting for the adder (every count is at least 1)
                 single = ((a.count == 1) & (extra == 0)) if d == DIMS - 1 else a.count == 1
+                if share and d == DIMS - 1:
+                    # the pass's first row is short unless it is also its last
+                    one_row = singles[0] & singles[1]
+                    first_short = a.count + extra_less_one_short
+                    single_short = (a.count == 1) & (extra_short == 0)
+                    m.d.sync += [reload_long.eq(first), reload_long_last.eq(single),
+                                 threshold_long.eq(extra), threshold_short.eq(extra_short),
+                                 threshold.eq(Mux(one_row, extra, extra_short))]
+                    first = Mux(one_row, first, first_short)
+                    reload_first, reload_single = first_short, single_short
+                    single = Mux(one_row, single, single_short)
+                else:
+                    reload_first, reload_single = first, single
                 singles.append(single)
                 m.d.sync += [left[d].eq(first), last[d].eq(single),
                              o[d].eq(a.o_start), g[d].eq(a.g_start)]
                 if d:
-                    m.d.sync += [reload[d].eq(first), reload_last[d].eq(single),
+                    m.d.sync += [reload[d].eq(reload_first), reload_last[d].eq(reload_single),
                                  o_first[d].eq(a.o_start), g_first[d].eq(a.g_start)]
             m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
                          bank.eq(self.passes.payload.bank)]
@@ -348,7 +416,16 @@ class Streamer(wiring.Component):
                     m.d.sync += [left[d].eq(left[d] - 1),
                                  o[d].eq(o[d] + consts[d].o_step),
                                  g[d].eq(g[d] + consts[d].g_step)]
-                if d:
+                if d and share and d == DIMS - 1:
+                    with m.Elif(carry[d]):
+                        # the next row is the pass's last: its whole tail
+                        last_row = next_last[0] & next_last[1]
+                        m.d.comb += nl.eq(Mux(last_row, reload_long_last, reload_last[d]))
+                        m.d.sync += [left[d].eq(Mux(last_row, reload_long, reload[d])),
+                                     threshold.eq(Mux(last_row, threshold_long,
+                                                      threshold_short)),
+                                     o[d].eq(o_first[d]), g[d].eq(g_first[d])]
+                elif d:
                     with m.Elif(carry[d]):
                         m.d.comb += nl.eq(reload_last[d])
                         m.d.sync += [left[d].eq(reload[d]),

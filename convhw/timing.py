@@ -27,7 +27,8 @@ __all__ = ["ARBITER_DEPTH", "CHECKER_FACTORS", "CHECKER_PRODUCTS", "CHECK_PRODUC
            "ListTimingConstants", "accumulator_host_read_latency",
            "accumulator_latency", "accumulator_lead", "array_input_stages", "array_latency",
            "check_cycles", "check_cycles_per_factor", "check_products", "checker_cycles",
-           "divider_latency", "fir_shares_padding", "input_read_latency",
+           "divider_latency", "fir_kernel", "fir_read_kernel", "fir_shares_padding",
+           "fir_takes_stride", "input_read_latency",
            "block_loader_start_cycles", "job_timing", "list_timing", "loader_start_cycles",
            "pe_latency", "sequencer_pipeline", "sequencer_setup", "streamer_job_setup",
            "streamer_latency", "weight_guard",
@@ -159,6 +160,36 @@ def fir_shares_padding(config: EngineConfig) -> bool:
     streams 10 words per row of outputs instead of 13. With the deep pipeline only: the
     ``up5k`` preset's UP5K has no logic cells for the streamer's second row length."""
     return config.deep_pipeline
+
+
+def fir_takes_stride(config: EngineConfig) -> bool:
+    """Whether the FIR (depthwise) mode takes an x stride ``s`` above 1, with zeros padding:
+    the x axis then has ``P = min(s, kernel_x)`` taps of its own, its phases, each streaming
+    the inputs ``s*m + j - pad_lo`` (the stride's own source step), and the array's rows hold
+    the phase's kernel taps ``j, j + s, j + 2s, ...`` (``FIR_TAPS = ceil(kernel_x / s)``): a
+    polyphase FIR. The job checker takes ``x kernel <= x stride`` for it instead of both 1.
+    A 3x3 stride-2 depthwise layer then keeps 3 rows of 8 busy for 2 of every 2 + 2/W
+    cycles, where one PE per column did for 3 (MobileNetV2's strided depthwise layers:
+    0.12 -> 0.18 of the array's peak). With the deep pipeline only (the checker's compare;
+    the ``up5k`` preset's UP5K has no logic cells to spare)."""
+    return config.deep_pipeline
+
+
+def fir_kernel(kernel: int, stride: int) -> tuple[int, int]:
+    """The FIR mode's ``(x kernel, FIR_TAPS)`` for an x kernel and stride: ``(1, kernel)``
+    unstrided; ``(min(stride, kernel), ceil(kernel / stride))`` with
+    :func:`fir_takes_stride`."""
+    return min(stride, kernel), -(-kernel // stride)
+
+
+def fir_read_kernel(kernel: int, stride: int) -> int:
+    """The x kernel that reads what a (polyphase) FIR job streams: each row of outputs reads
+    ``FIR_TAPS - 1`` input steps past its last output in every phase, so ``stride * (FIR_TAPS
+    - 1) + phases`` inputs from an output's first: the kernel itself unstrided, one more
+    for 3 taps at stride 2 (a tap past the kernel, multiplied by a zero weight, whose input
+    the window must hold all the same)."""
+    phases, taps = min(stride, kernel), -(-kernel // stride)
+    return stride * (taps - 1) + phases
 
 
 def streamer_job_setup(config: EngineConfig) -> int:

@@ -322,10 +322,16 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
     (ConvSpec(2, 4, 4, (2, 3), padding=(1, 2), groups=4), (1, 4, 6, 5), TINY),
     (ConvSpec(1, 4, 4, 3, padding=2, groups=4), (1, 4, 30), TINY),
     (ConvSpec(1, 4, 4, 3, padding=5, groups=4), (1, 4, 9), SMALL),
+    # polyphase: x strides (timing.fir_takes_stride), 2 and 3 phases, 2 and 3 taps, x tiles
+    (ConvSpec(2, 8, 8, 3, stride=2, padding=1, groups=8), (1, 8, 9, 12), SMALL),
+    (ConvSpec(1, 4, 8, 5, stride=2, padding=((1, 3),), groups=4), (1, 4, 17), SMALL),
+    (ConvSpec(2, 4, 4, (2, 4), stride=(1, 3), padding=1, groups=4), (1, 4, 3, 31), SMALL),
+    (ConvSpec(1, 4, 4, 3, stride=2, padding=1, groups=4), (1, 4, 45), TINY),
 ], fast=1, several=True))
 def test_depthwise_fir_mode(spec, shape, config):
     steps = check_layer(spec, shape, config, seed=11)
-    assert all(step.job.fir_taps == spec.kernel_size[-1] for step in steps)
+    kernel, stride = spec.kernel_size[-1], spec.stride[-1]
+    assert all(step.job.fir_taps == -(-kernel // stride) for step in steps)
     dense = compile_layer(spec, shape, config, fir=False)
     assert sum(job_cycles(s.job) for s in steps) < sum(job_cycles(s.job) for s in dense)
 

@@ -24,6 +24,7 @@ from convhw.compiler.program import compile_layer
 from convhw.config import EngineConfig
 from convhw.gateware.streamer import Streamer
 from convhw.generate import TargetFamily
+from convhw.spec import ConvSpec
 from convhw.testing import random_layer
 
 from .family import ForFamily
@@ -226,13 +227,25 @@ def test_cases_cover_the_features():
 def fir_jobs(seed: int, config, count: int):
     """``count`` jobs of random depthwise layers in the FIR mode with zeros padding, asymmetric
     too, so that the rows of many passes share their padding words (fir_overlap), some in
-    tiles that begin or end mid-layer."""
+    tiles that begin or end mid-layer; and polyphase ones (x strides)."""
     rng = np.random.default_rng(seed)
     jobs = []
     while len(jobs) < count:
-        spec, shape = random_layer(rng, op=(int(rng.integers(1, 4)), False),
-                                   padding_mode="zeros", grouping="depthwise", unit_x=True,
-                                   asymmetric=True, config=config)
+        if rng.random() < 0.5:
+            spec, shape = random_layer(rng, op=(int(rng.integers(1, 4)), False),
+                                       padding_mode="zeros", grouping="depthwise",
+                                       unit_x=True, asymmetric=True, config=config)
+        else:
+            # polyphase: an x stride of 2 or 3 and a longer kernel
+            stride = int(rng.integers(2, 4))
+            kernel = int(rng.integers(stride + 1, 2 * stride + 2))
+            dims = int(rng.integers(1, 3))
+            channels = int(rng.integers(1, config.rows + 3))
+            spec = ConvSpec(dims, channels, channels, (2,) * (dims - 1) + (kernel,),
+                            stride=(1,) * (dims - 1) + (stride,), groups=channels,
+                            padding=tuple((int(rng.integers(0, 4)), int(rng.integers(0, 4)))
+                                          for _ in range(dims)))
+            shape = (1, channels) + tuple(int(v) for v in rng.integers(kernel, 20, dims))
         steps = compile_layer(spec, shape, config, skip_borders=bool(rng.integers(4)))
         jobs.extend(step.job for step in steps[:3] if step.job.fir_taps)
     return jobs[:count]
@@ -241,14 +254,16 @@ def fir_jobs(seed: int, config, count: int):
 def test_fir_cases_share_padding():
     # The FIR jobs below are worth what they exercise: rows that share words, of every
     # overlap the kernels allow, and rows that cannot (no padding at one end).
-    overlaps = collections.Counter(fir_overlap(job) for config, seed, count in FIR_CASES
-                                   for job in fir_jobs(seed, config, count))
-    print(dict(overlaps))
+    jobs = [job for config, seed, count in FIR_CASES for job in fir_jobs(seed, config, count)]
+    overlaps = collections.Counter(fir_overlap(job) for job in jobs)
+    strides = collections.Counter(job.axes[2].stride for job in jobs)
+    print(dict(overlaps), dict(strides))
     assert overlaps[0] and overlaps[1] and overlaps[2]
+    assert strides[1] and strides[2] and strides[3]
 
 
 #: (config, seed, jobs) of FIR jobs with zeros padding
-FIR_CASES = [(TILED, 30, 30), (SMALL, 31, 20), (TILED, 32, 30), (SHALLOW, 33, 20)]
+FIR_CASES = [(TILED, 30, 40), (SMALL, 31, 30), (TILED, 32, 40), (SHALLOW, 33, 20)]
 
 
 @pytest.mark.parametrize("config, seed, count", [

@@ -344,8 +344,8 @@ def fir_overlap(job: Job) -> int:
     for every row and pass of the job (the x axis has one tap and is never skipped), and
     what the streamer derives from the job's registers. 0 in dense mode."""
     if (not job.fir_taps or job.transposed or job.padding_mode != "zeros"
-            or not fir_shares_padding(job.config)):
-        return 0
+            or job.axes[2].stride != 1 or not fir_shares_padding(job.config)):
+        return 0   # (a polyphase FIR's phases begin and end at different inputs)
     x = job.axes[2]
     extra = job.fir_taps - 1
     g0 = x.out_start * x.stride - x.pad_lo

@@ -56,6 +56,7 @@ from ..config import EngineConfig
 from ..descriptor import DESCRIPTOR_MAGIC, JOB_DESCRIPTOR, column_params
 from ..job_format import PaddingMode
 from ..registers import ErrorCode
+from ..timing import fir_takes_stride
 from .job import Axis, Job, execute
 from .layout import pack_elements, unpack_elements
 from .lower import Traffic
@@ -350,8 +351,9 @@ def _check(config: EngineConfig, d: dict) -> Job:
     zero = (d["IN_CHUNKS"] == 0
             or any(a.in_size == 0 or a.kernel == 0 or a.stride == 0 or a.dilation == 0
                    or a.out_len == 0 for a in axes)
-            or (fir != 0 and (fir > config.rows or x.kernel != 1 or x.stride != 1
-                              or x.dilation != 1 or transposed))
+            or (fir != 0 and (fir > config.rows or x.dilation != 1 or transposed
+                              or (x.kernel > x.stride if fir_takes_stride(config)
+                                  else x.kernel != 1 or x.stride != 1)))
             or (d["WRITE_OUTPUT"] and d["OUT_CHANNELS"] == 0))
     if zero:
         raise _JobError(ErrorCode.BAD_GEOMETRY)

@@ -251,7 +251,7 @@ class ListBuilder:
                                                                 (True, False)):
             try:
                 tiling = tile_layer(run_spec, window_shape, banks, limit, balanced=balanced,
-                                    chunk_limit=chunk_limit)
+                                    chunk_limit=chunk_limit, fir=self._fir)
             except ValueError:
                 continue
             # Different limits often give the same tiling (ResNet-18 at 8x8: 74 distinct of

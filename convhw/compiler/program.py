@@ -29,6 +29,7 @@ import numpy as np
 
 from ..config import EngineConfig
 from ..spec import ConvSpec
+from ..timing import fir_kernel, fir_read_kernel, fir_takes_stride
 from .job import DIMS, Axis, Job, frame, frame_axis
 
 __all__ = ["Step", "Tiling", "compile_layer", "pointwise_view", "tile_layer"]
@@ -109,10 +110,27 @@ def _tile_starts(total: int, length: int) -> list[int]:
 
 def fir_capable(spec: ConvSpec, config: EngineConfig) -> bool:
     """Whether the depthwise (FIR) lane mode can run ``spec``: one input channel per group, a
-    forward layer with stride and dilation 1 along x, and an x kernel the array's rows hold."""
+    forward layer with dilation 1 along x and stride 1 there (or, where the engine takes it,
+    :func:`convhw.timing.fir_takes_stride`, any stride with zeros padding: a polyphase FIR),
+    and FIR taps the array's rows hold."""
+    kernel, stride = spec.kernel_size[-1], spec.stride[-1]
+    # (a strided kernel no longer than the stride would hold one tap a phase: one PE per
+    # column, as the dense mode, which skips the border outputs besides)
+    strided = stride > 1
     return (spec.in_channels == spec.groups and not spec.transposed
-            and spec.stride[-1] == 1 and spec.dilation[-1] == 1
-            and spec.kernel_size[-1] <= config.rows)
+            and spec.dilation[-1] == 1
+            and (not strided or fir_takes_stride(config) and spec.padding_mode == "zeros"
+                 and kernel > stride)
+            and fir_kernel(kernel, stride)[1] <= config.rows)
+
+
+def _fir_reads(spec: ConvSpec, config: EngineConfig, fir: bool) -> int | None:
+    """The x kernel whose reads a strided FIR job's windows must hold
+    (:func:`convhw.timing.fir_read_kernel`), when ``spec`` runs as one; None otherwise."""
+    if (fir and fir_capable(spec, config) and spec.stride[-1] > 1
+            and config.kernel_split(spec) is None):
+        return fir_read_kernel(spec.kernel_size[-1], spec.stride[-1])
+    return None
 
 
 def pointwise_view(spec: ConvSpec) -> tuple[ConvSpec, tuple[int, int, int]] | None:
@@ -146,13 +164,14 @@ class Tiling:
 
 def tile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                window_limit: int | None = None, *, balanced: bool = False,
-               chunk_limit: int | None = None) -> Tiling:
+               chunk_limit: int | None = None, fir: bool = True) -> Tiling:
     """The tiling :func:`compile_layer` uses (its parameters, which see); raises
     ``ValueError`` when the layer cannot be tiled for ``config``."""
     config.check_layer(spec, input_shape)
     return _tiling(spec, tuple(input_shape), config.rows, config.input_depth,
                    config.acc_depth, config.weight_depth, 1 << config.coord_width,
-                   config.kernel_split(spec), window_limit, balanced, chunk_limit)
+                   config.kernel_split(spec), window_limit, balanced, chunk_limit,
+                   _fir_reads(spec, config, fir))
 
 
 def kernel_parts(spec: ConvSpec, split) -> list[list[tuple[int, int]]]:
@@ -181,13 +200,16 @@ def _part_axis(axis: tuple, k0: int, taps: int) -> tuple:
 @functools.lru_cache(maxsize=4096)
 def _tiling(spec: ConvSpec, input_shape: tuple, rows: int, input_depth: int, acc_depth: int,
             weight_depth: int, coord_limit: int, split, window_limit: int | None,
-            balanced: bool, chunk_limit: int | None) -> Tiling:
-    # (split: EngineConfig.kernel_split's cut of the kernel, or None)
+            balanced: bool, chunk_limit: int | None, fir_reads: int | None = None) -> Tiling:
+    # (split: EngineConfig.kernel_split's cut of the kernel, or None; fir_reads: the x
+    # kernel a strided FIR job's windows hold, _fir_reads)
     in_size = _pad3(input_shape[-spec.dims:], 1)
     out_size = _pad3(spec.output_size(input_shape[-spec.dims:]), 1)
     axes = [tuple(a.values()) for a in _axes(spec, in_size)]
     parts = kernel_parts(spec, split)
     taps = math.prod(max(t for _, t in p) for p in parts)     # of one job
+    # the kernel parts whose reads the windows hold
+    read_parts = parts if fir_reads is None else [*parts[:-1], [(0, fir_reads)]]
     # Dimensions longer than the registers' coordinates: each tile along them must have a
     # frame that holds it (convhw.compiler.job.frame_axis).
     long_dims = [d for d, (axis, total) in enumerate(zip(axes, out_size))
@@ -213,7 +235,7 @@ def _tiling(spec: ConvSpec, input_shape: tuple, rows: int, input_depth: int, acc
         when it is cut: compile_layer finds the other parts'); and the largest window of any
         part."""
         per_dim, largest = [], 1
-        for axis, total, length, along in zip(axes, out_size, lengths, parts):
+        for axis, total, length, along in zip(axes, out_size, lengths, read_parts):
             widest = 0
             for i, (k0, k) in enumerate(along):
                 found = {start: _window(_part_axis(axis, k0, k), spec.transposed,
@@ -316,7 +338,7 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
     :class:`Job` object (equal jobs: the later stages look them up by value, which an
     identical object answers at once)."""
     if tiling is None:
-        tiling = tile_layer(spec, input_shape, config, window_limit, balanced=balanced,
+        tiling = tile_layer(spec, input_shape, config, window_limit, fir=fir, balanced=balanced,
                             chunk_limit=chunk_limit)
     else:
         config.check_layer(spec, input_shape)
@@ -335,7 +357,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
 
     split = config.kernel_split(spec)
     use_fir = fir and fir_capable(spec, config) and split is None
-    k_x = spec.kernel_size[-1]
+    # the job's x kernel (1, or a polyphase FIR's phases) and FIR_TAPS
+    fir_kx, fir_taps = fir_kernel(spec.kernel_size[-1], spec.stride[-1])
     # A kernel cut into runs of taps along one dimension: each run a job with that part of
     # the kernel and the padding moved by its first tap, adding to the previous runs' sums.
     along = kernel_parts(spec, split)
@@ -368,7 +391,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                                 zip(axes, per_dim, starts, lengths, out_size)):
                             s0, l0, s1, l1 = d[start]
                             if fir_job and index == DIMS - 1:
-                                axis = axis | {"kernel": 1}  # the array rows hold the x taps
+                                # the array rows hold the x taps (of each phase)
+                                axis = axis | {"kernel": fir_kx}
                             k0 = part[index]
                             taps = lengths_of[index][k0]
                             if taps != axes[index]["kernel"]:       # a part of a cut kernel
@@ -386,7 +410,8 @@ def compile_layer(spec: ConvSpec, input_shape, config: EngineConfig,
                                               in_chunks=in_chunks,
                                               accumulate=c0 > 0 or part != parts[0],
                                               skip_borders=skip_borders,
-                                              fir_taps=k_x if fir_job else 0, lanes=lanes,
+                                              fir_taps=fir_taps if fir_job else 0,
+                                              lanes=lanes,
                                               input_zero=input_zero)
                         frame(job)      # (a job without a frame is refused here, not later)
                     steps.append(Step(job=job, batch=n, oc_start=oc0, oc_count=oc1 - oc0,
@@ -433,12 +458,18 @@ def weight_words(step: Step, spec: ConvSpec, weight: np.ndarray, config: EngineC
     icc = np.minimum(ic, spec.in_channels - 1)[:, None]
     occ = np.minimum(oc, spec.out_channels - 1)[None, :]
     if job.fir_taps:
-        # Row r holds x-tap r of each column's (single-input-channel) kernel, per (z, y) tap.
-        kx = job.fir_taps
-        k = weight.reshape(weight.shape[0], -1, kx)[:, :, :]           # (out, zy taps, kx)
-        w = np.zeros((k.shape[1], rows, cols), dtype=np.int64)
+        # Row r holds x-tap r of each column's (single-input-channel) kernel, per (z, y) tap;
+        # of a polyphase FIR (x stride s), per (z, y) tap and phase j, x-tap j + r*s.
+        kx = spec.kernel_size[-1]
+        s = job.axes[-1].stride
+        phases = job.axes[-1].kernel
+        k = weight.reshape(weight.shape[0], -1, kx)                    # (out, zy taps, kx)
+        w = np.zeros((k.shape[1], phases, rows, cols), dtype=np.int64)
         count = step.oc_count
-        w[:, :kx, :count] = k[step.oc_start:step.oc_start + count].transpose(1, 2, 0)
+        block = k[step.oc_start:step.oc_start + count].transpose(1, 2, 0)  # (zy, kx, cols)
+        for j in range(phases):
+            taps = block[:, j::s]
+            w[:, j, :taps.shape[1], :count] = taps
         return w.reshape(-1, cols)
     if job.taps != math.prod(weight.shape[2:]):
         # A part of a cut kernel: per dimension, its taps from the step's first.

@@ -277,11 +277,13 @@ class JobController(wiring.Component):
             # reflect pad < size.
             terms.append(((job.padding_mode == PaddingMode.CIRCULAR) & (a.pad_lo > a.in_size))
                          | ((job.padding_mode == PaddingMode.REFLECT) & (a.pad_lo >= a.in_size)))
-        # FIR mode: the array rows hold the x taps, so x itself is a unit kernel, forward.
+        # FIR mode: the array rows hold the x taps, so x itself is a unit kernel, forward;
+        # or its stride's phases (a polyphase FIR, timing.fir_takes_stride).
         x = axes[DIMS - 1]
+        x_taps = ((x.kernel > x.stride) if timing.fir_takes_stride(config)
+                  else (x.kernel != 1) | (x.stride != 1))
         zero_terms.append((job.fir_taps != 0) & (
-            (job.fir_taps > config.rows) | (x.kernel != 1) | (x.stride != 1)
-            | (x.dilation != 1) | job.transposed))
+            (job.fir_taps > config.rows) | x_taps | (x.dilation != 1) | job.transposed))
         any_zero = zero_terms[0]
         for term in zero_terms[1:]:
             any_zero = any_zero | term

@@ -5,8 +5,10 @@ It passes the fetcher's entries on, one at a time; an entry without a code gets 
 these that fails (:func:`convhw.compiler.list_model.job_code` is the same in NumPy):
 
 * ``BAD_GEOMETRY``: a size, kernel, stride, dilation, tile length or ``IN_CHUNKS`` of 0;
-  ``FIR_TAPS`` set for a job that cannot use the FIR mode (more taps than rows; an x kernel,
-  stride or dilation other than 1; transposed); ``WRITE_OUTPUT`` with ``OUT_CHANNELS`` 0;
+  ``FIR_TAPS`` set for a job that cannot use the FIR mode (more taps than rows; an x
+  dilation other than 1; an x kernel or stride other than 1, or with
+  :func:`convhw.timing.fir_takes_stride` an x kernel above the x stride; transposed);
+  ``WRITE_OUTPUT`` with ``OUT_CHANNELS`` 0;
 * ``BAD_PADDING``: a padding mode other than zeros for a transposed job; circular padding
   beyond the input; reflect padding at or beyond it;
 * ``TILE_TOO_LARGE``: the tile's outputs beyond an accumulator bank (``acc_depth / 2``);
@@ -186,9 +188,11 @@ class JobChecker(wiring.Component):
         zero = [d.in_chunks == 0, d.write_output & (d.out_channels == 0)]
         for size, kernel, stride, dilation, out_len, _ in axes:
             zero += [size == 0, kernel == 0, stride == 0, dilation == 0, out_len == 0]
-        zero.append((d.fir_taps != 0) & ((d.fir_taps > config.rows) | (d.x_kernel != 1)
-                                         | (d.x_stride != 1) | (d.x_dilation != 1)
-                                         | d.transposed))
+        # (a polyphase FIR, timing.fir_takes_stride: an x kernel of the stride's phases)
+        x_taps = ((d.x_kernel > d.x_stride) if timing.fir_takes_stride(config)
+                  else (d.x_kernel != 1) | (d.x_stride != 1))
+        zero.append((d.fir_taps != 0) & ((d.fir_taps > config.rows) | x_taps
+                                         | (d.x_dilation != 1) | d.transposed))
         padding = [d.transposed & (d.padding_mode != PaddingMode.ZEROS)]
         for size, _, _, _, _, pad in axes:
             padding += [(d.padding_mode == PaddingMode.CIRCULAR) & (pad > size),

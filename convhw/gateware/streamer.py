@@ -350,7 +350,7 @@ class Streamer(wiring.Component):
             m.d.sync += [trailing_pos.eq(Mux(trailing[-1], 0, trailing[:cw + 2])),
                          leading_r.eq(leading_extra),
                          zeros.eq((mode == PaddingMode.ZEROS) & ~transposed
-                                  & (job.fir_taps != 0))]
+                                  & (job.fir_taps != 0) & (x.stride == 1))]
             overlap = Signal(unsigned(pw))
             m.d.sync += overlap.eq(Mux(zeros, Mux(trailing_pos < leading_r, trailing_pos,
                                                   leading_r), 0))

@@ -280,10 +280,12 @@ class JobController(wiring.Component):
         # FIR mode: the array rows hold the x taps, so x itself is a unit kernel, forward;
         # or its stride's phases (a polyphase FIR, timing.fir_takes_stride).
         x = axes[DIMS - 1]
-        x_taps = ((x.kernel > x.stride) if timing.fir_takes_stride(config)
-                  else (x.kernel != 1) | (x.stride != 1))
-        zero_terms.append((job.fir_taps != 0) & (
-            (job.fir_taps > config.rows) | x_taps | (x.dilation != 1) | job.transposed))
+        x_taps = ([x.kernel > x.stride] if timing.fir_takes_stride(config)
+                  else [x.kernel != 1, x.stride != 1])
+        not_fir = job.fir_taps > config.rows
+        for term in (*x_taps, x.dilation != 1, job.transposed):
+            not_fir = not_fir | term
+        zero_terms.append((job.fir_taps != 0) & not_fir)
         any_zero = zero_terms[0]
         for term in zero_terms[1:]:
             any_zero = any_zero | term

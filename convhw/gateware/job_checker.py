@@ -189,10 +189,12 @@ class JobChecker(wiring.Component):
         for size, kernel, stride, dilation, out_len, _ in axes:
             zero += [size == 0, kernel == 0, stride == 0, dilation == 0, out_len == 0]
         # (a polyphase FIR, timing.fir_takes_stride: an x kernel of the stride's phases)
-        x_taps = ((d.x_kernel > d.x_stride) if timing.fir_takes_stride(config)
-                  else (d.x_kernel != 1) | (d.x_stride != 1))
-        zero.append((d.fir_taps != 0) & ((d.fir_taps > config.rows) | x_taps
-                                         | (d.x_dilation != 1) | d.transposed))
+        x_taps = ([d.x_kernel > d.x_stride] if timing.fir_takes_stride(config)
+                  else [d.x_kernel != 1, d.x_stride != 1])
+        not_fir = d.fir_taps > config.rows
+        for term in (*x_taps, d.x_dilation != 1, d.transposed):
+            not_fir = not_fir | term
+        zero.append((d.fir_taps != 0) & not_fir)
         padding = [d.transposed & (d.padding_mode != PaddingMode.ZEROS)]
         for size, _, _, _, _, pad in axes:
             padding += [(d.padding_mode == PaddingMode.CIRCULAR) & (pad > size),

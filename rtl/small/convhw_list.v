@@ -1418,8 +1418,8 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7472$0 (acc_addr),
-    .\port$968$5 (compute__payload[6:5]),
+    .\port$7562$0 (acc_addr),
+    .\port$966$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
     .\start$71 (\start$262 ),
@@ -3427,66 +3427,64 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   wire \$118 ;
   wire \$119 ;
   wire [5:0] \$12 ;
-  wire \$120 ;
-  wire \$121 ;
-  wire [2:0] \$122 ;
-  wire [3:0] \$123 ;
-  wire [32:0] \$124 ;
-  wire \$125 ;
-  wire \$126 ;
-  wire [2:0] \$127 ;
-  wire [3:0] \$128 ;
-  wire [32:0] \$129 ;
+  wire [2:0] \$120 ;
+  wire [3:0] \$121 ;
+  wire [32:0] \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire [2:0] \$125 ;
+  wire [3:0] \$126 ;
+  wire [32:0] \$127 ;
+  wire \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  wire \$130 ;
-  wire \$131 ;
-  wire [2:0] \$132 ;
-  wire [3:0] \$133 ;
-  wire [32:0] \$134 ;
-  wire \$135 ;
-  wire \$136 ;
-  wire [2:0] \$137 ;
-  wire [3:0] \$138 ;
-  wire [32:0] \$139 ;
+  wire [2:0] \$130 ;
+  wire [3:0] \$131 ;
+  wire [32:0] \$132 ;
+  wire \$133 ;
+  wire \$134 ;
+  wire [2:0] \$135 ;
+  wire [3:0] \$136 ;
+  wire [32:0] \$137 ;
+  wire \$138 ;
+  wire \$139 ;
   wire [5:0] \$14 ;
   wire \$140 ;
-  wire \$141 ;
-  wire \$142 ;
-  wire [32:0] \$143 ;
-  wire [32:0] \$144 ;
+  wire [32:0] \$141 ;
+  wire [32:0] \$142 ;
+  wire \$143 ;
+  wire [9:0] \$144 ;
   wire \$145 ;
-  wire [9:0] \$146 ;
+  wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
   wire \$15 ;
-  wire \$150 ;
-  wire \$151 ;
-  reg [16:0] \$152 ;
-  reg [16:0] \$153 ;
-  reg [951:0] \$154 ;
-  reg [4:0] \$155 ;
-  reg [2:0] \$156 ;
+  reg [16:0] \$150 ;
+  reg [16:0] \$151 ;
+  reg [951:0] \$152 ;
+  reg [4:0] \$153 ;
+  reg [2:0] \$154 ;
+  reg [16:0] \$155 ;
+  reg [16:0] \$156 ;
   reg [16:0] \$157 ;
   reg [16:0] \$158 ;
   reg [16:0] \$159 ;
   wire [5:0] \$16 ;
   reg [16:0] \$160 ;
-  reg [16:0] \$161 ;
-  reg [16:0] \$162 ;
+  reg \$161 ;
+  reg \$162 ;
   reg \$163 ;
   reg \$164 ;
-  reg \$165 ;
+  reg [7:0] \$165 ;
   reg \$166 ;
-  reg [7:0] \$167 ;
+  reg \$167 ;
   reg \$168 ;
-  reg \$169 ;
+  reg [8:0] \$169 ;
   wire \$17 ;
   reg \$170 ;
   reg [8:0] \$171 ;
   reg \$172 ;
-  reg [8:0] \$173 ;
-  reg \$174 ;
   wire [5:0] \$18 ;
   wire \$19 ;
   wire [16:0] \$2 ;
@@ -3921,119 +3919,117 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   assign \$87  = ! entry[431:416];
   assign \$88  = | entry[31:24];
   assign \$89  = entry[31:24] > 3'h4;
-  assign \$90  = entry[503:496] != 1'h1;
+  assign \$90  = entry[503:496] > entry[511:504];
   assign \$91  = \$89  | \$90 ;
-  assign \$92  = entry[511:504] != 1'h1;
+  assign \$92  = entry[519:512] != 1'h1;
   assign \$93  = \$91  | \$92 ;
-  assign \$94  = entry[519:512] != 1'h1;
-  assign \$95  = \$93  | \$94 ;
-  assign \$96  = \$95  | entry[16];
-  assign \$97  = \$88  & \$96 ;
-  assign \$98  = | { \$97 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$70  };
-  assign \$99  = | entry[18:17];
-  assign \$100  = entry[16] & \$99 ;
-  assign \$101  = entry[18:17] == 1'h1;
-  assign \$102  = entry[95:80] > entry[79:64];
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = entry[18:17] == 2'h2;
-  assign \$105  = entry[95:80] >= entry[79:64];
-  assign \$106  = \$104  & \$105 ;
-  assign \$107  = entry[18:17] == 1'h1;
-  assign \$108  = entry[247:232] > entry[231:216];
-  assign \$109  = \$107  & \$108 ;
-  assign \$110  = entry[18:17] == 2'h2;
-  assign \$111  = entry[247:232] >= entry[231:216];
-  assign \$112  = \$110  & \$111 ;
-  assign \$113  = entry[18:17] == 1'h1;
-  assign \$114  = entry[399:384] > entry[383:368];
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = entry[18:17] == 2'h2;
-  assign \$117  = entry[399:384] >= entry[383:368];
-  assign \$118  = \$116  & \$117 ;
-  assign \$119  = | { \$118 , \$115 , \$112 , \$109 , \$106 , \$103 , \$100  };
-  assign \$120  = | entry[873:872];
-  assign \$121  = entry[21] | entry[23];
-  assign \$122  = \$121  ? 3'h1 : 3'h4;
-  assign \$123  = \$122  - 1'h1;
-  assign \$124  = { 1'h0, entry[775:744] } & { \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123 [3], \$123  };
-  assign \$125  = | \$124 ;
-  assign \$126  = entry[21] | entry[23];
-  assign \$127  = \$126  ? 3'h1 : 3'h4;
-  assign \$128  = \$127  - 1'h1;
-  assign \$129  = { 1'h0, entry[807:776] } & { \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128 [3], \$128  };
-  assign \$130  = | \$129 ;
-  assign \$131  = entry[21] | entry[23];
-  assign \$132  = \$131  ? 3'h1 : 3'h4;
-  assign \$133  = \$132  - 1'h1;
-  assign \$134  = { 1'h0, entry[839:808] } & { \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133 [3], \$133  };
-  assign \$135  = | \$134 ;
-  assign \$136  = entry[21] | entry[23];
-  assign \$137  = \$136  ? 3'h1 : 3'h4;
-  assign \$138  = \$137  - 1'h1;
-  assign \$139  = { 1'h0, entry[871:840] } & { \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138 [3], \$138  };
-  assign \$140  = | \$139 ;
-  assign \$141  = | { \$140 , \$135 , \$130 , \$125 , \$120  };
-  assign \$142  = entry[711:680] >= 9'h100;
-  assign \$143  = entry[711:680] - 9'h100;
-  assign \$144  = \$142  ? \$143  : { 1'h0, entry[711:680] };
-  assign \$145  = entry[711:680] >= 10'h200;
-  assign \$146  = 9'h100 - base_in_bank;
-  assign \$147  = | entry[743:712];
-  assign \$148  = entry[3] & \$147 ;
-  assign \$149  = entry[743:712] > weight_room;
-  assign \$150  = \$148  & \$149 ;
-  assign \$151  = base_beyond | \$150 ;
+  assign \$94  = \$93  | entry[16];
+  assign \$95  = \$88  & \$94 ;
+  assign \$96  = | { \$95 , \$87 , \$86 , \$85 , \$84 , \$83 , \$82 , \$81 , \$80 , \$79 , \$78 , \$77 , \$76 , \$75 , \$74 , \$73 , \$72 , \$70  };
+  assign \$97  = | entry[18:17];
+  assign \$98  = entry[16] & \$97 ;
+  assign \$99  = entry[18:17] == 1'h1;
+  assign \$100  = entry[95:80] > entry[79:64];
+  assign \$101  = \$99  & \$100 ;
+  assign \$102  = entry[18:17] == 2'h2;
+  assign \$103  = entry[95:80] >= entry[79:64];
+  assign \$104  = \$102  & \$103 ;
+  assign \$105  = entry[18:17] == 1'h1;
+  assign \$106  = entry[247:232] > entry[231:216];
+  assign \$107  = \$105  & \$106 ;
+  assign \$108  = entry[18:17] == 2'h2;
+  assign \$109  = entry[247:232] >= entry[231:216];
+  assign \$110  = \$108  & \$109 ;
+  assign \$111  = entry[18:17] == 1'h1;
+  assign \$112  = entry[399:384] > entry[383:368];
+  assign \$113  = \$111  & \$112 ;
+  assign \$114  = entry[18:17] == 2'h2;
+  assign \$115  = entry[399:384] >= entry[383:368];
+  assign \$116  = \$114  & \$115 ;
+  assign \$117  = | { \$116 , \$113 , \$110 , \$107 , \$104 , \$101 , \$98  };
+  assign \$118  = | entry[873:872];
+  assign \$119  = entry[21] | entry[23];
+  assign \$120  = \$119  ? 3'h1 : 3'h4;
+  assign \$121  = \$120  - 1'h1;
+  assign \$122  = { 1'h0, entry[775:744] } & { \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121 [3], \$121  };
+  assign \$123  = | \$122 ;
+  assign \$124  = entry[21] | entry[23];
+  assign \$125  = \$124  ? 3'h1 : 3'h4;
+  assign \$126  = \$125  - 1'h1;
+  assign \$127  = { 1'h0, entry[807:776] } & { \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126 [3], \$126  };
+  assign \$128  = | \$127 ;
+  assign \$129  = entry[21] | entry[23];
+  assign \$130  = \$129  ? 3'h1 : 3'h4;
+  assign \$131  = \$130  - 1'h1;
+  assign \$132  = { 1'h0, entry[839:808] } & { \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131 [3], \$131  };
+  assign \$133  = | \$132 ;
+  assign \$134  = entry[21] | entry[23];
+  assign \$135  = \$134  ? 3'h1 : 3'h4;
+  assign \$136  = \$135  - 1'h1;
+  assign \$137  = { 1'h0, entry[871:840] } & { \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136 [3], \$136  };
+  assign \$138  = | \$137 ;
+  assign \$139  = | { \$138 , \$133 , \$128 , \$123 , \$118  };
+  assign \$140  = entry[711:680] >= 9'h100;
+  assign \$141  = entry[711:680] - 9'h100;
+  assign \$142  = \$140  ? \$141  : { 1'h0, entry[711:680] };
+  assign \$143  = entry[711:680] >= 10'h200;
+  assign \$144  = 9'h100 - base_in_bank;
+  assign \$145  = | entry[743:712];
+  assign \$146  = entry[3] & \$145 ;
+  assign \$147  = entry[743:712] > weight_room;
+  assign \$148  = \$146  & \$147 ;
+  assign \$149  = base_beyond | \$148 ;
   always @(posedge clk)
-    factor <= \$152 ;
+    factor <= \$150 ;
   always @(posedge clk)
-    value <= \$153 ;
+    value <= \$151 ;
   always @(posedge clk)
-    entry <= \$154 ;
+    entry <= \$152 ;
   always @(posedge clk)
-    step <= \$155 ;
+    step <= \$153 ;
   always @(posedge clk)
-    fsm_state <= \$156 ;
+    fsm_state <= \$154 ;
   always @(posedge clk)
-    product0 <= \$157 ;
+    product0 <= \$155 ;
   always @(posedge clk)
-    product1 <= \$158 ;
+    product1 <= \$156 ;
   always @(posedge clk)
-    product2 <= \$159 ;
+    product2 <= \$157 ;
   always @(posedge clk)
-    product3 <= \$160 ;
+    product3 <= \$158 ;
   always @(posedge clk)
-    product4 <= \$161 ;
+    product4 <= \$159 ;
   always @(posedge clk)
-    product5 <= \$162 ;
+    product5 <= \$160 ;
   always @(posedge clk)
-    \$signal$16  <= \$163 ;
+    \$signal$16  <= \$161 ;
   always @(posedge clk)
-    \$signal$17  <= \$164 ;
+    \$signal$17  <= \$162 ;
   always @(posedge clk)
-    \$signal$18  <= \$165 ;
+    \$signal$18  <= \$163 ;
   always @(posedge clk)
-    \$signal$19  <= \$166 ;
+    \$signal$19  <= \$164 ;
   always @(posedge clk)
-    code_r <= \$167 ;
+    code_r <= \$165 ;
   always @(posedge clk)
-    \$signal  <= \$168 ;
+    \$signal  <= \$166 ;
   always @(posedge clk)
-    \$signal$15  <= \$169 ;
+    \$signal$15  <= \$167 ;
   always @(posedge clk)
-    misaligned_bad <= \$170 ;
+    misaligned_bad <= \$168 ;
   always @(posedge clk)
-    base_in_bank <= \$171 ;
+    base_in_bank <= \$169 ;
   always @(posedge clk)
-    base_beyond <= \$172 ;
+    base_beyond <= \$170 ;
   always @(posedge clk)
-    weight_room <= \$173 ;
+    weight_room <= \$171 ;
   always @(posedge clk)
-    weights_early_bad <= \$174 ;
+    weights_early_bad <= \$172 ;
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5715$0 (\$like ),
-    .\port$5716$0 (value_next),
+    .\port$5767$0 (\$like ),
+    .\port$5768$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4148,41 +4144,41 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$152  = \$like ;
+    \$150  = \$like ;
     if (rst) begin
-      \$152  = 17'h00000;
+      \$150  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$153  = value_next;
+    \$151  = value_next;
     if (rst) begin
-      \$153  = 17'h00000;
+      \$151  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$154  = entry;
+    \$152  = entry;
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$154  = entries__payload;
+            \$152  = entries__payload;
           end
     endcase
     if (rst) begin
-      \$154  = 952'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
+      \$152  = 952'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$155  = step;
+    \$153  = step;
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$155  = 5'h00;
+            \$153  = 5'h00;
           end
       3'h1:
-          \$155  = \$38 [4:0];
+          \$153  = \$38 [4:0];
       3'h2:
           /* empty */;
       3'h4:
@@ -4191,56 +4187,56 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
           (* full_case = 32'd1 *)
           if (\$58 ) begin
           end else begin
-            \$155  = \$59 [4:0];
+            \$153  = \$59 [4:0];
           end
     endcase
     if (rst) begin
-      \$155  = 5'h00;
+      \$153  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$156  = fsm_state;
+    \$154  = fsm_state;
     (* full_case = 32'd1 *)
     casez (fsm_state)
       3'h0:
           if (entries__valid) begin
-            \$156  = 3'h1;
+            \$154  = 3'h1;
           end
       3'h1:
-          \$156  = 3'h2;
+          \$154  = 3'h2;
       3'h2:
           (* full_case = 32'd1 *)
           if (\$51 ) begin
-            \$156  = 3'h3;
+            \$154  = 3'h3;
           end else begin
-            \$156  = 3'h4;
+            \$154  = 3'h4;
           end
       3'h4:
-          \$156  = 3'h3;
+          \$154  = 3'h3;
       3'h3:
           (* full_case = 32'd1 *)
           if (\$58 ) begin
-            \$156  = 3'h5;
+            \$154  = 3'h5;
           end else begin
-            \$156  = 3'h2;
+            \$154  = 3'h2;
           end
       3'h5:
-          \$156  = 3'h6;
+          \$154  = 3'h6;
       3'h6:
-          \$156  = 3'h7;
+          \$154  = 3'h7;
       3'h7:
           if (checked__ready) begin
-            \$156  = 3'h0;
+            \$154  = 3'h0;
           end
     endcase
     if (rst) begin
-      \$156  = 3'h0;
+      \$154  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$157  = product0;
+    \$155  = product0;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4252,16 +4248,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
           /* empty */;
       3'h3:
           if (\$52 ) begin
-            \$157  = value;
+            \$155  = value;
           end
     endcase
     if (rst) begin
-      \$157  = 17'h00000;
+      \$155  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$158  = product1;
+    \$156  = product1;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4273,16 +4269,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
           /* empty */;
       3'h3:
           if (\$53 ) begin
-            \$158  = value;
+            \$156  = value;
           end
     endcase
     if (rst) begin
-      \$158  = 17'h00000;
+      \$156  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$159  = product2;
+    \$157  = product2;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4294,16 +4290,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
           /* empty */;
       3'h3:
           if (\$54 ) begin
-            \$159  = value;
+            \$157  = value;
           end
     endcase
     if (rst) begin
-      \$159  = 17'h00000;
+      \$157  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$160  = product3;
+    \$158  = product3;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4315,16 +4311,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
           /* empty */;
       3'h3:
           if (\$55 ) begin
-            \$160  = value;
+            \$158  = value;
           end
     endcase
     if (rst) begin
-      \$160  = 17'h00000;
+      \$158  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$161  = product4;
+    \$159  = product4;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4336,16 +4332,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
           /* empty */;
       3'h3:
           if (\$56 ) begin
-            \$161  = value;
+            \$159  = value;
           end
     endcase
     if (rst) begin
-      \$161  = 17'h00000;
+      \$159  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$162  = product5;
+    \$160  = product5;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4357,16 +4353,16 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
           /* empty */;
       3'h3:
           if (\$57 ) begin
-            \$162  = value;
+            \$160  = value;
           end
     endcase
     if (rst) begin
-      \$162  = 17'h00000;
+      \$160  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$163  = \$signal$16 ;
+    \$161  = \$signal$16 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4379,7 +4375,49 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
       3'h3:
           /* empty */;
       3'h5:
-          \$163  = \$60 ;
+          \$161  = \$60 ;
+    endcase
+    if (rst) begin
+      \$161  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$162  = \$signal$17 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$162  = \$61 ;
+    endcase
+    if (rst) begin
+      \$162  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$163  = \$signal$18 ;
+    casez (fsm_state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h5:
+          \$163  = \$63 ;
     endcase
     if (rst) begin
       \$163  = 1'h0;
@@ -4387,7 +4425,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$164  = \$signal$17 ;
+    \$164  = \$signal$19 ;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4400,7 +4438,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
       3'h3:
           /* empty */;
       3'h5:
-          \$164  = \$61 ;
+          \$164  = \$69 ;
     endcase
     if (rst) begin
       \$164  = 1'h0;
@@ -4408,49 +4446,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$165  = \$signal$18 ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$165  = \$63 ;
-    endcase
-    if (rst) begin
-      \$165  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$166  = \$signal$19 ;
-    casez (fsm_state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h5:
-          \$166  = \$69 ;
-    endcase
-    if (rst) begin
-      \$166  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$167  = code_r;
+    \$165  = code_r;
     casez (fsm_state)
       3'h0:
           /* empty */;
@@ -4465,17 +4461,37 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
       3'h5:
           /* empty */;
       3'h6:
-          \$167  = code;
+          \$165  = code;
     endcase
     if (rst) begin
-      \$167  = 8'h00;
+      \$165  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$168  = \$signal ;
+    \$166  = \$signal ;
     if (deciding) begin
-      \$168  = \$98 ;
+      \$166  = \$96 ;
+    end
+    if (rst) begin
+      \$166  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$167  = \$signal$15 ;
+    if (deciding) begin
+      \$167  = \$117 ;
+    end
+    if (rst) begin
+      \$167  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
+    \$168  = misaligned_bad;
+    if (deciding) begin
+      \$168  = \$139 ;
     end
     if (rst) begin
       \$168  = 1'h0;
@@ -4483,19 +4499,19 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$169  = \$signal$15 ;
+    \$169  = base_in_bank;
     if (deciding) begin
-      \$169  = \$119 ;
+      \$169  = \$142 [8:0];
     end
     if (rst) begin
-      \$169  = 1'h0;
+      \$169  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$170  = misaligned_bad;
+    \$170  = base_beyond;
     if (deciding) begin
-      \$170  = \$141 ;
+      \$170  = \$143 ;
     end
     if (rst) begin
       \$170  = 1'h0;
@@ -4503,7 +4519,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$171  = base_in_bank;
+    \$171  = weight_room;
     if (deciding) begin
       \$171  = \$144 [8:0];
     end
@@ -4513,32 +4529,12 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$172  = base_beyond;
+    \$172  = weights_early_bad;
     if (deciding) begin
-      \$172  = \$145 ;
+      \$172  = \$149 ;
     end
     if (rst) begin
       \$172  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$173  = weight_room;
-    if (deciding) begin
-      \$173  = \$146 [8:0];
-    end
-    if (rst) begin
-      \$173  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
-    \$174  = weights_early_bad;
-    if (deciding) begin
-      \$174  = \$151 ;
-    end
-    if (rst) begin
-      \$174  = 1'h0;
     end
   end
   assign a = { 1'h0, value_next };
@@ -4757,7 +4753,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5715$0 , \port$5716$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5767$0 , \port$5768$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4769,21 +4765,21 @@ module \convhw_list.checker.multiplier (rst, \port$5715$0 , \port$5716$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5715$0 ;
-  wire [16:0] \port$5715$0 ;
-  input [16:0] \port$5716$0 ;
-  wire [16:0] \port$5716$0 ;
+  input [16:0] \port$5767$0 ;
+  wire [16:0] \port$5767$0 ;
+  input [16:0] \port$5768$0 ;
+  wire [16:0] \port$5768$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5716$0  };
+    a <= { 1'h0, \port$5768$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5715$0  };
+    b <= { 1'h0, \port$5767$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5716$0  };
-  assign \b$5  = { 1'h0, \port$5715$0  };
+  assign \a$3  = { 1'h0, \port$5768$0  };
+  assign \b$5  = { 1'h0, \port$5767$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6211,7 +6207,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5720$0 (jobs__payload[943:0]),
+    .\port$5772$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7708,7 +7704,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5720$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5772$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7735,8 +7731,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5720$0 ;
-  wire [943:0] \port$5720$0 ;
+  input [943:0] \port$5772$0 ;
+  wire [943:0] \port$5772$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7792,7 +7788,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$5720$0 [3:2], \port$5720$0 [929:928], \port$5720$0  };
+    w_port__data <= { 1'h1, \port$5772$0 [3:2], \port$5772$0 [929:928], \port$5772$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7851,7 +7847,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$5720$0 [3:2], \port$5720$0 [929:928], \port$5720$0  };
+  assign w_data = { 1'h1, \port$5772$0 [3:2], \port$5772$0 [929:928], \port$5772$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8000,7 +7996,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7472$0 , clk);
+module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7562$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8583,10 +8579,10 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7472$0 ;
-  wire [7:0] \port$7472$0 ;
-  input [1:0] \port$968$5 ;
-  wire [1:0] \port$968$5 ;
+  input [7:0] \port$7562$0 ;
+  wire [7:0] \port$7562$0 ;
+  input [1:0] \port$966$5 ;
+  wire [1:0] \port$966$5 ;
   output ready;
   wire ready;
   wire ready_next;
@@ -10217,7 +10213,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign \$19  = \$17  & \$18 ;
   assign \$20  = \$14  | \$19 ;
   assign ready = \$13  & \$20 ;
-  assign \$21  = ! \port$968$5 [1];
+  assign \$21  = ! \port$966$5 [1];
   assign \$22  = busy & \$21 ;
   assign \$23  = ! tail_bank;
   assign \$24  = tail & \$23 ;
@@ -10337,13 +10333,13 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign \$12  = valid_read1 & write_read1;
   assign \$13  = ~ busy;
   assign \$14  = ~ tail;
-  assign \$15  = \port$968$5 [1] != tail_bank;
+  assign \$15  = \port$966$5 [1] != tail_bank;
   assign \$16  = ! job[479:472];
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7472$0 [6:0]),
+    .host_addr(\port$7562$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10353,7 +10349,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .busy(acc_busy[1]),
     .clk(clk),
     .entry(\entry$155 ),
-    .host_addr(\port$7472$0 [6:0]),
+    .host_addr(\port$7562$0 [6:0]),
     .old(\host_data$162 ),
     .rst(rst),
     .sum(sum),
@@ -10428,13 +10424,13 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$164 (bank),
+    .\bank$183 (bank),
     .busy(\busy$105 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$163 (init),
+    .\init$182 (init),
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
@@ -10443,7 +10439,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
-    .\write$167 (write),
+    .\write$186 (write),
     .zero(zero)
   );
   always @* begin
@@ -10457,7 +10453,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$36  = input_bank_copy;
     if (\$1 ) begin
-      \$36  = \port$968$5 [0];
+      \$36  = \port$966$5 [0];
     end
   end
   always @* begin
@@ -10622,7 +10618,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
     \$58  = acc_entry_bank;
     if (start) begin
-      \$58  = \port$968$5 [1];
+      \$58  = \port$966$5 [1];
     end
     if (rst) begin
       \$58  = 1'h0;
@@ -10772,7 +10768,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \port$7472$0 [7];
+    \$78  = \port$7562$0 [7];
     if (rst) begin
       \$78  = 1'h0;
     end
@@ -10802,9 +10798,9 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
       w_read__addr = 9'h000;
     end
   end
-  assign input_bank = \port$968$5 [0];
-  assign acc_bank = \port$968$5 [1];
-  assign acc_read_bank = \port$7472$0 [7];
+  assign input_bank = \port$966$5 [0];
+  assign acc_bank = \port$966$5 [1];
+  assign acc_read_bank = \port$7562$0 [7];
   assign \busy$69  = busy;
   assign \job$70  = job_copy;
   assign \abort$73  = abort;
@@ -10849,12 +10845,12 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign out_psum = sum;
   assign \out_valid$151  = sum_valid;
   assign \busy$152  = acc_busy[0];
-  assign host_addr = \port$7472$0 [6:0];
-  assign acc_read__addr = \port$7472$0 [6:0];
+  assign host_addr = \port$7562$0 [6:0];
+  assign acc_read__addr = \port$7562$0 [6:0];
   assign \sum$156  = sum;
   assign \sum_valid$157  = sum_valid;
   assign \busy$158  = acc_busy[1];
-  assign \host_addr$159  = \port$7472$0 [6:0];
+  assign \host_addr$159  = \port$7562$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -11248,7 +11244,7 @@ module \convhw_list.core (rst, \start$71 , \port$968$5 , weight_base, ready, acc
   assign lane_select[5:4] = lanes[5:4];
   assign lane_select[3:2] = lanes[3:2];
   assign lane_select[1:0] = lanes[1:0];
-  assign \$26  = \port$968$5 [1];
+  assign \$26  = \port$966$5 [1];
   assign \$28  = tail_bank;
   assign \$33  = acc_entry_bank_d7;
 endmodule
@@ -20683,7 +20679,7 @@ module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$7 , divi
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$163 , \bank$164 , pass_last, error, \write$167 , ready_next, clk);
+module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$182 , \bank$183 , pass_last, error, \write$186 , ready_next, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -20692,31 +20688,31 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire \$105 ;
+  wire [18:0] \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
   wire \$109 ;
   wire \$11 ;
   wire \$110 ;
-  wire \$111 ;
-  wire \$112 ;
-  wire \$113 ;
+  wire [17:0] \$111 ;
+  wire [16:0] \$112 ;
+  wire [18:0] \$113 ;
   wire \$114 ;
   wire \$115 ;
-  wire \$116 ;
-  wire \$117 ;
-  wire \$118 ;
+  wire [17:0] \$116 ;
+  wire [16:0] \$117 ;
+  wire [18:0] \$118 ;
   wire \$119 ;
   wire [16:0] \$12 ;
   wire \$120 ;
-  wire [10:0] \$121 ;
-  wire [11:0] \$122 ;
-  wire [12:0] \$123 ;
+  wire [17:0] \$121 ;
+  wire [16:0] \$122 ;
+  wire [18:0] \$123 ;
   wire \$124 ;
-  wire \$125 ;
+  wire [16:0] \$125 ;
   wire \$126 ;
-  wire \$127 ;
+  wire [7:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [18:0] \$13 ;
@@ -20736,237 +20732,310 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$142 ;
   wire \$143 ;
   wire \$144 ;
-  wire [16:0] \$145 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire [15:0] \$148 ;
-  wire [17:0] \$149 ;
+  wire \$148 ;
+  wire \$149 ;
   wire [18:0] \$15 ;
-  wire [17:0] \$150 ;
-  wire [18:0] \$151 ;
-  wire [15:0] \$152 ;
-  wire [17:0] \$153 ;
-  wire [17:0] \$154 ;
+  wire \$150 ;
+  wire \$151 ;
+  wire \$152 ;
+  wire \$153 ;
+  wire \$154 ;
   wire \$155 ;
-  wire [17:0] \$156 ;
-  wire [18:0] \$157 ;
-  wire [18:0] \$158 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire \$158 ;
   wire \$159 ;
   wire [18:0] \$16 ;
   wire \$160 ;
-  wire [15:0] \$161 ;
-  wire [17:0] \$162 ;
-  wire [17:0] \$163 ;
-  wire [18:0] \$164 ;
-  wire [15:0] \$165 ;
-  wire [17:0] \$166 ;
-  wire [17:0] \$167 ;
-  wire \$168 ;
-  wire [17:0] \$169 ;
+  wire \$161 ;
+  wire \$162 ;
+  wire \$163 ;
+  wire \$164 ;
+  wire \$165 ;
+  wire [10:0] \$166 ;
+  wire [11:0] \$167 ;
+  wire [12:0] \$168 ;
+  wire \$169 ;
   wire [16:0] \$17 ;
-  wire [18:0] \$170 ;
-  wire [18:0] \$171 ;
+  wire \$170 ;
+  wire \$171 ;
   wire \$172 ;
   wire \$173 ;
-  wire [15:0] \$174 ;
-  wire [17:0] \$175 ;
-  wire [17:0] \$176 ;
-  wire [18:0] \$177 ;
-  wire [15:0] \$178 ;
-  wire [17:0] \$179 ;
+  wire \$174 ;
+  wire \$175 ;
+  wire \$176 ;
+  wire \$177 ;
+  wire \$178 ;
+  wire \$179 ;
   wire [16:0] \$18 ;
-  wire [17:0] \$180 ;
+  wire \$180 ;
   wire \$181 ;
-  wire [17:0] \$182 ;
-  wire [18:0] \$183 ;
-  wire [18:0] \$184 ;
+  wire \$182 ;
+  wire \$183 ;
+  wire \$184 ;
   wire \$185 ;
   wire \$186 ;
   wire \$187 ;
   wire \$188 ;
-  wire [18:0] \$189 ;
+  wire \$189 ;
   wire [16:0] \$19 ;
-  wire [18:0] \$190 ;
-  wire [18:0] \$191 ;
+  wire \$190 ;
+  wire \$191 ;
   wire \$192 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire [18:0] \$196 ;
-  wire [18:0] \$197 ;
-  wire [18:0] \$198 ;
-  wire \$199 ;
+  wire \$196 ;
+  wire \$197 ;
+  wire \$198 ;
+  wire [16:0] \$199 ;
   wire \$2 ;
   wire [7:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire \$202 ;
-  wire [18:0] \$203 ;
-  wire [18:0] \$204 ;
+  wire [15:0] \$202 ;
+  wire [17:0] \$203 ;
+  wire [17:0] \$204 ;
   wire [18:0] \$205 ;
-  wire \$206 ;
-  wire [16:0] \$207 ;
-  wire \$208 ;
+  wire [15:0] \$206 ;
+  wire [17:0] \$207 ;
+  wire [17:0] \$208 ;
   wire \$209 ;
   wire [7:0] \$21 ;
-  reg \$210 ;
-  reg \$211 ;
-  reg \$212 ;
-  reg \$213 ;
-  reg [15:0] \$214 ;
-  reg [15:0] \$215 ;
-  reg [7:0] \$216 ;
-  reg [7:0] \$217 ;
-  reg [17:0] \$218 ;
-  reg [16:0] \$219 ;
+  wire [17:0] \$210 ;
+  wire [18:0] \$211 ;
+  wire [18:0] \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire [15:0] \$215 ;
+  wire [17:0] \$216 ;
+  wire [17:0] \$217 ;
+  wire [18:0] \$218 ;
+  wire [15:0] \$219 ;
   wire \$22 ;
-  reg [16:0] \$220 ;
-  reg [16:0] \$221 ;
-  reg [15:0] \$222 ;
-  reg [15:0] \$223 ;
-  reg [7:0] \$224 ;
-  reg [7:0] \$225 ;
-  reg [17:0] \$226 ;
-  reg [16:0] \$227 ;
-  reg [16:0] \$228 ;
-  reg [16:0] \$229 ;
+  wire [17:0] \$220 ;
+  wire [17:0] \$221 ;
+  wire \$222 ;
+  wire [17:0] \$223 ;
+  wire [18:0] \$224 ;
+  wire [18:0] \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire [15:0] \$228 ;
+  wire [17:0] \$229 ;
   wire [16:0] \$23 ;
-  reg [9:0] \$230 ;
-  reg [15:0] \$231 ;
-  reg [15:0] \$232 ;
-  reg [7:0] \$233 ;
-  reg [7:0] \$234 ;
-  reg [17:0] \$235 ;
-  reg [16:0] \$236 ;
-  reg [16:0] \$237 ;
-  reg [16:0] \$238 ;
-  reg [9:0] \$239 ;
+  wire [17:0] \$230 ;
+  wire [18:0] \$231 ;
+  wire [15:0] \$232 ;
+  wire [17:0] \$233 ;
+  wire [17:0] \$234 ;
+  wire \$235 ;
+  wire [17:0] \$236 ;
+  wire [18:0] \$237 ;
+  wire [18:0] \$238 ;
+  wire \$239 ;
   wire \$24 ;
-  reg [9:0] \$240 ;
-  reg \$241 ;
-  reg [7:0] \$242 ;
-  reg [8:0] \$243 ;
-  reg \$244 ;
-  reg [16:0] \$245 ;
-  reg \$246 ;
-  reg [15:0] \$247 ;
-  reg [17:0] \$248 ;
-  reg [16:0] \$249 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire \$242 ;
+  wire [18:0] \$243 ;
+  wire [18:0] \$244 ;
+  wire [18:0] \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire \$248 ;
+  wire \$249 ;
   wire [16:0] \$25 ;
-  reg \$250 ;
-  reg [15:0] \$251 ;
-  reg [17:0] \$252 ;
-  reg [16:0] \$253 ;
-  reg \$254 ;
-  reg [15:0] \$255 ;
-  reg [17:0] \$256 ;
-  reg [16:0] \$257 ;
-  reg \$258 ;
-  reg [15:0] \$259 ;
+  wire [18:0] \$250 ;
+  wire [18:0] \$251 ;
+  wire [18:0] \$252 ;
+  wire \$253 ;
+  wire \$254 ;
+  wire \$255 ;
+  wire \$256 ;
+  wire [18:0] \$257 ;
+  wire [18:0] \$258 ;
+  wire [18:0] \$259 ;
   wire [18:0] \$26 ;
-  reg [17:0] \$260 ;
-  reg [16:0] \$261 ;
-  reg \$262 ;
-  reg [15:0] \$263 ;
-  reg [17:0] \$264 ;
-  reg [10:0] \$265 ;
+  wire \$260 ;
+  wire [16:0] \$261 ;
+  wire \$262 ;
+  wire \$263 ;
+  reg \$264 ;
+  reg \$265 ;
   reg \$266 ;
   reg \$267 ;
-  reg \$268 ;
-  reg \$269 ;
+  reg [15:0] \$268 ;
+  reg [15:0] \$269 ;
   wire [16:0] \$27 ;
-  reg \$270 ;
-  reg \$271 ;
-  reg [10:0] \$272 ;
-  reg \$273 ;
-  reg \$274 ;
-  reg [15:0] \$275 ;
-  reg \$276 ;
-  reg [17:0] \$277 ;
-  reg \$278 ;
-  reg \$279 ;
+  reg [7:0] \$270 ;
+  reg [7:0] \$271 ;
+  reg [17:0] \$272 ;
+  reg [16:0] \$273 ;
+  reg [16:0] \$274 ;
+  reg [16:0] \$275 ;
+  reg [15:0] \$276 ;
+  reg [15:0] \$277 ;
+  reg [7:0] \$278 ;
+  reg [7:0] \$279 ;
   wire [18:0] \$28 ;
   reg [17:0] \$280 ;
-  reg \$281 ;
-  reg \$282 ;
-  reg [17:0] \$283 ;
-  reg \$284 ;
-  reg \$285 ;
+  reg [16:0] \$281 ;
+  reg [16:0] \$282 ;
+  reg [16:0] \$283 ;
+  reg [9:0] \$284 ;
+  reg [15:0] \$285 ;
   reg [15:0] \$286 ;
-  reg \$287 ;
-  reg \$288 ;
-  reg \$289 ;
+  reg [7:0] \$287 ;
+  reg [7:0] \$288 ;
+  reg [17:0] \$289 ;
   wire [18:0] \$29 ;
-  reg [10:0] \$290 ;
-  reg \$291 ;
-  reg \$292 ;
-  reg [15:0] \$293 ;
-  reg [7:0] \$294 ;
-  reg [17:0] \$295 ;
-  reg \$296 ;
-  reg [17:0] \$297 ;
-  reg \$298 ;
-  reg [17:0] \$299 ;
+  reg [16:0] \$290 ;
+  reg [16:0] \$291 ;
+  reg [16:0] \$292 ;
+  reg [9:0] \$293 ;
+  reg [9:0] \$294 ;
+  reg \$295 ;
+  reg [7:0] \$296 ;
+  reg [8:0] \$297 ;
+  reg [16:0] \$298 ;
+  reg [16:0] \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
-  reg \$300 ;
-  reg \$301 ;
-  reg \$302 ;
-  reg \$303 ;
-  reg [10:0] \$304 ;
-  reg \$305 ;
-  reg \$306 ;
-  reg [9:0] \$307 ;
+  reg [16:0] \$300 ;
+  reg [17:0] \$301 ;
+  reg [16:0] \$302 ;
+  reg [15:0] \$303 ;
+  reg [18:0] \$304 ;
+  reg [7:0] \$305 ;
+  reg [17:0] \$306 ;
+  reg [7:0] \$307 ;
   reg \$308 ;
-  reg \$309 ;
+  reg [7:0] \$309 ;
   wire [16:0] \$31 ;
-  reg [9:0] \$310 ;
-  reg \$311 ;
+  reg [7:0] \$310 ;
+  reg [8:0] \$311 ;
   reg \$312 ;
-  reg [9:0] \$313 ;
+  reg [16:0] \$313 ;
   reg \$314 ;
-  reg \$315 ;
-  reg [15:0] \$316 ;
-  reg \$317 ;
+  reg [15:0] \$315 ;
+  reg [17:0] \$316 ;
+  reg [16:0] \$317 ;
   reg \$318 ;
-  reg \$319 ;
+  reg [15:0] \$319 ;
   wire [16:0] \$32 ;
-  reg [10:0] \$320 ;
-  reg \$321 ;
+  reg [17:0] \$320 ;
+  reg [16:0] \$321 ;
   reg \$322 ;
-  reg [7:0] \$323 ;
-  reg [9:0] \$324 ;
-  reg [9:0] \$325 ;
+  reg [15:0] \$323 ;
+  reg [17:0] \$324 ;
+  reg [16:0] \$325 ;
   reg \$326 ;
-  reg \$327 ;
-  reg \$328 ;
-  reg \$329 ;
+  reg [7:0] \$327 ;
+  reg [7:0] \$328 ;
+  reg [7:0] \$329 ;
   wire [16:0] \$33 ;
-  reg \$330 ;
-  reg [10:0] \$331 ;
-  reg \$332 ;
-  reg \$333 ;
-  reg [7:0] \$334 ;
+  reg [16:0] \$330 ;
+  reg \$331 ;
+  reg [15:0] \$332 ;
+  reg [17:0] \$333 ;
+  reg [16:0] \$334 ;
   reg \$335 ;
-  reg \$336 ;
-  reg \$337 ;
-  reg [9:0] \$338 ;
-  reg [7:0] \$339 ;
+  reg [15:0] \$336 ;
+  reg [17:0] \$337 ;
+  reg [10:0] \$338 ;
+  reg \$339 ;
   wire [7:0] \$34 ;
   reg \$340 ;
   reg \$341 ;
   reg \$342 ;
   reg \$343 ;
   reg \$344 ;
-  reg \$345 ;
+  reg [10:0] \$345 ;
+  reg \$346 ;
+  reg \$347 ;
+  reg [15:0] \$348 ;
+  reg \$349 ;
   wire [7:0] \$35 ;
+  reg [17:0] \$350 ;
+  reg \$351 ;
+  reg \$352 ;
+  reg [17:0] \$353 ;
+  reg \$354 ;
+  reg \$355 ;
+  reg [17:0] \$356 ;
+  reg \$357 ;
+  reg \$358 ;
+  reg [15:0] \$359 ;
   wire \$36 ;
+  reg \$360 ;
+  reg \$361 ;
+  reg \$362 ;
+  reg [10:0] \$363 ;
+  reg \$364 ;
+  reg \$365 ;
+  reg [15:0] \$366 ;
+  reg [7:0] \$367 ;
+  reg [17:0] \$368 ;
+  reg \$369 ;
   wire [16:0] \$37 ;
+  reg [17:0] \$370 ;
+  reg \$371 ;
+  reg [17:0] \$372 ;
+  reg \$373 ;
+  reg \$374 ;
+  reg \$375 ;
+  reg \$376 ;
+  reg [10:0] \$377 ;
+  reg \$378 ;
+  reg \$379 ;
   wire \$38 ;
+  reg [9:0] \$380 ;
+  reg \$381 ;
+  reg \$382 ;
+  reg [9:0] \$383 ;
+  reg \$384 ;
+  reg \$385 ;
+  reg [9:0] \$386 ;
+  reg \$387 ;
+  reg \$388 ;
+  reg [15:0] \$389 ;
   wire [16:0] \$39 ;
+  reg \$390 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [10:0] \$393 ;
+  reg \$394 ;
+  reg \$395 ;
+  reg [7:0] \$396 ;
+  reg [9:0] \$397 ;
+  reg [9:0] \$398 ;
+  reg \$399 ;
   wire \$4 ;
   wire [18:0] \$40 ;
+  reg \$400 ;
+  reg \$401 ;
+  reg \$402 ;
+  reg \$403 ;
+  reg [10:0] \$404 ;
+  reg \$405 ;
+  reg \$406 ;
+  reg [7:0] \$407 ;
+  reg \$408 ;
+  reg \$409 ;
   wire [16:0] \$41 ;
+  reg \$410 ;
+  reg [9:0] \$411 ;
+  reg [7:0] \$412 ;
+  reg \$413 ;
+  reg \$414 ;
+  reg \$415 ;
+  reg \$416 ;
+  reg \$417 ;
+  reg \$418 ;
   wire [18:0] \$42 ;
   wire [18:0] \$43 ;
   wire [16:0] \$44 ;
@@ -20980,51 +21049,51 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$51 ;
   wire [8:0] \$52 ;
   wire [8:0] \$53 ;
-  wire [17:0] \$54 ;
-  wire \$55 ;
-  wire [17:0] \$56 ;
-  wire \$57 ;
-  wire [17:0] \$58 ;
-  wire \$59 ;
+  wire [16:0] \$54 ;
+  wire [16:0] \$55 ;
+  wire [16:0] \$56 ;
+  wire [17:0] \$57 ;
+  wire [15:0] \$58 ;
+  wire [18:0] \$59 ;
   wire \$6 ;
-  wire [18:0] \$60 ;
-  wire \$61 ;
-  wire \$62 ;
+  wire \$60 ;
+  wire [15:0] \$61 ;
+  wire [17:0] \$62 ;
   wire \$63 ;
-  wire [18:0] \$64 ;
+  wire \$64 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
   wire \$68 ;
   wire \$69 ;
   wire [7:0] \$7 ;
-  wire [17:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [18:0] \$72 ;
-  wire \$73 ;
-  wire \$74 ;
+  wire \$70 ;
+  wire [17:0] \$71 ;
+  wire [17:0] \$72 ;
+  wire [8:0] \$73 ;
+  wire [9:0] \$74 ;
   wire [17:0] \$75 ;
-  wire [16:0] \$76 ;
-  wire [18:0] \$77 ;
+  wire \$76 ;
+  wire [17:0] \$77 ;
   wire \$78 ;
-  wire \$79 ;
+  wire [17:0] \$79 ;
   wire [7:0] \$8 ;
-  wire [17:0] \$80 ;
-  wire [16:0] \$81 ;
-  wire [18:0] \$82 ;
+  wire \$80 ;
+  wire [18:0] \$81 ;
+  wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire \$88 ;
+  wire [7:0] \$88 ;
   wire \$89 ;
   wire \$9 ;
   wire \$90 ;
   wire \$91 ;
-  wire \$92 ;
-  wire \$93 ;
-  wire \$94 ;
+  wire [18:0] \$92 ;
+  wire [18:0] \$93 ;
+  wire [18:0] \$94 ;
   wire \$95 ;
   wire \$96 ;
   wire \$97 ;
@@ -21033,12 +21102,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg \$signal  = 1'h0;
   reg \$signal$5  = 1'h0;
   wire [10:0] a;
-  wire [16:0] \a$176 ;
-  wire [8:0] \a$182 ;
-  wire [10:0] \a$185 ;
-  wire [10:0] \a$187 ;
-  wire [10:0] \a$190 ;
-  wire [10:0] \a$192 ;
+  wire [16:0] \a$195 ;
+  wire [8:0] \a$201 ;
+  wire [10:0] \a$204 ;
+  wire [10:0] \a$206 ;
+  wire [10:0] \a$209 ;
+  wire [10:0] \a$211 ;
   reg above0_s0 = 1'h0;
   reg above1_s0 = 1'h0;
   reg above2_s0 = 1'h0;
@@ -21052,15 +21121,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg active = 1'h0;
   wire any_miss;
   wire [10:0] b;
-  wire [16:0] \b$177 ;
-  wire [16:0] \b$183 ;
-  wire [10:0] \b$186 ;
-  wire [10:0] \b$189 ;
-  wire [10:0] \b$191 ;
-  wire [10:0] \b$193 ;
+  wire [16:0] \b$196 ;
+  wire [16:0] \b$202 ;
+  wire [10:0] \b$205 ;
+  wire [10:0] \b$208 ;
+  wire [10:0] \b$210 ;
+  wire [10:0] \b$212 ;
   reg bank = 1'h0;
-  output \bank$164 ;
-  reg \bank$164  = 1'h0;
+  output \bank$183 ;
+  reg \bank$183  = 1'h0;
   reg bank_s0 = 1'h0;
   reg bank_s1 = 1'h0;
   reg bank_s2 = 1'h0;
@@ -21093,6 +21162,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg error_s4 = 1'h0;
   reg [7:0] extra = 8'h00;
   reg [8:0] extra_less_one = 9'h1ff;
+  reg [8:0] extra_less_one_short = 9'h1ff;
+  reg [7:0] extra_short = 8'h00;
   input flush;
   wire flush;
   reg [17:0] g0 = 18'h00000;
@@ -21114,6 +21185,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [7:0] g_step2 = 8'h00;
   output [9:0] in_addr;
   reg [9:0] in_addr = 10'h000;
+  reg [16:0] in_end = 17'h00000;
+  reg [16:0] in_end_r = 17'h00000;
   wire in_seg0_0;
   wire in_seg0_1;
   wire in_seg0_2;
@@ -21121,8 +21194,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire in_seg1_1;
   wire in_seg1_2;
   reg init = 1'h0;
-  output \init$163 ;
-  reg \init$163  = 1'h0;
+  output \init$182 ;
+  reg \init$182  = 1'h0;
   reg init_s0 = 1'h0;
   reg init_s1 = 1'h0;
   reg init_s2 = 1'h0;
@@ -21188,6 +21261,10 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg last_s2 = 1'h0;
   reg last_s3 = 1'h0;
   reg last_s4 = 1'h0;
+  reg [16:0] leading = 17'h00000;
+  reg [7:0] leading_extra = 8'h00;
+  reg [15:0] leading_pos = 16'h0000;
+  reg [7:0] leading_r = 8'h00;
   reg [16:0] left0 = 17'h00000;
   reg [16:0] left1 = 17'h00000;
   reg [16:0] left2 = 17'h00000;
@@ -21222,13 +21299,14 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire outside0;
   wire outside1;
   wire outside2;
+  reg [7:0] overlap = 8'h00;
   wire [21:0] p;
-  wire [21:0] \p$159 ;
-  wire [21:0] \p$160 ;
-  wire [21:0] \p$172 ;
-  wire [33:0] \p$178 ;
-  wire [25:0] \p$184 ;
-  wire [21:0] \p$188 ;
+  wire [21:0] \p$178 ;
+  wire [21:0] \p$179 ;
+  wire [21:0] \p$191 ;
+  wire [33:0] \p$197 ;
+  wire [25:0] \p$203 ;
+  wire [21:0] \p$207 ;
   output pass_last;
   reg pass_last = 1'h0;
   input [175:0] passes__payload;
@@ -21260,7 +21338,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg ready = 1'h1;
   output ready_next;
   reg ready_next;
-  wire \ready_next$173 ;
+  wire \ready_next$192 ;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -21271,8 +21349,11 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [16:0] reload2 = 17'h00000;
   reg reload_last1 = 1'h0;
   reg reload_last2 = 1'h0;
+  reg [16:0] reload_long = 17'h00000;
+  reg reload_long_last = 1'h0;
   reg remap = 1'h0;
   reg replicate = 1'h0;
+  reg [17:0] row_end = 18'h00000;
   wire [9:0] row_words;
   input rst;
   wire rst;
@@ -21291,7 +21372,13 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [15:0] seg1_start0 = 16'h0000;
   reg [15:0] seg1_start1 = 16'h0000;
   reg [15:0] seg1_start2 = 16'h0000;
+  reg [16:0] span_end = 17'h00000;
   wire take;
+  reg [7:0] threshold = 8'h00;
+  reg [7:0] threshold_long = 8'h00;
+  reg [7:0] threshold_short = 8'h00;
+  reg [18:0] trailing = 19'h00000;
+  reg [17:0] trailing_pos = 18'h00000;
   reg valid_s0 = 1'h0;
   reg valid_s1 = 1'h0;
   reg valid_s2 = 1'h0;
@@ -21300,8 +21387,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [9:0] window1 = 10'h000;
   reg [9:0] window2 = 10'h000;
   wire write;
-  output \write$167 ;
-  reg \write$167  = 1'h0;
+  output \write$186 ;
+  reg \write$186  = 1'h0;
   reg write_s0 = 1'h0;
   reg write_s1 = 1'h0;
   reg write_s2 = 1'h0;
@@ -21313,6 +21400,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg zero_pass_s0 = 1'h0;
   reg zero_s3 = 1'h0;
   reg zero_s4 = 1'h0;
+  reg zeros = 1'h0;
+  always @(posedge clk)
+    \bank$183  <= \$415 ;
+  always @(posedge clk)
+    pass_last <= \$416 ;
+  always @(posedge clk)
+    error <= \$417 ;
+  always @(posedge clk)
+    \write$186  <= \$418 ;
   assign \$1  = ~ job[456];
   assign \$2  = | job[458:457];
   assign \$3  = \$1  & \$2 ;
@@ -21366,2017 +21462,625 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$51  = ! job[479:472];
   assign \$52  = job[479:472] - 2'h2;
   assign \$53  = \$51  ? 9'h1ff : \$52 ;
-  assign \$54  = passes__payload[32:16] - 1'h1;
-  assign \$55  = passes__payload[32:16] == 1'h1;
-  assign \$56  = passes__payload[83:67] - 1'h1;
-  assign \$57  = passes__payload[83:67] == 1'h1;
-  assign \$58  = passes__payload[83:67] - 1'h1;
-  assign \$59  = passes__payload[83:67] == 1'h1;
-  assign \$60  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
-  assign \$61  = passes__payload[134:118] == 1'h1;
-  assign \$62  = ! extra;
-  assign \$63  = \$61  & \$62 ;
-  assign \$64  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
-  assign \$65  = passes__payload[134:118] == 1'h1;
-  assign \$66  = ! extra;
+  assign \$54  = job[375:360] + job[391:376];
+  assign \$55  = job[359:344] + job[319:304];
+  assign \$56  = job[359:344] - job[375:360];
+  assign \$57  = span_end + extra;
+  assign \$58  = leading[16] ? 16'h0000 : leading[15:0];
+  assign \$59  = row_end - in_end_r;
+  assign \$60  = leading_pos < extra;
+  assign \$61  = \$60  ? leading_pos : { 8'h00, extra };
+  assign \$62  = trailing[18] ? 18'h00000 : trailing[17:0];
+  assign \$63  = ! job[458:457];
+  assign \$64  = ~ job[456];
+  assign \$65  = \$63  & \$64 ;
+  assign \$66  = | job[479:472];
   assign \$67  = \$65  & \$66 ;
-  assign \$68  = ~ last0;
-  assign \$69  = carry0 & \$68 ;
-  assign \$70  = left0 - 1'h1;
-  assign \$71  = o0 + o_step0;
-  assign \$72  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$73  = ~ last1;
-  assign \$74  = last2 & \$73 ;
-  assign \$75  = left1 - 1'h1;
-  assign \$76  = o1 + o_step1;
-  assign \$77  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$78  = ~ last2;
-  assign \$80  = left2 - 1'h1;
-  assign \$81  = o2 + o_step2;
-  assign \$82  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$83  = $signed(g0) < $signed(1'h0);
-  assign \$84  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$85  = $signed(g1) < $signed(1'h0);
-  assign \$86  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$87  = $signed(g2) < $signed(1'h0);
-  assign \$88  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
-  assign \$89  = ~ zero_pass_s0;
-  assign \$90  = below0_s0 | above0_s0;
-  assign \$91  = ~ \$90 ;
-  assign \$92  = remap | \$91 ;
-  assign \$93  = \$89  & \$92 ;
-  assign \$94  = ~ zero_pass_s0;
-  assign \$95  = below1_s0 | above1_s0;
-  assign \$96  = ~ \$95 ;
-  assign \$97  = remap | \$96 ;
-  assign \$98  = \$94  & \$97 ;
-  assign \$99  = ~ zero_pass_s0;
-  assign \$100  = below2_s0 | above2_s0;
-  assign \$101  = ~ \$100 ;
-  assign \$102  = remap | \$101 ;
-  assign \$103  = \$99  & \$102 ;
-  assign \$104  = ~ in_seg0_0;
-  assign \$105  = real0_s1 & \$104 ;
-  assign \$106  = ~ in_seg1_0;
-  assign \$107  = \$105  & \$106 ;
-  assign \$108  = ~ in_seg0_1;
-  assign \$109  = real1_s1 & \$108 ;
-  assign \$110  = ~ in_seg1_1;
-  assign \$111  = \$109  & \$110 ;
-  assign \$112  = ~ in_seg0_2;
-  assign \$113  = real2_s1 & \$112 ;
-  assign \$114  = ~ in_seg1_2;
-  assign \$115  = \$113  & \$114 ;
-  assign \$116  = real0_s2 & real1_s2;
-  assign \$117  = \$116  & real2_s2;
-  assign \$118  = ~ \$117 ;
-  assign \$119  = \$118  | any_miss;
-  assign \$120  = valid_s2 & any_miss;
-  assign \$121  = p[9:0] + \p$159 [9:0];
-  assign \$122  = \$121  + \p$160 [9:0];
-  assign \$123  = \$122  + chunk_s4;
-  assign \$124  = valid_s4 & write_s4;
-  assign \$125  = active & last0;
-  assign \$126  = \$125  & last1;
-  assign last_element = \$126  & last2;
+  assign \$68  = job[335:328] == 1'h1;
+  assign \$69  = \$67  & \$68 ;
+  assign \$70  = trailing_pos < leading_r;
+  assign \$71  = \$70  ? trailing_pos : { 10'h000, leading_r };
+  assign \$72  = zeros ? \$71  : 18'h00000;
+  assign \$73  = extra - overlap;
+  assign \$74  = $signed(extra_less_one) - $signed({ 1'h0, overlap });
+  assign \$75  = passes__payload[32:16] - 1'h1;
+  assign \$76  = passes__payload[32:16] == 1'h1;
+  assign \$77  = passes__payload[83:67] - 1'h1;
+  assign \$78  = passes__payload[83:67] == 1'h1;
+  assign \$79  = passes__payload[83:67] - 1'h1;
+  assign \$80  = passes__payload[83:67] == 1'h1;
+  assign \$81  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
+  assign \$82  = passes__payload[134:118] == 1'h1;
+  assign \$83  = ! extra;
+  assign \$84  = \$82  & \$83 ;
+  assign \$85  = passes__payload[32:16] == 1'h1;
+  assign \$86  = passes__payload[83:67] == 1'h1;
+  assign \$87  = \$85  & \$86 ;
+  assign \$88  = \$87  ? extra : extra_short;
+  assign \$89  = passes__payload[32:16] == 1'h1;
+  assign \$90  = passes__payload[83:67] == 1'h1;
+  assign \$91  = \$89  & \$90 ;
+  assign \$92  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
+  assign \$93  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one_short);
+  assign \$94  = \$91  ? \$92  : \$93 ;
+  assign \$95  = passes__payload[32:16] == 1'h1;
+  assign \$96  = passes__payload[83:67] == 1'h1;
+  assign \$97  = \$95  & \$96 ;
+  assign \$98  = passes__payload[134:118] == 1'h1;
+  assign \$99  = ! extra;
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = passes__payload[134:118] == 1'h1;
+  assign \$102  = ! extra_short;
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = \$97  ? \$100  : \$103 ;
+  assign \$105  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one_short);
+  assign \$106  = passes__payload[134:118] == 1'h1;
+  assign \$107  = ! extra_short;
+  assign \$108  = \$106  & \$107 ;
+  assign \$109  = ~ last0;
+  assign \$110  = carry0 & \$109 ;
+  assign \$111  = left0 - 1'h1;
+  assign \$112  = o0 + o_step0;
+  assign \$113  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$114  = ~ last1;
+  assign \$115  = last2 & \$114 ;
+  assign \$116  = left1 - 1'h1;
+  assign \$117  = o1 + o_step1;
+  assign \$118  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$119  = ~ last2;
+  assign \$121  = left2 - 1'h1;
+  assign \$122  = o2 + o_step2;
+  assign \$123  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$124  = next_last0 & next_last1;
+  assign \$125  = \$124  ? reload_long : reload2;
+  assign \$126  = next_last0 & next_last1;
+  assign \$127  = \$126  ? threshold_long : threshold_short;
+  assign \$128  = $signed(g0) < $signed(1'h0);
+  assign \$129  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$130  = $signed(g1) < $signed(1'h0);
+  assign \$131  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$132  = $signed(g2) < $signed(1'h0);
+  assign \$133  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$134  = ~ zero_pass_s0;
+  assign \$135  = below0_s0 | above0_s0;
+  assign \$136  = ~ \$135 ;
+  assign \$137  = remap | \$136 ;
+  assign \$138  = \$134  & \$137 ;
+  assign \$139  = ~ zero_pass_s0;
+  assign \$140  = below1_s0 | above1_s0;
+  assign \$141  = ~ \$140 ;
+  assign \$142  = remap | \$141 ;
+  assign \$143  = \$139  & \$142 ;
+  assign \$144  = ~ zero_pass_s0;
+  assign \$145  = below2_s0 | above2_s0;
+  assign \$146  = ~ \$145 ;
+  assign \$147  = remap | \$146 ;
+  assign \$148  = \$144  & \$147 ;
+  assign \$149  = ~ in_seg0_0;
+  assign \$150  = real0_s1 & \$149 ;
+  assign \$151  = ~ in_seg1_0;
+  assign \$152  = \$150  & \$151 ;
+  assign \$153  = ~ in_seg0_1;
+  assign \$154  = real1_s1 & \$153 ;
+  assign \$155  = ~ in_seg1_1;
+  assign \$156  = \$154  & \$155 ;
+  assign \$157  = ~ in_seg0_2;
+  assign \$158  = real2_s1 & \$157 ;
+  assign \$159  = ~ in_seg1_2;
+  assign \$160  = \$158  & \$159 ;
+  assign \$161  = real0_s2 & real1_s2;
+  assign \$162  = \$161  & real2_s2;
+  assign \$163  = ~ \$162 ;
+  assign \$164  = \$163  | any_miss;
+  assign \$165  = valid_s2 & any_miss;
+  assign \$166  = p[9:0] + \p$178 [9:0];
+  assign \$167  = \$166  + \p$179 [9:0];
+  assign \$168  = \$167  + chunk_s4;
+  assign \$169  = valid_s4 & write_s4;
+  assign \$170  = active & last0;
+  assign \$171  = \$170  & last1;
+  assign last_element = \$171  & last2;
   assign carry0 = last2 & last1;
   assign take = passes__valid & ready;
-  assign write = left2 >= extra;
-  assign \$127  = passes__payload[32:16] == 1'h1;
-  assign \$128  = passes__payload[83:67] == 1'h1;
-  assign \$129  = \$127  & \$128 ;
-  assign \$130  = passes__payload[134:118] == 1'h1;
-  assign \$131  = ! extra;
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = \$129  & \$132 ;
-  assign \$134  = ~ last0;
-  assign \$135  = carry0 & \$134 ;
-  assign \$136  = left0 == 1'h1;
-  assign \$137  = ~ last1;
-  assign \$138  = last2 & \$137 ;
-  assign \$139  = left1 == 1'h1;
-  assign \$140  = ~ last2;
-  assign \$142  = left2 == 1'h1;
-  assign \$143  = next_last0 & next_last1;
-  assign \$144  = \$143  & next_last2;
-  assign \$145  = \p$178 [7:0] + o1_s0;
-  assign \$146  = below0_s0 | above0_s0;
-  assign outside0 = remap & \$146 ;
-  assign \$147  = outside0 & \$signal$5 ;
-  assign \$148  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$149  = below0_s0 ? { 2'h0, \$148  } : base_above0;
-  assign \$150  = outside0 ? \$149  : 18'h00000;
-  assign \$151  = $signed(\$150 ) - $signed(g0_s0);
-  assign \$152  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$153  = below0_s0 ? { 2'h0, \$152  } : base_above0;
-  assign \$154  = outside0 ? \$153  : 18'h00000;
-  assign \$155  = outside0 & replicate;
-  assign \$156  = \$155  ? 18'h00000 : g0_s0;
-  assign \$157  = $signed(\$154 ) + $signed(\$156 );
-  assign \$158  = \$147  ? \$151  : \$157 ;
-  assign \$159  = below1_s0 | above1_s0;
-  assign outside1 = remap & \$159 ;
-  assign \$160  = outside1 & \$signal$5 ;
-  assign \$161  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$162  = below1_s0 ? { 2'h0, \$161  } : base_above1;
-  assign \$163  = outside1 ? \$162  : 18'h00000;
-  assign \$164  = $signed(\$163 ) - $signed(g1_s0);
-  assign \$165  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$166  = below1_s0 ? { 2'h0, \$165  } : base_above1;
-  assign \$167  = outside1 ? \$166  : 18'h00000;
-  assign \$168  = outside1 & replicate;
-  assign \$169  = \$168  ? 18'h00000 : g1_s0;
-  assign \$170  = $signed(\$167 ) + $signed(\$169 );
-  assign \$171  = \$160  ? \$164  : \$170 ;
-  assign \$172  = below2_s0 | above2_s0;
-  assign outside2 = remap & \$172 ;
-  assign \$173  = outside2 & \$signal$5 ;
-  assign \$174  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$175  = below2_s0 ? { 2'h0, \$174  } : base_above2;
-  assign \$176  = outside2 ? \$175  : 18'h00000;
-  assign \$177  = $signed(\$176 ) - $signed(g2_s0);
-  assign \$178  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$179  = below2_s0 ? { 2'h0, \$178  } : base_above2;
-  assign \$180  = outside2 ? \$179  : 18'h00000;
-  assign \$181  = outside2 & replicate;
-  assign \$182  = \$181  ? 18'h00000 : g2_s0;
-  assign \$183  = $signed(\$180 ) + $signed(\$182 );
-  assign \$184  = \$173  ? \$177  : \$183 ;
-  assign \$185  = $signed(g0_s1) >= $signed({ 1'h0, seg0_start0 });
-  assign \$186  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
-  assign in_seg0_0 = \$185  & \$186 ;
-  assign \$187  = $signed(g0_s1) >= $signed({ 1'h0, seg1_start0 });
-  assign \$188  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
-  assign in_seg1_0 = \$187  & \$188 ;
-  assign \$189  = $signed(g0_s1) - $signed({ 1'h0, seg0_start0 });
-  assign \$190  = $signed(g0_s1) + $signed(seg1_off0);
-  assign \$191  = in_seg0_0 ? \$189  : \$190 ;
-  assign \$192  = $signed(g1_s1) >= $signed({ 1'h0, seg0_start1 });
-  assign \$193  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
-  assign in_seg0_1 = \$192  & \$193 ;
-  assign \$194  = $signed(g1_s1) >= $signed({ 1'h0, seg1_start1 });
-  assign \$195  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
-  assign in_seg1_1 = \$194  & \$195 ;
-  assign \$196  = $signed(g1_s1) - $signed({ 1'h0, seg0_start1 });
-  assign \$197  = $signed(g1_s1) + $signed(seg1_off1);
-  assign \$198  = in_seg0_1 ? \$196  : \$197 ;
-  assign \$199  = $signed(g2_s1) >= $signed({ 1'h0, seg0_start2 });
-  assign \$200  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
-  assign in_seg0_2 = \$199  & \$200 ;
-  assign \$201  = $signed(g2_s1) >= $signed({ 1'h0, seg1_start2 });
-  assign \$202  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
-  assign in_seg1_2 = \$201  & \$202 ;
-  assign \$203  = $signed(g2_s1) - $signed({ 1'h0, seg0_start2 });
-  assign \$204  = $signed(g2_s1) + $signed(seg1_off2);
-  assign \$205  = in_seg0_2 ? \$203  : \$204 ;
-  assign \$206  = miss0_s2 | miss1_s2;
-  assign any_miss = \$206  | miss2_s2;
-  assign \$207  = \p$184 [7:0] + o2_s2;
-  assign \$208  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$209  = active | \$208 ;
-  assign busy = \$209  | out_valid;
+  assign write = left2 >= threshold;
+  assign \$172  = passes__payload[32:16] == 1'h1;
+  assign \$173  = passes__payload[83:67] == 1'h1;
+  assign \$174  = \$172  & \$173 ;
+  assign \$175  = passes__payload[32:16] == 1'h1;
+  assign \$176  = passes__payload[83:67] == 1'h1;
+  assign \$177  = \$175  & \$176 ;
+  assign \$178  = passes__payload[134:118] == 1'h1;
+  assign \$179  = ! extra;
+  assign \$180  = \$178  & \$179 ;
+  assign \$181  = passes__payload[134:118] == 1'h1;
+  assign \$182  = ! extra_short;
+  assign \$183  = \$181  & \$182 ;
+  assign \$184  = \$177  ? \$180  : \$183 ;
+  assign \$185  = \$174  & \$184 ;
+  assign \$186  = ~ last0;
+  assign \$187  = carry0 & \$186 ;
+  assign \$188  = left0 == 1'h1;
+  assign \$189  = ~ last1;
+  assign \$190  = last2 & \$189 ;
+  assign \$191  = left1 == 1'h1;
+  assign \$192  = ~ last2;
+  assign \$194  = left2 == 1'h1;
+  assign \$195  = next_last0 & next_last1;
+  assign \$196  = \$195  ? reload_long_last : reload_last2;
+  assign \$197  = next_last0 & next_last1;
+  assign \$198  = \$197  & next_last2;
+  assign \$199  = \p$197 [7:0] + o1_s0;
+  assign \$200  = below0_s0 | above0_s0;
+  assign outside0 = remap & \$200 ;
+  assign \$201  = outside0 & \$signal$5 ;
+  assign \$202  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$203  = below0_s0 ? { 2'h0, \$202  } : base_above0;
+  assign \$204  = outside0 ? \$203  : 18'h00000;
+  assign \$205  = $signed(\$204 ) - $signed(g0_s0);
+  assign \$206  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$207  = below0_s0 ? { 2'h0, \$206  } : base_above0;
+  assign \$208  = outside0 ? \$207  : 18'h00000;
+  assign \$209  = outside0 & replicate;
+  assign \$210  = \$209  ? 18'h00000 : g0_s0;
+  assign \$211  = $signed(\$208 ) + $signed(\$210 );
+  assign \$212  = \$201  ? \$205  : \$211 ;
+  assign \$213  = below1_s0 | above1_s0;
+  assign outside1 = remap & \$213 ;
+  assign \$214  = outside1 & \$signal$5 ;
+  assign \$215  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$216  = below1_s0 ? { 2'h0, \$215  } : base_above1;
+  assign \$217  = outside1 ? \$216  : 18'h00000;
+  assign \$218  = $signed(\$217 ) - $signed(g1_s0);
+  assign \$219  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$220  = below1_s0 ? { 2'h0, \$219  } : base_above1;
+  assign \$221  = outside1 ? \$220  : 18'h00000;
+  assign \$222  = outside1 & replicate;
+  assign \$223  = \$222  ? 18'h00000 : g1_s0;
+  assign \$224  = $signed(\$221 ) + $signed(\$223 );
+  assign \$225  = \$214  ? \$218  : \$224 ;
+  assign \$226  = below2_s0 | above2_s0;
+  assign outside2 = remap & \$226 ;
+  assign \$227  = outside2 & \$signal$5 ;
+  assign \$228  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$229  = below2_s0 ? { 2'h0, \$228  } : base_above2;
+  assign \$230  = outside2 ? \$229  : 18'h00000;
+  assign \$231  = $signed(\$230 ) - $signed(g2_s0);
+  assign \$232  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$233  = below2_s0 ? { 2'h0, \$232  } : base_above2;
+  assign \$234  = outside2 ? \$233  : 18'h00000;
+  assign \$235  = outside2 & replicate;
+  assign \$236  = \$235  ? 18'h00000 : g2_s0;
+  assign \$237  = $signed(\$234 ) + $signed(\$236 );
+  assign \$238  = \$227  ? \$231  : \$237 ;
+  assign \$239  = $signed(g0_s1) >= $signed({ 1'h0, seg0_start0 });
+  assign \$240  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
+  assign in_seg0_0 = \$239  & \$240 ;
+  assign \$241  = $signed(g0_s1) >= $signed({ 1'h0, seg1_start0 });
+  assign \$242  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
+  assign in_seg1_0 = \$241  & \$242 ;
+  assign \$243  = $signed(g0_s1) - $signed({ 1'h0, seg0_start0 });
+  assign \$244  = $signed(g0_s1) + $signed(seg1_off0);
+  assign \$245  = in_seg0_0 ? \$243  : \$244 ;
+  assign \$246  = $signed(g1_s1) >= $signed({ 1'h0, seg0_start1 });
+  assign \$247  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
+  assign in_seg0_1 = \$246  & \$247 ;
+  assign \$248  = $signed(g1_s1) >= $signed({ 1'h0, seg1_start1 });
+  assign \$249  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
+  assign in_seg1_1 = \$248  & \$249 ;
+  assign \$250  = $signed(g1_s1) - $signed({ 1'h0, seg0_start1 });
+  assign \$251  = $signed(g1_s1) + $signed(seg1_off1);
+  assign \$252  = in_seg0_1 ? \$250  : \$251 ;
+  assign \$253  = $signed(g2_s1) >= $signed({ 1'h0, seg0_start2 });
+  assign \$254  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
+  assign in_seg0_2 = \$253  & \$254 ;
+  assign \$255  = $signed(g2_s1) >= $signed({ 1'h0, seg1_start2 });
+  assign \$256  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
+  assign in_seg1_2 = \$255  & \$256 ;
+  assign \$257  = $signed(g2_s1) - $signed({ 1'h0, seg0_start2 });
+  assign \$258  = $signed(g2_s1) + $signed(seg1_off2);
+  assign \$259  = in_seg0_2 ? \$257  : \$258 ;
+  assign \$260  = miss0_s2 | miss1_s2;
+  assign any_miss = \$260  | miss2_s2;
+  assign \$261  = \p$203 [7:0] + o2_s2;
+  assign \$262  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$263  = active | \$262 ;
+  assign busy = \$263  | out_valid;
   always @(posedge clk)
-    remap <= \$210 ;
+    remap <= \$264 ;
   always @(posedge clk)
-    \$signal  <= \$211 ;
+    \$signal  <= \$265 ;
   always @(posedge clk)
-    \$signal$5  <= \$212 ;
+    \$signal$5  <= \$266 ;
   always @(posedge clk)
-    replicate <= \$213 ;
+    replicate <= \$267 ;
   always @(posedge clk)
-    seg0_start0 <= \$214 ;
+    seg0_start0 <= \$268 ;
   always @(posedge clk)
-    seg1_start0 <= \$215 ;
+    seg1_start0 <= \$269 ;
   always @(posedge clk)
-    o_step0 <= \$216 ;
+    o_step0 <= \$270 ;
   always @(posedge clk)
-    g_step0 <= \$217 ;
+    g_step0 <= \$271 ;
   always @(posedge clk)
-    base_above0 <= \$218 ;
+    base_above0 <= \$272 ;
   always @(posedge clk)
-    seg0_end0 <= \$219 ;
+    seg0_end0 <= \$273 ;
   always @(posedge clk)
-    seg1_end0 <= \$220 ;
+    seg1_end0 <= \$274 ;
   always @(posedge clk)
-    seg1_off0 <= \$221 ;
+    seg1_off0 <= \$275 ;
   always @(posedge clk)
-    seg0_start1 <= \$222 ;
+    seg0_start1 <= \$276 ;
   always @(posedge clk)
-    seg1_start1 <= \$223 ;
+    seg1_start1 <= \$277 ;
   always @(posedge clk)
-    o_step1 <= \$224 ;
+    o_step1 <= \$278 ;
   always @(posedge clk)
-    g_step1 <= \$225 ;
+    g_step1 <= \$279 ;
   always @(posedge clk)
-    base_above1 <= \$226 ;
+    base_above1 <= \$280 ;
   always @(posedge clk)
-    seg0_end1 <= \$227 ;
+    seg0_end1 <= \$281 ;
   always @(posedge clk)
-    seg1_end1 <= \$228 ;
+    seg1_end1 <= \$282 ;
   always @(posedge clk)
-    seg1_off1 <= \$229 ;
+    seg1_off1 <= \$283 ;
   always @(posedge clk)
-    window1 <= \$230 ;
+    window1 <= \$284 ;
   always @(posedge clk)
-    seg0_start2 <= \$231 ;
+    seg0_start2 <= \$285 ;
   always @(posedge clk)
-    seg1_start2 <= \$232 ;
+    seg1_start2 <= \$286 ;
   always @(posedge clk)
-    o_step2 <= \$233 ;
+    o_step2 <= \$287 ;
   always @(posedge clk)
-    g_step2 <= \$234 ;
+    g_step2 <= \$288 ;
   always @(posedge clk)
-    base_above2 <= \$235 ;
+    base_above2 <= \$289 ;
   always @(posedge clk)
-    seg0_end2 <= \$236 ;
+    seg0_end2 <= \$290 ;
   always @(posedge clk)
-    seg1_end2 <= \$237 ;
+    seg1_end2 <= \$291 ;
   always @(posedge clk)
-    seg1_off2 <= \$238 ;
+    seg1_off2 <= \$292 ;
   always @(posedge clk)
-    window2 <= \$239 ;
+    window2 <= \$293 ;
   always @(posedge clk)
-    chunks <= \$240 ;
+    chunks <= \$294 ;
   always @(posedge clk)
-    ready <= \$241 ;
+    ready <= \$295 ;
   always @(posedge clk)
-    extra <= \$242 ;
+    extra <= \$296 ;
   always @(posedge clk)
-    extra_less_one <= \$243 ;
+    extra_less_one <= \$297 ;
   always @(posedge clk)
-    active <= \$244 ;
+    span_end <= \$298 ;
   always @(posedge clk)
-    left0 <= \$245 ;
+    in_end <= \$299 ;
   always @(posedge clk)
-    last0 <= \$246 ;
+    leading <= \$300 ;
   always @(posedge clk)
-    o0 <= \$247 ;
+    row_end <= \$301 ;
   always @(posedge clk)
-    g0 <= \$248 ;
+    in_end_r <= \$302 ;
   always @(posedge clk)
-    left1 <= \$249 ;
+    leading_pos <= \$303 ;
   always @(posedge clk)
-    last1 <= \$250 ;
+    trailing <= \$304 ;
   always @(posedge clk)
-    o1 <= \$251 ;
+    leading_extra <= \$305 ;
   always @(posedge clk)
-    g1 <= \$252 ;
+    trailing_pos <= \$306 ;
   always @(posedge clk)
-    reload1 <= \$253 ;
+    leading_r <= \$307 ;
   always @(posedge clk)
-    reload_last1 <= \$254 ;
+    zeros <= \$308 ;
   always @(posedge clk)
-    o_first1 <= \$255 ;
+    overlap <= \$309 ;
   always @(posedge clk)
-    g_first1 <= \$256 ;
+    extra_short <= \$310 ;
   always @(posedge clk)
-    left2 <= \$257 ;
+    extra_less_one_short <= \$311 ;
   always @(posedge clk)
-    last2 <= \$258 ;
+    active <= \$312 ;
   always @(posedge clk)
-    o2 <= \$259 ;
+    left0 <= \$313 ;
   always @(posedge clk)
-    g2 <= \$260 ;
+    last0 <= \$314 ;
   always @(posedge clk)
-    reload2 <= \$261 ;
+    o0 <= \$315 ;
   always @(posedge clk)
-    reload_last2 <= \$262 ;
+    g0 <= \$316 ;
   always @(posedge clk)
-    o_first2 <= \$263 ;
+    left1 <= \$317 ;
   always @(posedge clk)
-    g_first2 <= \$264 ;
+    last1 <= \$318 ;
   always @(posedge clk)
-    chunk <= \$265 ;
+    o1 <= \$319 ;
   always @(posedge clk)
-    init <= \$266 ;
+    g1 <= \$320 ;
   always @(posedge clk)
-    zero_pass <= \$267 ;
+    reload1 <= \$321 ;
   always @(posedge clk)
-    bank <= \$268 ;
+    reload_last1 <= \$322 ;
   always @(posedge clk)
-    valid_s0 <= \$269 ;
+    o_first1 <= \$323 ;
   always @(posedge clk)
-    last_s0 <= \$270 ;
+    g_first1 <= \$324 ;
   always @(posedge clk)
-    write_s0 <= \$271 ;
+    reload_long <= \$325 ;
   always @(posedge clk)
-    chunk_s0 <= \$272 ;
+    reload_long_last <= \$326 ;
   always @(posedge clk)
-    init_s0 <= \$273 ;
+    threshold_long <= \$327 ;
   always @(posedge clk)
-    bank_s0 <= \$274 ;
+    threshold_short <= \$328 ;
   always @(posedge clk)
-    o2_s0 <= \$275 ;
+    threshold <= \$329 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$276 ;
+    left2 <= \$330 ;
   always @(posedge clk)
-    g0_s0 <= \$277 ;
+    last2 <= \$331 ;
   always @(posedge clk)
-    below0_s0 <= \$278 ;
+    o2 <= \$332 ;
   always @(posedge clk)
-    above0_s0 <= \$279 ;
+    g2 <= \$333 ;
   always @(posedge clk)
-    g1_s0 <= \$280 ;
+    reload2 <= \$334 ;
   always @(posedge clk)
-    below1_s0 <= \$281 ;
+    reload_last2 <= \$335 ;
   always @(posedge clk)
-    above1_s0 <= \$282 ;
+    o_first2 <= \$336 ;
   always @(posedge clk)
-    g2_s0 <= \$283 ;
+    g_first2 <= \$337 ;
   always @(posedge clk)
-    below2_s0 <= \$284 ;
+    chunk <= \$338 ;
   always @(posedge clk)
-    above2_s0 <= \$285 ;
+    init <= \$339 ;
   always @(posedge clk)
-    o1_s0 <= \$286 ;
+    zero_pass <= \$340 ;
   always @(posedge clk)
-    valid_s1 <= \$287 ;
+    bank <= \$341 ;
   always @(posedge clk)
-    last_s1 <= \$288 ;
+    valid_s0 <= \$342 ;
   always @(posedge clk)
-    write_s1 <= \$289 ;
+    last_s0 <= \$343 ;
   always @(posedge clk)
-    chunk_s1 <= \$290 ;
+    write_s0 <= \$344 ;
   always @(posedge clk)
-    init_s1 <= \$291 ;
+    chunk_s0 <= \$345 ;
   always @(posedge clk)
-    bank_s1 <= \$292 ;
+    init_s0 <= \$346 ;
   always @(posedge clk)
-    o2_s1 <= \$293 ;
+    bank_s0 <= \$347 ;
   always @(posedge clk)
-    acc_row_s1 <= \$294 ;
+    o2_s0 <= \$348 ;
   always @(posedge clk)
-    g0_s1 <= \$295 ;
+    zero_pass_s0 <= \$349 ;
   always @(posedge clk)
-    real0_s1 <= \$296 ;
+    g0_s0 <= \$350 ;
   always @(posedge clk)
-    g1_s1 <= \$297 ;
+    below0_s0 <= \$351 ;
   always @(posedge clk)
-    real1_s1 <= \$298 ;
+    above0_s0 <= \$352 ;
   always @(posedge clk)
-    g2_s1 <= \$299 ;
+    g1_s0 <= \$353 ;
   always @(posedge clk)
-    real2_s1 <= \$300 ;
+    below1_s0 <= \$354 ;
   always @(posedge clk)
-    valid_s2 <= \$301 ;
+    above1_s0 <= \$355 ;
   always @(posedge clk)
-    last_s2 <= \$302 ;
+    g2_s0 <= \$356 ;
   always @(posedge clk)
-    write_s2 <= \$303 ;
+    below2_s0 <= \$357 ;
   always @(posedge clk)
-    chunk_s2 <= \$304 ;
+    above2_s0 <= \$358 ;
   always @(posedge clk)
-    init_s2 <= \$305 ;
+    o1_s0 <= \$359 ;
   always @(posedge clk)
-    bank_s2 <= \$306 ;
+    valid_s1 <= \$360 ;
   always @(posedge clk)
-    local0_s2 <= \$307 ;
+    last_s1 <= \$361 ;
   always @(posedge clk)
-    real0_s2 <= \$308 ;
+    write_s1 <= \$362 ;
   always @(posedge clk)
-    miss0_s2 <= \$309 ;
+    chunk_s1 <= \$363 ;
   always @(posedge clk)
-    local1_s2 <= \$310 ;
+    init_s1 <= \$364 ;
   always @(posedge clk)
-    real1_s2 <= \$311 ;
+    bank_s1 <= \$365 ;
   always @(posedge clk)
-    miss1_s2 <= \$312 ;
+    o2_s1 <= \$366 ;
   always @(posedge clk)
-    local2_s2 <= \$313 ;
+    acc_row_s1 <= \$367 ;
   always @(posedge clk)
-    real2_s2 <= \$314 ;
+    g0_s1 <= \$368 ;
   always @(posedge clk)
-    miss2_s2 <= \$315 ;
+    real0_s1 <= \$369 ;
   always @(posedge clk)
-    o2_s2 <= \$316 ;
+    g1_s1 <= \$370 ;
   always @(posedge clk)
-    valid_s3 <= \$317 ;
+    real1_s1 <= \$371 ;
   always @(posedge clk)
-    last_s3 <= \$318 ;
+    g2_s1 <= \$372 ;
   always @(posedge clk)
-    write_s3 <= \$319 ;
+    real2_s1 <= \$373 ;
   always @(posedge clk)
-    chunk_s3 <= \$320 ;
+    valid_s2 <= \$374 ;
   always @(posedge clk)
-    init_s3 <= \$321 ;
+    last_s2 <= \$375 ;
   always @(posedge clk)
-    bank_s3 <= \$322 ;
+    write_s2 <= \$376 ;
   always @(posedge clk)
-    acc_s3 <= \$323 ;
+    chunk_s2 <= \$377 ;
   always @(posedge clk)
-    local1_s3 <= \$324 ;
+    init_s2 <= \$378 ;
   always @(posedge clk)
-    local2_s3 <= \$325 ;
+    bank_s2 <= \$379 ;
   always @(posedge clk)
-    zero_s3 <= \$326 ;
+    local0_s2 <= \$380 ;
   always @(posedge clk)
-    error_s3 <= \$327 ;
+    real0_s2 <= \$381 ;
   always @(posedge clk)
-    valid_s4 <= \$328 ;
+    miss0_s2 <= \$382 ;
   always @(posedge clk)
-    last_s4 <= \$329 ;
+    local1_s2 <= \$383 ;
   always @(posedge clk)
-    write_s4 <= \$330 ;
+    real1_s2 <= \$384 ;
   always @(posedge clk)
-    chunk_s4 <= \$331 ;
+    miss1_s2 <= \$385 ;
   always @(posedge clk)
-    init_s4 <= \$332 ;
+    local2_s2 <= \$386 ;
   always @(posedge clk)
-    bank_s4 <= \$333 ;
+    real2_s2 <= \$387 ;
   always @(posedge clk)
-    acc_s4 <= \$334 ;
+    miss2_s2 <= \$388 ;
   always @(posedge clk)
-    zero_s4 <= \$335 ;
+    o2_s2 <= \$389 ;
   always @(posedge clk)
-    error_s4 <= \$336 ;
+    valid_s3 <= \$390 ;
   always @(posedge clk)
-    out_valid <= \$337 ;
+    last_s3 <= \$391 ;
   always @(posedge clk)
-    in_addr <= \$338 ;
+    write_s3 <= \$392 ;
   always @(posedge clk)
-    acc_addr <= \$339 ;
+    chunk_s3 <= \$393 ;
   always @(posedge clk)
-    zero <= \$340 ;
+    init_s3 <= \$394 ;
   always @(posedge clk)
-    \init$163  <= \$341 ;
+    bank_s3 <= \$395 ;
   always @(posedge clk)
-    \bank$164  <= \$342 ;
+    acc_s3 <= \$396 ;
   always @(posedge clk)
-    pass_last <= \$343 ;
+    local1_s3 <= \$397 ;
   always @(posedge clk)
-    error <= \$344 ;
+    local2_s3 <= \$398 ;
   always @(posedge clk)
-    \write$167  <= \$345 ;
+    zero_s3 <= \$399 ;
+  always @(posedge clk)
+    error_s3 <= \$400 ;
+  always @(posedge clk)
+    valid_s4 <= \$401 ;
+  always @(posedge clk)
+    last_s4 <= \$402 ;
+  always @(posedge clk)
+    write_s4 <= \$403 ;
+  always @(posedge clk)
+    chunk_s4 <= \$404 ;
+  always @(posedge clk)
+    init_s4 <= \$405 ;
+  always @(posedge clk)
+    bank_s4 <= \$406 ;
+  always @(posedge clk)
+    acc_s4 <= \$407 ;
+  always @(posedge clk)
+    zero_s4 <= \$408 ;
+  always @(posedge clk)
+    error_s4 <= \$409 ;
+  always @(posedge clk)
+    out_valid <= \$410 ;
+  always @(posedge clk)
+    in_addr <= \$411 ;
+  always @(posedge clk)
+    acc_addr <= \$412 ;
+  always @(posedge clk)
+    zero <= \$413 ;
+  always @(posedge clk)
+    \init$182  <= \$414 ;
   \convhw_list.core.streamer.multiplier_acc  multiplier_acc (
     .clk(clk),
     .flush(flush),
-    .p(\p$184 ),
-    .\port$6324$376 (job[391:376]),
-    .\port$7022$0 (acc_row_s1),
+    .p(\p$203 ),
+    .\port$6376$376 (job[391:376]),
+    .\port$7112$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$178 ),
-    .\port$6324$224 (job[239:224]),
-    .\port$6928$0 (o0),
+    .p(\p$197 ),
+    .\port$6376$224 (job[239:224]),
+    .\port$7008$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
-    .p(\p$160 ),
-    .\port$6914$0 (chunks),
-    .\port$7084$0 (local2_s3),
+    .p(\p$179 ),
+    .\port$6966$0 (chunks),
+    .\port$7174$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$188 ),
-    .\port$6894$0 (window1),
-    .\port$7048$0 (local0_s2),
+    .p(\p$207 ),
+    .\port$6946$0 (window1),
+    .\port$7138$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
-    .p(\p$172 ),
-    .\port$6912$0 (window2),
-    .\port$6914$0 (chunks),
+    .p(\p$191 ),
+    .\port$6964$0 (window2),
+    .\port$6966$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
-    .p(\p$159 ),
-    .\port$7082$0 (local1_s3),
-    .\port$7129$0 (\p$172 [9:0]),
+    .p(\p$178 ),
+    .\port$7172$0 (local1_s3),
+    .\port$7219$0 (\p$191 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7129$0 (\p$172 [9:0]),
-    .\port$7132$0 (\p$188 [9:0]),
+    .\port$7219$0 (\p$191 [9:0]),
+    .\port$7222$0 (\p$207 [9:0]),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$210  = \$3 ;
+    \$416  = last_s4;
     if (flush) begin
-      \$210  = 1'h0;
+      \$416  = 1'h0;
     end
     if (rst) begin
-      \$210  = 1'h0;
+      \$416  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$211  = \$4 ;
+    \$417  = error_s4;
     if (flush) begin
-      \$211  = 1'h0;
+      \$417  = 1'h0;
     end
     if (rst) begin
-      \$211  = 1'h0;
+      \$417  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$212  = \$5 ;
+    \$418  = \$169 ;
     if (flush) begin
-      \$212  = 1'h0;
+      \$418  = 1'h0;
     end
     if (rst) begin
-      \$212  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$213  = \$6 ;
-    if (flush) begin
-      \$213  = 1'h0;
-    end
-    if (rst) begin
-      \$213  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$214  = job[103:88];
-    if (flush) begin
-      \$214  = 16'h0000;
-    end
-    if (rst) begin
-      \$214  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$215  = job[135:120];
-    if (flush) begin
-      \$215  = 16'h0000;
-    end
-    if (rst) begin
-      \$215  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$216  = \$7 ;
-    if (flush) begin
-      \$216  = 8'h00;
-    end
-    if (rst) begin
-      \$216  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$217  = \$8 ;
-    if (flush) begin
-      \$217  = 8'h00;
-    end
-    if (rst) begin
-      \$217  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$218  = \$16 [17:0];
-    if (flush) begin
-      \$218  = 18'h00000;
-    end
-    if (rst) begin
-      \$218  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$219  = \$17 ;
-    if (flush) begin
-      \$219  = 17'h00000;
-    end
-    if (rst) begin
-      \$219  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$220  = \$18 ;
-    if (flush) begin
-      \$220  = 17'h00000;
-    end
-    if (rst) begin
-      \$220  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$221  = \$19 ;
-    if (flush) begin
-      \$221  = 17'h00000;
-    end
-    if (rst) begin
-      \$221  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$222  = job[255:240];
-    if (flush) begin
-      \$222  = 16'h0000;
-    end
-    if (rst) begin
-      \$222  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$223  = job[287:272];
-    if (flush) begin
-      \$223  = 16'h0000;
-    end
-    if (rst) begin
-      \$223  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$224  = \$20 ;
-    if (flush) begin
-      \$224  = 8'h00;
-    end
-    if (rst) begin
-      \$224  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$225  = \$21 ;
-    if (flush) begin
-      \$225  = 8'h00;
-    end
-    if (rst) begin
-      \$225  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$226  = \$29 [17:0];
-    if (flush) begin
-      \$226  = 18'h00000;
-    end
-    if (rst) begin
-      \$226  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$227  = \$30 ;
-    if (flush) begin
-      \$227  = 17'h00000;
-    end
-    if (rst) begin
-      \$227  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$228  = \$31 ;
-    if (flush) begin
-      \$228  = 17'h00000;
-    end
-    if (rst) begin
-      \$228  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$229  = \$32 ;
-    if (flush) begin
-      \$229  = 17'h00000;
-    end
-    if (rst) begin
-      \$229  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$230  = \$33 [9:0];
-    if (flush) begin
-      \$230  = 10'h000;
-    end
-    if (rst) begin
-      \$230  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$231  = job[407:392];
-    if (flush) begin
-      \$231  = 16'h0000;
-    end
-    if (rst) begin
-      \$231  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$232  = job[439:424];
-    if (flush) begin
-      \$232  = 16'h0000;
-    end
-    if (rst) begin
-      \$232  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$233  = \$34 ;
-    if (flush) begin
-      \$233  = 8'h00;
-    end
-    if (rst) begin
-      \$233  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$234  = \$35 ;
-    if (flush) begin
-      \$234  = 8'h00;
-    end
-    if (rst) begin
-      \$234  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$235  = \$43 [17:0];
-    if (flush) begin
-      \$235  = 18'h00000;
-    end
-    if (rst) begin
-      \$235  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$236  = \$44 ;
-    if (flush) begin
-      \$236  = 17'h00000;
-    end
-    if (rst) begin
-      \$236  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$237  = \$45 ;
-    if (flush) begin
-      \$237  = 17'h00000;
-    end
-    if (rst) begin
-      \$237  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$238  = \$46 ;
-    if (flush) begin
-      \$238  = 17'h00000;
-    end
-    if (rst) begin
-      \$238  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$239  = \$47 [9:0];
-    if (flush) begin
-      \$239  = 10'h000;
-    end
-    if (rst) begin
-      \$239  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$240  = job[470:461];
-    if (flush) begin
-      \$240  = 10'h000;
-    end
-    if (rst) begin
-      \$240  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$241  = ready_next;
-    if (flush) begin
-      \$241  = 1'h1;
-    end
-    if (rst) begin
-      \$241  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$242  = \$50 [7:0];
-    if (flush) begin
-      \$242  = 8'h00;
-    end
-    if (rst) begin
-      \$242  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$243  = \$53 ;
-    if (flush) begin
-      \$243  = 9'h1ff;
-    end
-    if (rst) begin
-      \$243  = 9'h1ff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$244  = active;
-    if (take) begin
-      \$244  = 1'h1;
-    end else if (last_element) begin
-      \$244  = 1'h0;
-    end
-    if (flush) begin
-      \$244  = 1'h0;
-    end
-    if (rst) begin
-      \$244  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$245  = left0;
-    if (take) begin
-      \$245  = \$54 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$69 ) begin
-        \$245  = \$70 [16:0];
-      end
-    end
-    if (flush) begin
-      \$245  = 17'h00000;
-    end
-    if (rst) begin
-      \$245  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$246  = last0;
-    if (take) begin
-      \$246  = \$55 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$246  = next_last0;
-    end
-    if (flush) begin
-      \$246  = 1'h0;
-    end
-    if (rst) begin
-      \$246  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$247  = o0;
-    if (take) begin
-      \$247  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$69 ) begin
-        \$247  = \$71 [15:0];
-      end
-    end
-    if (flush) begin
-      \$247  = 16'h0000;
-    end
-    if (rst) begin
-      \$247  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$248  = g0;
-    if (take) begin
-      \$248  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$69 ) begin
-        \$248  = \$72 [17:0];
-      end
-    end
-    if (flush) begin
-      \$248  = 18'h00000;
-    end
-    if (rst) begin
-      \$248  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$249  = left1;
-    if (take) begin
-      \$249  = \$56 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$74 ) begin
-        \$249  = \$75 [16:0];
-      end else if (last2) begin
-        \$249  = reload1;
-      end
-    end
-    if (flush) begin
-      \$249  = 17'h00000;
-    end
-    if (rst) begin
-      \$249  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$250  = last1;
-    if (take) begin
-      \$250  = \$57 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$250  = next_last1;
-    end
-    if (flush) begin
-      \$250  = 1'h0;
-    end
-    if (rst) begin
-      \$250  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$251  = o1;
-    if (take) begin
-      \$251  = passes__payload[66:51];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$74 ) begin
-        \$251  = \$76 [15:0];
-      end else if (last2) begin
-        \$251  = o_first1;
-      end
-    end
-    if (flush) begin
-      \$251  = 16'h0000;
-    end
-    if (rst) begin
-      \$251  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$252  = g1;
-    if (take) begin
-      \$252  = passes__payload[101:84];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$74 ) begin
-        \$252  = \$77 [17:0];
-      end else if (last2) begin
-        \$252  = g_first1;
-      end
-    end
-    if (flush) begin
-      \$252  = 18'h00000;
-    end
-    if (rst) begin
-      \$252  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$253  = reload1;
-    if (take) begin
-      \$253  = \$58 [16:0];
-    end
-    if (flush) begin
-      \$253  = 17'h00000;
-    end
-    if (rst) begin
-      \$253  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$254  = reload_last1;
-    if (take) begin
-      \$254  = \$59 ;
-    end
-    if (flush) begin
-      \$254  = 1'h0;
-    end
-    if (rst) begin
-      \$254  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$255  = o_first1;
-    if (take) begin
-      \$255  = passes__payload[66:51];
-    end
-    if (flush) begin
-      \$255  = 16'h0000;
-    end
-    if (rst) begin
-      \$255  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$256  = g_first1;
-    if (take) begin
-      \$256  = passes__payload[101:84];
-    end
-    if (flush) begin
-      \$256  = 18'h00000;
-    end
-    if (rst) begin
-      \$256  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$257  = left2;
-    if (take) begin
-      \$257  = \$60 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$79 ) begin
-        \$257  = \$80 [16:0];
-      end else if (1'h1) begin
-        \$257  = reload2;
-      end
-    end
-    if (flush) begin
-      \$257  = 17'h00000;
-    end
-    if (rst) begin
-      \$257  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$258  = last2;
-    if (take) begin
-      \$258  = \$63 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$258  = next_last2;
-    end
-    if (flush) begin
-      \$258  = 1'h0;
-    end
-    if (rst) begin
-      \$258  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$259  = o2;
-    if (take) begin
-      \$259  = passes__payload[117:102];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$79 ) begin
-        \$259  = \$81 [15:0];
-      end else if (1'h1) begin
-        \$259  = o_first2;
-      end
-    end
-    if (flush) begin
-      \$259  = 16'h0000;
-    end
-    if (rst) begin
-      \$259  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$260  = g2;
-    if (take) begin
-      \$260  = passes__payload[152:135];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$79 ) begin
-        \$260  = \$82 [17:0];
-      end else if (1'h1) begin
-        \$260  = g_first2;
-      end
-    end
-    if (flush) begin
-      \$260  = 18'h00000;
-    end
-    if (rst) begin
-      \$260  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$261  = reload2;
-    if (take) begin
-      \$261  = \$64 [16:0];
-    end
-    if (flush) begin
-      \$261  = 17'h00000;
-    end
-    if (rst) begin
-      \$261  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$262  = reload_last2;
-    if (take) begin
-      \$262  = \$67 ;
-    end
-    if (flush) begin
-      \$262  = 1'h0;
-    end
-    if (rst) begin
-      \$262  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$263  = o_first2;
-    if (take) begin
-      \$263  = passes__payload[117:102];
-    end
-    if (flush) begin
-      \$263  = 16'h0000;
-    end
-    if (rst) begin
-      \$263  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$264  = g_first2;
-    if (take) begin
-      \$264  = passes__payload[152:135];
-    end
-    if (flush) begin
-      \$264  = 18'h00000;
-    end
-    if (rst) begin
-      \$264  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$265  = chunk;
-    if (take) begin
-      \$265  = passes__payload[172:162];
-    end
-    if (flush) begin
-      \$265  = 11'h000;
-    end
-    if (rst) begin
-      \$265  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$266  = init;
-    if (take) begin
-      \$266  = passes__payload[173];
-    end
-    if (flush) begin
-      \$266  = 1'h0;
-    end
-    if (rst) begin
-      \$266  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$267  = zero_pass;
-    if (take) begin
-      \$267  = passes__payload[174];
-    end
-    if (flush) begin
-      \$267  = 1'h0;
-    end
-    if (rst) begin
-      \$267  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$268  = bank;
-    if (take) begin
-      \$268  = passes__payload[175];
-    end
-    if (flush) begin
-      \$268  = 1'h0;
-    end
-    if (rst) begin
-      \$268  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$269  = active;
-    if (flush) begin
-      \$269  = 1'h0;
-    end
-    if (rst) begin
-      \$269  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$270  = last_element;
-    if (flush) begin
-      \$270  = 1'h0;
-    end
-    if (rst) begin
-      \$270  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$271  = write;
-    if (flush) begin
-      \$271  = 1'h0;
-    end
-    if (rst) begin
-      \$271  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$272  = chunk;
-    if (flush) begin
-      \$272  = 11'h000;
-    end
-    if (rst) begin
-      \$272  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$273  = init;
-    if (flush) begin
-      \$273  = 1'h0;
-    end
-    if (rst) begin
-      \$273  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$274  = bank;
-    if (flush) begin
-      \$274  = 1'h0;
-    end
-    if (rst) begin
-      \$274  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$275  = o2;
-    if (flush) begin
-      \$275  = 16'h0000;
-    end
-    if (rst) begin
-      \$275  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$276  = zero_pass;
-    if (flush) begin
-      \$276  = 1'h0;
-    end
-    if (rst) begin
-      \$276  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$277  = g0;
-    if (flush) begin
-      \$277  = 18'h00000;
-    end
-    if (rst) begin
-      \$277  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$278  = \$83 ;
-    if (flush) begin
-      \$278  = 1'h0;
-    end
-    if (rst) begin
-      \$278  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$279  = \$84 ;
-    if (flush) begin
-      \$279  = 1'h0;
-    end
-    if (rst) begin
-      \$279  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$280  = g1;
-    if (flush) begin
-      \$280  = 18'h00000;
-    end
-    if (rst) begin
-      \$280  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$281  = \$85 ;
-    if (flush) begin
-      \$281  = 1'h0;
-    end
-    if (rst) begin
-      \$281  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$282  = \$86 ;
-    if (flush) begin
-      \$282  = 1'h0;
-    end
-    if (rst) begin
-      \$282  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$283  = g2;
-    if (flush) begin
-      \$283  = 18'h00000;
-    end
-    if (rst) begin
-      \$283  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$284  = \$87 ;
-    if (flush) begin
-      \$284  = 1'h0;
-    end
-    if (rst) begin
-      \$284  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$285  = \$88 ;
-    if (flush) begin
-      \$285  = 1'h0;
-    end
-    if (rst) begin
-      \$285  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$286  = o1;
-    if (flush) begin
-      \$286  = 16'h0000;
-    end
-    if (rst) begin
-      \$286  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$287  = valid_s0;
-    if (flush) begin
-      \$287  = 1'h0;
-    end
-    if (rst) begin
-      \$287  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$288  = last_s0;
-    if (flush) begin
-      \$288  = 1'h0;
-    end
-    if (rst) begin
-      \$288  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$289  = write_s0;
-    if (flush) begin
-      \$289  = 1'h0;
-    end
-    if (rst) begin
-      \$289  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$290  = chunk_s0;
-    if (flush) begin
-      \$290  = 11'h000;
-    end
-    if (rst) begin
-      \$290  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$291  = init_s0;
-    if (flush) begin
-      \$291  = 1'h0;
-    end
-    if (rst) begin
-      \$291  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$292  = bank_s0;
-    if (flush) begin
-      \$292  = 1'h0;
-    end
-    if (rst) begin
-      \$292  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$293  = o2_s0;
-    if (flush) begin
-      \$293  = 16'h0000;
-    end
-    if (rst) begin
-      \$293  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$294  = \$145 [7:0];
-    if (flush) begin
-      \$294  = 8'h00;
-    end
-    if (rst) begin
-      \$294  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$295  = \$158 [17:0];
-    if (flush) begin
-      \$295  = 18'h00000;
-    end
-    if (rst) begin
-      \$295  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$296  = \$93 ;
-    if (flush) begin
-      \$296  = 1'h0;
-    end
-    if (rst) begin
-      \$296  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$297  = \$171 [17:0];
-    if (flush) begin
-      \$297  = 18'h00000;
-    end
-    if (rst) begin
-      \$297  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$298  = \$98 ;
-    if (flush) begin
-      \$298  = 1'h0;
-    end
-    if (rst) begin
-      \$298  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$299  = \$184 [17:0];
-    if (flush) begin
-      \$299  = 18'h00000;
-    end
-    if (rst) begin
-      \$299  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$300  = \$103 ;
-    if (flush) begin
-      \$300  = 1'h0;
-    end
-    if (rst) begin
-      \$300  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$301  = valid_s1;
-    if (flush) begin
-      \$301  = 1'h0;
-    end
-    if (rst) begin
-      \$301  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$302  = last_s1;
-    if (flush) begin
-      \$302  = 1'h0;
-    end
-    if (rst) begin
-      \$302  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$303  = write_s1;
-    if (flush) begin
-      \$303  = 1'h0;
-    end
-    if (rst) begin
-      \$303  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$304  = chunk_s1;
-    if (flush) begin
-      \$304  = 11'h000;
-    end
-    if (rst) begin
-      \$304  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$305  = init_s1;
-    if (flush) begin
-      \$305  = 1'h0;
-    end
-    if (rst) begin
-      \$305  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$306  = bank_s1;
-    if (flush) begin
-      \$306  = 1'h0;
-    end
-    if (rst) begin
-      \$306  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$307  = \$191 [9:0];
-    if (flush) begin
-      \$307  = 10'h000;
-    end
-    if (rst) begin
-      \$307  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$308  = real0_s1;
-    if (flush) begin
-      \$308  = 1'h0;
-    end
-    if (rst) begin
-      \$308  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$309  = \$107 ;
-    if (flush) begin
-      \$309  = 1'h0;
-    end
-    if (rst) begin
-      \$309  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$310  = \$198 [9:0];
-    if (flush) begin
-      \$310  = 10'h000;
-    end
-    if (rst) begin
-      \$310  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$311  = real1_s1;
-    if (flush) begin
-      \$311  = 1'h0;
-    end
-    if (rst) begin
-      \$311  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$312  = \$111 ;
-    if (flush) begin
-      \$312  = 1'h0;
-    end
-    if (rst) begin
-      \$312  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$313  = \$205 [9:0];
-    if (flush) begin
-      \$313  = 10'h000;
-    end
-    if (rst) begin
-      \$313  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$314  = real2_s1;
-    if (flush) begin
-      \$314  = 1'h0;
-    end
-    if (rst) begin
-      \$314  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$315  = \$115 ;
-    if (flush) begin
-      \$315  = 1'h0;
-    end
-    if (rst) begin
-      \$315  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$316  = o2_s1;
-    if (flush) begin
-      \$316  = 16'h0000;
-    end
-    if (rst) begin
-      \$316  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$317  = valid_s2;
-    if (flush) begin
-      \$317  = 1'h0;
-    end
-    if (rst) begin
-      \$317  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$318  = last_s2;
-    if (flush) begin
-      \$318  = 1'h0;
-    end
-    if (rst) begin
-      \$318  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$319  = write_s2;
-    if (flush) begin
-      \$319  = 1'h0;
-    end
-    if (rst) begin
-      \$319  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$320  = chunk_s2;
-    if (flush) begin
-      \$320  = 11'h000;
-    end
-    if (rst) begin
-      \$320  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$321  = init_s2;
-    if (flush) begin
-      \$321  = 1'h0;
-    end
-    if (rst) begin
-      \$321  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$322  = bank_s2;
-    if (flush) begin
-      \$322  = 1'h0;
-    end
-    if (rst) begin
-      \$322  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$323  = \$207 [7:0];
-    if (flush) begin
-      \$323  = 8'h00;
-    end
-    if (rst) begin
-      \$323  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$324  = local1_s2;
-    if (flush) begin
-      \$324  = 10'h000;
-    end
-    if (rst) begin
-      \$324  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$325  = local2_s2;
-    if (flush) begin
-      \$325  = 10'h000;
-    end
-    if (rst) begin
-      \$325  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$326  = \$119 ;
-    if (flush) begin
-      \$326  = 1'h0;
-    end
-    if (rst) begin
-      \$326  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$327  = \$120 ;
-    if (flush) begin
-      \$327  = 1'h0;
-    end
-    if (rst) begin
-      \$327  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$328  = valid_s3;
-    if (flush) begin
-      \$328  = 1'h0;
-    end
-    if (rst) begin
-      \$328  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$329  = last_s3;
-    if (flush) begin
-      \$329  = 1'h0;
-    end
-    if (rst) begin
-      \$329  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$330  = write_s3;
-    if (flush) begin
-      \$330  = 1'h0;
-    end
-    if (rst) begin
-      \$330  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$331  = chunk_s3;
-    if (flush) begin
-      \$331  = 11'h000;
-    end
-    if (rst) begin
-      \$331  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$332  = init_s3;
-    if (flush) begin
-      \$332  = 1'h0;
-    end
-    if (rst) begin
-      \$332  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$333  = bank_s3;
-    if (flush) begin
-      \$333  = 1'h0;
-    end
-    if (rst) begin
-      \$333  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$334  = acc_s3;
-    if (flush) begin
-      \$334  = 8'h00;
-    end
-    if (rst) begin
-      \$334  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$335  = zero_s3;
-    if (flush) begin
-      \$335  = 1'h0;
-    end
-    if (rst) begin
-      \$335  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$336  = error_s3;
-    if (flush) begin
-      \$336  = 1'h0;
-    end
-    if (rst) begin
-      \$336  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$337  = valid_s4;
-    if (flush) begin
-      \$337  = 1'h0;
-    end
-    if (rst) begin
-      \$337  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$338  = \$123 [9:0];
-    if (flush) begin
-      \$338  = 10'h000;
-    end
-    if (rst) begin
-      \$338  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$339  = acc_s4;
-    if (flush) begin
-      \$339  = 8'h00;
-    end
-    if (rst) begin
-      \$339  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$340  = zero_s4;
-    if (flush) begin
-      \$340  = 1'h0;
-    end
-    if (rst) begin
-      \$340  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$341  = init_s4;
-    if (flush) begin
-      \$341  = 1'h0;
-    end
-    if (rst) begin
-      \$341  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$342  = bank_s4;
-    if (flush) begin
-      \$342  = 1'h0;
-    end
-    if (rst) begin
-      \$342  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$343  = last_s4;
-    if (flush) begin
-      \$343  = 1'h0;
-    end
-    if (rst) begin
-      \$343  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$344  = error_s4;
-    if (flush) begin
-      \$344  = 1'h0;
-    end
-    if (rst) begin
-      \$344  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$345  = \$124 ;
-    if (flush) begin
-      \$345  = 1'h0;
-    end
-    if (rst) begin
-      \$345  = 1'h0;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     ready_next = 1'h1;
     if (take) begin
-      ready_next = \$133 ;
+      ready_next = \$185 ;
     end else if (last_element) begin
     end else if (active) begin
-      ready_next = \$144 ;
+      ready_next = \$198 ;
     end
   end
   always @* begin
@@ -23386,8 +22090,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last0 = last0;
-      if (\$135 ) begin
-        next_last0 = \$136 ;
+      if (\$187 ) begin
+        next_last0 = \$188 ;
       end
     end
   end
@@ -23398,8 +22102,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last1 = last1;
-      if (\$138 ) begin
-        next_last1 = \$139 ;
+      if (\$190 ) begin
+        next_last1 = \$191 ;
       end else if (last2) begin
         next_last1 = reload_last1;
       end
@@ -23412,40 +22116,1728 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$141 ) begin
-        next_last2 = \$142 ;
+      if (\$193 ) begin
+        next_last2 = \$194 ;
       end else if (1'h1) begin
-        next_last2 = reload_last2;
+        next_last2 = \$196 ;
       end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$264  = \$3 ;
+    if (flush) begin
+      \$264  = 1'h0;
+    end
+    if (rst) begin
+      \$264  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$265  = \$4 ;
+    if (flush) begin
+      \$265  = 1'h0;
+    end
+    if (rst) begin
+      \$265  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$266  = \$5 ;
+    if (flush) begin
+      \$266  = 1'h0;
+    end
+    if (rst) begin
+      \$266  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$267  = \$6 ;
+    if (flush) begin
+      \$267  = 1'h0;
+    end
+    if (rst) begin
+      \$267  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$268  = job[103:88];
+    if (flush) begin
+      \$268  = 16'h0000;
+    end
+    if (rst) begin
+      \$268  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$269  = job[135:120];
+    if (flush) begin
+      \$269  = 16'h0000;
+    end
+    if (rst) begin
+      \$269  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$270  = \$7 ;
+    if (flush) begin
+      \$270  = 8'h00;
+    end
+    if (rst) begin
+      \$270  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$271  = \$8 ;
+    if (flush) begin
+      \$271  = 8'h00;
+    end
+    if (rst) begin
+      \$271  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$272  = \$16 [17:0];
+    if (flush) begin
+      \$272  = 18'h00000;
+    end
+    if (rst) begin
+      \$272  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$273  = \$17 ;
+    if (flush) begin
+      \$273  = 17'h00000;
+    end
+    if (rst) begin
+      \$273  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$274  = \$18 ;
+    if (flush) begin
+      \$274  = 17'h00000;
+    end
+    if (rst) begin
+      \$274  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$275  = \$19 ;
+    if (flush) begin
+      \$275  = 17'h00000;
+    end
+    if (rst) begin
+      \$275  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$276  = job[255:240];
+    if (flush) begin
+      \$276  = 16'h0000;
+    end
+    if (rst) begin
+      \$276  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$277  = job[287:272];
+    if (flush) begin
+      \$277  = 16'h0000;
+    end
+    if (rst) begin
+      \$277  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$278  = \$20 ;
+    if (flush) begin
+      \$278  = 8'h00;
+    end
+    if (rst) begin
+      \$278  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$279  = \$21 ;
+    if (flush) begin
+      \$279  = 8'h00;
+    end
+    if (rst) begin
+      \$279  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$280  = \$29 [17:0];
+    if (flush) begin
+      \$280  = 18'h00000;
+    end
+    if (rst) begin
+      \$280  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$281  = \$30 ;
+    if (flush) begin
+      \$281  = 17'h00000;
+    end
+    if (rst) begin
+      \$281  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$282  = \$31 ;
+    if (flush) begin
+      \$282  = 17'h00000;
+    end
+    if (rst) begin
+      \$282  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$283  = \$32 ;
+    if (flush) begin
+      \$283  = 17'h00000;
+    end
+    if (rst) begin
+      \$283  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$284  = \$33 [9:0];
+    if (flush) begin
+      \$284  = 10'h000;
+    end
+    if (rst) begin
+      \$284  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$285  = job[407:392];
+    if (flush) begin
+      \$285  = 16'h0000;
+    end
+    if (rst) begin
+      \$285  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$286  = job[439:424];
+    if (flush) begin
+      \$286  = 16'h0000;
+    end
+    if (rst) begin
+      \$286  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$287  = \$34 ;
+    if (flush) begin
+      \$287  = 8'h00;
+    end
+    if (rst) begin
+      \$287  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$288  = \$35 ;
+    if (flush) begin
+      \$288  = 8'h00;
+    end
+    if (rst) begin
+      \$288  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$289  = \$43 [17:0];
+    if (flush) begin
+      \$289  = 18'h00000;
+    end
+    if (rst) begin
+      \$289  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$290  = \$44 ;
+    if (flush) begin
+      \$290  = 17'h00000;
+    end
+    if (rst) begin
+      \$290  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$291  = \$45 ;
+    if (flush) begin
+      \$291  = 17'h00000;
+    end
+    if (rst) begin
+      \$291  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$292  = \$46 ;
+    if (flush) begin
+      \$292  = 17'h00000;
+    end
+    if (rst) begin
+      \$292  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$293  = \$47 [9:0];
+    if (flush) begin
+      \$293  = 10'h000;
+    end
+    if (rst) begin
+      \$293  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$294  = job[470:461];
+    if (flush) begin
+      \$294  = 10'h000;
+    end
+    if (rst) begin
+      \$294  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$295  = ready_next;
+    if (flush) begin
+      \$295  = 1'h1;
+    end
+    if (rst) begin
+      \$295  = 1'h1;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$296  = \$50 [7:0];
+    if (flush) begin
+      \$296  = 8'h00;
+    end
+    if (rst) begin
+      \$296  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$297  = \$53 ;
+    if (flush) begin
+      \$297  = 9'h1ff;
+    end
+    if (rst) begin
+      \$297  = 9'h1ff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$298  = \$54 ;
+    if (flush) begin
+      \$298  = 17'h00000;
+    end
+    if (rst) begin
+      \$298  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$299  = \$55 ;
+    if (flush) begin
+      \$299  = 17'h00000;
+    end
+    if (rst) begin
+      \$299  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$300  = \$56 ;
+    if (flush) begin
+      \$300  = 17'h00000;
+    end
+    if (rst) begin
+      \$300  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$301  = \$57 ;
+    if (flush) begin
+      \$301  = 18'h00000;
+    end
+    if (rst) begin
+      \$301  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$302  = in_end;
+    if (flush) begin
+      \$302  = 17'h00000;
+    end
+    if (rst) begin
+      \$302  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$303  = \$58 ;
+    if (flush) begin
+      \$303  = 16'h0000;
+    end
+    if (rst) begin
+      \$303  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$304  = \$59 ;
+    if (flush) begin
+      \$304  = 19'h00000;
+    end
+    if (rst) begin
+      \$304  = 19'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$305  = \$61 [7:0];
+    if (flush) begin
+      \$305  = 8'h00;
+    end
+    if (rst) begin
+      \$305  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$306  = \$62 ;
+    if (flush) begin
+      \$306  = 18'h00000;
+    end
+    if (rst) begin
+      \$306  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$307  = leading_extra;
+    if (flush) begin
+      \$307  = 8'h00;
+    end
+    if (rst) begin
+      \$307  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$308  = \$69 ;
+    if (flush) begin
+      \$308  = 1'h0;
+    end
+    if (rst) begin
+      \$308  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$309  = \$72 [7:0];
+    if (flush) begin
+      \$309  = 8'h00;
+    end
+    if (rst) begin
+      \$309  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$310  = \$73 [7:0];
+    if (flush) begin
+      \$310  = 8'h00;
+    end
+    if (rst) begin
+      \$310  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$311  = \$74 [8:0];
+    if (flush) begin
+      \$311  = 9'h1ff;
+    end
+    if (rst) begin
+      \$311  = 9'h1ff;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$312  = active;
+    if (take) begin
+      \$312  = 1'h1;
+    end else if (last_element) begin
+      \$312  = 1'h0;
+    end
+    if (flush) begin
+      \$312  = 1'h0;
+    end
+    if (rst) begin
+      \$312  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$313  = left0;
+    if (take) begin
+      \$313  = \$75 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$110 ) begin
+        \$313  = \$111 [16:0];
+      end
+    end
+    if (flush) begin
+      \$313  = 17'h00000;
+    end
+    if (rst) begin
+      \$313  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$314  = last0;
+    if (take) begin
+      \$314  = \$76 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$314  = next_last0;
+    end
+    if (flush) begin
+      \$314  = 1'h0;
+    end
+    if (rst) begin
+      \$314  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$315  = o0;
+    if (take) begin
+      \$315  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$110 ) begin
+        \$315  = \$112 [15:0];
+      end
+    end
+    if (flush) begin
+      \$315  = 16'h0000;
+    end
+    if (rst) begin
+      \$315  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$316  = g0;
+    if (take) begin
+      \$316  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$110 ) begin
+        \$316  = \$113 [17:0];
+      end
+    end
+    if (flush) begin
+      \$316  = 18'h00000;
+    end
+    if (rst) begin
+      \$316  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$317  = left1;
+    if (take) begin
+      \$317  = \$77 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$115 ) begin
+        \$317  = \$116 [16:0];
+      end else if (last2) begin
+        \$317  = reload1;
+      end
+    end
+    if (flush) begin
+      \$317  = 17'h00000;
+    end
+    if (rst) begin
+      \$317  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$318  = last1;
+    if (take) begin
+      \$318  = \$78 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$318  = next_last1;
+    end
+    if (flush) begin
+      \$318  = 1'h0;
+    end
+    if (rst) begin
+      \$318  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$319  = o1;
+    if (take) begin
+      \$319  = passes__payload[66:51];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$115 ) begin
+        \$319  = \$117 [15:0];
+      end else if (last2) begin
+        \$319  = o_first1;
+      end
+    end
+    if (flush) begin
+      \$319  = 16'h0000;
+    end
+    if (rst) begin
+      \$319  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$320  = g1;
+    if (take) begin
+      \$320  = passes__payload[101:84];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$115 ) begin
+        \$320  = \$118 [17:0];
+      end else if (last2) begin
+        \$320  = g_first1;
+      end
+    end
+    if (flush) begin
+      \$320  = 18'h00000;
+    end
+    if (rst) begin
+      \$320  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$321  = reload1;
+    if (take) begin
+      \$321  = \$79 [16:0];
+    end
+    if (flush) begin
+      \$321  = 17'h00000;
+    end
+    if (rst) begin
+      \$321  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$322  = reload_last1;
+    if (take) begin
+      \$322  = \$80 ;
+    end
+    if (flush) begin
+      \$322  = 1'h0;
+    end
+    if (rst) begin
+      \$322  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$323  = o_first1;
+    if (take) begin
+      \$323  = passes__payload[66:51];
+    end
+    if (flush) begin
+      \$323  = 16'h0000;
+    end
+    if (rst) begin
+      \$323  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$324  = g_first1;
+    if (take) begin
+      \$324  = passes__payload[101:84];
+    end
+    if (flush) begin
+      \$324  = 18'h00000;
+    end
+    if (rst) begin
+      \$324  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$325  = reload_long;
+    if (take) begin
+      \$325  = \$81 [16:0];
+    end
+    if (flush) begin
+      \$325  = 17'h00000;
+    end
+    if (rst) begin
+      \$325  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$326  = reload_long_last;
+    if (take) begin
+      \$326  = \$84 ;
+    end
+    if (flush) begin
+      \$326  = 1'h0;
+    end
+    if (rst) begin
+      \$326  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$327  = threshold_long;
+    if (take) begin
+      \$327  = extra;
+    end
+    if (flush) begin
+      \$327  = 8'h00;
+    end
+    if (rst) begin
+      \$327  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$328  = threshold_short;
+    if (take) begin
+      \$328  = extra_short;
+    end
+    if (flush) begin
+      \$328  = 8'h00;
+    end
+    if (rst) begin
+      \$328  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$329  = threshold;
+    if (take) begin
+      \$329  = \$88 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$120 ) begin
+      end else if (1'h1) begin
+        \$329  = \$127 ;
+      end
+    end
+    if (flush) begin
+      \$329  = 8'h00;
+    end
+    if (rst) begin
+      \$329  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$330  = left2;
+    if (take) begin
+      \$330  = \$94 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$120 ) begin
+        \$330  = \$121 [16:0];
+      end else if (1'h1) begin
+        \$330  = \$125 ;
+      end
+    end
+    if (flush) begin
+      \$330  = 17'h00000;
+    end
+    if (rst) begin
+      \$330  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$331  = last2;
+    if (take) begin
+      \$331  = \$104 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$331  = next_last2;
+    end
+    if (flush) begin
+      \$331  = 1'h0;
+    end
+    if (rst) begin
+      \$331  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$332  = o2;
+    if (take) begin
+      \$332  = passes__payload[117:102];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$120 ) begin
+        \$332  = \$122 [15:0];
+      end else if (1'h1) begin
+        \$332  = o_first2;
+      end
+    end
+    if (flush) begin
+      \$332  = 16'h0000;
+    end
+    if (rst) begin
+      \$332  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$333  = g2;
+    if (take) begin
+      \$333  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$120 ) begin
+        \$333  = \$123 [17:0];
+      end else if (1'h1) begin
+        \$333  = g_first2;
+      end
+    end
+    if (flush) begin
+      \$333  = 18'h00000;
+    end
+    if (rst) begin
+      \$333  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$334  = reload2;
+    if (take) begin
+      \$334  = \$105 [16:0];
+    end
+    if (flush) begin
+      \$334  = 17'h00000;
+    end
+    if (rst) begin
+      \$334  = 17'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$335  = reload_last2;
+    if (take) begin
+      \$335  = \$108 ;
+    end
+    if (flush) begin
+      \$335  = 1'h0;
+    end
+    if (rst) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$336  = o_first2;
+    if (take) begin
+      \$336  = passes__payload[117:102];
+    end
+    if (flush) begin
+      \$336  = 16'h0000;
+    end
+    if (rst) begin
+      \$336  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$337  = g_first2;
+    if (take) begin
+      \$337  = passes__payload[152:135];
+    end
+    if (flush) begin
+      \$337  = 18'h00000;
+    end
+    if (rst) begin
+      \$337  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$338  = chunk;
+    if (take) begin
+      \$338  = passes__payload[172:162];
+    end
+    if (flush) begin
+      \$338  = 11'h000;
+    end
+    if (rst) begin
+      \$338  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$339  = init;
+    if (take) begin
+      \$339  = passes__payload[173];
+    end
+    if (flush) begin
+      \$339  = 1'h0;
+    end
+    if (rst) begin
+      \$339  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$340  = zero_pass;
+    if (take) begin
+      \$340  = passes__payload[174];
+    end
+    if (flush) begin
+      \$340  = 1'h0;
+    end
+    if (rst) begin
+      \$340  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$341  = bank;
+    if (take) begin
+      \$341  = passes__payload[175];
+    end
+    if (flush) begin
+      \$341  = 1'h0;
+    end
+    if (rst) begin
+      \$341  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$342  = active;
+    if (flush) begin
+      \$342  = 1'h0;
+    end
+    if (rst) begin
+      \$342  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$343  = last_element;
+    if (flush) begin
+      \$343  = 1'h0;
+    end
+    if (rst) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$344  = write;
+    if (flush) begin
+      \$344  = 1'h0;
+    end
+    if (rst) begin
+      \$344  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$345  = chunk;
+    if (flush) begin
+      \$345  = 11'h000;
+    end
+    if (rst) begin
+      \$345  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$346  = init;
+    if (flush) begin
+      \$346  = 1'h0;
+    end
+    if (rst) begin
+      \$346  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$347  = bank;
+    if (flush) begin
+      \$347  = 1'h0;
+    end
+    if (rst) begin
+      \$347  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$348  = o2;
+    if (flush) begin
+      \$348  = 16'h0000;
+    end
+    if (rst) begin
+      \$348  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$349  = zero_pass;
+    if (flush) begin
+      \$349  = 1'h0;
+    end
+    if (rst) begin
+      \$349  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$350  = g0;
+    if (flush) begin
+      \$350  = 18'h00000;
+    end
+    if (rst) begin
+      \$350  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$351  = \$128 ;
+    if (flush) begin
+      \$351  = 1'h0;
+    end
+    if (rst) begin
+      \$351  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$352  = \$129 ;
+    if (flush) begin
+      \$352  = 1'h0;
+    end
+    if (rst) begin
+      \$352  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$353  = g1;
+    if (flush) begin
+      \$353  = 18'h00000;
+    end
+    if (rst) begin
+      \$353  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$354  = \$130 ;
+    if (flush) begin
+      \$354  = 1'h0;
+    end
+    if (rst) begin
+      \$354  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$355  = \$131 ;
+    if (flush) begin
+      \$355  = 1'h0;
+    end
+    if (rst) begin
+      \$355  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$356  = g2;
+    if (flush) begin
+      \$356  = 18'h00000;
+    end
+    if (rst) begin
+      \$356  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$357  = \$132 ;
+    if (flush) begin
+      \$357  = 1'h0;
+    end
+    if (rst) begin
+      \$357  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$358  = \$133 ;
+    if (flush) begin
+      \$358  = 1'h0;
+    end
+    if (rst) begin
+      \$358  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$359  = o1;
+    if (flush) begin
+      \$359  = 16'h0000;
+    end
+    if (rst) begin
+      \$359  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$360  = valid_s0;
+    if (flush) begin
+      \$360  = 1'h0;
+    end
+    if (rst) begin
+      \$360  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$361  = last_s0;
+    if (flush) begin
+      \$361  = 1'h0;
+    end
+    if (rst) begin
+      \$361  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$362  = write_s0;
+    if (flush) begin
+      \$362  = 1'h0;
+    end
+    if (rst) begin
+      \$362  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$363  = chunk_s0;
+    if (flush) begin
+      \$363  = 11'h000;
+    end
+    if (rst) begin
+      \$363  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$364  = init_s0;
+    if (flush) begin
+      \$364  = 1'h0;
+    end
+    if (rst) begin
+      \$364  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$365  = bank_s0;
+    if (flush) begin
+      \$365  = 1'h0;
+    end
+    if (rst) begin
+      \$365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$366  = o2_s0;
+    if (flush) begin
+      \$366  = 16'h0000;
+    end
+    if (rst) begin
+      \$366  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$367  = \$199 [7:0];
+    if (flush) begin
+      \$367  = 8'h00;
+    end
+    if (rst) begin
+      \$367  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$368  = \$212 [17:0];
+    if (flush) begin
+      \$368  = 18'h00000;
+    end
+    if (rst) begin
+      \$368  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$369  = \$138 ;
+    if (flush) begin
+      \$369  = 1'h0;
+    end
+    if (rst) begin
+      \$369  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$370  = \$225 [17:0];
+    if (flush) begin
+      \$370  = 18'h00000;
+    end
+    if (rst) begin
+      \$370  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$371  = \$143 ;
+    if (flush) begin
+      \$371  = 1'h0;
+    end
+    if (rst) begin
+      \$371  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$372  = \$238 [17:0];
+    if (flush) begin
+      \$372  = 18'h00000;
+    end
+    if (rst) begin
+      \$372  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$373  = \$148 ;
+    if (flush) begin
+      \$373  = 1'h0;
+    end
+    if (rst) begin
+      \$373  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$374  = valid_s1;
+    if (flush) begin
+      \$374  = 1'h0;
+    end
+    if (rst) begin
+      \$374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$375  = last_s1;
+    if (flush) begin
+      \$375  = 1'h0;
+    end
+    if (rst) begin
+      \$375  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$376  = write_s1;
+    if (flush) begin
+      \$376  = 1'h0;
+    end
+    if (rst) begin
+      \$376  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$377  = chunk_s1;
+    if (flush) begin
+      \$377  = 11'h000;
+    end
+    if (rst) begin
+      \$377  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$378  = init_s1;
+    if (flush) begin
+      \$378  = 1'h0;
+    end
+    if (rst) begin
+      \$378  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$379  = bank_s1;
+    if (flush) begin
+      \$379  = 1'h0;
+    end
+    if (rst) begin
+      \$379  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$380  = \$245 [9:0];
+    if (flush) begin
+      \$380  = 10'h000;
+    end
+    if (rst) begin
+      \$380  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$381  = real0_s1;
+    if (flush) begin
+      \$381  = 1'h0;
+    end
+    if (rst) begin
+      \$381  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$382  = \$152 ;
+    if (flush) begin
+      \$382  = 1'h0;
+    end
+    if (rst) begin
+      \$382  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$383  = \$252 [9:0];
+    if (flush) begin
+      \$383  = 10'h000;
+    end
+    if (rst) begin
+      \$383  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$384  = real1_s1;
+    if (flush) begin
+      \$384  = 1'h0;
+    end
+    if (rst) begin
+      \$384  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$385  = \$156 ;
+    if (flush) begin
+      \$385  = 1'h0;
+    end
+    if (rst) begin
+      \$385  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$386  = \$259 [9:0];
+    if (flush) begin
+      \$386  = 10'h000;
+    end
+    if (rst) begin
+      \$386  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$387  = real2_s1;
+    if (flush) begin
+      \$387  = 1'h0;
+    end
+    if (rst) begin
+      \$387  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$388  = \$160 ;
+    if (flush) begin
+      \$388  = 1'h0;
+    end
+    if (rst) begin
+      \$388  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$389  = o2_s1;
+    if (flush) begin
+      \$389  = 16'h0000;
+    end
+    if (rst) begin
+      \$389  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$390  = valid_s2;
+    if (flush) begin
+      \$390  = 1'h0;
+    end
+    if (rst) begin
+      \$390  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$391  = last_s2;
+    if (flush) begin
+      \$391  = 1'h0;
+    end
+    if (rst) begin
+      \$391  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$392  = write_s2;
+    if (flush) begin
+      \$392  = 1'h0;
+    end
+    if (rst) begin
+      \$392  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$393  = chunk_s2;
+    if (flush) begin
+      \$393  = 11'h000;
+    end
+    if (rst) begin
+      \$393  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$394  = init_s2;
+    if (flush) begin
+      \$394  = 1'h0;
+    end
+    if (rst) begin
+      \$394  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$395  = bank_s2;
+    if (flush) begin
+      \$395  = 1'h0;
+    end
+    if (rst) begin
+      \$395  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$396  = \$261 [7:0];
+    if (flush) begin
+      \$396  = 8'h00;
+    end
+    if (rst) begin
+      \$396  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$397  = local1_s2;
+    if (flush) begin
+      \$397  = 10'h000;
+    end
+    if (rst) begin
+      \$397  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$398  = local2_s2;
+    if (flush) begin
+      \$398  = 10'h000;
+    end
+    if (rst) begin
+      \$398  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$399  = \$164 ;
+    if (flush) begin
+      \$399  = 1'h0;
+    end
+    if (rst) begin
+      \$399  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$400  = \$165 ;
+    if (flush) begin
+      \$400  = 1'h0;
+    end
+    if (rst) begin
+      \$400  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$401  = valid_s3;
+    if (flush) begin
+      \$401  = 1'h0;
+    end
+    if (rst) begin
+      \$401  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$402  = last_s3;
+    if (flush) begin
+      \$402  = 1'h0;
+    end
+    if (rst) begin
+      \$402  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$403  = write_s3;
+    if (flush) begin
+      \$403  = 1'h0;
+    end
+    if (rst) begin
+      \$403  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$404  = chunk_s3;
+    if (flush) begin
+      \$404  = 11'h000;
+    end
+    if (rst) begin
+      \$404  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$405  = init_s3;
+    if (flush) begin
+      \$405  = 1'h0;
+    end
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$406  = bank_s3;
+    if (flush) begin
+      \$406  = 1'h0;
+    end
+    if (rst) begin
+      \$406  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$407  = acc_s3;
+    if (flush) begin
+      \$407  = 8'h00;
+    end
+    if (rst) begin
+      \$407  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$408  = zero_s3;
+    if (flush) begin
+      \$408  = 1'h0;
+    end
+    if (rst) begin
+      \$408  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$409  = error_s3;
+    if (flush) begin
+      \$409  = 1'h0;
+    end
+    if (rst) begin
+      \$409  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$410  = valid_s4;
+    if (flush) begin
+      \$410  = 1'h0;
+    end
+    if (rst) begin
+      \$410  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$411  = \$168 [9:0];
+    if (flush) begin
+      \$411  = 10'h000;
+    end
+    if (rst) begin
+      \$411  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$412  = acc_s4;
+    if (flush) begin
+      \$412  = 8'h00;
+    end
+    if (rst) begin
+      \$412  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$413  = zero_s4;
+    if (flush) begin
+      \$413  = 1'h0;
+    end
+    if (rst) begin
+      \$413  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$414  = init_s4;
+    if (flush) begin
+      \$414  = 1'h0;
+    end
+    if (rst) begin
+      \$414  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$415  = bank_s4;
+    if (flush) begin
+      \$415  = 1'h0;
+    end
+    if (rst) begin
+      \$415  = 1'h0;
     end
   end
   assign carry1 = last2;
   assign carry2 = 1'h1;
-  assign acc_row = \$145 [7:0];
-  assign g_remapped0 = \$158 [17:0];
-  assign g_remapped1 = \$171 [17:0];
-  assign g_remapped2 = \$184 [17:0];
-  assign local0 = \$191 [9:0];
-  assign local1 = \$198 [9:0];
-  assign local2 = \$205 [9:0];
-  assign acc = \$207 [7:0];
+  assign acc_row = \$199 [7:0];
+  assign g_remapped0 = \$212 [17:0];
+  assign g_remapped1 = \$225 [17:0];
+  assign g_remapped2 = \$238 [17:0];
+  assign local0 = \$245 [9:0];
+  assign local1 = \$252 [9:0];
+  assign local2 = \$259 [9:0];
+  assign acc = \$261 [7:0];
   assign a = { 1'h0, window2 };
   assign b = { 1'h0, chunks };
-  assign row_words = \p$172 [9:0];
-  assign \ready_next$173  = ready_next;
+  assign row_words = \p$191 [9:0];
+  assign \ready_next$192  = ready_next;
   assign passes__ready = ready;
-  assign \a$176  = { 1'h0, o0 };
-  assign \b$177  = { 1'h0, job[239:224] };
-  assign \a$182  = { 1'h0, acc_row_s1 };
-  assign \b$183  = { 1'h0, job[391:376] };
-  assign \a$185  = { 1'h0, local0_s2 };
-  assign \b$186  = { 1'h0, window1 };
-  assign \a$187  = { 1'h0, \p$188 [9:0] };
-  assign \b$189  = { 1'h0, \p$172 [9:0] };
-  assign \a$190  = { 1'h0, local1_s3 };
-  assign \b$191  = { 1'h0, \p$172 [9:0] };
-  assign \a$192  = { 1'h0, local2_s3 };
-  assign \b$193  = { 1'h0, chunks };
+  assign \a$195  = { 1'h0, o0 };
+  assign \b$196  = { 1'h0, job[239:224] };
+  assign \a$201  = { 1'h0, acc_row_s1 };
+  assign \b$202  = { 1'h0, job[391:376] };
+  assign \a$204  = { 1'h0, local0_s2 };
+  assign \b$205  = { 1'h0, window1 };
+  assign \a$206  = { 1'h0, \p$207 [9:0] };
+  assign \b$208  = { 1'h0, \p$191 [9:0] };
+  assign \a$209  = { 1'h0, local1_s3 };
+  assign \b$210  = { 1'h0, \p$191 [9:0] };
+  assign \a$211  = { 1'h0, local2_s3 };
+  assign \b$212  = { 1'h0, chunks };
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -23514,12 +23906,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \passes__payload.desc.init  = passes__payload[173];
   assign \passes__payload.desc.zero  = passes__payload[174];
   assign \passes__payload.bank  = passes__payload[175];
-  assign \$79  = \$78 ;
-  assign \$141  = \$140 ;
+  assign \$120  = \$119 ;
+  assign \$193  = \$192 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6324$376 , flush, \port$7022$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6376$376 , flush, \port$7112$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23533,24 +23925,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6324$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6324$376 ;
-  wire [15:0] \port$6324$376 ;
-  input [7:0] \port$7022$0 ;
-  wire [7:0] \port$7022$0 ;
+  input [15:0] \port$6376$376 ;
+  wire [15:0] \port$6376$376 ;
+  input [7:0] \port$7112$0 ;
+  wire [7:0] \port$7112$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7022$0  * \port$6324$376 ;
+  assign \$1  = \port$7112$0  * \port$6376$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7022$0  };
-  assign \a$1  = { 1'h0, \port$7022$0  };
-  assign b = { 1'h0, \port$6324$376  };
-  assign \b$3  = { 1'h0, \port$6324$376  };
+  assign a = { 1'h0, \port$7112$0  };
+  assign \a$1  = { 1'h0, \port$7112$0  };
+  assign b = { 1'h0, \port$6376$376  };
+  assign \b$3  = { 1'h0, \port$6376$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6324$224 , flush, \port$6928$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6376$224 , flush, \port$7008$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23564,24 +23956,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6324$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6324$224 ;
-  wire [15:0] \port$6324$224 ;
-  input [15:0] \port$6928$0 ;
-  wire [15:0] \port$6928$0 ;
+  input [15:0] \port$6376$224 ;
+  wire [15:0] \port$6376$224 ;
+  input [15:0] \port$7008$0 ;
+  wire [15:0] \port$7008$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6928$0  * \port$6324$224 ;
+  assign \$1  = \port$7008$0  * \port$6376$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6928$0  };
-  assign \a$1  = { 1'h0, \port$6928$0  };
-  assign b = { 1'h0, \port$6324$224  };
-  assign \b$3  = { 1'h0, \port$6324$224  };
+  assign a = { 1'h0, \port$7008$0  };
+  assign \a$1  = { 1'h0, \port$7008$0  };
+  assign b = { 1'h0, \port$6376$224  };
+  assign \b$3  = { 1'h0, \port$6376$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6914$0 , \port$7084$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6966$0 , \port$7174$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23595,24 +23987,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6914$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6914$0 ;
-  wire [9:0] \port$6914$0 ;
-  input [9:0] \port$7084$0 ;
-  wire [9:0] \port$7084$0 ;
+  input [9:0] \port$6966$0 ;
+  wire [9:0] \port$6966$0 ;
+  input [9:0] \port$7174$0 ;
+  wire [9:0] \port$7174$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7084$0  * \port$6914$0 ;
+  assign \$1  = \port$7174$0  * \port$6966$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7084$0  };
-  assign \a$1  = { 1'h0, \port$7084$0  };
-  assign b = { 1'h0, \port$6914$0  };
-  assign \b$3  = { 1'h0, \port$6914$0  };
+  assign a = { 1'h0, \port$7174$0  };
+  assign \a$1  = { 1'h0, \port$7174$0  };
+  assign b = { 1'h0, \port$6966$0  };
+  assign \b$3  = { 1'h0, \port$6966$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6894$0 , \port$7048$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6946$0 , \port$7138$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23626,24 +24018,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6894$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6894$0 ;
-  wire [9:0] \port$6894$0 ;
-  input [9:0] \port$7048$0 ;
-  wire [9:0] \port$7048$0 ;
+  input [9:0] \port$6946$0 ;
+  wire [9:0] \port$6946$0 ;
+  input [9:0] \port$7138$0 ;
+  wire [9:0] \port$7138$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7048$0  * \port$6894$0 ;
+  assign \$1  = \port$7138$0  * \port$6946$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7048$0  };
-  assign \a$1  = { 1'h0, \port$7048$0  };
-  assign b = { 1'h0, \port$6894$0  };
-  assign \b$3  = { 1'h0, \port$6894$0  };
+  assign a = { 1'h0, \port$7138$0  };
+  assign \a$1  = { 1'h0, \port$7138$0  };
+  assign b = { 1'h0, \port$6946$0  };
+  assign \b$3  = { 1'h0, \port$6946$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6912$0 , \port$6914$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6964$0 , \port$6966$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23657,24 +24049,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6912$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6912$0 ;
-  wire [9:0] \port$6912$0 ;
-  input [9:0] \port$6914$0 ;
-  wire [9:0] \port$6914$0 ;
+  input [9:0] \port$6964$0 ;
+  wire [9:0] \port$6964$0 ;
+  input [9:0] \port$6966$0 ;
+  wire [9:0] \port$6966$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6912$0  * \port$6914$0 ;
+  assign \$1  = \port$6964$0  * \port$6966$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6912$0  };
-  assign \a$1  = { 1'h0, \port$6912$0  };
-  assign b = { 1'h0, \port$6914$0  };
-  assign \b$3  = { 1'h0, \port$6914$0  };
+  assign a = { 1'h0, \port$6964$0  };
+  assign \a$1  = { 1'h0, \port$6964$0  };
+  assign b = { 1'h0, \port$6966$0  };
+  assign \b$3  = { 1'h0, \port$6966$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7082$0 , \port$7129$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7172$0 , \port$7219$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23688,24 +24080,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7082
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7082$0 ;
-  wire [9:0] \port$7082$0 ;
-  input [9:0] \port$7129$0 ;
-  wire [9:0] \port$7129$0 ;
+  input [9:0] \port$7172$0 ;
+  wire [9:0] \port$7172$0 ;
+  input [9:0] \port$7219$0 ;
+  wire [9:0] \port$7219$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7082$0  * \port$7129$0 ;
+  assign \$1  = \port$7172$0  * \port$7219$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7082$0  };
-  assign \a$1  = { 1'h0, \port$7082$0  };
-  assign b = { 1'h0, \port$7129$0  };
-  assign \b$3  = { 1'h0, \port$7129$0  };
+  assign a = { 1'h0, \port$7172$0  };
+  assign \a$1  = { 1'h0, \port$7172$0  };
+  assign b = { 1'h0, \port$7219$0  };
+  assign \b$3  = { 1'h0, \port$7219$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7129$0 , \port$7132$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7219$0 , \port$7222$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23719,19 +24111,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7129
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7129$0 ;
-  wire [9:0] \port$7129$0 ;
-  input [9:0] \port$7132$0 ;
-  wire [9:0] \port$7132$0 ;
+  input [9:0] \port$7219$0 ;
+  wire [9:0] \port$7219$0 ;
+  input [9:0] \port$7222$0 ;
+  wire [9:0] \port$7222$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7132$0  * \port$7129$0 ;
+  assign \$1  = \port$7222$0  * \port$7219$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7132$0  };
-  assign \a$1  = { 1'h0, \port$7132$0  };
-  assign b = { 1'h0, \port$7129$0  };
-  assign \b$3  = { 1'h0, \port$7129$0  };
+  assign a = { 1'h0, \port$7222$0  };
+  assign \a$1  = { 1'h0, \port$7222$0  };
+  assign b = { 1'h0, \port$7219$0  };
+  assign \b$3  = { 1'h0, \port$7219$0  };
   assign \p$5  = p;
 endmodule
 
@@ -28089,15 +28481,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6020$16 (op_a[31:16]),
-    .\port$6021$0 (op_b),
+    .\port$6072$16 (op_a[31:16]),
+    .\port$6073$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6020$0 (op_a[15:0]),
-    .\port$6021$0 (op_b),
+    .\port$6072$0 (op_a[15:0]),
+    .\port$6073$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -29144,7 +29536,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6020$16 , \port$6021$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6072$16 , \port$6073$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -29156,26 +29548,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6020$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6020$16 ;
-  wire [15:0] \port$6020$16 ;
-  input [15:0] \port$6021$0 ;
-  wire [15:0] \port$6021$0 ;
+  input [15:0] \port$6072$16 ;
+  wire [15:0] \port$6072$16 ;
+  input [15:0] \port$6073$0 ;
+  wire [15:0] \port$6073$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6020$16  };
+    a <= { 1'h0, \port$6072$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6021$0  };
+    b <= { 1'h0, \port$6073$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6020$16  };
-  assign \b$5  = { 1'h0, \port$6021$0  };
+  assign \a$3  = { 1'h0, \port$6072$16  };
+  assign \b$5  = { 1'h0, \port$6073$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6020$0 , \port$6021$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6072$0 , \port$6073$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -29187,21 +29579,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6020$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6020$0 ;
-  wire [15:0] \port$6020$0 ;
-  input [15:0] \port$6021$0 ;
-  wire [15:0] \port$6021$0 ;
+  input [15:0] \port$6072$0 ;
+  wire [15:0] \port$6072$0 ;
+  input [15:0] \port$6073$0 ;
+  wire [15:0] \port$6073$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6020$0  };
+    a <= { 1'h0, \port$6072$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6021$0  };
+    b <= { 1'h0, \port$6073$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6020$0  };
-  assign \b$5  = { 1'h0, \port$6021$0  };
+  assign \a$3  = { 1'h0, \port$6072$0  };
+  assign \b$5  = { 1'h0, \port$6073$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36405,8 +36797,8 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   );
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
-    .\port$3339$0 (acc_data),
-    .\port$7488$0 (in_flight1),
+    .\port$3337$0 (acc_data),
+    .\port$7578$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -38765,7 +39157,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7645$0 (v_0[16:0]),
+    .\port$7735$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -38773,7 +39165,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$96 ),
-    .\port$7665$0 (v_1[16:0]),
+    .\port$7755$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -38781,7 +39173,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$104 ),
-    .\port$7685$0 (v_2[16:0]),
+    .\port$7775$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -38789,7 +39181,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$112 ),
-    .\port$7705$0 (v_3[16:0]),
+    .\port$7795$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -38797,7 +39189,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$89 ),
-    .\port$7645$17 (v_0[32:17]),
+    .\port$7735$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -38805,7 +39197,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$97 ),
-    .\port$7665$17 (v_1[32:17]),
+    .\port$7755$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -38813,7 +39205,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$105 ),
-    .\port$7685$17 (v_2[32:17]),
+    .\port$7775$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -38821,7 +39213,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$113 ),
-    .\port$7705$17 (v_3[32:17]),
+    .\port$7795$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -39493,7 +39885,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7645$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7735$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39510,11 +39902,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7645$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7645$0 ;
-  wire [16:0] \port$7645$0 ;
+  input [16:0] \port$7735$0 ;
+  wire [16:0] \port$7735$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7645$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7735$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39524,14 +39916,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7645$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7645$0  };
-  assign \a$1  = { 1'h0, \port$7645$0  };
+  assign a = { 1'h0, \port$7735$0  };
+  assign \a$1  = { 1'h0, \port$7735$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7665$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7755$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39548,11 +39940,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7665$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7665$0 ;
-  wire [16:0] \port$7665$0 ;
+  input [16:0] \port$7755$0 ;
+  wire [16:0] \port$7755$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7665$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7755$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39562,14 +39954,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7665$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7665$0  };
-  assign \a$1  = { 1'h0, \port$7665$0  };
+  assign a = { 1'h0, \port$7755$0  };
+  assign \a$1  = { 1'h0, \port$7755$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7685$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7775$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39586,11 +39978,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7685$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7685$0 ;
-  wire [16:0] \port$7685$0 ;
+  input [16:0] \port$7775$0 ;
+  wire [16:0] \port$7775$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7685$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7775$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39600,14 +39992,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7685$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7685$0  };
-  assign \a$1  = { 1'h0, \port$7685$0  };
+  assign a = { 1'h0, \port$7775$0  };
+  assign \a$1  = { 1'h0, \port$7775$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7705$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7795$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39624,11 +40016,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7705$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7705$0 ;
-  wire [16:0] \port$7705$0 ;
+  input [16:0] \port$7795$0 ;
+  wire [16:0] \port$7795$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7705$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7795$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39638,14 +40030,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7705$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7705$0  };
-  assign \a$1  = { 1'h0, \port$7705$0  };
+  assign a = { 1'h0, \port$7795$0  };
+  assign \a$1  = { 1'h0, \port$7795$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7645$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7735$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39662,11 +40054,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7645$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7645$17 ;
-  wire [15:0] \port$7645$17 ;
+  input [15:0] \port$7735$17 ;
+  wire [15:0] \port$7735$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7645$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7735$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39676,14 +40068,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7645$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7645$17 [15], \port$7645$17 [15], \port$7645$17  };
-  assign \a$1  = { \port$7645$17 [15], \port$7645$17 [15], \port$7645$17  };
+  assign a = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
+  assign \a$1  = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7665$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7755$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39700,11 +40092,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7665$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7665$17 ;
-  wire [15:0] \port$7665$17 ;
+  input [15:0] \port$7755$17 ;
+  wire [15:0] \port$7755$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7665$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7755$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39714,14 +40106,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7665$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7665$17 [15], \port$7665$17 [15], \port$7665$17  };
-  assign \a$1  = { \port$7665$17 [15], \port$7665$17 [15], \port$7665$17  };
+  assign a = { \port$7755$17 [15], \port$7755$17 [15], \port$7755$17  };
+  assign \a$1  = { \port$7755$17 [15], \port$7755$17 [15], \port$7755$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7685$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7775$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39738,11 +40130,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7685$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7685$17 ;
-  wire [15:0] \port$7685$17 ;
+  input [15:0] \port$7775$17 ;
+  wire [15:0] \port$7775$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7685$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7775$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39752,14 +40144,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7685$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7685$17 [15], \port$7685$17 [15], \port$7685$17  };
-  assign \a$1  = { \port$7685$17 [15], \port$7685$17 [15], \port$7685$17  };
+  assign a = { \port$7775$17 [15], \port$7775$17 [15], \port$7775$17  };
+  assign \a$1  = { \port$7775$17 [15], \port$7775$17 [15], \port$7775$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7705$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7795$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39776,11 +40168,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7705$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7705$17 ;
-  wire [15:0] \port$7705$17 ;
+  input [15:0] \port$7795$17 ;
+  wire [15:0] \port$7795$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7705$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7795$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39790,14 +40182,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7705$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7705$17 [15], \port$7705$17 [15], \port$7705$17  };
-  assign \a$1  = { \port$7705$17 [15], \port$7705$17 [15], \port$7705$17  };
+  assign a = { \port$7795$17 [15], \port$7795$17 [15], \port$7795$17  };
+  assign \a$1  = { \port$7795$17 [15], \port$7795$17 [15], \port$7795$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \port$7488$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \port$7578$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -39821,10 +40213,10 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   (* init = 2'h0 *)
   wire [1:0] consume;
   reg [2:0] level = 3'h0;
-  input [127:0] \port$3339$0 ;
-  wire [127:0] \port$3339$0 ;
-  input [2:0] \port$7488$0 ;
-  wire [2:0] \port$7488$0 ;
+  input [127:0] \port$3337$0 ;
+  wire [127:0] \port$3337$0 ;
+  input [2:0] \port$7578$0 ;
+  wire [2:0] \port$7578$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -39856,23 +40248,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7488$0 [2:1], \port$3339$0  };
+      storage[w_port__addr] <= { \port$7578$0 [2:1], \port$3337$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7488$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7488$0 [0];
+  assign w_port__en = \port$7578$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7578$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7488$0 [0];
+  assign \$5  = w_rdy & \port$7578$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7488$0 [0];
+  assign \$11  = w_rdy & \port$7578$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -39918,9 +40310,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3339$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7488$0 [2:1], \port$3339$0  };
-  assign w_data = { \port$7488$0 [2:1], \port$3339$0  };
-  assign w_en = \port$7488$0 [0];
+  assign w_port__data = { \port$7578$0 [2:1], \port$3337$0  };
+  assign w_data = { \port$7578$0 [2:1], \port$3337$0  };
+  assign w_en = \port$7578$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

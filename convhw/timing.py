@@ -156,9 +156,13 @@ def fir_shares_padding(config: EngineConfig) -> bool:
     still run down the array's rows), and where the row's last words and the next row's
     first are both zero padding (zeros mode), ``min(leading, trailing, fir_taps - 1)`` of
     them serve both rows and are streamed once; the pass's last row keeps its whole tail
-    (:func:`convhw.compiler.job.fir_overlap`). A 7x7 depthwise layer on a 7x7 map then
-    streams 10 words per row of outputs instead of 13. With the deep pipeline only: the
-    ``up5k`` preset's UP5K has no logic cells for the streamer's second row length."""
+    (:func:`convhw.compiler.job.fir_overlap`). Where each row of outputs is a whole input
+    row (same padding, one output plane), the rows are joined without any padding between
+    them (:func:`convhw.compiler.job.fir_joined`), and a row tag beside each word and sum
+    lets the array's PEs drop the products across a row's end. A 7x7 depthwise layer on a
+    7x7 map then streams 7 words per row of outputs instead of 13 (10 with shared padding).
+    With the deep pipeline only: the ``up5k`` preset's UP5K has no logic cells for the
+    streamer's row lengths or the array's tags."""
     return config.deep_pipeline
 
 

@@ -327,6 +327,11 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
     (ConvSpec(1, 4, 8, 5, stride=2, padding=((1, 3),), groups=4), (1, 4, 17), SMALL),
     (ConvSpec(2, 4, 4, (2, 4), stride=(1, 3), padding=1, groups=4), (1, 4, 3, 31), SMALL),
     (ConvSpec(1, 4, 4, 3, stride=2, padding=1, groups=4), (1, 4, 45), TINY),
+    # joined rows (compiler.job.fir_joined): same padding, asymmetric, a 3-D one plane deep
+    (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 5, 4), SMALL),
+    (ConvSpec(2, 4, 4, (3, 4), padding=((1, 1), (2, 1)), groups=4), (1, 4, 6, 3), SMALL),
+    (ConvSpec(3, 4, 4, (1, 2, 3), padding=((0, 0), (1, 0), (0, 2)), groups=4), (1, 4, 1, 4, 5),
+     SMALL),
 ], fast=1, several=True))
 def test_depthwise_fir_mode(spec, shape, config):
     steps = check_layer(spec, shape, config, seed=11)

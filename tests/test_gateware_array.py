@@ -53,13 +53,17 @@ def dense_model(config, words, weights):
     return wrap(np.einsum("tr,trc->tc", words, weights), config.acc_width)
 
 
-def depthwise_model(config, words, weights, lane_select):
+def depthwise_model(config, words, weights, lane_select, word_row=None, sum_row=None):
     """``out[τ, c] = sum_r words[τ + r, lane_select[c]] * weights[τ + r, r, c]``, for every ``τ``
-    whose window ``τ .. τ + rows - 1`` lies inside the stream."""
+    whose window ``τ .. τ + rows - 1`` lies inside the stream; with row tags, only the terms
+    whose word's tag ``word_row[τ + r]`` equals the sum's ``sum_row[τ]``."""
     n = len(words) - config.rows + 1
     out = np.zeros((n, config.cols), dtype=np.int64)
     for r in range(config.rows):
-        out += words[r:r + n][:, lane_select] * weights[r:r + n, r, :]
+        term = words[r:r + n][:, lane_select] * weights[r:r + n, r, :]
+        if word_row is not None:
+            term = np.where((word_row[r:r + n] == sum_row[:n])[:, None], term, 0)
+        out += term
     return wrap(out, config.acc_width)
 
 
@@ -76,9 +80,12 @@ def load_cycles(bank, matrix):
     return [{"w": (r, bank, row)} for r, row in enumerate(matrix)]
 
 
-def stream_cycles(words, banks, valid=None):
+def stream_cycles(words, banks, valid=None, word_row=None, sum_row=None):
     valid = np.ones(len(words), dtype=int) if valid is None else valid
-    return [{"word": w, "bank": int(b), "valid": int(v)} for w, b, v in zip(words, banks, valid)]
+    word_row = np.zeros(len(words), dtype=int) if word_row is None else word_row
+    sum_row = word_row if sum_row is None else sum_row
+    return [{"word": w, "bank": int(b), "valid": int(v), "rows": (int(wr), int(sr))}
+            for w, b, v, wr, sr in zip(words, banks, valid, word_row, sum_row)]
 
 
 def simulate(config, cycles, *, depthwise=0, lane_select=None):
@@ -98,6 +105,10 @@ def simulate(config, cycles, *, depthwise=0, lane_select=None):
             ctx.set(dut.in_valid, inputs.get("valid", 0))
             ctx.set(dut.in_bank, inputs.get("bank", 0))
             ctx.set(dut.in_word, pack(inputs.get("word", ()), config.operand_width))
+            if SystolicArray.tagged_for(config):
+                word_row, sum_row = inputs.get("rows", (0, 0))
+                ctx.set(dut.in_word_row, word_row)
+                ctx.set(dut.in_sum_row, sum_row)
             row, bank, values = inputs.get("w", (0, 0, ()))
             ctx.set(dut.w_we, "w" in inputs)
             ctx.set(dut.w_row, row)
@@ -150,6 +161,8 @@ def test_init():
         "in_valid": In(1),
         "in_word": In(3 * 8),
         "in_bank": In(1),
+        "in_word_row": In(1),
+        "in_sum_row": In(1),
         "depthwise": In(1),
         "lane_select": In(data.ArrayLayout(range(3), 5)),
         "w_we": In(1),
@@ -324,6 +337,29 @@ def test_depthwise(name, lane_select):
         f"seed {seed}"
     expected = depthwise_model(config, words, weights[banks], np.array(lane_select))
     check(psums[out][:len(expected)], expected, seed, f"depthwise, lanes {lane_select}")
+
+
+@pytest.mark.parametrize("name", ["small", "3x5", "narrow"])
+def test_depthwise_row_tags(name):
+    # Joined FIR rows (timing.fir_shares_padding): a term counts only where the word's row
+    # tag equals that of the sum it is multiplied into; random tags, so that every PE sees
+    # both.
+    config = CONFIGS[name]
+    seed = 4500 + list(CONFIGS).index(name)
+    rng = np.random.default_rng(seed)
+    n = 60
+    weights = random_weights(rng, config, 1)
+    words = random_words(rng, config, n)
+    word_row, sum_row = rng.integers(2, size=n), rng.integers(2, size=n)
+    lane_select = [int(v) for v in rng.integers(config.rows, size=config.cols)]
+    cycles = load_cycles(0, weights[0])
+    start = len(cycles)
+    cycles += stream_cycles(words, np.zeros(n), word_row=word_row, sum_row=sum_row)
+    latency, _, psums = simulate(config, cycles, depthwise=1, lane_select=lane_select)
+    expected = depthwise_model(config, words, weights[np.zeros(n, dtype=int)],
+                               np.array(lane_select), word_row, sum_row)
+    got = psums[start + latency:start + latency + len(expected)]
+    check(got, expected, seed, "depthwise with row tags")
 
 
 def test_depthwise_fir():

@@ -19,7 +19,16 @@ from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from convhw import timing
-from convhw.compiler.job import Axis, Descriptor, Job, descriptors, expand, fir_overlap
+from convhw.compiler.job import (
+    Axis,
+    Descriptor,
+    Job,
+    descriptors,
+    expand,
+    fir_joined,
+    fir_overlap,
+    fir_rows,
+)
 from convhw.compiler.program import compile_layer
 from convhw.config import EngineConfig
 from convhw.gateware.streamer import Streamer
@@ -88,8 +97,8 @@ def simulate(config, jobs, seed, gap=random_gap, descs=descriptors, family=None)
         busy.append(ctx.get(dut.busy))
         if ctx.get(dut.out_valid):
             elements.append((cycle, {name: ctx.get(getattr(dut, name)) for name in (
-                "in_addr", "zero", "acc_addr", "init", "bank", "pass_last", "error",
-                "write")}))
+                "in_addr", "zero", "acc_addr", "init", "bank", "pass_last", "error", "write",
+                *(("word_row", "sum_row") if timing.fir_shares_padding(config) else ()))}))
         else:
             assert not ctx.get(dut.pass_last) and not ctx.get(dut.error)
         ready = ctx.get(dut.passes.ready)
@@ -179,6 +188,9 @@ def check_run(jobs, seed, dut, offers, elements, busy):
             assert fields["write"] == write, f"{where}, element {i}"
             if write:       # FIR mode: the extra words of a row have no accumulator entry
                 assert fields["acc_addr"] == want.acc_addr[i], f"{where}, element {i}"
+            if want.word_row is not None and timing.fir_shares_padding(job.config):
+                assert (fields["word_row"], fields["sum_row"]) == (
+                    want.word_row[i], want.sum_row[i]), f"{where}, element {i}: row tags"
             assert (fields["init"], fields["bank"]) == (offer.desc.init, offer.bank), where
             assert fields["pass_last"] == (i == want.cycles - 1), f"{where}, element {i}"
             assert not fields["error"], f"{where}, element {i}"
@@ -252,13 +264,16 @@ def fir_jobs(seed: int, config, count: int):
 
 
 def test_fir_cases_share_padding():
+    # (and join their rows: fir_joined)
     # The FIR jobs below are worth what they exercise: rows that share words, of every
     # overlap the kernels allow, and rows that cannot (no padding at one end).
     jobs = [job for config, seed, count in FIR_CASES for job in fir_jobs(seed, config, count)]
-    overlaps = collections.Counter(fir_overlap(job) for job in jobs)
+    overlaps = collections.Counter(fir_overlap(job) for job in jobs if not fir_joined(job))
     strides = collections.Counter(job.axes[2].stride for job in jobs)
-    print(dict(overlaps), dict(strides))
+    joined = collections.Counter(fir_rows(job) for job in jobs if fir_joined(job))
+    print(dict(overlaps), dict(strides), dict(joined))
     assert overlaps[0] and overlaps[1] and overlaps[2]
+    assert len(joined) >= 3
     assert strides[1] and strides[2] and strides[3]
 
 

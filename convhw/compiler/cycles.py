@@ -84,7 +84,7 @@ import functools
 from ..descriptor import JOB_DESCRIPTOR
 from ..memory_model import MemoryModel
 from ..timing import JobTiming, job_timing, list_timing
-from .job import Job, candidates, fir_overlap
+from .job import Job, candidates, pass_words
 from .list_model import _check, _JobError
 from .list_sim import ListSim
 
@@ -119,7 +119,6 @@ def _job_cycles(job: Job, t: JobTiming) -> int:
     pass_end = []                      # per pass: cycle its last element is at the array
     load_done = 0                      # the first cycle the loader is idle again
     offer = t.offer_fir if job.fir_taps else t.offer
-    overlap = fir_overlap(job)
     taken_first = bool(t.spacing) and not job.fir_taps
     for desc in candidates(job):
         if desc is None:
@@ -152,10 +151,9 @@ def _job_cycles(job: Job, t: JobTiming) -> int:
         offered = begin + offer
         load_done = begin + rows + 1
         take = offered if p == 0 else max(offered, taken[p - 1] + lengths[p - 1])
-        (_, nz, _), (_, ny, _), (_, nx, _) = desc.axes
         # (FIR mode: a row of outputs and fir_taps - 1 more words, less the words each row
-        # shares with the next, which the pass's last row streams)
-        count = nz * ny * (nx + max(job.fir_taps - 1, 0) - overlap) + overlap
+        # shares with the next, or the padding between joined rows)
+        count = pass_words(job, desc)
         taken.append(take)
         lengths.append(count)
         pass_end.append(take + count + t.streamer_latency + t.read)

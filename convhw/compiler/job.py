@@ -26,7 +26,7 @@ from ..job_format import DIMS
 from ..timing import fir_shares_padding, skips_unreached_taps
 
 __all__ = ["DIMS", "Descriptor", "Frame", "Job", "Pass", "descriptors", "execute", "expand",
-           "fir_overlap", "frame", "frame_axis", "passes"]
+           "fir_joined", "fir_overlap", "fir_rows", "pass_words", "frame", "frame_axis", "passes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +118,10 @@ class Pass:
     in_addr: np.ndarray       # input-buffer word per cycle, -1 for a zero operand
     acc_addr: np.ndarray      # accumulator entry per cycle
     write: np.ndarray | None = None   # FIR mode: whether the cycle's sum is an output
+    # FIR mode: the row tag of each element's word and of the output its sum makes
+    # (fir_joined); a PE multiplies a word into a sum only when the two are equal
+    word_row: np.ndarray | None = None
+    sum_row: np.ndarray | None = None
 
     @property
     def cycles(self) -> int:
@@ -354,6 +358,49 @@ def fir_overlap(job: Job) -> int:
     return min(leading, trailing, extra)
 
 
+def fir_joined(job: Job) -> bool:
+    """Whether a FIR job streams its rows joined, without the x padding between them
+    (:func:`convhw.timing.fir_shares_padding`): each row of outputs is the whole input row
+    (``out_start`` 0, ``out_len == in_size``, zeros padding, stride 1), so the rows of a pass
+    are one sequence of period ``W = in_size``; element ``g`` of a row carries the output
+    ``g + pad_lo``, which past the row's end is the next row's output ``g + pad_lo - W``
+    (the accumulator's row-major address wraps by itself); only the pass's first row has
+    its ``pad_lo`` leading zero words and its last row its trailing ones. The PE of array row
+    ``r`` drops the product of a sum whose output lies in another row than its word
+    (a one-bit row tag beside each, :attr:`Pass.word_row` and :attr:`Pass.sum_row`):
+    those are the padding's zeros of the unjoined form. A sum's ``fir_taps`` words span two
+    rows at most: ``W >= fir_taps - 1``; and ``pad_lo <= fir_taps - 1``; the tile one output
+    plane deep (z), so that the rows of a pass follow each other in the accumulator."""
+    if (not job.fir_taps or job.transposed or job.padding_mode != "zeros"
+            or not fir_shares_padding(job.config)):
+        return False
+    x, extra = job.axes[2], job.fir_taps - 1
+    # (one output plane: the rows a pass streams are then consecutive rows of the
+    # accumulator, whatever range of them it skips to)
+    return (x.stride == 1 and x.out_start == 0 and x.out_len == x.in_size
+            and x.pad_lo <= extra and x.in_size >= extra and job.axes[0].out_len == 1)
+
+
+def fir_rows(job: Job) -> tuple[int, int]:
+    """``(lead, cut)``: in FIR mode, the words every row of a pass but its first begins
+    later and every row but its last ends earlier than a row of ``count + fir_taps - 1``
+    words from ``pad_lo`` before its first output: ``(pad_lo, fir_taps - 1 - pad_lo)`` when
+    the rows are joined (:func:`fir_joined`), else ``(0, fir_overlap(job))``."""
+    if fir_joined(job):
+        return job.axes[2].pad_lo, job.fir_taps - 1 - job.axes[2].pad_lo
+    return 0, fir_overlap(job)
+
+
+def pass_words(job: Job, desc: Descriptor) -> int:
+    """The elements the streamer emits for ``desc``."""
+    (_, nz, _), (_, ny, _), (_, nx, _) = desc.axes
+    if not job.fir_taps:
+        return nz * ny * nx
+    lead, cut = fir_rows(job)
+    rows = nz * ny
+    return rows * (nx + job.fir_taps - 1) - (rows - 1) * (lead + cut)
+
+
 def expand(job: Job, desc: Descriptor) -> Pass:
     """The streamer's output for one descriptor: raster over the pass's outputs (x fastest),
     input-buffer and accumulator addresses per cycle. In FIR mode every row of outputs is
@@ -376,7 +423,7 @@ def expand(job: Job, desc: Descriptor) -> Pass:
             raise ValueError(f"job input window {axis} misses source coordinates "
                              f"{np.unique(g[real & (local < 0)]).tolist()}")
         locals_.append(local)
-        outs.append(np.where(i < count, o, 0))
+        outs.append(o if extra and fir_joined(job) else np.where(i < count, o, 0))
         writes.append(i < count)
     pitch = (job.axes[1].window * job.axes[2].window, job.axes[2].window, 1)
     acc_pitch = (job.axes[1].out_len * job.axes[2].out_len, job.axes[2].out_len, 1)
@@ -393,16 +440,31 @@ def expand(job: Job, desc: Descriptor) -> Pass:
         write = write & w.reshape(shape)
     in_addr = np.where(valid, in_addr * job.in_chunks + desc.chunk, -1)
     shape = in_addr.shape
-    overlap = fir_overlap(job)
-    if overlap:
-        # Every row but the pass's last ends `overlap` words early.
+    word_row = sum_row = None
+    if job.fir_taps:
+        lead, cut = fir_rows(job)
+        # Every row but the pass's first begins `lead` words late, every row but its last
+        # ends `cut` words early.
         keep = np.ones(shape, dtype=bool)
-        keep[..., shape[2] - overlap:] = False
-        keep[-1, -1, :] = True
+        keep[..., shape[2] - cut:] = False
+        keep[-1, -1, shape[2] - cut:] = True
+        keep[..., :lead] = False
+        keep[0, 0, :lead] = True
+        row = np.broadcast_to(np.arange(shape[0] * shape[1]).reshape(shape[:2] + (1,)), shape)
+        if fir_joined(job):
+            # an element past its row's outputs carries the next row's output, which the
+            # pass's last row does not have
+            past = np.broadcast_to(outs[2].reshape(1, 1, -1) >= job.axes[2].out_len, shape)
+            write = np.where(past, row < row.max(), True)
+            word_row, sum_row = row % 2, (row + past) % 2
+        else:
+            word_row = sum_row = row % 2
         in_addr, acc_addr, write = in_addr[keep], acc_addr[keep], write[keep]
+        word_row, sum_row = word_row[keep], sum_row[keep]
     return Pass(tap=desc.tap, chunk=desc.chunk, init=desc.init, in_addr=in_addr.reshape(-1),
                 acc_addr=acc_addr.reshape(-1),
-                write=write.reshape(-1) if job.fir_taps else None)
+                write=write.reshape(-1) if job.fir_taps else None,
+                word_row=word_row, sum_row=sum_row)
 
 
 def passes(job: Job) -> Iterator[Pass]:
@@ -434,7 +496,9 @@ def execute(job: Job, input_words: np.ndarray, weight_words: np.ndarray,
             lanes = operands[:, list(job.lanes)]                        # (cycles, cols)
             psum = np.zeros_like(lanes)
             for r in range(min(job.fir_taps, len(lanes))):   # a pass may be shorter
-                psum[:len(lanes) - r] += lanes[r:] * weights[r]
+                n = len(lanes) - r
+                same = (p.word_row[r:] == p.sum_row[:n])[:, None]
+                psum[:n] += np.where(same, lanes[r:] * weights[r], 0)
             psum, acc_addr = psum[p.write], p.acc_addr[p.write]
         else:
             psum, acc_addr = operands @ weights, p.acc_addr

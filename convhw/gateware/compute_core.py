@@ -365,6 +365,15 @@ class ComputeCore(wiring.Component):
             m.d.sync += [d.eq(v) for d, v in zip(delayed, side)]
             side = delayed
         valid1, zero1, write1, bank1, last1, acc_addr1, init1 = side[:7]
+        # The row tags of joined FIR rows (timing.fir_shares_padding), beside the word.
+        tagged = SystolicArray.tagged_for(config)
+        if tagged:
+            tags = Cat(streamer.word_row, streamer.sum_row)
+            for i in range(input_read_latency(config)):
+                delayed_tags = Signal(2, name=f"row_tags_read{i}")
+                m.d.sync += delayed_tags.eq(tags)
+                tags = delayed_tags
+            m.d.comb += [array.in_word_row.eq(tags[0]), array.in_sum_row.eq(tags[1])]
         # The array's operands: the word's lanes, or 0 where the source is not a real element
         # (padding, a transposed layer's inserted zeros, a zero pass). With the activation
         # offset each lane is the unsigned element less the zero point, a signed

@@ -73,8 +73,10 @@ class Streamer(wiring.Component):
 
     FIR (depthwise) mode: each row of outputs is followed by ``fir_taps - 1`` more words
     (``write`` low); with :func:`convhw.timing.fir_shares_padding`, every row of a pass but
-    its last streams :func:`convhw.compiler.job.fir_overlap` words less, where the next row's
-    first words are zero padding as well.
+    its first begins and every row but its last ends early by
+    :func:`convhw.compiler.job.fir_rows`: the zero padding a row shares with the next, or,
+    rows joined (:func:`convhw.compiler.job.fir_joined`), all of it, with ``word_row`` and
+    ``sum_row`` telling the array which products cross a row's end.
 
     Parameters
     ----------
@@ -108,6 +110,10 @@ class Streamer(wiring.Component):
         In FIR (depthwise) mode, each row of outputs is followed by ``fir_taps - 1`` more input
         words; ``write`` is low for them (their sums are not outputs), high for every other
         valid element.
+    word_row, sum_row : Out(1)
+        FIR mode, with :func:`convhw.timing.fir_shares_padding`: the row tag of the element's
+        word (the parity of its row in the pass) and of the output its sum makes (the next
+        row's past a joined row's outputs); only with it.
     ready_next : Out(1)
         The value ``passes.ready`` will have in the next cycle.
     error : Out(1)
@@ -139,6 +145,8 @@ class Streamer(wiring.Component):
             "pass_last": Out(1),
             "error": Out(1),
             "write": Out(1),
+            **({"word_row": Out(1), "sum_row": Out(1)}
+               if timing.fir_shares_padding(config) else {}),
             "ready_next": Out(1),
             "busy": Out(1),
         })
@@ -354,12 +362,42 @@ class Streamer(wiring.Component):
             overlap = Signal(unsigned(pw))
             m.d.sync += overlap.eq(Mux(zeros, Mux(trailing_pos < leading_r, trailing_pos,
                                                   leading_r), 0))
-            # A short row's x counter starts at count - 1 + extra - overlap; it writes while
-            # left >= extra - overlap (the pass's last row: extra).
-            extra_short = Signal(unsigned(pw))
-            extra_less_one_short = Signal(signed(pw + 1), init=-1)
-            m.d.sync += [extra_short.eq(extra - overlap),
-                         extra_less_one_short.eq(extra_less_one - overlap)]
+            # Rows joined without their padding (convhw.compiler.job.fir_joined): each row
+            # the whole input row, one output plane; made in two steps.
+            z = job.axes[0]
+            whole_rows = Signal()
+            joined = Signal()
+            m.d.sync += [
+                whole_rows.eq((mode == PaddingMode.ZEROS) & ~transposed & (job.fir_taps != 0)
+                              & (x.stride == 1) & (x.out_start == 0)
+                              & (x.out_len == x.in_size) & (z.out_len == 1)),
+                joined.eq(whole_rows & (x.pad_lo <= extra) & (x.in_size >= extra)),
+            ]
+            pad_lo = x.pad_lo[:pw]                   # (<= extra when joined)
+            # Every row of a pass but its first begins `lead` words late, every row but its
+            # last ends `cut` words early: (pad_lo, extra - pad_lo) joined, else (0, overlap).
+            # The x counter starts at count - 1 + extra less what the row drops (els_*),
+            # and the row writes while left >= extra less what it drops at its end and
+            # (joined, where every element of a row but the last is some row's output) at
+            # its start (threshold_short); the pass's last row: extra.
+            lead = Signal(unsigned(pw))
+            els_first = Signal(signed(pw + 1), init=-1)
+            els_middle = Signal(signed(pw + 1), init=-1)
+            els_last = Signal(signed(pw + 1), init=-1)
+            # (whether those offsets are 0; set at reset, as the offsets are then -1)
+            drop_first, drop_middle, drop_last = (Signal(init=1), Signal(init=1),
+                                                  Signal(init=1))
+            thr_short = Signal(unsigned(pw))
+            m.d.sync += [
+                lead.eq(Mux(joined, pad_lo, 0)),
+                els_first.eq(Mux(joined, pad_lo - 1, extra_less_one - overlap)),
+                els_middle.eq(Mux(joined, -1, extra_less_one - overlap)),
+                els_last.eq(Mux(joined, extra_less_one - pad_lo, extra_less_one)),
+                drop_first.eq(Mux(joined, pad_lo == 0, extra == overlap)),
+                drop_middle.eq(Mux(joined, 1, extra == overlap)),
+                drop_last.eq(Mux(joined, extra == pad_lo, extra == 0)),
+                thr_short.eq(Mux(joined, 0, extra - overlap)),
+            ]
             # Latched with the pass, so that a pass is consistent in itself whatever the job
             # registers do (the formal harness's job may change in the first cycles).
             threshold = Signal(unsigned(pw))
@@ -368,6 +406,10 @@ class Streamer(wiring.Component):
             reload_long = Signal(unsigned(cw + 1))
             reload_long_last = Signal()
             m.d.comb += write.eq(left[DIMS - 1] >= threshold)
+            # The row tags: the word's row (toggled at each row of the pass) and, joined,
+            # the row of the output its sum makes, the next one past the row's outputs.
+            joined_pass = Signal()
+            word_row = Signal()
         else:
             m.d.comb += write.eq(left[DIMS - 1] >= extra)
 
@@ -379,17 +421,22 @@ class Streamer(wiring.Component):
                 first = a.count + extra_less_one if d == DIMS - 1 else a.count - 1
                 # count == 1, without waiting for the adder (every count is at least 1)
                 single = ((a.count == 1) & (extra == 0)) if d == DIMS - 1 else a.count == 1
+                reload_o, reload_g = a.o_start, a.g_start
                 if share and d == DIMS - 1:
-                    # the pass's first row is short unless it is also its last
+                    # the pass's first row drops its end unless it is also its last; the
+                    # later rows begin `lead` words late
                     one_row = singles[0] & singles[1]
-                    first_short = a.count + extra_less_one_short
-                    single_short = (a.count == 1) & (extra_short == 0)
-                    m.d.sync += [reload_long.eq(first), reload_long_last.eq(single),
-                                 threshold_long.eq(extra), threshold_short.eq(extra_short),
-                                 threshold.eq(Mux(one_row, extra, extra_short))]
-                    first = Mux(one_row, first, first_short)
-                    reload_first, reload_single = first_short, single_short
-                    single = Mux(one_row, single, single_short)
+                    single_first = (a.count == 1) & drop_first
+                    m.d.sync += [reload_long.eq(a.count + els_last),
+                                 reload_long_last.eq((a.count == 1) & drop_last),
+                                 threshold_long.eq(extra), threshold_short.eq(thr_short),
+                                 threshold.eq(Mux(one_row, extra, thr_short)),
+                                 joined_pass.eq(joined), word_row.eq(0)]
+                    reload_first = a.count + els_middle
+                    reload_single = (a.count == 1) & drop_middle
+                    first = Mux(one_row, first, a.count + els_first)
+                    single = Mux(one_row, single, single_first)
+                    reload_o, reload_g = a.o_start + lead, a.g_start + lead
                 else:
                     reload_first, reload_single = first, single
                 singles.append(single)
@@ -397,7 +444,7 @@ class Streamer(wiring.Component):
                              o[d].eq(a.o_start), g[d].eq(a.g_start)]
                 if d:
                     m.d.sync += [reload[d].eq(reload_first), reload_last[d].eq(reload_single),
-                                 o_first[d].eq(a.o_start), g_first[d].eq(a.g_start)]
+                                 o_first[d].eq(reload_o), g_first[d].eq(reload_g)]
             m.d.sync += [chunk.eq(desc.chunk), init.eq(desc.init), zero_pass.eq(desc.zero),
                          bank.eq(self.passes.payload.bank)]
             m.d.comb += ready_next.eq(singles[0] & singles[1] & singles[2])
@@ -424,6 +471,7 @@ class Streamer(wiring.Component):
                         m.d.sync += [left[d].eq(Mux(last_row, reload_long, reload[d])),
                                      threshold.eq(Mux(last_row, threshold_long,
                                                       threshold_short)),
+                                     word_row.eq(~word_row),
                                      o[d].eq(o_first[d]), g[d].eq(g_first[d])]
                 elif d:
                     with m.Elif(carry[d]):
@@ -458,6 +506,12 @@ class Streamer(wiring.Component):
         # consistent job fit, so the high bits never matter.
         fields = {"valid": active, "last": last_element, "write": write, "chunk": chunk,
                   "init": init, "bank": bank, "o2": o[2], "zero_pass": zero_pass}
+        tags = ()
+        if share:
+            # past its row's outputs (joined): the next row's output
+            past = joined_pass & (o[2] >= job.axes[2].out_len)
+            fields["tags"] = Cat(word_row, word_row ^ past)
+            tags = ("tags",)
         for d in range(DIMS):
             fields[f"g{d}"] = g[d]
             fields[f"below{d}"] = g[d] < 0
@@ -473,7 +527,7 @@ class Streamer(wiring.Component):
 
         # Stage 2: remap.
         fields = {name: s0[name] for name in ("valid", "last", "write", "chunk", "init", "bank",
-                                               "o2")}
+                                               "o2", *tags)}
         if dsp:
             acc_row = Signal(acc_aw)
             m.d.comb += acc_row.eq(acc_row_product + s0["o1"])
@@ -495,7 +549,8 @@ class Streamer(wiring.Component):
 
         # Stage 3: window look-up; the accumulator address. Both local coordinates are made
         # while the segments are compared, then one is chosen.
-        fields = {name: s1[name] for name in ("valid", "last", "write", "chunk", "init", "bank")}
+        fields = {name: s1[name] for name in ("valid", "last", "write", "chunk", "init", "bank",
+                                               *tags)}
         for d in range(DIMS):
             c, r, gr = consts[d], job.axes[d], s1[f"g{d}"]
             in0, in1 = Signal(name=f"in_seg0_{d}"), Signal(name=f"in_seg1_{d}")
@@ -531,7 +586,7 @@ class Streamer(wiring.Component):
         # that is not real) or missing from the window (an error).
         any_miss = Signal()
         m.d.comb += any_miss.eq(s2["miss0"] | s2["miss1"] | s2["miss2"])
-        keep = ("valid", "last", "write", "chunk", "init", "bank")
+        keep = ("valid", "last", "write", "chunk", "init", "bank", *tags)
         fields = {name: s2[name] for name in keep}
         if dsp:
             acc = Signal(acc_aw)
@@ -579,6 +634,8 @@ class Streamer(wiring.Component):
             self.error.eq(s4["error"]),
             self.write.eq(s4["valid"] & s4["write"]),
         ]
+        if share:
+            m.d.sync += [self.word_row.eq(s4["tags"][0]), self.sum_row.eq(s4["tags"][1])]
 
         m.d.comb += self.busy.eq(active | Cat(*valids).any() | self.out_valid)
         # The stages built above and the output register are the latency the cycle model uses.

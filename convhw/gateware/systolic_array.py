@@ -82,6 +82,13 @@ class SystolicArray(wiring.Component):
         ``i`` in bits ``[i*operand_width, (i+1)*operand_width)``.
     in_bank : In(1)
         The weight bank the word is multiplied with.
+    in_word_row, in_sum_row : In(1)
+        Depthwise mode, with :func:`convhw.timing.fir_shares_padding` (only then present,
+        :meth:`tagged_for`): the row tags of the
+        word and of the output whose sum begins with it (joined rows,
+        :func:`convhw.compiler.job.fir_joined`). PE(r, c) multiplies word ``τ + r`` into the
+        sum that began with word ``τ`` only if the word's row tag equals the sum's; else it
+        adds 0. Equal tags everywhere: the plain FIR. Not used in dense mode.
     depthwise : In(1)
         Lane mode: dense (0) or depthwise (1). Static during a job: the words already in the
         array when it changes give meaningless results.
@@ -110,10 +117,12 @@ class SystolicArray(wiring.Component):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         self._config = config
+        tags = {"in_word_row": In(1), "in_sum_row": In(1)} if self.tagged_for(config) else {}
         super().__init__({
             "in_valid": In(1),
             "in_word": In(config.rows * config.operand_width),
             "in_bank": In(1),
+            **tags,
             "depthwise": In(1),
             "lane_select": In(data.ArrayLayout(range(config.rows), config.cols)),
             "w_we": In(1),
@@ -140,6 +149,12 @@ class SystolicArray(wiring.Component):
         cycle ``τ + s + rows + c + p - 1``; the de-skew adds ``cols - 1 - c``.
         """
         return self.latency_for(self._config)
+
+    @staticmethod
+    def tagged_for(config: EngineConfig) -> bool:
+        """Whether an array built for ``config`` takes row tags (``in_word_row``,
+        ``in_sum_row``): with :func:`convhw.timing.fir_shares_padding`."""
+        return timing.fir_shares_padding(config) and timing.array_input_stages(config) >= 1
 
     @staticmethod
     def latency_for(config: EngineConfig) -> int:
@@ -194,6 +209,24 @@ class SystolicArray(wiring.Component):
             m.d.sync += word.eq(column_words[-1])
             column_words.append(word)
 
+        # -- row tags (depthwise, joined rows) ---------------------------------------------------
+        # Column c has word τ's tags s + c cycles after they enter; PE(r, c) compares the tag
+        # of the word at its column now with the sum tag of the word r cycles older, into a
+        # register a cycle ahead (from the chains one stage behind), so that its operand's
+        # multiplexer takes one more input, not a comparison.
+        tagged = self.tagged_for(config)
+        if tagged:
+            word_chain = [self.in_word_row]
+            for k in range(input_stages + cols - 1):
+                nxt = Signal(name=f"word_row_d{k + 1}")
+                m.d.sync += nxt.eq(word_chain[-1])
+                word_chain.append(nxt)
+            sum_chain = [self.in_sum_row]
+            for k in range(input_stages + cols + rows - 2):
+                nxt = Signal(name=f"sum_row_d{k + 1}")
+                m.d.sync += nxt.eq(sum_chain[-1])
+                sum_chain.append(nxt)
+
         # -- PEs -------------------------------------------------------------------------------
         bottom = []
         for c in range(cols):
@@ -219,8 +252,14 @@ class SystolicArray(wiring.Component):
                                        and index >= config.dsp_pes)
                 m.submodules[f"pe_{r}_{c}"] = pe
                 operand = lane_layout(Mux(self.depthwise, picked, word[r] if c else dense[r]))
+                a = operand.data
+                if tagged:
+                    other_row = Signal(name=f"other_row_{r}_{c}")
+                    m.d.sync += other_row.eq(word_chain[input_stages + c - 1]
+                                             ^ sum_chain[input_stages + c + r - 1])
+                    a = Mux(self.depthwise & other_row, 0, operand.data)
                 m.d.comb += [
-                    pe.a.eq(operand.data),
+                    pe.a.eq(a),
                     pe.bank.eq(operand.bank),
                     pe.w_we.eq(self.w_we & (self.w_row == r)),
                     pe.w_bank.eq(self.w_bank),

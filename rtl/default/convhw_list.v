@@ -1458,11 +1458,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$8896$0 (acc_addr),
+    .\port$9335$0 (acc_addr),
     .\port$966$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$87 (\start$262 ),
+    .\start$91 (\start$262 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -4116,8 +4116,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$6473$0 (\$like ),
-    .\port$6474$0 (value_next),
+    .\port$6700$0 (\$like ),
+    .\port$6701$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4841,7 +4841,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$6473$0 , \port$6474$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$6700$0 , \port$6701$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4853,21 +4853,21 @@ module \convhw_list.checker.multiplier (rst, \port$6473$0 , \port$6474$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$6473$0 ;
-  wire [16:0] \port$6473$0 ;
-  input [16:0] \port$6474$0 ;
-  wire [16:0] \port$6474$0 ;
+  input [16:0] \port$6700$0 ;
+  wire [16:0] \port$6700$0 ;
+  input [16:0] \port$6701$0 ;
+  wire [16:0] \port$6701$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6474$0  };
+    a <= { 1'h0, \port$6701$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6473$0  };
+    b <= { 1'h0, \port$6700$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6474$0  };
-  assign \b$5  = { 1'h0, \port$6473$0  };
+  assign \a$3  = { 1'h0, \port$6701$0  };
+  assign \b$5  = { 1'h0, \port$6700$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6295,7 +6295,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$6478$0 (jobs__payload[943:0]),
+    .\port$6705$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7792,7 +7792,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6478$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$6705$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7819,8 +7819,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$64
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$6478$0 ;
-  wire [943:0] \port$6478$0 ;
+  input [943:0] \port$6705$0 ;
+  wire [943:0] \port$6705$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7876,7 +7876,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$64
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$6478$0 [3:2], \port$6478$0 [929:928], \port$6478$0  };
+    w_port__data <= { 1'h1, \port$6705$0 [3:2], \port$6705$0 [929:928], \port$6705$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7935,7 +7935,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$64
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$6478$0 [3:2], \port$6478$0 [929:928], \port$6478$0  };
+  assign w_data = { 1'h1, \port$6705$0 [3:2], \port$6705$0 [929:928], \port$6705$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -8084,7 +8084,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$8896$0 , clk);
+module \convhw_list.core (rst, \start$91 , \port$966$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$9335$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8139,12 +8139,12 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   reg \$55 ;
   reg [10:0] \$56 ;
   reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  reg [1:0] \$58 ;
+  reg [1:0] \$59 ;
   wire \$6 ;
   reg \$60 ;
   reg \$61 ;
-  reg [12:0] \$62 ;
+  reg \$62 ;
   reg \$63 ;
   reg [12:0] \$64 ;
   reg \$65 ;
@@ -8179,11 +8179,13 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   reg \$91 ;
   reg [12:0] \$92 ;
   reg \$93 ;
-  reg \$94 ;
+  reg [12:0] \$94 ;
   reg \$95 ;
+  reg \$96 ;
+  reg \$97 ;
   input abort;
   wire abort;
-  wire \abort$89 ;
+  wire \abort$93 ;
   wire [10:0] acc_addr;
   reg [10:0] acc_addr_read0 = 11'h000;
   reg [10:0] acc_addr_read1 = 11'h000;
@@ -8286,51 +8288,51 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$120 ;
-  wire \busy$121 ;
-  wire \busy$168 ;
+  wire \busy$124 ;
+  wire \busy$125 ;
   wire \busy$174 ;
-  wire \busy$85 ;
-  wire \busy$90 ;
+  wire \busy$180 ;
+  wire \busy$89 ;
+  wire \busy$94 ;
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$96 ;
+  wire [7:0] \code$100 ;
   wire [31:0] cycles;
-  wire [31:0] \cycles$98 ;
+  wire [31:0] \cycles$102 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$154 ;
+  wire \depthwise$158 ;
   wire done;
-  wire \done$91 ;
-  wire \done$92 ;
+  wire \done$95 ;
+  wire \done$96 ;
   wire [11:0] entry;
-  wire [11:0] \entry$171 ;
-  wire [9:0] \entry$171.addr ;
-  wire \entry$171.init ;
-  wire \entry$171.valid ;
+  wire [11:0] \entry$177 ;
+  wire [9:0] \entry$177.addr ;
+  wire \entry$177.init ;
+  wire \entry$177.valid ;
   wire [9:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$123 ;
-  wire \error$94 ;
+  wire \error$127 ;
+  wire \error$98 ;
   reg fir = 1'h0;
   wire [7:0] fir_taps;
   wire flush;
   wire [9:0] host_addr;
-  wire [9:0] \host_addr$175 ;
+  wire [9:0] \host_addr$181 ;
   wire [255:0] host_data;
-  wire [255:0] \host_data$178 ;
-  wire [31:0] \host_data$178[0] ;
-  wire [31:0] \host_data$178[1] ;
-  wire [31:0] \host_data$178[2] ;
-  wire [31:0] \host_data$178[3] ;
-  wire [31:0] \host_data$178[4] ;
-  wire [31:0] \host_data$178[5] ;
-  wire [31:0] \host_data$178[6] ;
-  wire [31:0] \host_data$178[7] ;
+  wire [255:0] \host_data$184 ;
+  wire [31:0] \host_data$184[0] ;
+  wire [31:0] \host_data$184[1] ;
+  wire [31:0] \host_data$184[2] ;
+  wire [31:0] \host_data$184[3] ;
+  wire [31:0] \host_data$184[4] ;
+  wire [31:0] \host_data$184[5] ;
+  wire [31:0] \host_data$184[6] ;
+  wire [31:0] \host_data$184[7] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8344,9 +8346,11 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   wire in_bank;
   reg [12:0] in_read__addr;
   wire [63:0] in_read__data;
+  wire in_sum_row;
   (* init = 1'h0 *)
   wire in_valid;
   wire [63:0] in_word;
+  wire in_word_row;
   input [12:0] in_write__addr;
   wire [12:0] in_write__addr;
   input [63:0] in_write__data;
@@ -8367,170 +8371,170 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   input [514:0] job;
   wire [514:0] job;
   (* init = 515'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [514:0] \job$102 ;
-  wire \job$102.accumulate ;
-  wire [455:0] \job$102.axes ;
-  wire [151:0] \job$102.axes[0] ;
-  wire [7:0] \job$102.axes[0].dilation ;
-  wire [15:0] \job$102.axes[0].in_size ;
-  wire [7:0] \job$102.axes[0].kernel ;
-  wire [15:0] \job$102.axes[0].out_len ;
-  wire [15:0] \job$102.axes[0].out_start ;
-  wire [15:0] \job$102.axes[0].pad_lo ;
-  wire [15:0] \job$102.axes[0].seg0_len ;
-  wire [15:0] \job$102.axes[0].seg0_start ;
-  wire [15:0] \job$102.axes[0].seg1_len ;
-  wire [15:0] \job$102.axes[0].seg1_start ;
-  wire [7:0] \job$102.axes[0].stride ;
-  wire [151:0] \job$102.axes[1] ;
-  wire [7:0] \job$102.axes[1].dilation ;
-  wire [15:0] \job$102.axes[1].in_size ;
-  wire [7:0] \job$102.axes[1].kernel ;
-  wire [15:0] \job$102.axes[1].out_len ;
-  wire [15:0] \job$102.axes[1].out_start ;
-  wire [15:0] \job$102.axes[1].pad_lo ;
-  wire [15:0] \job$102.axes[1].seg0_len ;
-  wire [15:0] \job$102.axes[1].seg0_start ;
-  wire [15:0] \job$102.axes[1].seg1_len ;
-  wire [15:0] \job$102.axes[1].seg1_start ;
-  wire [7:0] \job$102.axes[1].stride ;
-  wire [151:0] \job$102.axes[2] ;
-  wire [7:0] \job$102.axes[2].dilation ;
-  wire [15:0] \job$102.axes[2].in_size ;
-  wire [7:0] \job$102.axes[2].kernel ;
-  wire [15:0] \job$102.axes[2].out_len ;
-  wire [15:0] \job$102.axes[2].out_start ;
-  wire [15:0] \job$102.axes[2].pad_lo ;
-  wire [15:0] \job$102.axes[2].seg0_len ;
-  wire [15:0] \job$102.axes[2].seg0_start ;
-  wire [15:0] \job$102.axes[2].seg1_len ;
-  wire [15:0] \job$102.axes[2].seg1_start ;
-  wire [7:0] \job$102.axes[2].stride ;
-  wire [7:0] \job$102.fir_taps ;
-  wire [13:0] \job$102.in_chunks ;
-  wire [7:0] \job$102.input_zero ;
-  wire [23:0] \job$102.lanes ;
-  wire [2:0] \job$102.lanes[0] ;
-  wire [2:0] \job$102.lanes[1] ;
-  wire [2:0] \job$102.lanes[2] ;
-  wire [2:0] \job$102.lanes[3] ;
-  wire [2:0] \job$102.lanes[4] ;
-  wire [2:0] \job$102.lanes[5] ;
-  wire [2:0] \job$102.lanes[6] ;
-  wire [2:0] \job$102.lanes[7] ;
-  wire [1:0] \job$102.padding_mode ;
-  wire \job$102.skip_borders ;
-  wire \job$102.transposed ;
+  wire [514:0] \job$103 ;
+  wire \job$103.accumulate ;
+  wire [455:0] \job$103.axes ;
+  wire [151:0] \job$103.axes[0] ;
+  wire [7:0] \job$103.axes[0].dilation ;
+  wire [15:0] \job$103.axes[0].in_size ;
+  wire [7:0] \job$103.axes[0].kernel ;
+  wire [15:0] \job$103.axes[0].out_len ;
+  wire [15:0] \job$103.axes[0].out_start ;
+  wire [15:0] \job$103.axes[0].pad_lo ;
+  wire [15:0] \job$103.axes[0].seg0_len ;
+  wire [15:0] \job$103.axes[0].seg0_start ;
+  wire [15:0] \job$103.axes[0].seg1_len ;
+  wire [15:0] \job$103.axes[0].seg1_start ;
+  wire [7:0] \job$103.axes[0].stride ;
+  wire [151:0] \job$103.axes[1] ;
+  wire [7:0] \job$103.axes[1].dilation ;
+  wire [15:0] \job$103.axes[1].in_size ;
+  wire [7:0] \job$103.axes[1].kernel ;
+  wire [15:0] \job$103.axes[1].out_len ;
+  wire [15:0] \job$103.axes[1].out_start ;
+  wire [15:0] \job$103.axes[1].pad_lo ;
+  wire [15:0] \job$103.axes[1].seg0_len ;
+  wire [15:0] \job$103.axes[1].seg0_start ;
+  wire [15:0] \job$103.axes[1].seg1_len ;
+  wire [15:0] \job$103.axes[1].seg1_start ;
+  wire [7:0] \job$103.axes[1].stride ;
+  wire [151:0] \job$103.axes[2] ;
+  wire [7:0] \job$103.axes[2].dilation ;
+  wire [15:0] \job$103.axes[2].in_size ;
+  wire [7:0] \job$103.axes[2].kernel ;
+  wire [15:0] \job$103.axes[2].out_len ;
+  wire [15:0] \job$103.axes[2].out_start ;
+  wire [15:0] \job$103.axes[2].pad_lo ;
+  wire [15:0] \job$103.axes[2].seg0_len ;
+  wire [15:0] \job$103.axes[2].seg0_start ;
+  wire [15:0] \job$103.axes[2].seg1_len ;
+  wire [15:0] \job$103.axes[2].seg1_start ;
+  wire [7:0] \job$103.axes[2].stride ;
+  wire [7:0] \job$103.fir_taps ;
+  wire [13:0] \job$103.in_chunks ;
+  wire [7:0] \job$103.input_zero ;
+  wire [23:0] \job$103.lanes ;
+  wire [2:0] \job$103.lanes[0] ;
+  wire [2:0] \job$103.lanes[1] ;
+  wire [2:0] \job$103.lanes[2] ;
+  wire [2:0] \job$103.lanes[3] ;
+  wire [2:0] \job$103.lanes[4] ;
+  wire [2:0] \job$103.lanes[5] ;
+  wire [2:0] \job$103.lanes[6] ;
+  wire [2:0] \job$103.lanes[7] ;
+  wire [1:0] \job$103.padding_mode ;
+  wire \job$103.skip_borders ;
+  wire \job$103.transposed ;
   (* init = 515'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [514:0] \job$86 ;
-  wire \job$86.accumulate ;
-  wire [455:0] \job$86.axes ;
-  wire [151:0] \job$86.axes[0] ;
-  wire [7:0] \job$86.axes[0].dilation ;
-  wire [15:0] \job$86.axes[0].in_size ;
-  wire [7:0] \job$86.axes[0].kernel ;
-  wire [15:0] \job$86.axes[0].out_len ;
-  wire [15:0] \job$86.axes[0].out_start ;
-  wire [15:0] \job$86.axes[0].pad_lo ;
-  wire [15:0] \job$86.axes[0].seg0_len ;
-  wire [15:0] \job$86.axes[0].seg0_start ;
-  wire [15:0] \job$86.axes[0].seg1_len ;
-  wire [15:0] \job$86.axes[0].seg1_start ;
-  wire [7:0] \job$86.axes[0].stride ;
-  wire [151:0] \job$86.axes[1] ;
-  wire [7:0] \job$86.axes[1].dilation ;
-  wire [15:0] \job$86.axes[1].in_size ;
-  wire [7:0] \job$86.axes[1].kernel ;
-  wire [15:0] \job$86.axes[1].out_len ;
-  wire [15:0] \job$86.axes[1].out_start ;
-  wire [15:0] \job$86.axes[1].pad_lo ;
-  wire [15:0] \job$86.axes[1].seg0_len ;
-  wire [15:0] \job$86.axes[1].seg0_start ;
-  wire [15:0] \job$86.axes[1].seg1_len ;
-  wire [15:0] \job$86.axes[1].seg1_start ;
-  wire [7:0] \job$86.axes[1].stride ;
-  wire [151:0] \job$86.axes[2] ;
-  wire [7:0] \job$86.axes[2].dilation ;
-  wire [15:0] \job$86.axes[2].in_size ;
-  wire [7:0] \job$86.axes[2].kernel ;
-  wire [15:0] \job$86.axes[2].out_len ;
-  wire [15:0] \job$86.axes[2].out_start ;
-  wire [15:0] \job$86.axes[2].pad_lo ;
-  wire [15:0] \job$86.axes[2].seg0_len ;
-  wire [15:0] \job$86.axes[2].seg0_start ;
-  wire [15:0] \job$86.axes[2].seg1_len ;
-  wire [15:0] \job$86.axes[2].seg1_start ;
-  wire [7:0] \job$86.axes[2].stride ;
-  wire [7:0] \job$86.fir_taps ;
-  wire [13:0] \job$86.in_chunks ;
-  wire [7:0] \job$86.input_zero ;
-  wire [23:0] \job$86.lanes ;
-  wire [2:0] \job$86.lanes[0] ;
-  wire [2:0] \job$86.lanes[1] ;
-  wire [2:0] \job$86.lanes[2] ;
-  wire [2:0] \job$86.lanes[3] ;
-  wire [2:0] \job$86.lanes[4] ;
-  wire [2:0] \job$86.lanes[5] ;
-  wire [2:0] \job$86.lanes[6] ;
-  wire [2:0] \job$86.lanes[7] ;
-  wire [1:0] \job$86.padding_mode ;
-  wire \job$86.skip_borders ;
-  wire \job$86.transposed ;
+  wire [514:0] \job$106 ;
+  wire \job$106.accumulate ;
+  wire [455:0] \job$106.axes ;
+  wire [151:0] \job$106.axes[0] ;
+  wire [7:0] \job$106.axes[0].dilation ;
+  wire [15:0] \job$106.axes[0].in_size ;
+  wire [7:0] \job$106.axes[0].kernel ;
+  wire [15:0] \job$106.axes[0].out_len ;
+  wire [15:0] \job$106.axes[0].out_start ;
+  wire [15:0] \job$106.axes[0].pad_lo ;
+  wire [15:0] \job$106.axes[0].seg0_len ;
+  wire [15:0] \job$106.axes[0].seg0_start ;
+  wire [15:0] \job$106.axes[0].seg1_len ;
+  wire [15:0] \job$106.axes[0].seg1_start ;
+  wire [7:0] \job$106.axes[0].stride ;
+  wire [151:0] \job$106.axes[1] ;
+  wire [7:0] \job$106.axes[1].dilation ;
+  wire [15:0] \job$106.axes[1].in_size ;
+  wire [7:0] \job$106.axes[1].kernel ;
+  wire [15:0] \job$106.axes[1].out_len ;
+  wire [15:0] \job$106.axes[1].out_start ;
+  wire [15:0] \job$106.axes[1].pad_lo ;
+  wire [15:0] \job$106.axes[1].seg0_len ;
+  wire [15:0] \job$106.axes[1].seg0_start ;
+  wire [15:0] \job$106.axes[1].seg1_len ;
+  wire [15:0] \job$106.axes[1].seg1_start ;
+  wire [7:0] \job$106.axes[1].stride ;
+  wire [151:0] \job$106.axes[2] ;
+  wire [7:0] \job$106.axes[2].dilation ;
+  wire [15:0] \job$106.axes[2].in_size ;
+  wire [7:0] \job$106.axes[2].kernel ;
+  wire [15:0] \job$106.axes[2].out_len ;
+  wire [15:0] \job$106.axes[2].out_start ;
+  wire [15:0] \job$106.axes[2].pad_lo ;
+  wire [15:0] \job$106.axes[2].seg0_len ;
+  wire [15:0] \job$106.axes[2].seg0_start ;
+  wire [15:0] \job$106.axes[2].seg1_len ;
+  wire [15:0] \job$106.axes[2].seg1_start ;
+  wire [7:0] \job$106.axes[2].stride ;
+  wire [7:0] \job$106.fir_taps ;
+  wire [13:0] \job$106.in_chunks ;
+  wire [7:0] \job$106.input_zero ;
+  wire [23:0] \job$106.lanes ;
+  wire [2:0] \job$106.lanes[0] ;
+  wire [2:0] \job$106.lanes[1] ;
+  wire [2:0] \job$106.lanes[2] ;
+  wire [2:0] \job$106.lanes[3] ;
+  wire [2:0] \job$106.lanes[4] ;
+  wire [2:0] \job$106.lanes[5] ;
+  wire [2:0] \job$106.lanes[6] ;
+  wire [2:0] \job$106.lanes[7] ;
+  wire [1:0] \job$106.padding_mode ;
+  wire \job$106.skip_borders ;
+  wire \job$106.transposed ;
   (* init = 515'h000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [514:0] \job$99 ;
-  wire \job$99.accumulate ;
-  wire [455:0] \job$99.axes ;
-  wire [151:0] \job$99.axes[0] ;
-  wire [7:0] \job$99.axes[0].dilation ;
-  wire [15:0] \job$99.axes[0].in_size ;
-  wire [7:0] \job$99.axes[0].kernel ;
-  wire [15:0] \job$99.axes[0].out_len ;
-  wire [15:0] \job$99.axes[0].out_start ;
-  wire [15:0] \job$99.axes[0].pad_lo ;
-  wire [15:0] \job$99.axes[0].seg0_len ;
-  wire [15:0] \job$99.axes[0].seg0_start ;
-  wire [15:0] \job$99.axes[0].seg1_len ;
-  wire [15:0] \job$99.axes[0].seg1_start ;
-  wire [7:0] \job$99.axes[0].stride ;
-  wire [151:0] \job$99.axes[1] ;
-  wire [7:0] \job$99.axes[1].dilation ;
-  wire [15:0] \job$99.axes[1].in_size ;
-  wire [7:0] \job$99.axes[1].kernel ;
-  wire [15:0] \job$99.axes[1].out_len ;
-  wire [15:0] \job$99.axes[1].out_start ;
-  wire [15:0] \job$99.axes[1].pad_lo ;
-  wire [15:0] \job$99.axes[1].seg0_len ;
-  wire [15:0] \job$99.axes[1].seg0_start ;
-  wire [15:0] \job$99.axes[1].seg1_len ;
-  wire [15:0] \job$99.axes[1].seg1_start ;
-  wire [7:0] \job$99.axes[1].stride ;
-  wire [151:0] \job$99.axes[2] ;
-  wire [7:0] \job$99.axes[2].dilation ;
-  wire [15:0] \job$99.axes[2].in_size ;
-  wire [7:0] \job$99.axes[2].kernel ;
-  wire [15:0] \job$99.axes[2].out_len ;
-  wire [15:0] \job$99.axes[2].out_start ;
-  wire [15:0] \job$99.axes[2].pad_lo ;
-  wire [15:0] \job$99.axes[2].seg0_len ;
-  wire [15:0] \job$99.axes[2].seg0_start ;
-  wire [15:0] \job$99.axes[2].seg1_len ;
-  wire [15:0] \job$99.axes[2].seg1_start ;
-  wire [7:0] \job$99.axes[2].stride ;
-  wire [7:0] \job$99.fir_taps ;
-  wire [13:0] \job$99.in_chunks ;
-  wire [7:0] \job$99.input_zero ;
-  wire [23:0] \job$99.lanes ;
-  wire [2:0] \job$99.lanes[0] ;
-  wire [2:0] \job$99.lanes[1] ;
-  wire [2:0] \job$99.lanes[2] ;
-  wire [2:0] \job$99.lanes[3] ;
-  wire [2:0] \job$99.lanes[4] ;
-  wire [2:0] \job$99.lanes[5] ;
-  wire [2:0] \job$99.lanes[6] ;
-  wire [2:0] \job$99.lanes[7] ;
-  wire [1:0] \job$99.padding_mode ;
-  wire \job$99.skip_borders ;
-  wire \job$99.transposed ;
+  wire [514:0] \job$90 ;
+  wire \job$90.accumulate ;
+  wire [455:0] \job$90.axes ;
+  wire [151:0] \job$90.axes[0] ;
+  wire [7:0] \job$90.axes[0].dilation ;
+  wire [15:0] \job$90.axes[0].in_size ;
+  wire [7:0] \job$90.axes[0].kernel ;
+  wire [15:0] \job$90.axes[0].out_len ;
+  wire [15:0] \job$90.axes[0].out_start ;
+  wire [15:0] \job$90.axes[0].pad_lo ;
+  wire [15:0] \job$90.axes[0].seg0_len ;
+  wire [15:0] \job$90.axes[0].seg0_start ;
+  wire [15:0] \job$90.axes[0].seg1_len ;
+  wire [15:0] \job$90.axes[0].seg1_start ;
+  wire [7:0] \job$90.axes[0].stride ;
+  wire [151:0] \job$90.axes[1] ;
+  wire [7:0] \job$90.axes[1].dilation ;
+  wire [15:0] \job$90.axes[1].in_size ;
+  wire [7:0] \job$90.axes[1].kernel ;
+  wire [15:0] \job$90.axes[1].out_len ;
+  wire [15:0] \job$90.axes[1].out_start ;
+  wire [15:0] \job$90.axes[1].pad_lo ;
+  wire [15:0] \job$90.axes[1].seg0_len ;
+  wire [15:0] \job$90.axes[1].seg0_start ;
+  wire [15:0] \job$90.axes[1].seg1_len ;
+  wire [15:0] \job$90.axes[1].seg1_start ;
+  wire [7:0] \job$90.axes[1].stride ;
+  wire [151:0] \job$90.axes[2] ;
+  wire [7:0] \job$90.axes[2].dilation ;
+  wire [15:0] \job$90.axes[2].in_size ;
+  wire [7:0] \job$90.axes[2].kernel ;
+  wire [15:0] \job$90.axes[2].out_len ;
+  wire [15:0] \job$90.axes[2].out_start ;
+  wire [15:0] \job$90.axes[2].pad_lo ;
+  wire [15:0] \job$90.axes[2].seg0_len ;
+  wire [15:0] \job$90.axes[2].seg0_start ;
+  wire [15:0] \job$90.axes[2].seg1_len ;
+  wire [15:0] \job$90.axes[2].seg1_start ;
+  wire [7:0] \job$90.axes[2].stride ;
+  wire [7:0] \job$90.fir_taps ;
+  wire [13:0] \job$90.in_chunks ;
+  wire [7:0] \job$90.input_zero ;
+  wire [23:0] \job$90.lanes ;
+  wire [2:0] \job$90.lanes[0] ;
+  wire [2:0] \job$90.lanes[1] ;
+  wire [2:0] \job$90.lanes[2] ;
+  wire [2:0] \job$90.lanes[3] ;
+  wire [2:0] \job$90.lanes[4] ;
+  wire [2:0] \job$90.lanes[5] ;
+  wire [2:0] \job$90.lanes[6] ;
+  wire [2:0] \job$90.lanes[7] ;
+  wire [1:0] \job$90.padding_mode ;
+  wire \job$90.skip_borders ;
+  wire \job$90.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -8671,32 +8675,32 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   wire [31:0] \out_psum[6] ;
   wire [31:0] \out_psum[7] ;
   wire out_valid;
-  wire \out_valid$167 ;
+  wire \out_valid$173 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [179:0] passes__payload;
-  wire [180:0] \passes__payload$111 ;
-  wire \passes__payload$111.bank ;
-  wire [179:0] \passes__payload$111.desc ;
-  wire [152:0] \passes__payload$111.desc.axes ;
-  wire [50:0] \passes__payload$111.desc.axes[0] ;
-  wire [16:0] \passes__payload$111.desc.axes[0].count ;
-  wire [17:0] \passes__payload$111.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$111.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$111.desc.axes[1] ;
-  wire [16:0] \passes__payload$111.desc.axes[1].count ;
-  wire [17:0] \passes__payload$111.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$111.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$111.desc.axes[2] ;
-  wire [16:0] \passes__payload$111.desc.axes[2].count ;
-  wire [17:0] \passes__payload$111.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$111.desc.axes[2].o_start ;
-  wire [13:0] \passes__payload$111.desc.chunk ;
-  wire \passes__payload$111.desc.init ;
-  wire [10:0] \passes__payload$111.desc.weights ;
-  wire \passes__payload$111.desc.zero ;
+  wire [180:0] \passes__payload$115 ;
+  wire \passes__payload$115.bank ;
+  wire [179:0] \passes__payload$115.desc ;
+  wire [152:0] \passes__payload$115.desc.axes ;
+  wire [50:0] \passes__payload$115.desc.axes[0] ;
+  wire [16:0] \passes__payload$115.desc.axes[0].count ;
+  wire [17:0] \passes__payload$115.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$115.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$115.desc.axes[1] ;
+  wire [16:0] \passes__payload$115.desc.axes[1].count ;
+  wire [17:0] \passes__payload$115.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$115.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$115.desc.axes[2] ;
+  wire [16:0] \passes__payload$115.desc.axes[2].count ;
+  wire [17:0] \passes__payload$115.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$115.desc.axes[2].o_start ;
+  wire [13:0] \passes__payload$115.desc.chunk ;
+  wire \passes__payload$115.desc.init ;
+  wire [10:0] \passes__payload$115.desc.weights ;
+  wire \passes__payload$115.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -8715,9 +8719,9 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   wire [10:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$114 ;
+  wire \passes__ready$118 ;
   wire passes__valid;
-  wire \passes__valid$109 ;
+  wire \passes__valid$113 ;
   wire [179:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -8763,35 +8767,37 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [10:0] \port$8896$0 ;
-  wire [10:0] \port$8896$0 ;
+  input [10:0] \port$9335$0 ;
+  wire [10:0] \port$9335$0 ;
   input [1:0] \port$966$5 ;
   wire [1:0] \port$966$5 ;
   output ready;
   wire ready;
   wire ready_next;
-  wire \ready_next$117 ;
+  wire \ready_next$121 ;
   reg [63:0] registered = 64'h0000000000000000;
   reg [63:0] \registered$15  = 64'h0000000000000000;
   wire \release ;
+  reg [1:0] row_tags_read0 = 2'h0;
+  reg [1:0] row_tags_read1 = 2'h0;
   input rst;
   wire rst;
   reg sequencer_done = 1'h0;
   wire start;
-  wire \start$100 ;
-  wire \start$101 ;
-  input \start$87 ;
-  wire \start$87 ;
+  wire \start$104 ;
+  wire \start$105 ;
+  input \start$91 ;
+  wire \start$91 ;
   wire [255:0] sum;
-  wire [255:0] \sum$172 ;
-  wire [31:0] \sum$172[0] ;
-  wire [31:0] \sum$172[1] ;
-  wire [31:0] \sum$172[2] ;
-  wire [31:0] \sum$172[3] ;
-  wire [31:0] \sum$172[4] ;
-  wire [31:0] \sum$172[5] ;
-  wire [31:0] \sum$172[6] ;
-  wire [31:0] \sum$172[7] ;
+  wire [255:0] \sum$178 ;
+  wire [31:0] \sum$178[0] ;
+  wire [31:0] \sum$178[1] ;
+  wire [31:0] \sum$178[2] ;
+  wire [31:0] \sum$178[3] ;
+  wire [31:0] \sum$178[4] ;
+  wire [31:0] \sum$178[5] ;
+  wire [31:0] \sum$178[6] ;
+  wire [31:0] \sum$178[7] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
@@ -8800,23 +8806,24 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   wire [31:0] \sum[5] ;
   wire [31:0] \sum[6] ;
   wire [31:0] \sum[7] ;
+  wire sum_row;
   wire sum_valid;
-  wire \sum_valid$173 ;
+  wire \sum_valid$179 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$151 ;
+  wire \w_bank$155 ;
   wire [63:0] w_data;
-  wire [63:0] \w_data$153 ;
+  wire [63:0] \w_data$157 ;
   reg [10:0] w_read__addr;
   wire [63:0] w_read__data;
   wire [2:0] w_row;
-  wire [2:0] \w_row$149 ;
+  wire [2:0] \w_row$153 ;
   wire w_we;
-  wire \w_we$147 ;
+  wire \w_we$151 ;
   input [10:0] w_write__addr;
   wire [10:0] w_write__addr;
   input [63:0] w_write__data;
@@ -8834,6 +8841,7 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   wire weight_write__en;
   wire window_miss;
   reg [63:0] word = 64'h0000000000000000;
+  wire word_row;
   wire write;
   reg write_read0 = 1'h0;
   reg write_read1 = 1'h0;
@@ -19104,11 +19112,13 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
     _1_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _1_;
+  assign \$3  = | job[482:475];
+  assign \$4  = out_valid & busy;
   assign \$5  = | job[482:475];
-  assign start = \start$87  & ready;
-  assign \$6  = ~ \busy$120 ;
+  assign start = \start$91  & ready;
+  assign \$6  = ~ \busy$124 ;
   assign \$7  = sequencer_done & \$6 ;
-  assign \$8  = ~ \busy$121 ;
+  assign \$8  = ~ \busy$125 ;
   assign \$9  = \$7  & \$8 ;
   assign \$10  = ~ passes_in__valid;
   assign pipeline_idle = \$9  & \$10 ;
@@ -19136,7 +19146,7 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   assign \$31  = ! acc_entry_bank_d15;
   assign \$32  = acc_entry_d15[12] & \$31 ;
   assign \$34  = acc_entry_d15[12] & \$33 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$178  : host_data;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$184  : host_data;
   always @(posedge clk)
     job_copy <= \$35 ;
   always @(posedge clk)
@@ -19184,90 +19194,92 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   always @(posedge clk)
     init_read1 <= \$57 ;
   always @(posedge clk)
-    acc_entry_bank <= \$58 ;
+    row_tags_read0 <= \$58 ;
   always @(posedge clk)
-    fir <= \$59 ;
+    row_tags_read1 <= \$59 ;
   always @(posedge clk)
-    tail_bank <= \$60 ;
+    acc_entry_bank <= \$60 ;
   always @(posedge clk)
-    tail_fir <= \$61 ;
+    fir <= \$61 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$62 ;
+    tail_bank <= \$62 ;
   always @(posedge clk)
-    acc_entry_bank_d0 <= \$63 ;
+    tail_fir <= \$63 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$64 ;
+    acc_entry_d0 <= \$64 ;
   always @(posedge clk)
-    acc_entry_bank_d1 <= \$65 ;
+    acc_entry_bank_d0 <= \$65 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$66 ;
+    acc_entry_d1 <= \$66 ;
   always @(posedge clk)
-    acc_entry_bank_d2 <= \$67 ;
+    acc_entry_bank_d1 <= \$67 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$68 ;
+    acc_entry_d2 <= \$68 ;
   always @(posedge clk)
-    acc_entry_bank_d3 <= \$69 ;
+    acc_entry_bank_d2 <= \$69 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$70 ;
+    acc_entry_d3 <= \$70 ;
   always @(posedge clk)
-    acc_entry_bank_d4 <= \$71 ;
+    acc_entry_bank_d3 <= \$71 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$72 ;
+    acc_entry_d4 <= \$72 ;
   always @(posedge clk)
-    acc_entry_bank_d5 <= \$73 ;
+    acc_entry_bank_d4 <= \$73 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$74 ;
+    acc_entry_d5 <= \$74 ;
   always @(posedge clk)
-    acc_entry_bank_d6 <= \$75 ;
+    acc_entry_bank_d5 <= \$75 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$76 ;
+    acc_entry_d6 <= \$76 ;
   always @(posedge clk)
-    acc_entry_bank_d7 <= \$77 ;
+    acc_entry_bank_d6 <= \$77 ;
   always @(posedge clk)
-    acc_entry_d8 <= \$78 ;
+    acc_entry_d7 <= \$78 ;
   always @(posedge clk)
-    acc_entry_bank_d8 <= \$79 ;
+    acc_entry_bank_d7 <= \$79 ;
   always @(posedge clk)
-    acc_entry_d9 <= \$80 ;
+    acc_entry_d8 <= \$80 ;
   always @(posedge clk)
-    acc_entry_bank_d9 <= \$81 ;
+    acc_entry_bank_d8 <= \$81 ;
   always @(posedge clk)
-    acc_entry_d10 <= \$82 ;
+    acc_entry_d9 <= \$82 ;
   always @(posedge clk)
-    acc_entry_bank_d10 <= \$83 ;
+    acc_entry_bank_d9 <= \$83 ;
   always @(posedge clk)
-    acc_entry_d11 <= \$84 ;
+    acc_entry_d10 <= \$84 ;
   always @(posedge clk)
-    acc_entry_bank_d11 <= \$85 ;
+    acc_entry_bank_d10 <= \$85 ;
   always @(posedge clk)
-    acc_entry_d12 <= \$86 ;
+    acc_entry_d11 <= \$86 ;
   always @(posedge clk)
-    acc_entry_bank_d12 <= \$87 ;
+    acc_entry_bank_d11 <= \$87 ;
   always @(posedge clk)
-    acc_entry_d13 <= \$88 ;
+    acc_entry_d12 <= \$88 ;
   always @(posedge clk)
-    acc_entry_bank_d13 <= \$89 ;
+    acc_entry_bank_d12 <= \$89 ;
   always @(posedge clk)
-    acc_entry_d14 <= \$90 ;
+    acc_entry_d13 <= \$90 ;
   always @(posedge clk)
-    acc_entry_bank_d14 <= \$91 ;
+    acc_entry_bank_d13 <= \$91 ;
   always @(posedge clk)
-    acc_entry_d15 <= \$92 ;
+    acc_entry_d14 <= \$92 ;
   always @(posedge clk)
-    acc_entry_bank_d15 <= \$93 ;
+    acc_entry_bank_d14 <= \$93 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$94 ;
+    acc_entry_d15 <= \$94 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$95 ;
+    acc_entry_bank_d15 <= \$95 ;
+  always @(posedge clk)
+    acc_read_bank_d0 <= \$96 ;
+  always @(posedge clk)
+    acc_read_bank_d1 <= \$97 ;
   assign \$1  = ~ busy;
   assign \$2  = job_start | flush;
-  assign \$3  = | job[482:475];
-  assign \$4  = out_valid & busy;
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$8896$0 [9:0]),
+    .host_addr(\port$9335$0 [9:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -19276,9 +19288,9 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$171 ),
-    .host_addr(\port$8896$0 [9:0]),
-    .old(\host_data$178 ),
+    .entry(\entry$177 ),
+    .host_addr(\port$9335$0 [9:0]),
+    .old(\host_data$184 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -19292,11 +19304,12 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
     .lane_select(lane_select),
     .out_psum(sum),
     .out_valid(sum_valid),
+    .\port$7359$0 (row_tags_read1),
     .rst(rst),
     .w_bank(w_bank),
-    .\w_data$29 (w_data),
+    .\w_data$30 (w_data),
     .w_row(w_row),
-    .\w_we$24 (w_we)
+    .\w_we$25 (w_we)
   );
   \convhw_list.core.control  control (
     .abort(abort),
@@ -19304,7 +19317,7 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
     .clk(clk),
     .\code$13 (code),
     .cycles(cycles),
-    .done(\done$91 ),
+    .done(\done$95 ),
     .error(error),
     .flush(flush),
     .go(job_start),
@@ -19316,7 +19329,7 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$120 ),
+    .busy(\busy$124 ),
     .clk(clk),
     .fir_taps(job_copy[482:475]),
     .flush(flush),
@@ -19327,10 +19340,10 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_in_ready_next(\ready_next$117 ),
-    .passes_out__payload(\passes__payload$111 ),
+    .passes_in_ready_next(\ready_next$121 ),
+    .passes_out__payload(\passes__payload$115 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$109 ),
+    .passes_out__valid(\passes__valid$113 ),
     .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(job_start),
@@ -19346,28 +19359,30 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
     .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
-    .ready_next(\ready_next$117 ),
+    .ready_next(\ready_next$121 ),
     .rst(rst),
     .\start$13 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$183 (bank),
-    .busy(\busy$121 ),
+    .\bank$198 (bank),
+    .busy(\busy$125 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$182 (init),
+    .\init$197 (init),
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$111 ),
-    .passes__valid(\passes__valid$109 ),
+    .passes__payload(\passes__payload$115 ),
+    .passes__valid(\passes__valid$113 ),
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
-    .\write$186 (write),
+    .sum_row(sum_row),
+    .\word_row$202 (word_row),
+    .\write$201 (write),
     .zero(zero)
   );
   always @* begin
@@ -19544,29 +19559,23 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$58  = acc_entry_bank;
-    if (start) begin
-      \$58  = \port$966$5 [1];
-    end
+    \$58  = { sum_row, word_row };
     if (rst) begin
-      \$58  = 1'h0;
+      \$58  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$59  = fir;
-    if (start) begin
-      \$59  = \$5 ;
-    end
+    \$59  = row_tags_read0;
     if (rst) begin
-      \$59  = 1'h0;
+      \$59  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$60  = tail_bank;
-    if (\release ) begin
-      \$60  = acc_entry_bank;
+    \$60  = acc_entry_bank;
+    if (start) begin
+      \$60  = \port$966$5 [1];
     end
     if (rst) begin
       \$60  = 1'h0;
@@ -19574,9 +19583,9 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$61  = tail_fir;
-    if (\release ) begin
-      \$61  = fir;
+    \$61  = fir;
+    if (start) begin
+      \$61  = \$5 ;
     end
     if (rst) begin
       \$61  = 1'h0;
@@ -19584,240 +19593,260 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = acc_entry;
+    \$62  = tail_bank;
+    if (\release ) begin
+      \$62  = acc_entry_bank;
+    end
     if (rst) begin
-      \$62  = 13'h0000;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = acc_entry_bank;
+    \$63  = tail_fir;
+    if (\release ) begin
+      \$63  = fir;
+    end
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = acc_entry_d0;
+    \$64  = acc_entry;
     if (rst) begin
       \$64  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = acc_entry_bank_d0;
+    \$65  = acc_entry_bank;
     if (rst) begin
       \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = acc_entry_d1;
+    \$66  = acc_entry_d0;
     if (rst) begin
       \$66  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = acc_entry_bank_d1;
+    \$67  = acc_entry_bank_d0;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = acc_entry_d2;
+    \$68  = acc_entry_d1;
     if (rst) begin
       \$68  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = acc_entry_bank_d2;
+    \$69  = acc_entry_bank_d1;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = acc_entry_d3;
+    \$70  = acc_entry_d2;
     if (rst) begin
       \$70  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = acc_entry_bank_d3;
+    \$71  = acc_entry_bank_d2;
     if (rst) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = acc_entry_d4;
+    \$72  = acc_entry_d3;
     if (rst) begin
       \$72  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = acc_entry_bank_d4;
+    \$73  = acc_entry_bank_d3;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = acc_entry_d5;
+    \$74  = acc_entry_d4;
     if (rst) begin
       \$74  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = acc_entry_bank_d5;
+    \$75  = acc_entry_bank_d4;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = acc_entry_d6;
+    \$76  = acc_entry_d5;
     if (rst) begin
       \$76  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = acc_entry_bank_d6;
+    \$77  = acc_entry_bank_d5;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = acc_entry_d7;
+    \$78  = acc_entry_d6;
     if (rst) begin
       \$78  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = acc_entry_bank_d7;
+    \$79  = acc_entry_bank_d6;
     if (rst) begin
       \$79  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$80  = acc_entry_d8;
+    \$80  = acc_entry_d7;
     if (rst) begin
       \$80  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$81  = acc_entry_bank_d8;
+    \$81  = acc_entry_bank_d7;
     if (rst) begin
       \$81  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$82  = acc_entry_d9;
+    \$82  = acc_entry_d8;
     if (rst) begin
       \$82  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$83  = acc_entry_bank_d9;
+    \$83  = acc_entry_bank_d8;
     if (rst) begin
       \$83  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$84  = acc_entry_d10;
+    \$84  = acc_entry_d9;
     if (rst) begin
       \$84  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$85  = acc_entry_bank_d10;
+    \$85  = acc_entry_bank_d9;
     if (rst) begin
       \$85  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$86  = acc_entry_d11;
+    \$86  = acc_entry_d10;
     if (rst) begin
       \$86  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$87  = acc_entry_bank_d11;
+    \$87  = acc_entry_bank_d10;
     if (rst) begin
       \$87  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$88  = acc_entry_d12;
+    \$88  = acc_entry_d11;
     if (rst) begin
       \$88  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$89  = acc_entry_bank_d12;
+    \$89  = acc_entry_bank_d11;
     if (rst) begin
       \$89  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$90  = acc_entry_d13;
+    \$90  = acc_entry_d12;
     if (rst) begin
       \$90  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$91  = acc_entry_bank_d13;
+    \$91  = acc_entry_bank_d12;
     if (rst) begin
       \$91  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$92  = acc_entry_d14;
+    \$92  = acc_entry_d13;
     if (rst) begin
       \$92  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$93  = acc_entry_bank_d14;
+    \$93  = acc_entry_bank_d13;
     if (rst) begin
       \$93  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$94  = \port$8896$0 [10];
+    \$94  = acc_entry_d14;
     if (rst) begin
-      \$94  = 1'h0;
+      \$94  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$95  = acc_read_bank_d0;
+    \$95  = acc_entry_bank_d14;
     if (rst) begin
       \$95  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$96  = \port$9335$0 [10];
+    if (rst) begin
+      \$96  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$97  = acc_read_bank_d0;
+    if (rst) begin
+      \$97  = 1'h0;
     end
   end
   always @* begin
@@ -19840,28 +19869,28 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   end
   assign input_bank = \port$966$5 [0];
   assign acc_bank = \port$966$5 [1];
-  assign acc_read_bank = \port$8896$0 [10];
-  assign \busy$85  = busy;
-  assign \job$86  = job_copy;
-  assign \abort$89  = abort;
-  assign \busy$90  = busy;
-  assign \done$92  = \done$91 ;
-  assign \error$94  = error;
-  assign \code$96  = code;
-  assign \cycles$98  = cycles;
-  assign \job$99  = job_copy;
-  assign \start$100  = job_start;
-  assign \start$101  = job_start;
-  assign \job$102  = job_copy;
+  assign acc_read_bank = \port$9335$0 [10];
+  assign \busy$89  = busy;
+  assign \job$90  = job_copy;
+  assign \abort$93  = abort;
+  assign \busy$94  = busy;
+  assign \done$96  = \done$95 ;
+  assign \error$98  = error;
+  assign \code$100  = code;
+  assign \cycles$102  = cycles;
+  assign \job$103  = job_copy;
+  assign \start$104  = job_start;
+  assign \start$105  = job_start;
+  assign \job$106  = job_copy;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$109 ;
-  assign passes_out__payload = \passes__payload$111 ;
-  assign \passes__ready$114  = passes_out__ready;
+  assign passes_out__valid = \passes__valid$113 ;
+  assign passes_out__payload = \passes__payload$115 ;
+  assign \passes__ready$118  = passes_out__ready;
   assign ready_next = passes_out_ready_next;
-  assign passes_in_ready_next = \ready_next$117 ;
-  assign \error$123  = window_miss;
+  assign passes_in_ready_next = \ready_next$121 ;
+  assign \error$127  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -19874,23 +19903,25 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
   assign fir_taps = job_copy[482:475];
-  assign \w_we$147  = w_we;
-  assign \w_row$149  = w_row;
-  assign \w_bank$151  = w_bank;
-  assign \w_data$153  = w_data;
-  assign \depthwise$154  = depthwise;
+  assign \w_we$151  = w_we;
+  assign \w_row$153  = w_row;
+  assign \w_bank$155  = w_bank;
+  assign \w_data$157  = w_data;
+  assign \depthwise$158  = depthwise;
+  assign in_word_row = row_tags_read1[0];
+  assign in_sum_row = row_tags_read1[1];
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$167  = sum_valid;
-  assign \busy$168  = acc_busy[0];
-  assign host_addr = \port$8896$0 [9:0];
-  assign acc_read__addr = \port$8896$0 [9:0];
-  assign \sum$172  = sum;
-  assign \sum_valid$173  = sum_valid;
-  assign \busy$174  = acc_busy[1];
-  assign \host_addr$175  = \port$8896$0 [9:0];
+  assign \out_valid$173  = sum_valid;
+  assign \busy$174  = acc_busy[0];
+  assign host_addr = \port$9335$0 [9:0];
+  assign acc_read__addr = \port$9335$0 [9:0];
+  assign \sum$178  = sum;
+  assign \sum_valid$179  = sum_valid;
+  assign \busy$180  = acc_busy[1];
+  assign \host_addr$181  = \port$9335$0 [9:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -20056,165 +20087,165 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   assign \acc_entry_d15.addr  = acc_entry_d15[10:0];
   assign \acc_entry_d15.init  = acc_entry_d15[11];
   assign \acc_entry_d15.valid  = acc_entry_d15[12];
-  assign \job$86.axes  = job_copy[455:0];
-  assign \job$86.axes[0]  = job_copy[151:0];
-  assign \job$86.axes[0].in_size  = job_copy[15:0];
-  assign \job$86.axes[0].kernel  = job_copy[23:16];
-  assign \job$86.axes[0].stride  = job_copy[31:24];
-  assign \job$86.axes[0].dilation  = job_copy[39:32];
-  assign \job$86.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$86.axes[0].out_start  = job_copy[71:56];
-  assign \job$86.axes[0].out_len  = job_copy[87:72];
-  assign \job$86.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$86.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$86.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$86.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$86.axes[1]  = job_copy[303:152];
-  assign \job$86.axes[1].in_size  = job_copy[167:152];
-  assign \job$86.axes[1].kernel  = job_copy[175:168];
-  assign \job$86.axes[1].stride  = job_copy[183:176];
-  assign \job$86.axes[1].dilation  = job_copy[191:184];
-  assign \job$86.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$86.axes[1].out_start  = job_copy[223:208];
-  assign \job$86.axes[1].out_len  = job_copy[239:224];
-  assign \job$86.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$86.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$86.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$86.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$86.axes[2]  = job_copy[455:304];
-  assign \job$86.axes[2].in_size  = job_copy[319:304];
-  assign \job$86.axes[2].kernel  = job_copy[327:320];
-  assign \job$86.axes[2].stride  = job_copy[335:328];
-  assign \job$86.axes[2].dilation  = job_copy[343:336];
-  assign \job$86.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$86.axes[2].out_start  = job_copy[375:360];
-  assign \job$86.axes[2].out_len  = job_copy[391:376];
-  assign \job$86.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$86.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$86.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$86.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$86.transposed  = job_copy[456];
-  assign \job$86.padding_mode  = job_copy[458:457];
-  assign \job$86.accumulate  = job_copy[459];
-  assign \job$86.skip_borders  = job_copy[460];
-  assign \job$86.in_chunks  = job_copy[474:461];
-  assign \job$86.fir_taps  = job_copy[482:475];
-  assign \job$86.input_zero  = job_copy[490:483];
-  assign \job$86.lanes  = job_copy[514:491];
-  assign \job$86.lanes[0]  = job_copy[493:491];
-  assign \job$86.lanes[1]  = job_copy[496:494];
-  assign \job$86.lanes[2]  = job_copy[499:497];
-  assign \job$86.lanes[3]  = job_copy[502:500];
-  assign \job$86.lanes[4]  = job_copy[505:503];
-  assign \job$86.lanes[5]  = job_copy[508:506];
-  assign \job$86.lanes[6]  = job_copy[511:509];
-  assign \job$86.lanes[7]  = job_copy[514:512];
-  assign \job$99.axes  = job_copy[455:0];
-  assign \job$99.axes[0]  = job_copy[151:0];
-  assign \job$99.axes[0].in_size  = job_copy[15:0];
-  assign \job$99.axes[0].kernel  = job_copy[23:16];
-  assign \job$99.axes[0].stride  = job_copy[31:24];
-  assign \job$99.axes[0].dilation  = job_copy[39:32];
-  assign \job$99.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$99.axes[0].out_start  = job_copy[71:56];
-  assign \job$99.axes[0].out_len  = job_copy[87:72];
-  assign \job$99.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$99.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$99.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$99.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$99.axes[1]  = job_copy[303:152];
-  assign \job$99.axes[1].in_size  = job_copy[167:152];
-  assign \job$99.axes[1].kernel  = job_copy[175:168];
-  assign \job$99.axes[1].stride  = job_copy[183:176];
-  assign \job$99.axes[1].dilation  = job_copy[191:184];
-  assign \job$99.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$99.axes[1].out_start  = job_copy[223:208];
-  assign \job$99.axes[1].out_len  = job_copy[239:224];
-  assign \job$99.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$99.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$99.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$99.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$99.axes[2]  = job_copy[455:304];
-  assign \job$99.axes[2].in_size  = job_copy[319:304];
-  assign \job$99.axes[2].kernel  = job_copy[327:320];
-  assign \job$99.axes[2].stride  = job_copy[335:328];
-  assign \job$99.axes[2].dilation  = job_copy[343:336];
-  assign \job$99.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$99.axes[2].out_start  = job_copy[375:360];
-  assign \job$99.axes[2].out_len  = job_copy[391:376];
-  assign \job$99.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$99.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$99.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$99.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$99.transposed  = job_copy[456];
-  assign \job$99.padding_mode  = job_copy[458:457];
-  assign \job$99.accumulate  = job_copy[459];
-  assign \job$99.skip_borders  = job_copy[460];
-  assign \job$99.in_chunks  = job_copy[474:461];
-  assign \job$99.fir_taps  = job_copy[482:475];
-  assign \job$99.input_zero  = job_copy[490:483];
-  assign \job$99.lanes  = job_copy[514:491];
-  assign \job$99.lanes[0]  = job_copy[493:491];
-  assign \job$99.lanes[1]  = job_copy[496:494];
-  assign \job$99.lanes[2]  = job_copy[499:497];
-  assign \job$99.lanes[3]  = job_copy[502:500];
-  assign \job$99.lanes[4]  = job_copy[505:503];
-  assign \job$99.lanes[5]  = job_copy[508:506];
-  assign \job$99.lanes[6]  = job_copy[511:509];
-  assign \job$99.lanes[7]  = job_copy[514:512];
-  assign \job$102.axes  = job_copy[455:0];
-  assign \job$102.axes[0]  = job_copy[151:0];
-  assign \job$102.axes[0].in_size  = job_copy[15:0];
-  assign \job$102.axes[0].kernel  = job_copy[23:16];
-  assign \job$102.axes[0].stride  = job_copy[31:24];
-  assign \job$102.axes[0].dilation  = job_copy[39:32];
-  assign \job$102.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$102.axes[0].out_start  = job_copy[71:56];
-  assign \job$102.axes[0].out_len  = job_copy[87:72];
-  assign \job$102.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$102.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$102.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$102.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$102.axes[1]  = job_copy[303:152];
-  assign \job$102.axes[1].in_size  = job_copy[167:152];
-  assign \job$102.axes[1].kernel  = job_copy[175:168];
-  assign \job$102.axes[1].stride  = job_copy[183:176];
-  assign \job$102.axes[1].dilation  = job_copy[191:184];
-  assign \job$102.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$102.axes[1].out_start  = job_copy[223:208];
-  assign \job$102.axes[1].out_len  = job_copy[239:224];
-  assign \job$102.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$102.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$102.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$102.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$102.axes[2]  = job_copy[455:304];
-  assign \job$102.axes[2].in_size  = job_copy[319:304];
-  assign \job$102.axes[2].kernel  = job_copy[327:320];
-  assign \job$102.axes[2].stride  = job_copy[335:328];
-  assign \job$102.axes[2].dilation  = job_copy[343:336];
-  assign \job$102.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$102.axes[2].out_start  = job_copy[375:360];
-  assign \job$102.axes[2].out_len  = job_copy[391:376];
-  assign \job$102.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$102.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$102.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$102.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$102.transposed  = job_copy[456];
-  assign \job$102.padding_mode  = job_copy[458:457];
-  assign \job$102.accumulate  = job_copy[459];
-  assign \job$102.skip_borders  = job_copy[460];
-  assign \job$102.in_chunks  = job_copy[474:461];
-  assign \job$102.fir_taps  = job_copy[482:475];
-  assign \job$102.input_zero  = job_copy[490:483];
-  assign \job$102.lanes  = job_copy[514:491];
-  assign \job$102.lanes[0]  = job_copy[493:491];
-  assign \job$102.lanes[1]  = job_copy[496:494];
-  assign \job$102.lanes[2]  = job_copy[499:497];
-  assign \job$102.lanes[3]  = job_copy[502:500];
-  assign \job$102.lanes[4]  = job_copy[505:503];
-  assign \job$102.lanes[5]  = job_copy[508:506];
-  assign \job$102.lanes[6]  = job_copy[511:509];
-  assign \job$102.lanes[7]  = job_copy[514:512];
+  assign \job$90.axes  = job_copy[455:0];
+  assign \job$90.axes[0]  = job_copy[151:0];
+  assign \job$90.axes[0].in_size  = job_copy[15:0];
+  assign \job$90.axes[0].kernel  = job_copy[23:16];
+  assign \job$90.axes[0].stride  = job_copy[31:24];
+  assign \job$90.axes[0].dilation  = job_copy[39:32];
+  assign \job$90.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$90.axes[0].out_start  = job_copy[71:56];
+  assign \job$90.axes[0].out_len  = job_copy[87:72];
+  assign \job$90.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$90.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$90.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$90.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$90.axes[1]  = job_copy[303:152];
+  assign \job$90.axes[1].in_size  = job_copy[167:152];
+  assign \job$90.axes[1].kernel  = job_copy[175:168];
+  assign \job$90.axes[1].stride  = job_copy[183:176];
+  assign \job$90.axes[1].dilation  = job_copy[191:184];
+  assign \job$90.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$90.axes[1].out_start  = job_copy[223:208];
+  assign \job$90.axes[1].out_len  = job_copy[239:224];
+  assign \job$90.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$90.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$90.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$90.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$90.axes[2]  = job_copy[455:304];
+  assign \job$90.axes[2].in_size  = job_copy[319:304];
+  assign \job$90.axes[2].kernel  = job_copy[327:320];
+  assign \job$90.axes[2].stride  = job_copy[335:328];
+  assign \job$90.axes[2].dilation  = job_copy[343:336];
+  assign \job$90.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$90.axes[2].out_start  = job_copy[375:360];
+  assign \job$90.axes[2].out_len  = job_copy[391:376];
+  assign \job$90.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$90.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$90.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$90.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$90.transposed  = job_copy[456];
+  assign \job$90.padding_mode  = job_copy[458:457];
+  assign \job$90.accumulate  = job_copy[459];
+  assign \job$90.skip_borders  = job_copy[460];
+  assign \job$90.in_chunks  = job_copy[474:461];
+  assign \job$90.fir_taps  = job_copy[482:475];
+  assign \job$90.input_zero  = job_copy[490:483];
+  assign \job$90.lanes  = job_copy[514:491];
+  assign \job$90.lanes[0]  = job_copy[493:491];
+  assign \job$90.lanes[1]  = job_copy[496:494];
+  assign \job$90.lanes[2]  = job_copy[499:497];
+  assign \job$90.lanes[3]  = job_copy[502:500];
+  assign \job$90.lanes[4]  = job_copy[505:503];
+  assign \job$90.lanes[5]  = job_copy[508:506];
+  assign \job$90.lanes[6]  = job_copy[511:509];
+  assign \job$90.lanes[7]  = job_copy[514:512];
+  assign \job$103.axes  = job_copy[455:0];
+  assign \job$103.axes[0]  = job_copy[151:0];
+  assign \job$103.axes[0].in_size  = job_copy[15:0];
+  assign \job$103.axes[0].kernel  = job_copy[23:16];
+  assign \job$103.axes[0].stride  = job_copy[31:24];
+  assign \job$103.axes[0].dilation  = job_copy[39:32];
+  assign \job$103.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$103.axes[0].out_start  = job_copy[71:56];
+  assign \job$103.axes[0].out_len  = job_copy[87:72];
+  assign \job$103.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$103.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$103.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$103.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$103.axes[1]  = job_copy[303:152];
+  assign \job$103.axes[1].in_size  = job_copy[167:152];
+  assign \job$103.axes[1].kernel  = job_copy[175:168];
+  assign \job$103.axes[1].stride  = job_copy[183:176];
+  assign \job$103.axes[1].dilation  = job_copy[191:184];
+  assign \job$103.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$103.axes[1].out_start  = job_copy[223:208];
+  assign \job$103.axes[1].out_len  = job_copy[239:224];
+  assign \job$103.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$103.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$103.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$103.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$103.axes[2]  = job_copy[455:304];
+  assign \job$103.axes[2].in_size  = job_copy[319:304];
+  assign \job$103.axes[2].kernel  = job_copy[327:320];
+  assign \job$103.axes[2].stride  = job_copy[335:328];
+  assign \job$103.axes[2].dilation  = job_copy[343:336];
+  assign \job$103.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$103.axes[2].out_start  = job_copy[375:360];
+  assign \job$103.axes[2].out_len  = job_copy[391:376];
+  assign \job$103.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$103.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$103.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$103.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$103.transposed  = job_copy[456];
+  assign \job$103.padding_mode  = job_copy[458:457];
+  assign \job$103.accumulate  = job_copy[459];
+  assign \job$103.skip_borders  = job_copy[460];
+  assign \job$103.in_chunks  = job_copy[474:461];
+  assign \job$103.fir_taps  = job_copy[482:475];
+  assign \job$103.input_zero  = job_copy[490:483];
+  assign \job$103.lanes  = job_copy[514:491];
+  assign \job$103.lanes[0]  = job_copy[493:491];
+  assign \job$103.lanes[1]  = job_copy[496:494];
+  assign \job$103.lanes[2]  = job_copy[499:497];
+  assign \job$103.lanes[3]  = job_copy[502:500];
+  assign \job$103.lanes[4]  = job_copy[505:503];
+  assign \job$103.lanes[5]  = job_copy[508:506];
+  assign \job$103.lanes[6]  = job_copy[511:509];
+  assign \job$103.lanes[7]  = job_copy[514:512];
+  assign \job$106.axes  = job_copy[455:0];
+  assign \job$106.axes[0]  = job_copy[151:0];
+  assign \job$106.axes[0].in_size  = job_copy[15:0];
+  assign \job$106.axes[0].kernel  = job_copy[23:16];
+  assign \job$106.axes[0].stride  = job_copy[31:24];
+  assign \job$106.axes[0].dilation  = job_copy[39:32];
+  assign \job$106.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$106.axes[0].out_start  = job_copy[71:56];
+  assign \job$106.axes[0].out_len  = job_copy[87:72];
+  assign \job$106.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$106.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$106.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$106.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$106.axes[1]  = job_copy[303:152];
+  assign \job$106.axes[1].in_size  = job_copy[167:152];
+  assign \job$106.axes[1].kernel  = job_copy[175:168];
+  assign \job$106.axes[1].stride  = job_copy[183:176];
+  assign \job$106.axes[1].dilation  = job_copy[191:184];
+  assign \job$106.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$106.axes[1].out_start  = job_copy[223:208];
+  assign \job$106.axes[1].out_len  = job_copy[239:224];
+  assign \job$106.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$106.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$106.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$106.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$106.axes[2]  = job_copy[455:304];
+  assign \job$106.axes[2].in_size  = job_copy[319:304];
+  assign \job$106.axes[2].kernel  = job_copy[327:320];
+  assign \job$106.axes[2].stride  = job_copy[335:328];
+  assign \job$106.axes[2].dilation  = job_copy[343:336];
+  assign \job$106.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$106.axes[2].out_start  = job_copy[375:360];
+  assign \job$106.axes[2].out_len  = job_copy[391:376];
+  assign \job$106.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$106.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$106.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$106.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$106.transposed  = job_copy[456];
+  assign \job$106.padding_mode  = job_copy[458:457];
+  assign \job$106.accumulate  = job_copy[459];
+  assign \job$106.skip_borders  = job_copy[460];
+  assign \job$106.in_chunks  = job_copy[474:461];
+  assign \job$106.fir_taps  = job_copy[482:475];
+  assign \job$106.input_zero  = job_copy[490:483];
+  assign \job$106.lanes  = job_copy[514:491];
+  assign \job$106.lanes[0]  = job_copy[493:491];
+  assign \job$106.lanes[1]  = job_copy[496:494];
+  assign \job$106.lanes[2]  = job_copy[499:497];
+  assign \job$106.lanes[3]  = job_copy[502:500];
+  assign \job$106.lanes[4]  = job_copy[505:503];
+  assign \job$106.lanes[5]  = job_copy[508:506];
+  assign \job$106.lanes[6]  = job_copy[511:509];
+  assign \job$106.lanes[7]  = job_copy[514:512];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -20249,44 +20280,44 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   assign \passes__payload.chunk  = passes_in__payload[177:164];
   assign \passes__payload.init  = passes_in__payload[178];
   assign \passes__payload.zero  = passes_in__payload[179];
-  assign \passes__payload$111.desc  = \passes__payload$111 [179:0];
-  assign \passes__payload$111.desc.axes  = \passes__payload$111 [152:0];
-  assign \passes__payload$111.desc.axes[0]  = \passes__payload$111 [50:0];
-  assign \passes__payload$111.desc.axes[0].o_start  = \passes__payload$111 [15:0];
-  assign \passes__payload$111.desc.axes[0].count  = \passes__payload$111 [32:16];
-  assign \passes__payload$111.desc.axes[0].g_start  = \passes__payload$111 [50:33];
-  assign \passes__payload$111.desc.axes[1]  = \passes__payload$111 [101:51];
-  assign \passes__payload$111.desc.axes[1].o_start  = \passes__payload$111 [66:51];
-  assign \passes__payload$111.desc.axes[1].count  = \passes__payload$111 [83:67];
-  assign \passes__payload$111.desc.axes[1].g_start  = \passes__payload$111 [101:84];
-  assign \passes__payload$111.desc.axes[2]  = \passes__payload$111 [152:102];
-  assign \passes__payload$111.desc.axes[2].o_start  = \passes__payload$111 [117:102];
-  assign \passes__payload$111.desc.axes[2].count  = \passes__payload$111 [134:118];
-  assign \passes__payload$111.desc.axes[2].g_start  = \passes__payload$111 [152:135];
-  assign \passes__payload$111.desc.weights  = \passes__payload$111 [163:153];
-  assign \passes__payload$111.desc.chunk  = \passes__payload$111 [177:164];
-  assign \passes__payload$111.desc.init  = \passes__payload$111 [178];
-  assign \passes__payload$111.desc.zero  = \passes__payload$111 [179];
-  assign \passes__payload$111.bank  = \passes__payload$111 [180];
-  assign \passes_out__payload.desc  = \passes__payload$111 [179:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$111 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$111 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$111 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$111 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$111 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$111 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$111 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$111 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$111 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$111 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$111 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$111 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$111 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$111 [163:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$111 [177:164];
-  assign \passes_out__payload.desc.init  = \passes__payload$111 [178];
-  assign \passes_out__payload.desc.zero  = \passes__payload$111 [179];
-  assign \passes_out__payload.bank  = \passes__payload$111 [180];
+  assign \passes__payload$115.desc  = \passes__payload$115 [179:0];
+  assign \passes__payload$115.desc.axes  = \passes__payload$115 [152:0];
+  assign \passes__payload$115.desc.axes[0]  = \passes__payload$115 [50:0];
+  assign \passes__payload$115.desc.axes[0].o_start  = \passes__payload$115 [15:0];
+  assign \passes__payload$115.desc.axes[0].count  = \passes__payload$115 [32:16];
+  assign \passes__payload$115.desc.axes[0].g_start  = \passes__payload$115 [50:33];
+  assign \passes__payload$115.desc.axes[1]  = \passes__payload$115 [101:51];
+  assign \passes__payload$115.desc.axes[1].o_start  = \passes__payload$115 [66:51];
+  assign \passes__payload$115.desc.axes[1].count  = \passes__payload$115 [83:67];
+  assign \passes__payload$115.desc.axes[1].g_start  = \passes__payload$115 [101:84];
+  assign \passes__payload$115.desc.axes[2]  = \passes__payload$115 [152:102];
+  assign \passes__payload$115.desc.axes[2].o_start  = \passes__payload$115 [117:102];
+  assign \passes__payload$115.desc.axes[2].count  = \passes__payload$115 [134:118];
+  assign \passes__payload$115.desc.axes[2].g_start  = \passes__payload$115 [152:135];
+  assign \passes__payload$115.desc.weights  = \passes__payload$115 [163:153];
+  assign \passes__payload$115.desc.chunk  = \passes__payload$115 [177:164];
+  assign \passes__payload$115.desc.init  = \passes__payload$115 [178];
+  assign \passes__payload$115.desc.zero  = \passes__payload$115 [179];
+  assign \passes__payload$115.bank  = \passes__payload$115 [180];
+  assign \passes_out__payload.desc  = \passes__payload$115 [179:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$115 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$115 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$115 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$115 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$115 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$115 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$115 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$115 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$115 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$115 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$115 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$115 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$115 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$115 [163:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$115 [177:164];
+  assign \passes_out__payload.desc.init  = \passes__payload$115 [178];
+  assign \passes_out__payload.desc.zero  = \passes__payload$115 [179];
+  assign \passes_out__payload.bank  = \passes__payload$115 [180];
   assign \lane_select[0]  = lane_select[2:0];
   assign \lane_select[1]  = lane_select[5:3];
   assign \lane_select[2]  = lane_select[8:6];
@@ -20314,17 +20345,17 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   assign \out_psum[5]  = sum[191:160];
   assign \out_psum[6]  = sum[223:192];
   assign \out_psum[7]  = sum[255:224];
-  assign \entry$171.addr  = \entry$171 [9:0];
-  assign \entry$171.init  = \entry$171 [10];
-  assign \entry$171.valid  = \entry$171 [11];
-  assign \sum$172[0]  = sum[31:0];
-  assign \sum$172[1]  = sum[63:32];
-  assign \sum$172[2]  = sum[95:64];
-  assign \sum$172[3]  = sum[127:96];
-  assign \sum$172[4]  = sum[159:128];
-  assign \sum$172[5]  = sum[191:160];
-  assign \sum$172[6]  = sum[223:192];
-  assign \sum$172[7]  = sum[255:224];
+  assign \entry$177.addr  = \entry$177 [9:0];
+  assign \entry$177.init  = \entry$177 [10];
+  assign \entry$177.valid  = \entry$177 [11];
+  assign \sum$178[0]  = sum[31:0];
+  assign \sum$178[1]  = sum[63:32];
+  assign \sum$178[2]  = sum[95:64];
+  assign \sum$178[3]  = sum[127:96];
+  assign \sum$178[4]  = sum[159:128];
+  assign \sum$178[5]  = sum[191:160];
+  assign \sum$178[6]  = sum[223:192];
+  assign \sum$178[7]  = sum[255:224];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
@@ -20333,17 +20364,17 @@ module \convhw_list.core (rst, \start$87 , \port$966$5 , weight_base, ready, acc
   assign \host_data[5]  = host_data[191:160];
   assign \host_data[6]  = host_data[223:192];
   assign \host_data[7]  = host_data[255:224];
-  assign \host_data$178[0]  = \host_data$178 [31:0];
-  assign \host_data$178[1]  = \host_data$178 [63:32];
-  assign \host_data$178[2]  = \host_data$178 [95:64];
-  assign \host_data$178[3]  = \host_data$178 [127:96];
-  assign \host_data$178[4]  = \host_data$178 [159:128];
-  assign \host_data$178[5]  = \host_data$178 [191:160];
-  assign \host_data$178[6]  = \host_data$178 [223:192];
-  assign \host_data$178[7]  = \host_data$178 [255:224];
-  assign \entry$171 [11] = \$34 ;
-  assign \entry$171 [10] = acc_entry_d15[11];
-  assign \entry$171 [9:0] = acc_entry_d15[9:0];
+  assign \host_data$184[0]  = \host_data$184 [31:0];
+  assign \host_data$184[1]  = \host_data$184 [63:32];
+  assign \host_data$184[2]  = \host_data$184 [95:64];
+  assign \host_data$184[3]  = \host_data$184 [127:96];
+  assign \host_data$184[4]  = \host_data$184 [159:128];
+  assign \host_data$184[5]  = \host_data$184 [191:160];
+  assign \host_data$184[6]  = \host_data$184 [223:192];
+  assign \host_data$184[7]  = \host_data$184 [255:224];
+  assign \entry$177 [11] = \$34 ;
+  assign \entry$177 [10] = acc_entry_d15[11];
+  assign \entry$177 [9:0] = acc_entry_d15[9:0];
   assign entry[11] = \$32 ;
   assign entry[10] = acc_entry_d15[11];
   assign entry[9:0] = acc_entry_d15[9:0];
@@ -23338,432 +23369,647 @@ module \convhw_list.core.accumulator1 (rst, busy, entry, sum, sum_valid, old, ho
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane_select, \w_we$24 , w_row, w_bank, \w_data$29 , out_psum, out_valid, clk);
+module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, \port$7359$0 , lane_select, \w_we$25 , w_row, w_bank, \w_data$30 , out_psum, out_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [8:0] \$1 ;
   wire [8:0] \$10 ;
-  wire [8:0] \$100 ;
+  wire \$100 ;
   wire \$101 ;
   wire [8:0] \$102 ;
   wire [8:0] \$103 ;
   wire \$104 ;
-  wire [8:0] \$105 ;
+  wire \$105 ;
   wire [8:0] \$106 ;
-  wire \$107 ;
-  wire [8:0] \$108 ;
-  wire [8:0] \$109 ;
-  wire \$11 ;
-  wire \$110 ;
+  wire [8:0] \$107 ;
+  wire \$108 ;
+  wire \$109 ;
+  wire [8:0] \$11 ;
+  wire [8:0] \$110 ;
   wire [8:0] \$111 ;
-  wire [8:0] \$112 ;
+  wire \$112 ;
   wire \$113 ;
   wire [8:0] \$114 ;
   wire [8:0] \$115 ;
   wire \$116 ;
-  wire [8:0] \$117 ;
+  wire \$117 ;
   wire [8:0] \$118 ;
-  wire \$119 ;
-  wire [8:0] \$12 ;
-  wire [8:0] \$120 ;
-  wire [8:0] \$121 ;
-  wire \$122 ;
+  wire [8:0] \$119 ;
+  wire \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire [8:0] \$122 ;
   wire [8:0] \$123 ;
-  wire [8:0] \$124 ;
+  wire \$124 ;
   wire \$125 ;
   wire [8:0] \$126 ;
   wire [8:0] \$127 ;
   wire \$128 ;
-  wire [8:0] \$129 ;
-  wire [8:0] \$13 ;
+  wire \$129 ;
+  wire \$13 ;
   wire [8:0] \$130 ;
-  wire \$131 ;
-  wire [8:0] \$132 ;
-  wire [8:0] \$133 ;
-  wire \$134 ;
+  wire [8:0] \$131 ;
+  wire \$132 ;
+  wire \$133 ;
+  wire [8:0] \$134 ;
   wire [8:0] \$135 ;
-  wire [8:0] \$136 ;
+  wire \$136 ;
   wire \$137 ;
   wire [8:0] \$138 ;
   wire [8:0] \$139 ;
-  wire \$14 ;
+  wire [8:0] \$14 ;
   wire \$140 ;
-  wire [8:0] \$141 ;
+  wire \$141 ;
   wire [8:0] \$142 ;
-  wire \$143 ;
-  wire [8:0] \$144 ;
-  wire [8:0] \$145 ;
-  wire \$146 ;
+  wire [8:0] \$143 ;
+  wire \$144 ;
+  wire \$145 ;
+  wire [8:0] \$146 ;
   wire [8:0] \$147 ;
-  wire [8:0] \$148 ;
+  wire \$148 ;
   wire \$149 ;
   wire [8:0] \$15 ;
   wire [8:0] \$150 ;
   wire [8:0] \$151 ;
   wire \$152 ;
-  wire [8:0] \$153 ;
+  wire \$153 ;
   wire [8:0] \$154 ;
-  wire \$155 ;
-  wire [8:0] \$156 ;
-  wire [8:0] \$157 ;
-  wire \$158 ;
+  wire [8:0] \$155 ;
+  wire \$156 ;
+  wire \$157 ;
+  wire [8:0] \$158 ;
   wire [8:0] \$159 ;
-  wire [8:0] \$16 ;
-  wire [8:0] \$160 ;
+  wire \$16 ;
+  wire \$160 ;
   wire \$161 ;
   wire [8:0] \$162 ;
   wire [8:0] \$163 ;
   wire \$164 ;
-  wire [8:0] \$165 ;
+  wire \$165 ;
   wire [8:0] \$166 ;
-  wire \$167 ;
-  wire [8:0] \$168 ;
-  wire [8:0] \$169 ;
+  wire [8:0] \$167 ;
+  wire \$168 ;
+  wire \$169 ;
   wire \$17 ;
-  wire \$170 ;
+  wire [8:0] \$170 ;
   wire [8:0] \$171 ;
-  wire [8:0] \$172 ;
+  wire \$172 ;
   wire \$173 ;
   wire [8:0] \$174 ;
   wire [8:0] \$175 ;
   wire \$176 ;
-  wire [8:0] \$177 ;
+  wire \$177 ;
   wire [8:0] \$178 ;
-  wire \$179 ;
+  wire [8:0] \$179 ;
   wire [8:0] \$18 ;
-  wire [8:0] \$180 ;
-  wire [8:0] \$181 ;
-  wire \$182 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire [8:0] \$182 ;
   wire [8:0] \$183 ;
-  wire [8:0] \$184 ;
+  wire \$184 ;
   wire \$185 ;
   wire [8:0] \$186 ;
   wire [8:0] \$187 ;
   wire \$188 ;
-  wire [8:0] \$189 ;
+  wire \$189 ;
   wire [8:0] \$19 ;
   wire [8:0] \$190 ;
-  wire \$191 ;
-  wire [8:0] \$192 ;
-  wire [8:0] \$193 ;
-  wire \$194 ;
+  wire [8:0] \$191 ;
+  wire \$192 ;
+  wire \$193 ;
+  wire [8:0] \$194 ;
   wire [8:0] \$195 ;
-  wire [8:0] \$196 ;
+  wire \$196 ;
   wire \$197 ;
   wire [8:0] \$198 ;
   wire [8:0] \$199 ;
   wire [8:0] \$2 ;
   wire \$20 ;
   wire \$200 ;
-  wire [8:0] \$201 ;
+  wire \$201 ;
   wire [8:0] \$202 ;
   wire [8:0] \$203 ;
-  wire [8:0] \$204 ;
-  wire [8:0] \$205 ;
+  wire \$204 ;
+  wire \$205 ;
   wire [8:0] \$206 ;
   wire [8:0] \$207 ;
-  wire [8:0] \$208 ;
-  reg [8:0] \$209 ;
-  wire [8:0] \$21 ;
-  reg [8:0] \$210 ;
-  reg [8:0] \$211 ;
-  reg [8:0] \$212 ;
-  reg [8:0] \$213 ;
-  reg [8:0] \$214 ;
-  reg [8:0] \$215 ;
-  reg [8:0] \$216 ;
-  reg [8:0] \$217 ;
-  reg [8:0] \$218 ;
-  reg [8:0] \$219 ;
+  wire \$208 ;
+  wire \$209 ;
+  wire \$21 ;
+  wire [8:0] \$210 ;
+  wire [8:0] \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire [8:0] \$214 ;
+  wire [8:0] \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire [8:0] \$218 ;
+  wire [8:0] \$219 ;
   wire [8:0] \$22 ;
-  reg [8:0] \$220 ;
-  reg [8:0] \$221 ;
-  reg [8:0] \$222 ;
-  reg [8:0] \$223 ;
-  reg [8:0] \$224 ;
-  reg [8:0] \$225 ;
-  reg [8:0] \$226 ;
-  reg [8:0] \$227 ;
-  reg [8:0] \$228 ;
-  reg [8:0] \$229 ;
-  wire \$23 ;
-  reg [8:0] \$230 ;
-  reg [8:0] \$231 ;
-  reg [8:0] \$232 ;
-  reg [8:0] \$233 ;
-  reg [8:0] \$234 ;
-  reg [8:0] \$235 ;
-  reg [8:0] \$236 ;
-  reg [8:0] \$237 ;
-  reg [8:0] \$238 ;
-  reg [8:0] \$239 ;
-  wire [8:0] \$24 ;
-  reg [8:0] \$240 ;
-  reg [8:0] \$241 ;
-  reg [8:0] \$242 ;
-  reg [8:0] \$243 ;
-  reg [8:0] \$244 ;
-  reg [71:0] \$245 ;
-  reg [71:0] \$246 ;
-  reg [71:0] \$247 ;
-  reg [71:0] \$248 ;
-  reg [71:0] \$249 ;
-  wire [8:0] \$25 ;
-  reg [71:0] \$250 ;
-  reg [71:0] \$251 ;
-  reg [8:0] \$252 ;
-  reg [8:0] \$253 ;
-  reg [8:0] \$254 ;
-  reg [8:0] \$255 ;
-  reg [8:0] \$256 ;
-  reg [8:0] \$257 ;
-  reg [8:0] \$258 ;
-  reg [8:0] \$259 ;
-  wire \$26 ;
-  reg [31:0] \$260 ;
-  reg [31:0] \$261 ;
-  reg [31:0] \$262 ;
-  reg [31:0] \$263 ;
-  reg [31:0] \$264 ;
-  reg [31:0] \$265 ;
-  reg [31:0] \$266 ;
-  reg [31:0] \$267 ;
-  reg [31:0] \$268 ;
-  reg [31:0] \$269 ;
+  wire \$220 ;
+  wire \$221 ;
+  wire [8:0] \$222 ;
+  wire [8:0] \$223 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire [8:0] \$226 ;
+  wire [8:0] \$227 ;
+  wire \$228 ;
+  wire \$229 ;
+  wire [8:0] \$23 ;
+  wire [8:0] \$230 ;
+  wire [8:0] \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire [8:0] \$234 ;
+  wire [8:0] \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire [8:0] \$238 ;
+  wire [8:0] \$239 ;
+  wire \$24 ;
+  wire \$240 ;
+  wire \$241 ;
+  wire [8:0] \$242 ;
+  wire [8:0] \$243 ;
+  wire \$244 ;
+  wire \$245 ;
+  wire [8:0] \$246 ;
+  wire [8:0] \$247 ;
+  wire \$248 ;
+  wire \$249 ;
+  wire \$25 ;
+  wire [8:0] \$250 ;
+  wire [8:0] \$251 ;
+  wire \$252 ;
+  wire \$253 ;
+  wire [8:0] \$254 ;
+  wire [8:0] \$255 ;
+  wire \$256 ;
+  wire \$257 ;
+  wire [8:0] \$258 ;
+  wire [8:0] \$259 ;
+  wire [8:0] \$26 ;
+  wire \$260 ;
+  wire \$261 ;
+  wire [8:0] \$262 ;
+  wire [8:0] \$263 ;
+  wire \$264 ;
+  wire [8:0] \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
   wire [8:0] \$27 ;
-  reg [31:0] \$270 ;
-  reg [31:0] \$271 ;
-  reg [31:0] \$272 ;
-  reg [31:0] \$273 ;
-  reg [31:0] \$274 ;
-  reg [31:0] \$275 ;
-  reg [31:0] \$276 ;
-  reg [31:0] \$277 ;
-  reg [31:0] \$278 ;
-  reg [31:0] \$279 ;
-  wire [8:0] \$28 ;
-  reg [31:0] \$280 ;
-  reg [31:0] \$281 ;
-  reg [31:0] \$282 ;
-  reg [31:0] \$283 ;
-  reg [31:0] \$284 ;
-  reg [31:0] \$285 ;
-  reg [31:0] \$286 ;
-  reg [31:0] \$287 ;
-  reg [17:0] \$288 ;
+  wire \$270 ;
+  wire \$271 ;
+  wire \$272 ;
+  wire \$273 ;
+  wire [8:0] \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire \$278 ;
+  wire \$279 ;
+  wire \$28 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire [8:0] \$283 ;
+  wire \$284 ;
+  wire \$285 ;
+  wire \$286 ;
+  wire \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire [8:0] \$292 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  wire \$299 ;
   wire [8:0] \$3 ;
   wire [8:0] \$30 ;
+  wire \$300 ;
+  wire [8:0] \$301 ;
+  wire \$302 ;
+  wire \$303 ;
+  wire \$304 ;
+  wire \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [8:0] \$31 ;
+  wire [8:0] \$310 ;
+  wire \$311 ;
+  wire \$312 ;
+  wire \$313 ;
+  wire \$314 ;
+  wire \$315 ;
+  wire \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire [8:0] \$319 ;
   wire \$32 ;
-  wire [8:0] \$33 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire \$325 ;
+  wire \$326 ;
+  wire \$327 ;
+  wire [8:0] \$328 ;
+  wire \$329 ;
+  wire \$33 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  reg [8:0] \$337 ;
+  reg [8:0] \$338 ;
+  reg [8:0] \$339 ;
   wire [8:0] \$34 ;
-  wire \$35 ;
-  wire [8:0] \$36 ;
-  wire [8:0] \$37 ;
-  wire \$38 ;
+  reg [8:0] \$340 ;
+  reg [8:0] \$341 ;
+  reg [8:0] \$342 ;
+  reg [8:0] \$343 ;
+  reg [8:0] \$344 ;
+  reg [8:0] \$345 ;
+  reg [8:0] \$346 ;
+  reg [8:0] \$347 ;
+  reg [8:0] \$348 ;
+  reg [8:0] \$349 ;
+  wire [8:0] \$35 ;
+  reg [8:0] \$350 ;
+  reg [8:0] \$351 ;
+  reg [8:0] \$352 ;
+  reg [8:0] \$353 ;
+  reg [8:0] \$354 ;
+  reg [8:0] \$355 ;
+  reg [8:0] \$356 ;
+  reg [8:0] \$357 ;
+  reg [8:0] \$358 ;
+  reg [8:0] \$359 ;
+  wire \$36 ;
+  reg [8:0] \$360 ;
+  reg [8:0] \$361 ;
+  reg [8:0] \$362 ;
+  reg [8:0] \$363 ;
+  reg [8:0] \$364 ;
+  reg [8:0] \$365 ;
+  reg [8:0] \$366 ;
+  reg [8:0] \$367 ;
+  reg [8:0] \$368 ;
+  reg [8:0] \$369 ;
+  wire \$37 ;
+  reg [8:0] \$370 ;
+  reg [8:0] \$371 ;
+  reg [8:0] \$372 ;
+  reg [71:0] \$373 ;
+  reg [71:0] \$374 ;
+  reg [71:0] \$375 ;
+  reg [71:0] \$376 ;
+  reg [71:0] \$377 ;
+  reg [71:0] \$378 ;
+  reg [71:0] \$379 ;
+  wire [8:0] \$38 ;
+  reg \$380 ;
+  reg \$381 ;
+  reg \$382 ;
+  reg \$383 ;
+  reg \$384 ;
+  reg \$385 ;
+  reg \$386 ;
+  reg \$387 ;
+  reg \$388 ;
+  reg \$389 ;
   wire [8:0] \$39 ;
+  reg \$390 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg \$393 ;
+  reg \$394 ;
+  reg \$395 ;
+  reg \$396 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg \$399 ;
   wire [8:0] \$4 ;
-  wire [8:0] \$40 ;
+  wire \$40 ;
+  reg \$400 ;
+  reg \$401 ;
+  reg \$402 ;
+  reg [8:0] \$403 ;
+  reg \$404 ;
+  reg \$405 ;
+  reg \$406 ;
+  reg \$407 ;
+  reg \$408 ;
+  reg \$409 ;
   wire \$41 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg [8:0] \$412 ;
+  reg \$413 ;
+  reg \$414 ;
+  reg \$415 ;
+  reg \$416 ;
+  reg \$417 ;
+  reg \$418 ;
+  reg \$419 ;
   wire [8:0] \$42 ;
+  reg \$420 ;
+  reg [8:0] \$421 ;
+  reg \$422 ;
+  reg \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg \$426 ;
+  reg \$427 ;
+  reg \$428 ;
+  reg \$429 ;
   wire [8:0] \$43 ;
+  reg [8:0] \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
+  reg \$435 ;
+  reg \$436 ;
+  reg \$437 ;
+  reg \$438 ;
+  reg [8:0] \$439 ;
   wire \$44 ;
-  wire [8:0] \$45 ;
+  reg \$440 ;
+  reg \$441 ;
+  reg \$442 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg \$445 ;
+  reg \$446 ;
+  reg \$447 ;
+  reg [8:0] \$448 ;
+  reg \$449 ;
+  wire \$45 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg \$456 ;
+  reg [8:0] \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire [8:0] \$46 ;
-  wire \$47 ;
-  wire [8:0] \$48 ;
-  wire [8:0] \$49 ;
+  reg \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg [8:0] \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
+  wire [8:0] \$47 ;
+  reg \$470 ;
+  reg \$471 ;
+  reg \$472 ;
+  reg \$473 ;
+  reg \$474 ;
+  reg [31:0] \$475 ;
+  reg [31:0] \$476 ;
+  reg [31:0] \$477 ;
+  reg [31:0] \$478 ;
+  reg [31:0] \$479 ;
+  wire \$48 ;
+  reg [31:0] \$480 ;
+  reg [31:0] \$481 ;
+  reg [31:0] \$482 ;
+  reg [31:0] \$483 ;
+  reg [31:0] \$484 ;
+  reg [31:0] \$485 ;
+  reg [31:0] \$486 ;
+  reg [31:0] \$487 ;
+  reg [31:0] \$488 ;
+  reg [31:0] \$489 ;
+  wire \$49 ;
+  reg [31:0] \$490 ;
+  reg [31:0] \$491 ;
+  reg [31:0] \$492 ;
+  reg [31:0] \$493 ;
+  reg [31:0] \$494 ;
+  reg [31:0] \$495 ;
+  reg [31:0] \$496 ;
+  reg [31:0] \$497 ;
+  reg [31:0] \$498 ;
+  reg [31:0] \$499 ;
   wire [8:0] \$5 ;
-  wire \$50 ;
+  wire [8:0] \$50 ;
+  reg [31:0] \$500 ;
+  reg [31:0] \$501 ;
+  reg [31:0] \$502 ;
+  reg [17:0] \$503 ;
   wire [8:0] \$51 ;
-  wire [8:0] \$52 ;
+  wire \$52 ;
   wire \$53 ;
   wire [8:0] \$54 ;
   wire [8:0] \$55 ;
-  wire [6:0] \$553 ;
-  wire [6:0] \$556 ;
-  wire [6:0] \$559 ;
   wire \$56 ;
-  wire [6:0] \$562 ;
-  wire [6:0] \$565 ;
-  wire [6:0] \$568 ;
-  wire [8:0] \$57 ;
-  wire [6:0] \$571 ;
-  wire [6:0] \$574 ;
+  wire \$57 ;
   wire [8:0] \$58 ;
-  wire \$59 ;
+  wire [8:0] \$59 ;
   wire [8:0] \$6 ;
-  wire [8:0] \$60 ;
-  wire [8:0] \$61 ;
-  wire \$62 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [8:0] \$62 ;
   wire [8:0] \$63 ;
-  wire [8:0] \$64 ;
+  wire \$64 ;
   wire \$65 ;
   wire [8:0] \$66 ;
   wire [8:0] \$67 ;
   wire \$68 ;
-  wire [8:0] \$69 ;
+  wire \$69 ;
   wire [8:0] \$7 ;
   wire [8:0] \$70 ;
-  wire \$71 ;
-  wire [8:0] \$72 ;
-  wire [8:0] \$73 ;
-  wire \$74 ;
+  wire [8:0] \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [8:0] \$74 ;
   wire [8:0] \$75 ;
-  wire [8:0] \$76 ;
+  wire \$76 ;
   wire \$77 ;
   wire [8:0] \$78 ;
   wire [8:0] \$79 ;
   wire [8:0] \$8 ;
   wire \$80 ;
-  wire [8:0] \$81 ;
+  wire \$81 ;
   wire [8:0] \$82 ;
-  wire \$83 ;
-  wire [8:0] \$84 ;
-  wire [8:0] \$85 ;
-  wire \$86 ;
+  wire [8:0] \$83 ;
+  wire \$84 ;
+  wire \$85 ;
+  wire [8:0] \$86 ;
   wire [8:0] \$87 ;
-  wire [8:0] \$88 ;
+  wire \$88 ;
   wire \$89 ;
-  wire [8:0] \$9 ;
+  wire [6:0] \$896 ;
+  wire \$9 ;
   wire [8:0] \$90 ;
+  wire [6:0] \$907 ;
   wire [8:0] \$91 ;
+  wire [6:0] \$918 ;
   wire \$92 ;
-  wire [8:0] \$93 ;
+  wire [6:0] \$929 ;
+  wire \$93 ;
   wire [8:0] \$94 ;
-  wire \$95 ;
-  wire [8:0] \$96 ;
-  wire [8:0] \$97 ;
-  wire \$98 ;
+  wire [6:0] \$940 ;
+  wire [8:0] \$95 ;
+  wire [6:0] \$951 ;
+  wire \$96 ;
+  wire [6:0] \$962 ;
+  wire \$97 ;
+  wire [6:0] \$973 ;
+  wire [8:0] \$98 ;
   wire [8:0] \$99 ;
   wire [7:0] a;
-  wire [7:0] \a$102 ;
-  wire [7:0] \a$109 ;
-  wire [7:0] \a$116 ;
-  wire [7:0] \a$123 ;
-  wire [7:0] \a$130 ;
+  wire [7:0] \a$105 ;
+  wire [7:0] \a$113 ;
+  wire [7:0] \a$121 ;
+  wire [7:0] \a$129 ;
   wire [7:0] \a$137 ;
   wire [7:0] \a$145 ;
-  wire [7:0] \a$152 ;
-  wire [7:0] \a$159 ;
-  wire [7:0] \a$166 ;
-  wire [7:0] \a$173 ;
-  wire [7:0] \a$180 ;
-  wire [7:0] \a$187 ;
+  wire [7:0] \a$153 ;
+  wire [7:0] \a$162 ;
+  wire [7:0] \a$170 ;
+  wire [7:0] \a$178 ;
+  wire [7:0] \a$186 ;
   wire [7:0] \a$194 ;
   wire [7:0] \a$202 ;
-  wire [7:0] \a$209 ;
-  wire [7:0] \a$216 ;
-  wire [7:0] \a$223 ;
-  wire [7:0] \a$230 ;
-  wire [7:0] \a$237 ;
-  wire [7:0] \a$244 ;
+  wire [7:0] \a$210 ;
+  wire [7:0] \a$218 ;
+  wire [7:0] \a$227 ;
+  wire [7:0] \a$235 ;
+  wire [7:0] \a$243 ;
   wire [7:0] \a$251 ;
   wire [7:0] \a$259 ;
-  wire [7:0] \a$266 ;
-  wire [7:0] \a$273 ;
-  wire [7:0] \a$280 ;
-  wire [7:0] \a$287 ;
-  wire [7:0] \a$294 ;
-  wire [7:0] \a$301 ;
+  wire [7:0] \a$267 ;
+  wire [7:0] \a$275 ;
+  wire [7:0] \a$283 ;
+  wire [7:0] \a$292 ;
+  wire [7:0] \a$300 ;
   wire [7:0] \a$308 ;
-  wire [7:0] \a$31 ;
   wire [7:0] \a$316 ;
-  wire [7:0] \a$323 ;
-  wire [7:0] \a$330 ;
-  wire [7:0] \a$337 ;
-  wire [7:0] \a$344 ;
-  wire [7:0] \a$351 ;
-  wire [7:0] \a$358 ;
+  wire [7:0] \a$32 ;
+  wire [7:0] \a$324 ;
+  wire [7:0] \a$332 ;
+  wire [7:0] \a$340 ;
+  wire [7:0] \a$348 ;
+  wire [7:0] \a$357 ;
   wire [7:0] \a$365 ;
   wire [7:0] \a$373 ;
-  wire [7:0] \a$38 ;
-  wire [7:0] \a$380 ;
-  wire [7:0] \a$387 ;
-  wire [7:0] \a$394 ;
-  wire [7:0] \a$401 ;
-  wire [7:0] \a$408 ;
-  wire [7:0] \a$415 ;
+  wire [7:0] \a$381 ;
+  wire [7:0] \a$389 ;
+  wire [7:0] \a$397 ;
+  wire [7:0] \a$40 ;
+  wire [7:0] \a$405 ;
+  wire [7:0] \a$413 ;
   wire [7:0] \a$422 ;
   wire [7:0] \a$430 ;
-  wire [7:0] \a$437 ;
-  wire [7:0] \a$444 ;
-  wire [7:0] \a$45 ;
-  wire [7:0] \a$451 ;
-  wire [7:0] \a$458 ;
-  wire [7:0] \a$465 ;
-  wire [7:0] \a$472 ;
-  wire [7:0] \a$52 ;
-  wire [7:0] \a$59 ;
-  wire [7:0] \a$66 ;
-  wire [7:0] \a$73 ;
+  wire [7:0] \a$438 ;
+  wire [7:0] \a$446 ;
+  wire [7:0] \a$454 ;
+  wire [7:0] \a$462 ;
+  wire [7:0] \a$470 ;
+  wire [7:0] \a$478 ;
+  wire [7:0] \a$48 ;
+  wire [7:0] \a$487 ;
+  wire [7:0] \a$495 ;
+  wire [7:0] \a$503 ;
+  wire [7:0] \a$511 ;
+  wire [7:0] \a$519 ;
+  wire [7:0] \a$527 ;
+  wire [7:0] \a$535 ;
+  wire [7:0] \a$56 ;
+  wire [7:0] \a$64 ;
+  wire [7:0] \a$72 ;
   wire [7:0] \a$80 ;
   wire [7:0] \a$88 ;
-  wire [7:0] \a$95 ;
+  wire [7:0] \a$97 ;
   wire bank;
-  wire \bank$103 ;
-  wire \bank$110 ;
-  wire \bank$117 ;
-  wire \bank$124 ;
+  wire \bank$107 ;
+  wire \bank$115 ;
+  wire \bank$123 ;
   wire \bank$131 ;
-  wire \bank$140 ;
-  wire \bank$146 ;
-  wire \bank$153 ;
-  wire \bank$160 ;
-  wire \bank$167 ;
-  wire \bank$174 ;
-  wire \bank$181 ;
+  wire \bank$139 ;
+  wire \bank$147 ;
+  wire \bank$157 ;
+  wire \bank$164 ;
+  wire \bank$172 ;
+  wire \bank$180 ;
   wire \bank$188 ;
-  wire \bank$197 ;
-  wire \bank$203 ;
-  wire \bank$210 ;
-  wire \bank$217 ;
-  wire \bank$224 ;
-  wire \bank$231 ;
-  wire \bank$238 ;
+  wire \bank$196 ;
+  wire \bank$204 ;
+  wire \bank$212 ;
+  wire \bank$222 ;
+  wire \bank$229 ;
+  wire \bank$237 ;
   wire \bank$245 ;
-  wire \bank$254 ;
-  wire \bank$260 ;
-  wire \bank$267 ;
-  wire \bank$274 ;
-  wire \bank$281 ;
-  wire \bank$288 ;
-  wire \bank$295 ;
+  wire \bank$253 ;
+  wire \bank$261 ;
+  wire \bank$269 ;
+  wire \bank$277 ;
+  wire \bank$287 ;
+  wire \bank$294 ;
   wire \bank$302 ;
-  wire \bank$311 ;
-  wire \bank$317 ;
-  wire \bank$32 ;
-  wire \bank$324 ;
-  wire \bank$331 ;
-  wire \bank$338 ;
-  wire \bank$345 ;
+  wire \bank$310 ;
+  wire \bank$318 ;
+  wire \bank$326 ;
+  wire \bank$334 ;
+  wire \bank$34 ;
+  wire \bank$342 ;
   wire \bank$352 ;
   wire \bank$359 ;
-  wire \bank$368 ;
-  wire \bank$374 ;
-  wire \bank$381 ;
-  wire \bank$388 ;
-  wire \bank$39 ;
-  wire \bank$395 ;
-  wire \bank$402 ;
-  wire \bank$409 ;
-  wire \bank$416 ;
-  wire \bank$425 ;
-  wire \bank$431 ;
-  wire \bank$438 ;
-  wire \bank$445 ;
-  wire \bank$452 ;
-  wire \bank$459 ;
-  wire \bank$46 ;
-  wire \bank$466 ;
-  wire \bank$473 ;
-  wire \bank$53 ;
-  wire \bank$60 ;
-  wire \bank$67 ;
+  wire \bank$367 ;
+  wire \bank$375 ;
+  wire \bank$383 ;
+  wire \bank$391 ;
+  wire \bank$399 ;
+  wire \bank$407 ;
+  wire \bank$417 ;
+  wire \bank$42 ;
+  wire \bank$424 ;
+  wire \bank$432 ;
+  wire \bank$440 ;
+  wire \bank$448 ;
+  wire \bank$456 ;
+  wire \bank$464 ;
+  wire \bank$472 ;
+  wire \bank$482 ;
+  wire \bank$489 ;
+  wire \bank$497 ;
+  wire \bank$50 ;
+  wire \bank$505 ;
+  wire \bank$513 ;
+  wire \bank$521 ;
+  wire \bank$529 ;
+  wire \bank$537 ;
+  wire \bank$58 ;
+  wire \bank$66 ;
   wire \bank$74 ;
-  wire \bank$83 ;
-  wire \bank$89 ;
-  wire \bank$96 ;
+  wire \bank$82 ;
+  wire \bank$92 ;
+  wire \bank$99 ;
   input clk;
   wire clk;
   reg [8:0] col0_picked = 9'h000;
@@ -24046,10 +24292,12 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \in_lanes[7] ;
   wire \in_lanes[7].bank ;
   wire [7:0] \in_lanes[7].data ;
+  wire in_sum_row;
   input in_valid;
   wire in_valid;
   input [63:0] in_word;
   wire [63:0] in_word;
+  wire in_word_row;
   input [23:0] lane_select;
   wire [23:0] lane_select;
   wire [2:0] \lane_select[0] ;
@@ -24060,6 +24308,70 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [2:0] \lane_select[5] ;
   wire [2:0] \lane_select[6] ;
   wire [2:0] \lane_select[7] ;
+  reg other_row_0_0 = 1'h0;
+  reg other_row_0_1 = 1'h0;
+  reg other_row_0_2 = 1'h0;
+  reg other_row_0_3 = 1'h0;
+  reg other_row_0_4 = 1'h0;
+  reg other_row_0_5 = 1'h0;
+  reg other_row_0_6 = 1'h0;
+  reg other_row_0_7 = 1'h0;
+  reg other_row_1_0 = 1'h0;
+  reg other_row_1_1 = 1'h0;
+  reg other_row_1_2 = 1'h0;
+  reg other_row_1_3 = 1'h0;
+  reg other_row_1_4 = 1'h0;
+  reg other_row_1_5 = 1'h0;
+  reg other_row_1_6 = 1'h0;
+  reg other_row_1_7 = 1'h0;
+  reg other_row_2_0 = 1'h0;
+  reg other_row_2_1 = 1'h0;
+  reg other_row_2_2 = 1'h0;
+  reg other_row_2_3 = 1'h0;
+  reg other_row_2_4 = 1'h0;
+  reg other_row_2_5 = 1'h0;
+  reg other_row_2_6 = 1'h0;
+  reg other_row_2_7 = 1'h0;
+  reg other_row_3_0 = 1'h0;
+  reg other_row_3_1 = 1'h0;
+  reg other_row_3_2 = 1'h0;
+  reg other_row_3_3 = 1'h0;
+  reg other_row_3_4 = 1'h0;
+  reg other_row_3_5 = 1'h0;
+  reg other_row_3_6 = 1'h0;
+  reg other_row_3_7 = 1'h0;
+  reg other_row_4_0 = 1'h0;
+  reg other_row_4_1 = 1'h0;
+  reg other_row_4_2 = 1'h0;
+  reg other_row_4_3 = 1'h0;
+  reg other_row_4_4 = 1'h0;
+  reg other_row_4_5 = 1'h0;
+  reg other_row_4_6 = 1'h0;
+  reg other_row_4_7 = 1'h0;
+  reg other_row_5_0 = 1'h0;
+  reg other_row_5_1 = 1'h0;
+  reg other_row_5_2 = 1'h0;
+  reg other_row_5_3 = 1'h0;
+  reg other_row_5_4 = 1'h0;
+  reg other_row_5_5 = 1'h0;
+  reg other_row_5_6 = 1'h0;
+  reg other_row_5_7 = 1'h0;
+  reg other_row_6_0 = 1'h0;
+  reg other_row_6_1 = 1'h0;
+  reg other_row_6_2 = 1'h0;
+  reg other_row_6_3 = 1'h0;
+  reg other_row_6_4 = 1'h0;
+  reg other_row_6_5 = 1'h0;
+  reg other_row_6_6 = 1'h0;
+  reg other_row_6_7 = 1'h0;
+  reg other_row_7_0 = 1'h0;
+  reg other_row_7_1 = 1'h0;
+  reg other_row_7_2 = 1'h0;
+  reg other_row_7_3 = 1'h0;
+  reg other_row_7_4 = 1'h0;
+  reg other_row_7_5 = 1'h0;
+  reg other_row_7_6 = 1'h0;
+  reg other_row_7_7 = 1'h0;
   output [255:0] out_psum;
   wire [255:0] out_psum;
   wire [31:0] \out_psum[0] ;
@@ -24072,134 +24384,136 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [31:0] \out_psum[7] ;
   output out_valid;
   wire out_valid;
+  input [1:0] \port$7359$0 ;
+  wire [1:0] \port$7359$0 ;
   wire [31:0] psum_in;
-  wire [31:0] \psum_in$100 ;
-  wire [31:0] \psum_in$107 ;
-  wire [31:0] \psum_in$114 ;
-  wire [31:0] \psum_in$121 ;
-  wire [31:0] \psum_in$128 ;
+  wire [31:0] \psum_in$103 ;
+  wire [31:0] \psum_in$111 ;
+  wire [31:0] \psum_in$119 ;
+  wire [31:0] \psum_in$127 ;
   wire [31:0] \psum_in$135 ;
-  wire [31:0] \psum_in$144 ;
-  wire [31:0] \psum_in$150 ;
-  wire [31:0] \psum_in$157 ;
-  wire [31:0] \psum_in$164 ;
-  wire [31:0] \psum_in$171 ;
-  wire [31:0] \psum_in$178 ;
-  wire [31:0] \psum_in$185 ;
+  wire [31:0] \psum_in$143 ;
+  wire [31:0] \psum_in$151 ;
+  wire [31:0] \psum_in$161 ;
+  wire [31:0] \psum_in$168 ;
+  wire [31:0] \psum_in$176 ;
+  wire [31:0] \psum_in$184 ;
   wire [31:0] \psum_in$192 ;
-  wire [31:0] \psum_in$201 ;
-  wire [31:0] \psum_in$207 ;
-  wire [31:0] \psum_in$214 ;
-  wire [31:0] \psum_in$221 ;
-  wire [31:0] \psum_in$228 ;
-  wire [31:0] \psum_in$235 ;
-  wire [31:0] \psum_in$242 ;
+  wire [31:0] \psum_in$200 ;
+  wire [31:0] \psum_in$208 ;
+  wire [31:0] \psum_in$216 ;
+  wire [31:0] \psum_in$226 ;
+  wire [31:0] \psum_in$233 ;
+  wire [31:0] \psum_in$241 ;
   wire [31:0] \psum_in$249 ;
-  wire [31:0] \psum_in$258 ;
-  wire [31:0] \psum_in$264 ;
-  wire [31:0] \psum_in$271 ;
-  wire [31:0] \psum_in$278 ;
-  wire [31:0] \psum_in$285 ;
-  wire [31:0] \psum_in$292 ;
-  wire [31:0] \psum_in$299 ;
+  wire [31:0] \psum_in$257 ;
+  wire [31:0] \psum_in$265 ;
+  wire [31:0] \psum_in$273 ;
+  wire [31:0] \psum_in$281 ;
+  wire [31:0] \psum_in$291 ;
+  wire [31:0] \psum_in$298 ;
   wire [31:0] \psum_in$306 ;
-  wire [31:0] \psum_in$315 ;
-  wire [31:0] \psum_in$321 ;
-  wire [31:0] \psum_in$328 ;
-  wire [31:0] \psum_in$335 ;
-  wire [31:0] \psum_in$342 ;
-  wire [31:0] \psum_in$349 ;
+  wire [31:0] \psum_in$314 ;
+  wire [31:0] \psum_in$322 ;
+  wire [31:0] \psum_in$330 ;
+  wire [31:0] \psum_in$338 ;
+  wire [31:0] \psum_in$346 ;
   wire [31:0] \psum_in$356 ;
-  wire [31:0] \psum_in$36 ;
   wire [31:0] \psum_in$363 ;
-  wire [31:0] \psum_in$372 ;
-  wire [31:0] \psum_in$378 ;
-  wire [31:0] \psum_in$385 ;
-  wire [31:0] \psum_in$392 ;
-  wire [31:0] \psum_in$399 ;
-  wire [31:0] \psum_in$406 ;
-  wire [31:0] \psum_in$413 ;
-  wire [31:0] \psum_in$420 ;
-  wire [31:0] \psum_in$429 ;
-  wire [31:0] \psum_in$43 ;
-  wire [31:0] \psum_in$435 ;
-  wire [31:0] \psum_in$442 ;
-  wire [31:0] \psum_in$449 ;
-  wire [31:0] \psum_in$456 ;
-  wire [31:0] \psum_in$463 ;
-  wire [31:0] \psum_in$470 ;
-  wire [31:0] \psum_in$477 ;
-  wire [31:0] \psum_in$50 ;
-  wire [31:0] \psum_in$57 ;
-  wire [31:0] \psum_in$64 ;
-  wire [31:0] \psum_in$71 ;
+  wire [31:0] \psum_in$371 ;
+  wire [31:0] \psum_in$379 ;
+  wire [31:0] \psum_in$38 ;
+  wire [31:0] \psum_in$387 ;
+  wire [31:0] \psum_in$395 ;
+  wire [31:0] \psum_in$403 ;
+  wire [31:0] \psum_in$411 ;
+  wire [31:0] \psum_in$421 ;
+  wire [31:0] \psum_in$428 ;
+  wire [31:0] \psum_in$436 ;
+  wire [31:0] \psum_in$444 ;
+  wire [31:0] \psum_in$452 ;
+  wire [31:0] \psum_in$46 ;
+  wire [31:0] \psum_in$460 ;
+  wire [31:0] \psum_in$468 ;
+  wire [31:0] \psum_in$476 ;
+  wire [31:0] \psum_in$486 ;
+  wire [31:0] \psum_in$493 ;
+  wire [31:0] \psum_in$501 ;
+  wire [31:0] \psum_in$509 ;
+  wire [31:0] \psum_in$517 ;
+  wire [31:0] \psum_in$525 ;
+  wire [31:0] \psum_in$533 ;
+  wire [31:0] \psum_in$54 ;
+  wire [31:0] \psum_in$541 ;
+  wire [31:0] \psum_in$62 ;
+  wire [31:0] \psum_in$70 ;
   wire [31:0] \psum_in$78 ;
-  wire [31:0] \psum_in$87 ;
-  wire [31:0] \psum_in$93 ;
+  wire [31:0] \psum_in$86 ;
+  wire [31:0] \psum_in$96 ;
   wire [31:0] psum_out;
-  wire [31:0] \psum_out$101 ;
-  wire [31:0] \psum_out$108 ;
-  wire [31:0] \psum_out$115 ;
-  wire [31:0] \psum_out$122 ;
-  wire [31:0] \psum_out$129 ;
+  wire [31:0] \psum_out$104 ;
+  wire [31:0] \psum_out$112 ;
+  wire [31:0] \psum_out$120 ;
+  wire [31:0] \psum_out$128 ;
   wire [31:0] \psum_out$136 ;
-  wire [31:0] \psum_out$151 ;
-  wire [31:0] \psum_out$158 ;
-  wire [31:0] \psum_out$165 ;
-  wire [31:0] \psum_out$172 ;
-  wire [31:0] \psum_out$179 ;
-  wire [31:0] \psum_out$186 ;
+  wire [31:0] \psum_out$144 ;
+  wire [31:0] \psum_out$152 ;
+  wire [31:0] \psum_out$169 ;
+  wire [31:0] \psum_out$177 ;
+  wire [31:0] \psum_out$185 ;
   wire [31:0] \psum_out$193 ;
-  wire [31:0] \psum_out$208 ;
-  wire [31:0] \psum_out$215 ;
-  wire [31:0] \psum_out$222 ;
-  wire [31:0] \psum_out$229 ;
-  wire [31:0] \psum_out$236 ;
-  wire [31:0] \psum_out$243 ;
+  wire [31:0] \psum_out$201 ;
+  wire [31:0] \psum_out$209 ;
+  wire [31:0] \psum_out$217 ;
+  wire [31:0] \psum_out$234 ;
+  wire [31:0] \psum_out$242 ;
   wire [31:0] \psum_out$250 ;
-  wire [31:0] \psum_out$265 ;
-  wire [31:0] \psum_out$272 ;
-  wire [31:0] \psum_out$279 ;
-  wire [31:0] \psum_out$286 ;
-  wire [31:0] \psum_out$293 ;
-  wire [31:0] \psum_out$300 ;
+  wire [31:0] \psum_out$258 ;
+  wire [31:0] \psum_out$266 ;
+  wire [31:0] \psum_out$274 ;
+  wire [31:0] \psum_out$282 ;
+  wire [31:0] \psum_out$299 ;
   wire [31:0] \psum_out$307 ;
-  wire [31:0] \psum_out$322 ;
-  wire [31:0] \psum_out$329 ;
-  wire [31:0] \psum_out$336 ;
-  wire [31:0] \psum_out$343 ;
-  wire [31:0] \psum_out$350 ;
-  wire [31:0] \psum_out$357 ;
+  wire [31:0] \psum_out$315 ;
+  wire [31:0] \psum_out$323 ;
+  wire [31:0] \psum_out$331 ;
+  wire [31:0] \psum_out$339 ;
+  wire [31:0] \psum_out$347 ;
   wire [31:0] \psum_out$364 ;
-  wire [31:0] \psum_out$379 ;
-  wire [31:0] \psum_out$386 ;
-  wire [31:0] \psum_out$393 ;
-  wire [31:0] \psum_out$400 ;
-  wire [31:0] \psum_out$407 ;
-  wire [31:0] \psum_out$414 ;
-  wire [31:0] \psum_out$421 ;
-  wire [31:0] \psum_out$436 ;
-  wire [31:0] \psum_out$44 ;
-  wire [31:0] \psum_out$443 ;
-  wire [31:0] \psum_out$450 ;
-  wire [31:0] \psum_out$457 ;
-  wire [31:0] \psum_out$464 ;
-  wire [31:0] \psum_out$471 ;
-  wire [31:0] \psum_out$478 ;
-  wire [31:0] \psum_out$487 ;
-  wire [31:0] \psum_out$51 ;
-  wire [31:0] \psum_out$515 ;
-  wire [31:0] \psum_out$522 ;
-  wire [31:0] \psum_out$528 ;
-  wire [31:0] \psum_out$533 ;
-  wire [31:0] \psum_out$537 ;
-  wire [31:0] \psum_out$540 ;
-  wire [31:0] \psum_out$541 ;
-  wire [31:0] \psum_out$58 ;
-  wire [31:0] \psum_out$65 ;
-  wire [31:0] \psum_out$72 ;
+  wire [31:0] \psum_out$372 ;
+  wire [31:0] \psum_out$380 ;
+  wire [31:0] \psum_out$388 ;
+  wire [31:0] \psum_out$396 ;
+  wire [31:0] \psum_out$404 ;
+  wire [31:0] \psum_out$412 ;
+  wire [31:0] \psum_out$429 ;
+  wire [31:0] \psum_out$437 ;
+  wire [31:0] \psum_out$445 ;
+  wire [31:0] \psum_out$453 ;
+  wire [31:0] \psum_out$461 ;
+  wire [31:0] \psum_out$469 ;
+  wire [31:0] \psum_out$47 ;
+  wire [31:0] \psum_out$477 ;
+  wire [31:0] \psum_out$494 ;
+  wire [31:0] \psum_out$502 ;
+  wire [31:0] \psum_out$510 ;
+  wire [31:0] \psum_out$518 ;
+  wire [31:0] \psum_out$526 ;
+  wire [31:0] \psum_out$534 ;
+  wire [31:0] \psum_out$542 ;
+  wire [31:0] \psum_out$55 ;
+  wire [31:0] \psum_out$551 ;
+  wire [31:0] \psum_out$604 ;
+  wire [31:0] \psum_out$611 ;
+  wire [31:0] \psum_out$617 ;
+  wire [31:0] \psum_out$622 ;
+  wire [31:0] \psum_out$626 ;
+  wire [31:0] \psum_out$629 ;
+  wire [31:0] \psum_out$63 ;
+  wire [31:0] \psum_out$630 ;
+  wire [31:0] \psum_out$71 ;
   wire [31:0] \psum_out$79 ;
-  wire [31:0] \psum_out$94 ;
+  wire [31:0] \psum_out$87 ;
   input rst;
   wire rst;
   reg [8:0] skew1_0 = 9'h000;
@@ -24311,207 +24625,552 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \skewed[7] ;
   wire \skewed[7].bank ;
   wire [7:0] \skewed[7].data ;
+  reg sum_row_d1 = 1'h0;
+  reg sum_row_d10 = 1'h0;
+  reg sum_row_d11 = 1'h0;
+  reg sum_row_d12 = 1'h0;
+  reg sum_row_d13 = 1'h0;
+  reg sum_row_d14 = 1'h0;
+  reg sum_row_d15 = 1'h0;
+  reg sum_row_d2 = 1'h0;
+  reg sum_row_d3 = 1'h0;
+  reg sum_row_d4 = 1'h0;
+  reg sum_row_d5 = 1'h0;
+  reg sum_row_d6 = 1'h0;
+  reg sum_row_d7 = 1'h0;
+  reg sum_row_d8 = 1'h0;
+  reg sum_row_d9 = 1'h0;
   reg [17:0] valid = 18'h00000;
   input w_bank;
   wire w_bank;
-  wire \w_bank$105 ;
-  wire \w_bank$112 ;
-  wire \w_bank$119 ;
-  wire \w_bank$126 ;
+  wire \w_bank$101 ;
+  wire \w_bank$109 ;
+  wire \w_bank$117 ;
+  wire \w_bank$125 ;
   wire \w_bank$133 ;
-  wire \w_bank$142 ;
-  wire \w_bank$148 ;
-  wire \w_bank$155 ;
-  wire \w_bank$162 ;
-  wire \w_bank$169 ;
-  wire \w_bank$176 ;
-  wire \w_bank$183 ;
+  wire \w_bank$141 ;
+  wire \w_bank$149 ;
+  wire \w_bank$159 ;
+  wire \w_bank$166 ;
+  wire \w_bank$174 ;
+  wire \w_bank$182 ;
   wire \w_bank$190 ;
-  wire \w_bank$199 ;
-  wire \w_bank$205 ;
-  wire \w_bank$212 ;
-  wire \w_bank$219 ;
-  wire \w_bank$226 ;
-  wire \w_bank$233 ;
-  wire \w_bank$240 ;
+  wire \w_bank$198 ;
+  wire \w_bank$206 ;
+  wire \w_bank$214 ;
+  wire \w_bank$224 ;
+  wire \w_bank$231 ;
+  wire \w_bank$239 ;
   wire \w_bank$247 ;
-  wire \w_bank$256 ;
-  wire \w_bank$262 ;
-  wire \w_bank$269 ;
-  wire \w_bank$27 ;
-  wire \w_bank$276 ;
-  wire \w_bank$283 ;
-  wire \w_bank$290 ;
-  wire \w_bank$297 ;
+  wire \w_bank$255 ;
+  wire \w_bank$263 ;
+  wire \w_bank$271 ;
+  wire \w_bank$279 ;
+  wire \w_bank$28 ;
+  wire \w_bank$289 ;
+  wire \w_bank$296 ;
   wire \w_bank$304 ;
-  wire \w_bank$313 ;
-  wire \w_bank$319 ;
-  wire \w_bank$326 ;
-  wire \w_bank$333 ;
-  wire \w_bank$34 ;
-  wire \w_bank$340 ;
-  wire \w_bank$347 ;
+  wire \w_bank$312 ;
+  wire \w_bank$320 ;
+  wire \w_bank$328 ;
+  wire \w_bank$336 ;
+  wire \w_bank$344 ;
   wire \w_bank$354 ;
+  wire \w_bank$36 ;
   wire \w_bank$361 ;
-  wire \w_bank$370 ;
-  wire \w_bank$376 ;
-  wire \w_bank$383 ;
-  wire \w_bank$390 ;
-  wire \w_bank$397 ;
-  wire \w_bank$404 ;
-  wire \w_bank$41 ;
-  wire \w_bank$411 ;
-  wire \w_bank$418 ;
-  wire \w_bank$427 ;
-  wire \w_bank$433 ;
-  wire \w_bank$440 ;
-  wire \w_bank$447 ;
-  wire \w_bank$454 ;
-  wire \w_bank$461 ;
-  wire \w_bank$468 ;
-  wire \w_bank$475 ;
-  wire \w_bank$48 ;
-  wire \w_bank$55 ;
-  wire \w_bank$62 ;
-  wire \w_bank$69 ;
+  wire \w_bank$369 ;
+  wire \w_bank$377 ;
+  wire \w_bank$385 ;
+  wire \w_bank$393 ;
+  wire \w_bank$401 ;
+  wire \w_bank$409 ;
+  wire \w_bank$419 ;
+  wire \w_bank$426 ;
+  wire \w_bank$434 ;
+  wire \w_bank$44 ;
+  wire \w_bank$442 ;
+  wire \w_bank$450 ;
+  wire \w_bank$458 ;
+  wire \w_bank$466 ;
+  wire \w_bank$474 ;
+  wire \w_bank$484 ;
+  wire \w_bank$491 ;
+  wire \w_bank$499 ;
+  wire \w_bank$507 ;
+  wire \w_bank$515 ;
+  wire \w_bank$52 ;
+  wire \w_bank$523 ;
+  wire \w_bank$531 ;
+  wire \w_bank$539 ;
+  wire \w_bank$60 ;
+  wire \w_bank$68 ;
   wire \w_bank$76 ;
-  wire \w_bank$85 ;
-  wire \w_bank$91 ;
-  wire \w_bank$98 ;
+  wire \w_bank$84 ;
+  wire \w_bank$94 ;
   wire [7:0] w_data;
-  wire [7:0] \w_data$106 ;
-  wire [7:0] \w_data$113 ;
-  wire [7:0] \w_data$120 ;
-  wire [7:0] \w_data$127 ;
+  wire [7:0] \w_data$102 ;
+  wire [7:0] \w_data$110 ;
+  wire [7:0] \w_data$118 ;
+  wire [7:0] \w_data$126 ;
   wire [7:0] \w_data$134 ;
-  wire [7:0] \w_data$143 ;
-  wire [7:0] \w_data$149 ;
-  wire [7:0] \w_data$156 ;
-  wire [7:0] \w_data$163 ;
-  wire [7:0] \w_data$170 ;
-  wire [7:0] \w_data$177 ;
-  wire [7:0] \w_data$184 ;
+  wire [7:0] \w_data$142 ;
+  wire [7:0] \w_data$150 ;
+  wire [7:0] \w_data$160 ;
+  wire [7:0] \w_data$167 ;
+  wire [7:0] \w_data$175 ;
+  wire [7:0] \w_data$183 ;
   wire [7:0] \w_data$191 ;
-  wire [7:0] \w_data$200 ;
-  wire [7:0] \w_data$206 ;
-  wire [7:0] \w_data$213 ;
-  wire [7:0] \w_data$220 ;
-  wire [7:0] \w_data$227 ;
-  wire [7:0] \w_data$234 ;
-  wire [7:0] \w_data$241 ;
+  wire [7:0] \w_data$199 ;
+  wire [7:0] \w_data$207 ;
+  wire [7:0] \w_data$215 ;
+  wire [7:0] \w_data$225 ;
+  wire [7:0] \w_data$232 ;
+  wire [7:0] \w_data$240 ;
   wire [7:0] \w_data$248 ;
-  wire [7:0] \w_data$257 ;
-  wire [7:0] \w_data$263 ;
-  wire [7:0] \w_data$270 ;
-  wire [7:0] \w_data$277 ;
-  wire [7:0] \w_data$284 ;
-  input [63:0] \w_data$29 ;
-  wire [63:0] \w_data$29 ;
-  wire [7:0] \w_data$291 ;
-  wire [7:0] \w_data$298 ;
+  wire [7:0] \w_data$256 ;
+  wire [7:0] \w_data$264 ;
+  wire [7:0] \w_data$272 ;
+  wire [7:0] \w_data$280 ;
+  wire [7:0] \w_data$290 ;
+  wire [7:0] \w_data$297 ;
+  input [63:0] \w_data$30 ;
+  wire [63:0] \w_data$30 ;
   wire [7:0] \w_data$305 ;
-  wire [7:0] \w_data$314 ;
-  wire [7:0] \w_data$320 ;
-  wire [7:0] \w_data$327 ;
-  wire [7:0] \w_data$334 ;
-  wire [7:0] \w_data$341 ;
-  wire [7:0] \w_data$348 ;
-  wire [7:0] \w_data$35 ;
+  wire [7:0] \w_data$313 ;
+  wire [7:0] \w_data$321 ;
+  wire [7:0] \w_data$329 ;
+  wire [7:0] \w_data$337 ;
+  wire [7:0] \w_data$345 ;
   wire [7:0] \w_data$355 ;
   wire [7:0] \w_data$362 ;
-  wire [7:0] \w_data$371 ;
-  wire [7:0] \w_data$377 ;
-  wire [7:0] \w_data$384 ;
-  wire [7:0] \w_data$391 ;
-  wire [7:0] \w_data$398 ;
-  wire [7:0] \w_data$405 ;
-  wire [7:0] \w_data$412 ;
-  wire [7:0] \w_data$419 ;
-  wire [7:0] \w_data$42 ;
-  wire [7:0] \w_data$428 ;
-  wire [7:0] \w_data$434 ;
-  wire [7:0] \w_data$441 ;
-  wire [7:0] \w_data$448 ;
-  wire [7:0] \w_data$455 ;
-  wire [7:0] \w_data$462 ;
-  wire [7:0] \w_data$469 ;
-  wire [7:0] \w_data$476 ;
-  wire [7:0] \w_data$49 ;
-  wire [7:0] \w_data$56 ;
-  wire [7:0] \w_data$63 ;
-  wire [7:0] \w_data$70 ;
+  wire [7:0] \w_data$37 ;
+  wire [7:0] \w_data$370 ;
+  wire [7:0] \w_data$378 ;
+  wire [7:0] \w_data$386 ;
+  wire [7:0] \w_data$394 ;
+  wire [7:0] \w_data$402 ;
+  wire [7:0] \w_data$410 ;
+  wire [7:0] \w_data$420 ;
+  wire [7:0] \w_data$427 ;
+  wire [7:0] \w_data$435 ;
+  wire [7:0] \w_data$443 ;
+  wire [7:0] \w_data$45 ;
+  wire [7:0] \w_data$451 ;
+  wire [7:0] \w_data$459 ;
+  wire [7:0] \w_data$467 ;
+  wire [7:0] \w_data$475 ;
+  wire [7:0] \w_data$485 ;
+  wire [7:0] \w_data$492 ;
+  wire [7:0] \w_data$500 ;
+  wire [7:0] \w_data$508 ;
+  wire [7:0] \w_data$516 ;
+  wire [7:0] \w_data$524 ;
+  wire [7:0] \w_data$53 ;
+  wire [7:0] \w_data$532 ;
+  wire [7:0] \w_data$540 ;
+  wire [7:0] \w_data$61 ;
+  wire [7:0] \w_data$69 ;
   wire [7:0] \w_data$77 ;
-  wire [7:0] \w_data$86 ;
-  wire [7:0] \w_data$92 ;
-  wire [7:0] \w_data$99 ;
+  wire [7:0] \w_data$85 ;
+  wire [7:0] \w_data$95 ;
   input [2:0] w_row;
   wire [2:0] w_row;
   wire w_we;
-  wire \w_we$104 ;
-  wire \w_we$111 ;
-  wire \w_we$118 ;
-  wire \w_we$125 ;
+  wire \w_we$100 ;
+  wire \w_we$108 ;
+  wire \w_we$116 ;
+  wire \w_we$124 ;
   wire \w_we$132 ;
-  wire \w_we$141 ;
-  wire \w_we$147 ;
-  wire \w_we$154 ;
-  wire \w_we$161 ;
-  wire \w_we$168 ;
-  wire \w_we$175 ;
-  wire \w_we$182 ;
+  wire \w_we$140 ;
+  wire \w_we$148 ;
+  wire \w_we$158 ;
+  wire \w_we$165 ;
+  wire \w_we$173 ;
+  wire \w_we$181 ;
   wire \w_we$189 ;
-  wire \w_we$198 ;
-  wire \w_we$204 ;
-  wire \w_we$211 ;
-  wire \w_we$218 ;
-  wire \w_we$225 ;
-  wire \w_we$232 ;
-  wire \w_we$239 ;
-  input \w_we$24 ;
-  wire \w_we$24 ;
+  wire \w_we$197 ;
+  wire \w_we$205 ;
+  wire \w_we$213 ;
+  wire \w_we$223 ;
+  wire \w_we$230 ;
+  wire \w_we$238 ;
   wire \w_we$246 ;
-  wire \w_we$255 ;
-  wire \w_we$261 ;
-  wire \w_we$268 ;
-  wire \w_we$275 ;
-  wire \w_we$282 ;
-  wire \w_we$289 ;
-  wire \w_we$296 ;
+  input \w_we$25 ;
+  wire \w_we$25 ;
+  wire \w_we$254 ;
+  wire \w_we$262 ;
+  wire \w_we$270 ;
+  wire \w_we$278 ;
+  wire \w_we$288 ;
+  wire \w_we$295 ;
   wire \w_we$303 ;
-  wire \w_we$312 ;
-  wire \w_we$318 ;
-  wire \w_we$325 ;
-  wire \w_we$33 ;
-  wire \w_we$332 ;
-  wire \w_we$339 ;
-  wire \w_we$346 ;
+  wire \w_we$311 ;
+  wire \w_we$319 ;
+  wire \w_we$327 ;
+  wire \w_we$335 ;
+  wire \w_we$343 ;
+  wire \w_we$35 ;
   wire \w_we$353 ;
   wire \w_we$360 ;
-  wire \w_we$369 ;
-  wire \w_we$375 ;
-  wire \w_we$382 ;
-  wire \w_we$389 ;
-  wire \w_we$396 ;
-  wire \w_we$40 ;
-  wire \w_we$403 ;
-  wire \w_we$410 ;
-  wire \w_we$417 ;
-  wire \w_we$426 ;
-  wire \w_we$432 ;
-  wire \w_we$439 ;
-  wire \w_we$446 ;
-  wire \w_we$453 ;
-  wire \w_we$460 ;
-  wire \w_we$467 ;
-  wire \w_we$47 ;
-  wire \w_we$474 ;
-  wire \w_we$54 ;
-  wire \w_we$61 ;
-  wire \w_we$68 ;
+  wire \w_we$368 ;
+  wire \w_we$376 ;
+  wire \w_we$384 ;
+  wire \w_we$392 ;
+  wire \w_we$400 ;
+  wire \w_we$408 ;
+  wire \w_we$418 ;
+  wire \w_we$425 ;
+  wire \w_we$43 ;
+  wire \w_we$433 ;
+  wire \w_we$441 ;
+  wire \w_we$449 ;
+  wire \w_we$457 ;
+  wire \w_we$465 ;
+  wire \w_we$473 ;
+  wire \w_we$483 ;
+  wire \w_we$490 ;
+  wire \w_we$498 ;
+  wire \w_we$506 ;
+  wire \w_we$51 ;
+  wire \w_we$514 ;
+  wire \w_we$522 ;
+  wire \w_we$530 ;
+  wire \w_we$538 ;
+  wire \w_we$59 ;
+  wire \w_we$67 ;
   wire \w_we$75 ;
-  wire \w_we$84 ;
-  wire \w_we$90 ;
-  wire \w_we$97 ;
+  wire \w_we$83 ;
+  wire \w_we$93 ;
+  reg word_row_d1 = 1'h0;
+  reg word_row_d2 = 1'h0;
+  reg word_row_d3 = 1'h0;
+  reg word_row_d4 = 1'h0;
+  reg word_row_d5 = 1'h0;
+  reg word_row_d6 = 1'h0;
+  reg word_row_d7 = 1'h0;
+  reg word_row_d8 = 1'h0;
+  always @(posedge clk)
+    entered3 <= \$343 ;
+  always @(posedge clk)
+    skew3_0 <= \$344 ;
+  always @(posedge clk)
+    skew3_1 <= \$345 ;
+  always @(posedge clk)
+    skew3_2 <= \$346 ;
+  always @(posedge clk)
+    entered4 <= \$347 ;
+  always @(posedge clk)
+    skew4_0 <= \$348 ;
+  always @(posedge clk)
+    skew4_1 <= \$349 ;
+  always @(posedge clk)
+    skew4_2 <= \$350 ;
+  always @(posedge clk)
+    skew4_3 <= \$351 ;
+  always @(posedge clk)
+    entered5 <= \$352 ;
+  always @(posedge clk)
+    skew5_0 <= \$353 ;
+  always @(posedge clk)
+    skew5_1 <= \$354 ;
+  always @(posedge clk)
+    skew5_2 <= \$355 ;
+  always @(posedge clk)
+    skew5_3 <= \$356 ;
+  always @(posedge clk)
+    skew5_4 <= \$357 ;
+  always @(posedge clk)
+    entered6 <= \$358 ;
+  always @(posedge clk)
+    skew6_0 <= \$359 ;
+  always @(posedge clk)
+    skew6_1 <= \$360 ;
+  always @(posedge clk)
+    skew6_2 <= \$361 ;
+  always @(posedge clk)
+    skew6_3 <= \$362 ;
+  always @(posedge clk)
+    skew6_4 <= \$363 ;
+  always @(posedge clk)
+    skew6_5 <= \$364 ;
+  always @(posedge clk)
+    entered7 <= \$365 ;
+  always @(posedge clk)
+    skew7_0 <= \$366 ;
+  always @(posedge clk)
+    skew7_1 <= \$367 ;
+  always @(posedge clk)
+    skew7_2 <= \$368 ;
+  always @(posedge clk)
+    skew7_3 <= \$369 ;
+  always @(posedge clk)
+    skew7_4 <= \$370 ;
+  always @(posedge clk)
+    skew7_5 <= \$371 ;
+  always @(posedge clk)
+    skew7_6 <= \$372 ;
+  always @(posedge clk)
+    col1_word <= \$373 ;
+  always @(posedge clk)
+    col2_word <= \$374 ;
+  always @(posedge clk)
+    col3_word <= \$375 ;
+  always @(posedge clk)
+    col4_word <= \$376 ;
+  always @(posedge clk)
+    col5_word <= \$377 ;
+  always @(posedge clk)
+    col6_word <= \$378 ;
+  always @(posedge clk)
+    col7_word <= \$379 ;
+  always @(posedge clk)
+    word_row_d1 <= \$380 ;
+  always @(posedge clk)
+    word_row_d2 <= \$381 ;
+  always @(posedge clk)
+    word_row_d3 <= \$382 ;
+  always @(posedge clk)
+    word_row_d4 <= \$383 ;
+  always @(posedge clk)
+    word_row_d5 <= \$384 ;
+  always @(posedge clk)
+    word_row_d6 <= \$385 ;
+  always @(posedge clk)
+    word_row_d7 <= \$386 ;
+  always @(posedge clk)
+    word_row_d8 <= \$387 ;
+  always @(posedge clk)
+    sum_row_d1 <= \$388 ;
+  always @(posedge clk)
+    sum_row_d2 <= \$389 ;
+  always @(posedge clk)
+    sum_row_d3 <= \$390 ;
+  always @(posedge clk)
+    sum_row_d4 <= \$391 ;
+  always @(posedge clk)
+    sum_row_d5 <= \$392 ;
+  always @(posedge clk)
+    sum_row_d6 <= \$393 ;
+  always @(posedge clk)
+    sum_row_d7 <= \$394 ;
+  always @(posedge clk)
+    sum_row_d8 <= \$395 ;
+  always @(posedge clk)
+    sum_row_d9 <= \$396 ;
+  always @(posedge clk)
+    sum_row_d10 <= \$397 ;
+  always @(posedge clk)
+    sum_row_d11 <= \$398 ;
+  always @(posedge clk)
+    sum_row_d12 <= \$399 ;
+  always @(posedge clk)
+    sum_row_d13 <= \$400 ;
+  always @(posedge clk)
+    sum_row_d14 <= \$401 ;
+  always @(posedge clk)
+    sum_row_d15 <= \$402 ;
+  always @(posedge clk)
+    col0_picked <= \$403 ;
+  always @(posedge clk)
+    other_row_0_0 <= \$404 ;
+  always @(posedge clk)
+    other_row_1_0 <= \$405 ;
+  always @(posedge clk)
+    other_row_2_0 <= \$406 ;
+  always @(posedge clk)
+    other_row_3_0 <= \$407 ;
+  always @(posedge clk)
+    other_row_4_0 <= \$408 ;
+  always @(posedge clk)
+    other_row_5_0 <= \$409 ;
+  always @(posedge clk)
+    other_row_6_0 <= \$410 ;
+  always @(posedge clk)
+    other_row_7_0 <= \$411 ;
+  always @(posedge clk)
+    col1_picked <= \$412 ;
+  always @(posedge clk)
+    other_row_0_1 <= \$413 ;
+  always @(posedge clk)
+    other_row_1_1 <= \$414 ;
+  always @(posedge clk)
+    other_row_2_1 <= \$415 ;
+  always @(posedge clk)
+    other_row_3_1 <= \$416 ;
+  always @(posedge clk)
+    other_row_4_1 <= \$417 ;
+  always @(posedge clk)
+    other_row_5_1 <= \$418 ;
+  always @(posedge clk)
+    other_row_6_1 <= \$419 ;
+  always @(posedge clk)
+    other_row_7_1 <= \$420 ;
+  always @(posedge clk)
+    col2_picked <= \$421 ;
+  always @(posedge clk)
+    other_row_0_2 <= \$422 ;
+  always @(posedge clk)
+    other_row_1_2 <= \$423 ;
+  always @(posedge clk)
+    other_row_2_2 <= \$424 ;
+  always @(posedge clk)
+    other_row_3_2 <= \$425 ;
+  always @(posedge clk)
+    other_row_4_2 <= \$426 ;
+  always @(posedge clk)
+    other_row_5_2 <= \$427 ;
+  always @(posedge clk)
+    other_row_6_2 <= \$428 ;
+  always @(posedge clk)
+    other_row_7_2 <= \$429 ;
+  always @(posedge clk)
+    col3_picked <= \$430 ;
+  always @(posedge clk)
+    other_row_0_3 <= \$431 ;
+  always @(posedge clk)
+    other_row_1_3 <= \$432 ;
+  always @(posedge clk)
+    other_row_2_3 <= \$433 ;
+  always @(posedge clk)
+    other_row_3_3 <= \$434 ;
+  always @(posedge clk)
+    other_row_4_3 <= \$435 ;
+  always @(posedge clk)
+    other_row_5_3 <= \$436 ;
+  always @(posedge clk)
+    other_row_6_3 <= \$437 ;
+  always @(posedge clk)
+    other_row_7_3 <= \$438 ;
+  always @(posedge clk)
+    col4_picked <= \$439 ;
+  always @(posedge clk)
+    other_row_0_4 <= \$440 ;
+  always @(posedge clk)
+    other_row_1_4 <= \$441 ;
+  always @(posedge clk)
+    other_row_2_4 <= \$442 ;
+  always @(posedge clk)
+    other_row_3_4 <= \$443 ;
+  always @(posedge clk)
+    other_row_4_4 <= \$444 ;
+  always @(posedge clk)
+    other_row_5_4 <= \$445 ;
+  always @(posedge clk)
+    other_row_6_4 <= \$446 ;
+  always @(posedge clk)
+    other_row_7_4 <= \$447 ;
+  always @(posedge clk)
+    col5_picked <= \$448 ;
+  always @(posedge clk)
+    other_row_0_5 <= \$449 ;
+  always @(posedge clk)
+    other_row_1_5 <= \$450 ;
+  always @(posedge clk)
+    other_row_2_5 <= \$451 ;
+  always @(posedge clk)
+    other_row_3_5 <= \$452 ;
+  always @(posedge clk)
+    other_row_4_5 <= \$453 ;
+  always @(posedge clk)
+    other_row_5_5 <= \$454 ;
+  always @(posedge clk)
+    other_row_6_5 <= \$455 ;
+  always @(posedge clk)
+    other_row_7_5 <= \$456 ;
+  always @(posedge clk)
+    col6_picked <= \$457 ;
+  always @(posedge clk)
+    other_row_0_6 <= \$458 ;
+  always @(posedge clk)
+    other_row_1_6 <= \$459 ;
+  always @(posedge clk)
+    other_row_2_6 <= \$460 ;
+  always @(posedge clk)
+    other_row_3_6 <= \$461 ;
+  always @(posedge clk)
+    other_row_4_6 <= \$462 ;
+  always @(posedge clk)
+    other_row_5_6 <= \$463 ;
+  always @(posedge clk)
+    other_row_6_6 <= \$464 ;
+  always @(posedge clk)
+    other_row_7_6 <= \$465 ;
+  always @(posedge clk)
+    col7_picked <= \$466 ;
+  always @(posedge clk)
+    other_row_0_7 <= \$467 ;
+  always @(posedge clk)
+    other_row_1_7 <= \$468 ;
+  always @(posedge clk)
+    other_row_2_7 <= \$469 ;
+  always @(posedge clk)
+    other_row_3_7 <= \$470 ;
+  always @(posedge clk)
+    other_row_4_7 <= \$471 ;
+  always @(posedge clk)
+    other_row_5_7 <= \$472 ;
+  always @(posedge clk)
+    other_row_6_7 <= \$473 ;
+  always @(posedge clk)
+    other_row_7_7 <= \$474 ;
+  always @(posedge clk)
+    deskew0_0 <= \$475 ;
+  always @(posedge clk)
+    deskew0_1 <= \$476 ;
+  always @(posedge clk)
+    deskew0_2 <= \$477 ;
+  always @(posedge clk)
+    deskew0_3 <= \$478 ;
+  always @(posedge clk)
+    deskew0_4 <= \$479 ;
+  always @(posedge clk)
+    deskew0_5 <= \$480 ;
+  always @(posedge clk)
+    deskew0_6 <= \$481 ;
+  always @(posedge clk)
+    deskew1_0 <= \$482 ;
+  always @(posedge clk)
+    deskew1_1 <= \$483 ;
+  always @(posedge clk)
+    deskew1_2 <= \$484 ;
+  always @(posedge clk)
+    deskew1_3 <= \$485 ;
+  always @(posedge clk)
+    deskew1_4 <= \$486 ;
+  always @(posedge clk)
+    deskew1_5 <= \$487 ;
+  always @(posedge clk)
+    deskew2_0 <= \$488 ;
+  always @(posedge clk)
+    deskew2_1 <= \$489 ;
+  always @(posedge clk)
+    deskew2_2 <= \$490 ;
+  always @(posedge clk)
+    deskew2_3 <= \$491 ;
+  always @(posedge clk)
+    deskew2_4 <= \$492 ;
+  always @(posedge clk)
+    deskew3_0 <= \$493 ;
+  always @(posedge clk)
+    deskew3_1 <= \$494 ;
+  always @(posedge clk)
+    deskew3_2 <= \$495 ;
+  always @(posedge clk)
+    deskew3_3 <= \$496 ;
+  always @(posedge clk)
+    deskew4_0 <= \$497 ;
+  always @(posedge clk)
+    deskew4_1 <= \$498 ;
+  always @(posedge clk)
+    deskew4_2 <= \$499 ;
+  always @(posedge clk)
+    deskew5_0 <= \$500 ;
+  always @(posedge clk)
+    deskew5_1 <= \$501 ;
+  always @(posedge clk)
+    deskew6_0 <= \$502 ;
+  always @(posedge clk)
+    valid <= \$503 ;
   assign \$2  = depthwise ? entered1 : skew1_0;
   assign \$3  = depthwise ? entered2 : skew2_1;
   assign \$4  = depthwise ? entered3 : skew3_2;
@@ -24519,2014 +25178,2605 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \$6  = depthwise ? entered5 : skew5_4;
   assign \$7  = depthwise ? entered6 : skew6_5;
   assign \$8  = depthwise ? entered7 : skew7_6;
-  assign \$9  = depthwise ? col0_picked : entered0;
+  assign \$9  = depthwise & other_row_0_0;
   assign \$10  = depthwise ? col0_picked : entered0;
-  assign \$11  = ! w_row;
-  assign w_we = \w_we$24  & \$11 ;
-  assign \$12  = depthwise ? col0_picked : skew1_0;
-  assign \$13  = depthwise ? col0_picked : skew1_0;
-  assign \$14  = w_row == 1'h1;
-  assign \w_we$33  = \w_we$24  & \$14 ;
-  assign \$15  = depthwise ? col0_picked : skew2_1;
-  assign \$16  = depthwise ? col0_picked : skew2_1;
-  assign \$17  = w_row == 2'h2;
-  assign \w_we$40  = \w_we$24  & \$17 ;
-  assign \$18  = depthwise ? col0_picked : skew3_2;
-  assign \$19  = depthwise ? col0_picked : skew3_2;
-  assign \$20  = w_row == 2'h3;
-  assign \w_we$47  = \w_we$24  & \$20 ;
-  assign \$21  = depthwise ? col0_picked : skew4_3;
-  assign \$22  = depthwise ? col0_picked : skew4_3;
-  assign \$23  = w_row == 3'h4;
-  assign \w_we$54  = \w_we$24  & \$23 ;
-  assign \$24  = depthwise ? col0_picked : skew5_4;
-  assign \$25  = depthwise ? col0_picked : skew5_4;
-  assign \$26  = w_row == 3'h5;
-  assign \w_we$61  = \w_we$24  & \$26 ;
-  assign \$27  = depthwise ? col0_picked : skew6_5;
-  assign \$28  = depthwise ? col0_picked : skew6_5;
-  assign \$29  = w_row == 3'h6;
-  assign \w_we$68  = \w_we$24  & \$29 ;
-  assign \$30  = depthwise ? col0_picked : skew7_6;
-  assign \$31  = depthwise ? col0_picked : skew7_6;
-  assign \$32  = w_row == 3'h7;
-  assign \w_we$75  = \w_we$24  & \$32 ;
-  assign \$33  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$34  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$35  = ! w_row;
-  assign \w_we$84  = \w_we$24  & \$35 ;
-  assign \$36  = depthwise ? col1_picked : col1_word[17:9];
-  assign \$37  = depthwise ? col1_picked : col1_word[17:9];
-  assign \$38  = w_row == 1'h1;
-  assign \w_we$90  = \w_we$24  & \$38 ;
-  assign \$39  = depthwise ? col1_picked : col1_word[26:18];
-  assign \$40  = depthwise ? col1_picked : col1_word[26:18];
-  assign \$41  = w_row == 2'h2;
-  assign \w_we$97  = \w_we$24  & \$41 ;
-  assign \$42  = depthwise ? col1_picked : col1_word[35:27];
-  assign \$43  = depthwise ? col1_picked : col1_word[35:27];
-  assign \$44  = w_row == 2'h3;
-  assign \w_we$104  = \w_we$24  & \$44 ;
-  assign \$45  = depthwise ? col1_picked : col1_word[44:36];
-  assign \$46  = depthwise ? col1_picked : col1_word[44:36];
-  assign \$47  = w_row == 3'h4;
-  assign \w_we$111  = \w_we$24  & \$47 ;
-  assign \$48  = depthwise ? col1_picked : col1_word[53:45];
-  assign \$49  = depthwise ? col1_picked : col1_word[53:45];
-  assign \$50  = w_row == 3'h5;
-  assign \w_we$118  = \w_we$24  & \$50 ;
-  assign \$51  = depthwise ? col1_picked : col1_word[62:54];
-  assign \$52  = depthwise ? col1_picked : col1_word[62:54];
-  assign \$53  = w_row == 3'h6;
-  assign \w_we$125  = \w_we$24  & \$53 ;
-  assign \$54  = depthwise ? col1_picked : col1_word[71:63];
-  assign \$55  = depthwise ? col1_picked : col1_word[71:63];
-  assign \$56  = w_row == 3'h7;
-  assign \w_we$132  = \w_we$24  & \$56 ;
-  assign \$57  = depthwise ? col2_picked : col2_word[8:0];
-  assign \$58  = depthwise ? col2_picked : col2_word[8:0];
-  assign \$59  = ! w_row;
-  assign \w_we$141  = \w_we$24  & \$59 ;
-  assign \$60  = depthwise ? col2_picked : col2_word[17:9];
-  assign \$61  = depthwise ? col2_picked : col2_word[17:9];
-  assign \$62  = w_row == 1'h1;
-  assign \w_we$147  = \w_we$24  & \$62 ;
-  assign \$63  = depthwise ? col2_picked : col2_word[26:18];
-  assign \$64  = depthwise ? col2_picked : col2_word[26:18];
-  assign \$65  = w_row == 2'h2;
-  assign \w_we$154  = \w_we$24  & \$65 ;
-  assign \$66  = depthwise ? col2_picked : col2_word[35:27];
-  assign \$67  = depthwise ? col2_picked : col2_word[35:27];
-  assign \$68  = w_row == 2'h3;
-  assign \w_we$161  = \w_we$24  & \$68 ;
-  assign \$69  = depthwise ? col2_picked : col2_word[44:36];
-  assign \$70  = depthwise ? col2_picked : col2_word[44:36];
-  assign \$71  = w_row == 3'h4;
-  assign \w_we$168  = \w_we$24  & \$71 ;
-  assign \$72  = depthwise ? col2_picked : col2_word[53:45];
-  assign \$73  = depthwise ? col2_picked : col2_word[53:45];
-  assign \$74  = w_row == 3'h5;
-  assign \w_we$175  = \w_we$24  & \$74 ;
-  assign \$75  = depthwise ? col2_picked : col2_word[62:54];
-  assign \$76  = depthwise ? col2_picked : col2_word[62:54];
-  assign \$77  = w_row == 3'h6;
-  assign \w_we$182  = \w_we$24  & \$77 ;
-  assign \$78  = depthwise ? col2_picked : col2_word[71:63];
-  assign \$79  = depthwise ? col2_picked : col2_word[71:63];
-  assign \$80  = w_row == 3'h7;
-  assign \w_we$189  = \w_we$24  & \$80 ;
-  assign \$81  = depthwise ? col3_picked : col3_word[8:0];
-  assign \$82  = depthwise ? col3_picked : col3_word[8:0];
-  assign \$83  = ! w_row;
-  assign \w_we$198  = \w_we$24  & \$83 ;
-  assign \$84  = depthwise ? col3_picked : col3_word[17:9];
-  assign \$85  = depthwise ? col3_picked : col3_word[17:9];
-  assign \$86  = w_row == 1'h1;
-  assign \w_we$204  = \w_we$24  & \$86 ;
-  assign \$87  = depthwise ? col3_picked : col3_word[26:18];
-  assign \$88  = depthwise ? col3_picked : col3_word[26:18];
-  assign \$89  = w_row == 2'h2;
-  assign \w_we$211  = \w_we$24  & \$89 ;
-  assign \$90  = depthwise ? col3_picked : col3_word[35:27];
-  assign \$91  = depthwise ? col3_picked : col3_word[35:27];
-  assign \$92  = w_row == 2'h3;
-  assign \w_we$218  = \w_we$24  & \$92 ;
-  assign \$93  = depthwise ? col3_picked : col3_word[44:36];
-  assign \$94  = depthwise ? col3_picked : col3_word[44:36];
-  assign \$95  = w_row == 3'h4;
-  assign \w_we$225  = \w_we$24  & \$95 ;
-  assign \$96  = depthwise ? col3_picked : col3_word[53:45];
-  assign \$97  = depthwise ? col3_picked : col3_word[53:45];
-  assign \$98  = w_row == 3'h5;
-  assign \w_we$232  = \w_we$24  & \$98 ;
-  assign \$99  = depthwise ? col3_picked : col3_word[62:54];
-  assign \$100  = depthwise ? col3_picked : col3_word[62:54];
-  assign \$101  = w_row == 3'h6;
-  assign \w_we$239  = \w_we$24  & \$101 ;
-  assign \$102  = depthwise ? col3_picked : col3_word[71:63];
-  assign \$103  = depthwise ? col3_picked : col3_word[71:63];
+  assign a = \$9  ? 8'h00 : \$10 [7:0];
+  assign \$11  = depthwise ? col0_picked : entered0;
+  assign \$12  = ! w_row;
+  assign w_we = \w_we$25  & \$12 ;
+  assign \$13  = depthwise & other_row_1_0;
+  assign \$14  = depthwise ? col0_picked : skew1_0;
+  assign \a$32  = \$13  ? 8'h00 : \$14 [7:0];
+  assign \$15  = depthwise ? col0_picked : skew1_0;
+  assign \$16  = w_row == 1'h1;
+  assign \w_we$35  = \w_we$25  & \$16 ;
+  assign \$17  = depthwise & other_row_2_0;
+  assign \$18  = depthwise ? col0_picked : skew2_1;
+  assign \a$40  = \$17  ? 8'h00 : \$18 [7:0];
+  assign \$19  = depthwise ? col0_picked : skew2_1;
+  assign \$20  = w_row == 2'h2;
+  assign \w_we$43  = \w_we$25  & \$20 ;
+  assign \$21  = depthwise & other_row_3_0;
+  assign \$22  = depthwise ? col0_picked : skew3_2;
+  assign \a$48  = \$21  ? 8'h00 : \$22 [7:0];
+  assign \$23  = depthwise ? col0_picked : skew3_2;
+  assign \$24  = w_row == 2'h3;
+  assign \w_we$51  = \w_we$25  & \$24 ;
+  assign \$25  = depthwise & other_row_4_0;
+  assign \$26  = depthwise ? col0_picked : skew4_3;
+  assign \a$56  = \$25  ? 8'h00 : \$26 [7:0];
+  assign \$27  = depthwise ? col0_picked : skew4_3;
+  assign \$28  = w_row == 3'h4;
+  assign \w_we$59  = \w_we$25  & \$28 ;
+  assign \$29  = depthwise & other_row_5_0;
+  assign \$30  = depthwise ? col0_picked : skew5_4;
+  assign \a$64  = \$29  ? 8'h00 : \$30 [7:0];
+  assign \$31  = depthwise ? col0_picked : skew5_4;
+  assign \$32  = w_row == 3'h5;
+  assign \w_we$67  = \w_we$25  & \$32 ;
+  assign \$33  = depthwise & other_row_6_0;
+  assign \$34  = depthwise ? col0_picked : skew6_5;
+  assign \a$72  = \$33  ? 8'h00 : \$34 [7:0];
+  assign \$35  = depthwise ? col0_picked : skew6_5;
+  assign \$36  = w_row == 3'h6;
+  assign \w_we$75  = \w_we$25  & \$36 ;
+  assign \$37  = depthwise & other_row_7_0;
+  assign \$38  = depthwise ? col0_picked : skew7_6;
+  assign \a$80  = \$37  ? 8'h00 : \$38 [7:0];
+  assign \$39  = depthwise ? col0_picked : skew7_6;
+  assign \$40  = w_row == 3'h7;
+  assign \w_we$83  = \w_we$25  & \$40 ;
+  assign \$41  = depthwise & other_row_0_1;
+  assign \$42  = depthwise ? col1_picked : col1_word[8:0];
+  assign \a$88  = \$41  ? 8'h00 : \$42 [7:0];
+  assign \$43  = depthwise ? col1_picked : col1_word[8:0];
+  assign \$44  = ! w_row;
+  assign \w_we$93  = \w_we$25  & \$44 ;
+  assign \$45  = depthwise & other_row_1_1;
+  assign \$46  = depthwise ? col1_picked : col1_word[17:9];
+  assign \a$97  = \$45  ? 8'h00 : \$46 [7:0];
+  assign \$47  = depthwise ? col1_picked : col1_word[17:9];
+  assign \$48  = w_row == 1'h1;
+  assign \w_we$100  = \w_we$25  & \$48 ;
+  assign \$49  = depthwise & other_row_2_1;
+  assign \$50  = depthwise ? col1_picked : col1_word[26:18];
+  assign \a$105  = \$49  ? 8'h00 : \$50 [7:0];
+  assign \$51  = depthwise ? col1_picked : col1_word[26:18];
+  assign \$52  = w_row == 2'h2;
+  assign \w_we$108  = \w_we$25  & \$52 ;
+  assign \$53  = depthwise & other_row_3_1;
+  assign \$54  = depthwise ? col1_picked : col1_word[35:27];
+  assign \a$113  = \$53  ? 8'h00 : \$54 [7:0];
+  assign \$55  = depthwise ? col1_picked : col1_word[35:27];
+  assign \$56  = w_row == 2'h3;
+  assign \w_we$116  = \w_we$25  & \$56 ;
+  assign \$57  = depthwise & other_row_4_1;
+  assign \$58  = depthwise ? col1_picked : col1_word[44:36];
+  assign \a$121  = \$57  ? 8'h00 : \$58 [7:0];
+  assign \$59  = depthwise ? col1_picked : col1_word[44:36];
+  assign \$60  = w_row == 3'h4;
+  assign \w_we$124  = \w_we$25  & \$60 ;
+  assign \$61  = depthwise & other_row_5_1;
+  assign \$62  = depthwise ? col1_picked : col1_word[53:45];
+  assign \a$129  = \$61  ? 8'h00 : \$62 [7:0];
+  assign \$63  = depthwise ? col1_picked : col1_word[53:45];
+  assign \$64  = w_row == 3'h5;
+  assign \w_we$132  = \w_we$25  & \$64 ;
+  assign \$65  = depthwise & other_row_6_1;
+  assign \$66  = depthwise ? col1_picked : col1_word[62:54];
+  assign \a$137  = \$65  ? 8'h00 : \$66 [7:0];
+  assign \$67  = depthwise ? col1_picked : col1_word[62:54];
+  assign \$68  = w_row == 3'h6;
+  assign \w_we$140  = \w_we$25  & \$68 ;
+  assign \$69  = depthwise & other_row_7_1;
+  assign \$70  = depthwise ? col1_picked : col1_word[71:63];
+  assign \a$145  = \$69  ? 8'h00 : \$70 [7:0];
+  assign \$71  = depthwise ? col1_picked : col1_word[71:63];
+  assign \$72  = w_row == 3'h7;
+  assign \w_we$148  = \w_we$25  & \$72 ;
+  assign \$73  = depthwise & other_row_0_2;
+  assign \$74  = depthwise ? col2_picked : col2_word[8:0];
+  assign \a$153  = \$73  ? 8'h00 : \$74 [7:0];
+  assign \$75  = depthwise ? col2_picked : col2_word[8:0];
+  assign \$76  = ! w_row;
+  assign \w_we$158  = \w_we$25  & \$76 ;
+  assign \$77  = depthwise & other_row_1_2;
+  assign \$78  = depthwise ? col2_picked : col2_word[17:9];
+  assign \a$162  = \$77  ? 8'h00 : \$78 [7:0];
+  assign \$79  = depthwise ? col2_picked : col2_word[17:9];
+  assign \$80  = w_row == 1'h1;
+  assign \w_we$165  = \w_we$25  & \$80 ;
+  assign \$81  = depthwise & other_row_2_2;
+  assign \$82  = depthwise ? col2_picked : col2_word[26:18];
+  assign \a$170  = \$81  ? 8'h00 : \$82 [7:0];
+  assign \$83  = depthwise ? col2_picked : col2_word[26:18];
+  assign \$84  = w_row == 2'h2;
+  assign \w_we$173  = \w_we$25  & \$84 ;
+  assign \$85  = depthwise & other_row_3_2;
+  assign \$86  = depthwise ? col2_picked : col2_word[35:27];
+  assign \a$178  = \$85  ? 8'h00 : \$86 [7:0];
+  assign \$87  = depthwise ? col2_picked : col2_word[35:27];
+  assign \$88  = w_row == 2'h3;
+  assign \w_we$181  = \w_we$25  & \$88 ;
+  assign \$89  = depthwise & other_row_4_2;
+  assign \$90  = depthwise ? col2_picked : col2_word[44:36];
+  assign \a$186  = \$89  ? 8'h00 : \$90 [7:0];
+  assign \$91  = depthwise ? col2_picked : col2_word[44:36];
+  assign \$92  = w_row == 3'h4;
+  assign \w_we$189  = \w_we$25  & \$92 ;
+  assign \$93  = depthwise & other_row_5_2;
+  assign \$94  = depthwise ? col2_picked : col2_word[53:45];
+  assign \a$194  = \$93  ? 8'h00 : \$94 [7:0];
+  assign \$95  = depthwise ? col2_picked : col2_word[53:45];
+  assign \$96  = w_row == 3'h5;
+  assign \w_we$197  = \w_we$25  & \$96 ;
+  assign \$97  = depthwise & other_row_6_2;
+  assign \$98  = depthwise ? col2_picked : col2_word[62:54];
+  assign \a$202  = \$97  ? 8'h00 : \$98 [7:0];
+  assign \$99  = depthwise ? col2_picked : col2_word[62:54];
+  assign \$100  = w_row == 3'h6;
+  assign \w_we$205  = \w_we$25  & \$100 ;
+  assign \$101  = depthwise & other_row_7_2;
+  assign \$102  = depthwise ? col2_picked : col2_word[71:63];
+  assign \a$210  = \$101  ? 8'h00 : \$102 [7:0];
+  assign \$103  = depthwise ? col2_picked : col2_word[71:63];
   assign \$104  = w_row == 3'h7;
-  assign \w_we$246  = \w_we$24  & \$104 ;
-  assign \$105  = depthwise ? col4_picked : col4_word[8:0];
-  assign \$106  = depthwise ? col4_picked : col4_word[8:0];
-  assign \$107  = ! w_row;
-  assign \w_we$255  = \w_we$24  & \$107 ;
-  assign \$108  = depthwise ? col4_picked : col4_word[17:9];
-  assign \$109  = depthwise ? col4_picked : col4_word[17:9];
-  assign \$110  = w_row == 1'h1;
-  assign \w_we$261  = \w_we$24  & \$110 ;
-  assign \$111  = depthwise ? col4_picked : col4_word[26:18];
-  assign \$112  = depthwise ? col4_picked : col4_word[26:18];
-  assign \$113  = w_row == 2'h2;
-  assign \w_we$268  = \w_we$24  & \$113 ;
-  assign \$114  = depthwise ? col4_picked : col4_word[35:27];
-  assign \$115  = depthwise ? col4_picked : col4_word[35:27];
-  assign \$116  = w_row == 2'h3;
-  assign \w_we$275  = \w_we$24  & \$116 ;
-  assign \$117  = depthwise ? col4_picked : col4_word[44:36];
-  assign \$118  = depthwise ? col4_picked : col4_word[44:36];
-  assign \$119  = w_row == 3'h4;
-  assign \w_we$282  = \w_we$24  & \$119 ;
-  assign \$120  = depthwise ? col4_picked : col4_word[53:45];
-  assign \$121  = depthwise ? col4_picked : col4_word[53:45];
-  assign \$122  = w_row == 3'h5;
-  assign \w_we$289  = \w_we$24  & \$122 ;
-  assign \$123  = depthwise ? col4_picked : col4_word[62:54];
-  assign \$124  = depthwise ? col4_picked : col4_word[62:54];
-  assign \$125  = w_row == 3'h6;
-  assign \w_we$296  = \w_we$24  & \$125 ;
-  assign \$126  = depthwise ? col4_picked : col4_word[71:63];
-  assign \$127  = depthwise ? col4_picked : col4_word[71:63];
-  assign \$128  = w_row == 3'h7;
-  assign \w_we$303  = \w_we$24  & \$128 ;
-  assign \$129  = depthwise ? col5_picked : col5_word[8:0];
-  assign \$130  = depthwise ? col5_picked : col5_word[8:0];
-  assign \$131  = ! w_row;
-  assign \w_we$312  = \w_we$24  & \$131 ;
-  assign \$132  = depthwise ? col5_picked : col5_word[17:9];
-  assign \$133  = depthwise ? col5_picked : col5_word[17:9];
-  assign \$134  = w_row == 1'h1;
-  assign \w_we$318  = \w_we$24  & \$134 ;
-  assign \$135  = depthwise ? col5_picked : col5_word[26:18];
-  assign \$136  = depthwise ? col5_picked : col5_word[26:18];
-  assign \$137  = w_row == 2'h2;
-  assign \w_we$325  = \w_we$24  & \$137 ;
-  assign \$138  = depthwise ? col5_picked : col5_word[35:27];
-  assign \$139  = depthwise ? col5_picked : col5_word[35:27];
-  assign \$140  = w_row == 2'h3;
-  assign \w_we$332  = \w_we$24  & \$140 ;
-  assign \$141  = depthwise ? col5_picked : col5_word[44:36];
-  assign \$142  = depthwise ? col5_picked : col5_word[44:36];
-  assign \$143  = w_row == 3'h4;
-  assign \w_we$339  = \w_we$24  & \$143 ;
-  assign \$144  = depthwise ? col5_picked : col5_word[53:45];
-  assign \$145  = depthwise ? col5_picked : col5_word[53:45];
-  assign \$146  = w_row == 3'h5;
-  assign \w_we$346  = \w_we$24  & \$146 ;
-  assign \$147  = depthwise ? col5_picked : col5_word[62:54];
-  assign \$148  = depthwise ? col5_picked : col5_word[62:54];
-  assign \$149  = w_row == 3'h6;
-  assign \w_we$353  = \w_we$24  & \$149 ;
-  assign \$150  = depthwise ? col5_picked : col5_word[71:63];
-  assign \$151  = depthwise ? col5_picked : col5_word[71:63];
-  assign \$152  = w_row == 3'h7;
-  assign \w_we$360  = \w_we$24  & \$152 ;
-  assign \$153  = depthwise ? col6_picked : col6_word[8:0];
-  assign \$154  = depthwise ? col6_picked : col6_word[8:0];
-  assign \$155  = ! w_row;
-  assign \w_we$369  = \w_we$24  & \$155 ;
-  assign \$156  = depthwise ? col6_picked : col6_word[17:9];
-  assign \$157  = depthwise ? col6_picked : col6_word[17:9];
-  assign \$158  = w_row == 1'h1;
-  assign \w_we$375  = \w_we$24  & \$158 ;
-  assign \$159  = depthwise ? col6_picked : col6_word[26:18];
-  assign \$160  = depthwise ? col6_picked : col6_word[26:18];
-  assign \$161  = w_row == 2'h2;
-  assign \w_we$382  = \w_we$24  & \$161 ;
-  assign \$162  = depthwise ? col6_picked : col6_word[35:27];
-  assign \$163  = depthwise ? col6_picked : col6_word[35:27];
-  assign \$164  = w_row == 2'h3;
-  assign \w_we$389  = \w_we$24  & \$164 ;
-  assign \$165  = depthwise ? col6_picked : col6_word[44:36];
-  assign \$166  = depthwise ? col6_picked : col6_word[44:36];
-  assign \$167  = w_row == 3'h4;
-  assign \w_we$396  = \w_we$24  & \$167 ;
-  assign \$168  = depthwise ? col6_picked : col6_word[53:45];
-  assign \$169  = depthwise ? col6_picked : col6_word[53:45];
-  assign \$170  = w_row == 3'h5;
-  assign \w_we$403  = \w_we$24  & \$170 ;
-  assign \$171  = depthwise ? col6_picked : col6_word[62:54];
-  assign \$172  = depthwise ? col6_picked : col6_word[62:54];
-  assign \$173  = w_row == 3'h6;
-  assign \w_we$410  = \w_we$24  & \$173 ;
-  assign \$174  = depthwise ? col6_picked : col6_word[71:63];
-  assign \$175  = depthwise ? col6_picked : col6_word[71:63];
-  assign \$176  = w_row == 3'h7;
-  assign \w_we$417  = \w_we$24  & \$176 ;
-  assign \$177  = depthwise ? col7_picked : col7_word[8:0];
-  assign \$178  = depthwise ? col7_picked : col7_word[8:0];
-  assign \$179  = ! w_row;
-  assign \w_we$426  = \w_we$24  & \$179 ;
-  assign \$180  = depthwise ? col7_picked : col7_word[17:9];
-  assign \$181  = depthwise ? col7_picked : col7_word[17:9];
-  assign \$182  = w_row == 1'h1;
-  assign \w_we$432  = \w_we$24  & \$182 ;
-  assign \$183  = depthwise ? col7_picked : col7_word[26:18];
-  assign \$184  = depthwise ? col7_picked : col7_word[26:18];
-  assign \$185  = w_row == 2'h2;
-  assign \w_we$439  = \w_we$24  & \$185 ;
-  assign \$186  = depthwise ? col7_picked : col7_word[35:27];
-  assign \$187  = depthwise ? col7_picked : col7_word[35:27];
-  assign \$188  = w_row == 2'h3;
-  assign \w_we$446  = \w_we$24  & \$188 ;
-  assign \$189  = depthwise ? col7_picked : col7_word[44:36];
-  assign \$190  = depthwise ? col7_picked : col7_word[44:36];
-  assign \$191  = w_row == 3'h4;
-  assign \w_we$453  = \w_we$24  & \$191 ;
-  assign \$192  = depthwise ? col7_picked : col7_word[53:45];
-  assign \$193  = depthwise ? col7_picked : col7_word[53:45];
-  assign \$194  = w_row == 3'h5;
-  assign \w_we$460  = \w_we$24  & \$194 ;
-  assign \$195  = depthwise ? col7_picked : col7_word[62:54];
-  assign \$196  = depthwise ? col7_picked : col7_word[62:54];
-  assign \$197  = w_row == 3'h6;
-  assign \w_we$467  = \w_we$24  & \$197 ;
-  assign \$198  = depthwise ? col7_picked : col7_word[71:63];
-  assign \$199  = depthwise ? col7_picked : col7_word[71:63];
+  assign \w_we$213  = \w_we$25  & \$104 ;
+  assign \$105  = depthwise & other_row_0_3;
+  assign \$106  = depthwise ? col3_picked : col3_word[8:0];
+  assign \a$218  = \$105  ? 8'h00 : \$106 [7:0];
+  assign \$107  = depthwise ? col3_picked : col3_word[8:0];
+  assign \$108  = ! w_row;
+  assign \w_we$223  = \w_we$25  & \$108 ;
+  assign \$109  = depthwise & other_row_1_3;
+  assign \$110  = depthwise ? col3_picked : col3_word[17:9];
+  assign \a$227  = \$109  ? 8'h00 : \$110 [7:0];
+  assign \$111  = depthwise ? col3_picked : col3_word[17:9];
+  assign \$112  = w_row == 1'h1;
+  assign \w_we$230  = \w_we$25  & \$112 ;
+  assign \$113  = depthwise & other_row_2_3;
+  assign \$114  = depthwise ? col3_picked : col3_word[26:18];
+  assign \a$235  = \$113  ? 8'h00 : \$114 [7:0];
+  assign \$115  = depthwise ? col3_picked : col3_word[26:18];
+  assign \$116  = w_row == 2'h2;
+  assign \w_we$238  = \w_we$25  & \$116 ;
+  assign \$117  = depthwise & other_row_3_3;
+  assign \$118  = depthwise ? col3_picked : col3_word[35:27];
+  assign \a$243  = \$117  ? 8'h00 : \$118 [7:0];
+  assign \$119  = depthwise ? col3_picked : col3_word[35:27];
+  assign \$120  = w_row == 2'h3;
+  assign \w_we$246  = \w_we$25  & \$120 ;
+  assign \$121  = depthwise & other_row_4_3;
+  assign \$122  = depthwise ? col3_picked : col3_word[44:36];
+  assign \a$251  = \$121  ? 8'h00 : \$122 [7:0];
+  assign \$123  = depthwise ? col3_picked : col3_word[44:36];
+  assign \$124  = w_row == 3'h4;
+  assign \w_we$254  = \w_we$25  & \$124 ;
+  assign \$125  = depthwise & other_row_5_3;
+  assign \$126  = depthwise ? col3_picked : col3_word[53:45];
+  assign \a$259  = \$125  ? 8'h00 : \$126 [7:0];
+  assign \$127  = depthwise ? col3_picked : col3_word[53:45];
+  assign \$128  = w_row == 3'h5;
+  assign \w_we$262  = \w_we$25  & \$128 ;
+  assign \$129  = depthwise & other_row_6_3;
+  assign \$130  = depthwise ? col3_picked : col3_word[62:54];
+  assign \a$267  = \$129  ? 8'h00 : \$130 [7:0];
+  assign \$131  = depthwise ? col3_picked : col3_word[62:54];
+  assign \$132  = w_row == 3'h6;
+  assign \w_we$270  = \w_we$25  & \$132 ;
+  assign \$133  = depthwise & other_row_7_3;
+  assign \$134  = depthwise ? col3_picked : col3_word[71:63];
+  assign \a$275  = \$133  ? 8'h00 : \$134 [7:0];
+  assign \$135  = depthwise ? col3_picked : col3_word[71:63];
+  assign \$136  = w_row == 3'h7;
+  assign \w_we$278  = \w_we$25  & \$136 ;
+  assign \$137  = depthwise & other_row_0_4;
+  assign \$138  = depthwise ? col4_picked : col4_word[8:0];
+  assign \a$283  = \$137  ? 8'h00 : \$138 [7:0];
+  assign \$139  = depthwise ? col4_picked : col4_word[8:0];
+  assign \$140  = ! w_row;
+  assign \w_we$288  = \w_we$25  & \$140 ;
+  assign \$141  = depthwise & other_row_1_4;
+  assign \$142  = depthwise ? col4_picked : col4_word[17:9];
+  assign \a$292  = \$141  ? 8'h00 : \$142 [7:0];
+  assign \$143  = depthwise ? col4_picked : col4_word[17:9];
+  assign \$144  = w_row == 1'h1;
+  assign \w_we$295  = \w_we$25  & \$144 ;
+  assign \$145  = depthwise & other_row_2_4;
+  assign \$146  = depthwise ? col4_picked : col4_word[26:18];
+  assign \a$300  = \$145  ? 8'h00 : \$146 [7:0];
+  assign \$147  = depthwise ? col4_picked : col4_word[26:18];
+  assign \$148  = w_row == 2'h2;
+  assign \w_we$303  = \w_we$25  & \$148 ;
+  assign \$149  = depthwise & other_row_3_4;
+  assign \$150  = depthwise ? col4_picked : col4_word[35:27];
+  assign \a$308  = \$149  ? 8'h00 : \$150 [7:0];
+  assign \$151  = depthwise ? col4_picked : col4_word[35:27];
+  assign \$152  = w_row == 2'h3;
+  assign \w_we$311  = \w_we$25  & \$152 ;
+  assign \$153  = depthwise & other_row_4_4;
+  assign \$154  = depthwise ? col4_picked : col4_word[44:36];
+  assign \a$316  = \$153  ? 8'h00 : \$154 [7:0];
+  assign \$155  = depthwise ? col4_picked : col4_word[44:36];
+  assign \$156  = w_row == 3'h4;
+  assign \w_we$319  = \w_we$25  & \$156 ;
+  assign \$157  = depthwise & other_row_5_4;
+  assign \$158  = depthwise ? col4_picked : col4_word[53:45];
+  assign \a$324  = \$157  ? 8'h00 : \$158 [7:0];
+  assign \$159  = depthwise ? col4_picked : col4_word[53:45];
+  assign \$160  = w_row == 3'h5;
+  assign \w_we$327  = \w_we$25  & \$160 ;
+  assign \$161  = depthwise & other_row_6_4;
+  assign \$162  = depthwise ? col4_picked : col4_word[62:54];
+  assign \a$332  = \$161  ? 8'h00 : \$162 [7:0];
+  assign \$163  = depthwise ? col4_picked : col4_word[62:54];
+  assign \$164  = w_row == 3'h6;
+  assign \w_we$335  = \w_we$25  & \$164 ;
+  assign \$165  = depthwise & other_row_7_4;
+  assign \$166  = depthwise ? col4_picked : col4_word[71:63];
+  assign \a$340  = \$165  ? 8'h00 : \$166 [7:0];
+  assign \$167  = depthwise ? col4_picked : col4_word[71:63];
+  assign \$168  = w_row == 3'h7;
+  assign \w_we$343  = \w_we$25  & \$168 ;
+  assign \$169  = depthwise & other_row_0_5;
+  assign \$170  = depthwise ? col5_picked : col5_word[8:0];
+  assign \a$348  = \$169  ? 8'h00 : \$170 [7:0];
+  assign \$171  = depthwise ? col5_picked : col5_word[8:0];
+  assign \$172  = ! w_row;
+  assign \w_we$353  = \w_we$25  & \$172 ;
+  assign \$173  = depthwise & other_row_1_5;
+  assign \$174  = depthwise ? col5_picked : col5_word[17:9];
+  assign \a$357  = \$173  ? 8'h00 : \$174 [7:0];
+  assign \$175  = depthwise ? col5_picked : col5_word[17:9];
+  assign \$176  = w_row == 1'h1;
+  assign \w_we$360  = \w_we$25  & \$176 ;
+  assign \$177  = depthwise & other_row_2_5;
+  assign \$178  = depthwise ? col5_picked : col5_word[26:18];
+  assign \a$365  = \$177  ? 8'h00 : \$178 [7:0];
+  assign \$179  = depthwise ? col5_picked : col5_word[26:18];
+  assign \$180  = w_row == 2'h2;
+  assign \w_we$368  = \w_we$25  & \$180 ;
+  assign \$181  = depthwise & other_row_3_5;
+  assign \$182  = depthwise ? col5_picked : col5_word[35:27];
+  assign \a$373  = \$181  ? 8'h00 : \$182 [7:0];
+  assign \$183  = depthwise ? col5_picked : col5_word[35:27];
+  assign \$184  = w_row == 2'h3;
+  assign \w_we$376  = \w_we$25  & \$184 ;
+  assign \$185  = depthwise & other_row_4_5;
+  assign \$186  = depthwise ? col5_picked : col5_word[44:36];
+  assign \a$381  = \$185  ? 8'h00 : \$186 [7:0];
+  assign \$187  = depthwise ? col5_picked : col5_word[44:36];
+  assign \$188  = w_row == 3'h4;
+  assign \w_we$384  = \w_we$25  & \$188 ;
+  assign \$189  = depthwise & other_row_5_5;
+  assign \$190  = depthwise ? col5_picked : col5_word[53:45];
+  assign \a$389  = \$189  ? 8'h00 : \$190 [7:0];
+  assign \$191  = depthwise ? col5_picked : col5_word[53:45];
+  assign \$192  = w_row == 3'h5;
+  assign \w_we$392  = \w_we$25  & \$192 ;
+  assign \$193  = depthwise & other_row_6_5;
+  assign \$194  = depthwise ? col5_picked : col5_word[62:54];
+  assign \a$397  = \$193  ? 8'h00 : \$194 [7:0];
+  assign \$195  = depthwise ? col5_picked : col5_word[62:54];
+  assign \$196  = w_row == 3'h6;
+  assign \w_we$400  = \w_we$25  & \$196 ;
+  assign \$197  = depthwise & other_row_7_5;
+  assign \$198  = depthwise ? col5_picked : col5_word[71:63];
+  assign \a$405  = \$197  ? 8'h00 : \$198 [7:0];
+  assign \$199  = depthwise ? col5_picked : col5_word[71:63];
   assign \$200  = w_row == 3'h7;
-  assign \w_we$474  = \w_we$24  & \$200 ;
-  assign \$553  = lane_select[2:0] * 4'h9;
-  assign \$201  = in_lanes >> \$553 ;
-  assign \$556  = lane_select[5:3] * 4'h9;
-  assign \$202  = skewed >> \$556 ;
-  assign \$559  = lane_select[8:6] * 4'h9;
-  assign \$203  = col1_word >> \$559 ;
-  assign \$562  = lane_select[11:9] * 4'h9;
-  assign \$204  = col2_word >> \$562 ;
-  assign \$565  = lane_select[14:12] * 4'h9;
-  assign \$205  = col3_word >> \$565 ;
-  assign \$568  = lane_select[17:15] * 4'h9;
-  assign \$206  = col4_word >> \$568 ;
-  assign \$571  = lane_select[20:18] * 4'h9;
-  assign \$207  = col5_word >> \$571 ;
-  assign \$574  = lane_select[23:21] * 4'h9;
-  assign \$208  = col6_word >> \$574 ;
-  always @(posedge clk)
-    entered0 <= \$209 ;
-  always @(posedge clk)
-    entered1 <= \$210 ;
-  always @(posedge clk)
-    skew1_0 <= \$211 ;
-  always @(posedge clk)
-    entered2 <= \$212 ;
-  always @(posedge clk)
-    skew2_0 <= \$213 ;
-  always @(posedge clk)
-    skew2_1 <= \$214 ;
-  always @(posedge clk)
-    entered3 <= \$215 ;
-  always @(posedge clk)
-    skew3_0 <= \$216 ;
-  always @(posedge clk)
-    skew3_1 <= \$217 ;
-  always @(posedge clk)
-    skew3_2 <= \$218 ;
-  always @(posedge clk)
-    entered4 <= \$219 ;
-  always @(posedge clk)
-    skew4_0 <= \$220 ;
-  always @(posedge clk)
-    skew4_1 <= \$221 ;
-  always @(posedge clk)
-    skew4_2 <= \$222 ;
-  always @(posedge clk)
-    skew4_3 <= \$223 ;
-  always @(posedge clk)
-    entered5 <= \$224 ;
-  always @(posedge clk)
-    skew5_0 <= \$225 ;
-  always @(posedge clk)
-    skew5_1 <= \$226 ;
-  always @(posedge clk)
-    skew5_2 <= \$227 ;
-  always @(posedge clk)
-    skew5_3 <= \$228 ;
-  always @(posedge clk)
-    skew5_4 <= \$229 ;
-  always @(posedge clk)
-    entered6 <= \$230 ;
-  always @(posedge clk)
-    skew6_0 <= \$231 ;
-  always @(posedge clk)
-    skew6_1 <= \$232 ;
-  always @(posedge clk)
-    skew6_2 <= \$233 ;
-  always @(posedge clk)
-    skew6_3 <= \$234 ;
-  always @(posedge clk)
-    skew6_4 <= \$235 ;
-  always @(posedge clk)
-    skew6_5 <= \$236 ;
-  always @(posedge clk)
-    entered7 <= \$237 ;
-  always @(posedge clk)
-    skew7_0 <= \$238 ;
-  always @(posedge clk)
-    skew7_1 <= \$239 ;
-  always @(posedge clk)
-    skew7_2 <= \$240 ;
-  always @(posedge clk)
-    skew7_3 <= \$241 ;
-  always @(posedge clk)
-    skew7_4 <= \$242 ;
-  always @(posedge clk)
-    skew7_5 <= \$243 ;
-  always @(posedge clk)
-    skew7_6 <= \$244 ;
-  always @(posedge clk)
-    col1_word <= \$245 ;
-  always @(posedge clk)
-    col2_word <= \$246 ;
-  always @(posedge clk)
-    col3_word <= \$247 ;
-  always @(posedge clk)
-    col4_word <= \$248 ;
-  always @(posedge clk)
-    col5_word <= \$249 ;
-  always @(posedge clk)
-    col6_word <= \$250 ;
-  always @(posedge clk)
-    col7_word <= \$251 ;
-  always @(posedge clk)
-    col0_picked <= \$252 ;
-  always @(posedge clk)
-    col1_picked <= \$253 ;
-  always @(posedge clk)
-    col2_picked <= \$254 ;
-  always @(posedge clk)
-    col3_picked <= \$255 ;
-  always @(posedge clk)
-    col4_picked <= \$256 ;
-  always @(posedge clk)
-    col5_picked <= \$257 ;
-  always @(posedge clk)
-    col6_picked <= \$258 ;
-  always @(posedge clk)
-    col7_picked <= \$259 ;
-  always @(posedge clk)
-    deskew0_0 <= \$260 ;
-  always @(posedge clk)
-    deskew0_1 <= \$261 ;
-  always @(posedge clk)
-    deskew0_2 <= \$262 ;
-  always @(posedge clk)
-    deskew0_3 <= \$263 ;
-  always @(posedge clk)
-    deskew0_4 <= \$264 ;
-  always @(posedge clk)
-    deskew0_5 <= \$265 ;
-  always @(posedge clk)
-    deskew0_6 <= \$266 ;
-  always @(posedge clk)
-    deskew1_0 <= \$267 ;
-  always @(posedge clk)
-    deskew1_1 <= \$268 ;
-  always @(posedge clk)
-    deskew1_2 <= \$269 ;
-  always @(posedge clk)
-    deskew1_3 <= \$270 ;
-  always @(posedge clk)
-    deskew1_4 <= \$271 ;
-  always @(posedge clk)
-    deskew1_5 <= \$272 ;
-  always @(posedge clk)
-    deskew2_0 <= \$273 ;
-  always @(posedge clk)
-    deskew2_1 <= \$274 ;
-  always @(posedge clk)
-    deskew2_2 <= \$275 ;
-  always @(posedge clk)
-    deskew2_3 <= \$276 ;
-  always @(posedge clk)
-    deskew2_4 <= \$277 ;
-  always @(posedge clk)
-    deskew3_0 <= \$278 ;
-  always @(posedge clk)
-    deskew3_1 <= \$279 ;
-  always @(posedge clk)
-    deskew3_2 <= \$280 ;
-  always @(posedge clk)
-    deskew3_3 <= \$281 ;
-  always @(posedge clk)
-    deskew4_0 <= \$282 ;
-  always @(posedge clk)
-    deskew4_1 <= \$283 ;
-  always @(posedge clk)
-    deskew4_2 <= \$284 ;
-  always @(posedge clk)
-    deskew5_0 <= \$285 ;
-  always @(posedge clk)
-    deskew5_1 <= \$286 ;
-  always @(posedge clk)
-    deskew6_0 <= \$287 ;
-  always @(posedge clk)
-    valid <= \$288 ;
+  assign \w_we$408  = \w_we$25  & \$200 ;
+  assign \$201  = depthwise & other_row_0_6;
+  assign \$202  = depthwise ? col6_picked : col6_word[8:0];
+  assign \a$413  = \$201  ? 8'h00 : \$202 [7:0];
+  assign \$203  = depthwise ? col6_picked : col6_word[8:0];
+  assign \$204  = ! w_row;
+  assign \w_we$418  = \w_we$25  & \$204 ;
+  assign \$205  = depthwise & other_row_1_6;
+  assign \$206  = depthwise ? col6_picked : col6_word[17:9];
+  assign \a$422  = \$205  ? 8'h00 : \$206 [7:0];
+  assign \$207  = depthwise ? col6_picked : col6_word[17:9];
+  assign \$208  = w_row == 1'h1;
+  assign \w_we$425  = \w_we$25  & \$208 ;
+  assign \$209  = depthwise & other_row_2_6;
+  assign \$210  = depthwise ? col6_picked : col6_word[26:18];
+  assign \a$430  = \$209  ? 8'h00 : \$210 [7:0];
+  assign \$211  = depthwise ? col6_picked : col6_word[26:18];
+  assign \$212  = w_row == 2'h2;
+  assign \w_we$433  = \w_we$25  & \$212 ;
+  assign \$213  = depthwise & other_row_3_6;
+  assign \$214  = depthwise ? col6_picked : col6_word[35:27];
+  assign \a$438  = \$213  ? 8'h00 : \$214 [7:0];
+  assign \$215  = depthwise ? col6_picked : col6_word[35:27];
+  assign \$216  = w_row == 2'h3;
+  assign \w_we$441  = \w_we$25  & \$216 ;
+  assign \$217  = depthwise & other_row_4_6;
+  assign \$218  = depthwise ? col6_picked : col6_word[44:36];
+  assign \a$446  = \$217  ? 8'h00 : \$218 [7:0];
+  assign \$219  = depthwise ? col6_picked : col6_word[44:36];
+  assign \$220  = w_row == 3'h4;
+  assign \w_we$449  = \w_we$25  & \$220 ;
+  assign \$221  = depthwise & other_row_5_6;
+  assign \$222  = depthwise ? col6_picked : col6_word[53:45];
+  assign \a$454  = \$221  ? 8'h00 : \$222 [7:0];
+  assign \$223  = depthwise ? col6_picked : col6_word[53:45];
+  assign \$224  = w_row == 3'h5;
+  assign \w_we$457  = \w_we$25  & \$224 ;
+  assign \$225  = depthwise & other_row_6_6;
+  assign \$226  = depthwise ? col6_picked : col6_word[62:54];
+  assign \a$462  = \$225  ? 8'h00 : \$226 [7:0];
+  assign \$227  = depthwise ? col6_picked : col6_word[62:54];
+  assign \$228  = w_row == 3'h6;
+  assign \w_we$465  = \w_we$25  & \$228 ;
+  assign \$229  = depthwise & other_row_7_6;
+  assign \$230  = depthwise ? col6_picked : col6_word[71:63];
+  assign \a$470  = \$229  ? 8'h00 : \$230 [7:0];
+  assign \$231  = depthwise ? col6_picked : col6_word[71:63];
+  assign \$232  = w_row == 3'h7;
+  assign \w_we$473  = \w_we$25  & \$232 ;
+  assign \$233  = depthwise & other_row_0_7;
+  assign \$234  = depthwise ? col7_picked : col7_word[8:0];
+  assign \a$478  = \$233  ? 8'h00 : \$234 [7:0];
+  assign \$235  = depthwise ? col7_picked : col7_word[8:0];
+  assign \$236  = ! w_row;
+  assign \w_we$483  = \w_we$25  & \$236 ;
+  assign \$237  = depthwise & other_row_1_7;
+  assign \$238  = depthwise ? col7_picked : col7_word[17:9];
+  assign \a$487  = \$237  ? 8'h00 : \$238 [7:0];
+  assign \$239  = depthwise ? col7_picked : col7_word[17:9];
+  assign \$240  = w_row == 1'h1;
+  assign \w_we$490  = \w_we$25  & \$240 ;
+  assign \$241  = depthwise & other_row_2_7;
+  assign \$242  = depthwise ? col7_picked : col7_word[26:18];
+  assign \a$495  = \$241  ? 8'h00 : \$242 [7:0];
+  assign \$243  = depthwise ? col7_picked : col7_word[26:18];
+  assign \$244  = w_row == 2'h2;
+  assign \w_we$498  = \w_we$25  & \$244 ;
+  assign \$245  = depthwise & other_row_3_7;
+  assign \$246  = depthwise ? col7_picked : col7_word[35:27];
+  assign \a$503  = \$245  ? 8'h00 : \$246 [7:0];
+  assign \$247  = depthwise ? col7_picked : col7_word[35:27];
+  assign \$248  = w_row == 2'h3;
+  assign \w_we$506  = \w_we$25  & \$248 ;
+  assign \$249  = depthwise & other_row_4_7;
+  assign \$250  = depthwise ? col7_picked : col7_word[44:36];
+  assign \a$511  = \$249  ? 8'h00 : \$250 [7:0];
+  assign \$251  = depthwise ? col7_picked : col7_word[44:36];
+  assign \$252  = w_row == 3'h4;
+  assign \w_we$514  = \w_we$25  & \$252 ;
+  assign \$253  = depthwise & other_row_5_7;
+  assign \$254  = depthwise ? col7_picked : col7_word[53:45];
+  assign \a$519  = \$253  ? 8'h00 : \$254 [7:0];
+  assign \$255  = depthwise ? col7_picked : col7_word[53:45];
+  assign \$256  = w_row == 3'h5;
+  assign \w_we$522  = \w_we$25  & \$256 ;
+  assign \$257  = depthwise & other_row_6_7;
+  assign \$258  = depthwise ? col7_picked : col7_word[62:54];
+  assign \a$527  = \$257  ? 8'h00 : \$258 [7:0];
+  assign \$259  = depthwise ? col7_picked : col7_word[62:54];
+  assign \$260  = w_row == 3'h6;
+  assign \w_we$530  = \w_we$25  & \$260 ;
+  assign \$261  = depthwise & other_row_7_7;
+  assign \$262  = depthwise ? col7_picked : col7_word[71:63];
+  assign \a$535  = \$261  ? 8'h00 : \$262 [7:0];
+  assign \$263  = depthwise ? col7_picked : col7_word[71:63];
+  assign \$264  = w_row == 3'h7;
+  assign \w_we$538  = \w_we$25  & \$264 ;
+  assign \$896  = lane_select[2:0] * 4'h9;
+  assign \$265  = in_lanes >> \$896 ;
+  assign \$266  = \port$7359$0 [0] ^ \port$7359$0 [1];
+  assign \$267  = \port$7359$0 [0] ^ sum_row_d1;
+  assign \$268  = \port$7359$0 [0] ^ sum_row_d2;
+  assign \$269  = \port$7359$0 [0] ^ sum_row_d3;
+  assign \$270  = \port$7359$0 [0] ^ sum_row_d4;
+  assign \$271  = \port$7359$0 [0] ^ sum_row_d5;
+  assign \$272  = \port$7359$0 [0] ^ sum_row_d6;
+  assign \$273  = \port$7359$0 [0] ^ sum_row_d7;
+  assign \$907  = lane_select[5:3] * 4'h9;
+  assign \$274  = skewed >> \$907 ;
+  assign \$275  = word_row_d1 ^ sum_row_d1;
+  assign \$276  = word_row_d1 ^ sum_row_d2;
+  assign \$277  = word_row_d1 ^ sum_row_d3;
+  assign \$278  = word_row_d1 ^ sum_row_d4;
+  assign \$279  = word_row_d1 ^ sum_row_d5;
+  assign \$280  = word_row_d1 ^ sum_row_d6;
+  assign \$281  = word_row_d1 ^ sum_row_d7;
+  assign \$282  = word_row_d1 ^ sum_row_d8;
+  assign \$918  = lane_select[8:6] * 4'h9;
+  assign \$283  = col1_word >> \$918 ;
+  assign \$284  = word_row_d2 ^ sum_row_d2;
+  assign \$285  = word_row_d2 ^ sum_row_d3;
+  assign \$286  = word_row_d2 ^ sum_row_d4;
+  assign \$287  = word_row_d2 ^ sum_row_d5;
+  assign \$288  = word_row_d2 ^ sum_row_d6;
+  assign \$289  = word_row_d2 ^ sum_row_d7;
+  assign \$290  = word_row_d2 ^ sum_row_d8;
+  assign \$291  = word_row_d2 ^ sum_row_d9;
+  assign \$929  = lane_select[11:9] * 4'h9;
+  assign \$292  = col2_word >> \$929 ;
+  assign \$293  = word_row_d3 ^ sum_row_d3;
+  assign \$294  = word_row_d3 ^ sum_row_d4;
+  assign \$295  = word_row_d3 ^ sum_row_d5;
+  assign \$296  = word_row_d3 ^ sum_row_d6;
+  assign \$297  = word_row_d3 ^ sum_row_d7;
+  assign \$298  = word_row_d3 ^ sum_row_d8;
+  assign \$299  = word_row_d3 ^ sum_row_d9;
+  assign \$300  = word_row_d3 ^ sum_row_d10;
+  assign \$940  = lane_select[14:12] * 4'h9;
+  assign \$301  = col3_word >> \$940 ;
+  assign \$302  = word_row_d4 ^ sum_row_d4;
+  assign \$303  = word_row_d4 ^ sum_row_d5;
+  assign \$304  = word_row_d4 ^ sum_row_d6;
+  assign \$305  = word_row_d4 ^ sum_row_d7;
+  assign \$306  = word_row_d4 ^ sum_row_d8;
+  assign \$307  = word_row_d4 ^ sum_row_d9;
+  assign \$308  = word_row_d4 ^ sum_row_d10;
+  assign \$309  = word_row_d4 ^ sum_row_d11;
+  assign \$951  = lane_select[17:15] * 4'h9;
+  assign \$310  = col4_word >> \$951 ;
+  assign \$311  = word_row_d5 ^ sum_row_d5;
+  assign \$312  = word_row_d5 ^ sum_row_d6;
+  assign \$313  = word_row_d5 ^ sum_row_d7;
+  assign \$314  = word_row_d5 ^ sum_row_d8;
+  assign \$315  = word_row_d5 ^ sum_row_d9;
+  assign \$316  = word_row_d5 ^ sum_row_d10;
+  assign \$317  = word_row_d5 ^ sum_row_d11;
+  assign \$318  = word_row_d5 ^ sum_row_d12;
+  assign \$962  = lane_select[20:18] * 4'h9;
+  assign \$319  = col5_word >> \$962 ;
+  assign \$320  = word_row_d6 ^ sum_row_d6;
+  assign \$321  = word_row_d6 ^ sum_row_d7;
+  assign \$322  = word_row_d6 ^ sum_row_d8;
+  assign \$323  = word_row_d6 ^ sum_row_d9;
+  assign \$324  = word_row_d6 ^ sum_row_d10;
+  assign \$325  = word_row_d6 ^ sum_row_d11;
+  assign \$326  = word_row_d6 ^ sum_row_d12;
+  assign \$327  = word_row_d6 ^ sum_row_d13;
+  assign \$973  = lane_select[23:21] * 4'h9;
+  assign \$328  = col6_word >> \$973 ;
+  assign \$329  = word_row_d7 ^ sum_row_d7;
+  assign \$330  = word_row_d7 ^ sum_row_d8;
+  assign \$331  = word_row_d7 ^ sum_row_d9;
+  assign \$332  = word_row_d7 ^ sum_row_d10;
+  assign \$333  = word_row_d7 ^ sum_row_d11;
+  assign \$334  = word_row_d7 ^ sum_row_d12;
+  assign \$335  = word_row_d7 ^ sum_row_d13;
+  assign \$336  = word_row_d7 ^ sum_row_d14;
+  always @(posedge clk)
+    entered0 <= \$337 ;
+  always @(posedge clk)
+    entered1 <= \$338 ;
+  always @(posedge clk)
+    skew1_0 <= \$339 ;
+  always @(posedge clk)
+    entered2 <= \$340 ;
+  always @(posedge clk)
+    skew2_0 <= \$341 ;
+  always @(posedge clk)
+    skew2_1 <= \$342 ;
   \convhw_list.core.array.pe_0_0  pe_0_0 (
-    .a(\$9 [7:0]),
-    .bank(\$10 [8]),
+    .a(a),
+    .bank(\$11 [8]),
     .clk(clk),
-    .psum(\psum_in$36 ),
+    .psum(\psum_in$38 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
+    .w_data(\w_data$30 [7:0]),
     .w_we(w_we)
   );
   \convhw_list.core.array.pe_0_1  pe_0_1 (
-    .a(\$33 [7:0]),
-    .bank(\$34 [8]),
-    .clk(clk),
-    .psum(\psum_in$93 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$84 )
-  );
-  \convhw_list.core.array.pe_0_2  pe_0_2 (
-    .a(\$57 [7:0]),
-    .bank(\$58 [8]),
-    .clk(clk),
-    .psum(\psum_in$150 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$141 )
-  );
-  \convhw_list.core.array.pe_0_3  pe_0_3 (
-    .a(\$81 [7:0]),
-    .bank(\$82 [8]),
-    .clk(clk),
-    .psum(\psum_in$207 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$198 )
-  );
-  \convhw_list.core.array.pe_0_4  pe_0_4 (
-    .a(\$105 [7:0]),
-    .bank(\$106 [8]),
-    .clk(clk),
-    .psum(\psum_in$264 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$255 )
-  );
-  \convhw_list.core.array.pe_0_5  pe_0_5 (
-    .a(\$129 [7:0]),
-    .bank(\$130 [8]),
-    .clk(clk),
-    .psum(\psum_in$321 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
-    .w_we(\w_we$312 )
-  );
-  \convhw_list.core.array.pe_0_6  pe_0_6 (
-    .a(\$153 [7:0]),
-    .bank(\$154 [8]),
-    .clk(clk),
-    .psum(\psum_in$378 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$369 )
-  );
-  \convhw_list.core.array.pe_0_7  pe_0_7 (
-    .a(\$177 [7:0]),
-    .bank(\$178 [8]),
-    .clk(clk),
-    .psum(\psum_in$435 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$426 )
-  );
-  \convhw_list.core.array.pe_1_0  pe_1_0 (
-    .a(\$12 [7:0]),
-    .bank(\$13 [8]),
-    .clk(clk),
-    .psum(\psum_in$43 ),
-    .psum_in(\psum_in$36 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
-    .w_we(\w_we$33 )
-  );
-  \convhw_list.core.array.pe_1_1  pe_1_1 (
-    .a(\$36 [7:0]),
-    .bank(\$37 [8]),
-    .clk(clk),
-    .psum(\psum_in$100 ),
-    .psum_in(\psum_in$93 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$90 )
-  );
-  \convhw_list.core.array.pe_1_2  pe_1_2 (
-    .a(\$60 [7:0]),
-    .bank(\$61 [8]),
-    .clk(clk),
-    .psum(\psum_in$157 ),
-    .psum_in(\psum_in$150 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$147 )
-  );
-  \convhw_list.core.array.pe_1_3  pe_1_3 (
-    .a(\$84 [7:0]),
-    .bank(\$85 [8]),
-    .clk(clk),
-    .psum(\psum_in$214 ),
-    .psum_in(\psum_in$207 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$204 )
-  );
-  \convhw_list.core.array.pe_1_4  pe_1_4 (
-    .a(\$108 [7:0]),
-    .bank(\$109 [8]),
-    .clk(clk),
-    .psum(\psum_in$271 ),
-    .psum_in(\psum_in$264 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$261 )
-  );
-  \convhw_list.core.array.pe_1_5  pe_1_5 (
-    .a(\$132 [7:0]),
-    .bank(\$133 [8]),
-    .clk(clk),
-    .psum(\psum_in$328 ),
-    .psum_in(\psum_in$321 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
-    .w_we(\w_we$318 )
-  );
-  \convhw_list.core.array.pe_1_6  pe_1_6 (
-    .a(\$156 [7:0]),
-    .bank(\$157 [8]),
-    .clk(clk),
-    .psum(\psum_in$385 ),
-    .psum_in(\psum_in$378 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$375 )
-  );
-  \convhw_list.core.array.pe_1_7  pe_1_7 (
-    .a(\$180 [7:0]),
-    .bank(\$181 [8]),
-    .clk(clk),
-    .psum(\psum_in$442 ),
-    .psum_in(\psum_in$435 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$432 )
-  );
-  \convhw_list.core.array.pe_2_0  pe_2_0 (
-    .a(\$15 [7:0]),
-    .bank(\$16 [8]),
-    .clk(clk),
-    .psum(\psum_in$50 ),
-    .psum_in(\psum_in$43 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
-    .w_we(\w_we$40 )
-  );
-  \convhw_list.core.array.pe_2_1  pe_2_1 (
-    .a(\$39 [7:0]),
-    .bank(\$40 [8]),
-    .clk(clk),
-    .psum(\psum_in$107 ),
-    .psum_in(\psum_in$100 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$97 )
-  );
-  \convhw_list.core.array.pe_2_2  pe_2_2 (
-    .a(\$63 [7:0]),
-    .bank(\$64 [8]),
-    .clk(clk),
-    .psum(\psum_in$164 ),
-    .psum_in(\psum_in$157 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$154 )
-  );
-  \convhw_list.core.array.pe_2_3  pe_2_3 (
-    .a(\$87 [7:0]),
-    .bank(\$88 [8]),
-    .clk(clk),
-    .psum(\psum_in$221 ),
-    .psum_in(\psum_in$214 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$211 )
-  );
-  \convhw_list.core.array.pe_2_4  pe_2_4 (
-    .a(\$111 [7:0]),
-    .bank(\$112 [8]),
-    .clk(clk),
-    .psum(\psum_in$278 ),
-    .psum_in(\psum_in$271 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$268 )
-  );
-  \convhw_list.core.array.pe_2_5  pe_2_5 (
-    .a(\$135 [7:0]),
-    .bank(\$136 [8]),
-    .clk(clk),
-    .psum(\psum_in$335 ),
-    .psum_in(\psum_in$328 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
-    .w_we(\w_we$325 )
-  );
-  \convhw_list.core.array.pe_2_6  pe_2_6 (
-    .a(\$159 [7:0]),
-    .bank(\$160 [8]),
-    .clk(clk),
-    .psum(\psum_in$392 ),
-    .psum_in(\psum_in$385 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$382 )
-  );
-  \convhw_list.core.array.pe_2_7  pe_2_7 (
-    .a(\$183 [7:0]),
-    .bank(\$184 [8]),
-    .clk(clk),
-    .psum(\psum_in$449 ),
-    .psum_in(\psum_in$442 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$439 )
-  );
-  \convhw_list.core.array.pe_3_0  pe_3_0 (
-    .a(\$18 [7:0]),
-    .bank(\$19 [8]),
-    .clk(clk),
-    .psum(\psum_in$57 ),
-    .psum_in(\psum_in$50 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
-    .w_we(\w_we$47 )
-  );
-  \convhw_list.core.array.pe_3_1  pe_3_1 (
-    .a(\$42 [7:0]),
+    .a(\a$88 ),
     .bank(\$43 [8]),
     .clk(clk),
-    .psum(\psum_in$114 ),
-    .psum_in(\psum_in$107 ),
+    .psum(\psum_in$103 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$104 )
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$93 )
   );
-  \convhw_list.core.array.pe_3_2  pe_3_2 (
-    .a(\$66 [7:0]),
-    .bank(\$67 [8]),
+  \convhw_list.core.array.pe_0_2  pe_0_2 (
+    .a(\a$153 ),
+    .bank(\$75 [8]),
     .clk(clk),
-    .psum(\psum_in$171 ),
-    .psum_in(\psum_in$164 ),
+    .psum(\psum_in$168 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$161 )
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$158 )
   );
-  \convhw_list.core.array.pe_3_3  pe_3_3 (
-    .a(\$90 [7:0]),
-    .bank(\$91 [8]),
+  \convhw_list.core.array.pe_0_3  pe_0_3 (
+    .a(\a$218 ),
+    .bank(\$107 [8]),
     .clk(clk),
-    .psum(\psum_in$228 ),
-    .psum_in(\psum_in$221 ),
+    .psum(\psum_in$233 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$218 )
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$223 )
   );
-  \convhw_list.core.array.pe_3_4  pe_3_4 (
-    .a(\$114 [7:0]),
-    .bank(\$115 [8]),
-    .clk(clk),
-    .psum(\psum_in$285 ),
-    .psum_in(\psum_in$278 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$275 )
-  );
-  \convhw_list.core.array.pe_3_5  pe_3_5 (
-    .a(\$138 [7:0]),
+  \convhw_list.core.array.pe_0_4  pe_0_4 (
+    .a(\a$283 ),
     .bank(\$139 [8]),
     .clk(clk),
-    .psum(\psum_in$342 ),
-    .psum_in(\psum_in$335 ),
+    .psum(\psum_in$298 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
-    .w_we(\w_we$332 )
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$288 )
   );
-  \convhw_list.core.array.pe_3_6  pe_3_6 (
-    .a(\$162 [7:0]),
-    .bank(\$163 [8]),
-    .clk(clk),
-    .psum(\psum_in$399 ),
-    .psum_in(\psum_in$392 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$389 )
-  );
-  \convhw_list.core.array.pe_3_7  pe_3_7 (
-    .a(\$186 [7:0]),
-    .bank(\$187 [8]),
-    .clk(clk),
-    .psum(\psum_in$456 ),
-    .psum_in(\psum_in$449 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$446 )
-  );
-  \convhw_list.core.array.pe_4_0  pe_4_0 (
-    .a(\$21 [7:0]),
-    .bank(\$22 [8]),
-    .clk(clk),
-    .psum(\psum_in$64 ),
-    .psum_in(\psum_in$57 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
-    .w_we(\w_we$54 )
-  );
-  \convhw_list.core.array.pe_4_1  pe_4_1 (
-    .a(\$45 [7:0]),
-    .bank(\$46 [8]),
-    .clk(clk),
-    .psum(\psum_in$121 ),
-    .psum_in(\psum_in$114 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$111 )
-  );
-  \convhw_list.core.array.pe_4_2  pe_4_2 (
-    .a(\$69 [7:0]),
-    .bank(\$70 [8]),
-    .clk(clk),
-    .psum(\psum_in$178 ),
-    .psum_in(\psum_in$171 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$168 )
-  );
-  \convhw_list.core.array.pe_4_3  pe_4_3 (
-    .a(\$93 [7:0]),
-    .bank(\$94 [8]),
-    .clk(clk),
-    .psum(\psum_in$235 ),
-    .psum_in(\psum_in$228 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$225 )
-  );
-  \convhw_list.core.array.pe_4_4  pe_4_4 (
-    .a(\$117 [7:0]),
-    .bank(\$118 [8]),
-    .clk(clk),
-    .psum(\psum_in$292 ),
-    .psum_in(\psum_in$285 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$282 )
-  );
-  \convhw_list.core.array.pe_4_5  pe_4_5 (
-    .a(\$141 [7:0]),
-    .bank(\$142 [8]),
-    .clk(clk),
-    .psum(\psum_in$349 ),
-    .psum_in(\psum_in$342 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
-    .w_we(\w_we$339 )
-  );
-  \convhw_list.core.array.pe_4_6  pe_4_6 (
-    .a(\$165 [7:0]),
-    .bank(\$166 [8]),
-    .clk(clk),
-    .psum(\psum_in$406 ),
-    .psum_in(\psum_in$399 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$396 )
-  );
-  \convhw_list.core.array.pe_4_7  pe_4_7 (
-    .a(\$189 [7:0]),
-    .bank(\$190 [8]),
-    .clk(clk),
-    .psum(\psum_in$463 ),
-    .psum_in(\psum_in$456 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$453 )
-  );
-  \convhw_list.core.array.pe_5_0  pe_5_0 (
-    .a(\$24 [7:0]),
-    .bank(\$25 [8]),
-    .clk(clk),
-    .psum(\psum_in$71 ),
-    .psum_in(\psum_in$64 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
-    .w_we(\w_we$61 )
-  );
-  \convhw_list.core.array.pe_5_1  pe_5_1 (
-    .a(\$48 [7:0]),
-    .bank(\$49 [8]),
-    .clk(clk),
-    .psum(\psum_in$128 ),
-    .psum_in(\psum_in$121 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$118 )
-  );
-  \convhw_list.core.array.pe_5_2  pe_5_2 (
-    .a(\$72 [7:0]),
-    .bank(\$73 [8]),
-    .clk(clk),
-    .psum(\psum_in$185 ),
-    .psum_in(\psum_in$178 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$175 )
-  );
-  \convhw_list.core.array.pe_5_3  pe_5_3 (
-    .a(\$96 [7:0]),
-    .bank(\$97 [8]),
-    .clk(clk),
-    .psum(\psum_in$242 ),
-    .psum_in(\psum_in$235 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$232 )
-  );
-  \convhw_list.core.array.pe_5_4  pe_5_4 (
-    .a(\$120 [7:0]),
-    .bank(\$121 [8]),
-    .clk(clk),
-    .psum(\psum_in$299 ),
-    .psum_in(\psum_in$292 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$289 )
-  );
-  \convhw_list.core.array.pe_5_5  pe_5_5 (
-    .a(\$144 [7:0]),
-    .bank(\$145 [8]),
-    .clk(clk),
-    .psum(\psum_in$356 ),
-    .psum_in(\psum_in$349 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
-    .w_we(\w_we$346 )
-  );
-  \convhw_list.core.array.pe_5_6  pe_5_6 (
-    .a(\$168 [7:0]),
-    .bank(\$169 [8]),
-    .clk(clk),
-    .psum(\psum_in$413 ),
-    .psum_in(\psum_in$406 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$403 )
-  );
-  \convhw_list.core.array.pe_5_7  pe_5_7 (
-    .a(\$192 [7:0]),
-    .bank(\$193 [8]),
-    .clk(clk),
-    .psum(\psum_in$470 ),
-    .psum_in(\psum_in$463 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$460 )
-  );
-  \convhw_list.core.array.pe_6_0  pe_6_0 (
-    .a(\$27 [7:0]),
-    .bank(\$28 [8]),
-    .clk(clk),
-    .psum(\psum_in$78 ),
-    .psum_in(\psum_in$71 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
-    .w_we(\w_we$68 )
-  );
-  \convhw_list.core.array.pe_6_1  pe_6_1 (
-    .a(\$51 [7:0]),
-    .bank(\$52 [8]),
-    .clk(clk),
-    .psum(\psum_in$135 ),
-    .psum_in(\psum_in$128 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$125 )
-  );
-  \convhw_list.core.array.pe_6_2  pe_6_2 (
-    .a(\$75 [7:0]),
-    .bank(\$76 [8]),
-    .clk(clk),
-    .psum(\psum_in$192 ),
-    .psum_in(\psum_in$185 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$182 )
-  );
-  \convhw_list.core.array.pe_6_3  pe_6_3 (
-    .a(\$99 [7:0]),
-    .bank(\$100 [8]),
-    .clk(clk),
-    .psum(\psum_in$249 ),
-    .psum_in(\psum_in$242 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$239 )
-  );
-  \convhw_list.core.array.pe_6_4  pe_6_4 (
-    .a(\$123 [7:0]),
-    .bank(\$124 [8]),
-    .clk(clk),
-    .psum(\psum_in$306 ),
-    .psum_in(\psum_in$299 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$296 )
-  );
-  \convhw_list.core.array.pe_6_5  pe_6_5 (
-    .a(\$147 [7:0]),
-    .bank(\$148 [8]),
+  \convhw_list.core.array.pe_0_5  pe_0_5 (
+    .a(\a$348 ),
+    .bank(\$171 [8]),
     .clk(clk),
     .psum(\psum_in$363 ),
-    .psum_in(\psum_in$356 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
+    .w_data(\w_data$30 [47:40]),
     .w_we(\w_we$353 )
   );
-  \convhw_list.core.array.pe_6_6  pe_6_6 (
-    .a(\$171 [7:0]),
-    .bank(\$172 [8]),
+  \convhw_list.core.array.pe_0_6  pe_0_6 (
+    .a(\a$413 ),
+    .bank(\$203 [8]),
     .clk(clk),
-    .psum(\psum_in$420 ),
-    .psum_in(\psum_in$413 ),
+    .psum(\psum_in$428 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$410 )
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$418 )
   );
-  \convhw_list.core.array.pe_6_7  pe_6_7 (
-    .a(\$195 [7:0]),
-    .bank(\$196 [8]),
+  \convhw_list.core.array.pe_0_7  pe_0_7 (
+    .a(\a$478 ),
+    .bank(\$235 [8]),
     .clk(clk),
-    .psum(\psum_in$477 ),
-    .psum_in(\psum_in$470 ),
+    .psum(\psum_in$493 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$467 )
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$483 )
   );
-  \convhw_list.core.array.pe_7_0  pe_7_0 (
-    .a(\$30 [7:0]),
-    .bank(\$31 [8]),
+  \convhw_list.core.array.pe_1_0  pe_1_0 (
+    .a(\a$32 ),
+    .bank(\$15 [8]),
     .clk(clk),
-    .psum(\psum_out$515 ),
-    .psum_in(\psum_in$78 ),
+    .psum(\psum_in$46 ),
+    .psum_in(\psum_in$38 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [7:0]),
-    .w_we(\w_we$75 )
+    .w_data(\w_data$30 [7:0]),
+    .w_we(\w_we$35 )
   );
-  \convhw_list.core.array.pe_7_1  pe_7_1 (
-    .a(\$54 [7:0]),
-    .bank(\$55 [8]),
+  \convhw_list.core.array.pe_1_1  pe_1_1 (
+    .a(\a$97 ),
+    .bank(\$47 [8]),
     .clk(clk),
-    .psum(\psum_out$522 ),
-    .psum_in(\psum_in$135 ),
+    .psum(\psum_in$111 ),
+    .psum_in(\psum_in$103 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [15:8]),
-    .w_we(\w_we$132 )
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$100 )
   );
-  \convhw_list.core.array.pe_7_2  pe_7_2 (
-    .a(\$78 [7:0]),
+  \convhw_list.core.array.pe_1_2  pe_1_2 (
+    .a(\a$162 ),
     .bank(\$79 [8]),
     .clk(clk),
-    .psum(\psum_out$528 ),
-    .psum_in(\psum_in$192 ),
+    .psum(\psum_in$176 ),
+    .psum_in(\psum_in$168 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [23:16]),
-    .w_we(\w_we$189 )
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$165 )
   );
-  \convhw_list.core.array.pe_7_3  pe_7_3 (
-    .a(\$102 [7:0]),
-    .bank(\$103 [8]),
+  \convhw_list.core.array.pe_1_3  pe_1_3 (
+    .a(\a$227 ),
+    .bank(\$111 [8]),
     .clk(clk),
-    .psum(\psum_out$533 ),
-    .psum_in(\psum_in$249 ),
+    .psum(\psum_in$241 ),
+    .psum_in(\psum_in$233 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [31:24]),
-    .w_we(\w_we$246 )
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$230 )
   );
-  \convhw_list.core.array.pe_7_4  pe_7_4 (
-    .a(\$126 [7:0]),
-    .bank(\$127 [8]),
+  \convhw_list.core.array.pe_1_4  pe_1_4 (
+    .a(\a$292 ),
+    .bank(\$143 [8]),
     .clk(clk),
-    .psum(\psum_out$537 ),
-    .psum_in(\psum_in$306 ),
+    .psum(\psum_in$306 ),
+    .psum_in(\psum_in$298 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [39:32]),
-    .w_we(\w_we$303 )
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$295 )
   );
-  \convhw_list.core.array.pe_7_5  pe_7_5 (
-    .a(\$150 [7:0]),
-    .bank(\$151 [8]),
+  \convhw_list.core.array.pe_1_5  pe_1_5 (
+    .a(\a$357 ),
+    .bank(\$175 [8]),
     .clk(clk),
-    .psum(\psum_out$540 ),
+    .psum(\psum_in$371 ),
     .psum_in(\psum_in$363 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [47:40]),
+    .w_data(\w_data$30 [47:40]),
     .w_we(\w_we$360 )
   );
-  \convhw_list.core.array.pe_7_6  pe_7_6 (
-    .a(\$174 [7:0]),
-    .bank(\$175 [8]),
+  \convhw_list.core.array.pe_1_6  pe_1_6 (
+    .a(\a$422 ),
+    .bank(\$207 [8]),
     .clk(clk),
-    .psum(\psum_out$541 ),
-    .psum_in(\psum_in$420 ),
+    .psum(\psum_in$436 ),
+    .psum_in(\psum_in$428 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [55:48]),
-    .w_we(\w_we$417 )
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$425 )
   );
-  \convhw_list.core.array.pe_7_7  pe_7_7 (
-    .a(\$198 [7:0]),
+  \convhw_list.core.array.pe_1_7  pe_1_7 (
+    .a(\a$487 ),
+    .bank(\$239 [8]),
+    .clk(clk),
+    .psum(\psum_in$501 ),
+    .psum_in(\psum_in$493 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$490 )
+  );
+  \convhw_list.core.array.pe_2_0  pe_2_0 (
+    .a(\a$40 ),
+    .bank(\$19 [8]),
+    .clk(clk),
+    .psum(\psum_in$54 ),
+    .psum_in(\psum_in$46 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [7:0]),
+    .w_we(\w_we$43 )
+  );
+  \convhw_list.core.array.pe_2_1  pe_2_1 (
+    .a(\a$105 ),
+    .bank(\$51 [8]),
+    .clk(clk),
+    .psum(\psum_in$119 ),
+    .psum_in(\psum_in$111 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$108 )
+  );
+  \convhw_list.core.array.pe_2_2  pe_2_2 (
+    .a(\a$170 ),
+    .bank(\$83 [8]),
+    .clk(clk),
+    .psum(\psum_in$184 ),
+    .psum_in(\psum_in$176 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$173 )
+  );
+  \convhw_list.core.array.pe_2_3  pe_2_3 (
+    .a(\a$235 ),
+    .bank(\$115 [8]),
+    .clk(clk),
+    .psum(\psum_in$249 ),
+    .psum_in(\psum_in$241 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$238 )
+  );
+  \convhw_list.core.array.pe_2_4  pe_2_4 (
+    .a(\a$300 ),
+    .bank(\$147 [8]),
+    .clk(clk),
+    .psum(\psum_in$314 ),
+    .psum_in(\psum_in$306 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$303 )
+  );
+  \convhw_list.core.array.pe_2_5  pe_2_5 (
+    .a(\a$365 ),
+    .bank(\$179 [8]),
+    .clk(clk),
+    .psum(\psum_in$379 ),
+    .psum_in(\psum_in$371 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [47:40]),
+    .w_we(\w_we$368 )
+  );
+  \convhw_list.core.array.pe_2_6  pe_2_6 (
+    .a(\a$430 ),
+    .bank(\$211 [8]),
+    .clk(clk),
+    .psum(\psum_in$444 ),
+    .psum_in(\psum_in$436 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$433 )
+  );
+  \convhw_list.core.array.pe_2_7  pe_2_7 (
+    .a(\a$495 ),
+    .bank(\$243 [8]),
+    .clk(clk),
+    .psum(\psum_in$509 ),
+    .psum_in(\psum_in$501 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$498 )
+  );
+  \convhw_list.core.array.pe_3_0  pe_3_0 (
+    .a(\a$48 ),
+    .bank(\$23 [8]),
+    .clk(clk),
+    .psum(\psum_in$62 ),
+    .psum_in(\psum_in$54 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [7:0]),
+    .w_we(\w_we$51 )
+  );
+  \convhw_list.core.array.pe_3_1  pe_3_1 (
+    .a(\a$113 ),
+    .bank(\$55 [8]),
+    .clk(clk),
+    .psum(\psum_in$127 ),
+    .psum_in(\psum_in$119 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$116 )
+  );
+  \convhw_list.core.array.pe_3_2  pe_3_2 (
+    .a(\a$178 ),
+    .bank(\$87 [8]),
+    .clk(clk),
+    .psum(\psum_in$192 ),
+    .psum_in(\psum_in$184 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$181 )
+  );
+  \convhw_list.core.array.pe_3_3  pe_3_3 (
+    .a(\a$243 ),
+    .bank(\$119 [8]),
+    .clk(clk),
+    .psum(\psum_in$257 ),
+    .psum_in(\psum_in$249 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$246 )
+  );
+  \convhw_list.core.array.pe_3_4  pe_3_4 (
+    .a(\a$308 ),
+    .bank(\$151 [8]),
+    .clk(clk),
+    .psum(\psum_in$322 ),
+    .psum_in(\psum_in$314 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$311 )
+  );
+  \convhw_list.core.array.pe_3_5  pe_3_5 (
+    .a(\a$373 ),
+    .bank(\$183 [8]),
+    .clk(clk),
+    .psum(\psum_in$387 ),
+    .psum_in(\psum_in$379 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [47:40]),
+    .w_we(\w_we$376 )
+  );
+  \convhw_list.core.array.pe_3_6  pe_3_6 (
+    .a(\a$438 ),
+    .bank(\$215 [8]),
+    .clk(clk),
+    .psum(\psum_in$452 ),
+    .psum_in(\psum_in$444 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$441 )
+  );
+  \convhw_list.core.array.pe_3_7  pe_3_7 (
+    .a(\a$503 ),
+    .bank(\$247 [8]),
+    .clk(clk),
+    .psum(\psum_in$517 ),
+    .psum_in(\psum_in$509 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$506 )
+  );
+  \convhw_list.core.array.pe_4_0  pe_4_0 (
+    .a(\a$56 ),
+    .bank(\$27 [8]),
+    .clk(clk),
+    .psum(\psum_in$70 ),
+    .psum_in(\psum_in$62 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [7:0]),
+    .w_we(\w_we$59 )
+  );
+  \convhw_list.core.array.pe_4_1  pe_4_1 (
+    .a(\a$121 ),
+    .bank(\$59 [8]),
+    .clk(clk),
+    .psum(\psum_in$135 ),
+    .psum_in(\psum_in$127 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$124 )
+  );
+  \convhw_list.core.array.pe_4_2  pe_4_2 (
+    .a(\a$186 ),
+    .bank(\$91 [8]),
+    .clk(clk),
+    .psum(\psum_in$200 ),
+    .psum_in(\psum_in$192 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$189 )
+  );
+  \convhw_list.core.array.pe_4_3  pe_4_3 (
+    .a(\a$251 ),
+    .bank(\$123 [8]),
+    .clk(clk),
+    .psum(\psum_in$265 ),
+    .psum_in(\psum_in$257 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$254 )
+  );
+  \convhw_list.core.array.pe_4_4  pe_4_4 (
+    .a(\a$316 ),
+    .bank(\$155 [8]),
+    .clk(clk),
+    .psum(\psum_in$330 ),
+    .psum_in(\psum_in$322 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$319 )
+  );
+  \convhw_list.core.array.pe_4_5  pe_4_5 (
+    .a(\a$381 ),
+    .bank(\$187 [8]),
+    .clk(clk),
+    .psum(\psum_in$395 ),
+    .psum_in(\psum_in$387 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [47:40]),
+    .w_we(\w_we$384 )
+  );
+  \convhw_list.core.array.pe_4_6  pe_4_6 (
+    .a(\a$446 ),
+    .bank(\$219 [8]),
+    .clk(clk),
+    .psum(\psum_in$460 ),
+    .psum_in(\psum_in$452 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$449 )
+  );
+  \convhw_list.core.array.pe_4_7  pe_4_7 (
+    .a(\a$511 ),
+    .bank(\$251 [8]),
+    .clk(clk),
+    .psum(\psum_in$525 ),
+    .psum_in(\psum_in$517 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$514 )
+  );
+  \convhw_list.core.array.pe_5_0  pe_5_0 (
+    .a(\a$64 ),
+    .bank(\$31 [8]),
+    .clk(clk),
+    .psum(\psum_in$78 ),
+    .psum_in(\psum_in$70 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [7:0]),
+    .w_we(\w_we$67 )
+  );
+  \convhw_list.core.array.pe_5_1  pe_5_1 (
+    .a(\a$129 ),
+    .bank(\$63 [8]),
+    .clk(clk),
+    .psum(\psum_in$143 ),
+    .psum_in(\psum_in$135 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$132 )
+  );
+  \convhw_list.core.array.pe_5_2  pe_5_2 (
+    .a(\a$194 ),
+    .bank(\$95 [8]),
+    .clk(clk),
+    .psum(\psum_in$208 ),
+    .psum_in(\psum_in$200 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$197 )
+  );
+  \convhw_list.core.array.pe_5_3  pe_5_3 (
+    .a(\a$259 ),
+    .bank(\$127 [8]),
+    .clk(clk),
+    .psum(\psum_in$273 ),
+    .psum_in(\psum_in$265 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$262 )
+  );
+  \convhw_list.core.array.pe_5_4  pe_5_4 (
+    .a(\a$324 ),
+    .bank(\$159 [8]),
+    .clk(clk),
+    .psum(\psum_in$338 ),
+    .psum_in(\psum_in$330 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$327 )
+  );
+  \convhw_list.core.array.pe_5_5  pe_5_5 (
+    .a(\a$389 ),
+    .bank(\$191 [8]),
+    .clk(clk),
+    .psum(\psum_in$403 ),
+    .psum_in(\psum_in$395 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [47:40]),
+    .w_we(\w_we$392 )
+  );
+  \convhw_list.core.array.pe_5_6  pe_5_6 (
+    .a(\a$454 ),
+    .bank(\$223 [8]),
+    .clk(clk),
+    .psum(\psum_in$468 ),
+    .psum_in(\psum_in$460 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$457 )
+  );
+  \convhw_list.core.array.pe_5_7  pe_5_7 (
+    .a(\a$519 ),
+    .bank(\$255 [8]),
+    .clk(clk),
+    .psum(\psum_in$533 ),
+    .psum_in(\psum_in$525 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$522 )
+  );
+  \convhw_list.core.array.pe_6_0  pe_6_0 (
+    .a(\a$72 ),
+    .bank(\$35 [8]),
+    .clk(clk),
+    .psum(\psum_in$86 ),
+    .psum_in(\psum_in$78 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [7:0]),
+    .w_we(\w_we$75 )
+  );
+  \convhw_list.core.array.pe_6_1  pe_6_1 (
+    .a(\a$137 ),
+    .bank(\$67 [8]),
+    .clk(clk),
+    .psum(\psum_in$151 ),
+    .psum_in(\psum_in$143 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$140 )
+  );
+  \convhw_list.core.array.pe_6_2  pe_6_2 (
+    .a(\a$202 ),
+    .bank(\$99 [8]),
+    .clk(clk),
+    .psum(\psum_in$216 ),
+    .psum_in(\psum_in$208 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$205 )
+  );
+  \convhw_list.core.array.pe_6_3  pe_6_3 (
+    .a(\a$267 ),
+    .bank(\$131 [8]),
+    .clk(clk),
+    .psum(\psum_in$281 ),
+    .psum_in(\psum_in$273 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$270 )
+  );
+  \convhw_list.core.array.pe_6_4  pe_6_4 (
+    .a(\a$332 ),
+    .bank(\$163 [8]),
+    .clk(clk),
+    .psum(\psum_in$346 ),
+    .psum_in(\psum_in$338 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$335 )
+  );
+  \convhw_list.core.array.pe_6_5  pe_6_5 (
+    .a(\a$397 ),
+    .bank(\$195 [8]),
+    .clk(clk),
+    .psum(\psum_in$411 ),
+    .psum_in(\psum_in$403 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [47:40]),
+    .w_we(\w_we$400 )
+  );
+  \convhw_list.core.array.pe_6_6  pe_6_6 (
+    .a(\a$462 ),
+    .bank(\$227 [8]),
+    .clk(clk),
+    .psum(\psum_in$476 ),
+    .psum_in(\psum_in$468 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$465 )
+  );
+  \convhw_list.core.array.pe_6_7  pe_6_7 (
+    .a(\a$527 ),
+    .bank(\$259 [8]),
+    .clk(clk),
+    .psum(\psum_in$541 ),
+    .psum_in(\psum_in$533 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$530 )
+  );
+  \convhw_list.core.array.pe_7_0  pe_7_0 (
+    .a(\a$80 ),
+    .bank(\$39 [8]),
+    .clk(clk),
+    .psum(\psum_out$604 ),
+    .psum_in(\psum_in$86 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [7:0]),
+    .w_we(\w_we$83 )
+  );
+  \convhw_list.core.array.pe_7_1  pe_7_1 (
+    .a(\a$145 ),
+    .bank(\$71 [8]),
+    .clk(clk),
+    .psum(\psum_out$611 ),
+    .psum_in(\psum_in$151 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [15:8]),
+    .w_we(\w_we$148 )
+  );
+  \convhw_list.core.array.pe_7_2  pe_7_2 (
+    .a(\a$210 ),
+    .bank(\$103 [8]),
+    .clk(clk),
+    .psum(\psum_out$617 ),
+    .psum_in(\psum_in$216 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [23:16]),
+    .w_we(\w_we$213 )
+  );
+  \convhw_list.core.array.pe_7_3  pe_7_3 (
+    .a(\a$275 ),
+    .bank(\$135 [8]),
+    .clk(clk),
+    .psum(\psum_out$622 ),
+    .psum_in(\psum_in$281 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [31:24]),
+    .w_we(\w_we$278 )
+  );
+  \convhw_list.core.array.pe_7_4  pe_7_4 (
+    .a(\a$340 ),
+    .bank(\$167 [8]),
+    .clk(clk),
+    .psum(\psum_out$626 ),
+    .psum_in(\psum_in$346 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [39:32]),
+    .w_we(\w_we$343 )
+  );
+  \convhw_list.core.array.pe_7_5  pe_7_5 (
+    .a(\a$405 ),
     .bank(\$199 [8]),
     .clk(clk),
-    .psum(\psum_out$487 ),
-    .psum_in(\psum_in$477 ),
+    .psum(\psum_out$629 ),
+    .psum_in(\psum_in$411 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$29 [63:56]),
-    .w_we(\w_we$474 )
+    .w_data(\w_data$30 [47:40]),
+    .w_we(\w_we$408 )
+  );
+  \convhw_list.core.array.pe_7_6  pe_7_6 (
+    .a(\a$470 ),
+    .bank(\$231 [8]),
+    .clk(clk),
+    .psum(\psum_out$630 ),
+    .psum_in(\psum_in$476 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [55:48]),
+    .w_we(\w_we$473 )
+  );
+  \convhw_list.core.array.pe_7_7  pe_7_7 (
+    .a(\a$535 ),
+    .bank(\$263 [8]),
+    .clk(clk),
+    .psum(\psum_out$551 ),
+    .psum_in(\psum_in$541 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$30 [63:56]),
+    .w_we(\w_we$538 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$209  = in_lanes[8:0];
+    \$344  = entered3;
     if (rst) begin
-      \$209  = 9'h000;
+      \$344  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$210  = in_lanes[17:9];
+    \$345  = skew3_0;
     if (rst) begin
-      \$210  = 9'h000;
+      \$345  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$211  = entered1;
+    \$346  = skew3_1;
     if (rst) begin
-      \$211  = 9'h000;
+      \$346  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$212  = in_lanes[26:18];
+    \$347  = in_lanes[44:36];
     if (rst) begin
-      \$212  = 9'h000;
+      \$347  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$213  = entered2;
+    \$348  = entered4;
     if (rst) begin
-      \$213  = 9'h000;
+      \$348  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$214  = skew2_0;
+    \$349  = skew4_0;
     if (rst) begin
-      \$214  = 9'h000;
+      \$349  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$215  = in_lanes[35:27];
+    \$350  = skew4_1;
     if (rst) begin
-      \$215  = 9'h000;
+      \$350  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$216  = entered3;
+    \$351  = skew4_2;
     if (rst) begin
-      \$216  = 9'h000;
+      \$351  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$217  = skew3_0;
+    \$352  = in_lanes[53:45];
     if (rst) begin
-      \$217  = 9'h000;
+      \$352  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$218  = skew3_1;
+    \$353  = entered5;
     if (rst) begin
-      \$218  = 9'h000;
+      \$353  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$219  = in_lanes[44:36];
+    \$354  = skew5_0;
     if (rst) begin
-      \$219  = 9'h000;
+      \$354  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$220  = entered4;
+    \$355  = skew5_1;
     if (rst) begin
-      \$220  = 9'h000;
+      \$355  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$221  = skew4_0;
+    \$356  = skew5_2;
     if (rst) begin
-      \$221  = 9'h000;
+      \$356  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$222  = skew4_1;
+    \$357  = skew5_3;
     if (rst) begin
-      \$222  = 9'h000;
+      \$357  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$223  = skew4_2;
+    \$358  = in_lanes[62:54];
     if (rst) begin
-      \$223  = 9'h000;
+      \$358  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$224  = in_lanes[53:45];
+    \$359  = entered6;
     if (rst) begin
-      \$224  = 9'h000;
+      \$359  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$225  = entered5;
+    \$360  = skew6_0;
     if (rst) begin
-      \$225  = 9'h000;
+      \$360  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$226  = skew5_0;
+    \$361  = skew6_1;
     if (rst) begin
-      \$226  = 9'h000;
+      \$361  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$227  = skew5_1;
+    \$362  = skew6_2;
     if (rst) begin
-      \$227  = 9'h000;
+      \$362  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$228  = skew5_2;
+    \$363  = skew6_3;
     if (rst) begin
-      \$228  = 9'h000;
+      \$363  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$229  = skew5_3;
+    \$364  = skew6_4;
     if (rst) begin
-      \$229  = 9'h000;
+      \$364  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$230  = in_lanes[62:54];
+    \$365  = in_lanes[71:63];
     if (rst) begin
-      \$230  = 9'h000;
+      \$365  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$231  = entered6;
+    \$366  = entered7;
     if (rst) begin
-      \$231  = 9'h000;
+      \$366  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$232  = skew6_0;
+    \$367  = skew7_0;
     if (rst) begin
-      \$232  = 9'h000;
+      \$367  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$233  = skew6_1;
+    \$368  = skew7_1;
     if (rst) begin
-      \$233  = 9'h000;
+      \$368  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$234  = skew6_2;
+    \$369  = skew7_2;
     if (rst) begin
-      \$234  = 9'h000;
+      \$369  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$235  = skew6_3;
+    \$370  = skew7_3;
     if (rst) begin
-      \$235  = 9'h000;
+      \$370  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$236  = skew6_4;
+    \$371  = skew7_4;
     if (rst) begin
-      \$236  = 9'h000;
+      \$371  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$237  = in_lanes[71:63];
+    \$372  = skew7_5;
     if (rst) begin
-      \$237  = 9'h000;
+      \$372  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$238  = entered7;
+    \$373  = skewed;
     if (rst) begin
-      \$238  = 9'h000;
+      \$373  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$239  = skew7_0;
+    \$374  = col1_word;
     if (rst) begin
-      \$239  = 9'h000;
+      \$374  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$240  = skew7_1;
+    \$375  = col2_word;
     if (rst) begin
-      \$240  = 9'h000;
+      \$375  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$241  = skew7_2;
+    \$376  = col3_word;
     if (rst) begin
-      \$241  = 9'h000;
+      \$376  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$242  = skew7_3;
+    \$377  = col4_word;
     if (rst) begin
-      \$242  = 9'h000;
+      \$377  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$243  = skew7_4;
+    \$378  = col5_word;
     if (rst) begin
-      \$243  = 9'h000;
+      \$378  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$244  = skew7_5;
+    \$379  = col6_word;
     if (rst) begin
-      \$244  = 9'h000;
+      \$379  = 72'h000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$245  = skewed;
+    \$380  = \port$7359$0 [0];
     if (rst) begin
-      \$245  = 72'h000000000000000000;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$246  = col1_word;
+    \$381  = word_row_d1;
     if (rst) begin
-      \$246  = 72'h000000000000000000;
+      \$381  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$247  = col2_word;
+    \$382  = word_row_d2;
     if (rst) begin
-      \$247  = 72'h000000000000000000;
+      \$382  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$248  = col3_word;
+    \$383  = word_row_d3;
     if (rst) begin
-      \$248  = 72'h000000000000000000;
+      \$383  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$249  = col4_word;
+    \$384  = word_row_d4;
     if (rst) begin
-      \$249  = 72'h000000000000000000;
+      \$384  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$250  = col5_word;
+    \$385  = word_row_d5;
     if (rst) begin
-      \$250  = 72'h000000000000000000;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$251  = col6_word;
+    \$386  = word_row_d6;
     if (rst) begin
-      \$251  = 72'h000000000000000000;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$252  = \$201 ;
+    \$387  = word_row_d7;
     if (rst) begin
-      \$252  = 9'h000;
+      \$387  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$253  = \$202 ;
+    \$388  = \port$7359$0 [1];
     if (rst) begin
-      \$253  = 9'h000;
+      \$388  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$254  = \$203 ;
+    \$389  = sum_row_d1;
     if (rst) begin
-      \$254  = 9'h000;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$255  = \$204 ;
+    \$390  = sum_row_d2;
     if (rst) begin
-      \$255  = 9'h000;
+      \$390  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$256  = \$205 ;
+    \$391  = sum_row_d3;
     if (rst) begin
-      \$256  = 9'h000;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$257  = \$206 ;
+    \$392  = sum_row_d4;
     if (rst) begin
-      \$257  = 9'h000;
+      \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$258  = \$207 ;
+    \$393  = sum_row_d5;
     if (rst) begin
-      \$258  = 9'h000;
+      \$393  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$259  = \$208 ;
+    \$394  = sum_row_d6;
     if (rst) begin
-      \$259  = 9'h000;
+      \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$260  = \psum_out$515 ;
+    \$395  = sum_row_d7;
     if (rst) begin
-      \$260  = 32'd0;
+      \$395  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$261  = deskew0_0;
+    \$396  = sum_row_d8;
     if (rst) begin
-      \$261  = 32'd0;
+      \$396  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$262  = deskew0_1;
+    \$397  = sum_row_d9;
     if (rst) begin
-      \$262  = 32'd0;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$263  = deskew0_2;
+    \$398  = sum_row_d10;
     if (rst) begin
-      \$263  = 32'd0;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$264  = deskew0_3;
+    \$399  = sum_row_d11;
     if (rst) begin
-      \$264  = 32'd0;
+      \$399  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$265  = deskew0_4;
+    \$400  = sum_row_d12;
     if (rst) begin
-      \$265  = 32'd0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$266  = deskew0_5;
+    \$401  = sum_row_d13;
     if (rst) begin
-      \$266  = 32'd0;
+      \$401  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$267  = \psum_out$522 ;
+    \$402  = sum_row_d14;
     if (rst) begin
-      \$267  = 32'd0;
+      \$402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$268  = deskew1_0;
+    \$403  = \$265 ;
     if (rst) begin
-      \$268  = 32'd0;
+      \$403  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$269  = deskew1_1;
+    \$404  = \$266 ;
     if (rst) begin
-      \$269  = 32'd0;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$270  = deskew1_2;
+    \$405  = \$267 ;
     if (rst) begin
-      \$270  = 32'd0;
+      \$405  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$271  = deskew1_3;
+    \$406  = \$268 ;
     if (rst) begin
-      \$271  = 32'd0;
+      \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$272  = deskew1_4;
+    \$407  = \$269 ;
     if (rst) begin
-      \$272  = 32'd0;
+      \$407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$273  = \psum_out$528 ;
+    \$408  = \$270 ;
     if (rst) begin
-      \$273  = 32'd0;
+      \$408  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$274  = deskew2_0;
+    \$409  = \$271 ;
     if (rst) begin
-      \$274  = 32'd0;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$275  = deskew2_1;
+    \$410  = \$272 ;
     if (rst) begin
-      \$275  = 32'd0;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$276  = deskew2_2;
+    \$411  = \$273 ;
     if (rst) begin
-      \$276  = 32'd0;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$277  = deskew2_3;
+    \$412  = \$274 ;
     if (rst) begin
-      \$277  = 32'd0;
+      \$412  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$278  = \psum_out$533 ;
+    \$413  = \$275 ;
     if (rst) begin
-      \$278  = 32'd0;
+      \$413  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$279  = deskew3_0;
+    \$414  = \$276 ;
     if (rst) begin
-      \$279  = 32'd0;
+      \$414  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$280  = deskew3_1;
+    \$415  = \$277 ;
     if (rst) begin
-      \$280  = 32'd0;
+      \$415  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$281  = deskew3_2;
+    \$416  = \$278 ;
     if (rst) begin
-      \$281  = 32'd0;
+      \$416  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$282  = \psum_out$537 ;
+    \$417  = \$279 ;
     if (rst) begin
-      \$282  = 32'd0;
+      \$417  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$283  = deskew4_0;
+    \$418  = \$280 ;
     if (rst) begin
-      \$283  = 32'd0;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$284  = deskew4_1;
+    \$419  = \$281 ;
     if (rst) begin
-      \$284  = 32'd0;
+      \$419  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$285  = \psum_out$540 ;
+    \$420  = \$282 ;
     if (rst) begin
-      \$285  = 32'd0;
+      \$420  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$286  = deskew5_0;
+    \$421  = \$283 ;
     if (rst) begin
-      \$286  = 32'd0;
+      \$421  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$287  = \psum_out$541 ;
+    \$422  = \$284 ;
     if (rst) begin
-      \$287  = 32'd0;
+      \$422  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$288  = { valid[16:0], in_valid };
+    \$423  = \$285 ;
     if (rst) begin
-      \$288  = 18'h00000;
+      \$423  = 1'h0;
     end
   end
-  assign a = \$9 [7:0];
-  assign bank = \$10 [8];
-  assign \w_bank$27  = w_bank;
-  assign w_data = \w_data$29 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$424  = \$286 ;
+    if (rst) begin
+      \$424  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$425  = \$287 ;
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$426  = \$288 ;
+    if (rst) begin
+      \$426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$427  = \$289 ;
+    if (rst) begin
+      \$427  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$428  = \$290 ;
+    if (rst) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$429  = \$291 ;
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$430  = \$292 ;
+    if (rst) begin
+      \$430  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$431  = \$293 ;
+    if (rst) begin
+      \$431  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$432  = \$294 ;
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$433  = \$295 ;
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$434  = \$296 ;
+    if (rst) begin
+      \$434  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$435  = \$297 ;
+    if (rst) begin
+      \$435  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$436  = \$298 ;
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$437  = \$299 ;
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$438  = \$300 ;
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$439  = \$301 ;
+    if (rst) begin
+      \$439  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$440  = \$302 ;
+    if (rst) begin
+      \$440  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$441  = \$303 ;
+    if (rst) begin
+      \$441  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$442  = \$304 ;
+    if (rst) begin
+      \$442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$443  = \$305 ;
+    if (rst) begin
+      \$443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$444  = \$306 ;
+    if (rst) begin
+      \$444  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$445  = \$307 ;
+    if (rst) begin
+      \$445  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$446  = \$308 ;
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$447  = \$309 ;
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$448  = \$310 ;
+    if (rst) begin
+      \$448  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$449  = \$311 ;
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$450  = \$312 ;
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$451  = \$313 ;
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$452  = \$314 ;
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$453  = \$315 ;
+    if (rst) begin
+      \$453  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$454  = \$316 ;
+    if (rst) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$455  = \$317 ;
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$456  = \$318 ;
+    if (rst) begin
+      \$456  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$457  = \$319 ;
+    if (rst) begin
+      \$457  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$458  = \$320 ;
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$459  = \$321 ;
+    if (rst) begin
+      \$459  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$460  = \$322 ;
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$461  = \$323 ;
+    if (rst) begin
+      \$461  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$462  = \$324 ;
+    if (rst) begin
+      \$462  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$463  = \$325 ;
+    if (rst) begin
+      \$463  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$464  = \$326 ;
+    if (rst) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$465  = \$327 ;
+    if (rst) begin
+      \$465  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$466  = \$328 ;
+    if (rst) begin
+      \$466  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$467  = \$329 ;
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$468  = \$330 ;
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$469  = \$331 ;
+    if (rst) begin
+      \$469  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$470  = \$332 ;
+    if (rst) begin
+      \$470  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$471  = \$333 ;
+    if (rst) begin
+      \$471  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$472  = \$334 ;
+    if (rst) begin
+      \$472  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$473  = \$335 ;
+    if (rst) begin
+      \$473  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$474  = \$336 ;
+    if (rst) begin
+      \$474  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$475  = \psum_out$604 ;
+    if (rst) begin
+      \$475  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$476  = deskew0_0;
+    if (rst) begin
+      \$476  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$477  = deskew0_1;
+    if (rst) begin
+      \$477  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$478  = deskew0_2;
+    if (rst) begin
+      \$478  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$479  = deskew0_3;
+    if (rst) begin
+      \$479  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$480  = deskew0_4;
+    if (rst) begin
+      \$480  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$481  = deskew0_5;
+    if (rst) begin
+      \$481  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$482  = \psum_out$611 ;
+    if (rst) begin
+      \$482  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$483  = deskew1_0;
+    if (rst) begin
+      \$483  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$484  = deskew1_1;
+    if (rst) begin
+      \$484  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$485  = deskew1_2;
+    if (rst) begin
+      \$485  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$486  = deskew1_3;
+    if (rst) begin
+      \$486  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$487  = deskew1_4;
+    if (rst) begin
+      \$487  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$488  = \psum_out$617 ;
+    if (rst) begin
+      \$488  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$489  = deskew2_0;
+    if (rst) begin
+      \$489  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$490  = deskew2_1;
+    if (rst) begin
+      \$490  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$491  = deskew2_2;
+    if (rst) begin
+      \$491  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$492  = deskew2_3;
+    if (rst) begin
+      \$492  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$493  = \psum_out$622 ;
+    if (rst) begin
+      \$493  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$494  = deskew3_0;
+    if (rst) begin
+      \$494  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$495  = deskew3_1;
+    if (rst) begin
+      \$495  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$496  = deskew3_2;
+    if (rst) begin
+      \$496  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$497  = \psum_out$626 ;
+    if (rst) begin
+      \$497  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$498  = deskew4_0;
+    if (rst) begin
+      \$498  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$499  = deskew4_1;
+    if (rst) begin
+      \$499  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$500  = \psum_out$629 ;
+    if (rst) begin
+      \$500  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$501  = deskew5_0;
+    if (rst) begin
+      \$501  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$502  = \psum_out$630 ;
+    if (rst) begin
+      \$502  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$503  = { valid[16:0], in_valid };
+    if (rst) begin
+      \$503  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$337  = in_lanes[8:0];
+    if (rst) begin
+      \$337  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$338  = in_lanes[17:9];
+    if (rst) begin
+      \$338  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$339  = entered1;
+    if (rst) begin
+      \$339  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$340  = in_lanes[26:18];
+    if (rst) begin
+      \$340  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$341  = entered2;
+    if (rst) begin
+      \$341  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$342  = skew2_0;
+    if (rst) begin
+      \$342  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$343  = in_lanes[35:27];
+    if (rst) begin
+      \$343  = 9'h000;
+    end
+  end
+  assign bank = \$11 [8];
+  assign \w_bank$28  = w_bank;
+  assign w_data = \w_data$30 [7:0];
   assign psum_in = 32'd0;
-  assign \a$31  = \$12 [7:0];
-  assign \bank$32  = \$13 [8];
-  assign \w_bank$34  = w_bank;
-  assign \w_data$35  = \w_data$29 [7:0];
-  assign psum_out = \psum_in$36 ;
-  assign \a$38  = \$15 [7:0];
-  assign \bank$39  = \$16 [8];
-  assign \w_bank$41  = w_bank;
-  assign \w_data$42  = \w_data$29 [7:0];
-  assign \psum_out$44  = \psum_in$43 ;
-  assign \a$45  = \$18 [7:0];
-  assign \bank$46  = \$19 [8];
-  assign \w_bank$48  = w_bank;
-  assign \w_data$49  = \w_data$29 [7:0];
-  assign \psum_out$51  = \psum_in$50 ;
-  assign \a$52  = \$21 [7:0];
-  assign \bank$53  = \$22 [8];
-  assign \w_bank$55  = w_bank;
-  assign \w_data$56  = \w_data$29 [7:0];
-  assign \psum_out$58  = \psum_in$57 ;
-  assign \a$59  = \$24 [7:0];
-  assign \bank$60  = \$25 [8];
-  assign \w_bank$62  = w_bank;
-  assign \w_data$63  = \w_data$29 [7:0];
-  assign \psum_out$65  = \psum_in$64 ;
-  assign \a$66  = \$27 [7:0];
-  assign \bank$67  = \$28 [8];
-  assign \w_bank$69  = w_bank;
-  assign \w_data$70  = \w_data$29 [7:0];
-  assign \psum_out$72  = \psum_in$71 ;
-  assign \a$73  = \$30 [7:0];
-  assign \bank$74  = \$31 [8];
+  assign \bank$34  = \$15 [8];
+  assign \w_bank$36  = w_bank;
+  assign \w_data$37  = \w_data$30 [7:0];
+  assign psum_out = \psum_in$38 ;
+  assign \bank$42  = \$19 [8];
+  assign \w_bank$44  = w_bank;
+  assign \w_data$45  = \w_data$30 [7:0];
+  assign \psum_out$47  = \psum_in$46 ;
+  assign \bank$50  = \$23 [8];
+  assign \w_bank$52  = w_bank;
+  assign \w_data$53  = \w_data$30 [7:0];
+  assign \psum_out$55  = \psum_in$54 ;
+  assign \bank$58  = \$27 [8];
+  assign \w_bank$60  = w_bank;
+  assign \w_data$61  = \w_data$30 [7:0];
+  assign \psum_out$63  = \psum_in$62 ;
+  assign \bank$66  = \$31 [8];
+  assign \w_bank$68  = w_bank;
+  assign \w_data$69  = \w_data$30 [7:0];
+  assign \psum_out$71  = \psum_in$70 ;
+  assign \bank$74  = \$35 [8];
   assign \w_bank$76  = w_bank;
-  assign \w_data$77  = \w_data$29 [7:0];
+  assign \w_data$77  = \w_data$30 [7:0];
   assign \psum_out$79  = \psum_in$78 ;
-  assign \a$80  = \$33 [7:0];
-  assign \bank$83  = \$34 [8];
-  assign \w_bank$85  = w_bank;
-  assign \w_data$86  = \w_data$29 [15:8];
-  assign \psum_in$87  = 32'd0;
-  assign \a$88  = \$36 [7:0];
-  assign \bank$89  = \$37 [8];
-  assign \w_bank$91  = w_bank;
-  assign \w_data$92  = \w_data$29 [15:8];
-  assign \psum_out$94  = \psum_in$93 ;
-  assign \a$95  = \$39 [7:0];
-  assign \bank$96  = \$40 [8];
-  assign \w_bank$98  = w_bank;
-  assign \w_data$99  = \w_data$29 [15:8];
-  assign \psum_out$101  = \psum_in$100 ;
-  assign \a$102  = \$42 [7:0];
-  assign \bank$103  = \$43 [8];
-  assign \w_bank$105  = w_bank;
-  assign \w_data$106  = \w_data$29 [15:8];
-  assign \psum_out$108  = \psum_in$107 ;
-  assign \a$109  = \$45 [7:0];
-  assign \bank$110  = \$46 [8];
-  assign \w_bank$112  = w_bank;
-  assign \w_data$113  = \w_data$29 [15:8];
-  assign \psum_out$115  = \psum_in$114 ;
-  assign \a$116  = \$48 [7:0];
-  assign \bank$117  = \$49 [8];
-  assign \w_bank$119  = w_bank;
-  assign \w_data$120  = \w_data$29 [15:8];
-  assign \psum_out$122  = \psum_in$121 ;
-  assign \a$123  = \$51 [7:0];
-  assign \bank$124  = \$52 [8];
-  assign \w_bank$126  = w_bank;
-  assign \w_data$127  = \w_data$29 [15:8];
-  assign \psum_out$129  = \psum_in$128 ;
-  assign \a$130  = \$54 [7:0];
-  assign \bank$131  = \$55 [8];
+  assign \bank$82  = \$39 [8];
+  assign \w_bank$84  = w_bank;
+  assign \w_data$85  = \w_data$30 [7:0];
+  assign \psum_out$87  = \psum_in$86 ;
+  assign \bank$92  = \$43 [8];
+  assign \w_bank$94  = w_bank;
+  assign \w_data$95  = \w_data$30 [15:8];
+  assign \psum_in$96  = 32'd0;
+  assign \bank$99  = \$47 [8];
+  assign \w_bank$101  = w_bank;
+  assign \w_data$102  = \w_data$30 [15:8];
+  assign \psum_out$104  = \psum_in$103 ;
+  assign \bank$107  = \$51 [8];
+  assign \w_bank$109  = w_bank;
+  assign \w_data$110  = \w_data$30 [15:8];
+  assign \psum_out$112  = \psum_in$111 ;
+  assign \bank$115  = \$55 [8];
+  assign \w_bank$117  = w_bank;
+  assign \w_data$118  = \w_data$30 [15:8];
+  assign \psum_out$120  = \psum_in$119 ;
+  assign \bank$123  = \$59 [8];
+  assign \w_bank$125  = w_bank;
+  assign \w_data$126  = \w_data$30 [15:8];
+  assign \psum_out$128  = \psum_in$127 ;
+  assign \bank$131  = \$63 [8];
   assign \w_bank$133  = w_bank;
-  assign \w_data$134  = \w_data$29 [15:8];
+  assign \w_data$134  = \w_data$30 [15:8];
   assign \psum_out$136  = \psum_in$135 ;
-  assign \a$137  = \$57 [7:0];
-  assign \bank$140  = \$58 [8];
-  assign \w_bank$142  = w_bank;
-  assign \w_data$143  = \w_data$29 [23:16];
-  assign \psum_in$144  = 32'd0;
-  assign \a$145  = \$60 [7:0];
-  assign \bank$146  = \$61 [8];
-  assign \w_bank$148  = w_bank;
-  assign \w_data$149  = \w_data$29 [23:16];
-  assign \psum_out$151  = \psum_in$150 ;
-  assign \a$152  = \$63 [7:0];
-  assign \bank$153  = \$64 [8];
-  assign \w_bank$155  = w_bank;
-  assign \w_data$156  = \w_data$29 [23:16];
-  assign \psum_out$158  = \psum_in$157 ;
-  assign \a$159  = \$66 [7:0];
-  assign \bank$160  = \$67 [8];
-  assign \w_bank$162  = w_bank;
-  assign \w_data$163  = \w_data$29 [23:16];
-  assign \psum_out$165  = \psum_in$164 ;
-  assign \a$166  = \$69 [7:0];
-  assign \bank$167  = \$70 [8];
-  assign \w_bank$169  = w_bank;
-  assign \w_data$170  = \w_data$29 [23:16];
-  assign \psum_out$172  = \psum_in$171 ;
-  assign \a$173  = \$72 [7:0];
-  assign \bank$174  = \$73 [8];
-  assign \w_bank$176  = w_bank;
-  assign \w_data$177  = \w_data$29 [23:16];
-  assign \psum_out$179  = \psum_in$178 ;
-  assign \a$180  = \$75 [7:0];
-  assign \bank$181  = \$76 [8];
-  assign \w_bank$183  = w_bank;
-  assign \w_data$184  = \w_data$29 [23:16];
-  assign \psum_out$186  = \psum_in$185 ;
-  assign \a$187  = \$78 [7:0];
-  assign \bank$188  = \$79 [8];
+  assign \bank$139  = \$67 [8];
+  assign \w_bank$141  = w_bank;
+  assign \w_data$142  = \w_data$30 [15:8];
+  assign \psum_out$144  = \psum_in$143 ;
+  assign \bank$147  = \$71 [8];
+  assign \w_bank$149  = w_bank;
+  assign \w_data$150  = \w_data$30 [15:8];
+  assign \psum_out$152  = \psum_in$151 ;
+  assign \bank$157  = \$75 [8];
+  assign \w_bank$159  = w_bank;
+  assign \w_data$160  = \w_data$30 [23:16];
+  assign \psum_in$161  = 32'd0;
+  assign \bank$164  = \$79 [8];
+  assign \w_bank$166  = w_bank;
+  assign \w_data$167  = \w_data$30 [23:16];
+  assign \psum_out$169  = \psum_in$168 ;
+  assign \bank$172  = \$83 [8];
+  assign \w_bank$174  = w_bank;
+  assign \w_data$175  = \w_data$30 [23:16];
+  assign \psum_out$177  = \psum_in$176 ;
+  assign \bank$180  = \$87 [8];
+  assign \w_bank$182  = w_bank;
+  assign \w_data$183  = \w_data$30 [23:16];
+  assign \psum_out$185  = \psum_in$184 ;
+  assign \bank$188  = \$91 [8];
   assign \w_bank$190  = w_bank;
-  assign \w_data$191  = \w_data$29 [23:16];
+  assign \w_data$191  = \w_data$30 [23:16];
   assign \psum_out$193  = \psum_in$192 ;
-  assign \a$194  = \$81 [7:0];
-  assign \bank$197  = \$82 [8];
-  assign \w_bank$199  = w_bank;
-  assign \w_data$200  = \w_data$29 [31:24];
-  assign \psum_in$201  = 32'd0;
-  assign \a$202  = \$84 [7:0];
-  assign \bank$203  = \$85 [8];
-  assign \w_bank$205  = w_bank;
-  assign \w_data$206  = \w_data$29 [31:24];
-  assign \psum_out$208  = \psum_in$207 ;
-  assign \a$209  = \$87 [7:0];
-  assign \bank$210  = \$88 [8];
-  assign \w_bank$212  = w_bank;
-  assign \w_data$213  = \w_data$29 [31:24];
-  assign \psum_out$215  = \psum_in$214 ;
-  assign \a$216  = \$90 [7:0];
-  assign \bank$217  = \$91 [8];
-  assign \w_bank$219  = w_bank;
-  assign \w_data$220  = \w_data$29 [31:24];
-  assign \psum_out$222  = \psum_in$221 ;
-  assign \a$223  = \$93 [7:0];
-  assign \bank$224  = \$94 [8];
-  assign \w_bank$226  = w_bank;
-  assign \w_data$227  = \w_data$29 [31:24];
-  assign \psum_out$229  = \psum_in$228 ;
-  assign \a$230  = \$96 [7:0];
-  assign \bank$231  = \$97 [8];
-  assign \w_bank$233  = w_bank;
-  assign \w_data$234  = \w_data$29 [31:24];
-  assign \psum_out$236  = \psum_in$235 ;
-  assign \a$237  = \$99 [7:0];
-  assign \bank$238  = \$100 [8];
-  assign \w_bank$240  = w_bank;
-  assign \w_data$241  = \w_data$29 [31:24];
-  assign \psum_out$243  = \psum_in$242 ;
-  assign \a$244  = \$102 [7:0];
-  assign \bank$245  = \$103 [8];
+  assign \bank$196  = \$95 [8];
+  assign \w_bank$198  = w_bank;
+  assign \w_data$199  = \w_data$30 [23:16];
+  assign \psum_out$201  = \psum_in$200 ;
+  assign \bank$204  = \$99 [8];
+  assign \w_bank$206  = w_bank;
+  assign \w_data$207  = \w_data$30 [23:16];
+  assign \psum_out$209  = \psum_in$208 ;
+  assign \bank$212  = \$103 [8];
+  assign \w_bank$214  = w_bank;
+  assign \w_data$215  = \w_data$30 [23:16];
+  assign \psum_out$217  = \psum_in$216 ;
+  assign \bank$222  = \$107 [8];
+  assign \w_bank$224  = w_bank;
+  assign \w_data$225  = \w_data$30 [31:24];
+  assign \psum_in$226  = 32'd0;
+  assign \bank$229  = \$111 [8];
+  assign \w_bank$231  = w_bank;
+  assign \w_data$232  = \w_data$30 [31:24];
+  assign \psum_out$234  = \psum_in$233 ;
+  assign \bank$237  = \$115 [8];
+  assign \w_bank$239  = w_bank;
+  assign \w_data$240  = \w_data$30 [31:24];
+  assign \psum_out$242  = \psum_in$241 ;
+  assign \bank$245  = \$119 [8];
   assign \w_bank$247  = w_bank;
-  assign \w_data$248  = \w_data$29 [31:24];
+  assign \w_data$248  = \w_data$30 [31:24];
   assign \psum_out$250  = \psum_in$249 ;
-  assign \a$251  = \$105 [7:0];
-  assign \bank$254  = \$106 [8];
-  assign \w_bank$256  = w_bank;
-  assign \w_data$257  = \w_data$29 [39:32];
-  assign \psum_in$258  = 32'd0;
-  assign \a$259  = \$108 [7:0];
-  assign \bank$260  = \$109 [8];
-  assign \w_bank$262  = w_bank;
-  assign \w_data$263  = \w_data$29 [39:32];
-  assign \psum_out$265  = \psum_in$264 ;
-  assign \a$266  = \$111 [7:0];
-  assign \bank$267  = \$112 [8];
-  assign \w_bank$269  = w_bank;
-  assign \w_data$270  = \w_data$29 [39:32];
-  assign \psum_out$272  = \psum_in$271 ;
-  assign \a$273  = \$114 [7:0];
-  assign \bank$274  = \$115 [8];
-  assign \w_bank$276  = w_bank;
-  assign \w_data$277  = \w_data$29 [39:32];
-  assign \psum_out$279  = \psum_in$278 ;
-  assign \a$280  = \$117 [7:0];
-  assign \bank$281  = \$118 [8];
-  assign \w_bank$283  = w_bank;
-  assign \w_data$284  = \w_data$29 [39:32];
-  assign \psum_out$286  = \psum_in$285 ;
-  assign \a$287  = \$120 [7:0];
-  assign \bank$288  = \$121 [8];
-  assign \w_bank$290  = w_bank;
-  assign \w_data$291  = \w_data$29 [39:32];
-  assign \psum_out$293  = \psum_in$292 ;
-  assign \a$294  = \$123 [7:0];
-  assign \bank$295  = \$124 [8];
-  assign \w_bank$297  = w_bank;
-  assign \w_data$298  = \w_data$29 [39:32];
-  assign \psum_out$300  = \psum_in$299 ;
-  assign \a$301  = \$126 [7:0];
-  assign \bank$302  = \$127 [8];
+  assign \bank$253  = \$123 [8];
+  assign \w_bank$255  = w_bank;
+  assign \w_data$256  = \w_data$30 [31:24];
+  assign \psum_out$258  = \psum_in$257 ;
+  assign \bank$261  = \$127 [8];
+  assign \w_bank$263  = w_bank;
+  assign \w_data$264  = \w_data$30 [31:24];
+  assign \psum_out$266  = \psum_in$265 ;
+  assign \bank$269  = \$131 [8];
+  assign \w_bank$271  = w_bank;
+  assign \w_data$272  = \w_data$30 [31:24];
+  assign \psum_out$274  = \psum_in$273 ;
+  assign \bank$277  = \$135 [8];
+  assign \w_bank$279  = w_bank;
+  assign \w_data$280  = \w_data$30 [31:24];
+  assign \psum_out$282  = \psum_in$281 ;
+  assign \bank$287  = \$139 [8];
+  assign \w_bank$289  = w_bank;
+  assign \w_data$290  = \w_data$30 [39:32];
+  assign \psum_in$291  = 32'd0;
+  assign \bank$294  = \$143 [8];
+  assign \w_bank$296  = w_bank;
+  assign \w_data$297  = \w_data$30 [39:32];
+  assign \psum_out$299  = \psum_in$298 ;
+  assign \bank$302  = \$147 [8];
   assign \w_bank$304  = w_bank;
-  assign \w_data$305  = \w_data$29 [39:32];
+  assign \w_data$305  = \w_data$30 [39:32];
   assign \psum_out$307  = \psum_in$306 ;
-  assign \a$308  = \$129 [7:0];
-  assign \bank$311  = \$130 [8];
-  assign \w_bank$313  = w_bank;
-  assign \w_data$314  = \w_data$29 [47:40];
-  assign \psum_in$315  = 32'd0;
-  assign \a$316  = \$132 [7:0];
-  assign \bank$317  = \$133 [8];
-  assign \w_bank$319  = w_bank;
-  assign \w_data$320  = \w_data$29 [47:40];
-  assign \psum_out$322  = \psum_in$321 ;
-  assign \a$323  = \$135 [7:0];
-  assign \bank$324  = \$136 [8];
-  assign \w_bank$326  = w_bank;
-  assign \w_data$327  = \w_data$29 [47:40];
-  assign \psum_out$329  = \psum_in$328 ;
-  assign \a$330  = \$138 [7:0];
-  assign \bank$331  = \$139 [8];
-  assign \w_bank$333  = w_bank;
-  assign \w_data$334  = \w_data$29 [47:40];
-  assign \psum_out$336  = \psum_in$335 ;
-  assign \a$337  = \$141 [7:0];
-  assign \bank$338  = \$142 [8];
-  assign \w_bank$340  = w_bank;
-  assign \w_data$341  = \w_data$29 [47:40];
-  assign \psum_out$343  = \psum_in$342 ;
-  assign \a$344  = \$144 [7:0];
-  assign \bank$345  = \$145 [8];
-  assign \w_bank$347  = w_bank;
-  assign \w_data$348  = \w_data$29 [47:40];
-  assign \psum_out$350  = \psum_in$349 ;
-  assign \a$351  = \$147 [7:0];
-  assign \bank$352  = \$148 [8];
+  assign \bank$310  = \$151 [8];
+  assign \w_bank$312  = w_bank;
+  assign \w_data$313  = \w_data$30 [39:32];
+  assign \psum_out$315  = \psum_in$314 ;
+  assign \bank$318  = \$155 [8];
+  assign \w_bank$320  = w_bank;
+  assign \w_data$321  = \w_data$30 [39:32];
+  assign \psum_out$323  = \psum_in$322 ;
+  assign \bank$326  = \$159 [8];
+  assign \w_bank$328  = w_bank;
+  assign \w_data$329  = \w_data$30 [39:32];
+  assign \psum_out$331  = \psum_in$330 ;
+  assign \bank$334  = \$163 [8];
+  assign \w_bank$336  = w_bank;
+  assign \w_data$337  = \w_data$30 [39:32];
+  assign \psum_out$339  = \psum_in$338 ;
+  assign \bank$342  = \$167 [8];
+  assign \w_bank$344  = w_bank;
+  assign \w_data$345  = \w_data$30 [39:32];
+  assign \psum_out$347  = \psum_in$346 ;
+  assign \bank$352  = \$171 [8];
   assign \w_bank$354  = w_bank;
-  assign \w_data$355  = \w_data$29 [47:40];
-  assign \psum_out$357  = \psum_in$356 ;
-  assign \a$358  = \$150 [7:0];
-  assign \bank$359  = \$151 [8];
+  assign \w_data$355  = \w_data$30 [47:40];
+  assign \psum_in$356  = 32'd0;
+  assign \bank$359  = \$175 [8];
   assign \w_bank$361  = w_bank;
-  assign \w_data$362  = \w_data$29 [47:40];
+  assign \w_data$362  = \w_data$30 [47:40];
   assign \psum_out$364  = \psum_in$363 ;
-  assign \a$365  = \$153 [7:0];
-  assign \bank$368  = \$154 [8];
-  assign \w_bank$370  = w_bank;
-  assign \w_data$371  = \w_data$29 [55:48];
-  assign \psum_in$372  = 32'd0;
-  assign \a$373  = \$156 [7:0];
-  assign \bank$374  = \$157 [8];
-  assign \w_bank$376  = w_bank;
-  assign \w_data$377  = \w_data$29 [55:48];
-  assign \psum_out$379  = \psum_in$378 ;
-  assign \a$380  = \$159 [7:0];
-  assign \bank$381  = \$160 [8];
-  assign \w_bank$383  = w_bank;
-  assign \w_data$384  = \w_data$29 [55:48];
-  assign \psum_out$386  = \psum_in$385 ;
-  assign \a$387  = \$162 [7:0];
-  assign \bank$388  = \$163 [8];
-  assign \w_bank$390  = w_bank;
-  assign \w_data$391  = \w_data$29 [55:48];
-  assign \psum_out$393  = \psum_in$392 ;
-  assign \a$394  = \$165 [7:0];
-  assign \bank$395  = \$166 [8];
-  assign \w_bank$397  = w_bank;
-  assign \w_data$398  = \w_data$29 [55:48];
-  assign \psum_out$400  = \psum_in$399 ;
-  assign \a$401  = \$168 [7:0];
-  assign \bank$402  = \$169 [8];
-  assign \w_bank$404  = w_bank;
-  assign \w_data$405  = \w_data$29 [55:48];
-  assign \psum_out$407  = \psum_in$406 ;
-  assign \a$408  = \$171 [7:0];
-  assign \bank$409  = \$172 [8];
-  assign \w_bank$411  = w_bank;
-  assign \w_data$412  = \w_data$29 [55:48];
-  assign \psum_out$414  = \psum_in$413 ;
-  assign \a$415  = \$174 [7:0];
-  assign \bank$416  = \$175 [8];
-  assign \w_bank$418  = w_bank;
-  assign \w_data$419  = \w_data$29 [55:48];
-  assign \psum_out$421  = \psum_in$420 ;
-  assign \a$422  = \$177 [7:0];
-  assign \bank$425  = \$178 [8];
-  assign \w_bank$427  = w_bank;
-  assign \w_data$428  = \w_data$29 [63:56];
-  assign \psum_in$429  = 32'd0;
-  assign \a$430  = \$180 [7:0];
-  assign \bank$431  = \$181 [8];
-  assign \w_bank$433  = w_bank;
-  assign \w_data$434  = \w_data$29 [63:56];
-  assign \psum_out$436  = \psum_in$435 ;
-  assign \a$437  = \$183 [7:0];
-  assign \bank$438  = \$184 [8];
-  assign \w_bank$440  = w_bank;
-  assign \w_data$441  = \w_data$29 [63:56];
-  assign \psum_out$443  = \psum_in$442 ;
-  assign \a$444  = \$186 [7:0];
-  assign \bank$445  = \$187 [8];
-  assign \w_bank$447  = w_bank;
-  assign \w_data$448  = \w_data$29 [63:56];
-  assign \psum_out$450  = \psum_in$449 ;
-  assign \a$451  = \$189 [7:0];
-  assign \bank$452  = \$190 [8];
-  assign \w_bank$454  = w_bank;
-  assign \w_data$455  = \w_data$29 [63:56];
-  assign \psum_out$457  = \psum_in$456 ;
-  assign \a$458  = \$192 [7:0];
-  assign \bank$459  = \$193 [8];
-  assign \w_bank$461  = w_bank;
-  assign \w_data$462  = \w_data$29 [63:56];
-  assign \psum_out$464  = \psum_in$463 ;
-  assign \a$465  = \$195 [7:0];
-  assign \bank$466  = \$196 [8];
-  assign \w_bank$468  = w_bank;
-  assign \w_data$469  = \w_data$29 [63:56];
-  assign \psum_out$471  = \psum_in$470 ;
-  assign \a$472  = \$198 [7:0];
-  assign \bank$473  = \$199 [8];
-  assign \w_bank$475  = w_bank;
-  assign \w_data$476  = \w_data$29 [63:56];
-  assign \psum_out$478  = \psum_in$477 ;
+  assign \bank$367  = \$179 [8];
+  assign \w_bank$369  = w_bank;
+  assign \w_data$370  = \w_data$30 [47:40];
+  assign \psum_out$372  = \psum_in$371 ;
+  assign \bank$375  = \$183 [8];
+  assign \w_bank$377  = w_bank;
+  assign \w_data$378  = \w_data$30 [47:40];
+  assign \psum_out$380  = \psum_in$379 ;
+  assign \bank$383  = \$187 [8];
+  assign \w_bank$385  = w_bank;
+  assign \w_data$386  = \w_data$30 [47:40];
+  assign \psum_out$388  = \psum_in$387 ;
+  assign \bank$391  = \$191 [8];
+  assign \w_bank$393  = w_bank;
+  assign \w_data$394  = \w_data$30 [47:40];
+  assign \psum_out$396  = \psum_in$395 ;
+  assign \bank$399  = \$195 [8];
+  assign \w_bank$401  = w_bank;
+  assign \w_data$402  = \w_data$30 [47:40];
+  assign \psum_out$404  = \psum_in$403 ;
+  assign \bank$407  = \$199 [8];
+  assign \w_bank$409  = w_bank;
+  assign \w_data$410  = \w_data$30 [47:40];
+  assign \psum_out$412  = \psum_in$411 ;
+  assign \bank$417  = \$203 [8];
+  assign \w_bank$419  = w_bank;
+  assign \w_data$420  = \w_data$30 [55:48];
+  assign \psum_in$421  = 32'd0;
+  assign \bank$424  = \$207 [8];
+  assign \w_bank$426  = w_bank;
+  assign \w_data$427  = \w_data$30 [55:48];
+  assign \psum_out$429  = \psum_in$428 ;
+  assign \bank$432  = \$211 [8];
+  assign \w_bank$434  = w_bank;
+  assign \w_data$435  = \w_data$30 [55:48];
+  assign \psum_out$437  = \psum_in$436 ;
+  assign \bank$440  = \$215 [8];
+  assign \w_bank$442  = w_bank;
+  assign \w_data$443  = \w_data$30 [55:48];
+  assign \psum_out$445  = \psum_in$444 ;
+  assign \bank$448  = \$219 [8];
+  assign \w_bank$450  = w_bank;
+  assign \w_data$451  = \w_data$30 [55:48];
+  assign \psum_out$453  = \psum_in$452 ;
+  assign \bank$456  = \$223 [8];
+  assign \w_bank$458  = w_bank;
+  assign \w_data$459  = \w_data$30 [55:48];
+  assign \psum_out$461  = \psum_in$460 ;
+  assign \bank$464  = \$227 [8];
+  assign \w_bank$466  = w_bank;
+  assign \w_data$467  = \w_data$30 [55:48];
+  assign \psum_out$469  = \psum_in$468 ;
+  assign \bank$472  = \$231 [8];
+  assign \w_bank$474  = w_bank;
+  assign \w_data$475  = \w_data$30 [55:48];
+  assign \psum_out$477  = \psum_in$476 ;
+  assign \bank$482  = \$235 [8];
+  assign \w_bank$484  = w_bank;
+  assign \w_data$485  = \w_data$30 [63:56];
+  assign \psum_in$486  = 32'd0;
+  assign \bank$489  = \$239 [8];
+  assign \w_bank$491  = w_bank;
+  assign \w_data$492  = \w_data$30 [63:56];
+  assign \psum_out$494  = \psum_in$493 ;
+  assign \bank$497  = \$243 [8];
+  assign \w_bank$499  = w_bank;
+  assign \w_data$500  = \w_data$30 [63:56];
+  assign \psum_out$502  = \psum_in$501 ;
+  assign \bank$505  = \$247 [8];
+  assign \w_bank$507  = w_bank;
+  assign \w_data$508  = \w_data$30 [63:56];
+  assign \psum_out$510  = \psum_in$509 ;
+  assign \bank$513  = \$251 [8];
+  assign \w_bank$515  = w_bank;
+  assign \w_data$516  = \w_data$30 [63:56];
+  assign \psum_out$518  = \psum_in$517 ;
+  assign \bank$521  = \$255 [8];
+  assign \w_bank$523  = w_bank;
+  assign \w_data$524  = \w_data$30 [63:56];
+  assign \psum_out$526  = \psum_in$525 ;
+  assign \bank$529  = \$259 [8];
+  assign \w_bank$531  = w_bank;
+  assign \w_data$532  = \w_data$30 [63:56];
+  assign \psum_out$534  = \psum_in$533 ;
+  assign \bank$537  = \$263 [8];
+  assign \w_bank$539  = w_bank;
+  assign \w_data$540  = \w_data$30 [63:56];
+  assign \psum_out$542  = \psum_in$541 ;
+  assign in_word_row = \port$7359$0 [0];
+  assign in_sum_row = \port$7359$0 [1];
   assign out_valid = valid[17];
   assign \in_lanes[0]  = in_lanes[8:0];
   assign \in_lanes[0].data  = in_lanes[7:0];
@@ -26848,7 +28098,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \lane_select[5]  = lane_select[17:15];
   assign \lane_select[6]  = lane_select[20:18];
   assign \lane_select[7]  = lane_select[23:21];
-  assign out_psum[255:224] = \psum_out$487 ;
+  assign out_psum[255:224] = \psum_out$551 ;
   assign out_psum[223:192] = deskew6_0;
   assign out_psum[191:160] = deskew5_1;
   assign out_psum[159:128] = deskew4_2;
@@ -39315,7 +40565,7 @@ module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$7 , divi
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$182 , \bank$183 , pass_last, error, \write$186 , ready_next, clk);
+module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$197 , \bank$198 , pass_last, error, \write$201 , \word_row$202 , sum_row, ready_next, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$80  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -39324,31 +40574,31 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire [18:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire \$105 ;
+  wire [8:0] \$106 ;
+  wire [8:0] \$107 ;
+  wire [17:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [17:0] \$111 ;
-  wire [16:0] \$112 ;
-  wire [18:0] \$113 ;
-  wire \$114 ;
+  wire [17:0] \$110 ;
+  wire \$111 ;
+  wire [17:0] \$112 ;
+  wire \$113 ;
+  wire [18:0] \$114 ;
   wire \$115 ;
-  wire [17:0] \$116 ;
-  wire [16:0] \$117 ;
-  wire [18:0] \$118 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire [16:0] \$12 ;
-  wire \$120 ;
-  wire [17:0] \$121 ;
-  wire [16:0] \$122 ;
-  wire [18:0] \$123 ;
-  wire \$124 ;
-  wire [16:0] \$125 ;
-  wire \$126 ;
-  wire [7:0] \$127 ;
+  wire [7:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [18:0] \$124 ;
+  wire [18:0] \$125 ;
+  wire [18:0] \$126 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [18:0] \$13 ;
@@ -39358,32 +40608,32 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
+  wire [18:0] \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire \$139 ;
+  wire [16:0] \$139 ;
   wire [16:0] \$14 ;
-  wire \$140 ;
+  wire [18:0] \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [17:0] \$143 ;
+  wire [16:0] \$144 ;
+  wire [18:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [17:0] \$148 ;
+  wire [16:0] \$149 ;
   wire [18:0] \$15 ;
-  wire \$150 ;
+  wire [18:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
+  wire [17:0] \$153 ;
+  wire [16:0] \$154 ;
+  wire [18:0] \$155 ;
   wire \$156 ;
-  wire \$157 ;
+  wire [16:0] \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [7:0] \$159 ;
   wire [18:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
@@ -39391,9 +40641,9 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire [13:0] \$166 ;
-  wire [14:0] \$167 ;
-  wire [15:0] \$168 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire [16:0] \$17 ;
   wire \$170 ;
@@ -39427,257 +40677,309 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [16:0] \$199 ;
+  wire \$199 ;
   wire \$2 ;
   wire [7:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [15:0] \$202 ;
-  wire [17:0] \$203 ;
-  wire [17:0] \$204 ;
-  wire [18:0] \$205 ;
-  wire [15:0] \$206 ;
-  wire [17:0] \$207 ;
-  wire [17:0] \$208 ;
+  wire [13:0] \$202 ;
+  wire [14:0] \$203 ;
+  wire [15:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
   wire \$209 ;
   wire [7:0] \$21 ;
-  wire [17:0] \$210 ;
-  wire [18:0] \$211 ;
-  wire [18:0] \$212 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire [15:0] \$215 ;
-  wire [17:0] \$216 ;
-  wire [17:0] \$217 ;
-  wire [18:0] \$218 ;
-  wire [15:0] \$219 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [17:0] \$220 ;
-  wire [17:0] \$221 ;
+  wire \$220 ;
+  wire \$221 ;
   wire \$222 ;
-  wire [17:0] \$223 ;
-  wire [18:0] \$224 ;
-  wire [18:0] \$225 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
   wire \$227 ;
-  wire [15:0] \$228 ;
-  wire [17:0] \$229 ;
+  wire \$228 ;
+  wire \$229 ;
   wire [16:0] \$23 ;
-  wire [17:0] \$230 ;
-  wire [18:0] \$231 ;
-  wire [15:0] \$232 ;
-  wire [17:0] \$233 ;
-  wire [17:0] \$234 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire [16:0] \$234 ;
   wire \$235 ;
-  wire [17:0] \$236 ;
-  wire [18:0] \$237 ;
-  wire [18:0] \$238 ;
-  wire \$239 ;
+  wire \$236 ;
+  wire [15:0] \$237 ;
+  wire [17:0] \$238 ;
+  wire [17:0] \$239 ;
   wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire [18:0] \$243 ;
-  wire [18:0] \$244 ;
-  wire [18:0] \$245 ;
-  wire \$246 ;
-  wire \$247 ;
+  wire [18:0] \$240 ;
+  wire [15:0] \$241 ;
+  wire [17:0] \$242 ;
+  wire [17:0] \$243 ;
+  wire \$244 ;
+  wire [17:0] \$245 ;
+  wire [18:0] \$246 ;
+  wire [18:0] \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire [16:0] \$25 ;
-  wire [18:0] \$250 ;
-  wire [18:0] \$251 ;
-  wire [18:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire [18:0] \$257 ;
-  wire [18:0] \$258 ;
+  wire [15:0] \$250 ;
+  wire [17:0] \$251 ;
+  wire [17:0] \$252 ;
+  wire [18:0] \$253 ;
+  wire [15:0] \$254 ;
+  wire [17:0] \$255 ;
+  wire [17:0] \$256 ;
+  wire \$257 ;
+  wire [17:0] \$258 ;
   wire [18:0] \$259 ;
   wire [18:0] \$26 ;
-  wire \$260 ;
-  wire [16:0] \$261 ;
+  wire [18:0] \$260 ;
+  wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [15:0] \$263 ;
+  wire [17:0] \$264 ;
+  wire [17:0] \$265 ;
+  wire [18:0] \$266 ;
+  wire [15:0] \$267 ;
+  wire [17:0] \$268 ;
+  wire [17:0] \$269 ;
   wire [16:0] \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
-  reg [17:0] \$272 ;
-  reg [16:0] \$273 ;
-  reg [16:0] \$274 ;
-  reg [16:0] \$275 ;
-  reg [15:0] \$276 ;
-  reg [15:0] \$277 ;
-  reg [7:0] \$278 ;
-  reg [7:0] \$279 ;
+  wire \$270 ;
+  wire [17:0] \$271 ;
+  wire [18:0] \$272 ;
+  wire [18:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [18:0] \$278 ;
+  wire [18:0] \$279 ;
   wire [18:0] \$28 ;
-  reg [17:0] \$280 ;
-  reg [16:0] \$281 ;
-  reg [16:0] \$282 ;
-  reg [16:0] \$283 ;
-  reg [12:0] \$284 ;
-  reg [15:0] \$285 ;
-  reg [15:0] \$286 ;
-  reg [7:0] \$287 ;
-  reg [7:0] \$288 ;
-  reg [17:0] \$289 ;
+  wire [18:0] \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire [18:0] \$285 ;
+  wire [18:0] \$286 ;
+  wire [18:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire [18:0] \$29 ;
-  reg [16:0] \$290 ;
-  reg [16:0] \$291 ;
-  reg [16:0] \$292 ;
-  reg [12:0] \$293 ;
-  reg [12:0] \$294 ;
-  reg \$295 ;
-  reg [7:0] \$296 ;
-  reg [8:0] \$297 ;
-  reg [16:0] \$298 ;
-  reg [16:0] \$299 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire [18:0] \$292 ;
+  wire [18:0] \$293 ;
+  wire [18:0] \$294 ;
+  wire \$295 ;
+  wire [16:0] \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
-  reg [16:0] \$300 ;
-  reg [17:0] \$301 ;
-  reg [16:0] \$302 ;
+  reg \$300 ;
+  reg \$301 ;
+  reg \$302 ;
   reg [15:0] \$303 ;
-  reg [18:0] \$304 ;
+  reg [15:0] \$304 ;
   reg [7:0] \$305 ;
-  reg [17:0] \$306 ;
-  reg [7:0] \$307 ;
-  reg \$308 ;
-  reg [7:0] \$309 ;
+  reg [7:0] \$306 ;
+  reg [17:0] \$307 ;
+  reg [16:0] \$308 ;
+  reg [16:0] \$309 ;
   wire [16:0] \$31 ;
-  reg [7:0] \$310 ;
-  reg [8:0] \$311 ;
-  reg \$312 ;
-  reg [16:0] \$313 ;
-  reg \$314 ;
-  reg [15:0] \$315 ;
-  reg [17:0] \$316 ;
+  reg [16:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [7:0] \$313 ;
+  reg [7:0] \$314 ;
+  reg [17:0] \$315 ;
+  reg [16:0] \$316 ;
   reg [16:0] \$317 ;
-  reg \$318 ;
-  reg [15:0] \$319 ;
+  reg [16:0] \$318 ;
+  reg [12:0] \$319 ;
   wire [16:0] \$32 ;
-  reg [17:0] \$320 ;
-  reg [16:0] \$321 ;
-  reg \$322 ;
-  reg [15:0] \$323 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [7:0] \$322 ;
+  reg [7:0] \$323 ;
   reg [17:0] \$324 ;
   reg [16:0] \$325 ;
-  reg \$326 ;
-  reg [7:0] \$327 ;
-  reg [7:0] \$328 ;
-  reg [7:0] \$329 ;
+  reg [16:0] \$326 ;
+  reg [16:0] \$327 ;
+  reg [12:0] \$328 ;
+  reg [12:0] \$329 ;
   wire [16:0] \$33 ;
-  reg [16:0] \$330 ;
-  reg \$331 ;
-  reg [15:0] \$332 ;
-  reg [17:0] \$333 ;
+  reg \$330 ;
+  reg [7:0] \$331 ;
+  reg [8:0] \$332 ;
+  reg [16:0] \$333 ;
   reg [16:0] \$334 ;
-  reg \$335 ;
-  reg [15:0] \$336 ;
-  reg [17:0] \$337 ;
-  reg [13:0] \$338 ;
-  reg \$339 ;
+  reg [16:0] \$335 ;
+  reg [17:0] \$336 ;
+  reg [16:0] \$337 ;
+  reg [15:0] \$338 ;
+  reg [18:0] \$339 ;
   wire [7:0] \$34 ;
-  reg \$340 ;
-  reg \$341 ;
-  reg \$342 ;
+  reg [7:0] \$340 ;
+  reg [17:0] \$341 ;
+  reg [7:0] \$342 ;
   reg \$343 ;
-  reg \$344 ;
-  reg [13:0] \$345 ;
+  reg [7:0] \$344 ;
+  reg \$345 ;
   reg \$346 ;
-  reg \$347 ;
-  reg [15:0] \$348 ;
-  reg \$349 ;
+  reg [7:0] \$347 ;
+  reg [8:0] \$348 ;
+  reg [8:0] \$349 ;
   wire [7:0] \$35 ;
-  reg [17:0] \$350 ;
+  reg [8:0] \$350 ;
   reg \$351 ;
   reg \$352 ;
-  reg [17:0] \$353 ;
-  reg \$354 ;
+  reg \$353 ;
+  reg [7:0] \$354 ;
   reg \$355 ;
-  reg [17:0] \$356 ;
+  reg [16:0] \$356 ;
   reg \$357 ;
-  reg \$358 ;
-  reg [15:0] \$359 ;
+  reg [15:0] \$358 ;
+  reg [17:0] \$359 ;
   wire \$36 ;
-  reg \$360 ;
+  reg [16:0] \$360 ;
   reg \$361 ;
-  reg \$362 ;
-  reg [13:0] \$363 ;
-  reg \$364 ;
+  reg [15:0] \$362 ;
+  reg [17:0] \$363 ;
+  reg [16:0] \$364 ;
   reg \$365 ;
   reg [15:0] \$366 ;
-  reg [10:0] \$367 ;
-  reg [17:0] \$368 ;
+  reg [17:0] \$367 ;
+  reg [16:0] \$368 ;
   reg \$369 ;
   wire [16:0] \$37 ;
-  reg [17:0] \$370 ;
-  reg \$371 ;
-  reg [17:0] \$372 ;
+  reg [7:0] \$370 ;
+  reg [7:0] \$371 ;
+  reg [7:0] \$372 ;
   reg \$373 ;
   reg \$374 ;
-  reg \$375 ;
+  reg [16:0] \$375 ;
   reg \$376 ;
-  reg [13:0] \$377 ;
-  reg \$378 ;
-  reg \$379 ;
+  reg [15:0] \$377 ;
+  reg [17:0] \$378 ;
+  reg [16:0] \$379 ;
   wire \$38 ;
-  reg [12:0] \$380 ;
-  reg \$381 ;
-  reg \$382 ;
-  reg [12:0] \$383 ;
+  reg \$380 ;
+  reg [15:0] \$381 ;
+  reg [17:0] \$382 ;
+  reg [13:0] \$383 ;
   reg \$384 ;
   reg \$385 ;
-  reg [12:0] \$386 ;
+  reg \$386 ;
   reg \$387 ;
   reg \$388 ;
-  reg [15:0] \$389 ;
+  reg \$389 ;
   wire [16:0] \$39 ;
-  reg \$390 ;
+  reg [13:0] \$390 ;
   reg \$391 ;
   reg \$392 ;
-  reg [13:0] \$393 ;
+  reg [15:0] \$393 ;
   reg \$394 ;
-  reg \$395 ;
-  reg [10:0] \$396 ;
-  reg [12:0] \$397 ;
-  reg [12:0] \$398 ;
-  reg \$399 ;
+  reg [1:0] \$395 ;
+  reg [17:0] \$396 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg [17:0] \$399 ;
   wire \$4 ;
   wire [18:0] \$40 ;
   reg \$400 ;
   reg \$401 ;
-  reg \$402 ;
+  reg [17:0] \$402 ;
   reg \$403 ;
-  reg [13:0] \$404 ;
-  reg \$405 ;
+  reg \$404 ;
+  reg [15:0] \$405 ;
   reg \$406 ;
-  reg [10:0] \$407 ;
+  reg \$407 ;
   reg \$408 ;
-  reg \$409 ;
+  reg [13:0] \$409 ;
   wire [16:0] \$41 ;
   reg \$410 ;
-  reg [12:0] \$411 ;
-  reg [10:0] \$412 ;
-  reg \$413 ;
-  reg \$414 ;
-  reg \$415 ;
+  reg \$411 ;
+  reg [15:0] \$412 ;
+  reg [1:0] \$413 ;
+  reg [10:0] \$414 ;
+  reg [17:0] \$415 ;
   reg \$416 ;
-  reg \$417 ;
+  reg [17:0] \$417 ;
   reg \$418 ;
+  reg [17:0] \$419 ;
   wire [18:0] \$42 ;
+  reg \$420 ;
+  reg \$421 ;
+  reg \$422 ;
+  reg \$423 ;
+  reg [13:0] \$424 ;
+  reg \$425 ;
+  reg \$426 ;
+  reg [1:0] \$427 ;
+  reg [12:0] \$428 ;
+  reg \$429 ;
   wire [18:0] \$43 ;
+  reg \$430 ;
+  reg [12:0] \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg [12:0] \$434 ;
+  reg \$435 ;
+  reg \$436 ;
+  reg [15:0] \$437 ;
+  reg \$438 ;
+  reg \$439 ;
   wire [16:0] \$44 ;
+  reg \$440 ;
+  reg [13:0] \$441 ;
+  reg \$442 ;
+  reg \$443 ;
+  reg [1:0] \$444 ;
+  reg [10:0] \$445 ;
+  reg [12:0] \$446 ;
+  reg [12:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire [16:0] \$45 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg [13:0] \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg [1:0] \$456 ;
+  reg [10:0] \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire [16:0] \$46 ;
+  reg \$460 ;
+  reg [12:0] \$461 ;
+  reg [10:0] \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
   wire [16:0] \$47 ;
+  reg \$470 ;
   wire \$48 ;
   wire [8:0] \$49 ;
   wire \$5 ;
@@ -39706,44 +41008,46 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$70 ;
   wire [17:0] \$71 ;
   wire [17:0] \$72 ;
-  wire [8:0] \$73 ;
-  wire [9:0] \$74 ;
-  wire [17:0] \$75 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
   wire \$76 ;
-  wire [17:0] \$77 ;
+  wire \$77 ;
   wire \$78 ;
-  wire [17:0] \$79 ;
+  wire \$79 ;
   wire [7:0] \$8 ;
   wire \$80 ;
-  wire [18:0] \$81 ;
+  wire \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [7:0] \$88 ;
+  wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [18:0] \$92 ;
-  wire [18:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
+  wire [7:0] \$90 ;
+  wire [8:0] \$91 ;
+  wire [9:0] \$92 ;
+  wire [9:0] \$93 ;
+  wire [9:0] \$94 ;
+  wire [9:0] \$95 ;
+  wire [9:0] \$96 ;
+  wire [9:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$5  = 1'h0;
+  reg \$signal$56  = 1'h1;
+  reg \$signal$57  = 1'h1;
   wire [13:0] a;
-  wire [16:0] \a$195 ;
-  wire [11:0] \a$201 ;
-  wire [13:0] \a$204 ;
-  wire [13:0] \a$206 ;
-  wire [13:0] \a$209 ;
-  wire [13:0] \a$211 ;
+  wire [16:0] \a$212 ;
+  wire [11:0] \a$218 ;
+  wire [13:0] \a$221 ;
+  wire [13:0] \a$223 ;
+  wire [13:0] \a$226 ;
+  wire [13:0] \a$228 ;
   reg above0_s0 = 1'h0;
   reg above1_s0 = 1'h0;
   reg above2_s0 = 1'h0;
@@ -39757,15 +41061,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg active = 1'h0;
   wire any_miss;
   wire [13:0] b;
-  wire [16:0] \b$196 ;
-  wire [16:0] \b$202 ;
-  wire [13:0] \b$205 ;
-  wire [13:0] \b$208 ;
-  wire [13:0] \b$210 ;
-  wire [13:0] \b$212 ;
+  wire [16:0] \b$213 ;
+  wire [16:0] \b$219 ;
+  wire [13:0] \b$222 ;
+  wire [13:0] \b$225 ;
+  wire [13:0] \b$227 ;
+  wire [13:0] \b$229 ;
   reg bank = 1'h0;
-  output \bank$183 ;
-  reg \bank$183  = 1'h0;
+  output \bank$198 ;
+  reg \bank$198  = 1'h0;
   reg bank_s0 = 1'h0;
   reg bank_s1 = 1'h0;
   reg bank_s2 = 1'h0;
@@ -39792,14 +41096,16 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [12:0] chunks = 13'h0000;
   input clk;
   wire clk;
+  reg drop_last = 1'h1;
+  reg [8:0] els_first = 9'h1ff;
+  reg [8:0] els_last = 9'h1ff;
+  reg [8:0] els_middle = 9'h1ff;
   output error;
   reg error = 1'h0;
   reg error_s3 = 1'h0;
   reg error_s4 = 1'h0;
   reg [7:0] extra = 8'h00;
   reg [8:0] extra_less_one = 9'h1ff;
-  reg [8:0] extra_less_one_short = 9'h1ff;
-  reg [7:0] extra_short = 8'h00;
   input flush;
   wire flush;
   reg [17:0] g0 = 18'h00000;
@@ -39830,8 +41136,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire in_seg1_1;
   wire in_seg1_2;
   reg init = 1'h0;
-  output \init$182 ;
-  reg \init$182  = 1'h0;
+  output \init$197 ;
+  reg \init$197  = 1'h0;
   reg init_s0 = 1'h0;
   reg init_s1 = 1'h0;
   reg init_s2 = 1'h0;
@@ -39892,6 +41198,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
+  reg joined = 1'h0;
+  reg joined_pass = 1'h0;
   reg last0 = 1'h0;
   reg last1 = 1'h0;
   reg last2 = 1'h0;
@@ -39901,6 +41209,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg last_s2 = 1'h0;
   reg last_s3 = 1'h0;
   reg last_s4 = 1'h0;
+  reg [7:0] lead = 8'h00;
   reg [16:0] leading = 17'h00000;
   reg [7:0] leading_extra = 8'h00;
   reg [15:0] leading_pos = 16'h0000;
@@ -39941,12 +41250,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire outside2;
   reg [7:0] overlap = 8'h00;
   wire [27:0] p;
-  wire [27:0] \p$178 ;
-  wire [27:0] \p$179 ;
-  wire [27:0] \p$191 ;
-  wire [33:0] \p$197 ;
-  wire [28:0] \p$203 ;
-  wire [27:0] \p$207 ;
+  wire [27:0] \p$193 ;
+  wire [27:0] \p$194 ;
+  wire [27:0] \p$208 ;
+  wire [33:0] \p$214 ;
+  wire [28:0] \p$220 ;
+  wire [27:0] \p$224 ;
   output pass_last;
   reg pass_last = 1'h0;
   input [180:0] passes__payload;
@@ -39978,7 +41287,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg ready = 1'h1;
   output ready_next;
   reg ready_next;
-  wire \ready_next$192 ;
+  wire \ready_next$209 ;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -40013,7 +41322,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [15:0] seg1_start1 = 16'h0000;
   reg [15:0] seg1_start2 = 16'h0000;
   reg [16:0] span_end = 17'h00000;
+  output sum_row;
+  reg sum_row = 1'h0;
+  reg [1:0] tags_s0 = 2'h0;
+  reg [1:0] tags_s1 = 2'h0;
+  reg [1:0] tags_s2 = 2'h0;
+  reg [1:0] tags_s3 = 2'h0;
+  reg [1:0] tags_s4 = 2'h0;
   wire take;
+  reg [7:0] thr_short = 8'h00;
   reg [7:0] threshold = 8'h00;
   reg [7:0] threshold_long = 8'h00;
   reg [7:0] threshold_short = 8'h00;
@@ -40024,11 +41341,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg valid_s2 = 1'h0;
   reg valid_s3 = 1'h0;
   reg valid_s4 = 1'h0;
+  reg whole_rows = 1'h0;
   reg [12:0] window1 = 13'h0000;
   reg [12:0] window2 = 13'h0000;
+  reg word_row = 1'h0;
+  output \word_row$202 ;
+  reg \word_row$202  = 1'h0;
   wire write;
-  output \write$186 ;
-  reg \write$186  = 1'h0;
+  output \write$201 ;
+  reg \write$201  = 1'h0;
   reg write_s0 = 1'h0;
   reg write_s1 = 1'h0;
   reg write_s2 = 1'h0;
@@ -40042,13 +41363,133 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg zero_s4 = 1'h0;
   reg zeros = 1'h0;
   always @(posedge clk)
-    \bank$183  <= \$415 ;
+    last_s1 <= \$407 ;
   always @(posedge clk)
-    pass_last <= \$416 ;
+    write_s1 <= \$408 ;
   always @(posedge clk)
-    error <= \$417 ;
+    chunk_s1 <= \$409 ;
   always @(posedge clk)
-    \write$186  <= \$418 ;
+    init_s1 <= \$410 ;
+  always @(posedge clk)
+    bank_s1 <= \$411 ;
+  always @(posedge clk)
+    o2_s1 <= \$412 ;
+  always @(posedge clk)
+    tags_s1 <= \$413 ;
+  always @(posedge clk)
+    acc_row_s1 <= \$414 ;
+  always @(posedge clk)
+    g0_s1 <= \$415 ;
+  always @(posedge clk)
+    real0_s1 <= \$416 ;
+  always @(posedge clk)
+    g1_s1 <= \$417 ;
+  always @(posedge clk)
+    real1_s1 <= \$418 ;
+  always @(posedge clk)
+    g2_s1 <= \$419 ;
+  always @(posedge clk)
+    real2_s1 <= \$420 ;
+  always @(posedge clk)
+    valid_s2 <= \$421 ;
+  always @(posedge clk)
+    last_s2 <= \$422 ;
+  always @(posedge clk)
+    write_s2 <= \$423 ;
+  always @(posedge clk)
+    chunk_s2 <= \$424 ;
+  always @(posedge clk)
+    init_s2 <= \$425 ;
+  always @(posedge clk)
+    bank_s2 <= \$426 ;
+  always @(posedge clk)
+    tags_s2 <= \$427 ;
+  always @(posedge clk)
+    local0_s2 <= \$428 ;
+  always @(posedge clk)
+    real0_s2 <= \$429 ;
+  always @(posedge clk)
+    miss0_s2 <= \$430 ;
+  always @(posedge clk)
+    local1_s2 <= \$431 ;
+  always @(posedge clk)
+    real1_s2 <= \$432 ;
+  always @(posedge clk)
+    miss1_s2 <= \$433 ;
+  always @(posedge clk)
+    local2_s2 <= \$434 ;
+  always @(posedge clk)
+    real2_s2 <= \$435 ;
+  always @(posedge clk)
+    miss2_s2 <= \$436 ;
+  always @(posedge clk)
+    o2_s2 <= \$437 ;
+  always @(posedge clk)
+    valid_s3 <= \$438 ;
+  always @(posedge clk)
+    last_s3 <= \$439 ;
+  always @(posedge clk)
+    write_s3 <= \$440 ;
+  always @(posedge clk)
+    chunk_s3 <= \$441 ;
+  always @(posedge clk)
+    init_s3 <= \$442 ;
+  always @(posedge clk)
+    bank_s3 <= \$443 ;
+  always @(posedge clk)
+    tags_s3 <= \$444 ;
+  always @(posedge clk)
+    acc_s3 <= \$445 ;
+  always @(posedge clk)
+    local1_s3 <= \$446 ;
+  always @(posedge clk)
+    local2_s3 <= \$447 ;
+  always @(posedge clk)
+    zero_s3 <= \$448 ;
+  always @(posedge clk)
+    error_s3 <= \$449 ;
+  always @(posedge clk)
+    valid_s4 <= \$450 ;
+  always @(posedge clk)
+    last_s4 <= \$451 ;
+  always @(posedge clk)
+    write_s4 <= \$452 ;
+  always @(posedge clk)
+    chunk_s4 <= \$453 ;
+  always @(posedge clk)
+    init_s4 <= \$454 ;
+  always @(posedge clk)
+    bank_s4 <= \$455 ;
+  always @(posedge clk)
+    tags_s4 <= \$456 ;
+  always @(posedge clk)
+    acc_s4 <= \$457 ;
+  always @(posedge clk)
+    zero_s4 <= \$458 ;
+  always @(posedge clk)
+    error_s4 <= \$459 ;
+  always @(posedge clk)
+    out_valid <= \$460 ;
+  always @(posedge clk)
+    in_addr <= \$461 ;
+  always @(posedge clk)
+    acc_addr <= \$462 ;
+  always @(posedge clk)
+    zero <= \$463 ;
+  always @(posedge clk)
+    \init$197  <= \$464 ;
+  always @(posedge clk)
+    \bank$198  <= \$465 ;
+  always @(posedge clk)
+    pass_last <= \$466 ;
+  always @(posedge clk)
+    error <= \$467 ;
+  always @(posedge clk)
+    \write$201  <= \$468 ;
+  always @(posedge clk)
+    \word_row$202  <= \$469 ;
+  always @(posedge clk)
+    sum_row <= \$470 ;
   assign \$1  = ~ job[456];
   assign \$2  = | job[458:457];
   assign \$3  = \$1  & \$2 ;
@@ -40121,571 +41562,610 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$70  = trailing_pos < leading_r;
   assign \$71  = \$70  ? trailing_pos : { 10'h000, leading_r };
   assign \$72  = zeros ? \$71  : 18'h00000;
-  assign \$73  = extra - overlap;
-  assign \$74  = $signed(extra_less_one) - $signed({ 1'h0, overlap });
-  assign \$75  = passes__payload[32:16] - 1'h1;
-  assign \$76  = passes__payload[32:16] == 1'h1;
-  assign \$77  = passes__payload[83:67] - 1'h1;
-  assign \$78  = passes__payload[83:67] == 1'h1;
-  assign \$79  = passes__payload[83:67] - 1'h1;
-  assign \$80  = passes__payload[83:67] == 1'h1;
-  assign \$81  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
-  assign \$82  = passes__payload[134:118] == 1'h1;
-  assign \$83  = ! extra;
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = passes__payload[32:16] == 1'h1;
-  assign \$86  = passes__payload[83:67] == 1'h1;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = \$87  ? extra : extra_short;
-  assign \$89  = passes__payload[32:16] == 1'h1;
-  assign \$90  = passes__payload[83:67] == 1'h1;
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
-  assign \$93  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one_short);
-  assign \$94  = \$91  ? \$92  : \$93 ;
-  assign \$95  = passes__payload[32:16] == 1'h1;
-  assign \$96  = passes__payload[83:67] == 1'h1;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = passes__payload[134:118] == 1'h1;
-  assign \$99  = ! extra;
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = passes__payload[134:118] == 1'h1;
-  assign \$102  = ! extra_short;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = \$97  ? \$100  : \$103 ;
-  assign \$105  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one_short);
-  assign \$106  = passes__payload[134:118] == 1'h1;
-  assign \$107  = ! extra_short;
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ~ last0;
-  assign \$110  = carry0 & \$109 ;
-  assign \$111  = left0 - 1'h1;
-  assign \$112  = o0 + o_step0;
-  assign \$113  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$114  = ~ last1;
-  assign \$115  = last2 & \$114 ;
-  assign \$116  = left1 - 1'h1;
-  assign \$117  = o1 + o_step1;
-  assign \$118  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$119  = ~ last2;
-  assign \$121  = left2 - 1'h1;
-  assign \$122  = o2 + o_step2;
-  assign \$123  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$124  = next_last0 & next_last1;
-  assign \$125  = \$124  ? reload_long : reload2;
-  assign \$126  = next_last0 & next_last1;
-  assign \$127  = \$126  ? threshold_long : threshold_short;
-  assign \$128  = $signed(g0) < $signed(1'h0);
-  assign \$129  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$130  = $signed(g1) < $signed(1'h0);
-  assign \$131  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$132  = $signed(g2) < $signed(1'h0);
-  assign \$133  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
-  assign \$134  = ~ zero_pass_s0;
-  assign \$135  = below0_s0 | above0_s0;
-  assign \$136  = ~ \$135 ;
-  assign \$137  = remap | \$136 ;
-  assign \$138  = \$134  & \$137 ;
-  assign \$139  = ~ zero_pass_s0;
-  assign \$140  = below1_s0 | above1_s0;
-  assign \$141  = ~ \$140 ;
-  assign \$142  = remap | \$141 ;
-  assign \$143  = \$139  & \$142 ;
-  assign \$144  = ~ zero_pass_s0;
-  assign \$145  = below2_s0 | above2_s0;
-  assign \$146  = ~ \$145 ;
-  assign \$147  = remap | \$146 ;
-  assign \$148  = \$144  & \$147 ;
-  assign \$149  = ~ in_seg0_0;
-  assign \$150  = real0_s1 & \$149 ;
-  assign \$151  = ~ in_seg1_0;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ~ in_seg0_1;
-  assign \$154  = real1_s1 & \$153 ;
-  assign \$155  = ~ in_seg1_1;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = ~ in_seg0_2;
-  assign \$158  = real2_s1 & \$157 ;
-  assign \$159  = ~ in_seg1_2;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = real0_s2 & real1_s2;
-  assign \$162  = \$161  & real2_s2;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = \$163  | any_miss;
-  assign \$165  = valid_s2 & any_miss;
-  assign \$166  = p[12:0] + \p$178 [12:0];
-  assign \$167  = \$166  + \p$179 [12:0];
-  assign \$168  = \$167  + chunk_s4;
-  assign \$169  = valid_s4 & write_s4;
-  assign \$170  = active & last0;
-  assign \$171  = \$170  & last1;
-  assign last_element = \$171  & last2;
+  assign \$73  = ! job[458:457];
+  assign \$74  = ~ job[456];
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = | job[482:475];
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = job[335:328] == 1'h1;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = ! job[375:360];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = job[391:376] == job[319:304];
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = job[87:72] == 1'h1;
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = job[359:344] <= extra;
+  assign \$87  = whole_rows & \$86 ;
+  assign \$88  = job[319:304] >= extra;
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = joined ? job[351:344] : 8'h00;
+  assign \$91  = job[351:344] - 1'h1;
+  assign \$92  = $signed(extra_less_one) - $signed({ 1'h0, overlap });
+  assign \$93  = joined ? { \$91 [8], \$91  } : \$92 ;
+  assign \$94  = $signed(extra_less_one) - $signed({ 1'h0, overlap });
+  assign \$95  = joined ? 10'h3ff : \$94 ;
+  assign \$96  = $signed(extra_less_one) - $signed({ 1'h0, job[351:344] });
+  assign \$97  = joined ? \$96  : { extra_less_one[8], extra_less_one };
+  assign \$98  = ! job[351:344];
+  assign \$99  = extra == overlap;
+  assign \$100  = joined ? \$98  : \$99 ;
+  assign \$101  = extra == overlap;
+  assign \$102  = joined ? 1'h1 : \$101 ;
+  assign \$103  = extra == job[351:344];
+  assign \$104  = ! extra;
+  assign \$105  = joined ? \$103  : \$104 ;
+  assign \$106  = extra - overlap;
+  assign \$107  = joined ? 9'h000 : \$106 ;
+  assign \$108  = passes__payload[32:16] - 1'h1;
+  assign \$109  = passes__payload[32:16] == 1'h1;
+  assign \$110  = passes__payload[83:67] - 1'h1;
+  assign \$111  = passes__payload[83:67] == 1'h1;
+  assign \$112  = passes__payload[83:67] - 1'h1;
+  assign \$113  = passes__payload[83:67] == 1'h1;
+  assign \$114  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(els_last);
+  assign \$115  = passes__payload[134:118] == 1'h1;
+  assign \$116  = \$115  & drop_last;
+  assign \$117  = passes__payload[32:16] == 1'h1;
+  assign \$118  = passes__payload[83:67] == 1'h1;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$119  ? extra : thr_short;
+  assign \$121  = passes__payload[32:16] == 1'h1;
+  assign \$122  = passes__payload[83:67] == 1'h1;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
+  assign \$125  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(els_first);
+  assign \$126  = \$123  ? \$124  : \$125 ;
+  assign \$127  = passes__payload[32:16] == 1'h1;
+  assign \$128  = passes__payload[83:67] == 1'h1;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = passes__payload[134:118] == 1'h1;
+  assign \$131  = ! extra;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = passes__payload[134:118] == 1'h1;
+  assign \$134  = \$133  & \$signal$56 ;
+  assign \$135  = \$129  ? \$132  : \$134 ;
+  assign \$136  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(els_middle);
+  assign \$137  = passes__payload[134:118] == 1'h1;
+  assign \$138  = \$137  & \$signal$57 ;
+  assign \$139  = passes__payload[117:102] + lead;
+  assign \$140  = $signed(passes__payload[152:135]) + $signed({ 1'h0, lead });
+  assign \$141  = ~ last0;
+  assign \$142  = carry0 & \$141 ;
+  assign \$143  = left0 - 1'h1;
+  assign \$144  = o0 + o_step0;
+  assign \$145  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$146  = ~ last1;
+  assign \$147  = last2 & \$146 ;
+  assign \$148  = left1 - 1'h1;
+  assign \$149  = o1 + o_step1;
+  assign \$150  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$151  = ~ last2;
+  assign \$153  = left2 - 1'h1;
+  assign \$154  = o2 + o_step2;
+  assign \$155  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$156  = next_last0 & next_last1;
+  assign \$157  = \$156  ? reload_long : reload2;
+  assign \$158  = next_last0 & next_last1;
+  assign \$159  = \$158  ? threshold_long : threshold_short;
+  assign \$160  = ~ word_row;
+  assign \$161  = o2 >= job[391:376];
+  assign \$162  = joined_pass & \$161 ;
+  assign \$163  = word_row ^ \$162 ;
+  assign \$164  = $signed(g0) < $signed(1'h0);
+  assign \$165  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$166  = $signed(g1) < $signed(1'h0);
+  assign \$167  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$168  = $signed(g2) < $signed(1'h0);
+  assign \$169  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$170  = ~ zero_pass_s0;
+  assign \$171  = below0_s0 | above0_s0;
+  assign \$172  = ~ \$171 ;
+  assign \$173  = remap | \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = ~ zero_pass_s0;
+  assign \$176  = below1_s0 | above1_s0;
+  assign \$177  = ~ \$176 ;
+  assign \$178  = remap | \$177 ;
+  assign \$179  = \$175  & \$178 ;
+  assign \$180  = ~ zero_pass_s0;
+  assign \$181  = below2_s0 | above2_s0;
+  assign \$182  = ~ \$181 ;
+  assign \$183  = remap | \$182 ;
+  assign \$184  = \$180  & \$183 ;
+  assign \$185  = ~ in_seg0_0;
+  assign \$186  = real0_s1 & \$185 ;
+  assign \$187  = ~ in_seg1_0;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ~ in_seg0_1;
+  assign \$190  = real1_s1 & \$189 ;
+  assign \$191  = ~ in_seg1_1;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ~ in_seg0_2;
+  assign \$194  = real2_s1 & \$193 ;
+  assign \$195  = ~ in_seg1_2;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = real0_s2 & real1_s2;
+  assign \$198  = \$197  & real2_s2;
+  assign \$199  = ~ \$198 ;
+  assign \$200  = \$199  | any_miss;
+  assign \$201  = valid_s2 & any_miss;
+  assign \$202  = p[12:0] + \p$193 [12:0];
+  assign \$203  = \$202  + \p$194 [12:0];
+  assign \$204  = \$203  + chunk_s4;
+  assign \$205  = valid_s4 & write_s4;
+  assign \$206  = active & last0;
+  assign \$207  = \$206  & last1;
+  assign last_element = \$207  & last2;
   assign carry0 = last2 & last1;
   assign take = passes__valid & ready;
   assign write = left2 >= threshold;
-  assign \$172  = passes__payload[32:16] == 1'h1;
-  assign \$173  = passes__payload[83:67] == 1'h1;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = passes__payload[32:16] == 1'h1;
-  assign \$176  = passes__payload[83:67] == 1'h1;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = passes__payload[134:118] == 1'h1;
-  assign \$179  = ! extra;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = passes__payload[134:118] == 1'h1;
-  assign \$182  = ! extra_short;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = \$177  ? \$180  : \$183 ;
-  assign \$185  = \$174  & \$184 ;
-  assign \$186  = ~ last0;
-  assign \$187  = carry0 & \$186 ;
-  assign \$188  = left0 == 1'h1;
-  assign \$189  = ~ last1;
-  assign \$190  = last2 & \$189 ;
-  assign \$191  = left1 == 1'h1;
-  assign \$192  = ~ last2;
-  assign \$194  = left2 == 1'h1;
-  assign \$195  = next_last0 & next_last1;
-  assign \$196  = \$195  ? reload_long_last : reload_last2;
-  assign \$197  = next_last0 & next_last1;
-  assign \$198  = \$197  & next_last2;
-  assign \$199  = \p$197 [10:0] + o1_s0;
-  assign \$200  = below0_s0 | above0_s0;
-  assign outside0 = remap & \$200 ;
-  assign \$201  = outside0 & \$signal$5 ;
-  assign \$202  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$203  = below0_s0 ? { 2'h0, \$202  } : base_above0;
-  assign \$204  = outside0 ? \$203  : 18'h00000;
-  assign \$205  = $signed(\$204 ) - $signed(g0_s0);
-  assign \$206  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$207  = below0_s0 ? { 2'h0, \$206  } : base_above0;
-  assign \$208  = outside0 ? \$207  : 18'h00000;
-  assign \$209  = outside0 & replicate;
-  assign \$210  = \$209  ? 18'h00000 : g0_s0;
-  assign \$211  = $signed(\$208 ) + $signed(\$210 );
-  assign \$212  = \$201  ? \$205  : \$211 ;
-  assign \$213  = below1_s0 | above1_s0;
-  assign outside1 = remap & \$213 ;
-  assign \$214  = outside1 & \$signal$5 ;
-  assign \$215  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$216  = below1_s0 ? { 2'h0, \$215  } : base_above1;
-  assign \$217  = outside1 ? \$216  : 18'h00000;
-  assign \$218  = $signed(\$217 ) - $signed(g1_s0);
-  assign \$219  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$220  = below1_s0 ? { 2'h0, \$219  } : base_above1;
-  assign \$221  = outside1 ? \$220  : 18'h00000;
-  assign \$222  = outside1 & replicate;
-  assign \$223  = \$222  ? 18'h00000 : g1_s0;
-  assign \$224  = $signed(\$221 ) + $signed(\$223 );
-  assign \$225  = \$214  ? \$218  : \$224 ;
-  assign \$226  = below2_s0 | above2_s0;
-  assign outside2 = remap & \$226 ;
-  assign \$227  = outside2 & \$signal$5 ;
-  assign \$228  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$229  = below2_s0 ? { 2'h0, \$228  } : base_above2;
-  assign \$230  = outside2 ? \$229  : 18'h00000;
-  assign \$231  = $signed(\$230 ) - $signed(g2_s0);
-  assign \$232  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$233  = below2_s0 ? { 2'h0, \$232  } : base_above2;
-  assign \$234  = outside2 ? \$233  : 18'h00000;
-  assign \$235  = outside2 & replicate;
-  assign \$236  = \$235  ? 18'h00000 : g2_s0;
-  assign \$237  = $signed(\$234 ) + $signed(\$236 );
-  assign \$238  = \$227  ? \$231  : \$237 ;
-  assign \$239  = $signed(g0_s1) >= $signed({ 1'h0, seg0_start0 });
-  assign \$240  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
-  assign in_seg0_0 = \$239  & \$240 ;
-  assign \$241  = $signed(g0_s1) >= $signed({ 1'h0, seg1_start0 });
-  assign \$242  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
-  assign in_seg1_0 = \$241  & \$242 ;
-  assign \$243  = $signed(g0_s1) - $signed({ 1'h0, seg0_start0 });
-  assign \$244  = $signed(g0_s1) + $signed(seg1_off0);
-  assign \$245  = in_seg0_0 ? \$243  : \$244 ;
-  assign \$246  = $signed(g1_s1) >= $signed({ 1'h0, seg0_start1 });
-  assign \$247  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
-  assign in_seg0_1 = \$246  & \$247 ;
-  assign \$248  = $signed(g1_s1) >= $signed({ 1'h0, seg1_start1 });
-  assign \$249  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
-  assign in_seg1_1 = \$248  & \$249 ;
-  assign \$250  = $signed(g1_s1) - $signed({ 1'h0, seg0_start1 });
-  assign \$251  = $signed(g1_s1) + $signed(seg1_off1);
-  assign \$252  = in_seg0_1 ? \$250  : \$251 ;
-  assign \$253  = $signed(g2_s1) >= $signed({ 1'h0, seg0_start2 });
-  assign \$254  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
-  assign in_seg0_2 = \$253  & \$254 ;
-  assign \$255  = $signed(g2_s1) >= $signed({ 1'h0, seg1_start2 });
-  assign \$256  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
-  assign in_seg1_2 = \$255  & \$256 ;
-  assign \$257  = $signed(g2_s1) - $signed({ 1'h0, seg0_start2 });
-  assign \$258  = $signed(g2_s1) + $signed(seg1_off2);
-  assign \$259  = in_seg0_2 ? \$257  : \$258 ;
-  assign \$260  = miss0_s2 | miss1_s2;
-  assign any_miss = \$260  | miss2_s2;
-  assign \$261  = \p$203 [10:0] + o2_s2;
-  assign \$262  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$263  = active | \$262 ;
-  assign busy = \$263  | out_valid;
+  assign \$208  = passes__payload[32:16] == 1'h1;
+  assign \$209  = passes__payload[83:67] == 1'h1;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = passes__payload[32:16] == 1'h1;
+  assign \$212  = passes__payload[83:67] == 1'h1;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = passes__payload[134:118] == 1'h1;
+  assign \$215  = ! extra;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = passes__payload[134:118] == 1'h1;
+  assign \$218  = \$217  & \$signal$56 ;
+  assign \$219  = \$213  ? \$216  : \$218 ;
+  assign \$220  = \$210  & \$219 ;
+  assign \$221  = ~ last0;
+  assign \$222  = carry0 & \$221 ;
+  assign \$223  = left0 == 1'h1;
+  assign \$224  = ~ last1;
+  assign \$225  = last2 & \$224 ;
+  assign \$226  = left1 == 1'h1;
+  assign \$227  = ~ last2;
+  assign \$229  = left2 == 1'h1;
+  assign \$230  = next_last0 & next_last1;
+  assign \$231  = \$230  ? reload_long_last : reload_last2;
+  assign \$232  = next_last0 & next_last1;
+  assign \$233  = \$232  & next_last2;
+  assign \$234  = \p$214 [10:0] + o1_s0;
+  assign \$235  = below0_s0 | above0_s0;
+  assign outside0 = remap & \$235 ;
+  assign \$236  = outside0 & \$signal$5 ;
+  assign \$237  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$238  = below0_s0 ? { 2'h0, \$237  } : base_above0;
+  assign \$239  = outside0 ? \$238  : 18'h00000;
+  assign \$240  = $signed(\$239 ) - $signed(g0_s0);
+  assign \$241  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$242  = below0_s0 ? { 2'h0, \$241  } : base_above0;
+  assign \$243  = outside0 ? \$242  : 18'h00000;
+  assign \$244  = outside0 & replicate;
+  assign \$245  = \$244  ? 18'h00000 : g0_s0;
+  assign \$246  = $signed(\$243 ) + $signed(\$245 );
+  assign \$247  = \$236  ? \$240  : \$246 ;
+  assign \$248  = below1_s0 | above1_s0;
+  assign outside1 = remap & \$248 ;
+  assign \$249  = outside1 & \$signal$5 ;
+  assign \$250  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$251  = below1_s0 ? { 2'h0, \$250  } : base_above1;
+  assign \$252  = outside1 ? \$251  : 18'h00000;
+  assign \$253  = $signed(\$252 ) - $signed(g1_s0);
+  assign \$254  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$255  = below1_s0 ? { 2'h0, \$254  } : base_above1;
+  assign \$256  = outside1 ? \$255  : 18'h00000;
+  assign \$257  = outside1 & replicate;
+  assign \$258  = \$257  ? 18'h00000 : g1_s0;
+  assign \$259  = $signed(\$256 ) + $signed(\$258 );
+  assign \$260  = \$249  ? \$253  : \$259 ;
+  assign \$261  = below2_s0 | above2_s0;
+  assign outside2 = remap & \$261 ;
+  assign \$262  = outside2 & \$signal$5 ;
+  assign \$263  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$264  = below2_s0 ? { 2'h0, \$263  } : base_above2;
+  assign \$265  = outside2 ? \$264  : 18'h00000;
+  assign \$266  = $signed(\$265 ) - $signed(g2_s0);
+  assign \$267  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$268  = below2_s0 ? { 2'h0, \$267  } : base_above2;
+  assign \$269  = outside2 ? \$268  : 18'h00000;
+  assign \$270  = outside2 & replicate;
+  assign \$271  = \$270  ? 18'h00000 : g2_s0;
+  assign \$272  = $signed(\$269 ) + $signed(\$271 );
+  assign \$273  = \$262  ? \$266  : \$272 ;
+  assign \$274  = $signed(g0_s1) >= $signed({ 1'h0, seg0_start0 });
+  assign \$275  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
+  assign in_seg0_0 = \$274  & \$275 ;
+  assign \$276  = $signed(g0_s1) >= $signed({ 1'h0, seg1_start0 });
+  assign \$277  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
+  assign in_seg1_0 = \$276  & \$277 ;
+  assign \$278  = $signed(g0_s1) - $signed({ 1'h0, seg0_start0 });
+  assign \$279  = $signed(g0_s1) + $signed(seg1_off0);
+  assign \$280  = in_seg0_0 ? \$278  : \$279 ;
+  assign \$281  = $signed(g1_s1) >= $signed({ 1'h0, seg0_start1 });
+  assign \$282  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
+  assign in_seg0_1 = \$281  & \$282 ;
+  assign \$283  = $signed(g1_s1) >= $signed({ 1'h0, seg1_start1 });
+  assign \$284  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
+  assign in_seg1_1 = \$283  & \$284 ;
+  assign \$285  = $signed(g1_s1) - $signed({ 1'h0, seg0_start1 });
+  assign \$286  = $signed(g1_s1) + $signed(seg1_off1);
+  assign \$287  = in_seg0_1 ? \$285  : \$286 ;
+  assign \$288  = $signed(g2_s1) >= $signed({ 1'h0, seg0_start2 });
+  assign \$289  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
+  assign in_seg0_2 = \$288  & \$289 ;
+  assign \$290  = $signed(g2_s1) >= $signed({ 1'h0, seg1_start2 });
+  assign \$291  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
+  assign in_seg1_2 = \$290  & \$291 ;
+  assign \$292  = $signed(g2_s1) - $signed({ 1'h0, seg0_start2 });
+  assign \$293  = $signed(g2_s1) + $signed(seg1_off2);
+  assign \$294  = in_seg0_2 ? \$292  : \$293 ;
+  assign \$295  = miss0_s2 | miss1_s2;
+  assign any_miss = \$295  | miss2_s2;
+  assign \$296  = \p$220 [10:0] + o2_s2;
+  assign \$297  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$298  = active | \$297 ;
+  assign busy = \$298  | out_valid;
   always @(posedge clk)
-    remap <= \$264 ;
+    remap <= \$299 ;
   always @(posedge clk)
-    \$signal  <= \$265 ;
+    \$signal  <= \$300 ;
   always @(posedge clk)
-    \$signal$5  <= \$266 ;
+    \$signal$5  <= \$301 ;
   always @(posedge clk)
-    replicate <= \$267 ;
+    replicate <= \$302 ;
   always @(posedge clk)
-    seg0_start0 <= \$268 ;
+    seg0_start0 <= \$303 ;
   always @(posedge clk)
-    seg1_start0 <= \$269 ;
+    seg1_start0 <= \$304 ;
   always @(posedge clk)
-    o_step0 <= \$270 ;
+    o_step0 <= \$305 ;
   always @(posedge clk)
-    g_step0 <= \$271 ;
+    g_step0 <= \$306 ;
   always @(posedge clk)
-    base_above0 <= \$272 ;
+    base_above0 <= \$307 ;
   always @(posedge clk)
-    seg0_end0 <= \$273 ;
+    seg0_end0 <= \$308 ;
   always @(posedge clk)
-    seg1_end0 <= \$274 ;
+    seg1_end0 <= \$309 ;
   always @(posedge clk)
-    seg1_off0 <= \$275 ;
+    seg1_off0 <= \$310 ;
   always @(posedge clk)
-    seg0_start1 <= \$276 ;
+    seg0_start1 <= \$311 ;
   always @(posedge clk)
-    seg1_start1 <= \$277 ;
+    seg1_start1 <= \$312 ;
   always @(posedge clk)
-    o_step1 <= \$278 ;
+    o_step1 <= \$313 ;
   always @(posedge clk)
-    g_step1 <= \$279 ;
+    g_step1 <= \$314 ;
   always @(posedge clk)
-    base_above1 <= \$280 ;
+    base_above1 <= \$315 ;
   always @(posedge clk)
-    seg0_end1 <= \$281 ;
+    seg0_end1 <= \$316 ;
   always @(posedge clk)
-    seg1_end1 <= \$282 ;
+    seg1_end1 <= \$317 ;
   always @(posedge clk)
-    seg1_off1 <= \$283 ;
+    seg1_off1 <= \$318 ;
   always @(posedge clk)
-    window1 <= \$284 ;
+    window1 <= \$319 ;
   always @(posedge clk)
-    seg0_start2 <= \$285 ;
+    seg0_start2 <= \$320 ;
   always @(posedge clk)
-    seg1_start2 <= \$286 ;
+    seg1_start2 <= \$321 ;
   always @(posedge clk)
-    o_step2 <= \$287 ;
+    o_step2 <= \$322 ;
   always @(posedge clk)
-    g_step2 <= \$288 ;
+    g_step2 <= \$323 ;
   always @(posedge clk)
-    base_above2 <= \$289 ;
+    base_above2 <= \$324 ;
   always @(posedge clk)
-    seg0_end2 <= \$290 ;
+    seg0_end2 <= \$325 ;
   always @(posedge clk)
-    seg1_end2 <= \$291 ;
+    seg1_end2 <= \$326 ;
   always @(posedge clk)
-    seg1_off2 <= \$292 ;
+    seg1_off2 <= \$327 ;
   always @(posedge clk)
-    window2 <= \$293 ;
+    window2 <= \$328 ;
   always @(posedge clk)
-    chunks <= \$294 ;
+    chunks <= \$329 ;
   always @(posedge clk)
-    ready <= \$295 ;
+    ready <= \$330 ;
   always @(posedge clk)
-    extra <= \$296 ;
+    extra <= \$331 ;
   always @(posedge clk)
-    extra_less_one <= \$297 ;
+    extra_less_one <= \$332 ;
   always @(posedge clk)
-    span_end <= \$298 ;
+    span_end <= \$333 ;
   always @(posedge clk)
-    in_end <= \$299 ;
+    in_end <= \$334 ;
   always @(posedge clk)
-    leading <= \$300 ;
+    leading <= \$335 ;
   always @(posedge clk)
-    row_end <= \$301 ;
+    row_end <= \$336 ;
   always @(posedge clk)
-    in_end_r <= \$302 ;
+    in_end_r <= \$337 ;
   always @(posedge clk)
-    leading_pos <= \$303 ;
+    leading_pos <= \$338 ;
   always @(posedge clk)
-    trailing <= \$304 ;
+    trailing <= \$339 ;
   always @(posedge clk)
-    leading_extra <= \$305 ;
+    leading_extra <= \$340 ;
   always @(posedge clk)
-    trailing_pos <= \$306 ;
+    trailing_pos <= \$341 ;
   always @(posedge clk)
-    leading_r <= \$307 ;
+    leading_r <= \$342 ;
   always @(posedge clk)
-    zeros <= \$308 ;
+    zeros <= \$343 ;
   always @(posedge clk)
-    overlap <= \$309 ;
+    overlap <= \$344 ;
   always @(posedge clk)
-    extra_short <= \$310 ;
+    whole_rows <= \$345 ;
   always @(posedge clk)
-    extra_less_one_short <= \$311 ;
+    joined <= \$346 ;
   always @(posedge clk)
-    active <= \$312 ;
+    lead <= \$347 ;
   always @(posedge clk)
-    left0 <= \$313 ;
+    els_first <= \$348 ;
   always @(posedge clk)
-    last0 <= \$314 ;
+    els_middle <= \$349 ;
   always @(posedge clk)
-    o0 <= \$315 ;
+    els_last <= \$350 ;
   always @(posedge clk)
-    g0 <= \$316 ;
+    \$signal$56  <= \$351 ;
   always @(posedge clk)
-    left1 <= \$317 ;
+    \$signal$57  <= \$352 ;
   always @(posedge clk)
-    last1 <= \$318 ;
+    drop_last <= \$353 ;
   always @(posedge clk)
-    o1 <= \$319 ;
+    thr_short <= \$354 ;
   always @(posedge clk)
-    g1 <= \$320 ;
+    active <= \$355 ;
   always @(posedge clk)
-    reload1 <= \$321 ;
+    left0 <= \$356 ;
   always @(posedge clk)
-    reload_last1 <= \$322 ;
+    last0 <= \$357 ;
   always @(posedge clk)
-    o_first1 <= \$323 ;
+    o0 <= \$358 ;
   always @(posedge clk)
-    g_first1 <= \$324 ;
+    g0 <= \$359 ;
   always @(posedge clk)
-    reload_long <= \$325 ;
+    left1 <= \$360 ;
   always @(posedge clk)
-    reload_long_last <= \$326 ;
+    last1 <= \$361 ;
   always @(posedge clk)
-    threshold_long <= \$327 ;
+    o1 <= \$362 ;
   always @(posedge clk)
-    threshold_short <= \$328 ;
+    g1 <= \$363 ;
   always @(posedge clk)
-    threshold <= \$329 ;
+    reload1 <= \$364 ;
   always @(posedge clk)
-    left2 <= \$330 ;
+    reload_last1 <= \$365 ;
   always @(posedge clk)
-    last2 <= \$331 ;
+    o_first1 <= \$366 ;
   always @(posedge clk)
-    o2 <= \$332 ;
+    g_first1 <= \$367 ;
   always @(posedge clk)
-    g2 <= \$333 ;
+    reload_long <= \$368 ;
   always @(posedge clk)
-    reload2 <= \$334 ;
+    reload_long_last <= \$369 ;
   always @(posedge clk)
-    reload_last2 <= \$335 ;
+    threshold_long <= \$370 ;
   always @(posedge clk)
-    o_first2 <= \$336 ;
+    threshold_short <= \$371 ;
   always @(posedge clk)
-    g_first2 <= \$337 ;
+    threshold <= \$372 ;
   always @(posedge clk)
-    chunk <= \$338 ;
+    joined_pass <= \$373 ;
   always @(posedge clk)
-    init <= \$339 ;
+    word_row <= \$374 ;
   always @(posedge clk)
-    zero_pass <= \$340 ;
+    left2 <= \$375 ;
   always @(posedge clk)
-    bank <= \$341 ;
+    last2 <= \$376 ;
   always @(posedge clk)
-    valid_s0 <= \$342 ;
+    o2 <= \$377 ;
   always @(posedge clk)
-    last_s0 <= \$343 ;
+    g2 <= \$378 ;
   always @(posedge clk)
-    write_s0 <= \$344 ;
+    reload2 <= \$379 ;
   always @(posedge clk)
-    chunk_s0 <= \$345 ;
+    reload_last2 <= \$380 ;
   always @(posedge clk)
-    init_s0 <= \$346 ;
+    o_first2 <= \$381 ;
   always @(posedge clk)
-    bank_s0 <= \$347 ;
+    g_first2 <= \$382 ;
   always @(posedge clk)
-    o2_s0 <= \$348 ;
+    chunk <= \$383 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$349 ;
+    init <= \$384 ;
   always @(posedge clk)
-    g0_s0 <= \$350 ;
+    zero_pass <= \$385 ;
   always @(posedge clk)
-    below0_s0 <= \$351 ;
+    bank <= \$386 ;
   always @(posedge clk)
-    above0_s0 <= \$352 ;
+    valid_s0 <= \$387 ;
   always @(posedge clk)
-    g1_s0 <= \$353 ;
+    last_s0 <= \$388 ;
   always @(posedge clk)
-    below1_s0 <= \$354 ;
+    write_s0 <= \$389 ;
   always @(posedge clk)
-    above1_s0 <= \$355 ;
+    chunk_s0 <= \$390 ;
   always @(posedge clk)
-    g2_s0 <= \$356 ;
+    init_s0 <= \$391 ;
   always @(posedge clk)
-    below2_s0 <= \$357 ;
+    bank_s0 <= \$392 ;
   always @(posedge clk)
-    above2_s0 <= \$358 ;
+    o2_s0 <= \$393 ;
   always @(posedge clk)
-    o1_s0 <= \$359 ;
+    zero_pass_s0 <= \$394 ;
   always @(posedge clk)
-    valid_s1 <= \$360 ;
+    tags_s0 <= \$395 ;
   always @(posedge clk)
-    last_s1 <= \$361 ;
+    g0_s0 <= \$396 ;
   always @(posedge clk)
-    write_s1 <= \$362 ;
+    below0_s0 <= \$397 ;
   always @(posedge clk)
-    chunk_s1 <= \$363 ;
+    above0_s0 <= \$398 ;
   always @(posedge clk)
-    init_s1 <= \$364 ;
+    g1_s0 <= \$399 ;
   always @(posedge clk)
-    bank_s1 <= \$365 ;
+    below1_s0 <= \$400 ;
   always @(posedge clk)
-    o2_s1 <= \$366 ;
+    above1_s0 <= \$401 ;
   always @(posedge clk)
-    acc_row_s1 <= \$367 ;
+    g2_s0 <= \$402 ;
   always @(posedge clk)
-    g0_s1 <= \$368 ;
+    below2_s0 <= \$403 ;
   always @(posedge clk)
-    real0_s1 <= \$369 ;
+    above2_s0 <= \$404 ;
   always @(posedge clk)
-    g1_s1 <= \$370 ;
+    o1_s0 <= \$405 ;
   always @(posedge clk)
-    real1_s1 <= \$371 ;
-  always @(posedge clk)
-    g2_s1 <= \$372 ;
-  always @(posedge clk)
-    real2_s1 <= \$373 ;
-  always @(posedge clk)
-    valid_s2 <= \$374 ;
-  always @(posedge clk)
-    last_s2 <= \$375 ;
-  always @(posedge clk)
-    write_s2 <= \$376 ;
-  always @(posedge clk)
-    chunk_s2 <= \$377 ;
-  always @(posedge clk)
-    init_s2 <= \$378 ;
-  always @(posedge clk)
-    bank_s2 <= \$379 ;
-  always @(posedge clk)
-    local0_s2 <= \$380 ;
-  always @(posedge clk)
-    real0_s2 <= \$381 ;
-  always @(posedge clk)
-    miss0_s2 <= \$382 ;
-  always @(posedge clk)
-    local1_s2 <= \$383 ;
-  always @(posedge clk)
-    real1_s2 <= \$384 ;
-  always @(posedge clk)
-    miss1_s2 <= \$385 ;
-  always @(posedge clk)
-    local2_s2 <= \$386 ;
-  always @(posedge clk)
-    real2_s2 <= \$387 ;
-  always @(posedge clk)
-    miss2_s2 <= \$388 ;
-  always @(posedge clk)
-    o2_s2 <= \$389 ;
-  always @(posedge clk)
-    valid_s3 <= \$390 ;
-  always @(posedge clk)
-    last_s3 <= \$391 ;
-  always @(posedge clk)
-    write_s3 <= \$392 ;
-  always @(posedge clk)
-    chunk_s3 <= \$393 ;
-  always @(posedge clk)
-    init_s3 <= \$394 ;
-  always @(posedge clk)
-    bank_s3 <= \$395 ;
-  always @(posedge clk)
-    acc_s3 <= \$396 ;
-  always @(posedge clk)
-    local1_s3 <= \$397 ;
-  always @(posedge clk)
-    local2_s3 <= \$398 ;
-  always @(posedge clk)
-    zero_s3 <= \$399 ;
-  always @(posedge clk)
-    error_s3 <= \$400 ;
-  always @(posedge clk)
-    valid_s4 <= \$401 ;
-  always @(posedge clk)
-    last_s4 <= \$402 ;
-  always @(posedge clk)
-    write_s4 <= \$403 ;
-  always @(posedge clk)
-    chunk_s4 <= \$404 ;
-  always @(posedge clk)
-    init_s4 <= \$405 ;
-  always @(posedge clk)
-    bank_s4 <= \$406 ;
-  always @(posedge clk)
-    acc_s4 <= \$407 ;
-  always @(posedge clk)
-    zero_s4 <= \$408 ;
-  always @(posedge clk)
-    error_s4 <= \$409 ;
-  always @(posedge clk)
-    out_valid <= \$410 ;
-  always @(posedge clk)
-    in_addr <= \$411 ;
-  always @(posedge clk)
-    acc_addr <= \$412 ;
-  always @(posedge clk)
-    zero <= \$413 ;
-  always @(posedge clk)
-    \init$182  <= \$414 ;
+    valid_s1 <= \$406 ;
   \convhw_list.core.streamer.multiplier_acc  multiplier_acc (
     .clk(clk),
     .flush(flush),
-    .p(\p$203 ),
-    .\port$7082$376 (job[391:376]),
-    .\port$7854$0 (acc_row_s1),
+    .p(\p$220 ),
+    .\port$7309$376 (job[391:376]),
+    .\port$8109$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$197 ),
-    .\port$7082$224 (job[239:224]),
-    .\port$7750$0 (o0),
+    .p(\p$214 ),
+    .\port$7309$224 (job[239:224]),
+    .\port$7997$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
-    .p(\p$179 ),
-    .\port$7708$0 (chunks),
-    .\port$7916$0 (local2_s3),
+    .p(\p$194 ),
+    .\port$7939$0 (chunks),
+    .\port$8175$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$207 ),
-    .\port$7688$0 (window1),
-    .\port$7880$0 (local0_s2),
+    .p(\p$224 ),
+    .\port$7919$0 (window1),
+    .\port$8137$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
-    .p(\p$191 ),
-    .\port$7706$0 (window2),
-    .\port$7708$0 (chunks),
+    .p(\p$208 ),
+    .\port$7937$0 (window2),
+    .\port$7939$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
-    .p(\p$178 ),
-    .\port$7914$0 (local1_s3),
-    .\port$7961$0 (\p$191 [12:0]),
+    .p(\p$193 ),
+    .\port$8173$0 (local1_s3),
+    .\port$8226$0 (\p$208 [12:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7961$0 (\p$191 [12:0]),
-    .\port$7964$0 (\p$207 [12:0]),
+    .\port$8226$0 (\p$208 [12:0]),
+    .\port$8229$0 (\p$224 [12:0]),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$416  = last_s4;
+    \$407  = last_s0;
+    if (flush) begin
+      \$407  = 1'h0;
+    end
+    if (rst) begin
+      \$407  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$408  = write_s0;
+    if (flush) begin
+      \$408  = 1'h0;
+    end
+    if (rst) begin
+      \$408  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$409  = chunk_s0;
+    if (flush) begin
+      \$409  = 14'h0000;
+    end
+    if (rst) begin
+      \$409  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$410  = init_s0;
+    if (flush) begin
+      \$410  = 1'h0;
+    end
+    if (rst) begin
+      \$410  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$411  = bank_s0;
+    if (flush) begin
+      \$411  = 1'h0;
+    end
+    if (rst) begin
+      \$411  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$412  = o2_s0;
+    if (flush) begin
+      \$412  = 16'h0000;
+    end
+    if (rst) begin
+      \$412  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$413  = tags_s0;
+    if (flush) begin
+      \$413  = 2'h0;
+    end
+    if (rst) begin
+      \$413  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$414  = \$234 [10:0];
+    if (flush) begin
+      \$414  = 11'h000;
+    end
+    if (rst) begin
+      \$414  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$415  = \$247 [17:0];
+    if (flush) begin
+      \$415  = 18'h00000;
+    end
+    if (rst) begin
+      \$415  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$416  = \$174 ;
     if (flush) begin
       \$416  = 1'h0;
     end
@@ -40695,32 +42175,552 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$417  = error_s4;
+    \$417  = \$260 [17:0];
     if (flush) begin
-      \$417  = 1'h0;
+      \$417  = 18'h00000;
     end
     if (rst) begin
-      \$417  = 1'h0;
+      \$417  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$418  = \$169 ;
+    \$418  = \$179 ;
     if (flush) begin
       \$418  = 1'h0;
     end
     if (rst) begin
       \$418  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$419  = \$273 [17:0];
+    if (flush) begin
+      \$419  = 18'h00000;
+    end
+    if (rst) begin
+      \$419  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$420  = \$184 ;
+    if (flush) begin
+      \$420  = 1'h0;
+    end
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$421  = valid_s1;
+    if (flush) begin
+      \$421  = 1'h0;
+    end
+    if (rst) begin
+      \$421  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$422  = last_s1;
+    if (flush) begin
+      \$422  = 1'h0;
+    end
+    if (rst) begin
+      \$422  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$423  = write_s1;
+    if (flush) begin
+      \$423  = 1'h0;
+    end
+    if (rst) begin
+      \$423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$424  = chunk_s1;
+    if (flush) begin
+      \$424  = 14'h0000;
+    end
+    if (rst) begin
+      \$424  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$425  = init_s1;
+    if (flush) begin
+      \$425  = 1'h0;
+    end
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$426  = bank_s1;
+    if (flush) begin
+      \$426  = 1'h0;
+    end
+    if (rst) begin
+      \$426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$427  = tags_s1;
+    if (flush) begin
+      \$427  = 2'h0;
+    end
+    if (rst) begin
+      \$427  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$428  = \$280 [12:0];
+    if (flush) begin
+      \$428  = 13'h0000;
+    end
+    if (rst) begin
+      \$428  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$429  = real0_s1;
+    if (flush) begin
+      \$429  = 1'h0;
+    end
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$430  = \$188 ;
+    if (flush) begin
+      \$430  = 1'h0;
+    end
+    if (rst) begin
+      \$430  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$431  = \$287 [12:0];
+    if (flush) begin
+      \$431  = 13'h0000;
+    end
+    if (rst) begin
+      \$431  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$432  = real1_s1;
+    if (flush) begin
+      \$432  = 1'h0;
+    end
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$433  = \$192 ;
+    if (flush) begin
+      \$433  = 1'h0;
+    end
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$434  = \$294 [12:0];
+    if (flush) begin
+      \$434  = 13'h0000;
+    end
+    if (rst) begin
+      \$434  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$435  = real2_s1;
+    if (flush) begin
+      \$435  = 1'h0;
+    end
+    if (rst) begin
+      \$435  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$436  = \$196 ;
+    if (flush) begin
+      \$436  = 1'h0;
+    end
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$437  = o2_s1;
+    if (flush) begin
+      \$437  = 16'h0000;
+    end
+    if (rst) begin
+      \$437  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$438  = valid_s2;
+    if (flush) begin
+      \$438  = 1'h0;
+    end
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$439  = last_s2;
+    if (flush) begin
+      \$439  = 1'h0;
+    end
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$440  = write_s2;
+    if (flush) begin
+      \$440  = 1'h0;
+    end
+    if (rst) begin
+      \$440  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$441  = chunk_s2;
+    if (flush) begin
+      \$441  = 14'h0000;
+    end
+    if (rst) begin
+      \$441  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$442  = init_s2;
+    if (flush) begin
+      \$442  = 1'h0;
+    end
+    if (rst) begin
+      \$442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$443  = bank_s2;
+    if (flush) begin
+      \$443  = 1'h0;
+    end
+    if (rst) begin
+      \$443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$444  = tags_s2;
+    if (flush) begin
+      \$444  = 2'h0;
+    end
+    if (rst) begin
+      \$444  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$445  = \$296 [10:0];
+    if (flush) begin
+      \$445  = 11'h000;
+    end
+    if (rst) begin
+      \$445  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$446  = local1_s2;
+    if (flush) begin
+      \$446  = 13'h0000;
+    end
+    if (rst) begin
+      \$446  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$447  = local2_s2;
+    if (flush) begin
+      \$447  = 13'h0000;
+    end
+    if (rst) begin
+      \$447  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$448  = \$200 ;
+    if (flush) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$449  = \$201 ;
+    if (flush) begin
+      \$449  = 1'h0;
+    end
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$450  = valid_s3;
+    if (flush) begin
+      \$450  = 1'h0;
+    end
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$451  = last_s3;
+    if (flush) begin
+      \$451  = 1'h0;
+    end
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$452  = write_s3;
+    if (flush) begin
+      \$452  = 1'h0;
+    end
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$453  = chunk_s3;
+    if (flush) begin
+      \$453  = 14'h0000;
+    end
+    if (rst) begin
+      \$453  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$454  = init_s3;
+    if (flush) begin
+      \$454  = 1'h0;
+    end
+    if (rst) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$455  = bank_s3;
+    if (flush) begin
+      \$455  = 1'h0;
+    end
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$456  = tags_s3;
+    if (flush) begin
+      \$456  = 2'h0;
+    end
+    if (rst) begin
+      \$456  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$457  = acc_s3;
+    if (flush) begin
+      \$457  = 11'h000;
+    end
+    if (rst) begin
+      \$457  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$458  = zero_s3;
+    if (flush) begin
+      \$458  = 1'h0;
+    end
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$459  = error_s3;
+    if (flush) begin
+      \$459  = 1'h0;
+    end
+    if (rst) begin
+      \$459  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$460  = valid_s4;
+    if (flush) begin
+      \$460  = 1'h0;
+    end
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$461  = \$204 [12:0];
+    if (flush) begin
+      \$461  = 13'h0000;
+    end
+    if (rst) begin
+      \$461  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$462  = acc_s4;
+    if (flush) begin
+      \$462  = 11'h000;
+    end
+    if (rst) begin
+      \$462  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$463  = zero_s4;
+    if (flush) begin
+      \$463  = 1'h0;
+    end
+    if (rst) begin
+      \$463  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$464  = init_s4;
+    if (flush) begin
+      \$464  = 1'h0;
+    end
+    if (rst) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$465  = bank_s4;
+    if (flush) begin
+      \$465  = 1'h0;
+    end
+    if (rst) begin
+      \$465  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$466  = last_s4;
+    if (flush) begin
+      \$466  = 1'h0;
+    end
+    if (rst) begin
+      \$466  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$467  = error_s4;
+    if (flush) begin
+      \$467  = 1'h0;
+    end
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$468  = \$205 ;
+    if (flush) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$469  = tags_s4[0];
+    if (flush) begin
+      \$469  = 1'h0;
+    end
+    if (rst) begin
+      \$469  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
+    \$470  = tags_s4[1];
+    if (flush) begin
+      \$470  = 1'h0;
+    end
+    if (rst) begin
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
     ready_next = 1'h1;
     if (take) begin
-      ready_next = \$185 ;
+      ready_next = \$220 ;
     end else if (last_element) begin
     end else if (active) begin
-      ready_next = \$198 ;
+      ready_next = \$233 ;
     end
   end
   always @* begin
@@ -40730,8 +42730,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last0 = last0;
-      if (\$187 ) begin
-        next_last0 = \$188 ;
+      if (\$222 ) begin
+        next_last0 = \$223 ;
       end
     end
   end
@@ -40742,8 +42742,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last1 = last1;
-      if (\$190 ) begin
-        next_last1 = \$191 ;
+      if (\$225 ) begin
+        next_last1 = \$226 ;
       end else if (last2) begin
         next_last1 = reload_last1;
       end
@@ -40756,406 +42756,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$193 ) begin
-        next_last2 = \$194 ;
+      if (\$228 ) begin
+        next_last2 = \$229 ;
       end else if (1'h1) begin
-        next_last2 = \$196 ;
+        next_last2 = \$231 ;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$264  = \$3 ;
+    \$299  = \$3 ;
     if (flush) begin
-      \$264  = 1'h0;
+      \$299  = 1'h0;
     end
     if (rst) begin
-      \$264  = 1'h0;
+      \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$265  = \$4 ;
+    \$300  = \$4 ;
     if (flush) begin
-      \$265  = 1'h0;
+      \$300  = 1'h0;
     end
     if (rst) begin
-      \$265  = 1'h0;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$266  = \$5 ;
+    \$301  = \$5 ;
     if (flush) begin
-      \$266  = 1'h0;
+      \$301  = 1'h0;
     end
     if (rst) begin
-      \$266  = 1'h0;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$267  = \$6 ;
+    \$302  = \$6 ;
     if (flush) begin
-      \$267  = 1'h0;
+      \$302  = 1'h0;
     end
     if (rst) begin
-      \$267  = 1'h0;
+      \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$268  = job[103:88];
-    if (flush) begin
-      \$268  = 16'h0000;
-    end
-    if (rst) begin
-      \$268  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$269  = job[135:120];
-    if (flush) begin
-      \$269  = 16'h0000;
-    end
-    if (rst) begin
-      \$269  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$270  = \$7 ;
-    if (flush) begin
-      \$270  = 8'h00;
-    end
-    if (rst) begin
-      \$270  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$271  = \$8 ;
-    if (flush) begin
-      \$271  = 8'h00;
-    end
-    if (rst) begin
-      \$271  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$272  = \$16 [17:0];
-    if (flush) begin
-      \$272  = 18'h00000;
-    end
-    if (rst) begin
-      \$272  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$273  = \$17 ;
-    if (flush) begin
-      \$273  = 17'h00000;
-    end
-    if (rst) begin
-      \$273  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$274  = \$18 ;
-    if (flush) begin
-      \$274  = 17'h00000;
-    end
-    if (rst) begin
-      \$274  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$275  = \$19 ;
-    if (flush) begin
-      \$275  = 17'h00000;
-    end
-    if (rst) begin
-      \$275  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$276  = job[255:240];
-    if (flush) begin
-      \$276  = 16'h0000;
-    end
-    if (rst) begin
-      \$276  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$277  = job[287:272];
-    if (flush) begin
-      \$277  = 16'h0000;
-    end
-    if (rst) begin
-      \$277  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$278  = \$20 ;
-    if (flush) begin
-      \$278  = 8'h00;
-    end
-    if (rst) begin
-      \$278  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$279  = \$21 ;
-    if (flush) begin
-      \$279  = 8'h00;
-    end
-    if (rst) begin
-      \$279  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$280  = \$29 [17:0];
-    if (flush) begin
-      \$280  = 18'h00000;
-    end
-    if (rst) begin
-      \$280  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$281  = \$30 ;
-    if (flush) begin
-      \$281  = 17'h00000;
-    end
-    if (rst) begin
-      \$281  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$282  = \$31 ;
-    if (flush) begin
-      \$282  = 17'h00000;
-    end
-    if (rst) begin
-      \$282  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$283  = \$32 ;
-    if (flush) begin
-      \$283  = 17'h00000;
-    end
-    if (rst) begin
-      \$283  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$284  = \$33 [12:0];
-    if (flush) begin
-      \$284  = 13'h0000;
-    end
-    if (rst) begin
-      \$284  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$285  = job[407:392];
-    if (flush) begin
-      \$285  = 16'h0000;
-    end
-    if (rst) begin
-      \$285  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$286  = job[439:424];
-    if (flush) begin
-      \$286  = 16'h0000;
-    end
-    if (rst) begin
-      \$286  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$287  = \$34 ;
-    if (flush) begin
-      \$287  = 8'h00;
-    end
-    if (rst) begin
-      \$287  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$288  = \$35 ;
-    if (flush) begin
-      \$288  = 8'h00;
-    end
-    if (rst) begin
-      \$288  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$289  = \$43 [17:0];
-    if (flush) begin
-      \$289  = 18'h00000;
-    end
-    if (rst) begin
-      \$289  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$290  = \$44 ;
-    if (flush) begin
-      \$290  = 17'h00000;
-    end
-    if (rst) begin
-      \$290  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$291  = \$45 ;
-    if (flush) begin
-      \$291  = 17'h00000;
-    end
-    if (rst) begin
-      \$291  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$292  = \$46 ;
-    if (flush) begin
-      \$292  = 17'h00000;
-    end
-    if (rst) begin
-      \$292  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$293  = \$47 [12:0];
-    if (flush) begin
-      \$293  = 13'h0000;
-    end
-    if (rst) begin
-      \$293  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$294  = job[473:461];
-    if (flush) begin
-      \$294  = 13'h0000;
-    end
-    if (rst) begin
-      \$294  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$295  = ready_next;
-    if (flush) begin
-      \$295  = 1'h1;
-    end
-    if (rst) begin
-      \$295  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$296  = \$50 [7:0];
-    if (flush) begin
-      \$296  = 8'h00;
-    end
-    if (rst) begin
-      \$296  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$297  = \$53 ;
-    if (flush) begin
-      \$297  = 9'h1ff;
-    end
-    if (rst) begin
-      \$297  = 9'h1ff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$298  = \$54 ;
-    if (flush) begin
-      \$298  = 17'h00000;
-    end
-    if (rst) begin
-      \$298  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$299  = \$55 ;
-    if (flush) begin
-      \$299  = 17'h00000;
-    end
-    if (rst) begin
-      \$299  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$300  = \$56 ;
-    if (flush) begin
-      \$300  = 17'h00000;
-    end
-    if (rst) begin
-      \$300  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$301  = \$57 ;
-    if (flush) begin
-      \$301  = 18'h00000;
-    end
-    if (rst) begin
-      \$301  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$302  = in_end;
-    if (flush) begin
-      \$302  = 17'h00000;
-    end
-    if (rst) begin
-      \$302  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$303  = \$58 ;
+    \$303  = job[103:88];
     if (flush) begin
       \$303  = 16'h0000;
     end
@@ -41165,17 +42815,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$304  = \$59 ;
+    \$304  = job[135:120];
     if (flush) begin
-      \$304  = 19'h00000;
+      \$304  = 16'h0000;
     end
     if (rst) begin
-      \$304  = 19'h00000;
+      \$304  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$305  = \$61 [7:0];
+    \$305  = \$7 ;
     if (flush) begin
       \$305  = 8'h00;
     end
@@ -41185,162 +42835,117 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$306  = \$62 ;
+    \$306  = \$8 ;
     if (flush) begin
-      \$306  = 18'h00000;
+      \$306  = 8'h00;
     end
     if (rst) begin
-      \$306  = 18'h00000;
+      \$306  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$307  = leading_extra;
+    \$307  = \$16 [17:0];
     if (flush) begin
-      \$307  = 8'h00;
+      \$307  = 18'h00000;
     end
     if (rst) begin
-      \$307  = 8'h00;
+      \$307  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$308  = \$69 ;
+    \$308  = \$17 ;
     if (flush) begin
-      \$308  = 1'h0;
+      \$308  = 17'h00000;
     end
     if (rst) begin
-      \$308  = 1'h0;
+      \$308  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$309  = \$72 [7:0];
+    \$309  = \$18 ;
     if (flush) begin
-      \$309  = 8'h00;
+      \$309  = 17'h00000;
     end
     if (rst) begin
-      \$309  = 8'h00;
+      \$309  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$310  = \$73 [7:0];
+    \$310  = \$19 ;
     if (flush) begin
-      \$310  = 8'h00;
+      \$310  = 17'h00000;
     end
     if (rst) begin
-      \$310  = 8'h00;
+      \$310  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$311  = \$74 [8:0];
+    \$311  = job[255:240];
     if (flush) begin
-      \$311  = 9'h1ff;
+      \$311  = 16'h0000;
     end
     if (rst) begin
-      \$311  = 9'h1ff;
+      \$311  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$312  = active;
-    if (take) begin
-      \$312  = 1'h1;
-    end else if (last_element) begin
-      \$312  = 1'h0;
-    end
+    \$312  = job[287:272];
     if (flush) begin
-      \$312  = 1'h0;
+      \$312  = 16'h0000;
     end
     if (rst) begin
-      \$312  = 1'h0;
+      \$312  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$313  = left0;
-    if (take) begin
-      \$313  = \$75 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$110 ) begin
-        \$313  = \$111 [16:0];
-      end
-    end
+    \$313  = \$20 ;
     if (flush) begin
-      \$313  = 17'h00000;
+      \$313  = 8'h00;
     end
     if (rst) begin
-      \$313  = 17'h00000;
+      \$313  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$314  = last0;
-    if (take) begin
-      \$314  = \$76 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$314  = next_last0;
-    end
+    \$314  = \$21 ;
     if (flush) begin
-      \$314  = 1'h0;
+      \$314  = 8'h00;
     end
     if (rst) begin
-      \$314  = 1'h0;
+      \$314  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$315  = o0;
-    if (take) begin
-      \$315  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$110 ) begin
-        \$315  = \$112 [15:0];
-      end
-    end
+    \$315  = \$29 [17:0];
     if (flush) begin
-      \$315  = 16'h0000;
+      \$315  = 18'h00000;
     end
     if (rst) begin
-      \$315  = 16'h0000;
+      \$315  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$316  = g0;
-    if (take) begin
-      \$316  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$110 ) begin
-        \$316  = \$113 [17:0];
-      end
-    end
+    \$316  = \$30 ;
     if (flush) begin
-      \$316  = 18'h00000;
+      \$316  = 17'h00000;
     end
     if (rst) begin
-      \$316  = 18'h00000;
+      \$316  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$317  = left1;
-    if (take) begin
-      \$317  = \$77 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$115 ) begin
-        \$317  = \$116 [16:0];
-      end else if (last2) begin
-        \$317  = reload1;
-      end
-    end
+    \$317  = \$31 ;
     if (flush) begin
       \$317  = 17'h00000;
     end
@@ -41350,105 +42955,67 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$318  = last1;
-    if (take) begin
-      \$318  = \$78 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$318  = next_last1;
-    end
+    \$318  = \$32 ;
     if (flush) begin
-      \$318  = 1'h0;
+      \$318  = 17'h00000;
     end
     if (rst) begin
-      \$318  = 1'h0;
+      \$318  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$319  = o1;
-    if (take) begin
-      \$319  = passes__payload[66:51];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$115 ) begin
-        \$319  = \$117 [15:0];
-      end else if (last2) begin
-        \$319  = o_first1;
-      end
-    end
+    \$319  = \$33 [12:0];
     if (flush) begin
-      \$319  = 16'h0000;
+      \$319  = 13'h0000;
     end
     if (rst) begin
-      \$319  = 16'h0000;
+      \$319  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$320  = g1;
-    if (take) begin
-      \$320  = passes__payload[101:84];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$115 ) begin
-        \$320  = \$118 [17:0];
-      end else if (last2) begin
-        \$320  = g_first1;
-      end
-    end
+    \$320  = job[407:392];
     if (flush) begin
-      \$320  = 18'h00000;
+      \$320  = 16'h0000;
     end
     if (rst) begin
-      \$320  = 18'h00000;
+      \$320  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$321  = reload1;
-    if (take) begin
-      \$321  = \$79 [16:0];
-    end
+    \$321  = job[439:424];
     if (flush) begin
-      \$321  = 17'h00000;
+      \$321  = 16'h0000;
     end
     if (rst) begin
-      \$321  = 17'h00000;
+      \$321  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$322  = reload_last1;
-    if (take) begin
-      \$322  = \$80 ;
-    end
+    \$322  = \$34 ;
     if (flush) begin
-      \$322  = 1'h0;
+      \$322  = 8'h00;
     end
     if (rst) begin
-      \$322  = 1'h0;
+      \$322  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$323  = o_first1;
-    if (take) begin
-      \$323  = passes__payload[66:51];
-    end
+    \$323  = \$35 ;
     if (flush) begin
-      \$323  = 16'h0000;
+      \$323  = 8'h00;
     end
     if (rst) begin
-      \$323  = 16'h0000;
+      \$323  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$324  = g_first1;
-    if (take) begin
-      \$324  = passes__payload[101:84];
-    end
+    \$324  = \$43 [17:0];
     if (flush) begin
       \$324  = 18'h00000;
     end
@@ -41458,10 +43025,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$325  = reload_long;
-    if (take) begin
-      \$325  = \$81 [16:0];
-    end
+    \$325  = \$44 ;
     if (flush) begin
       \$325  = 17'h00000;
     end
@@ -41471,148 +43035,87 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$326  = reload_long_last;
-    if (take) begin
-      \$326  = \$84 ;
-    end
+    \$326  = \$45 ;
     if (flush) begin
-      \$326  = 1'h0;
+      \$326  = 17'h00000;
     end
     if (rst) begin
-      \$326  = 1'h0;
+      \$326  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$327  = threshold_long;
-    if (take) begin
-      \$327  = extra;
-    end
+    \$327  = \$46 ;
     if (flush) begin
-      \$327  = 8'h00;
+      \$327  = 17'h00000;
     end
     if (rst) begin
-      \$327  = 8'h00;
+      \$327  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$328  = threshold_short;
-    if (take) begin
-      \$328  = extra_short;
-    end
+    \$328  = \$47 [12:0];
     if (flush) begin
-      \$328  = 8'h00;
+      \$328  = 13'h0000;
     end
     if (rst) begin
-      \$328  = 8'h00;
+      \$328  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$329  = threshold;
-    if (take) begin
-      \$329  = \$88 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-      end else if (1'h1) begin
-        \$329  = \$127 ;
-      end
-    end
+    \$329  = job[473:461];
     if (flush) begin
-      \$329  = 8'h00;
+      \$329  = 13'h0000;
     end
     if (rst) begin
-      \$329  = 8'h00;
+      \$329  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$330  = left2;
-    if (take) begin
-      \$330  = \$94 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-        \$330  = \$121 [16:0];
-      end else if (1'h1) begin
-        \$330  = \$125 ;
-      end
-    end
+    \$330  = ready_next;
     if (flush) begin
-      \$330  = 17'h00000;
+      \$330  = 1'h1;
     end
     if (rst) begin
-      \$330  = 17'h00000;
+      \$330  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$331  = last2;
-    if (take) begin
-      \$331  = \$104 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$331  = next_last2;
-    end
+    \$331  = \$50 [7:0];
     if (flush) begin
-      \$331  = 1'h0;
+      \$331  = 8'h00;
     end
     if (rst) begin
-      \$331  = 1'h0;
+      \$331  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$332  = o2;
-    if (take) begin
-      \$332  = passes__payload[117:102];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-        \$332  = \$122 [15:0];
-      end else if (1'h1) begin
-        \$332  = o_first2;
-      end
-    end
+    \$332  = \$53 ;
     if (flush) begin
-      \$332  = 16'h0000;
+      \$332  = 9'h1ff;
     end
     if (rst) begin
-      \$332  = 16'h0000;
+      \$332  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$333  = g2;
-    if (take) begin
-      \$333  = passes__payload[152:135];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-        \$333  = \$123 [17:0];
-      end else if (1'h1) begin
-        \$333  = g_first2;
-      end
-    end
+    \$333  = \$54 ;
     if (flush) begin
-      \$333  = 18'h00000;
+      \$333  = 17'h00000;
     end
     if (rst) begin
-      \$333  = 18'h00000;
+      \$333  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$334  = reload2;
-    if (take) begin
-      \$334  = \$105 [16:0];
-    end
+    \$334  = \$55 ;
     if (flush) begin
       \$334  = 17'h00000;
     end
@@ -41622,108 +43125,87 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$335  = reload_last2;
-    if (take) begin
-      \$335  = \$108 ;
-    end
+    \$335  = \$56 ;
     if (flush) begin
-      \$335  = 1'h0;
+      \$335  = 17'h00000;
     end
     if (rst) begin
-      \$335  = 1'h0;
+      \$335  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$336  = o_first2;
-    if (take) begin
-      \$336  = passes__payload[117:102];
-    end
+    \$336  = \$57 ;
     if (flush) begin
-      \$336  = 16'h0000;
+      \$336  = 18'h00000;
     end
     if (rst) begin
-      \$336  = 16'h0000;
+      \$336  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$337  = g_first2;
-    if (take) begin
-      \$337  = passes__payload[152:135];
-    end
+    \$337  = in_end;
     if (flush) begin
-      \$337  = 18'h00000;
+      \$337  = 17'h00000;
     end
     if (rst) begin
-      \$337  = 18'h00000;
+      \$337  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$338  = chunk;
-    if (take) begin
-      \$338  = passes__payload[177:164];
-    end
+    \$338  = \$58 ;
     if (flush) begin
-      \$338  = 14'h0000;
+      \$338  = 16'h0000;
     end
     if (rst) begin
-      \$338  = 14'h0000;
+      \$338  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$339  = init;
-    if (take) begin
-      \$339  = passes__payload[178];
-    end
+    \$339  = \$59 ;
     if (flush) begin
-      \$339  = 1'h0;
+      \$339  = 19'h00000;
     end
     if (rst) begin
-      \$339  = 1'h0;
+      \$339  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$340  = zero_pass;
-    if (take) begin
-      \$340  = passes__payload[179];
-    end
+    \$340  = \$61 [7:0];
     if (flush) begin
-      \$340  = 1'h0;
+      \$340  = 8'h00;
     end
     if (rst) begin
-      \$340  = 1'h0;
+      \$340  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$341  = bank;
-    if (take) begin
-      \$341  = passes__payload[180];
-    end
+    \$341  = \$62 ;
     if (flush) begin
-      \$341  = 1'h0;
+      \$341  = 18'h00000;
     end
     if (rst) begin
-      \$341  = 1'h0;
+      \$341  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$342  = active;
+    \$342  = leading_extra;
     if (flush) begin
-      \$342  = 1'h0;
+      \$342  = 8'h00;
     end
     if (rst) begin
-      \$342  = 1'h0;
+      \$342  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$343  = last_element;
+    \$343  = \$69 ;
     if (flush) begin
       \$343  = 1'h0;
     end
@@ -41733,27 +43215,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$344  = write;
+    \$344  = \$72 [7:0];
     if (flush) begin
-      \$344  = 1'h0;
+      \$344  = 8'h00;
     end
     if (rst) begin
-      \$344  = 1'h0;
+      \$344  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$345  = chunk;
+    \$345  = \$85 ;
     if (flush) begin
-      \$345  = 14'h0000;
+      \$345  = 1'h0;
     end
     if (rst) begin
-      \$345  = 14'h0000;
+      \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$346  = init;
+    \$346  = \$89 ;
     if (flush) begin
       \$346  = 1'h0;
     end
@@ -41763,87 +43245,92 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$347  = bank;
+    \$347  = \$90 ;
     if (flush) begin
-      \$347  = 1'h0;
+      \$347  = 8'h00;
     end
     if (rst) begin
-      \$347  = 1'h0;
+      \$347  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$348  = o2;
+    \$348  = \$93 [8:0];
     if (flush) begin
-      \$348  = 16'h0000;
+      \$348  = 9'h1ff;
     end
     if (rst) begin
-      \$348  = 16'h0000;
+      \$348  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$349  = zero_pass;
+    \$349  = \$95 [8:0];
     if (flush) begin
-      \$349  = 1'h0;
+      \$349  = 9'h1ff;
     end
     if (rst) begin
-      \$349  = 1'h0;
+      \$349  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$350  = g0;
+    \$350  = \$97 [8:0];
     if (flush) begin
-      \$350  = 18'h00000;
+      \$350  = 9'h1ff;
     end
     if (rst) begin
-      \$350  = 18'h00000;
+      \$350  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$351  = \$128 ;
+    \$351  = \$100 ;
     if (flush) begin
-      \$351  = 1'h0;
+      \$351  = 1'h1;
     end
     if (rst) begin
-      \$351  = 1'h0;
+      \$351  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$352  = \$129 ;
+    \$352  = \$102 ;
     if (flush) begin
-      \$352  = 1'h0;
+      \$352  = 1'h1;
     end
     if (rst) begin
-      \$352  = 1'h0;
+      \$352  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$353  = g1;
+    \$353  = \$105 ;
     if (flush) begin
-      \$353  = 18'h00000;
+      \$353  = 1'h1;
     end
     if (rst) begin
-      \$353  = 18'h00000;
+      \$353  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$354  = \$130 ;
+    \$354  = \$107 [7:0];
     if (flush) begin
-      \$354  = 1'h0;
+      \$354  = 8'h00;
     end
     if (rst) begin
-      \$354  = 1'h0;
+      \$354  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$355  = \$131 ;
+    \$355  = active;
+    if (take) begin
+      \$355  = 1'h1;
+    end else if (last_element) begin
+      \$355  = 1'h0;
+    end
     if (flush) begin
       \$355  = 1'h0;
     end
@@ -41853,17 +43340,31 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$356  = g2;
+    \$356  = left0;
+    if (take) begin
+      \$356  = \$108 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$142 ) begin
+        \$356  = \$143 [16:0];
+      end
+    end
     if (flush) begin
-      \$356  = 18'h00000;
+      \$356  = 17'h00000;
     end
     if (rst) begin
-      \$356  = 18'h00000;
+      \$356  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$357  = \$132 ;
+    \$357  = last0;
+    if (take) begin
+      \$357  = \$109 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$357  = next_last0;
+    end
     if (flush) begin
       \$357  = 1'h0;
     end
@@ -41873,37 +43374,69 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$358  = \$133 ;
+    \$358  = o0;
+    if (take) begin
+      \$358  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$142 ) begin
+        \$358  = \$144 [15:0];
+      end
+    end
     if (flush) begin
-      \$358  = 1'h0;
+      \$358  = 16'h0000;
     end
     if (rst) begin
-      \$358  = 1'h0;
+      \$358  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$359  = o1;
+    \$359  = g0;
+    if (take) begin
+      \$359  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$142 ) begin
+        \$359  = \$145 [17:0];
+      end
+    end
     if (flush) begin
-      \$359  = 16'h0000;
+      \$359  = 18'h00000;
     end
     if (rst) begin
-      \$359  = 16'h0000;
+      \$359  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$360  = valid_s0;
+    \$360  = left1;
+    if (take) begin
+      \$360  = \$110 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$147 ) begin
+        \$360  = \$148 [16:0];
+      end else if (last2) begin
+        \$360  = reload1;
+      end
+    end
     if (flush) begin
-      \$360  = 1'h0;
+      \$360  = 17'h00000;
     end
     if (rst) begin
-      \$360  = 1'h0;
+      \$360  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$361  = last_s0;
+    \$361  = last1;
+    if (take) begin
+      \$361  = \$111 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$361  = next_last1;
+    end
     if (flush) begin
       \$361  = 1'h0;
     end
@@ -41913,37 +43446,63 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$362  = write_s0;
+    \$362  = o1;
+    if (take) begin
+      \$362  = passes__payload[66:51];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$147 ) begin
+        \$362  = \$149 [15:0];
+      end else if (last2) begin
+        \$362  = o_first1;
+      end
+    end
     if (flush) begin
-      \$362  = 1'h0;
+      \$362  = 16'h0000;
     end
     if (rst) begin
-      \$362  = 1'h0;
+      \$362  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$363  = chunk_s0;
+    \$363  = g1;
+    if (take) begin
+      \$363  = passes__payload[101:84];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$147 ) begin
+        \$363  = \$150 [17:0];
+      end else if (last2) begin
+        \$363  = g_first1;
+      end
+    end
     if (flush) begin
-      \$363  = 14'h0000;
+      \$363  = 18'h00000;
     end
     if (rst) begin
-      \$363  = 14'h0000;
+      \$363  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$364  = init_s0;
+    \$364  = reload1;
+    if (take) begin
+      \$364  = \$112 [16:0];
+    end
     if (flush) begin
-      \$364  = 1'h0;
+      \$364  = 17'h00000;
     end
     if (rst) begin
-      \$364  = 1'h0;
+      \$364  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$365  = bank_s0;
+    \$365  = reload_last1;
+    if (take) begin
+      \$365  = \$113 ;
+    end
     if (flush) begin
       \$365  = 1'h0;
     end
@@ -41953,7 +43512,10 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$366  = o2_s0;
+    \$366  = o_first1;
+    if (take) begin
+      \$366  = passes__payload[66:51];
+    end
     if (flush) begin
       \$366  = 16'h0000;
     end
@@ -41963,27 +43525,36 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$367  = \$199 [10:0];
+    \$367  = g_first1;
+    if (take) begin
+      \$367  = passes__payload[101:84];
+    end
     if (flush) begin
-      \$367  = 11'h000;
+      \$367  = 18'h00000;
     end
     if (rst) begin
-      \$367  = 11'h000;
+      \$367  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$368  = \$212 [17:0];
+    \$368  = reload_long;
+    if (take) begin
+      \$368  = \$114 [16:0];
+    end
     if (flush) begin
-      \$368  = 18'h00000;
+      \$368  = 17'h00000;
     end
     if (rst) begin
-      \$368  = 18'h00000;
+      \$368  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$369  = \$138 ;
+    \$369  = reload_long_last;
+    if (take) begin
+      \$369  = \$116 ;
+    end
     if (flush) begin
       \$369  = 1'h0;
     end
@@ -41993,37 +43564,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$370  = \$225 [17:0];
+    \$370  = threshold_long;
+    if (take) begin
+      \$370  = extra;
+    end
     if (flush) begin
-      \$370  = 18'h00000;
+      \$370  = 8'h00;
     end
     if (rst) begin
-      \$370  = 18'h00000;
+      \$370  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$371  = \$143 ;
+    \$371  = threshold_short;
+    if (take) begin
+      \$371  = thr_short;
+    end
     if (flush) begin
-      \$371  = 1'h0;
+      \$371  = 8'h00;
     end
     if (rst) begin
-      \$371  = 1'h0;
+      \$371  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$372  = \$238 [17:0];
+    \$372  = threshold;
+    if (take) begin
+      \$372  = \$120 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+      end else if (1'h1) begin
+        \$372  = \$159 ;
+      end
+    end
     if (flush) begin
-      \$372  = 18'h00000;
+      \$372  = 8'h00;
     end
     if (rst) begin
-      \$372  = 18'h00000;
+      \$372  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$373  = \$148 ;
+    \$373  = joined_pass;
+    if (take) begin
+      \$373  = joined;
+    end
     if (flush) begin
       \$373  = 1'h0;
     end
@@ -42033,7 +43623,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$374  = valid_s1;
+    \$374  = word_row;
+    if (take) begin
+      \$374  = 1'h0;
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+      end else if (1'h1) begin
+        \$374  = \$160 ;
+      end
+    end
     if (flush) begin
       \$374  = 1'h0;
     end
@@ -42043,17 +43643,34 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$375  = last_s1;
+    \$375  = left2;
+    if (take) begin
+      \$375  = \$126 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+        \$375  = \$153 [16:0];
+      end else if (1'h1) begin
+        \$375  = \$157 ;
+      end
+    end
     if (flush) begin
-      \$375  = 1'h0;
+      \$375  = 17'h00000;
     end
     if (rst) begin
-      \$375  = 1'h0;
+      \$375  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$376  = write_s1;
+    \$376  = last2;
+    if (take) begin
+      \$376  = \$135 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$376  = next_last2;
+    end
     if (flush) begin
       \$376  = 1'h0;
     end
@@ -42063,77 +43680,117 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$377  = chunk_s1;
+    \$377  = o2;
+    if (take) begin
+      \$377  = passes__payload[117:102];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+        \$377  = \$154 [15:0];
+      end else if (1'h1) begin
+        \$377  = o_first2;
+      end
+    end
     if (flush) begin
-      \$377  = 14'h0000;
+      \$377  = 16'h0000;
     end
     if (rst) begin
-      \$377  = 14'h0000;
+      \$377  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$378  = init_s1;
+    \$378  = g2;
+    if (take) begin
+      \$378  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+        \$378  = \$155 [17:0];
+      end else if (1'h1) begin
+        \$378  = g_first2;
+      end
+    end
     if (flush) begin
-      \$378  = 1'h0;
+      \$378  = 18'h00000;
     end
     if (rst) begin
-      \$378  = 1'h0;
+      \$378  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$379  = bank_s1;
+    \$379  = reload2;
+    if (take) begin
+      \$379  = \$136 [16:0];
+    end
     if (flush) begin
-      \$379  = 1'h0;
+      \$379  = 17'h00000;
     end
     if (rst) begin
-      \$379  = 1'h0;
+      \$379  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$380  = \$245 [12:0];
+    \$380  = reload_last2;
+    if (take) begin
+      \$380  = \$138 ;
+    end
     if (flush) begin
-      \$380  = 13'h0000;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 13'h0000;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$381  = real0_s1;
+    \$381  = o_first2;
+    if (take) begin
+      \$381  = \$139 [15:0];
+    end
     if (flush) begin
-      \$381  = 1'h0;
+      \$381  = 16'h0000;
     end
     if (rst) begin
-      \$381  = 1'h0;
+      \$381  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$382  = \$152 ;
+    \$382  = g_first2;
+    if (take) begin
+      \$382  = \$140 [17:0];
+    end
     if (flush) begin
-      \$382  = 1'h0;
+      \$382  = 18'h00000;
     end
     if (rst) begin
-      \$382  = 1'h0;
+      \$382  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$383  = \$252 [12:0];
+    \$383  = chunk;
+    if (take) begin
+      \$383  = passes__payload[177:164];
+    end
     if (flush) begin
-      \$383  = 13'h0000;
+      \$383  = 14'h0000;
     end
     if (rst) begin
-      \$383  = 13'h0000;
+      \$383  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$384  = real1_s1;
+    \$384  = init;
+    if (take) begin
+      \$384  = passes__payload[178];
+    end
     if (flush) begin
       \$384  = 1'h0;
     end
@@ -42143,7 +43800,10 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$385  = \$156 ;
+    \$385  = zero_pass;
+    if (take) begin
+      \$385  = passes__payload[179];
+    end
     if (flush) begin
       \$385  = 1'h0;
     end
@@ -42153,17 +43813,20 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$386  = \$259 [12:0];
+    \$386  = bank;
+    if (take) begin
+      \$386  = passes__payload[180];
+    end
     if (flush) begin
-      \$386  = 13'h0000;
+      \$386  = 1'h0;
     end
     if (rst) begin
-      \$386  = 13'h0000;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$387  = real2_s1;
+    \$387  = active;
     if (flush) begin
       \$387  = 1'h0;
     end
@@ -42173,7 +43836,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$388  = \$160 ;
+    \$388  = last_element;
     if (flush) begin
       \$388  = 1'h0;
     end
@@ -42183,27 +43846,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$389  = o2_s1;
+    \$389  = write;
     if (flush) begin
-      \$389  = 16'h0000;
+      \$389  = 1'h0;
     end
     if (rst) begin
-      \$389  = 16'h0000;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$390  = valid_s2;
+    \$390  = chunk;
     if (flush) begin
-      \$390  = 1'h0;
+      \$390  = 14'h0000;
     end
     if (rst) begin
-      \$390  = 1'h0;
+      \$390  = 14'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$391  = last_s2;
+    \$391  = init;
     if (flush) begin
       \$391  = 1'h0;
     end
@@ -42213,7 +43876,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$392  = write_s2;
+    \$392  = bank;
     if (flush) begin
       \$392  = 1'h0;
     end
@@ -42223,17 +43886,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$393  = chunk_s2;
+    \$393  = o2;
     if (flush) begin
-      \$393  = 14'h0000;
+      \$393  = 16'h0000;
     end
     if (rst) begin
-      \$393  = 14'h0000;
+      \$393  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$394  = init_s2;
+    \$394  = zero_pass;
     if (flush) begin
       \$394  = 1'h0;
     end
@@ -42243,57 +43906,57 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$395  = bank_s2;
+    \$395  = { \$163 , word_row };
     if (flush) begin
-      \$395  = 1'h0;
+      \$395  = 2'h0;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$396  = \$261 [10:0];
+    \$396  = g0;
     if (flush) begin
-      \$396  = 11'h000;
+      \$396  = 18'h00000;
     end
     if (rst) begin
-      \$396  = 11'h000;
+      \$396  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$397  = local1_s2;
+    \$397  = \$164 ;
     if (flush) begin
-      \$397  = 13'h0000;
+      \$397  = 1'h0;
     end
     if (rst) begin
-      \$397  = 13'h0000;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$398  = local2_s2;
+    \$398  = \$165 ;
     if (flush) begin
-      \$398  = 13'h0000;
+      \$398  = 1'h0;
     end
     if (rst) begin
-      \$398  = 13'h0000;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$399  = \$164 ;
+    \$399  = g1;
     if (flush) begin
-      \$399  = 1'h0;
+      \$399  = 18'h00000;
     end
     if (rst) begin
-      \$399  = 1'h0;
+      \$399  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$400  = \$165 ;
+    \$400  = \$166 ;
     if (flush) begin
       \$400  = 1'h0;
     end
@@ -42303,7 +43966,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$401  = valid_s3;
+    \$401  = \$167 ;
     if (flush) begin
       \$401  = 1'h0;
     end
@@ -42313,17 +43976,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$402  = last_s3;
+    \$402  = g2;
     if (flush) begin
-      \$402  = 1'h0;
+      \$402  = 18'h00000;
     end
     if (rst) begin
-      \$402  = 1'h0;
+      \$402  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$403  = write_s3;
+    \$403  = \$168 ;
     if (flush) begin
       \$403  = 1'h0;
     end
@@ -42333,151 +43996,61 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$404  = chunk_s3;
+    \$404  = \$169 ;
     if (flush) begin
-      \$404  = 14'h0000;
+      \$404  = 1'h0;
     end
     if (rst) begin
-      \$404  = 14'h0000;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$405  = init_s3;
+    \$405  = o1;
     if (flush) begin
-      \$405  = 1'h0;
+      \$405  = 16'h0000;
     end
     if (rst) begin
-      \$405  = 1'h0;
+      \$405  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$406  = bank_s3;
+    \$406  = valid_s0;
     if (flush) begin
       \$406  = 1'h0;
     end
     if (rst) begin
       \$406  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$407  = acc_s3;
-    if (flush) begin
-      \$407  = 11'h000;
-    end
-    if (rst) begin
-      \$407  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$408  = zero_s3;
-    if (flush) begin
-      \$408  = 1'h0;
-    end
-    if (rst) begin
-      \$408  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$409  = error_s3;
-    if (flush) begin
-      \$409  = 1'h0;
-    end
-    if (rst) begin
-      \$409  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$410  = valid_s4;
-    if (flush) begin
-      \$410  = 1'h0;
-    end
-    if (rst) begin
-      \$410  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$411  = \$168 [12:0];
-    if (flush) begin
-      \$411  = 13'h0000;
-    end
-    if (rst) begin
-      \$411  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$412  = acc_s4;
-    if (flush) begin
-      \$412  = 11'h000;
-    end
-    if (rst) begin
-      \$412  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$413  = zero_s4;
-    if (flush) begin
-      \$413  = 1'h0;
-    end
-    if (rst) begin
-      \$413  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$414  = init_s4;
-    if (flush) begin
-      \$414  = 1'h0;
-    end
-    if (rst) begin
-      \$414  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$80 ) begin end
-    \$415  = bank_s4;
-    if (flush) begin
-      \$415  = 1'h0;
-    end
-    if (rst) begin
-      \$415  = 1'h0;
     end
   end
   assign carry1 = last2;
   assign carry2 = 1'h1;
-  assign acc_row = \$199 [10:0];
-  assign g_remapped0 = \$212 [17:0];
-  assign g_remapped1 = \$225 [17:0];
-  assign g_remapped2 = \$238 [17:0];
-  assign local0 = \$245 [12:0];
-  assign local1 = \$252 [12:0];
-  assign local2 = \$259 [12:0];
-  assign acc = \$261 [10:0];
+  assign acc_row = \$234 [10:0];
+  assign g_remapped0 = \$247 [17:0];
+  assign g_remapped1 = \$260 [17:0];
+  assign g_remapped2 = \$273 [17:0];
+  assign local0 = \$280 [12:0];
+  assign local1 = \$287 [12:0];
+  assign local2 = \$294 [12:0];
+  assign acc = \$296 [10:0];
   assign a = { 1'h0, window2 };
   assign b = { 1'h0, chunks };
-  assign row_words = \p$191 [12:0];
-  assign \ready_next$192  = ready_next;
+  assign row_words = \p$208 [12:0];
+  assign \ready_next$209  = ready_next;
   assign passes__ready = ready;
-  assign \a$195  = { 1'h0, o0 };
-  assign \b$196  = { 1'h0, job[239:224] };
-  assign \a$201  = { 1'h0, acc_row_s1 };
-  assign \b$202  = { 1'h0, job[391:376] };
-  assign \a$204  = { 1'h0, local0_s2 };
-  assign \b$205  = { 1'h0, window1 };
-  assign \a$206  = { 1'h0, \p$207 [12:0] };
-  assign \b$208  = { 1'h0, \p$191 [12:0] };
-  assign \a$209  = { 1'h0, local1_s3 };
-  assign \b$210  = { 1'h0, \p$191 [12:0] };
-  assign \a$211  = { 1'h0, local2_s3 };
-  assign \b$212  = { 1'h0, chunks };
+  assign \a$212  = { 1'h0, o0 };
+  assign \b$213  = { 1'h0, job[239:224] };
+  assign \a$218  = { 1'h0, acc_row_s1 };
+  assign \b$219  = { 1'h0, job[391:376] };
+  assign \a$221  = { 1'h0, local0_s2 };
+  assign \b$222  = { 1'h0, window1 };
+  assign \a$223  = { 1'h0, \p$224 [12:0] };
+  assign \b$225  = { 1'h0, \p$208 [12:0] };
+  assign \a$226  = { 1'h0, local1_s3 };
+  assign \b$227  = { 1'h0, \p$208 [12:0] };
+  assign \a$228  = { 1'h0, local2_s3 };
+  assign \b$229  = { 1'h0, chunks };
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -42550,12 +44123,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \passes__payload.desc.init  = passes__payload[178];
   assign \passes__payload.desc.zero  = passes__payload[179];
   assign \passes__payload.bank  = passes__payload[180];
-  assign \$120  = \$119 ;
-  assign \$193  = \$192 ;
+  assign \$152  = \$151 ;
+  assign \$228  = \$227 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$7082$376 , flush, \port$7854$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$7309$376 , flush, \port$8109$0 , p, clk);
   wire [28:0] \$1 ;
   wire [11:0] a;
   wire [11:0] \a$1 ;
@@ -42569,24 +44142,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$7082$376 , flush, \
   reg [28:0] p = 29'h00000000;
   (* init = 29'h00000000 *)
   wire [28:0] \p$5 ;
-  input [15:0] \port$7082$376 ;
-  wire [15:0] \port$7082$376 ;
-  input [10:0] \port$7854$0 ;
-  wire [10:0] \port$7854$0 ;
+  input [15:0] \port$7309$376 ;
+  wire [15:0] \port$7309$376 ;
+  input [10:0] \port$8109$0 ;
+  wire [10:0] \port$8109$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7854$0  * \port$7082$376 ;
+  assign \$1  = \port$8109$0  * \port$7309$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7854$0  };
-  assign \a$1  = { 1'h0, \port$7854$0  };
-  assign b = { 1'h0, \port$7082$376  };
-  assign \b$3  = { 1'h0, \port$7082$376  };
+  assign a = { 1'h0, \port$8109$0  };
+  assign \a$1  = { 1'h0, \port$8109$0  };
+  assign b = { 1'h0, \port$7309$376  };
+  assign \b$3  = { 1'h0, \port$7309$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7082$224 , flush, \port$7750$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7309$224 , flush, \port$7997$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -42600,24 +44173,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$7082$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7082$224 ;
-  wire [15:0] \port$7082$224 ;
-  input [15:0] \port$7750$0 ;
-  wire [15:0] \port$7750$0 ;
+  input [15:0] \port$7309$224 ;
+  wire [15:0] \port$7309$224 ;
+  input [15:0] \port$7997$0 ;
+  wire [15:0] \port$7997$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7750$0  * \port$7082$224 ;
+  assign \$1  = \port$7997$0  * \port$7309$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7750$0  };
-  assign \a$1  = { 1'h0, \port$7750$0  };
-  assign b = { 1'h0, \port$7082$224  };
-  assign \b$3  = { 1'h0, \port$7082$224  };
+  assign a = { 1'h0, \port$7997$0  };
+  assign \a$1  = { 1'h0, \port$7997$0  };
+  assign b = { 1'h0, \port$7309$224  };
+  assign \b$3  = { 1'h0, \port$7309$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7708$0 , \port$7916$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7939$0 , \port$8175$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42631,24 +44204,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7708$0 
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7708$0 ;
-  wire [12:0] \port$7708$0 ;
-  input [12:0] \port$7916$0 ;
-  wire [12:0] \port$7916$0 ;
+  input [12:0] \port$7939$0 ;
+  wire [12:0] \port$7939$0 ;
+  input [12:0] \port$8175$0 ;
+  wire [12:0] \port$8175$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7916$0  * \port$7708$0 ;
+  assign \$1  = \port$8175$0  * \port$7939$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7916$0  };
-  assign \a$1  = { 1'h0, \port$7916$0  };
-  assign b = { 1'h0, \port$7708$0  };
-  assign \b$3  = { 1'h0, \port$7708$0  };
+  assign a = { 1'h0, \port$8175$0  };
+  assign \a$1  = { 1'h0, \port$8175$0  };
+  assign b = { 1'h0, \port$7939$0  };
+  assign \b$3  = { 1'h0, \port$7939$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7688$0 , \port$7880$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7919$0 , \port$8137$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42662,24 +44235,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7688$0 , \po
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7688$0 ;
-  wire [12:0] \port$7688$0 ;
-  input [12:0] \port$7880$0 ;
-  wire [12:0] \port$7880$0 ;
+  input [12:0] \port$7919$0 ;
+  wire [12:0] \port$7919$0 ;
+  input [12:0] \port$8137$0 ;
+  wire [12:0] \port$8137$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7880$0  * \port$7688$0 ;
+  assign \$1  = \port$8137$0  * \port$7919$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7880$0  };
-  assign \a$1  = { 1'h0, \port$7880$0  };
-  assign b = { 1'h0, \port$7688$0  };
-  assign \b$3  = { 1'h0, \port$7688$0  };
+  assign a = { 1'h0, \port$8137$0  };
+  assign \a$1  = { 1'h0, \port$8137$0  };
+  assign b = { 1'h0, \port$7919$0  };
+  assign \b$3  = { 1'h0, \port$7919$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7706$0 , \port$7708$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7937$0 , \port$7939$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42693,24 +44266,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7706$0
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7706$0 ;
-  wire [12:0] \port$7706$0 ;
-  input [12:0] \port$7708$0 ;
-  wire [12:0] \port$7708$0 ;
+  input [12:0] \port$7937$0 ;
+  wire [12:0] \port$7937$0 ;
+  input [12:0] \port$7939$0 ;
+  wire [12:0] \port$7939$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7706$0  * \port$7708$0 ;
+  assign \$1  = \port$7937$0  * \port$7939$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7706$0  };
-  assign \a$1  = { 1'h0, \port$7706$0  };
-  assign b = { 1'h0, \port$7708$0  };
-  assign \b$3  = { 1'h0, \port$7708$0  };
+  assign a = { 1'h0, \port$7937$0  };
+  assign \a$1  = { 1'h0, \port$7937$0  };
+  assign b = { 1'h0, \port$7939$0  };
+  assign \b$3  = { 1'h0, \port$7939$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7914$0 , \port$7961$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$8173$0 , \port$8226$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42724,24 +44297,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7914
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7914$0 ;
-  wire [12:0] \port$7914$0 ;
-  input [12:0] \port$7961$0 ;
-  wire [12:0] \port$7961$0 ;
+  input [12:0] \port$8173$0 ;
+  wire [12:0] \port$8173$0 ;
+  input [12:0] \port$8226$0 ;
+  wire [12:0] \port$8226$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7914$0  * \port$7961$0 ;
+  assign \$1  = \port$8173$0  * \port$8226$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7914$0  };
-  assign \a$1  = { 1'h0, \port$7914$0  };
-  assign b = { 1'h0, \port$7961$0  };
-  assign \b$3  = { 1'h0, \port$7961$0  };
+  assign a = { 1'h0, \port$8173$0  };
+  assign \a$1  = { 1'h0, \port$8173$0  };
+  assign b = { 1'h0, \port$8226$0  };
+  assign \b$3  = { 1'h0, \port$8226$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7961$0 , \port$7964$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$8226$0 , \port$8229$0 , p, clk);
   wire [27:0] \$1 ;
   wire [13:0] a;
   wire [13:0] \a$1 ;
@@ -42755,19 +44328,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7961
   reg [27:0] p = 28'h0000000;
   (* init = 28'h0000000 *)
   wire [27:0] \p$5 ;
-  input [12:0] \port$7961$0 ;
-  wire [12:0] \port$7961$0 ;
-  input [12:0] \port$7964$0 ;
-  wire [12:0] \port$7964$0 ;
+  input [12:0] \port$8226$0 ;
+  wire [12:0] \port$8226$0 ;
+  input [12:0] \port$8229$0 ;
+  wire [12:0] \port$8229$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7964$0  * \port$7961$0 ;
+  assign \$1  = \port$8229$0  * \port$8226$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7964$0  };
-  assign \a$1  = { 1'h0, \port$7964$0  };
-  assign b = { 1'h0, \port$7961$0  };
-  assign \b$3  = { 1'h0, \port$7961$0  };
+  assign a = { 1'h0, \port$8229$0  };
+  assign \a$1  = { 1'h0, \port$8229$0  };
+  assign b = { 1'h0, \port$8226$0  };
+  assign \b$3  = { 1'h0, \port$8226$0  };
   assign \p$5  = p;
 endmodule
 
@@ -47127,15 +48700,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6778$16 (op_a[31:16]),
-    .\port$6779$0 (op_b),
+    .\port$7005$16 (op_a[31:16]),
+    .\port$7006$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6778$0 (op_a[15:0]),
-    .\port$6779$0 (op_b),
+    .\port$7005$0 (op_a[15:0]),
+    .\port$7006$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -48182,7 +49755,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6778$16 , \port$6779$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$7005$16 , \port$7006$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -48194,26 +49767,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6778$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6778$16 ;
-  wire [15:0] \port$6778$16 ;
-  input [15:0] \port$6779$0 ;
-  wire [15:0] \port$6779$0 ;
+  input [15:0] \port$7005$16 ;
+  wire [15:0] \port$7005$16 ;
+  input [15:0] \port$7006$0 ;
+  wire [15:0] \port$7006$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6778$16  };
+    a <= { 1'h0, \port$7005$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6779$0  };
+    b <= { 1'h0, \port$7006$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6778$16  };
-  assign \b$5  = { 1'h0, \port$6779$0  };
+  assign \a$3  = { 1'h0, \port$7005$16  };
+  assign \b$5  = { 1'h0, \port$7006$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6778$0 , \port$6779$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$7005$0 , \port$7006$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -48225,21 +49798,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6778$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6778$0 ;
-  wire [15:0] \port$6778$0 ;
-  input [15:0] \port$6779$0 ;
-  wire [15:0] \port$6779$0 ;
+  input [15:0] \port$7005$0 ;
+  wire [15:0] \port$7005$0 ;
+  input [15:0] \port$7006$0 ;
+  wire [15:0] \port$7006$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6778$0  };
+    a <= { 1'h0, \port$7005$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6779$0  };
+    b <= { 1'h0, \port$7006$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6778$0  };
-  assign \b$5  = { 1'h0, \port$6779$0  };
+  assign \a$3  = { 1'h0, \port$7005$0  };
+  assign \b$5  = { 1'h0, \port$7006$0  };
   assign \p$7  = p;
 endmodule
 
@@ -55546,7 +57119,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3337$0 (acc_data),
-    .\port$8912$0 (in_flight1),
+    .\port$9351$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -58429,7 +60002,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$9069$0 (v_0[16:0]),
+    .\port$9508$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -58437,7 +60010,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$140 ),
-    .\port$9089$0 (v_1[16:0]),
+    .\port$9528$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -58445,7 +60018,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$148 ),
-    .\port$9109$0 (v_2[16:0]),
+    .\port$9548$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -58453,7 +60026,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$156 ),
-    .\port$9129$0 (v_3[16:0]),
+    .\port$9568$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_4  multiplier0_4 (
@@ -58461,7 +60034,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$164 ),
-    .\port$9149$0 (v_4[16:0]),
+    .\port$9588$0 (v_4[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_5  multiplier0_5 (
@@ -58469,7 +60042,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$172 ),
-    .\port$9169$0 (v_5[16:0]),
+    .\port$9608$0 (v_5[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_6  multiplier0_6 (
@@ -58477,7 +60050,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$180 ),
-    .\port$9189$0 (v_6[16:0]),
+    .\port$9628$0 (v_6[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_7  multiplier0_7 (
@@ -58485,7 +60058,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$188 ),
-    .\port$9209$0 (v_7[16:0]),
+    .\port$9648$0 (v_7[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -58493,7 +60066,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$133 ),
-    .\port$9069$17 (v_0[32:17]),
+    .\port$9508$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -58501,7 +60074,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$141 ),
-    .\port$9089$17 (v_1[32:17]),
+    .\port$9528$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -58509,7 +60082,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$149 ),
-    .\port$9109$17 (v_2[32:17]),
+    .\port$9548$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -58517,7 +60090,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$157 ),
-    .\port$9129$17 (v_3[32:17]),
+    .\port$9568$17 (v_3[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_4  multiplier1_4 (
@@ -58525,7 +60098,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$165 ),
-    .\port$9149$17 (v_4[32:17]),
+    .\port$9588$17 (v_4[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_5  multiplier1_5 (
@@ -58533,7 +60106,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$173 ),
-    .\port$9169$17 (v_5[32:17]),
+    .\port$9608$17 (v_5[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_6  multiplier1_6 (
@@ -58541,7 +60114,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$181 ),
-    .\port$9189$17 (v_6[32:17]),
+    .\port$9628$17 (v_6[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_7  multiplier1_7 (
@@ -58549,7 +60122,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$189 ),
-    .\port$9209$17 (v_7[32:17]),
+    .\port$9648$17 (v_7[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -59557,7 +61130,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9069$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9508$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$108  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59574,11 +61147,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9069$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9069$0 ;
-  wire [16:0] \port$9069$0 ;
+  input [16:0] \port$9508$0 ;
+  wire [16:0] \port$9508$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9069$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9508$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59588,14 +61161,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$9069$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9069$0  };
-  assign \a$1  = { 1'h0, \port$9069$0  };
+  assign a = { 1'h0, \port$9508$0  };
+  assign \a$1  = { 1'h0, \port$9508$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9089$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9528$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$109  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59612,11 +61185,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9089$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9089$0 ;
-  wire [16:0] \port$9089$0 ;
+  input [16:0] \port$9528$0 ;
+  wire [16:0] \port$9528$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9089$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9528$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59626,14 +61199,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$9089$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9089$0  };
-  assign \a$1  = { 1'h0, \port$9089$0  };
+  assign a = { 1'h0, \port$9528$0  };
+  assign \a$1  = { 1'h0, \port$9528$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9109$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9548$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$110  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59650,11 +61223,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9109$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9109$0 ;
-  wire [16:0] \port$9109$0 ;
+  input [16:0] \port$9548$0 ;
+  wire [16:0] \port$9548$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9109$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9548$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59664,14 +61237,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$9109$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9109$0  };
-  assign \a$1  = { 1'h0, \port$9109$0  };
+  assign a = { 1'h0, \port$9548$0  };
+  assign \a$1  = { 1'h0, \port$9548$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9129$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9568$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59688,11 +61261,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9129$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9129$0 ;
-  wire [16:0] \port$9129$0 ;
+  input [16:0] \port$9568$0 ;
+  wire [16:0] \port$9568$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9129$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9568$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59702,14 +61275,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$9129$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9129$0  };
-  assign \a$1  = { 1'h0, \port$9129$0  };
+  assign a = { 1'h0, \port$9568$0  };
+  assign \a$1  = { 1'h0, \port$9568$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9149$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9588$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$112  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59726,11 +61299,11 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9149$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9149$0 ;
-  wire [16:0] \port$9149$0 ;
+  input [16:0] \port$9588$0 ;
+  wire [16:0] \port$9588$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9149$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9588$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59740,14 +61313,14 @@ module \convhw_list.writer.pipeline.multiplier0_4 (rst, en, \port$9149$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9149$0  };
-  assign \a$1  = { 1'h0, \port$9149$0  };
+  assign a = { 1'h0, \port$9588$0  };
+  assign \a$1  = { 1'h0, \port$9588$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9169$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9608$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$113  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59764,11 +61337,11 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9169$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9169$0 ;
-  wire [16:0] \port$9169$0 ;
+  input [16:0] \port$9608$0 ;
+  wire [16:0] \port$9608$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9169$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9608$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59778,14 +61351,14 @@ module \convhw_list.writer.pipeline.multiplier0_5 (rst, en, \port$9169$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9169$0  };
-  assign \a$1  = { 1'h0, \port$9169$0  };
+  assign a = { 1'h0, \port$9608$0  };
+  assign \a$1  = { 1'h0, \port$9608$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9189$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9628$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$114  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59802,11 +61375,11 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9189$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9189$0 ;
-  wire [16:0] \port$9189$0 ;
+  input [16:0] \port$9628$0 ;
+  wire [16:0] \port$9628$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9189$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9628$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59816,14 +61389,14 @@ module \convhw_list.writer.pipeline.multiplier0_6 (rst, en, \port$9189$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9189$0  };
-  assign \a$1  = { 1'h0, \port$9189$0  };
+  assign a = { 1'h0, \port$9628$0  };
+  assign \a$1  = { 1'h0, \port$9628$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9209$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9648$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$115  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59840,11 +61413,11 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9209$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$9209$0 ;
-  wire [16:0] \port$9209$0 ;
+  input [16:0] \port$9648$0 ;
+  wire [16:0] \port$9648$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$9209$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$9648$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59854,14 +61427,14 @@ module \convhw_list.writer.pipeline.multiplier0_7 (rst, en, \port$9209$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$9209$0  };
-  assign \a$1  = { 1'h0, \port$9209$0  };
+  assign a = { 1'h0, \port$9648$0  };
+  assign \a$1  = { 1'h0, \port$9648$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9069$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9508$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$116  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59878,11 +61451,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9069$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9069$17 ;
-  wire [15:0] \port$9069$17 ;
+  input [15:0] \port$9508$17 ;
+  wire [15:0] \port$9508$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9069$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9508$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59892,14 +61465,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$9069$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9069$17 [15], \port$9069$17 [15], \port$9069$17  };
-  assign \a$1  = { \port$9069$17 [15], \port$9069$17 [15], \port$9069$17  };
+  assign a = { \port$9508$17 [15], \port$9508$17 [15], \port$9508$17  };
+  assign \a$1  = { \port$9508$17 [15], \port$9508$17 [15], \port$9508$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9089$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9528$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$117  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59916,11 +61489,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9089$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9089$17 ;
-  wire [15:0] \port$9089$17 ;
+  input [15:0] \port$9528$17 ;
+  wire [15:0] \port$9528$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9089$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9528$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59930,14 +61503,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$9089$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9089$17 [15], \port$9089$17 [15], \port$9089$17  };
-  assign \a$1  = { \port$9089$17 [15], \port$9089$17 [15], \port$9089$17  };
+  assign a = { \port$9528$17 [15], \port$9528$17 [15], \port$9528$17  };
+  assign \a$1  = { \port$9528$17 [15], \port$9528$17 [15], \port$9528$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9109$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9548$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$118  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59954,11 +61527,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9109$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9109$17 ;
-  wire [15:0] \port$9109$17 ;
+  input [15:0] \port$9548$17 ;
+  wire [15:0] \port$9548$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9109$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9548$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -59968,14 +61541,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$9109$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9109$17 [15], \port$9109$17 [15], \port$9109$17  };
-  assign \a$1  = { \port$9109$17 [15], \port$9109$17 [15], \port$9109$17  };
+  assign a = { \port$9548$17 [15], \port$9548$17 [15], \port$9548$17  };
+  assign \a$1  = { \port$9548$17 [15], \port$9548$17 [15], \port$9548$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9129$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9568$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$119  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -59992,11 +61565,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9129$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9129$17 ;
-  wire [15:0] \port$9129$17 ;
+  input [15:0] \port$9568$17 ;
+  wire [15:0] \port$9568$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9129$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9568$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60006,14 +61579,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$9129$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9129$17 [15], \port$9129$17 [15], \port$9129$17  };
-  assign \a$1  = { \port$9129$17 [15], \port$9129$17 [15], \port$9129$17  };
+  assign a = { \port$9568$17 [15], \port$9568$17 [15], \port$9568$17  };
+  assign \a$1  = { \port$9568$17 [15], \port$9568$17 [15], \port$9568$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9149$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9588$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$120  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60030,11 +61603,11 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9149$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9149$17 ;
-  wire [15:0] \port$9149$17 ;
+  input [15:0] \port$9588$17 ;
+  wire [15:0] \port$9588$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9149$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9588$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60044,14 +61617,14 @@ module \convhw_list.writer.pipeline.multiplier1_4 (rst, en, \port$9149$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9149$17 [15], \port$9149$17 [15], \port$9149$17  };
-  assign \a$1  = { \port$9149$17 [15], \port$9149$17 [15], \port$9149$17  };
+  assign a = { \port$9588$17 [15], \port$9588$17 [15], \port$9588$17  };
+  assign \a$1  = { \port$9588$17 [15], \port$9588$17 [15], \port$9588$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9169$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9608$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$121  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60068,11 +61641,11 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9169$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9169$17 ;
-  wire [15:0] \port$9169$17 ;
+  input [15:0] \port$9608$17 ;
+  wire [15:0] \port$9608$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9169$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9608$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60082,14 +61655,14 @@ module \convhw_list.writer.pipeline.multiplier1_5 (rst, en, \port$9169$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9169$17 [15], \port$9169$17 [15], \port$9169$17  };
-  assign \a$1  = { \port$9169$17 [15], \port$9169$17 [15], \port$9169$17  };
+  assign a = { \port$9608$17 [15], \port$9608$17 [15], \port$9608$17  };
+  assign \a$1  = { \port$9608$17 [15], \port$9608$17 [15], \port$9608$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9189$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9628$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$122  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60106,11 +61679,11 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9189$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9189$17 ;
-  wire [15:0] \port$9189$17 ;
+  input [15:0] \port$9628$17 ;
+  wire [15:0] \port$9628$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9189$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9628$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60120,14 +61693,14 @@ module \convhw_list.writer.pipeline.multiplier1_6 (rst, en, \port$9189$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9189$17 [15], \port$9189$17 [15], \port$9189$17  };
-  assign \a$1  = { \port$9189$17 [15], \port$9189$17 [15], \port$9189$17  };
+  assign a = { \port$9628$17 [15], \port$9628$17 [15], \port$9628$17  };
+  assign \a$1  = { \port$9628$17 [15], \port$9628$17 [15], \port$9628$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9209$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9648$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$123  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -60144,11 +61717,11 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9209$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$9209$17 ;
-  wire [15:0] \port$9209$17 ;
+  input [15:0] \port$9648$17 ;
+  wire [15:0] \port$9648$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$9209$17 ) * $signed(b);
+  assign \$1  = $signed(\port$9648$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -60158,14 +61731,14 @@ module \convhw_list.writer.pipeline.multiplier1_7 (rst, en, \port$9209$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$9209$17 [15], \port$9209$17 [15], \port$9209$17  };
-  assign \a$1  = { \port$9209$17 [15], \port$9209$17 [15], \port$9209$17  };
+  assign a = { \port$9648$17 [15], \port$9648$17 [15], \port$9648$17  };
+  assign \a$1  = { \port$9648$17 [15], \port$9648$17 [15], \port$9648$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \port$8912$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \port$9351$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$124  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -60191,8 +61764,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [255:0] \port$3337$0 ;
   wire [255:0] \port$3337$0 ;
-  input [2:0] \port$8912$0 ;
-  wire [2:0] \port$8912$0 ;
+  input [2:0] \port$9351$0 ;
+  wire [2:0] \port$9351$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [257:0] r_data;
@@ -60224,23 +61797,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$8912$0 [2:1], \port$3337$0  };
+      storage[w_port__addr] <= { \port$9351$0 [2:1], \port$3337$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$8912$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$8912$0 [0];
+  assign w_port__en = \port$9351$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$9351$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$8912$0 [0];
+  assign \$5  = w_rdy & \port$9351$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$8912$0 [0];
+  assign \$11  = w_rdy & \port$9351$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -60286,9 +61859,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$8912$0 [2:1], \port$3337$0  };
-  assign w_data = { \port$8912$0 [2:1], \port$3337$0  };
-  assign w_en = \port$8912$0 [0];
+  assign w_port__data = { \port$9351$0 [2:1], \port$3337$0  };
+  assign w_data = { \port$9351$0 [2:1], \port$3337$0  };
+  assign w_en = \port$9351$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

@@ -1418,11 +1418,11 @@ module convhw_list(ctrl__awprot, ctrl__awvalid, ctrl__wdata, ctrl__wstrb, ctrl__
     .in_write__data(input_write__data),
     .in_write__en(input_write__en),
     .job(job),
-    .\port$7562$0 (acc_addr),
+    .\port$7737$0 (acc_addr),
     .\port$966$5 (compute__payload[6:5]),
     .ready(ready),
     .rst(rst),
-    .\start$71 (\start$262 ),
+    .\start$75 (\start$262 ),
     .w_write__addr(weight_write__addr),
     .w_write__data(weight_write__data),
     .w_write__en(weight_write__en),
@@ -4028,8 +4028,8 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
   \convhw_list.checker.multiplier  multiplier (
     .clk(clk),
     .p(p),
-    .\port$5767$0 (\$like ),
-    .\port$5768$0 (value_next),
+    .\port$5850$0 (\$like ),
+    .\port$5851$0 (value_next),
     .rst(rst)
   );
   always @* begin
@@ -4753,7 +4753,7 @@ module \convhw_list.checker (rst, entries__valid, entries__payload, busy, checke
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.checker.multiplier (rst, \port$5767$0 , \port$5768$0 , p, clk);
+module \convhw_list.checker.multiplier (rst, \port$5850$0 , \port$5851$0 , p, clk);
   wire [35:0] \$1 ;
   reg [17:0] a = 18'h00000;
   wire [17:0] \a$3 ;
@@ -4765,21 +4765,21 @@ module \convhw_list.checker.multiplier (rst, \port$5767$0 , \port$5768$0 , p, cl
   reg [35:0] p = 36'h000000000;
   (* init = 36'h000000000 *)
   wire [35:0] \p$7 ;
-  input [16:0] \port$5767$0 ;
-  wire [16:0] \port$5767$0 ;
-  input [16:0] \port$5768$0 ;
-  wire [16:0] \port$5768$0 ;
+  input [16:0] \port$5850$0 ;
+  wire [16:0] \port$5850$0 ;
+  input [16:0] \port$5851$0 ;
+  wire [16:0] \port$5851$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$5768$0  };
+    a <= { 1'h0, \port$5851$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$5767$0  };
+    b <= { 1'h0, \port$5850$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$5768$0  };
-  assign \b$5  = { 1'h0, \port$5767$0  };
+  assign \a$3  = { 1'h0, \port$5851$0  };
+  assign \b$5  = { 1'h0, \port$5850$0  };
   assign \p$7  = p;
 endmodule
 
@@ -6207,7 +6207,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
     error_job <= \$273 ;
   \convhw_list.controller.compute_queue  compute_queue (
     .clk(clk),
-    .\port$5772$0 (jobs__payload[943:0]),
+    .\port$5855$0 (jobs__payload[943:0]),
     .r_data(r_data),
     .r_en(compute_retire),
     .r_rdy(r_rdy),
@@ -7704,7 +7704,7 @@ module \convhw_list.controller (rst, fetch_busy, compute__ready, compute_done__v
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5772$0 , r_en, clk);
+module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$5855$0 , r_en, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -7731,8 +7731,8 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   wire do_write;
   (* init = 3'h0 *)
   wire [2:0] level;
-  input [943:0] \port$5772$0 ;
-  wire [943:0] \port$5772$0 ;
+  input [943:0] \port$5855$0 ;
+  wire [943:0] \port$5855$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [948:0] r_data;
@@ -7788,7 +7788,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign \$11  = r_port__addr + 1'h1;
   assign \$12  = \$10  ? 3'h0 : \$11 ;
   always @(posedge clk)
-    w_port__data <= { 1'h1, \port$5772$0 [3:2], \port$5772$0 [929:928], \port$5772$0  };
+    w_port__data <= { 1'h1, \port$5855$0 [3:2], \port$5855$0 [929:928], \port$5855$0  };
   always @(posedge clk)
     w_port__en <= \$13 ;
   always @(posedge clk)
@@ -7847,7 +7847,7 @@ module \convhw_list.controller.compute_queue (rst, w_en, r_rdy, r_data, \port$57
   assign written = w_port__en;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
-  assign w_data = { 1'h1, \port$5772$0 [3:2], \port$5772$0 [929:928], \port$5772$0  };
+  assign w_data = { 1'h1, \port$5855$0 [3:2], \port$5855$0 [929:928], \port$5855$0  };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7996,7 +7996,7 @@ module \convhw_list.controller.drain_queue (rst, w_data, r_rdy, r_data, w_en, r_
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7562$0 , clk);
+module \convhw_list.core (rst, \start$75 , \port$966$5 , weight_base, ready, acc_read__data, job, abort, in_write__en, in_write__data, in_write__addr, w_write__en, w_write__data, w_write__addr, acc_busy, error, busy, \port$7737$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$8  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -8051,12 +8051,12 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   reg \$55 ;
   reg [7:0] \$56 ;
   reg \$57 ;
-  reg \$58 ;
-  reg \$59 ;
+  reg [1:0] \$58 ;
+  reg [1:0] \$59 ;
   wire \$6 ;
   reg \$60 ;
   reg \$61 ;
-  reg [9:0] \$62 ;
+  reg \$62 ;
   reg \$63 ;
   reg [9:0] \$64 ;
   reg \$65 ;
@@ -8073,13 +8073,15 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   reg \$75 ;
   reg [9:0] \$76 ;
   reg \$77 ;
-  reg \$78 ;
+  reg [9:0] \$78 ;
   reg \$79 ;
   wire \$8 ;
+  reg \$80 ;
+  reg \$81 ;
   wire \$9 ;
   input abort;
   wire abort;
-  wire \abort$73 ;
+  wire \abort$77 ;
   wire [7:0] acc_addr;
   reg [7:0] acc_addr_read0 = 8'h00;
   reg [7:0] acc_addr_read1 = 8'h00;
@@ -8142,47 +8144,47 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   reg bank_read1 = 1'h0;
   output busy;
   wire busy;
-  wire \busy$104 ;
-  wire \busy$105 ;
-  wire \busy$152 ;
+  wire \busy$108 ;
+  wire \busy$109 ;
   wire \busy$158 ;
-  wire \busy$69 ;
-  wire \busy$74 ;
+  wire \busy$164 ;
+  wire \busy$73 ;
+  wire \busy$78 ;
   input clk;
   wire clk;
   wire [7:0] code;
-  wire [7:0] \code$80 ;
+  wire [7:0] \code$84 ;
   wire [31:0] cycles;
-  wire [31:0] \cycles$82 ;
+  wire [31:0] \cycles$86 ;
   reg depthwise = 1'h0;
   (* init = 1'h0 *)
-  wire \depthwise$138 ;
+  wire \depthwise$142 ;
   wire done;
-  wire \done$75 ;
-  wire \done$76 ;
+  wire \done$79 ;
+  wire \done$80 ;
   wire [8:0] entry;
-  wire [8:0] \entry$155 ;
-  wire [6:0] \entry$155.addr ;
-  wire \entry$155.init ;
-  wire \entry$155.valid ;
+  wire [8:0] \entry$161 ;
+  wire [6:0] \entry$161.addr ;
+  wire \entry$161.init ;
+  wire \entry$161.valid ;
   wire [6:0] \entry.addr ;
   wire \entry.init ;
   wire \entry.valid ;
   output error;
   wire error;
-  wire \error$107 ;
-  wire \error$78 ;
+  wire \error$111 ;
+  wire \error$82 ;
   reg fir = 1'h0;
   wire [7:0] fir_taps;
   wire flush;
   wire [6:0] host_addr;
-  wire [6:0] \host_addr$159 ;
+  wire [6:0] \host_addr$165 ;
   wire [127:0] host_data;
-  wire [127:0] \host_data$162 ;
-  wire [31:0] \host_data$162[0] ;
-  wire [31:0] \host_data$162[1] ;
-  wire [31:0] \host_data$162[2] ;
-  wire [31:0] \host_data$162[3] ;
+  wire [127:0] \host_data$168 ;
+  wire [31:0] \host_data$168[0] ;
+  wire [31:0] \host_data$168[1] ;
+  wire [31:0] \host_data$168[2] ;
+  wire [31:0] \host_data$168[3] ;
   wire [31:0] \host_data[0] ;
   wire [31:0] \host_data[1] ;
   wire [31:0] \host_data[2] ;
@@ -8192,9 +8194,11 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   wire in_bank;
   reg [9:0] in_read__addr;
   wire [31:0] in_read__data;
+  wire in_sum_row;
   (* init = 1'h0 *)
   wire in_valid;
   wire [31:0] in_word;
+  wire in_word_row;
   input [9:0] in_write__addr;
   wire [9:0] in_write__addr;
   input [31:0] in_write__data;
@@ -8215,158 +8219,158 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   input [495:0] job;
   wire [495:0] job;
   (* init = 496'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [495:0] \job$70 ;
-  wire \job$70.accumulate ;
-  wire [455:0] \job$70.axes ;
-  wire [151:0] \job$70.axes[0] ;
-  wire [7:0] \job$70.axes[0].dilation ;
-  wire [15:0] \job$70.axes[0].in_size ;
-  wire [7:0] \job$70.axes[0].kernel ;
-  wire [15:0] \job$70.axes[0].out_len ;
-  wire [15:0] \job$70.axes[0].out_start ;
-  wire [15:0] \job$70.axes[0].pad_lo ;
-  wire [15:0] \job$70.axes[0].seg0_len ;
-  wire [15:0] \job$70.axes[0].seg0_start ;
-  wire [15:0] \job$70.axes[0].seg1_len ;
-  wire [15:0] \job$70.axes[0].seg1_start ;
-  wire [7:0] \job$70.axes[0].stride ;
-  wire [151:0] \job$70.axes[1] ;
-  wire [7:0] \job$70.axes[1].dilation ;
-  wire [15:0] \job$70.axes[1].in_size ;
-  wire [7:0] \job$70.axes[1].kernel ;
-  wire [15:0] \job$70.axes[1].out_len ;
-  wire [15:0] \job$70.axes[1].out_start ;
-  wire [15:0] \job$70.axes[1].pad_lo ;
-  wire [15:0] \job$70.axes[1].seg0_len ;
-  wire [15:0] \job$70.axes[1].seg0_start ;
-  wire [15:0] \job$70.axes[1].seg1_len ;
-  wire [15:0] \job$70.axes[1].seg1_start ;
-  wire [7:0] \job$70.axes[1].stride ;
-  wire [151:0] \job$70.axes[2] ;
-  wire [7:0] \job$70.axes[2].dilation ;
-  wire [15:0] \job$70.axes[2].in_size ;
-  wire [7:0] \job$70.axes[2].kernel ;
-  wire [15:0] \job$70.axes[2].out_len ;
-  wire [15:0] \job$70.axes[2].out_start ;
-  wire [15:0] \job$70.axes[2].pad_lo ;
-  wire [15:0] \job$70.axes[2].seg0_len ;
-  wire [15:0] \job$70.axes[2].seg0_start ;
-  wire [15:0] \job$70.axes[2].seg1_len ;
-  wire [15:0] \job$70.axes[2].seg1_start ;
-  wire [7:0] \job$70.axes[2].stride ;
-  wire [7:0] \job$70.fir_taps ;
-  wire [10:0] \job$70.in_chunks ;
-  wire [7:0] \job$70.input_zero ;
-  wire [7:0] \job$70.lanes ;
-  wire [1:0] \job$70.lanes[0] ;
-  wire [1:0] \job$70.lanes[1] ;
-  wire [1:0] \job$70.lanes[2] ;
-  wire [1:0] \job$70.lanes[3] ;
-  wire [1:0] \job$70.padding_mode ;
-  wire \job$70.skip_borders ;
-  wire \job$70.transposed ;
+  wire [495:0] \job$74 ;
+  wire \job$74.accumulate ;
+  wire [455:0] \job$74.axes ;
+  wire [151:0] \job$74.axes[0] ;
+  wire [7:0] \job$74.axes[0].dilation ;
+  wire [15:0] \job$74.axes[0].in_size ;
+  wire [7:0] \job$74.axes[0].kernel ;
+  wire [15:0] \job$74.axes[0].out_len ;
+  wire [15:0] \job$74.axes[0].out_start ;
+  wire [15:0] \job$74.axes[0].pad_lo ;
+  wire [15:0] \job$74.axes[0].seg0_len ;
+  wire [15:0] \job$74.axes[0].seg0_start ;
+  wire [15:0] \job$74.axes[0].seg1_len ;
+  wire [15:0] \job$74.axes[0].seg1_start ;
+  wire [7:0] \job$74.axes[0].stride ;
+  wire [151:0] \job$74.axes[1] ;
+  wire [7:0] \job$74.axes[1].dilation ;
+  wire [15:0] \job$74.axes[1].in_size ;
+  wire [7:0] \job$74.axes[1].kernel ;
+  wire [15:0] \job$74.axes[1].out_len ;
+  wire [15:0] \job$74.axes[1].out_start ;
+  wire [15:0] \job$74.axes[1].pad_lo ;
+  wire [15:0] \job$74.axes[1].seg0_len ;
+  wire [15:0] \job$74.axes[1].seg0_start ;
+  wire [15:0] \job$74.axes[1].seg1_len ;
+  wire [15:0] \job$74.axes[1].seg1_start ;
+  wire [7:0] \job$74.axes[1].stride ;
+  wire [151:0] \job$74.axes[2] ;
+  wire [7:0] \job$74.axes[2].dilation ;
+  wire [15:0] \job$74.axes[2].in_size ;
+  wire [7:0] \job$74.axes[2].kernel ;
+  wire [15:0] \job$74.axes[2].out_len ;
+  wire [15:0] \job$74.axes[2].out_start ;
+  wire [15:0] \job$74.axes[2].pad_lo ;
+  wire [15:0] \job$74.axes[2].seg0_len ;
+  wire [15:0] \job$74.axes[2].seg0_start ;
+  wire [15:0] \job$74.axes[2].seg1_len ;
+  wire [15:0] \job$74.axes[2].seg1_start ;
+  wire [7:0] \job$74.axes[2].stride ;
+  wire [7:0] \job$74.fir_taps ;
+  wire [10:0] \job$74.in_chunks ;
+  wire [7:0] \job$74.input_zero ;
+  wire [7:0] \job$74.lanes ;
+  wire [1:0] \job$74.lanes[0] ;
+  wire [1:0] \job$74.lanes[1] ;
+  wire [1:0] \job$74.lanes[2] ;
+  wire [1:0] \job$74.lanes[3] ;
+  wire [1:0] \job$74.padding_mode ;
+  wire \job$74.skip_borders ;
+  wire \job$74.transposed ;
   (* init = 496'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [495:0] \job$83 ;
-  wire \job$83.accumulate ;
-  wire [455:0] \job$83.axes ;
-  wire [151:0] \job$83.axes[0] ;
-  wire [7:0] \job$83.axes[0].dilation ;
-  wire [15:0] \job$83.axes[0].in_size ;
-  wire [7:0] \job$83.axes[0].kernel ;
-  wire [15:0] \job$83.axes[0].out_len ;
-  wire [15:0] \job$83.axes[0].out_start ;
-  wire [15:0] \job$83.axes[0].pad_lo ;
-  wire [15:0] \job$83.axes[0].seg0_len ;
-  wire [15:0] \job$83.axes[0].seg0_start ;
-  wire [15:0] \job$83.axes[0].seg1_len ;
-  wire [15:0] \job$83.axes[0].seg1_start ;
-  wire [7:0] \job$83.axes[0].stride ;
-  wire [151:0] \job$83.axes[1] ;
-  wire [7:0] \job$83.axes[1].dilation ;
-  wire [15:0] \job$83.axes[1].in_size ;
-  wire [7:0] \job$83.axes[1].kernel ;
-  wire [15:0] \job$83.axes[1].out_len ;
-  wire [15:0] \job$83.axes[1].out_start ;
-  wire [15:0] \job$83.axes[1].pad_lo ;
-  wire [15:0] \job$83.axes[1].seg0_len ;
-  wire [15:0] \job$83.axes[1].seg0_start ;
-  wire [15:0] \job$83.axes[1].seg1_len ;
-  wire [15:0] \job$83.axes[1].seg1_start ;
-  wire [7:0] \job$83.axes[1].stride ;
-  wire [151:0] \job$83.axes[2] ;
-  wire [7:0] \job$83.axes[2].dilation ;
-  wire [15:0] \job$83.axes[2].in_size ;
-  wire [7:0] \job$83.axes[2].kernel ;
-  wire [15:0] \job$83.axes[2].out_len ;
-  wire [15:0] \job$83.axes[2].out_start ;
-  wire [15:0] \job$83.axes[2].pad_lo ;
-  wire [15:0] \job$83.axes[2].seg0_len ;
-  wire [15:0] \job$83.axes[2].seg0_start ;
-  wire [15:0] \job$83.axes[2].seg1_len ;
-  wire [15:0] \job$83.axes[2].seg1_start ;
-  wire [7:0] \job$83.axes[2].stride ;
-  wire [7:0] \job$83.fir_taps ;
-  wire [10:0] \job$83.in_chunks ;
-  wire [7:0] \job$83.input_zero ;
-  wire [7:0] \job$83.lanes ;
-  wire [1:0] \job$83.lanes[0] ;
-  wire [1:0] \job$83.lanes[1] ;
-  wire [1:0] \job$83.lanes[2] ;
-  wire [1:0] \job$83.lanes[3] ;
-  wire [1:0] \job$83.padding_mode ;
-  wire \job$83.skip_borders ;
-  wire \job$83.transposed ;
+  wire [495:0] \job$87 ;
+  wire \job$87.accumulate ;
+  wire [455:0] \job$87.axes ;
+  wire [151:0] \job$87.axes[0] ;
+  wire [7:0] \job$87.axes[0].dilation ;
+  wire [15:0] \job$87.axes[0].in_size ;
+  wire [7:0] \job$87.axes[0].kernel ;
+  wire [15:0] \job$87.axes[0].out_len ;
+  wire [15:0] \job$87.axes[0].out_start ;
+  wire [15:0] \job$87.axes[0].pad_lo ;
+  wire [15:0] \job$87.axes[0].seg0_len ;
+  wire [15:0] \job$87.axes[0].seg0_start ;
+  wire [15:0] \job$87.axes[0].seg1_len ;
+  wire [15:0] \job$87.axes[0].seg1_start ;
+  wire [7:0] \job$87.axes[0].stride ;
+  wire [151:0] \job$87.axes[1] ;
+  wire [7:0] \job$87.axes[1].dilation ;
+  wire [15:0] \job$87.axes[1].in_size ;
+  wire [7:0] \job$87.axes[1].kernel ;
+  wire [15:0] \job$87.axes[1].out_len ;
+  wire [15:0] \job$87.axes[1].out_start ;
+  wire [15:0] \job$87.axes[1].pad_lo ;
+  wire [15:0] \job$87.axes[1].seg0_len ;
+  wire [15:0] \job$87.axes[1].seg0_start ;
+  wire [15:0] \job$87.axes[1].seg1_len ;
+  wire [15:0] \job$87.axes[1].seg1_start ;
+  wire [7:0] \job$87.axes[1].stride ;
+  wire [151:0] \job$87.axes[2] ;
+  wire [7:0] \job$87.axes[2].dilation ;
+  wire [15:0] \job$87.axes[2].in_size ;
+  wire [7:0] \job$87.axes[2].kernel ;
+  wire [15:0] \job$87.axes[2].out_len ;
+  wire [15:0] \job$87.axes[2].out_start ;
+  wire [15:0] \job$87.axes[2].pad_lo ;
+  wire [15:0] \job$87.axes[2].seg0_len ;
+  wire [15:0] \job$87.axes[2].seg0_start ;
+  wire [15:0] \job$87.axes[2].seg1_len ;
+  wire [15:0] \job$87.axes[2].seg1_start ;
+  wire [7:0] \job$87.axes[2].stride ;
+  wire [7:0] \job$87.fir_taps ;
+  wire [10:0] \job$87.in_chunks ;
+  wire [7:0] \job$87.input_zero ;
+  wire [7:0] \job$87.lanes ;
+  wire [1:0] \job$87.lanes[0] ;
+  wire [1:0] \job$87.lanes[1] ;
+  wire [1:0] \job$87.lanes[2] ;
+  wire [1:0] \job$87.lanes[3] ;
+  wire [1:0] \job$87.padding_mode ;
+  wire \job$87.skip_borders ;
+  wire \job$87.transposed ;
   (* init = 496'h0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000 *)
-  wire [495:0] \job$86 ;
-  wire \job$86.accumulate ;
-  wire [455:0] \job$86.axes ;
-  wire [151:0] \job$86.axes[0] ;
-  wire [7:0] \job$86.axes[0].dilation ;
-  wire [15:0] \job$86.axes[0].in_size ;
-  wire [7:0] \job$86.axes[0].kernel ;
-  wire [15:0] \job$86.axes[0].out_len ;
-  wire [15:0] \job$86.axes[0].out_start ;
-  wire [15:0] \job$86.axes[0].pad_lo ;
-  wire [15:0] \job$86.axes[0].seg0_len ;
-  wire [15:0] \job$86.axes[0].seg0_start ;
-  wire [15:0] \job$86.axes[0].seg1_len ;
-  wire [15:0] \job$86.axes[0].seg1_start ;
-  wire [7:0] \job$86.axes[0].stride ;
-  wire [151:0] \job$86.axes[1] ;
-  wire [7:0] \job$86.axes[1].dilation ;
-  wire [15:0] \job$86.axes[1].in_size ;
-  wire [7:0] \job$86.axes[1].kernel ;
-  wire [15:0] \job$86.axes[1].out_len ;
-  wire [15:0] \job$86.axes[1].out_start ;
-  wire [15:0] \job$86.axes[1].pad_lo ;
-  wire [15:0] \job$86.axes[1].seg0_len ;
-  wire [15:0] \job$86.axes[1].seg0_start ;
-  wire [15:0] \job$86.axes[1].seg1_len ;
-  wire [15:0] \job$86.axes[1].seg1_start ;
-  wire [7:0] \job$86.axes[1].stride ;
-  wire [151:0] \job$86.axes[2] ;
-  wire [7:0] \job$86.axes[2].dilation ;
-  wire [15:0] \job$86.axes[2].in_size ;
-  wire [7:0] \job$86.axes[2].kernel ;
-  wire [15:0] \job$86.axes[2].out_len ;
-  wire [15:0] \job$86.axes[2].out_start ;
-  wire [15:0] \job$86.axes[2].pad_lo ;
-  wire [15:0] \job$86.axes[2].seg0_len ;
-  wire [15:0] \job$86.axes[2].seg0_start ;
-  wire [15:0] \job$86.axes[2].seg1_len ;
-  wire [15:0] \job$86.axes[2].seg1_start ;
-  wire [7:0] \job$86.axes[2].stride ;
-  wire [7:0] \job$86.fir_taps ;
-  wire [10:0] \job$86.in_chunks ;
-  wire [7:0] \job$86.input_zero ;
-  wire [7:0] \job$86.lanes ;
-  wire [1:0] \job$86.lanes[0] ;
-  wire [1:0] \job$86.lanes[1] ;
-  wire [1:0] \job$86.lanes[2] ;
-  wire [1:0] \job$86.lanes[3] ;
-  wire [1:0] \job$86.padding_mode ;
-  wire \job$86.skip_borders ;
-  wire \job$86.transposed ;
+  wire [495:0] \job$90 ;
+  wire \job$90.accumulate ;
+  wire [455:0] \job$90.axes ;
+  wire [151:0] \job$90.axes[0] ;
+  wire [7:0] \job$90.axes[0].dilation ;
+  wire [15:0] \job$90.axes[0].in_size ;
+  wire [7:0] \job$90.axes[0].kernel ;
+  wire [15:0] \job$90.axes[0].out_len ;
+  wire [15:0] \job$90.axes[0].out_start ;
+  wire [15:0] \job$90.axes[0].pad_lo ;
+  wire [15:0] \job$90.axes[0].seg0_len ;
+  wire [15:0] \job$90.axes[0].seg0_start ;
+  wire [15:0] \job$90.axes[0].seg1_len ;
+  wire [15:0] \job$90.axes[0].seg1_start ;
+  wire [7:0] \job$90.axes[0].stride ;
+  wire [151:0] \job$90.axes[1] ;
+  wire [7:0] \job$90.axes[1].dilation ;
+  wire [15:0] \job$90.axes[1].in_size ;
+  wire [7:0] \job$90.axes[1].kernel ;
+  wire [15:0] \job$90.axes[1].out_len ;
+  wire [15:0] \job$90.axes[1].out_start ;
+  wire [15:0] \job$90.axes[1].pad_lo ;
+  wire [15:0] \job$90.axes[1].seg0_len ;
+  wire [15:0] \job$90.axes[1].seg0_start ;
+  wire [15:0] \job$90.axes[1].seg1_len ;
+  wire [15:0] \job$90.axes[1].seg1_start ;
+  wire [7:0] \job$90.axes[1].stride ;
+  wire [151:0] \job$90.axes[2] ;
+  wire [7:0] \job$90.axes[2].dilation ;
+  wire [15:0] \job$90.axes[2].in_size ;
+  wire [7:0] \job$90.axes[2].kernel ;
+  wire [15:0] \job$90.axes[2].out_len ;
+  wire [15:0] \job$90.axes[2].out_start ;
+  wire [15:0] \job$90.axes[2].pad_lo ;
+  wire [15:0] \job$90.axes[2].seg0_len ;
+  wire [15:0] \job$90.axes[2].seg0_start ;
+  wire [15:0] \job$90.axes[2].seg1_len ;
+  wire [15:0] \job$90.axes[2].seg1_start ;
+  wire [7:0] \job$90.axes[2].stride ;
+  wire [7:0] \job$90.fir_taps ;
+  wire [10:0] \job$90.in_chunks ;
+  wire [7:0] \job$90.input_zero ;
+  wire [7:0] \job$90.lanes ;
+  wire [1:0] \job$90.lanes[0] ;
+  wire [1:0] \job$90.lanes[1] ;
+  wire [1:0] \job$90.lanes[2] ;
+  wire [1:0] \job$90.lanes[3] ;
+  wire [1:0] \job$90.padding_mode ;
+  wire \job$90.skip_borders ;
+  wire \job$90.transposed ;
   wire \job.accumulate ;
   wire [455:0] \job.axes ;
   wire [151:0] \job.axes[0] ;
@@ -8487,32 +8491,32 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   wire [31:0] \out_psum[2] ;
   wire [31:0] \out_psum[3] ;
   wire out_valid;
-  wire \out_valid$151 ;
+  wire \out_valid$157 ;
   wire pass_end;
   (* init = 1'h0 *)
   wire pass_end_bank;
   wire pass_last;
   wire [174:0] passes__payload;
-  wire [175:0] \passes__payload$95 ;
-  wire \passes__payload$95.bank ;
-  wire [174:0] \passes__payload$95.desc ;
-  wire [152:0] \passes__payload$95.desc.axes ;
-  wire [50:0] \passes__payload$95.desc.axes[0] ;
-  wire [16:0] \passes__payload$95.desc.axes[0].count ;
-  wire [17:0] \passes__payload$95.desc.axes[0].g_start ;
-  wire [15:0] \passes__payload$95.desc.axes[0].o_start ;
-  wire [50:0] \passes__payload$95.desc.axes[1] ;
-  wire [16:0] \passes__payload$95.desc.axes[1].count ;
-  wire [17:0] \passes__payload$95.desc.axes[1].g_start ;
-  wire [15:0] \passes__payload$95.desc.axes[1].o_start ;
-  wire [50:0] \passes__payload$95.desc.axes[2] ;
-  wire [16:0] \passes__payload$95.desc.axes[2].count ;
-  wire [17:0] \passes__payload$95.desc.axes[2].g_start ;
-  wire [15:0] \passes__payload$95.desc.axes[2].o_start ;
-  wire [10:0] \passes__payload$95.desc.chunk ;
-  wire \passes__payload$95.desc.init ;
-  wire [8:0] \passes__payload$95.desc.weights ;
-  wire \passes__payload$95.desc.zero ;
+  wire [175:0] \passes__payload$99 ;
+  wire \passes__payload$99.bank ;
+  wire [174:0] \passes__payload$99.desc ;
+  wire [152:0] \passes__payload$99.desc.axes ;
+  wire [50:0] \passes__payload$99.desc.axes[0] ;
+  wire [16:0] \passes__payload$99.desc.axes[0].count ;
+  wire [17:0] \passes__payload$99.desc.axes[0].g_start ;
+  wire [15:0] \passes__payload$99.desc.axes[0].o_start ;
+  wire [50:0] \passes__payload$99.desc.axes[1] ;
+  wire [16:0] \passes__payload$99.desc.axes[1].count ;
+  wire [17:0] \passes__payload$99.desc.axes[1].g_start ;
+  wire [15:0] \passes__payload$99.desc.axes[1].o_start ;
+  wire [50:0] \passes__payload$99.desc.axes[2] ;
+  wire [16:0] \passes__payload$99.desc.axes[2].count ;
+  wire [17:0] \passes__payload$99.desc.axes[2].g_start ;
+  wire [15:0] \passes__payload$99.desc.axes[2].o_start ;
+  wire [10:0] \passes__payload$99.desc.chunk ;
+  wire \passes__payload$99.desc.init ;
+  wire [8:0] \passes__payload$99.desc.weights ;
+  wire \passes__payload$99.desc.zero ;
   wire [152:0] \passes__payload.axes ;
   wire [50:0] \passes__payload.axes[0] ;
   wire [16:0] \passes__payload.axes[0].count ;
@@ -8531,9 +8535,9 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   wire [8:0] \passes__payload.weights ;
   wire \passes__payload.zero ;
   wire passes__ready;
-  wire \passes__ready$98 ;
+  wire \passes__ready$102 ;
   wire passes__valid;
-  wire \passes__valid$93 ;
+  wire \passes__valid$97 ;
   wire [174:0] passes_in__payload;
   wire [152:0] \passes_in__payload.axes ;
   wire [50:0] \passes_in__payload.axes[0] ;
@@ -8579,52 +8583,55 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   wire passes_out__valid;
   wire passes_out_ready_next;
   wire pipeline_idle;
-  input [7:0] \port$7562$0 ;
-  wire [7:0] \port$7562$0 ;
+  input [7:0] \port$7737$0 ;
+  wire [7:0] \port$7737$0 ;
   input [1:0] \port$966$5 ;
   wire [1:0] \port$966$5 ;
   output ready;
   wire ready;
   wire ready_next;
-  wire \ready_next$101 ;
+  wire \ready_next$105 ;
   reg [31:0] registered = 32'd0;
   reg [31:0] \registered$15  = 32'd0;
   wire \release ;
+  reg [1:0] row_tags_read0 = 2'h0;
+  reg [1:0] row_tags_read1 = 2'h0;
   input rst;
   wire rst;
   reg sequencer_done = 1'h0;
   wire start;
-  input \start$71 ;
-  wire \start$71 ;
-  wire \start$84 ;
-  wire \start$85 ;
+  input \start$75 ;
+  wire \start$75 ;
+  wire \start$88 ;
+  wire \start$89 ;
   wire [127:0] sum;
-  wire [127:0] \sum$156 ;
-  wire [31:0] \sum$156[0] ;
-  wire [31:0] \sum$156[1] ;
-  wire [31:0] \sum$156[2] ;
-  wire [31:0] \sum$156[3] ;
+  wire [127:0] \sum$162 ;
+  wire [31:0] \sum$162[0] ;
+  wire [31:0] \sum$162[1] ;
+  wire [31:0] \sum$162[2] ;
+  wire [31:0] \sum$162[3] ;
   wire [31:0] \sum[0] ;
   wire [31:0] \sum[1] ;
   wire [31:0] \sum[2] ;
   wire [31:0] \sum[3] ;
+  wire sum_row;
   wire sum_valid;
-  wire \sum_valid$157 ;
+  wire \sum_valid$163 ;
   wire tail;
   reg tail_bank = 1'h0;
   reg tail_fir = 1'h0;
   reg valid_read0 = 1'h0;
   reg valid_read1 = 1'h0;
   wire w_bank;
-  wire \w_bank$135 ;
+  wire \w_bank$139 ;
   wire [31:0] w_data;
-  wire [31:0] \w_data$137 ;
+  wire [31:0] \w_data$141 ;
   reg [8:0] w_read__addr;
   wire [31:0] w_read__data;
   wire [1:0] w_row;
-  wire [1:0] \w_row$133 ;
+  wire [1:0] \w_row$137 ;
   wire w_we;
-  wire \w_we$131 ;
+  wire \w_we$135 ;
   input [8:0] w_write__addr;
   wire [8:0] w_write__addr;
   input [31:0] w_write__data;
@@ -8642,6 +8649,7 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   wire weight_write__en;
   wire window_miss;
   reg [31:0] word = 32'd0;
+  wire word_row;
   wire write;
   reg write_read0 = 1'h0;
   reg write_read1 = 1'h0;
@@ -10208,6 +10216,8 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
     _1_ <= weight_buffer[w_read__addr];
   end
   assign w_read__data = _1_;
+  assign \$15  = \port$966$5 [1] != tail_bank;
+  assign \$16  = ! job[479:472];
   assign \$17  = \$15  & \$16 ;
   assign \$18  = ~ tail_fir;
   assign \$19  = \$17  & \$18 ;
@@ -10224,7 +10234,7 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   assign \$31  = ! acc_entry_bank_d7;
   assign \$32  = acc_entry_d7[9] & \$31 ;
   assign \$34  = acc_entry_d7[9] & \$33 ;
-  assign acc_read__data = acc_read_bank_d1 ? \host_data$162  : host_data;
+  assign acc_read__data = acc_read_bank_d1 ? \host_data$168  : host_data;
   always @(posedge clk)
     job_copy <= \$35 ;
   always @(posedge clk)
@@ -10272,58 +10282,62 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   always @(posedge clk)
     init_read1 <= \$57 ;
   always @(posedge clk)
-    acc_entry_bank <= \$58 ;
+    row_tags_read0 <= \$58 ;
   always @(posedge clk)
-    fir <= \$59 ;
+    row_tags_read1 <= \$59 ;
   always @(posedge clk)
-    tail_bank <= \$60 ;
+    acc_entry_bank <= \$60 ;
   always @(posedge clk)
-    tail_fir <= \$61 ;
+    fir <= \$61 ;
   always @(posedge clk)
-    acc_entry_d0 <= \$62 ;
+    tail_bank <= \$62 ;
   always @(posedge clk)
-    acc_entry_bank_d0 <= \$63 ;
+    tail_fir <= \$63 ;
   always @(posedge clk)
-    acc_entry_d1 <= \$64 ;
+    acc_entry_d0 <= \$64 ;
   always @(posedge clk)
-    acc_entry_bank_d1 <= \$65 ;
+    acc_entry_bank_d0 <= \$65 ;
   always @(posedge clk)
-    acc_entry_d2 <= \$66 ;
+    acc_entry_d1 <= \$66 ;
   always @(posedge clk)
-    acc_entry_bank_d2 <= \$67 ;
+    acc_entry_bank_d1 <= \$67 ;
   always @(posedge clk)
-    acc_entry_d3 <= \$68 ;
+    acc_entry_d2 <= \$68 ;
   always @(posedge clk)
-    acc_entry_bank_d3 <= \$69 ;
+    acc_entry_bank_d2 <= \$69 ;
   always @(posedge clk)
-    acc_entry_d4 <= \$70 ;
+    acc_entry_d3 <= \$70 ;
   always @(posedge clk)
-    acc_entry_bank_d4 <= \$71 ;
+    acc_entry_bank_d3 <= \$71 ;
   always @(posedge clk)
-    acc_entry_d5 <= \$72 ;
+    acc_entry_d4 <= \$72 ;
   always @(posedge clk)
-    acc_entry_bank_d5 <= \$73 ;
+    acc_entry_bank_d4 <= \$73 ;
   always @(posedge clk)
-    acc_entry_d6 <= \$74 ;
+    acc_entry_d5 <= \$74 ;
   always @(posedge clk)
-    acc_entry_bank_d6 <= \$75 ;
+    acc_entry_bank_d5 <= \$75 ;
   always @(posedge clk)
-    acc_entry_d7 <= \$76 ;
+    acc_entry_d6 <= \$76 ;
   always @(posedge clk)
-    acc_entry_bank_d7 <= \$77 ;
+    acc_entry_bank_d6 <= \$77 ;
   always @(posedge clk)
-    acc_read_bank_d0 <= \$78 ;
+    acc_entry_d7 <= \$78 ;
   always @(posedge clk)
-    acc_read_bank_d1 <= \$79 ;
+    acc_entry_bank_d7 <= \$79 ;
+  always @(posedge clk)
+    acc_read_bank_d0 <= \$80 ;
+  always @(posedge clk)
+    acc_read_bank_d1 <= \$81 ;
   assign \$1  = ~ busy;
   assign \$2  = job_start | flush;
   assign \$3  = | job[479:472];
   assign \$4  = out_valid & busy;
   assign \$5  = | job[479:472];
-  assign start = \start$71  & ready;
-  assign \$6  = ~ \busy$104 ;
+  assign start = \start$75  & ready;
+  assign \$6  = ~ \busy$108 ;
   assign \$7  = sequencer_done & \$6 ;
-  assign \$8  = ~ \busy$105 ;
+  assign \$8  = ~ \busy$109 ;
   assign \$9  = \$7  & \$8 ;
   assign \$10  = ~ passes_in__valid;
   assign pipeline_idle = \$9  & \$10 ;
@@ -10333,13 +10347,11 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   assign \$12  = valid_read1 & write_read1;
   assign \$13  = ~ busy;
   assign \$14  = ~ tail;
-  assign \$15  = \port$966$5 [1] != tail_bank;
-  assign \$16  = ! job[479:472];
   \convhw_list.core.accumulator0  accumulator0 (
     .busy(acc_busy[0]),
     .clk(clk),
     .entry(entry),
-    .host_addr(\port$7562$0 [6:0]),
+    .host_addr(\port$7737$0 [6:0]),
     .old(host_data),
     .rst(rst),
     .sum(sum),
@@ -10348,9 +10360,9 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   \convhw_list.core.accumulator1  accumulator1 (
     .busy(acc_busy[1]),
     .clk(clk),
-    .entry(\entry$155 ),
-    .host_addr(\port$7562$0 [6:0]),
-    .old(\host_data$162 ),
+    .entry(\entry$161 ),
+    .host_addr(\port$7737$0 [6:0]),
+    .old(\host_data$168 ),
     .rst(rst),
     .sum(sum),
     .sum_valid(sum_valid)
@@ -10364,11 +10376,12 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
     .lane_select(lane_select),
     .out_psum(sum),
     .out_valid(sum_valid),
+    .\port$6509$0 (row_tags_read1),
     .rst(rst),
     .w_bank(w_bank),
-    .\w_data$21 (w_data),
+    .\w_data$22 (w_data),
     .w_row(w_row),
-    .\w_we$16 (w_we)
+    .\w_we$17 (w_we)
   );
   \convhw_list.core.control  control (
     .abort(abort),
@@ -10376,7 +10389,7 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
     .clk(clk),
     .\code$13 (code),
     .cycles(cycles),
-    .done(\done$75 ),
+    .done(\done$79 ),
     .error(error),
     .flush(flush),
     .go(job_start),
@@ -10388,7 +10401,7 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
     .window_miss(window_miss)
   );
   \convhw_list.core.loader  loader (
-    .busy(\busy$104 ),
+    .busy(\busy$108 ),
     .clk(clk),
     .fir_taps(job_copy[479:472]),
     .flush(flush),
@@ -10399,10 +10412,10 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
     .passes_in__payload(passes_in__payload),
     .passes_in__ready(passes__ready),
     .passes_in__valid(passes_in__valid),
-    .passes_in_ready_next(\ready_next$101 ),
-    .passes_out__payload(\passes__payload$95 ),
+    .passes_in_ready_next(\ready_next$105 ),
+    .passes_out__payload(\passes__payload$99 ),
     .passes_out__ready(passes_out__ready),
-    .passes_out__valid(\passes__valid$93 ),
+    .passes_out__valid(\passes__valid$97 ),
     .passes_out_ready_next(passes_out_ready_next),
     .rst(rst),
     .start(job_start),
@@ -10418,28 +10431,30 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
     .job(job_copy),
     .passes__payload(passes_in__payload),
     .passes__valid(passes_in__valid),
-    .ready_next(\ready_next$101 ),
+    .ready_next(\ready_next$105 ),
     .rst(rst),
     .\start$13 (job_start)
   );
   \convhw_list.core.streamer  streamer (
     .acc_addr(acc_addr),
-    .\bank$183 (bank),
-    .busy(\busy$105 ),
+    .\bank$198 (bank),
+    .busy(\busy$109 ),
     .clk(clk),
     .error(window_miss),
     .flush(flush),
     .in_addr(in_addr),
-    .\init$182 (init),
+    .\init$197 (init),
     .job(job_copy),
     .out_valid(out_valid),
     .pass_last(pass_last),
-    .passes__payload(\passes__payload$95 ),
-    .passes__valid(\passes__valid$93 ),
+    .passes__payload(\passes__payload$99 ),
+    .passes__valid(\passes__valid$97 ),
     .ready(passes_out__ready),
     .ready_next(passes_out_ready_next),
     .rst(rst),
-    .\write$186 (write),
+    .sum_row(sum_row),
+    .\word_row$202 (word_row),
+    .\write$201 (write),
     .zero(zero)
   );
   always @* begin
@@ -10616,29 +10631,23 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$58  = acc_entry_bank;
-    if (start) begin
-      \$58  = \port$966$5 [1];
-    end
+    \$58  = { sum_row, word_row };
     if (rst) begin
-      \$58  = 1'h0;
+      \$58  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$59  = fir;
-    if (start) begin
-      \$59  = \$5 ;
-    end
+    \$59  = row_tags_read0;
     if (rst) begin
-      \$59  = 1'h0;
+      \$59  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$60  = tail_bank;
-    if (\release ) begin
-      \$60  = acc_entry_bank;
+    \$60  = acc_entry_bank;
+    if (start) begin
+      \$60  = \port$966$5 [1];
     end
     if (rst) begin
       \$60  = 1'h0;
@@ -10646,9 +10655,9 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$61  = tail_fir;
-    if (\release ) begin
-      \$61  = fir;
+    \$61  = fir;
+    if (start) begin
+      \$61  = \$5 ;
     end
     if (rst) begin
       \$61  = 1'h0;
@@ -10656,128 +10665,148 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$62  = acc_entry;
+    \$62  = tail_bank;
+    if (\release ) begin
+      \$62  = acc_entry_bank;
+    end
     if (rst) begin
-      \$62  = 10'h000;
+      \$62  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$63  = acc_entry_bank;
+    \$63  = tail_fir;
+    if (\release ) begin
+      \$63  = fir;
+    end
     if (rst) begin
       \$63  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$64  = acc_entry_d0;
+    \$64  = acc_entry;
     if (rst) begin
       \$64  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$65  = acc_entry_bank_d0;
+    \$65  = acc_entry_bank;
     if (rst) begin
       \$65  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$66  = acc_entry_d1;
+    \$66  = acc_entry_d0;
     if (rst) begin
       \$66  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$67  = acc_entry_bank_d1;
+    \$67  = acc_entry_bank_d0;
     if (rst) begin
       \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$68  = acc_entry_d2;
+    \$68  = acc_entry_d1;
     if (rst) begin
       \$68  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$69  = acc_entry_bank_d2;
+    \$69  = acc_entry_bank_d1;
     if (rst) begin
       \$69  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$70  = acc_entry_d3;
+    \$70  = acc_entry_d2;
     if (rst) begin
       \$70  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$71  = acc_entry_bank_d3;
+    \$71  = acc_entry_bank_d2;
     if (rst) begin
       \$71  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$72  = acc_entry_d4;
+    \$72  = acc_entry_d3;
     if (rst) begin
       \$72  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$73  = acc_entry_bank_d4;
+    \$73  = acc_entry_bank_d3;
     if (rst) begin
       \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$74  = acc_entry_d5;
+    \$74  = acc_entry_d4;
     if (rst) begin
       \$74  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$75  = acc_entry_bank_d5;
+    \$75  = acc_entry_bank_d4;
     if (rst) begin
       \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$76  = acc_entry_d6;
+    \$76  = acc_entry_d5;
     if (rst) begin
       \$76  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$77  = acc_entry_bank_d6;
+    \$77  = acc_entry_bank_d5;
     if (rst) begin
       \$77  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$78  = \port$7562$0 [7];
+    \$78  = acc_entry_d6;
     if (rst) begin
-      \$78  = 1'h0;
+      \$78  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
-    \$79  = acc_read_bank_d0;
+    \$79  = acc_entry_bank_d6;
     if (rst) begin
       \$79  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$80  = \port$7737$0 [7];
+    if (rst) begin
+      \$80  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$8 ) begin end
+    \$81  = acc_read_bank_d0;
+    if (rst) begin
+      \$81  = 1'h0;
     end
   end
   always @* begin
@@ -10800,28 +10829,28 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   end
   assign input_bank = \port$966$5 [0];
   assign acc_bank = \port$966$5 [1];
-  assign acc_read_bank = \port$7562$0 [7];
-  assign \busy$69  = busy;
-  assign \job$70  = job_copy;
-  assign \abort$73  = abort;
-  assign \busy$74  = busy;
-  assign \done$76  = \done$75 ;
-  assign \error$78  = error;
-  assign \code$80  = code;
-  assign \cycles$82  = cycles;
-  assign \job$83  = job_copy;
-  assign \start$84  = job_start;
-  assign \start$85  = job_start;
-  assign \job$86  = job_copy;
+  assign acc_read_bank = \port$7737$0 [7];
+  assign \busy$73  = busy;
+  assign \job$74  = job_copy;
+  assign \abort$77  = abort;
+  assign \busy$78  = busy;
+  assign \done$80  = \done$79 ;
+  assign \error$82  = error;
+  assign \code$84  = code;
+  assign \cycles$86  = cycles;
+  assign \job$87  = job_copy;
+  assign \start$88  = job_start;
+  assign \start$89  = job_start;
+  assign \job$90  = job_copy;
   assign passes__payload = passes_in__payload;
   assign passes_in__ready = passes__ready;
   assign passes__valid = passes_in__valid;
-  assign passes_out__valid = \passes__valid$93 ;
-  assign passes_out__payload = \passes__payload$95 ;
-  assign \passes__ready$98  = passes_out__ready;
+  assign passes_out__valid = \passes__valid$97 ;
+  assign passes_out__payload = \passes__payload$99 ;
+  assign \passes__ready$102  = passes_out__ready;
   assign ready_next = passes_out_ready_next;
-  assign passes_in_ready_next = \ready_next$101 ;
-  assign \error$107  = window_miss;
+  assign passes_in_ready_next = \ready_next$105 ;
+  assign \error$111  = window_miss;
   assign input_write__addr = in_write__addr;
   assign input_write__data = in_write__data;
   assign input_write__en = in_write__en;
@@ -10834,23 +10863,25 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   assign weight_read__data = \registered$15 ;
   assign mem_data = w_read__data;
   assign fir_taps = job_copy[479:472];
-  assign \w_we$131  = w_we;
-  assign \w_row$133  = w_row;
-  assign \w_bank$135  = w_bank;
-  assign \w_data$137  = w_data;
-  assign \depthwise$138  = depthwise;
+  assign \w_we$135  = w_we;
+  assign \w_row$137  = w_row;
+  assign \w_bank$139  = w_bank;
+  assign \w_data$141  = w_data;
+  assign \depthwise$142  = depthwise;
+  assign in_word_row = row_tags_read1[0];
+  assign in_sum_row = row_tags_read1[1];
   assign in_valid = valid_read1;
   assign in_bank = bank_read1;
   assign pass_end_bank = bank_read1;
   assign out_psum = sum;
-  assign \out_valid$151  = sum_valid;
-  assign \busy$152  = acc_busy[0];
-  assign host_addr = \port$7562$0 [6:0];
-  assign acc_read__addr = \port$7562$0 [6:0];
-  assign \sum$156  = sum;
-  assign \sum_valid$157  = sum_valid;
-  assign \busy$158  = acc_busy[1];
-  assign \host_addr$159  = \port$7562$0 [6:0];
+  assign \out_valid$157  = sum_valid;
+  assign \busy$158  = acc_busy[0];
+  assign host_addr = \port$7737$0 [6:0];
+  assign acc_read__addr = \port$7737$0 [6:0];
+  assign \sum$162  = sum;
+  assign \sum_valid$163  = sum_valid;
+  assign \busy$164  = acc_busy[1];
+  assign \host_addr$165  = \port$7737$0 [6:0];
   assign \job_copy.axes  = job_copy[455:0];
   assign \job_copy.axes[0]  = job_copy[151:0];
   assign \job_copy.axes[0].in_size  = job_copy[15:0];
@@ -10980,153 +11011,153 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   assign \acc_entry_d7.addr  = acc_entry_d7[7:0];
   assign \acc_entry_d7.init  = acc_entry_d7[8];
   assign \acc_entry_d7.valid  = acc_entry_d7[9];
-  assign \job$70.axes  = job_copy[455:0];
-  assign \job$70.axes[0]  = job_copy[151:0];
-  assign \job$70.axes[0].in_size  = job_copy[15:0];
-  assign \job$70.axes[0].kernel  = job_copy[23:16];
-  assign \job$70.axes[0].stride  = job_copy[31:24];
-  assign \job$70.axes[0].dilation  = job_copy[39:32];
-  assign \job$70.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$70.axes[0].out_start  = job_copy[71:56];
-  assign \job$70.axes[0].out_len  = job_copy[87:72];
-  assign \job$70.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$70.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$70.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$70.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$70.axes[1]  = job_copy[303:152];
-  assign \job$70.axes[1].in_size  = job_copy[167:152];
-  assign \job$70.axes[1].kernel  = job_copy[175:168];
-  assign \job$70.axes[1].stride  = job_copy[183:176];
-  assign \job$70.axes[1].dilation  = job_copy[191:184];
-  assign \job$70.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$70.axes[1].out_start  = job_copy[223:208];
-  assign \job$70.axes[1].out_len  = job_copy[239:224];
-  assign \job$70.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$70.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$70.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$70.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$70.axes[2]  = job_copy[455:304];
-  assign \job$70.axes[2].in_size  = job_copy[319:304];
-  assign \job$70.axes[2].kernel  = job_copy[327:320];
-  assign \job$70.axes[2].stride  = job_copy[335:328];
-  assign \job$70.axes[2].dilation  = job_copy[343:336];
-  assign \job$70.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$70.axes[2].out_start  = job_copy[375:360];
-  assign \job$70.axes[2].out_len  = job_copy[391:376];
-  assign \job$70.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$70.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$70.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$70.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$70.transposed  = job_copy[456];
-  assign \job$70.padding_mode  = job_copy[458:457];
-  assign \job$70.accumulate  = job_copy[459];
-  assign \job$70.skip_borders  = job_copy[460];
-  assign \job$70.in_chunks  = job_copy[471:461];
-  assign \job$70.fir_taps  = job_copy[479:472];
-  assign \job$70.input_zero  = job_copy[487:480];
-  assign \job$70.lanes  = job_copy[495:488];
-  assign \job$70.lanes[0]  = job_copy[489:488];
-  assign \job$70.lanes[1]  = job_copy[491:490];
-  assign \job$70.lanes[2]  = job_copy[493:492];
-  assign \job$70.lanes[3]  = job_copy[495:494];
-  assign \job$83.axes  = job_copy[455:0];
-  assign \job$83.axes[0]  = job_copy[151:0];
-  assign \job$83.axes[0].in_size  = job_copy[15:0];
-  assign \job$83.axes[0].kernel  = job_copy[23:16];
-  assign \job$83.axes[0].stride  = job_copy[31:24];
-  assign \job$83.axes[0].dilation  = job_copy[39:32];
-  assign \job$83.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$83.axes[0].out_start  = job_copy[71:56];
-  assign \job$83.axes[0].out_len  = job_copy[87:72];
-  assign \job$83.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$83.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$83.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$83.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$83.axes[1]  = job_copy[303:152];
-  assign \job$83.axes[1].in_size  = job_copy[167:152];
-  assign \job$83.axes[1].kernel  = job_copy[175:168];
-  assign \job$83.axes[1].stride  = job_copy[183:176];
-  assign \job$83.axes[1].dilation  = job_copy[191:184];
-  assign \job$83.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$83.axes[1].out_start  = job_copy[223:208];
-  assign \job$83.axes[1].out_len  = job_copy[239:224];
-  assign \job$83.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$83.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$83.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$83.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$83.axes[2]  = job_copy[455:304];
-  assign \job$83.axes[2].in_size  = job_copy[319:304];
-  assign \job$83.axes[2].kernel  = job_copy[327:320];
-  assign \job$83.axes[2].stride  = job_copy[335:328];
-  assign \job$83.axes[2].dilation  = job_copy[343:336];
-  assign \job$83.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$83.axes[2].out_start  = job_copy[375:360];
-  assign \job$83.axes[2].out_len  = job_copy[391:376];
-  assign \job$83.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$83.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$83.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$83.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$83.transposed  = job_copy[456];
-  assign \job$83.padding_mode  = job_copy[458:457];
-  assign \job$83.accumulate  = job_copy[459];
-  assign \job$83.skip_borders  = job_copy[460];
-  assign \job$83.in_chunks  = job_copy[471:461];
-  assign \job$83.fir_taps  = job_copy[479:472];
-  assign \job$83.input_zero  = job_copy[487:480];
-  assign \job$83.lanes  = job_copy[495:488];
-  assign \job$83.lanes[0]  = job_copy[489:488];
-  assign \job$83.lanes[1]  = job_copy[491:490];
-  assign \job$83.lanes[2]  = job_copy[493:492];
-  assign \job$83.lanes[3]  = job_copy[495:494];
-  assign \job$86.axes  = job_copy[455:0];
-  assign \job$86.axes[0]  = job_copy[151:0];
-  assign \job$86.axes[0].in_size  = job_copy[15:0];
-  assign \job$86.axes[0].kernel  = job_copy[23:16];
-  assign \job$86.axes[0].stride  = job_copy[31:24];
-  assign \job$86.axes[0].dilation  = job_copy[39:32];
-  assign \job$86.axes[0].pad_lo  = job_copy[55:40];
-  assign \job$86.axes[0].out_start  = job_copy[71:56];
-  assign \job$86.axes[0].out_len  = job_copy[87:72];
-  assign \job$86.axes[0].seg0_start  = job_copy[103:88];
-  assign \job$86.axes[0].seg0_len  = job_copy[119:104];
-  assign \job$86.axes[0].seg1_start  = job_copy[135:120];
-  assign \job$86.axes[0].seg1_len  = job_copy[151:136];
-  assign \job$86.axes[1]  = job_copy[303:152];
-  assign \job$86.axes[1].in_size  = job_copy[167:152];
-  assign \job$86.axes[1].kernel  = job_copy[175:168];
-  assign \job$86.axes[1].stride  = job_copy[183:176];
-  assign \job$86.axes[1].dilation  = job_copy[191:184];
-  assign \job$86.axes[1].pad_lo  = job_copy[207:192];
-  assign \job$86.axes[1].out_start  = job_copy[223:208];
-  assign \job$86.axes[1].out_len  = job_copy[239:224];
-  assign \job$86.axes[1].seg0_start  = job_copy[255:240];
-  assign \job$86.axes[1].seg0_len  = job_copy[271:256];
-  assign \job$86.axes[1].seg1_start  = job_copy[287:272];
-  assign \job$86.axes[1].seg1_len  = job_copy[303:288];
-  assign \job$86.axes[2]  = job_copy[455:304];
-  assign \job$86.axes[2].in_size  = job_copy[319:304];
-  assign \job$86.axes[2].kernel  = job_copy[327:320];
-  assign \job$86.axes[2].stride  = job_copy[335:328];
-  assign \job$86.axes[2].dilation  = job_copy[343:336];
-  assign \job$86.axes[2].pad_lo  = job_copy[359:344];
-  assign \job$86.axes[2].out_start  = job_copy[375:360];
-  assign \job$86.axes[2].out_len  = job_copy[391:376];
-  assign \job$86.axes[2].seg0_start  = job_copy[407:392];
-  assign \job$86.axes[2].seg0_len  = job_copy[423:408];
-  assign \job$86.axes[2].seg1_start  = job_copy[439:424];
-  assign \job$86.axes[2].seg1_len  = job_copy[455:440];
-  assign \job$86.transposed  = job_copy[456];
-  assign \job$86.padding_mode  = job_copy[458:457];
-  assign \job$86.accumulate  = job_copy[459];
-  assign \job$86.skip_borders  = job_copy[460];
-  assign \job$86.in_chunks  = job_copy[471:461];
-  assign \job$86.fir_taps  = job_copy[479:472];
-  assign \job$86.input_zero  = job_copy[487:480];
-  assign \job$86.lanes  = job_copy[495:488];
-  assign \job$86.lanes[0]  = job_copy[489:488];
-  assign \job$86.lanes[1]  = job_copy[491:490];
-  assign \job$86.lanes[2]  = job_copy[493:492];
-  assign \job$86.lanes[3]  = job_copy[495:494];
+  assign \job$74.axes  = job_copy[455:0];
+  assign \job$74.axes[0]  = job_copy[151:0];
+  assign \job$74.axes[0].in_size  = job_copy[15:0];
+  assign \job$74.axes[0].kernel  = job_copy[23:16];
+  assign \job$74.axes[0].stride  = job_copy[31:24];
+  assign \job$74.axes[0].dilation  = job_copy[39:32];
+  assign \job$74.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$74.axes[0].out_start  = job_copy[71:56];
+  assign \job$74.axes[0].out_len  = job_copy[87:72];
+  assign \job$74.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$74.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$74.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$74.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$74.axes[1]  = job_copy[303:152];
+  assign \job$74.axes[1].in_size  = job_copy[167:152];
+  assign \job$74.axes[1].kernel  = job_copy[175:168];
+  assign \job$74.axes[1].stride  = job_copy[183:176];
+  assign \job$74.axes[1].dilation  = job_copy[191:184];
+  assign \job$74.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$74.axes[1].out_start  = job_copy[223:208];
+  assign \job$74.axes[1].out_len  = job_copy[239:224];
+  assign \job$74.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$74.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$74.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$74.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$74.axes[2]  = job_copy[455:304];
+  assign \job$74.axes[2].in_size  = job_copy[319:304];
+  assign \job$74.axes[2].kernel  = job_copy[327:320];
+  assign \job$74.axes[2].stride  = job_copy[335:328];
+  assign \job$74.axes[2].dilation  = job_copy[343:336];
+  assign \job$74.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$74.axes[2].out_start  = job_copy[375:360];
+  assign \job$74.axes[2].out_len  = job_copy[391:376];
+  assign \job$74.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$74.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$74.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$74.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$74.transposed  = job_copy[456];
+  assign \job$74.padding_mode  = job_copy[458:457];
+  assign \job$74.accumulate  = job_copy[459];
+  assign \job$74.skip_borders  = job_copy[460];
+  assign \job$74.in_chunks  = job_copy[471:461];
+  assign \job$74.fir_taps  = job_copy[479:472];
+  assign \job$74.input_zero  = job_copy[487:480];
+  assign \job$74.lanes  = job_copy[495:488];
+  assign \job$74.lanes[0]  = job_copy[489:488];
+  assign \job$74.lanes[1]  = job_copy[491:490];
+  assign \job$74.lanes[2]  = job_copy[493:492];
+  assign \job$74.lanes[3]  = job_copy[495:494];
+  assign \job$87.axes  = job_copy[455:0];
+  assign \job$87.axes[0]  = job_copy[151:0];
+  assign \job$87.axes[0].in_size  = job_copy[15:0];
+  assign \job$87.axes[0].kernel  = job_copy[23:16];
+  assign \job$87.axes[0].stride  = job_copy[31:24];
+  assign \job$87.axes[0].dilation  = job_copy[39:32];
+  assign \job$87.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$87.axes[0].out_start  = job_copy[71:56];
+  assign \job$87.axes[0].out_len  = job_copy[87:72];
+  assign \job$87.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$87.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$87.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$87.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$87.axes[1]  = job_copy[303:152];
+  assign \job$87.axes[1].in_size  = job_copy[167:152];
+  assign \job$87.axes[1].kernel  = job_copy[175:168];
+  assign \job$87.axes[1].stride  = job_copy[183:176];
+  assign \job$87.axes[1].dilation  = job_copy[191:184];
+  assign \job$87.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$87.axes[1].out_start  = job_copy[223:208];
+  assign \job$87.axes[1].out_len  = job_copy[239:224];
+  assign \job$87.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$87.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$87.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$87.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$87.axes[2]  = job_copy[455:304];
+  assign \job$87.axes[2].in_size  = job_copy[319:304];
+  assign \job$87.axes[2].kernel  = job_copy[327:320];
+  assign \job$87.axes[2].stride  = job_copy[335:328];
+  assign \job$87.axes[2].dilation  = job_copy[343:336];
+  assign \job$87.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$87.axes[2].out_start  = job_copy[375:360];
+  assign \job$87.axes[2].out_len  = job_copy[391:376];
+  assign \job$87.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$87.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$87.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$87.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$87.transposed  = job_copy[456];
+  assign \job$87.padding_mode  = job_copy[458:457];
+  assign \job$87.accumulate  = job_copy[459];
+  assign \job$87.skip_borders  = job_copy[460];
+  assign \job$87.in_chunks  = job_copy[471:461];
+  assign \job$87.fir_taps  = job_copy[479:472];
+  assign \job$87.input_zero  = job_copy[487:480];
+  assign \job$87.lanes  = job_copy[495:488];
+  assign \job$87.lanes[0]  = job_copy[489:488];
+  assign \job$87.lanes[1]  = job_copy[491:490];
+  assign \job$87.lanes[2]  = job_copy[493:492];
+  assign \job$87.lanes[3]  = job_copy[495:494];
+  assign \job$90.axes  = job_copy[455:0];
+  assign \job$90.axes[0]  = job_copy[151:0];
+  assign \job$90.axes[0].in_size  = job_copy[15:0];
+  assign \job$90.axes[0].kernel  = job_copy[23:16];
+  assign \job$90.axes[0].stride  = job_copy[31:24];
+  assign \job$90.axes[0].dilation  = job_copy[39:32];
+  assign \job$90.axes[0].pad_lo  = job_copy[55:40];
+  assign \job$90.axes[0].out_start  = job_copy[71:56];
+  assign \job$90.axes[0].out_len  = job_copy[87:72];
+  assign \job$90.axes[0].seg0_start  = job_copy[103:88];
+  assign \job$90.axes[0].seg0_len  = job_copy[119:104];
+  assign \job$90.axes[0].seg1_start  = job_copy[135:120];
+  assign \job$90.axes[0].seg1_len  = job_copy[151:136];
+  assign \job$90.axes[1]  = job_copy[303:152];
+  assign \job$90.axes[1].in_size  = job_copy[167:152];
+  assign \job$90.axes[1].kernel  = job_copy[175:168];
+  assign \job$90.axes[1].stride  = job_copy[183:176];
+  assign \job$90.axes[1].dilation  = job_copy[191:184];
+  assign \job$90.axes[1].pad_lo  = job_copy[207:192];
+  assign \job$90.axes[1].out_start  = job_copy[223:208];
+  assign \job$90.axes[1].out_len  = job_copy[239:224];
+  assign \job$90.axes[1].seg0_start  = job_copy[255:240];
+  assign \job$90.axes[1].seg0_len  = job_copy[271:256];
+  assign \job$90.axes[1].seg1_start  = job_copy[287:272];
+  assign \job$90.axes[1].seg1_len  = job_copy[303:288];
+  assign \job$90.axes[2]  = job_copy[455:304];
+  assign \job$90.axes[2].in_size  = job_copy[319:304];
+  assign \job$90.axes[2].kernel  = job_copy[327:320];
+  assign \job$90.axes[2].stride  = job_copy[335:328];
+  assign \job$90.axes[2].dilation  = job_copy[343:336];
+  assign \job$90.axes[2].pad_lo  = job_copy[359:344];
+  assign \job$90.axes[2].out_start  = job_copy[375:360];
+  assign \job$90.axes[2].out_len  = job_copy[391:376];
+  assign \job$90.axes[2].seg0_start  = job_copy[407:392];
+  assign \job$90.axes[2].seg0_len  = job_copy[423:408];
+  assign \job$90.axes[2].seg1_start  = job_copy[439:424];
+  assign \job$90.axes[2].seg1_len  = job_copy[455:440];
+  assign \job$90.transposed  = job_copy[456];
+  assign \job$90.padding_mode  = job_copy[458:457];
+  assign \job$90.accumulate  = job_copy[459];
+  assign \job$90.skip_borders  = job_copy[460];
+  assign \job$90.in_chunks  = job_copy[471:461];
+  assign \job$90.fir_taps  = job_copy[479:472];
+  assign \job$90.input_zero  = job_copy[487:480];
+  assign \job$90.lanes  = job_copy[495:488];
+  assign \job$90.lanes[0]  = job_copy[489:488];
+  assign \job$90.lanes[1]  = job_copy[491:490];
+  assign \job$90.lanes[2]  = job_copy[493:492];
+  assign \job$90.lanes[3]  = job_copy[495:494];
   assign \passes_in__payload.axes  = passes_in__payload[152:0];
   assign \passes_in__payload.axes[0]  = passes_in__payload[50:0];
   assign \passes_in__payload.axes[0].o_start  = passes_in__payload[15:0];
@@ -11161,44 +11192,44 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   assign \passes__payload.chunk  = passes_in__payload[172:162];
   assign \passes__payload.init  = passes_in__payload[173];
   assign \passes__payload.zero  = passes_in__payload[174];
-  assign \passes__payload$95.desc  = \passes__payload$95 [174:0];
-  assign \passes__payload$95.desc.axes  = \passes__payload$95 [152:0];
-  assign \passes__payload$95.desc.axes[0]  = \passes__payload$95 [50:0];
-  assign \passes__payload$95.desc.axes[0].o_start  = \passes__payload$95 [15:0];
-  assign \passes__payload$95.desc.axes[0].count  = \passes__payload$95 [32:16];
-  assign \passes__payload$95.desc.axes[0].g_start  = \passes__payload$95 [50:33];
-  assign \passes__payload$95.desc.axes[1]  = \passes__payload$95 [101:51];
-  assign \passes__payload$95.desc.axes[1].o_start  = \passes__payload$95 [66:51];
-  assign \passes__payload$95.desc.axes[1].count  = \passes__payload$95 [83:67];
-  assign \passes__payload$95.desc.axes[1].g_start  = \passes__payload$95 [101:84];
-  assign \passes__payload$95.desc.axes[2]  = \passes__payload$95 [152:102];
-  assign \passes__payload$95.desc.axes[2].o_start  = \passes__payload$95 [117:102];
-  assign \passes__payload$95.desc.axes[2].count  = \passes__payload$95 [134:118];
-  assign \passes__payload$95.desc.axes[2].g_start  = \passes__payload$95 [152:135];
-  assign \passes__payload$95.desc.weights  = \passes__payload$95 [161:153];
-  assign \passes__payload$95.desc.chunk  = \passes__payload$95 [172:162];
-  assign \passes__payload$95.desc.init  = \passes__payload$95 [173];
-  assign \passes__payload$95.desc.zero  = \passes__payload$95 [174];
-  assign \passes__payload$95.bank  = \passes__payload$95 [175];
-  assign \passes_out__payload.desc  = \passes__payload$95 [174:0];
-  assign \passes_out__payload.desc.axes  = \passes__payload$95 [152:0];
-  assign \passes_out__payload.desc.axes[0]  = \passes__payload$95 [50:0];
-  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$95 [15:0];
-  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$95 [32:16];
-  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$95 [50:33];
-  assign \passes_out__payload.desc.axes[1]  = \passes__payload$95 [101:51];
-  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$95 [66:51];
-  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$95 [83:67];
-  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$95 [101:84];
-  assign \passes_out__payload.desc.axes[2]  = \passes__payload$95 [152:102];
-  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$95 [117:102];
-  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$95 [134:118];
-  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$95 [152:135];
-  assign \passes_out__payload.desc.weights  = \passes__payload$95 [161:153];
-  assign \passes_out__payload.desc.chunk  = \passes__payload$95 [172:162];
-  assign \passes_out__payload.desc.init  = \passes__payload$95 [173];
-  assign \passes_out__payload.desc.zero  = \passes__payload$95 [174];
-  assign \passes_out__payload.bank  = \passes__payload$95 [175];
+  assign \passes__payload$99.desc  = \passes__payload$99 [174:0];
+  assign \passes__payload$99.desc.axes  = \passes__payload$99 [152:0];
+  assign \passes__payload$99.desc.axes[0]  = \passes__payload$99 [50:0];
+  assign \passes__payload$99.desc.axes[0].o_start  = \passes__payload$99 [15:0];
+  assign \passes__payload$99.desc.axes[0].count  = \passes__payload$99 [32:16];
+  assign \passes__payload$99.desc.axes[0].g_start  = \passes__payload$99 [50:33];
+  assign \passes__payload$99.desc.axes[1]  = \passes__payload$99 [101:51];
+  assign \passes__payload$99.desc.axes[1].o_start  = \passes__payload$99 [66:51];
+  assign \passes__payload$99.desc.axes[1].count  = \passes__payload$99 [83:67];
+  assign \passes__payload$99.desc.axes[1].g_start  = \passes__payload$99 [101:84];
+  assign \passes__payload$99.desc.axes[2]  = \passes__payload$99 [152:102];
+  assign \passes__payload$99.desc.axes[2].o_start  = \passes__payload$99 [117:102];
+  assign \passes__payload$99.desc.axes[2].count  = \passes__payload$99 [134:118];
+  assign \passes__payload$99.desc.axes[2].g_start  = \passes__payload$99 [152:135];
+  assign \passes__payload$99.desc.weights  = \passes__payload$99 [161:153];
+  assign \passes__payload$99.desc.chunk  = \passes__payload$99 [172:162];
+  assign \passes__payload$99.desc.init  = \passes__payload$99 [173];
+  assign \passes__payload$99.desc.zero  = \passes__payload$99 [174];
+  assign \passes__payload$99.bank  = \passes__payload$99 [175];
+  assign \passes_out__payload.desc  = \passes__payload$99 [174:0];
+  assign \passes_out__payload.desc.axes  = \passes__payload$99 [152:0];
+  assign \passes_out__payload.desc.axes[0]  = \passes__payload$99 [50:0];
+  assign \passes_out__payload.desc.axes[0].o_start  = \passes__payload$99 [15:0];
+  assign \passes_out__payload.desc.axes[0].count  = \passes__payload$99 [32:16];
+  assign \passes_out__payload.desc.axes[0].g_start  = \passes__payload$99 [50:33];
+  assign \passes_out__payload.desc.axes[1]  = \passes__payload$99 [101:51];
+  assign \passes_out__payload.desc.axes[1].o_start  = \passes__payload$99 [66:51];
+  assign \passes_out__payload.desc.axes[1].count  = \passes__payload$99 [83:67];
+  assign \passes_out__payload.desc.axes[1].g_start  = \passes__payload$99 [101:84];
+  assign \passes_out__payload.desc.axes[2]  = \passes__payload$99 [152:102];
+  assign \passes_out__payload.desc.axes[2].o_start  = \passes__payload$99 [117:102];
+  assign \passes_out__payload.desc.axes[2].count  = \passes__payload$99 [134:118];
+  assign \passes_out__payload.desc.axes[2].g_start  = \passes__payload$99 [152:135];
+  assign \passes_out__payload.desc.weights  = \passes__payload$99 [161:153];
+  assign \passes_out__payload.desc.chunk  = \passes__payload$99 [172:162];
+  assign \passes_out__payload.desc.init  = \passes__payload$99 [173];
+  assign \passes_out__payload.desc.zero  = \passes__payload$99 [174];
+  assign \passes_out__payload.bank  = \passes__payload$99 [175];
   assign \lane_select[0]  = lane_select[1:0];
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
@@ -11214,24 +11245,24 @@ module \convhw_list.core (rst, \start$71 , \port$966$5 , weight_base, ready, acc
   assign \out_psum[1]  = sum[63:32];
   assign \out_psum[2]  = sum[95:64];
   assign \out_psum[3]  = sum[127:96];
-  assign \entry$155.addr  = \entry$155 [6:0];
-  assign \entry$155.init  = \entry$155 [7];
-  assign \entry$155.valid  = \entry$155 [8];
-  assign \sum$156[0]  = sum[31:0];
-  assign \sum$156[1]  = sum[63:32];
-  assign \sum$156[2]  = sum[95:64];
-  assign \sum$156[3]  = sum[127:96];
+  assign \entry$161.addr  = \entry$161 [6:0];
+  assign \entry$161.init  = \entry$161 [7];
+  assign \entry$161.valid  = \entry$161 [8];
+  assign \sum$162[0]  = sum[31:0];
+  assign \sum$162[1]  = sum[63:32];
+  assign \sum$162[2]  = sum[95:64];
+  assign \sum$162[3]  = sum[127:96];
   assign \host_data[0]  = host_data[31:0];
   assign \host_data[1]  = host_data[63:32];
   assign \host_data[2]  = host_data[95:64];
   assign \host_data[3]  = host_data[127:96];
-  assign \host_data$162[0]  = \host_data$162 [31:0];
-  assign \host_data$162[1]  = \host_data$162 [63:32];
-  assign \host_data$162[2]  = \host_data$162 [95:64];
-  assign \host_data$162[3]  = \host_data$162 [127:96];
-  assign \entry$155 [8] = \$34 ;
-  assign \entry$155 [7] = acc_entry_d7[8];
-  assign \entry$155 [6:0] = acc_entry_d7[6:0];
+  assign \host_data$168[0]  = \host_data$168 [31:0];
+  assign \host_data$168[1]  = \host_data$168 [63:32];
+  assign \host_data$168[2]  = \host_data$168 [95:64];
+  assign \host_data$168[3]  = \host_data$168 [127:96];
+  assign \entry$161 [8] = \$34 ;
+  assign \entry$161 [7] = acc_entry_d7[8];
+  assign \entry$161 [6:0] = acc_entry_d7[6:0];
   assign entry[8] = \$32 ;
   assign entry[7] = acc_entry_d7[8];
   assign entry[6:0] = acc_entry_d7[6:0];
@@ -12230,124 +12261,183 @@ module \convhw_list.core.accumulator1 (rst, busy, entry, sum, sum_valid, old, ho
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane_select, \w_we$16 , w_row, w_bank, \w_data$21 , out_psum, out_valid, clk);
+module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, \port$6509$0 , lane_select, \w_we$17 , w_row, w_bank, \w_data$22 , out_psum, out_valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$11  = 0;
   wire [8:0] \$1 ;
-  wire \$10 ;
+  wire [8:0] \$10 ;
+  reg [35:0] \$100 ;
+  reg [35:0] \$101 ;
+  reg \$102 ;
+  reg \$103 ;
+  reg \$104 ;
+  reg \$105 ;
+  reg \$106 ;
+  reg \$107 ;
+  reg \$108 ;
+  reg \$109 ;
   wire [8:0] \$11 ;
-  wire [8:0] \$12 ;
+  reg \$110 ;
+  reg \$111 ;
+  reg \$112 ;
+  reg [8:0] \$113 ;
+  reg \$114 ;
+  reg \$115 ;
+  reg \$116 ;
+  reg \$117 ;
+  reg [8:0] \$118 ;
+  reg \$119 ;
+  wire \$12 ;
+  reg \$120 ;
+  reg \$121 ;
+  reg \$122 ;
+  reg [8:0] \$123 ;
+  reg \$124 ;
+  reg \$125 ;
+  reg \$126 ;
+  reg \$127 ;
+  reg [8:0] \$128 ;
+  reg \$129 ;
   wire \$13 ;
+  reg \$130 ;
+  reg \$131 ;
+  reg \$132 ;
+  reg [31:0] \$133 ;
+  reg [31:0] \$134 ;
+  reg [31:0] \$135 ;
+  reg [31:0] \$136 ;
+  reg [31:0] \$137 ;
+  reg [31:0] \$138 ;
+  reg [9:0] \$139 ;
   wire [8:0] \$14 ;
-  wire [5:0] \$149 ;
   wire [8:0] \$15 ;
-  wire [5:0] \$152 ;
-  wire [5:0] \$155 ;
-  wire [5:0] \$158 ;
   wire \$16 ;
-  wire [8:0] \$17 ;
+  wire \$17 ;
   wire [8:0] \$18 ;
-  wire \$19 ;
+  wire [8:0] \$19 ;
   wire [8:0] \$2 ;
-  wire [8:0] \$20 ;
-  wire [8:0] \$21 ;
-  wire \$22 ;
+  wire \$20 ;
+  wire \$21 ;
+  wire [8:0] \$22 ;
   wire [8:0] \$23 ;
-  wire [8:0] \$24 ;
+  wire \$24 ;
+  wire [5:0] \$240 ;
+  wire [5:0] \$247 ;
   wire \$25 ;
+  wire [5:0] \$254 ;
   wire [8:0] \$26 ;
+  wire [5:0] \$261 ;
   wire [8:0] \$27 ;
   wire \$28 ;
-  wire [8:0] \$29 ;
+  wire \$29 ;
   wire [8:0] \$3 ;
   wire [8:0] \$30 ;
-  wire \$31 ;
-  wire [8:0] \$32 ;
-  wire [8:0] \$33 ;
-  wire \$34 ;
+  wire [8:0] \$31 ;
+  wire \$32 ;
+  wire \$33 ;
+  wire [8:0] \$34 ;
   wire [8:0] \$35 ;
-  wire [8:0] \$36 ;
+  wire \$36 ;
   wire \$37 ;
   wire [8:0] \$38 ;
   wire [8:0] \$39 ;
   wire [8:0] \$4 ;
   wire \$40 ;
-  wire [8:0] \$41 ;
+  wire \$41 ;
   wire [8:0] \$42 ;
-  wire \$43 ;
-  wire [8:0] \$44 ;
-  wire [8:0] \$45 ;
-  wire \$46 ;
+  wire [8:0] \$43 ;
+  wire \$44 ;
+  wire \$45 ;
+  wire [8:0] \$46 ;
   wire [8:0] \$47 ;
-  wire [8:0] \$48 ;
+  wire \$48 ;
   wire \$49 ;
-  wire [8:0] \$5 ;
+  wire \$5 ;
   wire [8:0] \$50 ;
   wire [8:0] \$51 ;
   wire \$52 ;
-  wire [8:0] \$53 ;
+  wire \$53 ;
   wire [8:0] \$54 ;
   wire [8:0] \$55 ;
-  wire [8:0] \$56 ;
-  reg [8:0] \$57 ;
-  reg [8:0] \$58 ;
-  reg [8:0] \$59 ;
+  wire \$56 ;
+  wire \$57 ;
+  wire [8:0] \$58 ;
+  wire [8:0] \$59 ;
   wire [8:0] \$6 ;
-  reg [8:0] \$60 ;
-  reg [8:0] \$61 ;
-  reg [8:0] \$62 ;
-  reg [8:0] \$63 ;
-  reg [8:0] \$64 ;
-  reg [8:0] \$65 ;
-  reg [8:0] \$66 ;
-  reg [35:0] \$67 ;
-  reg [35:0] \$68 ;
-  reg [35:0] \$69 ;
-  wire \$7 ;
-  reg [8:0] \$70 ;
-  reg [8:0] \$71 ;
-  reg [8:0] \$72 ;
-  reg [8:0] \$73 ;
-  reg [31:0] \$74 ;
-  reg [31:0] \$75 ;
-  reg [31:0] \$76 ;
-  reg [31:0] \$77 ;
-  reg [31:0] \$78 ;
-  reg [31:0] \$79 ;
-  wire [8:0] \$8 ;
-  reg [9:0] \$80 ;
-  wire [8:0] \$9 ;
+  wire \$60 ;
+  wire \$61 ;
+  wire [8:0] \$62 ;
+  wire [8:0] \$63 ;
+  wire \$64 ;
+  wire \$65 ;
+  wire [8:0] \$66 ;
+  wire [8:0] \$67 ;
+  wire \$68 ;
+  wire [8:0] \$69 ;
+  wire [8:0] \$7 ;
+  wire \$70 ;
+  wire \$71 ;
+  wire \$72 ;
+  wire \$73 ;
+  wire [8:0] \$74 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
+  wire \$78 ;
+  wire [8:0] \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire \$81 ;
+  wire \$82 ;
+  wire \$83 ;
+  wire [8:0] \$84 ;
+  wire \$85 ;
+  wire \$86 ;
+  wire \$87 ;
+  wire \$88 ;
+  reg [8:0] \$89 ;
+  wire \$9 ;
+  reg [8:0] \$90 ;
+  reg [8:0] \$91 ;
+  reg [8:0] \$92 ;
+  reg [8:0] \$93 ;
+  reg [8:0] \$94 ;
+  reg [8:0] \$95 ;
+  reg [8:0] \$96 ;
+  reg [8:0] \$97 ;
+  reg [8:0] \$98 ;
+  reg [35:0] \$99 ;
   wire [7:0] a;
-  wire [7:0] \a$102 ;
-  wire [7:0] \a$110 ;
-  wire [7:0] \a$117 ;
-  wire [7:0] \a$124 ;
-  wire [7:0] \a$23 ;
-  wire [7:0] \a$30 ;
-  wire [7:0] \a$37 ;
-  wire [7:0] \a$44 ;
-  wire [7:0] \a$52 ;
-  wire [7:0] \a$59 ;
-  wire [7:0] \a$66 ;
+  wire [7:0] \a$106 ;
+  wire [7:0] \a$114 ;
+  wire [7:0] \a$123 ;
+  wire [7:0] \a$131 ;
+  wire [7:0] \a$139 ;
+  wire [7:0] \a$24 ;
+  wire [7:0] \a$32 ;
+  wire [7:0] \a$40 ;
+  wire [7:0] \a$48 ;
+  wire [7:0] \a$57 ;
+  wire [7:0] \a$65 ;
   wire [7:0] \a$73 ;
   wire [7:0] \a$81 ;
-  wire [7:0] \a$88 ;
-  wire [7:0] \a$95 ;
+  wire [7:0] \a$90 ;
+  wire [7:0] \a$98 ;
   wire bank;
-  wire \bank$105 ;
-  wire \bank$111 ;
+  wire \bank$100 ;
+  wire \bank$108 ;
   wire \bank$118 ;
   wire \bank$125 ;
-  wire \bank$24 ;
-  wire \bank$31 ;
-  wire \bank$38 ;
-  wire \bank$47 ;
-  wire \bank$53 ;
-  wire \bank$60 ;
+  wire \bank$133 ;
+  wire \bank$141 ;
+  wire \bank$26 ;
+  wire \bank$34 ;
+  wire \bank$42 ;
+  wire \bank$52 ;
+  wire \bank$59 ;
   wire \bank$67 ;
-  wire \bank$76 ;
-  wire \bank$82 ;
-  wire \bank$89 ;
-  wire \bank$96 ;
+  wire \bank$75 ;
+  wire \bank$85 ;
+  wire \bank$92 ;
   input clk;
   wire clk;
   reg [8:0] col0_picked = 9'h000;
@@ -12436,16 +12526,34 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \in_lanes[3] ;
   wire \in_lanes[3].bank ;
   wire [7:0] \in_lanes[3].data ;
+  wire in_sum_row;
   input in_valid;
   wire in_valid;
   input [31:0] in_word;
   wire [31:0] in_word;
+  wire in_word_row;
   input [7:0] lane_select;
   wire [7:0] lane_select;
   wire [1:0] \lane_select[0] ;
   wire [1:0] \lane_select[1] ;
   wire [1:0] \lane_select[2] ;
   wire [1:0] \lane_select[3] ;
+  reg other_row_0_0 = 1'h0;
+  reg other_row_0_1 = 1'h0;
+  reg other_row_0_2 = 1'h0;
+  reg other_row_0_3 = 1'h0;
+  reg other_row_1_0 = 1'h0;
+  reg other_row_1_1 = 1'h0;
+  reg other_row_1_2 = 1'h0;
+  reg other_row_1_3 = 1'h0;
+  reg other_row_2_0 = 1'h0;
+  reg other_row_2_1 = 1'h0;
+  reg other_row_2_2 = 1'h0;
+  reg other_row_2_3 = 1'h0;
+  reg other_row_3_0 = 1'h0;
+  reg other_row_3_1 = 1'h0;
+  reg other_row_3_2 = 1'h0;
+  reg other_row_3_3 = 1'h0;
   output [127:0] out_psum;
   wire [127:0] out_psum;
   wire [31:0] \out_psum[0] ;
@@ -12454,38 +12562,40 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [31:0] \out_psum[3] ;
   output out_valid;
   wire out_valid;
+  input [1:0] \port$6509$0 ;
+  wire [1:0] \port$6509$0 ;
   wire [31:0] psum_in;
-  wire [31:0] \psum_in$100 ;
-  wire [31:0] \psum_in$109 ;
-  wire [31:0] \psum_in$115 ;
+  wire [31:0] \psum_in$104 ;
+  wire [31:0] \psum_in$112 ;
   wire [31:0] \psum_in$122 ;
   wire [31:0] \psum_in$129 ;
-  wire [31:0] \psum_in$28 ;
-  wire [31:0] \psum_in$35 ;
-  wire [31:0] \psum_in$42 ;
-  wire [31:0] \psum_in$51 ;
-  wire [31:0] \psum_in$57 ;
-  wire [31:0] \psum_in$64 ;
+  wire [31:0] \psum_in$137 ;
+  wire [31:0] \psum_in$145 ;
+  wire [31:0] \psum_in$30 ;
+  wire [31:0] \psum_in$38 ;
+  wire [31:0] \psum_in$46 ;
+  wire [31:0] \psum_in$56 ;
+  wire [31:0] \psum_in$63 ;
   wire [31:0] \psum_in$71 ;
-  wire [31:0] \psum_in$80 ;
-  wire [31:0] \psum_in$86 ;
-  wire [31:0] \psum_in$93 ;
+  wire [31:0] \psum_in$79 ;
+  wire [31:0] \psum_in$89 ;
+  wire [31:0] \psum_in$96 ;
   wire [31:0] psum_out;
-  wire [31:0] \psum_out$101 ;
-  wire [31:0] \psum_out$116 ;
-  wire [31:0] \psum_out$123 ;
+  wire [31:0] \psum_out$105 ;
+  wire [31:0] \psum_out$113 ;
   wire [31:0] \psum_out$130 ;
-  wire [31:0] \psum_out$135 ;
-  wire [31:0] \psum_out$145 ;
-  wire [31:0] \psum_out$148 ;
-  wire [31:0] \psum_out$149 ;
-  wire [31:0] \psum_out$36 ;
-  wire [31:0] \psum_out$43 ;
-  wire [31:0] \psum_out$58 ;
-  wire [31:0] \psum_out$65 ;
+  wire [31:0] \psum_out$138 ;
+  wire [31:0] \psum_out$146 ;
+  wire [31:0] \psum_out$151 ;
+  wire [31:0] \psum_out$174 ;
+  wire [31:0] \psum_out$177 ;
+  wire [31:0] \psum_out$178 ;
+  wire [31:0] \psum_out$39 ;
+  wire [31:0] \psum_out$47 ;
+  wire [31:0] \psum_out$64 ;
   wire [31:0] \psum_out$72 ;
-  wire [31:0] \psum_out$87 ;
-  wire [31:0] \psum_out$94 ;
+  wire [31:0] \psum_out$80 ;
+  wire [31:0] \psum_out$97 ;
   input rst;
   wire rst;
   reg [8:0] skew1_0 = 9'h000;
@@ -12519,606 +12629,894 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   wire [8:0] \skewed[3] ;
   wire \skewed[3].bank ;
   wire [7:0] \skewed[3].data ;
+  reg sum_row_d1 = 1'h0;
+  reg sum_row_d2 = 1'h0;
+  reg sum_row_d3 = 1'h0;
+  reg sum_row_d4 = 1'h0;
+  reg sum_row_d5 = 1'h0;
+  reg sum_row_d6 = 1'h0;
+  reg sum_row_d7 = 1'h0;
   reg [9:0] valid = 10'h000;
   input w_bank;
   wire w_bank;
-  wire \w_bank$107 ;
-  wire \w_bank$113 ;
+  wire \w_bank$102 ;
+  wire \w_bank$110 ;
   wire \w_bank$120 ;
   wire \w_bank$127 ;
-  wire \w_bank$19 ;
-  wire \w_bank$26 ;
-  wire \w_bank$33 ;
-  wire \w_bank$40 ;
-  wire \w_bank$49 ;
-  wire \w_bank$55 ;
-  wire \w_bank$62 ;
+  wire \w_bank$135 ;
+  wire \w_bank$143 ;
+  wire \w_bank$20 ;
+  wire \w_bank$28 ;
+  wire \w_bank$36 ;
+  wire \w_bank$44 ;
+  wire \w_bank$54 ;
+  wire \w_bank$61 ;
   wire \w_bank$69 ;
-  wire \w_bank$78 ;
-  wire \w_bank$84 ;
-  wire \w_bank$91 ;
-  wire \w_bank$98 ;
+  wire \w_bank$77 ;
+  wire \w_bank$87 ;
+  wire \w_bank$94 ;
   wire [7:0] w_data;
-  wire [7:0] \w_data$108 ;
-  wire [7:0] \w_data$114 ;
+  wire [7:0] \w_data$103 ;
+  wire [7:0] \w_data$111 ;
   wire [7:0] \w_data$121 ;
   wire [7:0] \w_data$128 ;
-  input [31:0] \w_data$21 ;
-  wire [31:0] \w_data$21 ;
-  wire [7:0] \w_data$27 ;
-  wire [7:0] \w_data$34 ;
-  wire [7:0] \w_data$41 ;
-  wire [7:0] \w_data$50 ;
-  wire [7:0] \w_data$56 ;
-  wire [7:0] \w_data$63 ;
+  wire [7:0] \w_data$136 ;
+  wire [7:0] \w_data$144 ;
+  input [31:0] \w_data$22 ;
+  wire [31:0] \w_data$22 ;
+  wire [7:0] \w_data$29 ;
+  wire [7:0] \w_data$37 ;
+  wire [7:0] \w_data$45 ;
+  wire [7:0] \w_data$55 ;
+  wire [7:0] \w_data$62 ;
   wire [7:0] \w_data$70 ;
-  wire [7:0] \w_data$79 ;
-  wire [7:0] \w_data$85 ;
-  wire [7:0] \w_data$92 ;
-  wire [7:0] \w_data$99 ;
+  wire [7:0] \w_data$78 ;
+  wire [7:0] \w_data$88 ;
+  wire [7:0] \w_data$95 ;
   input [1:0] w_row;
   wire [1:0] w_row;
   wire w_we;
-  wire \w_we$106 ;
-  wire \w_we$112 ;
+  wire \w_we$101 ;
+  wire \w_we$109 ;
   wire \w_we$119 ;
   wire \w_we$126 ;
-  input \w_we$16 ;
-  wire \w_we$16 ;
-  wire \w_we$25 ;
-  wire \w_we$32 ;
-  wire \w_we$39 ;
-  wire \w_we$48 ;
-  wire \w_we$54 ;
-  wire \w_we$61 ;
+  wire \w_we$134 ;
+  wire \w_we$142 ;
+  input \w_we$17 ;
+  wire \w_we$17 ;
+  wire \w_we$27 ;
+  wire \w_we$35 ;
+  wire \w_we$43 ;
+  wire \w_we$53 ;
+  wire \w_we$60 ;
   wire \w_we$68 ;
-  wire \w_we$77 ;
-  wire \w_we$83 ;
-  wire \w_we$90 ;
-  wire \w_we$97 ;
-  assign \w_we$39  = \w_we$16  & \$16 ;
-  assign \$17  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$18  = depthwise ? col1_picked : col1_word[8:0];
-  assign \$19  = ! w_row;
-  assign \w_we$48  = \w_we$16  & \$19 ;
-  assign \$20  = depthwise ? col1_picked : col1_word[17:9];
-  assign \$21  = depthwise ? col1_picked : col1_word[17:9];
-  assign \$22  = w_row == 1'h1;
-  assign \w_we$54  = \w_we$16  & \$22 ;
-  assign \$23  = depthwise ? col1_picked : col1_word[26:18];
-  assign \$24  = depthwise ? col1_picked : col1_word[26:18];
-  assign \$25  = w_row == 2'h2;
-  assign \w_we$61  = \w_we$16  & \$25 ;
-  assign \$26  = depthwise ? col1_picked : col1_word[35:27];
-  assign \$27  = depthwise ? col1_picked : col1_word[35:27];
-  assign \$28  = w_row == 2'h3;
-  assign \w_we$68  = \w_we$16  & \$28 ;
-  assign \$29  = depthwise ? col2_picked : col2_word[8:0];
-  assign \$30  = depthwise ? col2_picked : col2_word[8:0];
-  assign \$31  = ! w_row;
-  assign \w_we$77  = \w_we$16  & \$31 ;
-  assign \$32  = depthwise ? col2_picked : col2_word[17:9];
-  assign \$33  = depthwise ? col2_picked : col2_word[17:9];
-  assign \$34  = w_row == 1'h1;
-  assign \w_we$83  = \w_we$16  & \$34 ;
-  assign \$35  = depthwise ? col2_picked : col2_word[26:18];
-  assign \$36  = depthwise ? col2_picked : col2_word[26:18];
-  assign \$37  = w_row == 2'h2;
-  assign \w_we$90  = \w_we$16  & \$37 ;
-  assign \$38  = depthwise ? col2_picked : col2_word[35:27];
-  assign \$39  = depthwise ? col2_picked : col2_word[35:27];
-  assign \$40  = w_row == 2'h3;
-  assign \w_we$97  = \w_we$16  & \$40 ;
-  assign \$41  = depthwise ? col3_picked : col3_word[8:0];
-  assign \$42  = depthwise ? col3_picked : col3_word[8:0];
-  assign \$43  = ! w_row;
-  assign \w_we$106  = \w_we$16  & \$43 ;
-  assign \$44  = depthwise ? col3_picked : col3_word[17:9];
-  assign \$45  = depthwise ? col3_picked : col3_word[17:9];
-  assign \$46  = w_row == 1'h1;
-  assign \w_we$112  = \w_we$16  & \$46 ;
-  assign \$47  = depthwise ? col3_picked : col3_word[26:18];
-  assign \$48  = depthwise ? col3_picked : col3_word[26:18];
-  assign \$49  = w_row == 2'h2;
-  assign \w_we$119  = \w_we$16  & \$49 ;
-  assign \$50  = depthwise ? col3_picked : col3_word[35:27];
-  assign \$51  = depthwise ? col3_picked : col3_word[35:27];
-  assign \$52  = w_row == 2'h3;
-  assign \w_we$126  = \w_we$16  & \$52 ;
-  assign \$149  = lane_select[1:0] * 4'h9;
-  assign \$53  = in_lanes >> \$149 ;
-  assign \$152  = lane_select[3:2] * 4'h9;
-  assign \$54  = skewed >> \$152 ;
-  assign \$155  = lane_select[5:4] * 4'h9;
-  assign \$55  = col1_word >> \$155 ;
-  assign \$158  = lane_select[7:6] * 4'h9;
-  assign \$56  = col2_word >> \$158 ;
-  always @(posedge clk)
-    entered0 <= \$57 ;
-  always @(posedge clk)
-    entered1 <= \$58 ;
-  always @(posedge clk)
-    skew1_0 <= \$59 ;
-  always @(posedge clk)
-    entered2 <= \$60 ;
-  always @(posedge clk)
-    skew2_0 <= \$61 ;
-  always @(posedge clk)
-    skew2_1 <= \$62 ;
-  always @(posedge clk)
-    entered3 <= \$63 ;
-  always @(posedge clk)
-    skew3_0 <= \$64 ;
-  always @(posedge clk)
-    skew3_1 <= \$65 ;
-  always @(posedge clk)
-    skew3_2 <= \$66 ;
-  always @(posedge clk)
-    col1_word <= \$67 ;
-  always @(posedge clk)
-    col2_word <= \$68 ;
-  always @(posedge clk)
-    col3_word <= \$69 ;
-  always @(posedge clk)
-    col0_picked <= \$70 ;
-  always @(posedge clk)
-    col1_picked <= \$71 ;
-  always @(posedge clk)
-    col2_picked <= \$72 ;
-  always @(posedge clk)
-    col3_picked <= \$73 ;
-  always @(posedge clk)
-    deskew0_0 <= \$74 ;
-  always @(posedge clk)
-    deskew0_1 <= \$75 ;
-  always @(posedge clk)
-    deskew0_2 <= \$76 ;
-  always @(posedge clk)
-    deskew1_0 <= \$77 ;
-  always @(posedge clk)
-    deskew1_1 <= \$78 ;
-  always @(posedge clk)
-    deskew2_0 <= \$79 ;
-  always @(posedge clk)
-    valid <= \$80 ;
+  wire \w_we$76 ;
+  wire \w_we$86 ;
+  wire \w_we$93 ;
+  reg word_row_d1 = 1'h0;
+  reg word_row_d2 = 1'h0;
+  reg word_row_d3 = 1'h0;
+  reg word_row_d4 = 1'h0;
   assign \$2  = depthwise ? entered1 : skew1_0;
   assign \$3  = depthwise ? entered2 : skew2_1;
   assign \$4  = depthwise ? entered3 : skew3_2;
-  assign \$5  = depthwise ? col0_picked : entered0;
+  assign \$5  = depthwise & other_row_0_0;
   assign \$6  = depthwise ? col0_picked : entered0;
-  assign \$7  = ! w_row;
-  assign w_we = \w_we$16  & \$7 ;
-  assign \$8  = depthwise ? col0_picked : skew1_0;
-  assign \$9  = depthwise ? col0_picked : skew1_0;
-  assign \$10  = w_row == 1'h1;
-  assign \w_we$25  = \w_we$16  & \$10 ;
-  assign \$11  = depthwise ? col0_picked : skew2_1;
-  assign \$12  = depthwise ? col0_picked : skew2_1;
-  assign \$13  = w_row == 2'h2;
-  assign \w_we$32  = \w_we$16  & \$13 ;
-  assign \$14  = depthwise ? col0_picked : skew3_2;
-  assign \$15  = depthwise ? col0_picked : skew3_2;
-  assign \$16  = w_row == 2'h3;
+  assign a = \$5  ? 8'h00 : \$6 [7:0];
+  assign \$7  = depthwise ? col0_picked : entered0;
+  assign \$8  = ! w_row;
+  assign w_we = \w_we$17  & \$8 ;
+  assign \$9  = depthwise & other_row_1_0;
+  assign \$10  = depthwise ? col0_picked : skew1_0;
+  assign \a$24  = \$9  ? 8'h00 : \$10 [7:0];
+  assign \$11  = depthwise ? col0_picked : skew1_0;
+  assign \$12  = w_row == 1'h1;
+  assign \w_we$27  = \w_we$17  & \$12 ;
+  assign \$13  = depthwise & other_row_2_0;
+  assign \$14  = depthwise ? col0_picked : skew2_1;
+  assign \a$32  = \$13  ? 8'h00 : \$14 [7:0];
+  assign \$15  = depthwise ? col0_picked : skew2_1;
+  assign \$16  = w_row == 2'h2;
+  assign \w_we$35  = \w_we$17  & \$16 ;
+  assign \$17  = depthwise & other_row_3_0;
+  assign \$18  = depthwise ? col0_picked : skew3_2;
+  assign \a$40  = \$17  ? 8'h00 : \$18 [7:0];
+  assign \$19  = depthwise ? col0_picked : skew3_2;
+  assign \$20  = w_row == 2'h3;
+  assign \w_we$43  = \w_we$17  & \$20 ;
+  assign \$21  = depthwise & other_row_0_1;
+  assign \$22  = depthwise ? col1_picked : col1_word[8:0];
+  assign \a$48  = \$21  ? 8'h00 : \$22 [7:0];
+  assign \$23  = depthwise ? col1_picked : col1_word[8:0];
+  assign \$24  = ! w_row;
+  assign \w_we$53  = \w_we$17  & \$24 ;
+  assign \$25  = depthwise & other_row_1_1;
+  assign \$26  = depthwise ? col1_picked : col1_word[17:9];
+  assign \a$57  = \$25  ? 8'h00 : \$26 [7:0];
+  assign \$27  = depthwise ? col1_picked : col1_word[17:9];
+  assign \$28  = w_row == 1'h1;
+  assign \w_we$60  = \w_we$17  & \$28 ;
+  assign \$29  = depthwise & other_row_2_1;
+  assign \$30  = depthwise ? col1_picked : col1_word[26:18];
+  assign \a$65  = \$29  ? 8'h00 : \$30 [7:0];
+  assign \$31  = depthwise ? col1_picked : col1_word[26:18];
+  assign \$32  = w_row == 2'h2;
+  assign \w_we$68  = \w_we$17  & \$32 ;
+  assign \$33  = depthwise & other_row_3_1;
+  assign \$34  = depthwise ? col1_picked : col1_word[35:27];
+  assign \a$73  = \$33  ? 8'h00 : \$34 [7:0];
+  assign \$35  = depthwise ? col1_picked : col1_word[35:27];
+  assign \$36  = w_row == 2'h3;
+  assign \w_we$76  = \w_we$17  & \$36 ;
+  assign \$37  = depthwise & other_row_0_2;
+  assign \$38  = depthwise ? col2_picked : col2_word[8:0];
+  assign \a$81  = \$37  ? 8'h00 : \$38 [7:0];
+  assign \$39  = depthwise ? col2_picked : col2_word[8:0];
+  assign \$40  = ! w_row;
+  assign \w_we$86  = \w_we$17  & \$40 ;
+  assign \$41  = depthwise & other_row_1_2;
+  assign \$42  = depthwise ? col2_picked : col2_word[17:9];
+  assign \a$90  = \$41  ? 8'h00 : \$42 [7:0];
+  assign \$43  = depthwise ? col2_picked : col2_word[17:9];
+  assign \$44  = w_row == 1'h1;
+  assign \w_we$93  = \w_we$17  & \$44 ;
+  assign \$45  = depthwise & other_row_2_2;
+  assign \$46  = depthwise ? col2_picked : col2_word[26:18];
+  assign \a$98  = \$45  ? 8'h00 : \$46 [7:0];
+  assign \$47  = depthwise ? col2_picked : col2_word[26:18];
+  assign \$48  = w_row == 2'h2;
+  assign \w_we$101  = \w_we$17  & \$48 ;
+  assign \$49  = depthwise & other_row_3_2;
+  assign \$50  = depthwise ? col2_picked : col2_word[35:27];
+  assign \a$106  = \$49  ? 8'h00 : \$50 [7:0];
+  assign \$51  = depthwise ? col2_picked : col2_word[35:27];
+  assign \$52  = w_row == 2'h3;
+  assign \w_we$109  = \w_we$17  & \$52 ;
+  assign \$53  = depthwise & other_row_0_3;
+  assign \$54  = depthwise ? col3_picked : col3_word[8:0];
+  assign \a$114  = \$53  ? 8'h00 : \$54 [7:0];
+  assign \$55  = depthwise ? col3_picked : col3_word[8:0];
+  assign \$56  = ! w_row;
+  assign \w_we$119  = \w_we$17  & \$56 ;
+  assign \$57  = depthwise & other_row_1_3;
+  assign \$58  = depthwise ? col3_picked : col3_word[17:9];
+  assign \a$123  = \$57  ? 8'h00 : \$58 [7:0];
+  assign \$59  = depthwise ? col3_picked : col3_word[17:9];
+  assign \$60  = w_row == 1'h1;
+  assign \w_we$126  = \w_we$17  & \$60 ;
+  assign \$61  = depthwise & other_row_2_3;
+  assign \$62  = depthwise ? col3_picked : col3_word[26:18];
+  assign \a$131  = \$61  ? 8'h00 : \$62 [7:0];
+  assign \$63  = depthwise ? col3_picked : col3_word[26:18];
+  assign \$64  = w_row == 2'h2;
+  assign \w_we$134  = \w_we$17  & \$64 ;
+  assign \$65  = depthwise & other_row_3_3;
+  assign \$66  = depthwise ? col3_picked : col3_word[35:27];
+  assign \a$139  = \$65  ? 8'h00 : \$66 [7:0];
+  assign \$67  = depthwise ? col3_picked : col3_word[35:27];
+  assign \$68  = w_row == 2'h3;
+  assign \w_we$142  = \w_we$17  & \$68 ;
+  assign \$240  = lane_select[1:0] * 4'h9;
+  assign \$69  = in_lanes >> \$240 ;
+  assign \$70  = \port$6509$0 [0] ^ \port$6509$0 [1];
+  assign \$71  = \port$6509$0 [0] ^ sum_row_d1;
+  assign \$72  = \port$6509$0 [0] ^ sum_row_d2;
+  assign \$73  = \port$6509$0 [0] ^ sum_row_d3;
+  assign \$247  = lane_select[3:2] * 4'h9;
+  assign \$74  = skewed >> \$247 ;
+  assign \$75  = word_row_d1 ^ sum_row_d1;
+  assign \$76  = word_row_d1 ^ sum_row_d2;
+  assign \$77  = word_row_d1 ^ sum_row_d3;
+  assign \$78  = word_row_d1 ^ sum_row_d4;
+  assign \$254  = lane_select[5:4] * 4'h9;
+  assign \$79  = col1_word >> \$254 ;
+  assign \$80  = word_row_d2 ^ sum_row_d2;
+  assign \$81  = word_row_d2 ^ sum_row_d3;
+  assign \$82  = word_row_d2 ^ sum_row_d4;
+  assign \$83  = word_row_d2 ^ sum_row_d5;
+  assign \$261  = lane_select[7:6] * 4'h9;
+  assign \$84  = col2_word >> \$261 ;
+  assign \$85  = word_row_d3 ^ sum_row_d3;
+  assign \$86  = word_row_d3 ^ sum_row_d4;
+  assign \$87  = word_row_d3 ^ sum_row_d5;
+  assign \$88  = word_row_d3 ^ sum_row_d6;
+  always @(posedge clk)
+    entered0 <= \$89 ;
+  always @(posedge clk)
+    entered1 <= \$90 ;
+  always @(posedge clk)
+    skew1_0 <= \$91 ;
+  always @(posedge clk)
+    entered2 <= \$92 ;
+  always @(posedge clk)
+    skew2_0 <= \$93 ;
+  always @(posedge clk)
+    skew2_1 <= \$94 ;
+  always @(posedge clk)
+    entered3 <= \$95 ;
+  always @(posedge clk)
+    skew3_0 <= \$96 ;
+  always @(posedge clk)
+    skew3_1 <= \$97 ;
+  always @(posedge clk)
+    skew3_2 <= \$98 ;
+  always @(posedge clk)
+    col1_word <= \$99 ;
+  always @(posedge clk)
+    col2_word <= \$100 ;
+  always @(posedge clk)
+    col3_word <= \$101 ;
+  always @(posedge clk)
+    word_row_d1 <= \$102 ;
+  always @(posedge clk)
+    word_row_d2 <= \$103 ;
+  always @(posedge clk)
+    word_row_d3 <= \$104 ;
+  always @(posedge clk)
+    word_row_d4 <= \$105 ;
+  always @(posedge clk)
+    sum_row_d1 <= \$106 ;
+  always @(posedge clk)
+    sum_row_d2 <= \$107 ;
+  always @(posedge clk)
+    sum_row_d3 <= \$108 ;
+  always @(posedge clk)
+    sum_row_d4 <= \$109 ;
+  always @(posedge clk)
+    sum_row_d5 <= \$110 ;
+  always @(posedge clk)
+    sum_row_d6 <= \$111 ;
+  always @(posedge clk)
+    sum_row_d7 <= \$112 ;
+  always @(posedge clk)
+    col0_picked <= \$113 ;
+  always @(posedge clk)
+    other_row_0_0 <= \$114 ;
+  always @(posedge clk)
+    other_row_1_0 <= \$115 ;
+  always @(posedge clk)
+    other_row_2_0 <= \$116 ;
+  always @(posedge clk)
+    other_row_3_0 <= \$117 ;
+  always @(posedge clk)
+    col1_picked <= \$118 ;
+  always @(posedge clk)
+    other_row_0_1 <= \$119 ;
+  always @(posedge clk)
+    other_row_1_1 <= \$120 ;
+  always @(posedge clk)
+    other_row_2_1 <= \$121 ;
+  always @(posedge clk)
+    other_row_3_1 <= \$122 ;
+  always @(posedge clk)
+    col2_picked <= \$123 ;
+  always @(posedge clk)
+    other_row_0_2 <= \$124 ;
+  always @(posedge clk)
+    other_row_1_2 <= \$125 ;
+  always @(posedge clk)
+    other_row_2_2 <= \$126 ;
+  always @(posedge clk)
+    other_row_3_2 <= \$127 ;
+  always @(posedge clk)
+    col3_picked <= \$128 ;
+  always @(posedge clk)
+    other_row_0_3 <= \$129 ;
+  always @(posedge clk)
+    other_row_1_3 <= \$130 ;
+  always @(posedge clk)
+    other_row_2_3 <= \$131 ;
+  always @(posedge clk)
+    other_row_3_3 <= \$132 ;
+  always @(posedge clk)
+    deskew0_0 <= \$133 ;
+  always @(posedge clk)
+    deskew0_1 <= \$134 ;
+  always @(posedge clk)
+    deskew0_2 <= \$135 ;
+  always @(posedge clk)
+    deskew1_0 <= \$136 ;
+  always @(posedge clk)
+    deskew1_1 <= \$137 ;
+  always @(posedge clk)
+    deskew2_0 <= \$138 ;
+  always @(posedge clk)
+    valid <= \$139 ;
   \convhw_list.core.array.pe_0_0  pe_0_0 (
-    .a(\$5 [7:0]),
-    .bank(\$6 [8]),
+    .a(a),
+    .bank(\$7 [8]),
     .clk(clk),
-    .psum(\psum_in$28 ),
+    .psum(\psum_in$30 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$21 [7:0]),
+    .w_data(\w_data$22 [7:0]),
     .w_we(w_we)
   );
   \convhw_list.core.array.pe_0_1  pe_0_1 (
-    .a(\$17 [7:0]),
-    .bank(\$18 [8]),
+    .a(\a$48 ),
+    .bank(\$23 [8]),
     .clk(clk),
-    .psum(\psum_in$57 ),
+    .psum(\psum_in$63 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$21 [15:8]),
-    .w_we(\w_we$48 )
+    .w_data(\w_data$22 [15:8]),
+    .w_we(\w_we$53 )
   );
   \convhw_list.core.array.pe_0_2  pe_0_2 (
-    .a(\$29 [7:0]),
-    .bank(\$30 [8]),
-    .clk(clk),
-    .psum(\psum_in$86 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [23:16]),
-    .w_we(\w_we$77 )
-  );
-  \convhw_list.core.array.pe_0_3  pe_0_3 (
-    .a(\$41 [7:0]),
-    .bank(\$42 [8]),
-    .clk(clk),
-    .psum(\psum_in$115 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [31:24]),
-    .w_we(\w_we$106 )
-  );
-  \convhw_list.core.array.pe_1_0  pe_1_0 (
-    .a(\$8 [7:0]),
-    .bank(\$9 [8]),
-    .clk(clk),
-    .psum(\psum_in$35 ),
-    .psum_in(\psum_in$28 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [7:0]),
-    .w_we(\w_we$25 )
-  );
-  \convhw_list.core.array.pe_1_1  pe_1_1 (
-    .a(\$20 [7:0]),
-    .bank(\$21 [8]),
-    .clk(clk),
-    .psum(\psum_in$64 ),
-    .psum_in(\psum_in$57 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [15:8]),
-    .w_we(\w_we$54 )
-  );
-  \convhw_list.core.array.pe_1_2  pe_1_2 (
-    .a(\$32 [7:0]),
-    .bank(\$33 [8]),
-    .clk(clk),
-    .psum(\psum_in$93 ),
-    .psum_in(\psum_in$86 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [23:16]),
-    .w_we(\w_we$83 )
-  );
-  \convhw_list.core.array.pe_1_3  pe_1_3 (
-    .a(\$44 [7:0]),
-    .bank(\$45 [8]),
-    .clk(clk),
-    .psum(\psum_in$122 ),
-    .psum_in(\psum_in$115 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [31:24]),
-    .w_we(\w_we$112 )
-  );
-  \convhw_list.core.array.pe_2_0  pe_2_0 (
-    .a(\$11 [7:0]),
-    .bank(\$12 [8]),
-    .clk(clk),
-    .psum(\psum_in$42 ),
-    .psum_in(\psum_in$35 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [7:0]),
-    .w_we(\w_we$32 )
-  );
-  \convhw_list.core.array.pe_2_1  pe_2_1 (
-    .a(\$23 [7:0]),
-    .bank(\$24 [8]),
-    .clk(clk),
-    .psum(\psum_in$71 ),
-    .psum_in(\psum_in$64 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [15:8]),
-    .w_we(\w_we$61 )
-  );
-  \convhw_list.core.array.pe_2_2  pe_2_2 (
-    .a(\$35 [7:0]),
-    .bank(\$36 [8]),
-    .clk(clk),
-    .psum(\psum_in$100 ),
-    .psum_in(\psum_in$93 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [23:16]),
-    .w_we(\w_we$90 )
-  );
-  \convhw_list.core.array.pe_2_3  pe_2_3 (
-    .a(\$47 [7:0]),
-    .bank(\$48 [8]),
-    .clk(clk),
-    .psum(\psum_in$129 ),
-    .psum_in(\psum_in$122 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [31:24]),
-    .w_we(\w_we$119 )
-  );
-  \convhw_list.core.array.pe_3_0  pe_3_0 (
-    .a(\$14 [7:0]),
-    .bank(\$15 [8]),
-    .clk(clk),
-    .psum(\psum_out$145 ),
-    .psum_in(\psum_in$42 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [7:0]),
-    .w_we(\w_we$39 )
-  );
-  \convhw_list.core.array.pe_3_1  pe_3_1 (
-    .a(\$26 [7:0]),
-    .bank(\$27 [8]),
-    .clk(clk),
-    .psum(\psum_out$148 ),
-    .psum_in(\psum_in$71 ),
-    .rst(rst),
-    .w_bank(w_bank),
-    .w_data(\w_data$21 [15:8]),
-    .w_we(\w_we$68 )
-  );
-  \convhw_list.core.array.pe_3_2  pe_3_2 (
-    .a(\$38 [7:0]),
+    .a(\a$81 ),
     .bank(\$39 [8]),
     .clk(clk),
-    .psum(\psum_out$149 ),
-    .psum_in(\psum_in$100 ),
+    .psum(\psum_in$96 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$21 [23:16]),
-    .w_we(\w_we$97 )
+    .w_data(\w_data$22 [23:16]),
+    .w_we(\w_we$86 )
   );
-  \convhw_list.core.array.pe_3_3  pe_3_3 (
-    .a(\$50 [7:0]),
-    .bank(\$51 [8]),
+  \convhw_list.core.array.pe_0_3  pe_0_3 (
+    .a(\a$114 ),
+    .bank(\$55 [8]),
     .clk(clk),
-    .psum(\psum_out$135 ),
+    .psum(\psum_in$129 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [31:24]),
+    .w_we(\w_we$119 )
+  );
+  \convhw_list.core.array.pe_1_0  pe_1_0 (
+    .a(\a$24 ),
+    .bank(\$11 [8]),
+    .clk(clk),
+    .psum(\psum_in$38 ),
+    .psum_in(\psum_in$30 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [7:0]),
+    .w_we(\w_we$27 )
+  );
+  \convhw_list.core.array.pe_1_1  pe_1_1 (
+    .a(\a$57 ),
+    .bank(\$27 [8]),
+    .clk(clk),
+    .psum(\psum_in$71 ),
+    .psum_in(\psum_in$63 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [15:8]),
+    .w_we(\w_we$60 )
+  );
+  \convhw_list.core.array.pe_1_2  pe_1_2 (
+    .a(\a$90 ),
+    .bank(\$43 [8]),
+    .clk(clk),
+    .psum(\psum_in$104 ),
+    .psum_in(\psum_in$96 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [23:16]),
+    .w_we(\w_we$93 )
+  );
+  \convhw_list.core.array.pe_1_3  pe_1_3 (
+    .a(\a$123 ),
+    .bank(\$59 [8]),
+    .clk(clk),
+    .psum(\psum_in$137 ),
     .psum_in(\psum_in$129 ),
     .rst(rst),
     .w_bank(w_bank),
-    .w_data(\w_data$21 [31:24]),
+    .w_data(\w_data$22 [31:24]),
     .w_we(\w_we$126 )
+  );
+  \convhw_list.core.array.pe_2_0  pe_2_0 (
+    .a(\a$32 ),
+    .bank(\$15 [8]),
+    .clk(clk),
+    .psum(\psum_in$46 ),
+    .psum_in(\psum_in$38 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [7:0]),
+    .w_we(\w_we$35 )
+  );
+  \convhw_list.core.array.pe_2_1  pe_2_1 (
+    .a(\a$65 ),
+    .bank(\$31 [8]),
+    .clk(clk),
+    .psum(\psum_in$79 ),
+    .psum_in(\psum_in$71 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [15:8]),
+    .w_we(\w_we$68 )
+  );
+  \convhw_list.core.array.pe_2_2  pe_2_2 (
+    .a(\a$98 ),
+    .bank(\$47 [8]),
+    .clk(clk),
+    .psum(\psum_in$112 ),
+    .psum_in(\psum_in$104 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [23:16]),
+    .w_we(\w_we$101 )
+  );
+  \convhw_list.core.array.pe_2_3  pe_2_3 (
+    .a(\a$131 ),
+    .bank(\$63 [8]),
+    .clk(clk),
+    .psum(\psum_in$145 ),
+    .psum_in(\psum_in$137 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [31:24]),
+    .w_we(\w_we$134 )
+  );
+  \convhw_list.core.array.pe_3_0  pe_3_0 (
+    .a(\a$40 ),
+    .bank(\$19 [8]),
+    .clk(clk),
+    .psum(\psum_out$174 ),
+    .psum_in(\psum_in$46 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [7:0]),
+    .w_we(\w_we$43 )
+  );
+  \convhw_list.core.array.pe_3_1  pe_3_1 (
+    .a(\a$73 ),
+    .bank(\$35 [8]),
+    .clk(clk),
+    .psum(\psum_out$177 ),
+    .psum_in(\psum_in$79 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [15:8]),
+    .w_we(\w_we$76 )
+  );
+  \convhw_list.core.array.pe_3_2  pe_3_2 (
+    .a(\a$106 ),
+    .bank(\$51 [8]),
+    .clk(clk),
+    .psum(\psum_out$178 ),
+    .psum_in(\psum_in$112 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [23:16]),
+    .w_we(\w_we$109 )
+  );
+  \convhw_list.core.array.pe_3_3  pe_3_3 (
+    .a(\a$139 ),
+    .bank(\$67 [8]),
+    .clk(clk),
+    .psum(\psum_out$151 ),
+    .psum_in(\psum_in$145 ),
+    .rst(rst),
+    .w_bank(w_bank),
+    .w_data(\w_data$22 [31:24]),
+    .w_we(\w_we$142 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$57  = in_lanes[8:0];
+    \$89  = in_lanes[8:0];
     if (rst) begin
-      \$57  = 9'h000;
+      \$89  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$58  = in_lanes[17:9];
+    \$90  = in_lanes[17:9];
     if (rst) begin
-      \$58  = 9'h000;
+      \$90  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$59  = entered1;
+    \$91  = entered1;
     if (rst) begin
-      \$59  = 9'h000;
+      \$91  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$60  = in_lanes[26:18];
+    \$92  = in_lanes[26:18];
     if (rst) begin
-      \$60  = 9'h000;
+      \$92  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$61  = entered2;
+    \$93  = entered2;
     if (rst) begin
-      \$61  = 9'h000;
+      \$93  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$62  = skew2_0;
+    \$94  = skew2_0;
     if (rst) begin
-      \$62  = 9'h000;
+      \$94  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$63  = in_lanes[35:27];
+    \$95  = in_lanes[35:27];
     if (rst) begin
-      \$63  = 9'h000;
+      \$95  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$64  = entered3;
+    \$96  = entered3;
     if (rst) begin
-      \$64  = 9'h000;
+      \$96  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$65  = skew3_0;
+    \$97  = skew3_0;
     if (rst) begin
-      \$65  = 9'h000;
+      \$97  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$66  = skew3_1;
+    \$98  = skew3_1;
     if (rst) begin
-      \$66  = 9'h000;
+      \$98  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$67  = skewed;
+    \$99  = skewed;
     if (rst) begin
-      \$67  = 36'h000000000;
+      \$99  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$68  = col1_word;
+    \$100  = col1_word;
     if (rst) begin
-      \$68  = 36'h000000000;
+      \$100  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$69  = col2_word;
+    \$101  = col2_word;
     if (rst) begin
-      \$69  = 36'h000000000;
+      \$101  = 36'h000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$70  = \$53 ;
+    \$102  = \port$6509$0 [0];
     if (rst) begin
-      \$70  = 9'h000;
+      \$102  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$71  = \$54 ;
+    \$103  = word_row_d1;
     if (rst) begin
-      \$71  = 9'h000;
+      \$103  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$72  = \$55 ;
+    \$104  = word_row_d2;
     if (rst) begin
-      \$72  = 9'h000;
+      \$104  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$73  = \$56 ;
+    \$105  = word_row_d3;
     if (rst) begin
-      \$73  = 9'h000;
+      \$105  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$74  = \psum_out$145 ;
+    \$106  = \port$6509$0 [1];
     if (rst) begin
-      \$74  = 32'd0;
+      \$106  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$75  = deskew0_0;
+    \$107  = sum_row_d1;
     if (rst) begin
-      \$75  = 32'd0;
+      \$107  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$76  = deskew0_1;
+    \$108  = sum_row_d2;
     if (rst) begin
-      \$76  = 32'd0;
+      \$108  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$77  = \psum_out$148 ;
+    \$109  = sum_row_d3;
     if (rst) begin
-      \$77  = 32'd0;
+      \$109  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$78  = deskew1_0;
+    \$110  = sum_row_d4;
     if (rst) begin
-      \$78  = 32'd0;
+      \$110  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$79  = \psum_out$149 ;
+    \$111  = sum_row_d5;
     if (rst) begin
-      \$79  = 32'd0;
+      \$111  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
-    \$80  = { valid[8:0], in_valid };
+    \$112  = sum_row_d6;
     if (rst) begin
-      \$80  = 10'h000;
+      \$112  = 1'h0;
     end
   end
-  assign a = \$5 [7:0];
-  assign bank = \$6 [8];
-  assign \w_bank$19  = w_bank;
-  assign w_data = \w_data$21 [7:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$113  = \$69 ;
+    if (rst) begin
+      \$113  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$114  = \$70 ;
+    if (rst) begin
+      \$114  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$115  = \$71 ;
+    if (rst) begin
+      \$115  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$116  = \$72 ;
+    if (rst) begin
+      \$116  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$117  = \$73 ;
+    if (rst) begin
+      \$117  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$118  = \$74 ;
+    if (rst) begin
+      \$118  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$119  = \$75 ;
+    if (rst) begin
+      \$119  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$120  = \$76 ;
+    if (rst) begin
+      \$120  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$121  = \$77 ;
+    if (rst) begin
+      \$121  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$122  = \$78 ;
+    if (rst) begin
+      \$122  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$123  = \$79 ;
+    if (rst) begin
+      \$123  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$124  = \$80 ;
+    if (rst) begin
+      \$124  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$125  = \$81 ;
+    if (rst) begin
+      \$125  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$126  = \$82 ;
+    if (rst) begin
+      \$126  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$127  = \$83 ;
+    if (rst) begin
+      \$127  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$128  = \$84 ;
+    if (rst) begin
+      \$128  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$129  = \$85 ;
+    if (rst) begin
+      \$129  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$130  = \$86 ;
+    if (rst) begin
+      \$130  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$131  = \$87 ;
+    if (rst) begin
+      \$131  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$132  = \$88 ;
+    if (rst) begin
+      \$132  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$133  = \psum_out$174 ;
+    if (rst) begin
+      \$133  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$134  = deskew0_0;
+    if (rst) begin
+      \$134  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$135  = deskew0_1;
+    if (rst) begin
+      \$135  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$136  = \psum_out$177 ;
+    if (rst) begin
+      \$136  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$137  = deskew1_0;
+    if (rst) begin
+      \$137  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$138  = \psum_out$178 ;
+    if (rst) begin
+      \$138  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$11 ) begin end
+    \$139  = { valid[8:0], in_valid };
+    if (rst) begin
+      \$139  = 10'h000;
+    end
+  end
+  assign bank = \$7 [8];
+  assign \w_bank$20  = w_bank;
+  assign w_data = \w_data$22 [7:0];
   assign psum_in = 32'd0;
-  assign \a$23  = \$8 [7:0];
-  assign \bank$24  = \$9 [8];
-  assign \w_bank$26  = w_bank;
-  assign \w_data$27  = \w_data$21 [7:0];
-  assign psum_out = \psum_in$28 ;
-  assign \a$30  = \$11 [7:0];
-  assign \bank$31  = \$12 [8];
-  assign \w_bank$33  = w_bank;
-  assign \w_data$34  = \w_data$21 [7:0];
-  assign \psum_out$36  = \psum_in$35 ;
-  assign \a$37  = \$14 [7:0];
-  assign \bank$38  = \$15 [8];
-  assign \w_bank$40  = w_bank;
-  assign \w_data$41  = \w_data$21 [7:0];
-  assign \psum_out$43  = \psum_in$42 ;
-  assign \a$44  = \$17 [7:0];
-  assign \bank$47  = \$18 [8];
-  assign \w_bank$49  = w_bank;
-  assign \w_data$50  = \w_data$21 [15:8];
-  assign \psum_in$51  = 32'd0;
-  assign \a$52  = \$20 [7:0];
-  assign \bank$53  = \$21 [8];
-  assign \w_bank$55  = w_bank;
-  assign \w_data$56  = \w_data$21 [15:8];
-  assign \psum_out$58  = \psum_in$57 ;
-  assign \a$59  = \$23 [7:0];
-  assign \bank$60  = \$24 [8];
-  assign \w_bank$62  = w_bank;
-  assign \w_data$63  = \w_data$21 [15:8];
-  assign \psum_out$65  = \psum_in$64 ;
-  assign \a$66  = \$26 [7:0];
-  assign \bank$67  = \$27 [8];
+  assign \bank$26  = \$11 [8];
+  assign \w_bank$28  = w_bank;
+  assign \w_data$29  = \w_data$22 [7:0];
+  assign psum_out = \psum_in$30 ;
+  assign \bank$34  = \$15 [8];
+  assign \w_bank$36  = w_bank;
+  assign \w_data$37  = \w_data$22 [7:0];
+  assign \psum_out$39  = \psum_in$38 ;
+  assign \bank$42  = \$19 [8];
+  assign \w_bank$44  = w_bank;
+  assign \w_data$45  = \w_data$22 [7:0];
+  assign \psum_out$47  = \psum_in$46 ;
+  assign \bank$52  = \$23 [8];
+  assign \w_bank$54  = w_bank;
+  assign \w_data$55  = \w_data$22 [15:8];
+  assign \psum_in$56  = 32'd0;
+  assign \bank$59  = \$27 [8];
+  assign \w_bank$61  = w_bank;
+  assign \w_data$62  = \w_data$22 [15:8];
+  assign \psum_out$64  = \psum_in$63 ;
+  assign \bank$67  = \$31 [8];
   assign \w_bank$69  = w_bank;
-  assign \w_data$70  = \w_data$21 [15:8];
+  assign \w_data$70  = \w_data$22 [15:8];
   assign \psum_out$72  = \psum_in$71 ;
-  assign \a$73  = \$29 [7:0];
-  assign \bank$76  = \$30 [8];
-  assign \w_bank$78  = w_bank;
-  assign \w_data$79  = \w_data$21 [23:16];
-  assign \psum_in$80  = 32'd0;
-  assign \a$81  = \$32 [7:0];
-  assign \bank$82  = \$33 [8];
-  assign \w_bank$84  = w_bank;
-  assign \w_data$85  = \w_data$21 [23:16];
-  assign \psum_out$87  = \psum_in$86 ;
-  assign \a$88  = \$35 [7:0];
-  assign \bank$89  = \$36 [8];
-  assign \w_bank$91  = w_bank;
-  assign \w_data$92  = \w_data$21 [23:16];
-  assign \psum_out$94  = \psum_in$93 ;
-  assign \a$95  = \$38 [7:0];
-  assign \bank$96  = \$39 [8];
-  assign \w_bank$98  = w_bank;
-  assign \w_data$99  = \w_data$21 [23:16];
-  assign \psum_out$101  = \psum_in$100 ;
-  assign \a$102  = \$41 [7:0];
-  assign \bank$105  = \$42 [8];
-  assign \w_bank$107  = w_bank;
-  assign \w_data$108  = \w_data$21 [31:24];
-  assign \psum_in$109  = 32'd0;
-  assign \a$110  = \$44 [7:0];
-  assign \bank$111  = \$45 [8];
-  assign \w_bank$113  = w_bank;
-  assign \w_data$114  = \w_data$21 [31:24];
-  assign \psum_out$116  = \psum_in$115 ;
-  assign \a$117  = \$47 [7:0];
-  assign \bank$118  = \$48 [8];
+  assign \bank$75  = \$35 [8];
+  assign \w_bank$77  = w_bank;
+  assign \w_data$78  = \w_data$22 [15:8];
+  assign \psum_out$80  = \psum_in$79 ;
+  assign \bank$85  = \$39 [8];
+  assign \w_bank$87  = w_bank;
+  assign \w_data$88  = \w_data$22 [23:16];
+  assign \psum_in$89  = 32'd0;
+  assign \bank$92  = \$43 [8];
+  assign \w_bank$94  = w_bank;
+  assign \w_data$95  = \w_data$22 [23:16];
+  assign \psum_out$97  = \psum_in$96 ;
+  assign \bank$100  = \$47 [8];
+  assign \w_bank$102  = w_bank;
+  assign \w_data$103  = \w_data$22 [23:16];
+  assign \psum_out$105  = \psum_in$104 ;
+  assign \bank$108  = \$51 [8];
+  assign \w_bank$110  = w_bank;
+  assign \w_data$111  = \w_data$22 [23:16];
+  assign \psum_out$113  = \psum_in$112 ;
+  assign \bank$118  = \$55 [8];
   assign \w_bank$120  = w_bank;
-  assign \w_data$121  = \w_data$21 [31:24];
-  assign \psum_out$123  = \psum_in$122 ;
-  assign \a$124  = \$50 [7:0];
-  assign \bank$125  = \$51 [8];
+  assign \w_data$121  = \w_data$22 [31:24];
+  assign \psum_in$122  = 32'd0;
+  assign \bank$125  = \$59 [8];
   assign \w_bank$127  = w_bank;
-  assign \w_data$128  = \w_data$21 [31:24];
+  assign \w_data$128  = \w_data$22 [31:24];
   assign \psum_out$130  = \psum_in$129 ;
+  assign \bank$133  = \$63 [8];
+  assign \w_bank$135  = w_bank;
+  assign \w_data$136  = \w_data$22 [31:24];
+  assign \psum_out$138  = \psum_in$137 ;
+  assign \bank$141  = \$67 [8];
+  assign \w_bank$143  = w_bank;
+  assign \w_data$144  = \w_data$22 [31:24];
+  assign \psum_out$146  = \psum_in$145 ;
+  assign in_word_row = \port$6509$0 [0];
+  assign in_sum_row = \port$6509$0 [1];
   assign out_valid = valid[9];
   assign \in_lanes[0]  = in_lanes[8:0];
   assign \in_lanes[0].data  = in_lanes[7:0];
@@ -13216,7 +13614,7 @@ module \convhw_list.core.array (rst, in_word, depthwise, in_valid, in_bank, lane
   assign \lane_select[1]  = lane_select[3:2];
   assign \lane_select[2]  = lane_select[5:4];
   assign \lane_select[3]  = lane_select[7:6];
-  assign out_psum[127:96] = \psum_out$135 ;
+  assign out_psum[127:96] = \psum_out$151 ;
   assign out_psum[95:64] = deskew2_0;
   assign out_psum[63:32] = deskew1_1;
   assign out_psum[31:0] = deskew0_2;
@@ -20679,7 +21077,7 @@ module \convhw_list.core.sequencer.divider (rst, start, flush, \divisor$7 , divi
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$182 , \bank$183 , pass_last, error, \write$186 , ready_next, clk);
+module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes__payload, ready, out_valid, in_addr, acc_addr, zero, \init$197 , \bank$198 , pass_last, error, \write$201 , \word_row$202 , sum_row, ready_next, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$32  = 0;
   wire \$1 ;
   wire [16:0] \$10 ;
@@ -20688,31 +21086,31 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$102 ;
   wire \$103 ;
   wire \$104 ;
-  wire [18:0] \$105 ;
-  wire \$106 ;
-  wire \$107 ;
-  wire \$108 ;
+  wire \$105 ;
+  wire [8:0] \$106 ;
+  wire [8:0] \$107 ;
+  wire [17:0] \$108 ;
   wire \$109 ;
   wire \$11 ;
-  wire \$110 ;
-  wire [17:0] \$111 ;
-  wire [16:0] \$112 ;
-  wire [18:0] \$113 ;
-  wire \$114 ;
+  wire [17:0] \$110 ;
+  wire \$111 ;
+  wire [17:0] \$112 ;
+  wire \$113 ;
+  wire [18:0] \$114 ;
   wire \$115 ;
-  wire [17:0] \$116 ;
-  wire [16:0] \$117 ;
-  wire [18:0] \$118 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire [16:0] \$12 ;
-  wire \$120 ;
-  wire [17:0] \$121 ;
-  wire [16:0] \$122 ;
-  wire [18:0] \$123 ;
-  wire \$124 ;
-  wire [16:0] \$125 ;
-  wire \$126 ;
-  wire [7:0] \$127 ;
+  wire [7:0] \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire [18:0] \$124 ;
+  wire [18:0] \$125 ;
+  wire [18:0] \$126 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
   wire [18:0] \$13 ;
@@ -20722,32 +21120,32 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
+  wire [18:0] \$136 ;
   wire \$137 ;
   wire \$138 ;
-  wire \$139 ;
+  wire [16:0] \$139 ;
   wire [16:0] \$14 ;
-  wire \$140 ;
+  wire [18:0] \$140 ;
   wire \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [17:0] \$143 ;
+  wire [16:0] \$144 ;
+  wire [18:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
-  wire \$148 ;
-  wire \$149 ;
+  wire [17:0] \$148 ;
+  wire [16:0] \$149 ;
   wire [18:0] \$15 ;
-  wire \$150 ;
+  wire [18:0] \$150 ;
   wire \$151 ;
   wire \$152 ;
-  wire \$153 ;
-  wire \$154 ;
-  wire \$155 ;
+  wire [17:0] \$153 ;
+  wire [16:0] \$154 ;
+  wire [18:0] \$155 ;
   wire \$156 ;
-  wire \$157 ;
+  wire [16:0] \$157 ;
   wire \$158 ;
-  wire \$159 ;
+  wire [7:0] \$159 ;
   wire [18:0] \$16 ;
   wire \$160 ;
   wire \$161 ;
@@ -20755,9 +21153,9 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire [10:0] \$166 ;
-  wire [11:0] \$167 ;
-  wire [12:0] \$168 ;
+  wire \$166 ;
+  wire \$167 ;
+  wire \$168 ;
   wire \$169 ;
   wire [16:0] \$17 ;
   wire \$170 ;
@@ -20791,257 +21189,309 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$196 ;
   wire \$197 ;
   wire \$198 ;
-  wire [16:0] \$199 ;
+  wire \$199 ;
   wire \$2 ;
   wire [7:0] \$20 ;
   wire \$200 ;
   wire \$201 ;
-  wire [15:0] \$202 ;
-  wire [17:0] \$203 ;
-  wire [17:0] \$204 ;
-  wire [18:0] \$205 ;
-  wire [15:0] \$206 ;
-  wire [17:0] \$207 ;
-  wire [17:0] \$208 ;
+  wire [10:0] \$202 ;
+  wire [11:0] \$203 ;
+  wire [12:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire \$208 ;
   wire \$209 ;
   wire [7:0] \$21 ;
-  wire [17:0] \$210 ;
-  wire [18:0] \$211 ;
-  wire [18:0] \$212 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire \$212 ;
   wire \$213 ;
   wire \$214 ;
-  wire [15:0] \$215 ;
-  wire [17:0] \$216 ;
-  wire [17:0] \$217 ;
-  wire [18:0] \$218 ;
-  wire [15:0] \$219 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire \$217 ;
+  wire \$218 ;
+  wire \$219 ;
   wire \$22 ;
-  wire [17:0] \$220 ;
-  wire [17:0] \$221 ;
+  wire \$220 ;
+  wire \$221 ;
   wire \$222 ;
-  wire [17:0] \$223 ;
-  wire [18:0] \$224 ;
-  wire [18:0] \$225 ;
+  wire \$223 ;
+  wire \$224 ;
+  wire \$225 ;
   wire \$226 ;
   wire \$227 ;
-  wire [15:0] \$228 ;
-  wire [17:0] \$229 ;
+  wire \$228 ;
+  wire \$229 ;
   wire [16:0] \$23 ;
-  wire [17:0] \$230 ;
-  wire [18:0] \$231 ;
-  wire [15:0] \$232 ;
-  wire [17:0] \$233 ;
-  wire [17:0] \$234 ;
+  wire \$230 ;
+  wire \$231 ;
+  wire \$232 ;
+  wire \$233 ;
+  wire [16:0] \$234 ;
   wire \$235 ;
-  wire [17:0] \$236 ;
-  wire [18:0] \$237 ;
-  wire [18:0] \$238 ;
-  wire \$239 ;
+  wire \$236 ;
+  wire [15:0] \$237 ;
+  wire [17:0] \$238 ;
+  wire [17:0] \$239 ;
   wire \$24 ;
-  wire \$240 ;
-  wire \$241 ;
-  wire \$242 ;
-  wire [18:0] \$243 ;
-  wire [18:0] \$244 ;
-  wire [18:0] \$245 ;
-  wire \$246 ;
-  wire \$247 ;
+  wire [18:0] \$240 ;
+  wire [15:0] \$241 ;
+  wire [17:0] \$242 ;
+  wire [17:0] \$243 ;
+  wire \$244 ;
+  wire [17:0] \$245 ;
+  wire [18:0] \$246 ;
+  wire [18:0] \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire [16:0] \$25 ;
-  wire [18:0] \$250 ;
-  wire [18:0] \$251 ;
-  wire [18:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
-  wire \$256 ;
-  wire [18:0] \$257 ;
-  wire [18:0] \$258 ;
+  wire [15:0] \$250 ;
+  wire [17:0] \$251 ;
+  wire [17:0] \$252 ;
+  wire [18:0] \$253 ;
+  wire [15:0] \$254 ;
+  wire [17:0] \$255 ;
+  wire [17:0] \$256 ;
+  wire \$257 ;
+  wire [17:0] \$258 ;
   wire [18:0] \$259 ;
   wire [18:0] \$26 ;
-  wire \$260 ;
-  wire [16:0] \$261 ;
+  wire [18:0] \$260 ;
+  wire \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  reg \$264 ;
-  reg \$265 ;
-  reg \$266 ;
-  reg \$267 ;
-  reg [15:0] \$268 ;
-  reg [15:0] \$269 ;
+  wire [15:0] \$263 ;
+  wire [17:0] \$264 ;
+  wire [17:0] \$265 ;
+  wire [18:0] \$266 ;
+  wire [15:0] \$267 ;
+  wire [17:0] \$268 ;
+  wire [17:0] \$269 ;
   wire [16:0] \$27 ;
-  reg [7:0] \$270 ;
-  reg [7:0] \$271 ;
-  reg [17:0] \$272 ;
-  reg [16:0] \$273 ;
-  reg [16:0] \$274 ;
-  reg [16:0] \$275 ;
-  reg [15:0] \$276 ;
-  reg [15:0] \$277 ;
-  reg [7:0] \$278 ;
-  reg [7:0] \$279 ;
+  wire \$270 ;
+  wire [17:0] \$271 ;
+  wire [18:0] \$272 ;
+  wire [18:0] \$273 ;
+  wire \$274 ;
+  wire \$275 ;
+  wire \$276 ;
+  wire \$277 ;
+  wire [18:0] \$278 ;
+  wire [18:0] \$279 ;
   wire [18:0] \$28 ;
-  reg [17:0] \$280 ;
-  reg [16:0] \$281 ;
-  reg [16:0] \$282 ;
-  reg [16:0] \$283 ;
-  reg [9:0] \$284 ;
-  reg [15:0] \$285 ;
-  reg [15:0] \$286 ;
-  reg [7:0] \$287 ;
-  reg [7:0] \$288 ;
-  reg [17:0] \$289 ;
+  wire [18:0] \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire \$284 ;
+  wire [18:0] \$285 ;
+  wire [18:0] \$286 ;
+  wire [18:0] \$287 ;
+  wire \$288 ;
+  wire \$289 ;
   wire [18:0] \$29 ;
-  reg [16:0] \$290 ;
-  reg [16:0] \$291 ;
-  reg [16:0] \$292 ;
-  reg [9:0] \$293 ;
-  reg [9:0] \$294 ;
-  reg \$295 ;
-  reg [7:0] \$296 ;
-  reg [8:0] \$297 ;
-  reg [16:0] \$298 ;
-  reg [16:0] \$299 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire [18:0] \$292 ;
+  wire [18:0] \$293 ;
+  wire [18:0] \$294 ;
+  wire \$295 ;
+  wire [16:0] \$296 ;
+  wire \$297 ;
+  wire \$298 ;
+  reg \$299 ;
   wire \$3 ;
   wire [16:0] \$30 ;
-  reg [16:0] \$300 ;
-  reg [17:0] \$301 ;
-  reg [16:0] \$302 ;
+  reg \$300 ;
+  reg \$301 ;
+  reg \$302 ;
   reg [15:0] \$303 ;
-  reg [18:0] \$304 ;
+  reg [15:0] \$304 ;
   reg [7:0] \$305 ;
-  reg [17:0] \$306 ;
-  reg [7:0] \$307 ;
-  reg \$308 ;
-  reg [7:0] \$309 ;
+  reg [7:0] \$306 ;
+  reg [17:0] \$307 ;
+  reg [16:0] \$308 ;
+  reg [16:0] \$309 ;
   wire [16:0] \$31 ;
-  reg [7:0] \$310 ;
-  reg [8:0] \$311 ;
-  reg \$312 ;
-  reg [16:0] \$313 ;
-  reg \$314 ;
-  reg [15:0] \$315 ;
-  reg [17:0] \$316 ;
+  reg [16:0] \$310 ;
+  reg [15:0] \$311 ;
+  reg [15:0] \$312 ;
+  reg [7:0] \$313 ;
+  reg [7:0] \$314 ;
+  reg [17:0] \$315 ;
+  reg [16:0] \$316 ;
   reg [16:0] \$317 ;
-  reg \$318 ;
-  reg [15:0] \$319 ;
+  reg [16:0] \$318 ;
+  reg [9:0] \$319 ;
   wire [16:0] \$32 ;
-  reg [17:0] \$320 ;
-  reg [16:0] \$321 ;
-  reg \$322 ;
-  reg [15:0] \$323 ;
+  reg [15:0] \$320 ;
+  reg [15:0] \$321 ;
+  reg [7:0] \$322 ;
+  reg [7:0] \$323 ;
   reg [17:0] \$324 ;
   reg [16:0] \$325 ;
-  reg \$326 ;
-  reg [7:0] \$327 ;
-  reg [7:0] \$328 ;
-  reg [7:0] \$329 ;
+  reg [16:0] \$326 ;
+  reg [16:0] \$327 ;
+  reg [9:0] \$328 ;
+  reg [9:0] \$329 ;
   wire [16:0] \$33 ;
-  reg [16:0] \$330 ;
-  reg \$331 ;
-  reg [15:0] \$332 ;
-  reg [17:0] \$333 ;
+  reg \$330 ;
+  reg [7:0] \$331 ;
+  reg [8:0] \$332 ;
+  reg [16:0] \$333 ;
   reg [16:0] \$334 ;
-  reg \$335 ;
-  reg [15:0] \$336 ;
-  reg [17:0] \$337 ;
-  reg [10:0] \$338 ;
-  reg \$339 ;
+  reg [16:0] \$335 ;
+  reg [17:0] \$336 ;
+  reg [16:0] \$337 ;
+  reg [15:0] \$338 ;
+  reg [18:0] \$339 ;
   wire [7:0] \$34 ;
-  reg \$340 ;
-  reg \$341 ;
-  reg \$342 ;
+  reg [7:0] \$340 ;
+  reg [17:0] \$341 ;
+  reg [7:0] \$342 ;
   reg \$343 ;
-  reg \$344 ;
-  reg [10:0] \$345 ;
+  reg [7:0] \$344 ;
+  reg \$345 ;
   reg \$346 ;
-  reg \$347 ;
-  reg [15:0] \$348 ;
-  reg \$349 ;
+  reg [7:0] \$347 ;
+  reg [8:0] \$348 ;
+  reg [8:0] \$349 ;
   wire [7:0] \$35 ;
-  reg [17:0] \$350 ;
+  reg [8:0] \$350 ;
   reg \$351 ;
   reg \$352 ;
-  reg [17:0] \$353 ;
-  reg \$354 ;
+  reg \$353 ;
+  reg [7:0] \$354 ;
   reg \$355 ;
-  reg [17:0] \$356 ;
+  reg [16:0] \$356 ;
   reg \$357 ;
-  reg \$358 ;
-  reg [15:0] \$359 ;
+  reg [15:0] \$358 ;
+  reg [17:0] \$359 ;
   wire \$36 ;
-  reg \$360 ;
+  reg [16:0] \$360 ;
   reg \$361 ;
-  reg \$362 ;
-  reg [10:0] \$363 ;
-  reg \$364 ;
+  reg [15:0] \$362 ;
+  reg [17:0] \$363 ;
+  reg [16:0] \$364 ;
   reg \$365 ;
   reg [15:0] \$366 ;
-  reg [7:0] \$367 ;
-  reg [17:0] \$368 ;
+  reg [17:0] \$367 ;
+  reg [16:0] \$368 ;
   reg \$369 ;
   wire [16:0] \$37 ;
-  reg [17:0] \$370 ;
-  reg \$371 ;
-  reg [17:0] \$372 ;
+  reg [7:0] \$370 ;
+  reg [7:0] \$371 ;
+  reg [7:0] \$372 ;
   reg \$373 ;
   reg \$374 ;
-  reg \$375 ;
+  reg [16:0] \$375 ;
   reg \$376 ;
-  reg [10:0] \$377 ;
-  reg \$378 ;
-  reg \$379 ;
+  reg [15:0] \$377 ;
+  reg [17:0] \$378 ;
+  reg [16:0] \$379 ;
   wire \$38 ;
-  reg [9:0] \$380 ;
-  reg \$381 ;
-  reg \$382 ;
-  reg [9:0] \$383 ;
+  reg \$380 ;
+  reg [15:0] \$381 ;
+  reg [17:0] \$382 ;
+  reg [10:0] \$383 ;
   reg \$384 ;
   reg \$385 ;
-  reg [9:0] \$386 ;
+  reg \$386 ;
   reg \$387 ;
   reg \$388 ;
-  reg [15:0] \$389 ;
+  reg \$389 ;
   wire [16:0] \$39 ;
-  reg \$390 ;
+  reg [10:0] \$390 ;
   reg \$391 ;
   reg \$392 ;
-  reg [10:0] \$393 ;
+  reg [15:0] \$393 ;
   reg \$394 ;
-  reg \$395 ;
-  reg [7:0] \$396 ;
-  reg [9:0] \$397 ;
-  reg [9:0] \$398 ;
-  reg \$399 ;
+  reg [1:0] \$395 ;
+  reg [17:0] \$396 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg [17:0] \$399 ;
   wire \$4 ;
   wire [18:0] \$40 ;
   reg \$400 ;
   reg \$401 ;
-  reg \$402 ;
+  reg [17:0] \$402 ;
   reg \$403 ;
-  reg [10:0] \$404 ;
-  reg \$405 ;
+  reg \$404 ;
+  reg [15:0] \$405 ;
   reg \$406 ;
-  reg [7:0] \$407 ;
+  reg \$407 ;
   reg \$408 ;
-  reg \$409 ;
+  reg [10:0] \$409 ;
   wire [16:0] \$41 ;
   reg \$410 ;
-  reg [9:0] \$411 ;
-  reg [7:0] \$412 ;
-  reg \$413 ;
-  reg \$414 ;
-  reg \$415 ;
+  reg \$411 ;
+  reg [15:0] \$412 ;
+  reg [1:0] \$413 ;
+  reg [7:0] \$414 ;
+  reg [17:0] \$415 ;
   reg \$416 ;
-  reg \$417 ;
+  reg [17:0] \$417 ;
   reg \$418 ;
+  reg [17:0] \$419 ;
   wire [18:0] \$42 ;
+  reg \$420 ;
+  reg \$421 ;
+  reg \$422 ;
+  reg \$423 ;
+  reg [10:0] \$424 ;
+  reg \$425 ;
+  reg \$426 ;
+  reg [1:0] \$427 ;
+  reg [9:0] \$428 ;
+  reg \$429 ;
   wire [18:0] \$43 ;
+  reg \$430 ;
+  reg [9:0] \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg [9:0] \$434 ;
+  reg \$435 ;
+  reg \$436 ;
+  reg [15:0] \$437 ;
+  reg \$438 ;
+  reg \$439 ;
   wire [16:0] \$44 ;
+  reg \$440 ;
+  reg [10:0] \$441 ;
+  reg \$442 ;
+  reg \$443 ;
+  reg [1:0] \$444 ;
+  reg [7:0] \$445 ;
+  reg [9:0] \$446 ;
+  reg [9:0] \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire [16:0] \$45 ;
+  reg \$450 ;
+  reg \$451 ;
+  reg \$452 ;
+  reg [10:0] \$453 ;
+  reg \$454 ;
+  reg \$455 ;
+  reg [1:0] \$456 ;
+  reg [7:0] \$457 ;
+  reg \$458 ;
+  reg \$459 ;
   wire [16:0] \$46 ;
+  reg \$460 ;
+  reg [9:0] \$461 ;
+  reg [7:0] \$462 ;
+  reg \$463 ;
+  reg \$464 ;
+  reg \$465 ;
+  reg \$466 ;
+  reg \$467 ;
+  reg \$468 ;
+  reg \$469 ;
   wire [16:0] \$47 ;
+  reg \$470 ;
   wire \$48 ;
   wire [8:0] \$49 ;
   wire \$5 ;
@@ -21070,44 +21520,46 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire \$70 ;
   wire [17:0] \$71 ;
   wire [17:0] \$72 ;
-  wire [8:0] \$73 ;
-  wire [9:0] \$74 ;
-  wire [17:0] \$75 ;
+  wire \$73 ;
+  wire \$74 ;
+  wire \$75 ;
   wire \$76 ;
-  wire [17:0] \$77 ;
+  wire \$77 ;
   wire \$78 ;
-  wire [17:0] \$79 ;
+  wire \$79 ;
   wire [7:0] \$8 ;
   wire \$80 ;
-  wire [18:0] \$81 ;
+  wire \$81 ;
   wire \$82 ;
   wire \$83 ;
   wire \$84 ;
   wire \$85 ;
   wire \$86 ;
   wire \$87 ;
-  wire [7:0] \$88 ;
+  wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire [18:0] \$92 ;
-  wire [18:0] \$93 ;
-  wire [18:0] \$94 ;
-  wire \$95 ;
-  wire \$96 ;
-  wire \$97 ;
+  wire [7:0] \$90 ;
+  wire [8:0] \$91 ;
+  wire [9:0] \$92 ;
+  wire [9:0] \$93 ;
+  wire [9:0] \$94 ;
+  wire [9:0] \$95 ;
+  wire [9:0] \$96 ;
+  wire [9:0] \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg \$signal  = 1'h0;
   reg \$signal$5  = 1'h0;
+  reg \$signal$56  = 1'h1;
+  reg \$signal$57  = 1'h1;
   wire [10:0] a;
-  wire [16:0] \a$195 ;
-  wire [8:0] \a$201 ;
-  wire [10:0] \a$204 ;
-  wire [10:0] \a$206 ;
-  wire [10:0] \a$209 ;
-  wire [10:0] \a$211 ;
+  wire [16:0] \a$212 ;
+  wire [8:0] \a$218 ;
+  wire [10:0] \a$221 ;
+  wire [10:0] \a$223 ;
+  wire [10:0] \a$226 ;
+  wire [10:0] \a$228 ;
   reg above0_s0 = 1'h0;
   reg above1_s0 = 1'h0;
   reg above2_s0 = 1'h0;
@@ -21121,15 +21573,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg active = 1'h0;
   wire any_miss;
   wire [10:0] b;
-  wire [16:0] \b$196 ;
-  wire [16:0] \b$202 ;
-  wire [10:0] \b$205 ;
-  wire [10:0] \b$208 ;
-  wire [10:0] \b$210 ;
-  wire [10:0] \b$212 ;
+  wire [16:0] \b$213 ;
+  wire [16:0] \b$219 ;
+  wire [10:0] \b$222 ;
+  wire [10:0] \b$225 ;
+  wire [10:0] \b$227 ;
+  wire [10:0] \b$229 ;
   reg bank = 1'h0;
-  output \bank$183 ;
-  reg \bank$183  = 1'h0;
+  output \bank$198 ;
+  reg \bank$198  = 1'h0;
   reg bank_s0 = 1'h0;
   reg bank_s1 = 1'h0;
   reg bank_s2 = 1'h0;
@@ -21156,14 +21608,16 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [9:0] chunks = 10'h000;
   input clk;
   wire clk;
+  reg drop_last = 1'h1;
+  reg [8:0] els_first = 9'h1ff;
+  reg [8:0] els_last = 9'h1ff;
+  reg [8:0] els_middle = 9'h1ff;
   output error;
   reg error = 1'h0;
   reg error_s3 = 1'h0;
   reg error_s4 = 1'h0;
   reg [7:0] extra = 8'h00;
   reg [8:0] extra_less_one = 9'h1ff;
-  reg [8:0] extra_less_one_short = 9'h1ff;
-  reg [7:0] extra_short = 8'h00;
   input flush;
   wire flush;
   reg [17:0] g0 = 18'h00000;
@@ -21194,8 +21648,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire in_seg1_1;
   wire in_seg1_2;
   reg init = 1'h0;
-  output \init$182 ;
-  reg \init$182  = 1'h0;
+  output \init$197 ;
+  reg \init$197  = 1'h0;
   reg init_s0 = 1'h0;
   reg init_s1 = 1'h0;
   reg init_s2 = 1'h0;
@@ -21252,6 +21706,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire [1:0] \job.padding_mode ;
   wire \job.skip_borders ;
   wire \job.transposed ;
+  reg joined = 1'h0;
+  reg joined_pass = 1'h0;
   reg last0 = 1'h0;
   reg last1 = 1'h0;
   reg last2 = 1'h0;
@@ -21261,6 +21717,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg last_s2 = 1'h0;
   reg last_s3 = 1'h0;
   reg last_s4 = 1'h0;
+  reg [7:0] lead = 8'h00;
   reg [16:0] leading = 17'h00000;
   reg [7:0] leading_extra = 8'h00;
   reg [15:0] leading_pos = 16'h0000;
@@ -21301,12 +21758,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   wire outside2;
   reg [7:0] overlap = 8'h00;
   wire [21:0] p;
-  wire [21:0] \p$178 ;
-  wire [21:0] \p$179 ;
-  wire [21:0] \p$191 ;
-  wire [33:0] \p$197 ;
-  wire [25:0] \p$203 ;
-  wire [21:0] \p$207 ;
+  wire [21:0] \p$193 ;
+  wire [21:0] \p$194 ;
+  wire [21:0] \p$208 ;
+  wire [33:0] \p$214 ;
+  wire [25:0] \p$220 ;
+  wire [21:0] \p$224 ;
   output pass_last;
   reg pass_last = 1'h0;
   input [175:0] passes__payload;
@@ -21338,7 +21795,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg ready = 1'h1;
   output ready_next;
   reg ready_next;
-  wire \ready_next$192 ;
+  wire \ready_next$209 ;
   reg real0_s1 = 1'h0;
   reg real0_s2 = 1'h0;
   reg real1_s1 = 1'h0;
@@ -21373,7 +21830,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg [15:0] seg1_start1 = 16'h0000;
   reg [15:0] seg1_start2 = 16'h0000;
   reg [16:0] span_end = 17'h00000;
+  output sum_row;
+  reg sum_row = 1'h0;
+  reg [1:0] tags_s0 = 2'h0;
+  reg [1:0] tags_s1 = 2'h0;
+  reg [1:0] tags_s2 = 2'h0;
+  reg [1:0] tags_s3 = 2'h0;
+  reg [1:0] tags_s4 = 2'h0;
   wire take;
+  reg [7:0] thr_short = 8'h00;
   reg [7:0] threshold = 8'h00;
   reg [7:0] threshold_long = 8'h00;
   reg [7:0] threshold_short = 8'h00;
@@ -21384,11 +21849,15 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg valid_s2 = 1'h0;
   reg valid_s3 = 1'h0;
   reg valid_s4 = 1'h0;
+  reg whole_rows = 1'h0;
   reg [9:0] window1 = 10'h000;
   reg [9:0] window2 = 10'h000;
+  reg word_row = 1'h0;
+  output \word_row$202 ;
+  reg \word_row$202  = 1'h0;
   wire write;
-  output \write$186 ;
-  reg \write$186  = 1'h0;
+  output \write$201 ;
+  reg \write$201  = 1'h0;
   reg write_s0 = 1'h0;
   reg write_s1 = 1'h0;
   reg write_s2 = 1'h0;
@@ -21402,13 +21871,133 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   reg zero_s4 = 1'h0;
   reg zeros = 1'h0;
   always @(posedge clk)
-    \bank$183  <= \$415 ;
+    last_s1 <= \$407 ;
   always @(posedge clk)
-    pass_last <= \$416 ;
+    write_s1 <= \$408 ;
   always @(posedge clk)
-    error <= \$417 ;
+    chunk_s1 <= \$409 ;
   always @(posedge clk)
-    \write$186  <= \$418 ;
+    init_s1 <= \$410 ;
+  always @(posedge clk)
+    bank_s1 <= \$411 ;
+  always @(posedge clk)
+    o2_s1 <= \$412 ;
+  always @(posedge clk)
+    tags_s1 <= \$413 ;
+  always @(posedge clk)
+    acc_row_s1 <= \$414 ;
+  always @(posedge clk)
+    g0_s1 <= \$415 ;
+  always @(posedge clk)
+    real0_s1 <= \$416 ;
+  always @(posedge clk)
+    g1_s1 <= \$417 ;
+  always @(posedge clk)
+    real1_s1 <= \$418 ;
+  always @(posedge clk)
+    g2_s1 <= \$419 ;
+  always @(posedge clk)
+    real2_s1 <= \$420 ;
+  always @(posedge clk)
+    valid_s2 <= \$421 ;
+  always @(posedge clk)
+    last_s2 <= \$422 ;
+  always @(posedge clk)
+    write_s2 <= \$423 ;
+  always @(posedge clk)
+    chunk_s2 <= \$424 ;
+  always @(posedge clk)
+    init_s2 <= \$425 ;
+  always @(posedge clk)
+    bank_s2 <= \$426 ;
+  always @(posedge clk)
+    tags_s2 <= \$427 ;
+  always @(posedge clk)
+    local0_s2 <= \$428 ;
+  always @(posedge clk)
+    real0_s2 <= \$429 ;
+  always @(posedge clk)
+    miss0_s2 <= \$430 ;
+  always @(posedge clk)
+    local1_s2 <= \$431 ;
+  always @(posedge clk)
+    real1_s2 <= \$432 ;
+  always @(posedge clk)
+    miss1_s2 <= \$433 ;
+  always @(posedge clk)
+    local2_s2 <= \$434 ;
+  always @(posedge clk)
+    real2_s2 <= \$435 ;
+  always @(posedge clk)
+    miss2_s2 <= \$436 ;
+  always @(posedge clk)
+    o2_s2 <= \$437 ;
+  always @(posedge clk)
+    valid_s3 <= \$438 ;
+  always @(posedge clk)
+    last_s3 <= \$439 ;
+  always @(posedge clk)
+    write_s3 <= \$440 ;
+  always @(posedge clk)
+    chunk_s3 <= \$441 ;
+  always @(posedge clk)
+    init_s3 <= \$442 ;
+  always @(posedge clk)
+    bank_s3 <= \$443 ;
+  always @(posedge clk)
+    tags_s3 <= \$444 ;
+  always @(posedge clk)
+    acc_s3 <= \$445 ;
+  always @(posedge clk)
+    local1_s3 <= \$446 ;
+  always @(posedge clk)
+    local2_s3 <= \$447 ;
+  always @(posedge clk)
+    zero_s3 <= \$448 ;
+  always @(posedge clk)
+    error_s3 <= \$449 ;
+  always @(posedge clk)
+    valid_s4 <= \$450 ;
+  always @(posedge clk)
+    last_s4 <= \$451 ;
+  always @(posedge clk)
+    write_s4 <= \$452 ;
+  always @(posedge clk)
+    chunk_s4 <= \$453 ;
+  always @(posedge clk)
+    init_s4 <= \$454 ;
+  always @(posedge clk)
+    bank_s4 <= \$455 ;
+  always @(posedge clk)
+    tags_s4 <= \$456 ;
+  always @(posedge clk)
+    acc_s4 <= \$457 ;
+  always @(posedge clk)
+    zero_s4 <= \$458 ;
+  always @(posedge clk)
+    error_s4 <= \$459 ;
+  always @(posedge clk)
+    out_valid <= \$460 ;
+  always @(posedge clk)
+    in_addr <= \$461 ;
+  always @(posedge clk)
+    acc_addr <= \$462 ;
+  always @(posedge clk)
+    zero <= \$463 ;
+  always @(posedge clk)
+    \init$197  <= \$464 ;
+  always @(posedge clk)
+    \bank$198  <= \$465 ;
+  always @(posedge clk)
+    pass_last <= \$466 ;
+  always @(posedge clk)
+    error <= \$467 ;
+  always @(posedge clk)
+    \write$201  <= \$468 ;
+  always @(posedge clk)
+    \word_row$202  <= \$469 ;
+  always @(posedge clk)
+    sum_row <= \$470 ;
   assign \$1  = ~ job[456];
   assign \$2  = | job[458:457];
   assign \$3  = \$1  & \$2 ;
@@ -21481,571 +22070,610 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \$70  = trailing_pos < leading_r;
   assign \$71  = \$70  ? trailing_pos : { 10'h000, leading_r };
   assign \$72  = zeros ? \$71  : 18'h00000;
-  assign \$73  = extra - overlap;
-  assign \$74  = $signed(extra_less_one) - $signed({ 1'h0, overlap });
-  assign \$75  = passes__payload[32:16] - 1'h1;
-  assign \$76  = passes__payload[32:16] == 1'h1;
-  assign \$77  = passes__payload[83:67] - 1'h1;
-  assign \$78  = passes__payload[83:67] == 1'h1;
-  assign \$79  = passes__payload[83:67] - 1'h1;
-  assign \$80  = passes__payload[83:67] == 1'h1;
-  assign \$81  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
-  assign \$82  = passes__payload[134:118] == 1'h1;
-  assign \$83  = ! extra;
-  assign \$84  = \$82  & \$83 ;
-  assign \$85  = passes__payload[32:16] == 1'h1;
-  assign \$86  = passes__payload[83:67] == 1'h1;
-  assign \$87  = \$85  & \$86 ;
-  assign \$88  = \$87  ? extra : extra_short;
-  assign \$89  = passes__payload[32:16] == 1'h1;
-  assign \$90  = passes__payload[83:67] == 1'h1;
-  assign \$91  = \$89  & \$90 ;
-  assign \$92  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
-  assign \$93  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one_short);
-  assign \$94  = \$91  ? \$92  : \$93 ;
-  assign \$95  = passes__payload[32:16] == 1'h1;
-  assign \$96  = passes__payload[83:67] == 1'h1;
-  assign \$97  = \$95  & \$96 ;
-  assign \$98  = passes__payload[134:118] == 1'h1;
-  assign \$99  = ! extra;
-  assign \$100  = \$98  & \$99 ;
-  assign \$101  = passes__payload[134:118] == 1'h1;
-  assign \$102  = ! extra_short;
-  assign \$103  = \$101  & \$102 ;
-  assign \$104  = \$97  ? \$100  : \$103 ;
-  assign \$105  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one_short);
-  assign \$106  = passes__payload[134:118] == 1'h1;
-  assign \$107  = ! extra_short;
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ~ last0;
-  assign \$110  = carry0 & \$109 ;
-  assign \$111  = left0 - 1'h1;
-  assign \$112  = o0 + o_step0;
-  assign \$113  = $signed(g0) + $signed({ 1'h0, g_step0 });
-  assign \$114  = ~ last1;
-  assign \$115  = last2 & \$114 ;
-  assign \$116  = left1 - 1'h1;
-  assign \$117  = o1 + o_step1;
-  assign \$118  = $signed(g1) + $signed({ 1'h0, g_step1 });
-  assign \$119  = ~ last2;
-  assign \$121  = left2 - 1'h1;
-  assign \$122  = o2 + o_step2;
-  assign \$123  = $signed(g2) + $signed({ 1'h0, g_step2 });
-  assign \$124  = next_last0 & next_last1;
-  assign \$125  = \$124  ? reload_long : reload2;
-  assign \$126  = next_last0 & next_last1;
-  assign \$127  = \$126  ? threshold_long : threshold_short;
-  assign \$128  = $signed(g0) < $signed(1'h0);
-  assign \$129  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
-  assign \$130  = $signed(g1) < $signed(1'h0);
-  assign \$131  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
-  assign \$132  = $signed(g2) < $signed(1'h0);
-  assign \$133  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
-  assign \$134  = ~ zero_pass_s0;
-  assign \$135  = below0_s0 | above0_s0;
-  assign \$136  = ~ \$135 ;
-  assign \$137  = remap | \$136 ;
-  assign \$138  = \$134  & \$137 ;
-  assign \$139  = ~ zero_pass_s0;
-  assign \$140  = below1_s0 | above1_s0;
-  assign \$141  = ~ \$140 ;
-  assign \$142  = remap | \$141 ;
-  assign \$143  = \$139  & \$142 ;
-  assign \$144  = ~ zero_pass_s0;
-  assign \$145  = below2_s0 | above2_s0;
-  assign \$146  = ~ \$145 ;
-  assign \$147  = remap | \$146 ;
-  assign \$148  = \$144  & \$147 ;
-  assign \$149  = ~ in_seg0_0;
-  assign \$150  = real0_s1 & \$149 ;
-  assign \$151  = ~ in_seg1_0;
-  assign \$152  = \$150  & \$151 ;
-  assign \$153  = ~ in_seg0_1;
-  assign \$154  = real1_s1 & \$153 ;
-  assign \$155  = ~ in_seg1_1;
-  assign \$156  = \$154  & \$155 ;
-  assign \$157  = ~ in_seg0_2;
-  assign \$158  = real2_s1 & \$157 ;
-  assign \$159  = ~ in_seg1_2;
-  assign \$160  = \$158  & \$159 ;
-  assign \$161  = real0_s2 & real1_s2;
-  assign \$162  = \$161  & real2_s2;
-  assign \$163  = ~ \$162 ;
-  assign \$164  = \$163  | any_miss;
-  assign \$165  = valid_s2 & any_miss;
-  assign \$166  = p[9:0] + \p$178 [9:0];
-  assign \$167  = \$166  + \p$179 [9:0];
-  assign \$168  = \$167  + chunk_s4;
-  assign \$169  = valid_s4 & write_s4;
-  assign \$170  = active & last0;
-  assign \$171  = \$170  & last1;
-  assign last_element = \$171  & last2;
+  assign \$73  = ! job[458:457];
+  assign \$74  = ~ job[456];
+  assign \$75  = \$73  & \$74 ;
+  assign \$76  = | job[479:472];
+  assign \$77  = \$75  & \$76 ;
+  assign \$78  = job[335:328] == 1'h1;
+  assign \$79  = \$77  & \$78 ;
+  assign \$80  = ! job[375:360];
+  assign \$81  = \$79  & \$80 ;
+  assign \$82  = job[391:376] == job[319:304];
+  assign \$83  = \$81  & \$82 ;
+  assign \$84  = job[87:72] == 1'h1;
+  assign \$85  = \$83  & \$84 ;
+  assign \$86  = job[359:344] <= extra;
+  assign \$87  = whole_rows & \$86 ;
+  assign \$88  = job[319:304] >= extra;
+  assign \$89  = \$87  & \$88 ;
+  assign \$90  = joined ? job[351:344] : 8'h00;
+  assign \$91  = job[351:344] - 1'h1;
+  assign \$92  = $signed(extra_less_one) - $signed({ 1'h0, overlap });
+  assign \$93  = joined ? { \$91 [8], \$91  } : \$92 ;
+  assign \$94  = $signed(extra_less_one) - $signed({ 1'h0, overlap });
+  assign \$95  = joined ? 10'h3ff : \$94 ;
+  assign \$96  = $signed(extra_less_one) - $signed({ 1'h0, job[351:344] });
+  assign \$97  = joined ? \$96  : { extra_less_one[8], extra_less_one };
+  assign \$98  = ! job[351:344];
+  assign \$99  = extra == overlap;
+  assign \$100  = joined ? \$98  : \$99 ;
+  assign \$101  = extra == overlap;
+  assign \$102  = joined ? 1'h1 : \$101 ;
+  assign \$103  = extra == job[351:344];
+  assign \$104  = ! extra;
+  assign \$105  = joined ? \$103  : \$104 ;
+  assign \$106  = extra - overlap;
+  assign \$107  = joined ? 9'h000 : \$106 ;
+  assign \$108  = passes__payload[32:16] - 1'h1;
+  assign \$109  = passes__payload[32:16] == 1'h1;
+  assign \$110  = passes__payload[83:67] - 1'h1;
+  assign \$111  = passes__payload[83:67] == 1'h1;
+  assign \$112  = passes__payload[83:67] - 1'h1;
+  assign \$113  = passes__payload[83:67] == 1'h1;
+  assign \$114  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(els_last);
+  assign \$115  = passes__payload[134:118] == 1'h1;
+  assign \$116  = \$115  & drop_last;
+  assign \$117  = passes__payload[32:16] == 1'h1;
+  assign \$118  = passes__payload[83:67] == 1'h1;
+  assign \$119  = \$117  & \$118 ;
+  assign \$120  = \$119  ? extra : thr_short;
+  assign \$121  = passes__payload[32:16] == 1'h1;
+  assign \$122  = passes__payload[83:67] == 1'h1;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(extra_less_one);
+  assign \$125  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(els_first);
+  assign \$126  = \$123  ? \$124  : \$125 ;
+  assign \$127  = passes__payload[32:16] == 1'h1;
+  assign \$128  = passes__payload[83:67] == 1'h1;
+  assign \$129  = \$127  & \$128 ;
+  assign \$130  = passes__payload[134:118] == 1'h1;
+  assign \$131  = ! extra;
+  assign \$132  = \$130  & \$131 ;
+  assign \$133  = passes__payload[134:118] == 1'h1;
+  assign \$134  = \$133  & \$signal$56 ;
+  assign \$135  = \$129  ? \$132  : \$134 ;
+  assign \$136  = $signed({ 1'h0, passes__payload[134:118] }) + $signed(els_middle);
+  assign \$137  = passes__payload[134:118] == 1'h1;
+  assign \$138  = \$137  & \$signal$57 ;
+  assign \$139  = passes__payload[117:102] + lead;
+  assign \$140  = $signed(passes__payload[152:135]) + $signed({ 1'h0, lead });
+  assign \$141  = ~ last0;
+  assign \$142  = carry0 & \$141 ;
+  assign \$143  = left0 - 1'h1;
+  assign \$144  = o0 + o_step0;
+  assign \$145  = $signed(g0) + $signed({ 1'h0, g_step0 });
+  assign \$146  = ~ last1;
+  assign \$147  = last2 & \$146 ;
+  assign \$148  = left1 - 1'h1;
+  assign \$149  = o1 + o_step1;
+  assign \$150  = $signed(g1) + $signed({ 1'h0, g_step1 });
+  assign \$151  = ~ last2;
+  assign \$153  = left2 - 1'h1;
+  assign \$154  = o2 + o_step2;
+  assign \$155  = $signed(g2) + $signed({ 1'h0, g_step2 });
+  assign \$156  = next_last0 & next_last1;
+  assign \$157  = \$156  ? reload_long : reload2;
+  assign \$158  = next_last0 & next_last1;
+  assign \$159  = \$158  ? threshold_long : threshold_short;
+  assign \$160  = ~ word_row;
+  assign \$161  = o2 >= job[391:376];
+  assign \$162  = joined_pass & \$161 ;
+  assign \$163  = word_row ^ \$162 ;
+  assign \$164  = $signed(g0) < $signed(1'h0);
+  assign \$165  = $signed(g0) >= $signed({ 1'h0, job[15:0] });
+  assign \$166  = $signed(g1) < $signed(1'h0);
+  assign \$167  = $signed(g1) >= $signed({ 1'h0, job[167:152] });
+  assign \$168  = $signed(g2) < $signed(1'h0);
+  assign \$169  = $signed(g2) >= $signed({ 1'h0, job[319:304] });
+  assign \$170  = ~ zero_pass_s0;
+  assign \$171  = below0_s0 | above0_s0;
+  assign \$172  = ~ \$171 ;
+  assign \$173  = remap | \$172 ;
+  assign \$174  = \$170  & \$173 ;
+  assign \$175  = ~ zero_pass_s0;
+  assign \$176  = below1_s0 | above1_s0;
+  assign \$177  = ~ \$176 ;
+  assign \$178  = remap | \$177 ;
+  assign \$179  = \$175  & \$178 ;
+  assign \$180  = ~ zero_pass_s0;
+  assign \$181  = below2_s0 | above2_s0;
+  assign \$182  = ~ \$181 ;
+  assign \$183  = remap | \$182 ;
+  assign \$184  = \$180  & \$183 ;
+  assign \$185  = ~ in_seg0_0;
+  assign \$186  = real0_s1 & \$185 ;
+  assign \$187  = ~ in_seg1_0;
+  assign \$188  = \$186  & \$187 ;
+  assign \$189  = ~ in_seg0_1;
+  assign \$190  = real1_s1 & \$189 ;
+  assign \$191  = ~ in_seg1_1;
+  assign \$192  = \$190  & \$191 ;
+  assign \$193  = ~ in_seg0_2;
+  assign \$194  = real2_s1 & \$193 ;
+  assign \$195  = ~ in_seg1_2;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = real0_s2 & real1_s2;
+  assign \$198  = \$197  & real2_s2;
+  assign \$199  = ~ \$198 ;
+  assign \$200  = \$199  | any_miss;
+  assign \$201  = valid_s2 & any_miss;
+  assign \$202  = p[9:0] + \p$193 [9:0];
+  assign \$203  = \$202  + \p$194 [9:0];
+  assign \$204  = \$203  + chunk_s4;
+  assign \$205  = valid_s4 & write_s4;
+  assign \$206  = active & last0;
+  assign \$207  = \$206  & last1;
+  assign last_element = \$207  & last2;
   assign carry0 = last2 & last1;
   assign take = passes__valid & ready;
   assign write = left2 >= threshold;
-  assign \$172  = passes__payload[32:16] == 1'h1;
-  assign \$173  = passes__payload[83:67] == 1'h1;
-  assign \$174  = \$172  & \$173 ;
-  assign \$175  = passes__payload[32:16] == 1'h1;
-  assign \$176  = passes__payload[83:67] == 1'h1;
-  assign \$177  = \$175  & \$176 ;
-  assign \$178  = passes__payload[134:118] == 1'h1;
-  assign \$179  = ! extra;
-  assign \$180  = \$178  & \$179 ;
-  assign \$181  = passes__payload[134:118] == 1'h1;
-  assign \$182  = ! extra_short;
-  assign \$183  = \$181  & \$182 ;
-  assign \$184  = \$177  ? \$180  : \$183 ;
-  assign \$185  = \$174  & \$184 ;
-  assign \$186  = ~ last0;
-  assign \$187  = carry0 & \$186 ;
-  assign \$188  = left0 == 1'h1;
-  assign \$189  = ~ last1;
-  assign \$190  = last2 & \$189 ;
-  assign \$191  = left1 == 1'h1;
-  assign \$192  = ~ last2;
-  assign \$194  = left2 == 1'h1;
-  assign \$195  = next_last0 & next_last1;
-  assign \$196  = \$195  ? reload_long_last : reload_last2;
-  assign \$197  = next_last0 & next_last1;
-  assign \$198  = \$197  & next_last2;
-  assign \$199  = \p$197 [7:0] + o1_s0;
-  assign \$200  = below0_s0 | above0_s0;
-  assign outside0 = remap & \$200 ;
-  assign \$201  = outside0 & \$signal$5 ;
-  assign \$202  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$203  = below0_s0 ? { 2'h0, \$202  } : base_above0;
-  assign \$204  = outside0 ? \$203  : 18'h00000;
-  assign \$205  = $signed(\$204 ) - $signed(g0_s0);
-  assign \$206  = \$signal  ? job[15:0] : 16'h0000;
-  assign \$207  = below0_s0 ? { 2'h0, \$206  } : base_above0;
-  assign \$208  = outside0 ? \$207  : 18'h00000;
-  assign \$209  = outside0 & replicate;
-  assign \$210  = \$209  ? 18'h00000 : g0_s0;
-  assign \$211  = $signed(\$208 ) + $signed(\$210 );
-  assign \$212  = \$201  ? \$205  : \$211 ;
-  assign \$213  = below1_s0 | above1_s0;
-  assign outside1 = remap & \$213 ;
-  assign \$214  = outside1 & \$signal$5 ;
-  assign \$215  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$216  = below1_s0 ? { 2'h0, \$215  } : base_above1;
-  assign \$217  = outside1 ? \$216  : 18'h00000;
-  assign \$218  = $signed(\$217 ) - $signed(g1_s0);
-  assign \$219  = \$signal  ? job[167:152] : 16'h0000;
-  assign \$220  = below1_s0 ? { 2'h0, \$219  } : base_above1;
-  assign \$221  = outside1 ? \$220  : 18'h00000;
-  assign \$222  = outside1 & replicate;
-  assign \$223  = \$222  ? 18'h00000 : g1_s0;
-  assign \$224  = $signed(\$221 ) + $signed(\$223 );
-  assign \$225  = \$214  ? \$218  : \$224 ;
-  assign \$226  = below2_s0 | above2_s0;
-  assign outside2 = remap & \$226 ;
-  assign \$227  = outside2 & \$signal$5 ;
-  assign \$228  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$229  = below2_s0 ? { 2'h0, \$228  } : base_above2;
-  assign \$230  = outside2 ? \$229  : 18'h00000;
-  assign \$231  = $signed(\$230 ) - $signed(g2_s0);
-  assign \$232  = \$signal  ? job[319:304] : 16'h0000;
-  assign \$233  = below2_s0 ? { 2'h0, \$232  } : base_above2;
-  assign \$234  = outside2 ? \$233  : 18'h00000;
-  assign \$235  = outside2 & replicate;
-  assign \$236  = \$235  ? 18'h00000 : g2_s0;
-  assign \$237  = $signed(\$234 ) + $signed(\$236 );
-  assign \$238  = \$227  ? \$231  : \$237 ;
-  assign \$239  = $signed(g0_s1) >= $signed({ 1'h0, seg0_start0 });
-  assign \$240  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
-  assign in_seg0_0 = \$239  & \$240 ;
-  assign \$241  = $signed(g0_s1) >= $signed({ 1'h0, seg1_start0 });
-  assign \$242  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
-  assign in_seg1_0 = \$241  & \$242 ;
-  assign \$243  = $signed(g0_s1) - $signed({ 1'h0, seg0_start0 });
-  assign \$244  = $signed(g0_s1) + $signed(seg1_off0);
-  assign \$245  = in_seg0_0 ? \$243  : \$244 ;
-  assign \$246  = $signed(g1_s1) >= $signed({ 1'h0, seg0_start1 });
-  assign \$247  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
-  assign in_seg0_1 = \$246  & \$247 ;
-  assign \$248  = $signed(g1_s1) >= $signed({ 1'h0, seg1_start1 });
-  assign \$249  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
-  assign in_seg1_1 = \$248  & \$249 ;
-  assign \$250  = $signed(g1_s1) - $signed({ 1'h0, seg0_start1 });
-  assign \$251  = $signed(g1_s1) + $signed(seg1_off1);
-  assign \$252  = in_seg0_1 ? \$250  : \$251 ;
-  assign \$253  = $signed(g2_s1) >= $signed({ 1'h0, seg0_start2 });
-  assign \$254  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
-  assign in_seg0_2 = \$253  & \$254 ;
-  assign \$255  = $signed(g2_s1) >= $signed({ 1'h0, seg1_start2 });
-  assign \$256  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
-  assign in_seg1_2 = \$255  & \$256 ;
-  assign \$257  = $signed(g2_s1) - $signed({ 1'h0, seg0_start2 });
-  assign \$258  = $signed(g2_s1) + $signed(seg1_off2);
-  assign \$259  = in_seg0_2 ? \$257  : \$258 ;
-  assign \$260  = miss0_s2 | miss1_s2;
-  assign any_miss = \$260  | miss2_s2;
-  assign \$261  = \p$203 [7:0] + o2_s2;
-  assign \$262  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
-  assign \$263  = active | \$262 ;
-  assign busy = \$263  | out_valid;
+  assign \$208  = passes__payload[32:16] == 1'h1;
+  assign \$209  = passes__payload[83:67] == 1'h1;
+  assign \$210  = \$208  & \$209 ;
+  assign \$211  = passes__payload[32:16] == 1'h1;
+  assign \$212  = passes__payload[83:67] == 1'h1;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = passes__payload[134:118] == 1'h1;
+  assign \$215  = ! extra;
+  assign \$216  = \$214  & \$215 ;
+  assign \$217  = passes__payload[134:118] == 1'h1;
+  assign \$218  = \$217  & \$signal$56 ;
+  assign \$219  = \$213  ? \$216  : \$218 ;
+  assign \$220  = \$210  & \$219 ;
+  assign \$221  = ~ last0;
+  assign \$222  = carry0 & \$221 ;
+  assign \$223  = left0 == 1'h1;
+  assign \$224  = ~ last1;
+  assign \$225  = last2 & \$224 ;
+  assign \$226  = left1 == 1'h1;
+  assign \$227  = ~ last2;
+  assign \$229  = left2 == 1'h1;
+  assign \$230  = next_last0 & next_last1;
+  assign \$231  = \$230  ? reload_long_last : reload_last2;
+  assign \$232  = next_last0 & next_last1;
+  assign \$233  = \$232  & next_last2;
+  assign \$234  = \p$214 [7:0] + o1_s0;
+  assign \$235  = below0_s0 | above0_s0;
+  assign outside0 = remap & \$235 ;
+  assign \$236  = outside0 & \$signal$5 ;
+  assign \$237  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$238  = below0_s0 ? { 2'h0, \$237  } : base_above0;
+  assign \$239  = outside0 ? \$238  : 18'h00000;
+  assign \$240  = $signed(\$239 ) - $signed(g0_s0);
+  assign \$241  = \$signal  ? job[15:0] : 16'h0000;
+  assign \$242  = below0_s0 ? { 2'h0, \$241  } : base_above0;
+  assign \$243  = outside0 ? \$242  : 18'h00000;
+  assign \$244  = outside0 & replicate;
+  assign \$245  = \$244  ? 18'h00000 : g0_s0;
+  assign \$246  = $signed(\$243 ) + $signed(\$245 );
+  assign \$247  = \$236  ? \$240  : \$246 ;
+  assign \$248  = below1_s0 | above1_s0;
+  assign outside1 = remap & \$248 ;
+  assign \$249  = outside1 & \$signal$5 ;
+  assign \$250  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$251  = below1_s0 ? { 2'h0, \$250  } : base_above1;
+  assign \$252  = outside1 ? \$251  : 18'h00000;
+  assign \$253  = $signed(\$252 ) - $signed(g1_s0);
+  assign \$254  = \$signal  ? job[167:152] : 16'h0000;
+  assign \$255  = below1_s0 ? { 2'h0, \$254  } : base_above1;
+  assign \$256  = outside1 ? \$255  : 18'h00000;
+  assign \$257  = outside1 & replicate;
+  assign \$258  = \$257  ? 18'h00000 : g1_s0;
+  assign \$259  = $signed(\$256 ) + $signed(\$258 );
+  assign \$260  = \$249  ? \$253  : \$259 ;
+  assign \$261  = below2_s0 | above2_s0;
+  assign outside2 = remap & \$261 ;
+  assign \$262  = outside2 & \$signal$5 ;
+  assign \$263  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$264  = below2_s0 ? { 2'h0, \$263  } : base_above2;
+  assign \$265  = outside2 ? \$264  : 18'h00000;
+  assign \$266  = $signed(\$265 ) - $signed(g2_s0);
+  assign \$267  = \$signal  ? job[319:304] : 16'h0000;
+  assign \$268  = below2_s0 ? { 2'h0, \$267  } : base_above2;
+  assign \$269  = outside2 ? \$268  : 18'h00000;
+  assign \$270  = outside2 & replicate;
+  assign \$271  = \$270  ? 18'h00000 : g2_s0;
+  assign \$272  = $signed(\$269 ) + $signed(\$271 );
+  assign \$273  = \$262  ? \$266  : \$272 ;
+  assign \$274  = $signed(g0_s1) >= $signed({ 1'h0, seg0_start0 });
+  assign \$275  = $signed(g0_s1) < $signed({ 1'h0, seg0_end0 });
+  assign in_seg0_0 = \$274  & \$275 ;
+  assign \$276  = $signed(g0_s1) >= $signed({ 1'h0, seg1_start0 });
+  assign \$277  = $signed(g0_s1) < $signed({ 1'h0, seg1_end0 });
+  assign in_seg1_0 = \$276  & \$277 ;
+  assign \$278  = $signed(g0_s1) - $signed({ 1'h0, seg0_start0 });
+  assign \$279  = $signed(g0_s1) + $signed(seg1_off0);
+  assign \$280  = in_seg0_0 ? \$278  : \$279 ;
+  assign \$281  = $signed(g1_s1) >= $signed({ 1'h0, seg0_start1 });
+  assign \$282  = $signed(g1_s1) < $signed({ 1'h0, seg0_end1 });
+  assign in_seg0_1 = \$281  & \$282 ;
+  assign \$283  = $signed(g1_s1) >= $signed({ 1'h0, seg1_start1 });
+  assign \$284  = $signed(g1_s1) < $signed({ 1'h0, seg1_end1 });
+  assign in_seg1_1 = \$283  & \$284 ;
+  assign \$285  = $signed(g1_s1) - $signed({ 1'h0, seg0_start1 });
+  assign \$286  = $signed(g1_s1) + $signed(seg1_off1);
+  assign \$287  = in_seg0_1 ? \$285  : \$286 ;
+  assign \$288  = $signed(g2_s1) >= $signed({ 1'h0, seg0_start2 });
+  assign \$289  = $signed(g2_s1) < $signed({ 1'h0, seg0_end2 });
+  assign in_seg0_2 = \$288  & \$289 ;
+  assign \$290  = $signed(g2_s1) >= $signed({ 1'h0, seg1_start2 });
+  assign \$291  = $signed(g2_s1) < $signed({ 1'h0, seg1_end2 });
+  assign in_seg1_2 = \$290  & \$291 ;
+  assign \$292  = $signed(g2_s1) - $signed({ 1'h0, seg0_start2 });
+  assign \$293  = $signed(g2_s1) + $signed(seg1_off2);
+  assign \$294  = in_seg0_2 ? \$292  : \$293 ;
+  assign \$295  = miss0_s2 | miss1_s2;
+  assign any_miss = \$295  | miss2_s2;
+  assign \$296  = \p$220 [7:0] + o2_s2;
+  assign \$297  = | { valid_s4, valid_s3, valid_s2, valid_s1, valid_s0 };
+  assign \$298  = active | \$297 ;
+  assign busy = \$298  | out_valid;
   always @(posedge clk)
-    remap <= \$264 ;
+    remap <= \$299 ;
   always @(posedge clk)
-    \$signal  <= \$265 ;
+    \$signal  <= \$300 ;
   always @(posedge clk)
-    \$signal$5  <= \$266 ;
+    \$signal$5  <= \$301 ;
   always @(posedge clk)
-    replicate <= \$267 ;
+    replicate <= \$302 ;
   always @(posedge clk)
-    seg0_start0 <= \$268 ;
+    seg0_start0 <= \$303 ;
   always @(posedge clk)
-    seg1_start0 <= \$269 ;
+    seg1_start0 <= \$304 ;
   always @(posedge clk)
-    o_step0 <= \$270 ;
+    o_step0 <= \$305 ;
   always @(posedge clk)
-    g_step0 <= \$271 ;
+    g_step0 <= \$306 ;
   always @(posedge clk)
-    base_above0 <= \$272 ;
+    base_above0 <= \$307 ;
   always @(posedge clk)
-    seg0_end0 <= \$273 ;
+    seg0_end0 <= \$308 ;
   always @(posedge clk)
-    seg1_end0 <= \$274 ;
+    seg1_end0 <= \$309 ;
   always @(posedge clk)
-    seg1_off0 <= \$275 ;
+    seg1_off0 <= \$310 ;
   always @(posedge clk)
-    seg0_start1 <= \$276 ;
+    seg0_start1 <= \$311 ;
   always @(posedge clk)
-    seg1_start1 <= \$277 ;
+    seg1_start1 <= \$312 ;
   always @(posedge clk)
-    o_step1 <= \$278 ;
+    o_step1 <= \$313 ;
   always @(posedge clk)
-    g_step1 <= \$279 ;
+    g_step1 <= \$314 ;
   always @(posedge clk)
-    base_above1 <= \$280 ;
+    base_above1 <= \$315 ;
   always @(posedge clk)
-    seg0_end1 <= \$281 ;
+    seg0_end1 <= \$316 ;
   always @(posedge clk)
-    seg1_end1 <= \$282 ;
+    seg1_end1 <= \$317 ;
   always @(posedge clk)
-    seg1_off1 <= \$283 ;
+    seg1_off1 <= \$318 ;
   always @(posedge clk)
-    window1 <= \$284 ;
+    window1 <= \$319 ;
   always @(posedge clk)
-    seg0_start2 <= \$285 ;
+    seg0_start2 <= \$320 ;
   always @(posedge clk)
-    seg1_start2 <= \$286 ;
+    seg1_start2 <= \$321 ;
   always @(posedge clk)
-    o_step2 <= \$287 ;
+    o_step2 <= \$322 ;
   always @(posedge clk)
-    g_step2 <= \$288 ;
+    g_step2 <= \$323 ;
   always @(posedge clk)
-    base_above2 <= \$289 ;
+    base_above2 <= \$324 ;
   always @(posedge clk)
-    seg0_end2 <= \$290 ;
+    seg0_end2 <= \$325 ;
   always @(posedge clk)
-    seg1_end2 <= \$291 ;
+    seg1_end2 <= \$326 ;
   always @(posedge clk)
-    seg1_off2 <= \$292 ;
+    seg1_off2 <= \$327 ;
   always @(posedge clk)
-    window2 <= \$293 ;
+    window2 <= \$328 ;
   always @(posedge clk)
-    chunks <= \$294 ;
+    chunks <= \$329 ;
   always @(posedge clk)
-    ready <= \$295 ;
+    ready <= \$330 ;
   always @(posedge clk)
-    extra <= \$296 ;
+    extra <= \$331 ;
   always @(posedge clk)
-    extra_less_one <= \$297 ;
+    extra_less_one <= \$332 ;
   always @(posedge clk)
-    span_end <= \$298 ;
+    span_end <= \$333 ;
   always @(posedge clk)
-    in_end <= \$299 ;
+    in_end <= \$334 ;
   always @(posedge clk)
-    leading <= \$300 ;
+    leading <= \$335 ;
   always @(posedge clk)
-    row_end <= \$301 ;
+    row_end <= \$336 ;
   always @(posedge clk)
-    in_end_r <= \$302 ;
+    in_end_r <= \$337 ;
   always @(posedge clk)
-    leading_pos <= \$303 ;
+    leading_pos <= \$338 ;
   always @(posedge clk)
-    trailing <= \$304 ;
+    trailing <= \$339 ;
   always @(posedge clk)
-    leading_extra <= \$305 ;
+    leading_extra <= \$340 ;
   always @(posedge clk)
-    trailing_pos <= \$306 ;
+    trailing_pos <= \$341 ;
   always @(posedge clk)
-    leading_r <= \$307 ;
+    leading_r <= \$342 ;
   always @(posedge clk)
-    zeros <= \$308 ;
+    zeros <= \$343 ;
   always @(posedge clk)
-    overlap <= \$309 ;
+    overlap <= \$344 ;
   always @(posedge clk)
-    extra_short <= \$310 ;
+    whole_rows <= \$345 ;
   always @(posedge clk)
-    extra_less_one_short <= \$311 ;
+    joined <= \$346 ;
   always @(posedge clk)
-    active <= \$312 ;
+    lead <= \$347 ;
   always @(posedge clk)
-    left0 <= \$313 ;
+    els_first <= \$348 ;
   always @(posedge clk)
-    last0 <= \$314 ;
+    els_middle <= \$349 ;
   always @(posedge clk)
-    o0 <= \$315 ;
+    els_last <= \$350 ;
   always @(posedge clk)
-    g0 <= \$316 ;
+    \$signal$56  <= \$351 ;
   always @(posedge clk)
-    left1 <= \$317 ;
+    \$signal$57  <= \$352 ;
   always @(posedge clk)
-    last1 <= \$318 ;
+    drop_last <= \$353 ;
   always @(posedge clk)
-    o1 <= \$319 ;
+    thr_short <= \$354 ;
   always @(posedge clk)
-    g1 <= \$320 ;
+    active <= \$355 ;
   always @(posedge clk)
-    reload1 <= \$321 ;
+    left0 <= \$356 ;
   always @(posedge clk)
-    reload_last1 <= \$322 ;
+    last0 <= \$357 ;
   always @(posedge clk)
-    o_first1 <= \$323 ;
+    o0 <= \$358 ;
   always @(posedge clk)
-    g_first1 <= \$324 ;
+    g0 <= \$359 ;
   always @(posedge clk)
-    reload_long <= \$325 ;
+    left1 <= \$360 ;
   always @(posedge clk)
-    reload_long_last <= \$326 ;
+    last1 <= \$361 ;
   always @(posedge clk)
-    threshold_long <= \$327 ;
+    o1 <= \$362 ;
   always @(posedge clk)
-    threshold_short <= \$328 ;
+    g1 <= \$363 ;
   always @(posedge clk)
-    threshold <= \$329 ;
+    reload1 <= \$364 ;
   always @(posedge clk)
-    left2 <= \$330 ;
+    reload_last1 <= \$365 ;
   always @(posedge clk)
-    last2 <= \$331 ;
+    o_first1 <= \$366 ;
   always @(posedge clk)
-    o2 <= \$332 ;
+    g_first1 <= \$367 ;
   always @(posedge clk)
-    g2 <= \$333 ;
+    reload_long <= \$368 ;
   always @(posedge clk)
-    reload2 <= \$334 ;
+    reload_long_last <= \$369 ;
   always @(posedge clk)
-    reload_last2 <= \$335 ;
+    threshold_long <= \$370 ;
   always @(posedge clk)
-    o_first2 <= \$336 ;
+    threshold_short <= \$371 ;
   always @(posedge clk)
-    g_first2 <= \$337 ;
+    threshold <= \$372 ;
   always @(posedge clk)
-    chunk <= \$338 ;
+    joined_pass <= \$373 ;
   always @(posedge clk)
-    init <= \$339 ;
+    word_row <= \$374 ;
   always @(posedge clk)
-    zero_pass <= \$340 ;
+    left2 <= \$375 ;
   always @(posedge clk)
-    bank <= \$341 ;
+    last2 <= \$376 ;
   always @(posedge clk)
-    valid_s0 <= \$342 ;
+    o2 <= \$377 ;
   always @(posedge clk)
-    last_s0 <= \$343 ;
+    g2 <= \$378 ;
   always @(posedge clk)
-    write_s0 <= \$344 ;
+    reload2 <= \$379 ;
   always @(posedge clk)
-    chunk_s0 <= \$345 ;
+    reload_last2 <= \$380 ;
   always @(posedge clk)
-    init_s0 <= \$346 ;
+    o_first2 <= \$381 ;
   always @(posedge clk)
-    bank_s0 <= \$347 ;
+    g_first2 <= \$382 ;
   always @(posedge clk)
-    o2_s0 <= \$348 ;
+    chunk <= \$383 ;
   always @(posedge clk)
-    zero_pass_s0 <= \$349 ;
+    init <= \$384 ;
   always @(posedge clk)
-    g0_s0 <= \$350 ;
+    zero_pass <= \$385 ;
   always @(posedge clk)
-    below0_s0 <= \$351 ;
+    bank <= \$386 ;
   always @(posedge clk)
-    above0_s0 <= \$352 ;
+    valid_s0 <= \$387 ;
   always @(posedge clk)
-    g1_s0 <= \$353 ;
+    last_s0 <= \$388 ;
   always @(posedge clk)
-    below1_s0 <= \$354 ;
+    write_s0 <= \$389 ;
   always @(posedge clk)
-    above1_s0 <= \$355 ;
+    chunk_s0 <= \$390 ;
   always @(posedge clk)
-    g2_s0 <= \$356 ;
+    init_s0 <= \$391 ;
   always @(posedge clk)
-    below2_s0 <= \$357 ;
+    bank_s0 <= \$392 ;
   always @(posedge clk)
-    above2_s0 <= \$358 ;
+    o2_s0 <= \$393 ;
   always @(posedge clk)
-    o1_s0 <= \$359 ;
+    zero_pass_s0 <= \$394 ;
   always @(posedge clk)
-    valid_s1 <= \$360 ;
+    tags_s0 <= \$395 ;
   always @(posedge clk)
-    last_s1 <= \$361 ;
+    g0_s0 <= \$396 ;
   always @(posedge clk)
-    write_s1 <= \$362 ;
+    below0_s0 <= \$397 ;
   always @(posedge clk)
-    chunk_s1 <= \$363 ;
+    above0_s0 <= \$398 ;
   always @(posedge clk)
-    init_s1 <= \$364 ;
+    g1_s0 <= \$399 ;
   always @(posedge clk)
-    bank_s1 <= \$365 ;
+    below1_s0 <= \$400 ;
   always @(posedge clk)
-    o2_s1 <= \$366 ;
+    above1_s0 <= \$401 ;
   always @(posedge clk)
-    acc_row_s1 <= \$367 ;
+    g2_s0 <= \$402 ;
   always @(posedge clk)
-    g0_s1 <= \$368 ;
+    below2_s0 <= \$403 ;
   always @(posedge clk)
-    real0_s1 <= \$369 ;
+    above2_s0 <= \$404 ;
   always @(posedge clk)
-    g1_s1 <= \$370 ;
+    o1_s0 <= \$405 ;
   always @(posedge clk)
-    real1_s1 <= \$371 ;
-  always @(posedge clk)
-    g2_s1 <= \$372 ;
-  always @(posedge clk)
-    real2_s1 <= \$373 ;
-  always @(posedge clk)
-    valid_s2 <= \$374 ;
-  always @(posedge clk)
-    last_s2 <= \$375 ;
-  always @(posedge clk)
-    write_s2 <= \$376 ;
-  always @(posedge clk)
-    chunk_s2 <= \$377 ;
-  always @(posedge clk)
-    init_s2 <= \$378 ;
-  always @(posedge clk)
-    bank_s2 <= \$379 ;
-  always @(posedge clk)
-    local0_s2 <= \$380 ;
-  always @(posedge clk)
-    real0_s2 <= \$381 ;
-  always @(posedge clk)
-    miss0_s2 <= \$382 ;
-  always @(posedge clk)
-    local1_s2 <= \$383 ;
-  always @(posedge clk)
-    real1_s2 <= \$384 ;
-  always @(posedge clk)
-    miss1_s2 <= \$385 ;
-  always @(posedge clk)
-    local2_s2 <= \$386 ;
-  always @(posedge clk)
-    real2_s2 <= \$387 ;
-  always @(posedge clk)
-    miss2_s2 <= \$388 ;
-  always @(posedge clk)
-    o2_s2 <= \$389 ;
-  always @(posedge clk)
-    valid_s3 <= \$390 ;
-  always @(posedge clk)
-    last_s3 <= \$391 ;
-  always @(posedge clk)
-    write_s3 <= \$392 ;
-  always @(posedge clk)
-    chunk_s3 <= \$393 ;
-  always @(posedge clk)
-    init_s3 <= \$394 ;
-  always @(posedge clk)
-    bank_s3 <= \$395 ;
-  always @(posedge clk)
-    acc_s3 <= \$396 ;
-  always @(posedge clk)
-    local1_s3 <= \$397 ;
-  always @(posedge clk)
-    local2_s3 <= \$398 ;
-  always @(posedge clk)
-    zero_s3 <= \$399 ;
-  always @(posedge clk)
-    error_s3 <= \$400 ;
-  always @(posedge clk)
-    valid_s4 <= \$401 ;
-  always @(posedge clk)
-    last_s4 <= \$402 ;
-  always @(posedge clk)
-    write_s4 <= \$403 ;
-  always @(posedge clk)
-    chunk_s4 <= \$404 ;
-  always @(posedge clk)
-    init_s4 <= \$405 ;
-  always @(posedge clk)
-    bank_s4 <= \$406 ;
-  always @(posedge clk)
-    acc_s4 <= \$407 ;
-  always @(posedge clk)
-    zero_s4 <= \$408 ;
-  always @(posedge clk)
-    error_s4 <= \$409 ;
-  always @(posedge clk)
-    out_valid <= \$410 ;
-  always @(posedge clk)
-    in_addr <= \$411 ;
-  always @(posedge clk)
-    acc_addr <= \$412 ;
-  always @(posedge clk)
-    zero <= \$413 ;
-  always @(posedge clk)
-    \init$182  <= \$414 ;
+    valid_s1 <= \$406 ;
   \convhw_list.core.streamer.multiplier_acc  multiplier_acc (
     .clk(clk),
     .flush(flush),
-    .p(\p$203 ),
-    .\port$6376$376 (job[391:376]),
-    .\port$7112$0 (acc_row_s1),
+    .p(\p$220 ),
+    .\port$6459$376 (job[391:376]),
+    .\port$7223$0 (acc_row_s1),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_acc_row  multiplier_acc_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$197 ),
-    .\port$6376$224 (job[239:224]),
-    .\port$7008$0 (o0),
+    .p(\p$214 ),
+    .\port$6459$224 (job[239:224]),
+    .\port$7111$0 (o0),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_chunks_x  multiplier_chunks_x (
     .clk(clk),
     .flush(flush),
-    .p(\p$179 ),
-    .\port$6966$0 (chunks),
-    .\port$7174$0 (local2_s3),
+    .p(\p$194 ),
+    .\port$7053$0 (chunks),
+    .\port$7289$0 (local2_s3),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row  multiplier_row (
     .clk(clk),
     .flush(flush),
-    .p(\p$207 ),
-    .\port$6946$0 (window1),
-    .\port$7138$0 (local0_s2),
+    .p(\p$224 ),
+    .\port$7033$0 (window1),
+    .\port$7251$0 (local0_s2),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words  multiplier_row_words (
     .clk(clk),
     .flush(flush),
-    .p(\p$191 ),
-    .\port$6964$0 (window2),
-    .\port$6966$0 (chunks),
+    .p(\p$208 ),
+    .\port$7051$0 (window2),
+    .\port$7053$0 (chunks),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_y  multiplier_row_words_y (
     .clk(clk),
     .flush(flush),
-    .p(\p$178 ),
-    .\port$7172$0 (local1_s3),
-    .\port$7219$0 (\p$191 [9:0]),
+    .p(\p$193 ),
+    .\port$7287$0 (local1_s3),
+    .\port$7340$0 (\p$208 [9:0]),
     .rst(rst)
   );
   \convhw_list.core.streamer.multiplier_row_words_z  multiplier_row_words_z (
     .clk(clk),
     .flush(flush),
     .p(p),
-    .\port$7219$0 (\p$191 [9:0]),
-    .\port$7222$0 (\p$207 [9:0]),
+    .\port$7340$0 (\p$208 [9:0]),
+    .\port$7343$0 (\p$224 [9:0]),
     .rst(rst)
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$416  = last_s4;
+    \$407  = last_s0;
+    if (flush) begin
+      \$407  = 1'h0;
+    end
+    if (rst) begin
+      \$407  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$408  = write_s0;
+    if (flush) begin
+      \$408  = 1'h0;
+    end
+    if (rst) begin
+      \$408  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$409  = chunk_s0;
+    if (flush) begin
+      \$409  = 11'h000;
+    end
+    if (rst) begin
+      \$409  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$410  = init_s0;
+    if (flush) begin
+      \$410  = 1'h0;
+    end
+    if (rst) begin
+      \$410  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$411  = bank_s0;
+    if (flush) begin
+      \$411  = 1'h0;
+    end
+    if (rst) begin
+      \$411  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$412  = o2_s0;
+    if (flush) begin
+      \$412  = 16'h0000;
+    end
+    if (rst) begin
+      \$412  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$413  = tags_s0;
+    if (flush) begin
+      \$413  = 2'h0;
+    end
+    if (rst) begin
+      \$413  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$414  = \$234 [7:0];
+    if (flush) begin
+      \$414  = 8'h00;
+    end
+    if (rst) begin
+      \$414  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$415  = \$247 [17:0];
+    if (flush) begin
+      \$415  = 18'h00000;
+    end
+    if (rst) begin
+      \$415  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$416  = \$174 ;
     if (flush) begin
       \$416  = 1'h0;
     end
@@ -22055,32 +22683,552 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$417  = error_s4;
+    \$417  = \$260 [17:0];
     if (flush) begin
-      \$417  = 1'h0;
+      \$417  = 18'h00000;
     end
     if (rst) begin
-      \$417  = 1'h0;
+      \$417  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$418  = \$169 ;
+    \$418  = \$179 ;
     if (flush) begin
       \$418  = 1'h0;
     end
     if (rst) begin
       \$418  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$419  = \$273 [17:0];
+    if (flush) begin
+      \$419  = 18'h00000;
+    end
+    if (rst) begin
+      \$419  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$420  = \$184 ;
+    if (flush) begin
+      \$420  = 1'h0;
+    end
+    if (rst) begin
+      \$420  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$421  = valid_s1;
+    if (flush) begin
+      \$421  = 1'h0;
+    end
+    if (rst) begin
+      \$421  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$422  = last_s1;
+    if (flush) begin
+      \$422  = 1'h0;
+    end
+    if (rst) begin
+      \$422  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$423  = write_s1;
+    if (flush) begin
+      \$423  = 1'h0;
+    end
+    if (rst) begin
+      \$423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$424  = chunk_s1;
+    if (flush) begin
+      \$424  = 11'h000;
+    end
+    if (rst) begin
+      \$424  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$425  = init_s1;
+    if (flush) begin
+      \$425  = 1'h0;
+    end
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$426  = bank_s1;
+    if (flush) begin
+      \$426  = 1'h0;
+    end
+    if (rst) begin
+      \$426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$427  = tags_s1;
+    if (flush) begin
+      \$427  = 2'h0;
+    end
+    if (rst) begin
+      \$427  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$428  = \$280 [9:0];
+    if (flush) begin
+      \$428  = 10'h000;
+    end
+    if (rst) begin
+      \$428  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$429  = real0_s1;
+    if (flush) begin
+      \$429  = 1'h0;
+    end
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$430  = \$188 ;
+    if (flush) begin
+      \$430  = 1'h0;
+    end
+    if (rst) begin
+      \$430  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$431  = \$287 [9:0];
+    if (flush) begin
+      \$431  = 10'h000;
+    end
+    if (rst) begin
+      \$431  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$432  = real1_s1;
+    if (flush) begin
+      \$432  = 1'h0;
+    end
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$433  = \$192 ;
+    if (flush) begin
+      \$433  = 1'h0;
+    end
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$434  = \$294 [9:0];
+    if (flush) begin
+      \$434  = 10'h000;
+    end
+    if (rst) begin
+      \$434  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$435  = real2_s1;
+    if (flush) begin
+      \$435  = 1'h0;
+    end
+    if (rst) begin
+      \$435  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$436  = \$196 ;
+    if (flush) begin
+      \$436  = 1'h0;
+    end
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$437  = o2_s1;
+    if (flush) begin
+      \$437  = 16'h0000;
+    end
+    if (rst) begin
+      \$437  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$438  = valid_s2;
+    if (flush) begin
+      \$438  = 1'h0;
+    end
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$439  = last_s2;
+    if (flush) begin
+      \$439  = 1'h0;
+    end
+    if (rst) begin
+      \$439  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$440  = write_s2;
+    if (flush) begin
+      \$440  = 1'h0;
+    end
+    if (rst) begin
+      \$440  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$441  = chunk_s2;
+    if (flush) begin
+      \$441  = 11'h000;
+    end
+    if (rst) begin
+      \$441  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$442  = init_s2;
+    if (flush) begin
+      \$442  = 1'h0;
+    end
+    if (rst) begin
+      \$442  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$443  = bank_s2;
+    if (flush) begin
+      \$443  = 1'h0;
+    end
+    if (rst) begin
+      \$443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$444  = tags_s2;
+    if (flush) begin
+      \$444  = 2'h0;
+    end
+    if (rst) begin
+      \$444  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$445  = \$296 [7:0];
+    if (flush) begin
+      \$445  = 8'h00;
+    end
+    if (rst) begin
+      \$445  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$446  = local1_s2;
+    if (flush) begin
+      \$446  = 10'h000;
+    end
+    if (rst) begin
+      \$446  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$447  = local2_s2;
+    if (flush) begin
+      \$447  = 10'h000;
+    end
+    if (rst) begin
+      \$447  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$448  = \$200 ;
+    if (flush) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$449  = \$201 ;
+    if (flush) begin
+      \$449  = 1'h0;
+    end
+    if (rst) begin
+      \$449  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$450  = valid_s3;
+    if (flush) begin
+      \$450  = 1'h0;
+    end
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$451  = last_s3;
+    if (flush) begin
+      \$451  = 1'h0;
+    end
+    if (rst) begin
+      \$451  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$452  = write_s3;
+    if (flush) begin
+      \$452  = 1'h0;
+    end
+    if (rst) begin
+      \$452  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$453  = chunk_s3;
+    if (flush) begin
+      \$453  = 11'h000;
+    end
+    if (rst) begin
+      \$453  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$454  = init_s3;
+    if (flush) begin
+      \$454  = 1'h0;
+    end
+    if (rst) begin
+      \$454  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$455  = bank_s3;
+    if (flush) begin
+      \$455  = 1'h0;
+    end
+    if (rst) begin
+      \$455  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$456  = tags_s3;
+    if (flush) begin
+      \$456  = 2'h0;
+    end
+    if (rst) begin
+      \$456  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$457  = acc_s3;
+    if (flush) begin
+      \$457  = 8'h00;
+    end
+    if (rst) begin
+      \$457  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$458  = zero_s3;
+    if (flush) begin
+      \$458  = 1'h0;
+    end
+    if (rst) begin
+      \$458  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$459  = error_s3;
+    if (flush) begin
+      \$459  = 1'h0;
+    end
+    if (rst) begin
+      \$459  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$460  = valid_s4;
+    if (flush) begin
+      \$460  = 1'h0;
+    end
+    if (rst) begin
+      \$460  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$461  = \$204 [9:0];
+    if (flush) begin
+      \$461  = 10'h000;
+    end
+    if (rst) begin
+      \$461  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$462  = acc_s4;
+    if (flush) begin
+      \$462  = 8'h00;
+    end
+    if (rst) begin
+      \$462  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$463  = zero_s4;
+    if (flush) begin
+      \$463  = 1'h0;
+    end
+    if (rst) begin
+      \$463  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$464  = init_s4;
+    if (flush) begin
+      \$464  = 1'h0;
+    end
+    if (rst) begin
+      \$464  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$465  = bank_s4;
+    if (flush) begin
+      \$465  = 1'h0;
+    end
+    if (rst) begin
+      \$465  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$466  = last_s4;
+    if (flush) begin
+      \$466  = 1'h0;
+    end
+    if (rst) begin
+      \$466  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$467  = error_s4;
+    if (flush) begin
+      \$467  = 1'h0;
+    end
+    if (rst) begin
+      \$467  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$468  = \$205 ;
+    if (flush) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$469  = tags_s4[0];
+    if (flush) begin
+      \$469  = 1'h0;
+    end
+    if (rst) begin
+      \$469  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
+    \$470  = tags_s4[1];
+    if (flush) begin
+      \$470  = 1'h0;
+    end
+    if (rst) begin
+      \$470  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
     ready_next = 1'h1;
     if (take) begin
-      ready_next = \$185 ;
+      ready_next = \$220 ;
     end else if (last_element) begin
     end else if (active) begin
-      ready_next = \$198 ;
+      ready_next = \$233 ;
     end
   end
   always @* begin
@@ -22090,8 +23238,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last0 = last0;
-      if (\$187 ) begin
-        next_last0 = \$188 ;
+      if (\$222 ) begin
+        next_last0 = \$223 ;
       end
     end
   end
@@ -22102,8 +23250,8 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       next_last1 = last1;
-      if (\$190 ) begin
-        next_last1 = \$191 ;
+      if (\$225 ) begin
+        next_last1 = \$226 ;
       end else if (last2) begin
         next_last1 = reload_last1;
       end
@@ -22116,406 +23264,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
     end else if (last_element) begin
     end else if (active) begin
       (* full_case = 32'd1 *)
-      if (\$193 ) begin
-        next_last2 = \$194 ;
+      if (\$228 ) begin
+        next_last2 = \$229 ;
       end else if (1'h1) begin
-        next_last2 = \$196 ;
+        next_last2 = \$231 ;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$264  = \$3 ;
+    \$299  = \$3 ;
     if (flush) begin
-      \$264  = 1'h0;
+      \$299  = 1'h0;
     end
     if (rst) begin
-      \$264  = 1'h0;
+      \$299  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$265  = \$4 ;
+    \$300  = \$4 ;
     if (flush) begin
-      \$265  = 1'h0;
+      \$300  = 1'h0;
     end
     if (rst) begin
-      \$265  = 1'h0;
+      \$300  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$266  = \$5 ;
+    \$301  = \$5 ;
     if (flush) begin
-      \$266  = 1'h0;
+      \$301  = 1'h0;
     end
     if (rst) begin
-      \$266  = 1'h0;
+      \$301  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$267  = \$6 ;
+    \$302  = \$6 ;
     if (flush) begin
-      \$267  = 1'h0;
+      \$302  = 1'h0;
     end
     if (rst) begin
-      \$267  = 1'h0;
+      \$302  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$268  = job[103:88];
-    if (flush) begin
-      \$268  = 16'h0000;
-    end
-    if (rst) begin
-      \$268  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$269  = job[135:120];
-    if (flush) begin
-      \$269  = 16'h0000;
-    end
-    if (rst) begin
-      \$269  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$270  = \$7 ;
-    if (flush) begin
-      \$270  = 8'h00;
-    end
-    if (rst) begin
-      \$270  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$271  = \$8 ;
-    if (flush) begin
-      \$271  = 8'h00;
-    end
-    if (rst) begin
-      \$271  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$272  = \$16 [17:0];
-    if (flush) begin
-      \$272  = 18'h00000;
-    end
-    if (rst) begin
-      \$272  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$273  = \$17 ;
-    if (flush) begin
-      \$273  = 17'h00000;
-    end
-    if (rst) begin
-      \$273  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$274  = \$18 ;
-    if (flush) begin
-      \$274  = 17'h00000;
-    end
-    if (rst) begin
-      \$274  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$275  = \$19 ;
-    if (flush) begin
-      \$275  = 17'h00000;
-    end
-    if (rst) begin
-      \$275  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$276  = job[255:240];
-    if (flush) begin
-      \$276  = 16'h0000;
-    end
-    if (rst) begin
-      \$276  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$277  = job[287:272];
-    if (flush) begin
-      \$277  = 16'h0000;
-    end
-    if (rst) begin
-      \$277  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$278  = \$20 ;
-    if (flush) begin
-      \$278  = 8'h00;
-    end
-    if (rst) begin
-      \$278  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$279  = \$21 ;
-    if (flush) begin
-      \$279  = 8'h00;
-    end
-    if (rst) begin
-      \$279  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$280  = \$29 [17:0];
-    if (flush) begin
-      \$280  = 18'h00000;
-    end
-    if (rst) begin
-      \$280  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$281  = \$30 ;
-    if (flush) begin
-      \$281  = 17'h00000;
-    end
-    if (rst) begin
-      \$281  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$282  = \$31 ;
-    if (flush) begin
-      \$282  = 17'h00000;
-    end
-    if (rst) begin
-      \$282  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$283  = \$32 ;
-    if (flush) begin
-      \$283  = 17'h00000;
-    end
-    if (rst) begin
-      \$283  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$284  = \$33 [9:0];
-    if (flush) begin
-      \$284  = 10'h000;
-    end
-    if (rst) begin
-      \$284  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$285  = job[407:392];
-    if (flush) begin
-      \$285  = 16'h0000;
-    end
-    if (rst) begin
-      \$285  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$286  = job[439:424];
-    if (flush) begin
-      \$286  = 16'h0000;
-    end
-    if (rst) begin
-      \$286  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$287  = \$34 ;
-    if (flush) begin
-      \$287  = 8'h00;
-    end
-    if (rst) begin
-      \$287  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$288  = \$35 ;
-    if (flush) begin
-      \$288  = 8'h00;
-    end
-    if (rst) begin
-      \$288  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$289  = \$43 [17:0];
-    if (flush) begin
-      \$289  = 18'h00000;
-    end
-    if (rst) begin
-      \$289  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$290  = \$44 ;
-    if (flush) begin
-      \$290  = 17'h00000;
-    end
-    if (rst) begin
-      \$290  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$291  = \$45 ;
-    if (flush) begin
-      \$291  = 17'h00000;
-    end
-    if (rst) begin
-      \$291  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$292  = \$46 ;
-    if (flush) begin
-      \$292  = 17'h00000;
-    end
-    if (rst) begin
-      \$292  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$293  = \$47 [9:0];
-    if (flush) begin
-      \$293  = 10'h000;
-    end
-    if (rst) begin
-      \$293  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$294  = job[470:461];
-    if (flush) begin
-      \$294  = 10'h000;
-    end
-    if (rst) begin
-      \$294  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$295  = ready_next;
-    if (flush) begin
-      \$295  = 1'h1;
-    end
-    if (rst) begin
-      \$295  = 1'h1;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$296  = \$50 [7:0];
-    if (flush) begin
-      \$296  = 8'h00;
-    end
-    if (rst) begin
-      \$296  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$297  = \$53 ;
-    if (flush) begin
-      \$297  = 9'h1ff;
-    end
-    if (rst) begin
-      \$297  = 9'h1ff;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$298  = \$54 ;
-    if (flush) begin
-      \$298  = 17'h00000;
-    end
-    if (rst) begin
-      \$298  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$299  = \$55 ;
-    if (flush) begin
-      \$299  = 17'h00000;
-    end
-    if (rst) begin
-      \$299  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$300  = \$56 ;
-    if (flush) begin
-      \$300  = 17'h00000;
-    end
-    if (rst) begin
-      \$300  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$301  = \$57 ;
-    if (flush) begin
-      \$301  = 18'h00000;
-    end
-    if (rst) begin
-      \$301  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$302  = in_end;
-    if (flush) begin
-      \$302  = 17'h00000;
-    end
-    if (rst) begin
-      \$302  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$303  = \$58 ;
+    \$303  = job[103:88];
     if (flush) begin
       \$303  = 16'h0000;
     end
@@ -22525,17 +23323,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$304  = \$59 ;
+    \$304  = job[135:120];
     if (flush) begin
-      \$304  = 19'h00000;
+      \$304  = 16'h0000;
     end
     if (rst) begin
-      \$304  = 19'h00000;
+      \$304  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$305  = \$61 [7:0];
+    \$305  = \$7 ;
     if (flush) begin
       \$305  = 8'h00;
     end
@@ -22545,162 +23343,117 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$306  = \$62 ;
+    \$306  = \$8 ;
     if (flush) begin
-      \$306  = 18'h00000;
+      \$306  = 8'h00;
     end
     if (rst) begin
-      \$306  = 18'h00000;
+      \$306  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$307  = leading_extra;
+    \$307  = \$16 [17:0];
     if (flush) begin
-      \$307  = 8'h00;
+      \$307  = 18'h00000;
     end
     if (rst) begin
-      \$307  = 8'h00;
+      \$307  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$308  = \$69 ;
+    \$308  = \$17 ;
     if (flush) begin
-      \$308  = 1'h0;
+      \$308  = 17'h00000;
     end
     if (rst) begin
-      \$308  = 1'h0;
+      \$308  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$309  = \$72 [7:0];
+    \$309  = \$18 ;
     if (flush) begin
-      \$309  = 8'h00;
+      \$309  = 17'h00000;
     end
     if (rst) begin
-      \$309  = 8'h00;
+      \$309  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$310  = \$73 [7:0];
+    \$310  = \$19 ;
     if (flush) begin
-      \$310  = 8'h00;
+      \$310  = 17'h00000;
     end
     if (rst) begin
-      \$310  = 8'h00;
+      \$310  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$311  = \$74 [8:0];
+    \$311  = job[255:240];
     if (flush) begin
-      \$311  = 9'h1ff;
+      \$311  = 16'h0000;
     end
     if (rst) begin
-      \$311  = 9'h1ff;
+      \$311  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$312  = active;
-    if (take) begin
-      \$312  = 1'h1;
-    end else if (last_element) begin
-      \$312  = 1'h0;
-    end
+    \$312  = job[287:272];
     if (flush) begin
-      \$312  = 1'h0;
+      \$312  = 16'h0000;
     end
     if (rst) begin
-      \$312  = 1'h0;
+      \$312  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$313  = left0;
-    if (take) begin
-      \$313  = \$75 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$110 ) begin
-        \$313  = \$111 [16:0];
-      end
-    end
+    \$313  = \$20 ;
     if (flush) begin
-      \$313  = 17'h00000;
+      \$313  = 8'h00;
     end
     if (rst) begin
-      \$313  = 17'h00000;
+      \$313  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$314  = last0;
-    if (take) begin
-      \$314  = \$76 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$314  = next_last0;
-    end
+    \$314  = \$21 ;
     if (flush) begin
-      \$314  = 1'h0;
+      \$314  = 8'h00;
     end
     if (rst) begin
-      \$314  = 1'h0;
+      \$314  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$315  = o0;
-    if (take) begin
-      \$315  = passes__payload[15:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$110 ) begin
-        \$315  = \$112 [15:0];
-      end
-    end
+    \$315  = \$29 [17:0];
     if (flush) begin
-      \$315  = 16'h0000;
+      \$315  = 18'h00000;
     end
     if (rst) begin
-      \$315  = 16'h0000;
+      \$315  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$316  = g0;
-    if (take) begin
-      \$316  = passes__payload[50:33];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$110 ) begin
-        \$316  = \$113 [17:0];
-      end
-    end
+    \$316  = \$30 ;
     if (flush) begin
-      \$316  = 18'h00000;
+      \$316  = 17'h00000;
     end
     if (rst) begin
-      \$316  = 18'h00000;
+      \$316  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$317  = left1;
-    if (take) begin
-      \$317  = \$77 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$115 ) begin
-        \$317  = \$116 [16:0];
-      end else if (last2) begin
-        \$317  = reload1;
-      end
-    end
+    \$317  = \$31 ;
     if (flush) begin
       \$317  = 17'h00000;
     end
@@ -22710,105 +23463,67 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$318  = last1;
-    if (take) begin
-      \$318  = \$78 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$318  = next_last1;
-    end
+    \$318  = \$32 ;
     if (flush) begin
-      \$318  = 1'h0;
+      \$318  = 17'h00000;
     end
     if (rst) begin
-      \$318  = 1'h0;
+      \$318  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$319  = o1;
-    if (take) begin
-      \$319  = passes__payload[66:51];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$115 ) begin
-        \$319  = \$117 [15:0];
-      end else if (last2) begin
-        \$319  = o_first1;
-      end
-    end
+    \$319  = \$33 [9:0];
     if (flush) begin
-      \$319  = 16'h0000;
+      \$319  = 10'h000;
     end
     if (rst) begin
-      \$319  = 16'h0000;
+      \$319  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$320  = g1;
-    if (take) begin
-      \$320  = passes__payload[101:84];
-    end else if (last_element) begin
-    end else if (active) begin
-      if (\$115 ) begin
-        \$320  = \$118 [17:0];
-      end else if (last2) begin
-        \$320  = g_first1;
-      end
-    end
+    \$320  = job[407:392];
     if (flush) begin
-      \$320  = 18'h00000;
+      \$320  = 16'h0000;
     end
     if (rst) begin
-      \$320  = 18'h00000;
+      \$320  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$321  = reload1;
-    if (take) begin
-      \$321  = \$79 [16:0];
-    end
+    \$321  = job[439:424];
     if (flush) begin
-      \$321  = 17'h00000;
+      \$321  = 16'h0000;
     end
     if (rst) begin
-      \$321  = 17'h00000;
+      \$321  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$322  = reload_last1;
-    if (take) begin
-      \$322  = \$80 ;
-    end
+    \$322  = \$34 ;
     if (flush) begin
-      \$322  = 1'h0;
+      \$322  = 8'h00;
     end
     if (rst) begin
-      \$322  = 1'h0;
+      \$322  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$323  = o_first1;
-    if (take) begin
-      \$323  = passes__payload[66:51];
-    end
+    \$323  = \$35 ;
     if (flush) begin
-      \$323  = 16'h0000;
+      \$323  = 8'h00;
     end
     if (rst) begin
-      \$323  = 16'h0000;
+      \$323  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$324  = g_first1;
-    if (take) begin
-      \$324  = passes__payload[101:84];
-    end
+    \$324  = \$43 [17:0];
     if (flush) begin
       \$324  = 18'h00000;
     end
@@ -22818,10 +23533,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$325  = reload_long;
-    if (take) begin
-      \$325  = \$81 [16:0];
-    end
+    \$325  = \$44 ;
     if (flush) begin
       \$325  = 17'h00000;
     end
@@ -22831,148 +23543,87 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$326  = reload_long_last;
-    if (take) begin
-      \$326  = \$84 ;
-    end
+    \$326  = \$45 ;
     if (flush) begin
-      \$326  = 1'h0;
+      \$326  = 17'h00000;
     end
     if (rst) begin
-      \$326  = 1'h0;
+      \$326  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$327  = threshold_long;
-    if (take) begin
-      \$327  = extra;
-    end
+    \$327  = \$46 ;
     if (flush) begin
-      \$327  = 8'h00;
+      \$327  = 17'h00000;
     end
     if (rst) begin
-      \$327  = 8'h00;
+      \$327  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$328  = threshold_short;
-    if (take) begin
-      \$328  = extra_short;
-    end
+    \$328  = \$47 [9:0];
     if (flush) begin
-      \$328  = 8'h00;
+      \$328  = 10'h000;
     end
     if (rst) begin
-      \$328  = 8'h00;
+      \$328  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$329  = threshold;
-    if (take) begin
-      \$329  = \$88 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-      end else if (1'h1) begin
-        \$329  = \$127 ;
-      end
-    end
+    \$329  = job[470:461];
     if (flush) begin
-      \$329  = 8'h00;
+      \$329  = 10'h000;
     end
     if (rst) begin
-      \$329  = 8'h00;
+      \$329  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$330  = left2;
-    if (take) begin
-      \$330  = \$94 [16:0];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-        \$330  = \$121 [16:0];
-      end else if (1'h1) begin
-        \$330  = \$125 ;
-      end
-    end
+    \$330  = ready_next;
     if (flush) begin
-      \$330  = 17'h00000;
+      \$330  = 1'h1;
     end
     if (rst) begin
-      \$330  = 17'h00000;
+      \$330  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$331  = last2;
-    if (take) begin
-      \$331  = \$104 ;
-    end else if (last_element) begin
-    end else if (active) begin
-      \$331  = next_last2;
-    end
+    \$331  = \$50 [7:0];
     if (flush) begin
-      \$331  = 1'h0;
+      \$331  = 8'h00;
     end
     if (rst) begin
-      \$331  = 1'h0;
+      \$331  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$332  = o2;
-    if (take) begin
-      \$332  = passes__payload[117:102];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-        \$332  = \$122 [15:0];
-      end else if (1'h1) begin
-        \$332  = o_first2;
-      end
-    end
+    \$332  = \$53 ;
     if (flush) begin
-      \$332  = 16'h0000;
+      \$332  = 9'h1ff;
     end
     if (rst) begin
-      \$332  = 16'h0000;
+      \$332  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$333  = g2;
-    if (take) begin
-      \$333  = passes__payload[152:135];
-    end else if (last_element) begin
-    end else if (active) begin
-      (* full_case = 32'd1 *)
-      if (\$120 ) begin
-        \$333  = \$123 [17:0];
-      end else if (1'h1) begin
-        \$333  = g_first2;
-      end
-    end
+    \$333  = \$54 ;
     if (flush) begin
-      \$333  = 18'h00000;
+      \$333  = 17'h00000;
     end
     if (rst) begin
-      \$333  = 18'h00000;
+      \$333  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$334  = reload2;
-    if (take) begin
-      \$334  = \$105 [16:0];
-    end
+    \$334  = \$55 ;
     if (flush) begin
       \$334  = 17'h00000;
     end
@@ -22982,108 +23633,87 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$335  = reload_last2;
-    if (take) begin
-      \$335  = \$108 ;
-    end
+    \$335  = \$56 ;
     if (flush) begin
-      \$335  = 1'h0;
+      \$335  = 17'h00000;
     end
     if (rst) begin
-      \$335  = 1'h0;
+      \$335  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$336  = o_first2;
-    if (take) begin
-      \$336  = passes__payload[117:102];
-    end
+    \$336  = \$57 ;
     if (flush) begin
-      \$336  = 16'h0000;
+      \$336  = 18'h00000;
     end
     if (rst) begin
-      \$336  = 16'h0000;
+      \$336  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$337  = g_first2;
-    if (take) begin
-      \$337  = passes__payload[152:135];
-    end
+    \$337  = in_end;
     if (flush) begin
-      \$337  = 18'h00000;
+      \$337  = 17'h00000;
     end
     if (rst) begin
-      \$337  = 18'h00000;
+      \$337  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$338  = chunk;
-    if (take) begin
-      \$338  = passes__payload[172:162];
-    end
+    \$338  = \$58 ;
     if (flush) begin
-      \$338  = 11'h000;
+      \$338  = 16'h0000;
     end
     if (rst) begin
-      \$338  = 11'h000;
+      \$338  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$339  = init;
-    if (take) begin
-      \$339  = passes__payload[173];
-    end
+    \$339  = \$59 ;
     if (flush) begin
-      \$339  = 1'h0;
+      \$339  = 19'h00000;
     end
     if (rst) begin
-      \$339  = 1'h0;
+      \$339  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$340  = zero_pass;
-    if (take) begin
-      \$340  = passes__payload[174];
-    end
+    \$340  = \$61 [7:0];
     if (flush) begin
-      \$340  = 1'h0;
+      \$340  = 8'h00;
     end
     if (rst) begin
-      \$340  = 1'h0;
+      \$340  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$341  = bank;
-    if (take) begin
-      \$341  = passes__payload[175];
-    end
+    \$341  = \$62 ;
     if (flush) begin
-      \$341  = 1'h0;
+      \$341  = 18'h00000;
     end
     if (rst) begin
-      \$341  = 1'h0;
+      \$341  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$342  = active;
+    \$342  = leading_extra;
     if (flush) begin
-      \$342  = 1'h0;
+      \$342  = 8'h00;
     end
     if (rst) begin
-      \$342  = 1'h0;
+      \$342  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$343  = last_element;
+    \$343  = \$69 ;
     if (flush) begin
       \$343  = 1'h0;
     end
@@ -23093,27 +23723,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$344  = write;
+    \$344  = \$72 [7:0];
     if (flush) begin
-      \$344  = 1'h0;
+      \$344  = 8'h00;
     end
     if (rst) begin
-      \$344  = 1'h0;
+      \$344  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$345  = chunk;
+    \$345  = \$85 ;
     if (flush) begin
-      \$345  = 11'h000;
+      \$345  = 1'h0;
     end
     if (rst) begin
-      \$345  = 11'h000;
+      \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$346  = init;
+    \$346  = \$89 ;
     if (flush) begin
       \$346  = 1'h0;
     end
@@ -23123,87 +23753,92 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$347  = bank;
+    \$347  = \$90 ;
     if (flush) begin
-      \$347  = 1'h0;
+      \$347  = 8'h00;
     end
     if (rst) begin
-      \$347  = 1'h0;
+      \$347  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$348  = o2;
+    \$348  = \$93 [8:0];
     if (flush) begin
-      \$348  = 16'h0000;
+      \$348  = 9'h1ff;
     end
     if (rst) begin
-      \$348  = 16'h0000;
+      \$348  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$349  = zero_pass;
+    \$349  = \$95 [8:0];
     if (flush) begin
-      \$349  = 1'h0;
+      \$349  = 9'h1ff;
     end
     if (rst) begin
-      \$349  = 1'h0;
+      \$349  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$350  = g0;
+    \$350  = \$97 [8:0];
     if (flush) begin
-      \$350  = 18'h00000;
+      \$350  = 9'h1ff;
     end
     if (rst) begin
-      \$350  = 18'h00000;
+      \$350  = 9'h1ff;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$351  = \$128 ;
+    \$351  = \$100 ;
     if (flush) begin
-      \$351  = 1'h0;
+      \$351  = 1'h1;
     end
     if (rst) begin
-      \$351  = 1'h0;
+      \$351  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$352  = \$129 ;
+    \$352  = \$102 ;
     if (flush) begin
-      \$352  = 1'h0;
+      \$352  = 1'h1;
     end
     if (rst) begin
-      \$352  = 1'h0;
+      \$352  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$353  = g1;
+    \$353  = \$105 ;
     if (flush) begin
-      \$353  = 18'h00000;
+      \$353  = 1'h1;
     end
     if (rst) begin
-      \$353  = 18'h00000;
+      \$353  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$354  = \$130 ;
+    \$354  = \$107 [7:0];
     if (flush) begin
-      \$354  = 1'h0;
+      \$354  = 8'h00;
     end
     if (rst) begin
-      \$354  = 1'h0;
+      \$354  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$355  = \$131 ;
+    \$355  = active;
+    if (take) begin
+      \$355  = 1'h1;
+    end else if (last_element) begin
+      \$355  = 1'h0;
+    end
     if (flush) begin
       \$355  = 1'h0;
     end
@@ -23213,17 +23848,31 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$356  = g2;
+    \$356  = left0;
+    if (take) begin
+      \$356  = \$108 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$142 ) begin
+        \$356  = \$143 [16:0];
+      end
+    end
     if (flush) begin
-      \$356  = 18'h00000;
+      \$356  = 17'h00000;
     end
     if (rst) begin
-      \$356  = 18'h00000;
+      \$356  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$357  = \$132 ;
+    \$357  = last0;
+    if (take) begin
+      \$357  = \$109 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$357  = next_last0;
+    end
     if (flush) begin
       \$357  = 1'h0;
     end
@@ -23233,37 +23882,69 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$358  = \$133 ;
+    \$358  = o0;
+    if (take) begin
+      \$358  = passes__payload[15:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$142 ) begin
+        \$358  = \$144 [15:0];
+      end
+    end
     if (flush) begin
-      \$358  = 1'h0;
+      \$358  = 16'h0000;
     end
     if (rst) begin
-      \$358  = 1'h0;
+      \$358  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$359  = o1;
+    \$359  = g0;
+    if (take) begin
+      \$359  = passes__payload[50:33];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$142 ) begin
+        \$359  = \$145 [17:0];
+      end
+    end
     if (flush) begin
-      \$359  = 16'h0000;
+      \$359  = 18'h00000;
     end
     if (rst) begin
-      \$359  = 16'h0000;
+      \$359  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$360  = valid_s0;
+    \$360  = left1;
+    if (take) begin
+      \$360  = \$110 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$147 ) begin
+        \$360  = \$148 [16:0];
+      end else if (last2) begin
+        \$360  = reload1;
+      end
+    end
     if (flush) begin
-      \$360  = 1'h0;
+      \$360  = 17'h00000;
     end
     if (rst) begin
-      \$360  = 1'h0;
+      \$360  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$361  = last_s0;
+    \$361  = last1;
+    if (take) begin
+      \$361  = \$111 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$361  = next_last1;
+    end
     if (flush) begin
       \$361  = 1'h0;
     end
@@ -23273,37 +23954,63 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$362  = write_s0;
+    \$362  = o1;
+    if (take) begin
+      \$362  = passes__payload[66:51];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$147 ) begin
+        \$362  = \$149 [15:0];
+      end else if (last2) begin
+        \$362  = o_first1;
+      end
+    end
     if (flush) begin
-      \$362  = 1'h0;
+      \$362  = 16'h0000;
     end
     if (rst) begin
-      \$362  = 1'h0;
+      \$362  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$363  = chunk_s0;
+    \$363  = g1;
+    if (take) begin
+      \$363  = passes__payload[101:84];
+    end else if (last_element) begin
+    end else if (active) begin
+      if (\$147 ) begin
+        \$363  = \$150 [17:0];
+      end else if (last2) begin
+        \$363  = g_first1;
+      end
+    end
     if (flush) begin
-      \$363  = 11'h000;
+      \$363  = 18'h00000;
     end
     if (rst) begin
-      \$363  = 11'h000;
+      \$363  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$364  = init_s0;
+    \$364  = reload1;
+    if (take) begin
+      \$364  = \$112 [16:0];
+    end
     if (flush) begin
-      \$364  = 1'h0;
+      \$364  = 17'h00000;
     end
     if (rst) begin
-      \$364  = 1'h0;
+      \$364  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$365  = bank_s0;
+    \$365  = reload_last1;
+    if (take) begin
+      \$365  = \$113 ;
+    end
     if (flush) begin
       \$365  = 1'h0;
     end
@@ -23313,7 +24020,10 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$366  = o2_s0;
+    \$366  = o_first1;
+    if (take) begin
+      \$366  = passes__payload[66:51];
+    end
     if (flush) begin
       \$366  = 16'h0000;
     end
@@ -23323,27 +24033,36 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$367  = \$199 [7:0];
+    \$367  = g_first1;
+    if (take) begin
+      \$367  = passes__payload[101:84];
+    end
     if (flush) begin
-      \$367  = 8'h00;
+      \$367  = 18'h00000;
     end
     if (rst) begin
-      \$367  = 8'h00;
+      \$367  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$368  = \$212 [17:0];
+    \$368  = reload_long;
+    if (take) begin
+      \$368  = \$114 [16:0];
+    end
     if (flush) begin
-      \$368  = 18'h00000;
+      \$368  = 17'h00000;
     end
     if (rst) begin
-      \$368  = 18'h00000;
+      \$368  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$369  = \$138 ;
+    \$369  = reload_long_last;
+    if (take) begin
+      \$369  = \$116 ;
+    end
     if (flush) begin
       \$369  = 1'h0;
     end
@@ -23353,37 +24072,56 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$370  = \$225 [17:0];
+    \$370  = threshold_long;
+    if (take) begin
+      \$370  = extra;
+    end
     if (flush) begin
-      \$370  = 18'h00000;
+      \$370  = 8'h00;
     end
     if (rst) begin
-      \$370  = 18'h00000;
+      \$370  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$371  = \$143 ;
+    \$371  = threshold_short;
+    if (take) begin
+      \$371  = thr_short;
+    end
     if (flush) begin
-      \$371  = 1'h0;
+      \$371  = 8'h00;
     end
     if (rst) begin
-      \$371  = 1'h0;
+      \$371  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$372  = \$238 [17:0];
+    \$372  = threshold;
+    if (take) begin
+      \$372  = \$120 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+      end else if (1'h1) begin
+        \$372  = \$159 ;
+      end
+    end
     if (flush) begin
-      \$372  = 18'h00000;
+      \$372  = 8'h00;
     end
     if (rst) begin
-      \$372  = 18'h00000;
+      \$372  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$373  = \$148 ;
+    \$373  = joined_pass;
+    if (take) begin
+      \$373  = joined;
+    end
     if (flush) begin
       \$373  = 1'h0;
     end
@@ -23393,7 +24131,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$374  = valid_s1;
+    \$374  = word_row;
+    if (take) begin
+      \$374  = 1'h0;
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+      end else if (1'h1) begin
+        \$374  = \$160 ;
+      end
+    end
     if (flush) begin
       \$374  = 1'h0;
     end
@@ -23403,17 +24151,34 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$375  = last_s1;
+    \$375  = left2;
+    if (take) begin
+      \$375  = \$126 [16:0];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+        \$375  = \$153 [16:0];
+      end else if (1'h1) begin
+        \$375  = \$157 ;
+      end
+    end
     if (flush) begin
-      \$375  = 1'h0;
+      \$375  = 17'h00000;
     end
     if (rst) begin
-      \$375  = 1'h0;
+      \$375  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$376  = write_s1;
+    \$376  = last2;
+    if (take) begin
+      \$376  = \$135 ;
+    end else if (last_element) begin
+    end else if (active) begin
+      \$376  = next_last2;
+    end
     if (flush) begin
       \$376  = 1'h0;
     end
@@ -23423,77 +24188,117 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$377  = chunk_s1;
+    \$377  = o2;
+    if (take) begin
+      \$377  = passes__payload[117:102];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+        \$377  = \$154 [15:0];
+      end else if (1'h1) begin
+        \$377  = o_first2;
+      end
+    end
     if (flush) begin
-      \$377  = 11'h000;
+      \$377  = 16'h0000;
     end
     if (rst) begin
-      \$377  = 11'h000;
+      \$377  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$378  = init_s1;
+    \$378  = g2;
+    if (take) begin
+      \$378  = passes__payload[152:135];
+    end else if (last_element) begin
+    end else if (active) begin
+      (* full_case = 32'd1 *)
+      if (\$152 ) begin
+        \$378  = \$155 [17:0];
+      end else if (1'h1) begin
+        \$378  = g_first2;
+      end
+    end
     if (flush) begin
-      \$378  = 1'h0;
+      \$378  = 18'h00000;
     end
     if (rst) begin
-      \$378  = 1'h0;
+      \$378  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$379  = bank_s1;
+    \$379  = reload2;
+    if (take) begin
+      \$379  = \$136 [16:0];
+    end
     if (flush) begin
-      \$379  = 1'h0;
+      \$379  = 17'h00000;
     end
     if (rst) begin
-      \$379  = 1'h0;
+      \$379  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$380  = \$245 [9:0];
+    \$380  = reload_last2;
+    if (take) begin
+      \$380  = \$138 ;
+    end
     if (flush) begin
-      \$380  = 10'h000;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 10'h000;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$381  = real0_s1;
+    \$381  = o_first2;
+    if (take) begin
+      \$381  = \$139 [15:0];
+    end
     if (flush) begin
-      \$381  = 1'h0;
+      \$381  = 16'h0000;
     end
     if (rst) begin
-      \$381  = 1'h0;
+      \$381  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$382  = \$152 ;
+    \$382  = g_first2;
+    if (take) begin
+      \$382  = \$140 [17:0];
+    end
     if (flush) begin
-      \$382  = 1'h0;
+      \$382  = 18'h00000;
     end
     if (rst) begin
-      \$382  = 1'h0;
+      \$382  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$383  = \$252 [9:0];
+    \$383  = chunk;
+    if (take) begin
+      \$383  = passes__payload[172:162];
+    end
     if (flush) begin
-      \$383  = 10'h000;
+      \$383  = 11'h000;
     end
     if (rst) begin
-      \$383  = 10'h000;
+      \$383  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$384  = real1_s1;
+    \$384  = init;
+    if (take) begin
+      \$384  = passes__payload[173];
+    end
     if (flush) begin
       \$384  = 1'h0;
     end
@@ -23503,7 +24308,10 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$385  = \$156 ;
+    \$385  = zero_pass;
+    if (take) begin
+      \$385  = passes__payload[174];
+    end
     if (flush) begin
       \$385  = 1'h0;
     end
@@ -23513,17 +24321,20 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$386  = \$259 [9:0];
+    \$386  = bank;
+    if (take) begin
+      \$386  = passes__payload[175];
+    end
     if (flush) begin
-      \$386  = 10'h000;
+      \$386  = 1'h0;
     end
     if (rst) begin
-      \$386  = 10'h000;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$387  = real2_s1;
+    \$387  = active;
     if (flush) begin
       \$387  = 1'h0;
     end
@@ -23533,7 +24344,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$388  = \$160 ;
+    \$388  = last_element;
     if (flush) begin
       \$388  = 1'h0;
     end
@@ -23543,27 +24354,27 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$389  = o2_s1;
+    \$389  = write;
     if (flush) begin
-      \$389  = 16'h0000;
+      \$389  = 1'h0;
     end
     if (rst) begin
-      \$389  = 16'h0000;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$390  = valid_s2;
+    \$390  = chunk;
     if (flush) begin
-      \$390  = 1'h0;
+      \$390  = 11'h000;
     end
     if (rst) begin
-      \$390  = 1'h0;
+      \$390  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$391  = last_s2;
+    \$391  = init;
     if (flush) begin
       \$391  = 1'h0;
     end
@@ -23573,7 +24384,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$392  = write_s2;
+    \$392  = bank;
     if (flush) begin
       \$392  = 1'h0;
     end
@@ -23583,17 +24394,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$393  = chunk_s2;
+    \$393  = o2;
     if (flush) begin
-      \$393  = 11'h000;
+      \$393  = 16'h0000;
     end
     if (rst) begin
-      \$393  = 11'h000;
+      \$393  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$394  = init_s2;
+    \$394  = zero_pass;
     if (flush) begin
       \$394  = 1'h0;
     end
@@ -23603,57 +24414,57 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$395  = bank_s2;
+    \$395  = { \$163 , word_row };
     if (flush) begin
-      \$395  = 1'h0;
+      \$395  = 2'h0;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$396  = \$261 [7:0];
+    \$396  = g0;
     if (flush) begin
-      \$396  = 8'h00;
+      \$396  = 18'h00000;
     end
     if (rst) begin
-      \$396  = 8'h00;
+      \$396  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$397  = local1_s2;
+    \$397  = \$164 ;
     if (flush) begin
-      \$397  = 10'h000;
+      \$397  = 1'h0;
     end
     if (rst) begin
-      \$397  = 10'h000;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$398  = local2_s2;
+    \$398  = \$165 ;
     if (flush) begin
-      \$398  = 10'h000;
+      \$398  = 1'h0;
     end
     if (rst) begin
-      \$398  = 10'h000;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$399  = \$164 ;
+    \$399  = g1;
     if (flush) begin
-      \$399  = 1'h0;
+      \$399  = 18'h00000;
     end
     if (rst) begin
-      \$399  = 1'h0;
+      \$399  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$400  = \$165 ;
+    \$400  = \$166 ;
     if (flush) begin
       \$400  = 1'h0;
     end
@@ -23663,7 +24474,7 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$401  = valid_s3;
+    \$401  = \$167 ;
     if (flush) begin
       \$401  = 1'h0;
     end
@@ -23673,17 +24484,17 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$402  = last_s3;
+    \$402  = g2;
     if (flush) begin
-      \$402  = 1'h0;
+      \$402  = 18'h00000;
     end
     if (rst) begin
-      \$402  = 1'h0;
+      \$402  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$403  = write_s3;
+    \$403  = \$168 ;
     if (flush) begin
       \$403  = 1'h0;
     end
@@ -23693,151 +24504,61 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$404  = chunk_s3;
+    \$404  = \$169 ;
     if (flush) begin
-      \$404  = 11'h000;
+      \$404  = 1'h0;
     end
     if (rst) begin
-      \$404  = 11'h000;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$405  = init_s3;
+    \$405  = o1;
     if (flush) begin
-      \$405  = 1'h0;
+      \$405  = 16'h0000;
     end
     if (rst) begin
-      \$405  = 1'h0;
+      \$405  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$406  = bank_s3;
+    \$406  = valid_s0;
     if (flush) begin
       \$406  = 1'h0;
     end
     if (rst) begin
       \$406  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$407  = acc_s3;
-    if (flush) begin
-      \$407  = 8'h00;
-    end
-    if (rst) begin
-      \$407  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$408  = zero_s3;
-    if (flush) begin
-      \$408  = 1'h0;
-    end
-    if (rst) begin
-      \$408  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$409  = error_s3;
-    if (flush) begin
-      \$409  = 1'h0;
-    end
-    if (rst) begin
-      \$409  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$410  = valid_s4;
-    if (flush) begin
-      \$410  = 1'h0;
-    end
-    if (rst) begin
-      \$410  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$411  = \$168 [9:0];
-    if (flush) begin
-      \$411  = 10'h000;
-    end
-    if (rst) begin
-      \$411  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$412  = acc_s4;
-    if (flush) begin
-      \$412  = 8'h00;
-    end
-    if (rst) begin
-      \$412  = 8'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$413  = zero_s4;
-    if (flush) begin
-      \$413  = 1'h0;
-    end
-    if (rst) begin
-      \$413  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$414  = init_s4;
-    if (flush) begin
-      \$414  = 1'h0;
-    end
-    if (rst) begin
-      \$414  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$32 ) begin end
-    \$415  = bank_s4;
-    if (flush) begin
-      \$415  = 1'h0;
-    end
-    if (rst) begin
-      \$415  = 1'h0;
     end
   end
   assign carry1 = last2;
   assign carry2 = 1'h1;
-  assign acc_row = \$199 [7:0];
-  assign g_remapped0 = \$212 [17:0];
-  assign g_remapped1 = \$225 [17:0];
-  assign g_remapped2 = \$238 [17:0];
-  assign local0 = \$245 [9:0];
-  assign local1 = \$252 [9:0];
-  assign local2 = \$259 [9:0];
-  assign acc = \$261 [7:0];
+  assign acc_row = \$234 [7:0];
+  assign g_remapped0 = \$247 [17:0];
+  assign g_remapped1 = \$260 [17:0];
+  assign g_remapped2 = \$273 [17:0];
+  assign local0 = \$280 [9:0];
+  assign local1 = \$287 [9:0];
+  assign local2 = \$294 [9:0];
+  assign acc = \$296 [7:0];
   assign a = { 1'h0, window2 };
   assign b = { 1'h0, chunks };
-  assign row_words = \p$191 [9:0];
-  assign \ready_next$192  = ready_next;
+  assign row_words = \p$208 [9:0];
+  assign \ready_next$209  = ready_next;
   assign passes__ready = ready;
-  assign \a$195  = { 1'h0, o0 };
-  assign \b$196  = { 1'h0, job[239:224] };
-  assign \a$201  = { 1'h0, acc_row_s1 };
-  assign \b$202  = { 1'h0, job[391:376] };
-  assign \a$204  = { 1'h0, local0_s2 };
-  assign \b$205  = { 1'h0, window1 };
-  assign \a$206  = { 1'h0, \p$207 [9:0] };
-  assign \b$208  = { 1'h0, \p$191 [9:0] };
-  assign \a$209  = { 1'h0, local1_s3 };
-  assign \b$210  = { 1'h0, \p$191 [9:0] };
-  assign \a$211  = { 1'h0, local2_s3 };
-  assign \b$212  = { 1'h0, chunks };
+  assign \a$212  = { 1'h0, o0 };
+  assign \b$213  = { 1'h0, job[239:224] };
+  assign \a$218  = { 1'h0, acc_row_s1 };
+  assign \b$219  = { 1'h0, job[391:376] };
+  assign \a$221  = { 1'h0, local0_s2 };
+  assign \b$222  = { 1'h0, window1 };
+  assign \a$223  = { 1'h0, \p$224 [9:0] };
+  assign \b$225  = { 1'h0, \p$208 [9:0] };
+  assign \a$226  = { 1'h0, local1_s3 };
+  assign \b$227  = { 1'h0, \p$208 [9:0] };
+  assign \a$228  = { 1'h0, local2_s3 };
+  assign \b$229  = { 1'h0, chunks };
   assign \job.axes  = job[455:0];
   assign \job.axes[0]  = job[151:0];
   assign \job.axes[0].in_size  = job[15:0];
@@ -23906,12 +24627,12 @@ module \convhw_list.core.streamer (rst, passes__valid, busy, job, flush, passes_
   assign \passes__payload.desc.init  = passes__payload[173];
   assign \passes__payload.desc.zero  = passes__payload[174];
   assign \passes__payload.bank  = passes__payload[175];
-  assign \$120  = \$119 ;
-  assign \$193  = \$192 ;
+  assign \$152  = \$151 ;
+  assign \$228  = \$227 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc (rst, \port$6376$376 , flush, \port$7112$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc (rst, \port$6459$376 , flush, \port$7223$0 , p, clk);
   wire [25:0] \$1 ;
   wire [8:0] a;
   wire [8:0] \a$1 ;
@@ -23925,24 +24646,24 @@ module \convhw_list.core.streamer.multiplier_acc (rst, \port$6376$376 , flush, \
   reg [25:0] p = 26'h0000000;
   (* init = 26'h0000000 *)
   wire [25:0] \p$5 ;
-  input [15:0] \port$6376$376 ;
-  wire [15:0] \port$6376$376 ;
-  input [7:0] \port$7112$0 ;
-  wire [7:0] \port$7112$0 ;
+  input [15:0] \port$6459$376 ;
+  wire [15:0] \port$6459$376 ;
+  input [7:0] \port$7223$0 ;
+  wire [7:0] \port$7223$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7112$0  * \port$6376$376 ;
+  assign \$1  = \port$7223$0  * \port$6459$376 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7112$0  };
-  assign \a$1  = { 1'h0, \port$7112$0  };
-  assign b = { 1'h0, \port$6376$376  };
-  assign \b$3  = { 1'h0, \port$6376$376  };
+  assign a = { 1'h0, \port$7223$0  };
+  assign \a$1  = { 1'h0, \port$7223$0  };
+  assign b = { 1'h0, \port$6459$376  };
+  assign \b$3  = { 1'h0, \port$6459$376  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6376$224 , flush, \port$7008$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6459$224 , flush, \port$7111$0 , p, clk);
   wire [33:0] \$1 ;
   wire [16:0] a;
   wire [16:0] \a$1 ;
@@ -23956,24 +24677,24 @@ module \convhw_list.core.streamer.multiplier_acc_row (rst, \port$6376$224 , flus
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$6376$224 ;
-  wire [15:0] \port$6376$224 ;
-  input [15:0] \port$7008$0 ;
-  wire [15:0] \port$7008$0 ;
+  input [15:0] \port$6459$224 ;
+  wire [15:0] \port$6459$224 ;
+  input [15:0] \port$7111$0 ;
+  wire [15:0] \port$7111$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7008$0  * \port$6376$224 ;
+  assign \$1  = \port$7111$0  * \port$6459$224 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7008$0  };
-  assign \a$1  = { 1'h0, \port$7008$0  };
-  assign b = { 1'h0, \port$6376$224  };
-  assign \b$3  = { 1'h0, \port$6376$224  };
+  assign a = { 1'h0, \port$7111$0  };
+  assign \a$1  = { 1'h0, \port$7111$0  };
+  assign b = { 1'h0, \port$6459$224  };
+  assign \b$3  = { 1'h0, \port$6459$224  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6966$0 , \port$7174$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$7053$0 , \port$7289$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -23987,24 +24708,24 @@ module \convhw_list.core.streamer.multiplier_chunks_x (rst, flush, \port$6966$0 
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6966$0 ;
-  wire [9:0] \port$6966$0 ;
-  input [9:0] \port$7174$0 ;
-  wire [9:0] \port$7174$0 ;
+  input [9:0] \port$7053$0 ;
+  wire [9:0] \port$7053$0 ;
+  input [9:0] \port$7289$0 ;
+  wire [9:0] \port$7289$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7174$0  * \port$6966$0 ;
+  assign \$1  = \port$7289$0  * \port$7053$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7174$0  };
-  assign \a$1  = { 1'h0, \port$7174$0  };
-  assign b = { 1'h0, \port$6966$0  };
-  assign \b$3  = { 1'h0, \port$6966$0  };
+  assign a = { 1'h0, \port$7289$0  };
+  assign \a$1  = { 1'h0, \port$7289$0  };
+  assign b = { 1'h0, \port$7053$0  };
+  assign \b$3  = { 1'h0, \port$7053$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6946$0 , \port$7138$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$7033$0 , \port$7251$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -24018,24 +24739,24 @@ module \convhw_list.core.streamer.multiplier_row (rst, flush, \port$6946$0 , \po
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6946$0 ;
-  wire [9:0] \port$6946$0 ;
-  input [9:0] \port$7138$0 ;
-  wire [9:0] \port$7138$0 ;
+  input [9:0] \port$7033$0 ;
+  wire [9:0] \port$7033$0 ;
+  input [9:0] \port$7251$0 ;
+  wire [9:0] \port$7251$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7138$0  * \port$6946$0 ;
+  assign \$1  = \port$7251$0  * \port$7033$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7138$0  };
-  assign \a$1  = { 1'h0, \port$7138$0  };
-  assign b = { 1'h0, \port$6946$0  };
-  assign \b$3  = { 1'h0, \port$6946$0  };
+  assign a = { 1'h0, \port$7251$0  };
+  assign \a$1  = { 1'h0, \port$7251$0  };
+  assign b = { 1'h0, \port$7033$0  };
+  assign \b$3  = { 1'h0, \port$7033$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6964$0 , \port$6966$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$7051$0 , \port$7053$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -24049,24 +24770,24 @@ module \convhw_list.core.streamer.multiplier_row_words (rst, flush, \port$6964$0
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$6964$0 ;
-  wire [9:0] \port$6964$0 ;
-  input [9:0] \port$6966$0 ;
-  wire [9:0] \port$6966$0 ;
+  input [9:0] \port$7051$0 ;
+  wire [9:0] \port$7051$0 ;
+  input [9:0] \port$7053$0 ;
+  wire [9:0] \port$7053$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$6964$0  * \port$6966$0 ;
+  assign \$1  = \port$7051$0  * \port$7053$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$6964$0  };
-  assign \a$1  = { 1'h0, \port$6964$0  };
-  assign b = { 1'h0, \port$6966$0  };
-  assign \b$3  = { 1'h0, \port$6966$0  };
+  assign a = { 1'h0, \port$7051$0  };
+  assign \a$1  = { 1'h0, \port$7051$0  };
+  assign b = { 1'h0, \port$7053$0  };
+  assign \b$3  = { 1'h0, \port$7053$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7172$0 , \port$7219$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7287$0 , \port$7340$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -24080,24 +24801,24 @@ module \convhw_list.core.streamer.multiplier_row_words_y (rst, flush, \port$7172
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7172$0 ;
-  wire [9:0] \port$7172$0 ;
-  input [9:0] \port$7219$0 ;
-  wire [9:0] \port$7219$0 ;
+  input [9:0] \port$7287$0 ;
+  wire [9:0] \port$7287$0 ;
+  input [9:0] \port$7340$0 ;
+  wire [9:0] \port$7340$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7172$0  * \port$7219$0 ;
+  assign \$1  = \port$7287$0  * \port$7340$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7172$0  };
-  assign \a$1  = { 1'h0, \port$7172$0  };
-  assign b = { 1'h0, \port$7219$0  };
-  assign \b$3  = { 1'h0, \port$7219$0  };
+  assign a = { 1'h0, \port$7287$0  };
+  assign \a$1  = { 1'h0, \port$7287$0  };
+  assign b = { 1'h0, \port$7340$0  };
+  assign \b$3  = { 1'h0, \port$7340$0  };
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7219$0 , \port$7222$0 , p, clk);
+module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7340$0 , \port$7343$0 , p, clk);
   wire [21:0] \$1 ;
   wire [10:0] a;
   wire [10:0] \a$1 ;
@@ -24111,19 +24832,19 @@ module \convhw_list.core.streamer.multiplier_row_words_z (rst, flush, \port$7219
   reg [21:0] p = 22'h000000;
   (* init = 22'h000000 *)
   wire [21:0] \p$5 ;
-  input [9:0] \port$7219$0 ;
-  wire [9:0] \port$7219$0 ;
-  input [9:0] \port$7222$0 ;
-  wire [9:0] \port$7222$0 ;
+  input [9:0] \port$7340$0 ;
+  wire [9:0] \port$7340$0 ;
+  input [9:0] \port$7343$0 ;
+  wire [9:0] \port$7343$0 ;
   input rst;
   wire rst;
-  assign \$1  = \port$7222$0  * \port$7219$0 ;
+  assign \$1  = \port$7343$0  * \port$7340$0 ;
   always @(posedge clk)
     p <= \$1 ;
-  assign a = { 1'h0, \port$7222$0  };
-  assign \a$1  = { 1'h0, \port$7222$0  };
-  assign b = { 1'h0, \port$7219$0  };
-  assign \b$3  = { 1'h0, \port$7219$0  };
+  assign a = { 1'h0, \port$7343$0  };
+  assign \a$1  = { 1'h0, \port$7343$0  };
+  assign b = { 1'h0, \port$7340$0  };
+  assign \b$3  = { 1'h0, \port$7340$0  };
   assign \p$5  = p;
 endmodule
 
@@ -28481,15 +29202,15 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
   \convhw_list.input_loader.walker.multiplier_hi  multiplier_hi (
     .clk(clk),
     .p(\p$35 ),
-    .\port$6072$16 (op_a[31:16]),
-    .\port$6073$0 (op_b),
+    .\port$6155$16 (op_a[31:16]),
+    .\port$6156$0 (op_b),
     .rst(rst)
   );
   \convhw_list.input_loader.walker.multiplier_lo  multiplier_lo (
     .clk(clk),
     .p(p),
-    .\port$6072$0 (op_a[15:0]),
-    .\port$6073$0 (op_b),
+    .\port$6155$0 (op_a[15:0]),
+    .\port$6156$0 (op_b),
     .rst(rst)
   );
   always @* begin
@@ -29536,7 +30257,7 @@ module \convhw_list.input_loader.walker (rst, ranges__ready, command__payload, c
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6072$16 , \port$6073$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6155$16 , \port$6156$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -29548,26 +30269,26 @@ module \convhw_list.input_loader.walker.multiplier_hi (rst, \port$6072$16 , \por
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6072$16 ;
-  wire [15:0] \port$6072$16 ;
-  input [15:0] \port$6073$0 ;
-  wire [15:0] \port$6073$0 ;
+  input [15:0] \port$6155$16 ;
+  wire [15:0] \port$6155$16 ;
+  input [15:0] \port$6156$0 ;
+  wire [15:0] \port$6156$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6072$16  };
+    a <= { 1'h0, \port$6155$16  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6073$0  };
+    b <= { 1'h0, \port$6156$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6072$16  };
-  assign \b$5  = { 1'h0, \port$6073$0  };
+  assign \a$3  = { 1'h0, \port$6155$16  };
+  assign \b$5  = { 1'h0, \port$6156$0  };
   assign \p$7  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6072$0 , \port$6073$0 , p, clk);
+module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6155$0 , \port$6156$0 , p, clk);
   wire [33:0] \$1 ;
   reg [16:0] a = 17'h00000;
   wire [16:0] \a$3 ;
@@ -29579,21 +30300,21 @@ module \convhw_list.input_loader.walker.multiplier_lo (rst, \port$6072$0 , \port
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$7 ;
-  input [15:0] \port$6072$0 ;
-  wire [15:0] \port$6072$0 ;
-  input [15:0] \port$6073$0 ;
-  wire [15:0] \port$6073$0 ;
+  input [15:0] \port$6155$0 ;
+  wire [15:0] \port$6155$0 ;
+  input [15:0] \port$6156$0 ;
+  wire [15:0] \port$6156$0 ;
   input rst;
   wire rst;
   assign \$1  = $signed(a) * $signed(b);
   always @(posedge clk)
-    a <= { 1'h0, \port$6072$0  };
+    a <= { 1'h0, \port$6155$0  };
   always @(posedge clk)
-    b <= { 1'h0, \port$6073$0  };
+    b <= { 1'h0, \port$6156$0  };
   always @(posedge clk)
     p <= \$1 ;
-  assign \a$3  = { 1'h0, \port$6072$0  };
-  assign \b$5  = { 1'h0, \port$6073$0  };
+  assign \a$3  = { 1'h0, \port$6155$0  };
+  assign \b$5  = { 1'h0, \port$6156$0  };
   assign \p$7  = p;
 endmodule
 
@@ -36798,7 +37519,7 @@ module \convhw_list.writer (rst, command__valid, acc_data, write_resp__ready, wr
   \convhw_list.writer.read_fifo  read_fifo (
     .clk(clk),
     .\port$3337$0 (acc_data),
-    .\port$7578$0 (in_flight1),
+    .\port$7753$0 (in_flight1),
     .r_data(r_data),
     .r_en(r_en),
     .r_rdy(r_rdy),
@@ -39157,7 +39878,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(p),
-    .\port$7735$0 (v_0[16:0]),
+    .\port$7910$0 (v_0[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_1  multiplier0_1 (
@@ -39165,7 +39886,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$96 ),
-    .\port$7755$0 (v_1[16:0]),
+    .\port$7930$0 (v_1[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_2  multiplier0_2 (
@@ -39173,7 +39894,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$104 ),
-    .\port$7775$0 (v_2[16:0]),
+    .\port$7950$0 (v_2[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier0_3  multiplier0_3 (
@@ -39181,7 +39902,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$112 ),
-    .\port$7795$0 (v_3[16:0]),
+    .\port$7970$0 (v_3[16:0]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_0  multiplier1_0 (
@@ -39189,7 +39910,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$89 ),
-    .\port$7735$17 (v_0[32:17]),
+    .\port$7910$17 (v_0[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_1  multiplier1_1 (
@@ -39197,7 +39918,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$97 ),
-    .\port$7755$17 (v_1[32:17]),
+    .\port$7930$17 (v_1[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_2  multiplier1_2 (
@@ -39205,7 +39926,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$105 ),
-    .\port$7775$17 (v_2[32:17]),
+    .\port$7950$17 (v_2[32:17]),
     .rst(rst)
   );
   \convhw_list.writer.pipeline.multiplier1_3  multiplier1_3 (
@@ -39213,7 +39934,7 @@ module \convhw_list.writer.pipeline (rst, i__valid, o__valid, o__payload, r_en, 
     .clk(clk),
     .en(en),
     .p(\p$113 ),
-    .\port$7795$17 (v_3[32:17]),
+    .\port$7970$17 (v_3[32:17]),
     .rst(rst)
   );
   always @* begin
@@ -39885,7 +40606,7 @@ module \convhw_list.writer.pipeline.buffer (rst, r_rdy, r_data, r_en, w_port__da
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7735$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7910$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$60  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39902,11 +40623,11 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7735$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7735$0 ;
-  wire [16:0] \port$7735$0 ;
+  input [16:0] \port$7910$0 ;
+  wire [16:0] \port$7910$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7735$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7910$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39916,14 +40637,14 @@ module \convhw_list.writer.pipeline.multiplier0_0 (rst, en, \port$7735$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7735$0  };
-  assign \a$1  = { 1'h0, \port$7735$0  };
+  assign a = { 1'h0, \port$7910$0  };
+  assign \a$1  = { 1'h0, \port$7910$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7755$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7930$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$61  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39940,11 +40661,11 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7755$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7755$0 ;
-  wire [16:0] \port$7755$0 ;
+  input [16:0] \port$7930$0 ;
+  wire [16:0] \port$7930$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7755$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7930$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39954,14 +40675,14 @@ module \convhw_list.writer.pipeline.multiplier0_1 (rst, en, \port$7755$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7755$0  };
-  assign \a$1  = { 1'h0, \port$7755$0  };
+  assign a = { 1'h0, \port$7930$0  };
+  assign \a$1  = { 1'h0, \port$7930$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7775$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7950$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -39978,11 +40699,11 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7775$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7775$0 ;
-  wire [16:0] \port$7775$0 ;
+  input [16:0] \port$7950$0 ;
+  wire [16:0] \port$7950$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7775$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7950$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -39992,14 +40713,14 @@ module \convhw_list.writer.pipeline.multiplier0_2 (rst, en, \port$7775$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7775$0  };
-  assign \a$1  = { 1'h0, \port$7775$0  };
+  assign a = { 1'h0, \port$7950$0  };
+  assign \a$1  = { 1'h0, \port$7950$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7795$0 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7970$0 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -40016,11 +40737,11 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7795$0 , b, p,
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [16:0] \port$7795$0 ;
-  wire [16:0] \port$7795$0 ;
+  input [16:0] \port$7970$0 ;
+  wire [16:0] \port$7970$0 ;
   input rst;
   wire rst;
-  assign \$1  = $signed({ 1'h0, \port$7795$0  }) * $signed(b);
+  assign \$1  = $signed({ 1'h0, \port$7970$0  }) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -40030,14 +40751,14 @@ module \convhw_list.writer.pipeline.multiplier0_3 (rst, en, \port$7795$0 , b, p,
       \$2  = \$1 ;
     end
   end
-  assign a = { 1'h0, \port$7795$0  };
-  assign \a$1  = { 1'h0, \port$7795$0  };
+  assign a = { 1'h0, \port$7970$0  };
+  assign \a$1  = { 1'h0, \port$7970$0  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7735$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7910$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$64  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -40054,11 +40775,11 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7735$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7735$17 ;
-  wire [15:0] \port$7735$17 ;
+  input [15:0] \port$7910$17 ;
+  wire [15:0] \port$7910$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7735$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7910$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -40068,14 +40789,14 @@ module \convhw_list.writer.pipeline.multiplier1_0 (rst, en, \port$7735$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
-  assign \a$1  = { \port$7735$17 [15], \port$7735$17 [15], \port$7735$17  };
+  assign a = { \port$7910$17 [15], \port$7910$17 [15], \port$7910$17  };
+  assign \a$1  = { \port$7910$17 [15], \port$7910$17 [15], \port$7910$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7755$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7930$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$65  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -40092,11 +40813,11 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7755$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7755$17 ;
-  wire [15:0] \port$7755$17 ;
+  input [15:0] \port$7930$17 ;
+  wire [15:0] \port$7930$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7755$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7930$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -40106,14 +40827,14 @@ module \convhw_list.writer.pipeline.multiplier1_1 (rst, en, \port$7755$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7755$17 [15], \port$7755$17 [15], \port$7755$17  };
-  assign \a$1  = { \port$7755$17 [15], \port$7755$17 [15], \port$7755$17  };
+  assign a = { \port$7930$17 [15], \port$7930$17 [15], \port$7930$17  };
+  assign \a$1  = { \port$7930$17 [15], \port$7930$17 [15], \port$7930$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7775$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7950$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -40130,11 +40851,11 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7775$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7775$17 ;
-  wire [15:0] \port$7775$17 ;
+  input [15:0] \port$7950$17 ;
+  wire [15:0] \port$7950$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7775$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7950$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -40144,14 +40865,14 @@ module \convhw_list.writer.pipeline.multiplier1_2 (rst, en, \port$7775$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7775$17 [15], \port$7775$17 [15], \port$7775$17  };
-  assign \a$1  = { \port$7775$17 [15], \port$7775$17 [15], \port$7775$17  };
+  assign a = { \port$7950$17 [15], \port$7950$17 [15], \port$7950$17  };
+  assign \a$1  = { \port$7950$17 [15], \port$7950$17 [15], \port$7950$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7795$17 , b, p, clk);
+module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7970$17 , b, p, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$67  = 0;
   wire [33:0] \$1 ;
   reg [33:0] \$2 ;
@@ -40168,11 +40889,11 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7795$17 , b, p
   reg [33:0] p = 34'h000000000;
   (* init = 34'h000000000 *)
   wire [33:0] \p$5 ;
-  input [15:0] \port$7795$17 ;
-  wire [15:0] \port$7795$17 ;
+  input [15:0] \port$7970$17 ;
+  wire [15:0] \port$7970$17 ;
   input rst;
   wire rst;
-  assign \$1  = $signed(\port$7795$17 ) * $signed(b);
+  assign \$1  = $signed(\port$7970$17 ) * $signed(b);
   always @(posedge clk)
     p <= \$2 ;
   always @* begin
@@ -40182,14 +40903,14 @@ module \convhw_list.writer.pipeline.multiplier1_3 (rst, en, \port$7795$17 , b, p
       \$2  = \$1 ;
     end
   end
-  assign a = { \port$7795$17 [15], \port$7795$17 [15], \port$7795$17  };
-  assign \a$1  = { \port$7795$17 [15], \port$7795$17 [15], \port$7795$17  };
+  assign a = { \port$7970$17 [15], \port$7970$17 [15], \port$7970$17  };
+  assign \a$1  = { \port$7970$17 [15], \port$7970$17 [15], \port$7970$17  };
   assign \b$3  = b;
   assign \p$5  = p;
 endmodule
 
 (* generator = "Amaranth" *)
-module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \port$7578$0 , clk);
+module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \port$7753$0 , clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$68  = 0;
   wire \$1 ;
   wire \$10 ;
@@ -40215,8 +40936,8 @@ module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \
   reg [2:0] level = 3'h0;
   input [127:0] \port$3337$0 ;
   wire [127:0] \port$3337$0 ;
-  input [2:0] \port$7578$0 ;
-  wire [2:0] \port$7578$0 ;
+  input [2:0] \port$7753$0 ;
+  wire [2:0] \port$7753$0 ;
   (* init = 2'h0 *)
   wire [1:0] produce;
   output [129:0] r_data;
@@ -40248,23 +40969,23 @@ module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \
   end
   always @(posedge clk) begin
     if (w_port__en)
-      storage[w_port__addr] <= { \port$7578$0 [2:1], \port$3337$0  };
+      storage[w_port__addr] <= { \port$7753$0 [2:1], \port$3337$0  };
   end
   assign r_data = storage[r_port__addr];
   assign w_rdy = level != 3'h4;
   assign r_rdy = | level;
-  assign w_port__en = \port$7578$0 [0] & w_rdy;
-  assign \$1  = w_rdy & \port$7578$0 [0];
+  assign w_port__en = \port$7753$0 [0] & w_rdy;
+  assign \$1  = w_rdy & \port$7753$0 [0];
   assign \$2  = w_port__addr + 1'h1;
   assign \$3  = r_rdy & r_en;
   assign \$4  = r_port__addr + 1'h1;
-  assign \$5  = w_rdy & \port$7578$0 [0];
+  assign \$5  = w_rdy & \port$7753$0 [0];
   assign \$6  = r_rdy & r_en;
   assign \$7  = ~ \$6 ;
   assign \$8  = \$5  & \$7 ;
   assign \$9  = level + 1'h1;
   assign \$10  = r_rdy & r_en;
-  assign \$11  = w_rdy & \port$7578$0 [0];
+  assign \$11  = w_rdy & \port$7753$0 [0];
   assign \$12  = ~ \$11 ;
   assign \$13  = \$10  & \$12 ;
   assign \$14  = level - 1'h1;
@@ -40310,9 +41031,9 @@ module \convhw_list.writer.read_fifo (rst, \port$3337$0 , r_rdy, r_data, r_en, \
   assign w_level = level;
   assign r_level = level;
   assign produce = w_port__addr;
-  assign w_port__data = { \port$7578$0 [2:1], \port$3337$0  };
-  assign w_data = { \port$7578$0 [2:1], \port$3337$0  };
-  assign w_en = \port$7578$0 [0];
+  assign w_port__data = { \port$7753$0 [2:1], \port$3337$0  };
+  assign w_data = { \port$7753$0 [2:1], \port$3337$0  };
+  assign w_en = \port$7753$0 [0];
   assign consume = r_port__addr;
   assign r_port__data = r_data;
 endmodule

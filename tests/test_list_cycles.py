@@ -49,7 +49,11 @@ def case(name):
         # a 3x3 output: passes of 4 to 9 elements, the border taps' short after longer ones
         "strided-small": lambda: single(ConvSpec(2, 4, 8, 3, stride=2, padding=1),
                                         (1, 4, 5, 5)),
+        # joined FIR rows (compiler.job.fir_joined)
         "depthwise": lambda: single(ConvSpec(2, 4, 4, 3, padding=1, groups=4), (1, 4, 6, 6)),
+        # a polyphase FIR (timing.fir_takes_stride), a depth multiplier of 2
+        "depthwise-strided": lambda: single(ConvSpec(2, 4, 8, 3, stride=2, padding=1,
+                                                     groups=4), (1, 4, 7, 9)),
         # 2-D, and 3 input chunks on TINY's 4 rows: each phase's unreached taps are looked
         # at once, not per chunk (timing.skips_unreached_taps)
         "transposed": lambda: single(ConvSpec(2, 10, 6, 4, stride=2, padding=1,
@@ -83,13 +87,15 @@ def check_exact(name, memory, config=TINY, **kwargs):
 
 # Each list on each memory; `make test` runs two (the chained list, whose second layer WAITs,
 # and a depthwise one on different memories), the rest is marked slow (`make check`).
-FAST_CASES = {("chained", 2), ("depthwise", 1), ("pointwise-strided", 0), ("transposed", 0)}
+FAST_CASES = {("chained", 2), ("depthwise", 1), ("pointwise-strided", 0), ("transposed", 0),
+              ("depthwise-strided", 2)}
 
 
 @pytest.mark.parametrize("name, memory", [
     pytest.param(name, memory, id=f"{name}-{memory.bytes_per_cycle}B-{memory.latency}",
                  marks=() if (name, i) in FAST_CASES else pytest.mark.slow)
-    for name in ("chained", "strided", "depthwise", "transposed", "pointwise-strided")
+    for name in ("chained", "strided", "depthwise", "depthwise-strided", "transposed",
+                 "pointwise-strided")
     for i, memory in enumerate(MEMORIES)])
 def test_sim_cycles_exact(name, memory):
     # (the chained list on the fastest memory needs its second layer's WAIT to be bit-exact)

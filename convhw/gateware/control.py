@@ -11,7 +11,7 @@ from ..config import EngineConfig
 from ..job_format import DIMS, PaddingMode
 from ..registers import ErrorCode
 from ..timing import check_products
-from .job_registers import JobRegisters
+from .job_registers import JobRegisters, fir_refused
 
 __all__ = ["ErrorCode", "JobController"]
 
@@ -280,12 +280,9 @@ class JobController(wiring.Component):
         # FIR mode: the array rows hold the x taps, so x itself is a unit kernel, forward;
         # or its stride's phases (a polyphase FIR, timing.fir_takes_stride).
         x = axes[DIMS - 1]
-        x_taps = ([x.kernel > x.stride] if timing.fir_takes_stride(config)
-                  else [x.kernel != 1, x.stride != 1])
-        not_fir = job.fir_taps > config.rows
-        for term in (*x_taps, x.dilation != 1, job.transposed):
-            not_fir = not_fir | term
-        zero_terms.append((job.fir_taps != 0) & not_fir)
+        zero_terms.append(fir_refused(config, fir_taps=job.fir_taps, x_kernel=x.kernel,
+                                      x_stride=x.stride, x_dilation=x.dilation,
+                                      transposed=job.transposed))
         any_zero = zero_terms[0]
         for term in zero_terms[1:]:
             any_zero = any_zero | term

@@ -38,6 +38,7 @@ from ..config import EngineConfig
 from ..job_format import PaddingMode
 from ..registers import ErrorCode
 from .descriptor_fetcher import descriptor_layout
+from .job_registers import fir_refused
 from .multiplier import Multiplier
 
 __all__ = ["JobChecker"]
@@ -189,12 +190,9 @@ class JobChecker(wiring.Component):
         for size, kernel, stride, dilation, out_len, _ in axes:
             zero += [size == 0, kernel == 0, stride == 0, dilation == 0, out_len == 0]
         # (a polyphase FIR, timing.fir_takes_stride: an x kernel of the stride's phases)
-        x_taps = ([d.x_kernel > d.x_stride] if timing.fir_takes_stride(config)
-                  else [d.x_kernel != 1, d.x_stride != 1])
-        not_fir = d.fir_taps > config.rows
-        for term in (*x_taps, d.x_dilation != 1, d.transposed):
-            not_fir = not_fir | term
-        zero.append((d.fir_taps != 0) & not_fir)
+        zero.append(fir_refused(config, fir_taps=d.fir_taps, x_kernel=d.x_kernel,
+                                x_stride=d.x_stride, x_dilation=d.x_dilation,
+                                transposed=d.transposed))
         padding = [d.transposed & (d.padding_mode != PaddingMode.ZEROS)]
         for size, _, _, _, _, pad in axes:
             padding += [(d.padding_mode == PaddingMode.CIRCULAR) & (pad > size),

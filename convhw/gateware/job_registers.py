@@ -10,10 +10,11 @@ from __future__ import annotations
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
+from .. import timing
 from ..config import EngineConfig
 from ..job_format import AXIS_FIELDS, COLUMN_FIELDS, DIMS, JOB_FIELDS
 
-__all__ = ["AxisRegisters", "JobRegisters", "job_member"]
+__all__ = ["AxisRegisters", "JobRegisters", "fir_refused", "job_member"]
 
 
 def AxisRegisters(config: EngineConfig) -> data.StructLayout:
@@ -39,3 +40,17 @@ def job_member(job: data.View, path: tuple):
     for key in path:
         member = member[key]
     return member
+
+
+def fir_refused(config: EngineConfig, *, fir_taps, x_kernel, x_stride, x_dilation, transposed):
+    """Whether a job with ``FIR_TAPS`` set cannot use the FIR mode (the job checkers'
+    ``BAD_GEOMETRY``, :func:`convhw.compiler.list_model.job_code` in NumPy): more taps than
+    rows; an x dilation other than 1; an x kernel or stride other than 1 or, with
+    :func:`convhw.timing.fir_takes_stride` (a polyphase FIR, the stride's phases as the x
+    kernel), an x kernel above the x stride; transposed."""
+    x_taps = ([x_kernel > x_stride] if timing.fir_takes_stride(config)
+              else [x_kernel != 1, x_stride != 1])
+    refused = fir_taps > config.rows
+    for term in (*x_taps, x_dilation != 1, transposed):
+        refused = refused | term
+    return (fir_taps != 0) & refused

@@ -404,8 +404,10 @@ def pass_words(job: Job, desc: Descriptor) -> int:
 def expand(job: Job, desc: Descriptor) -> Pass:
     """The streamer's output for one descriptor: raster over the pass's outputs (x fastest),
     input-buffer and accumulator addresses per cycle. In FIR mode every row of outputs is
-    followed by ``fir_taps - 1`` more input words, whose sums are not outputs, less the
-    :func:`fir_overlap` words the next row of the pass begins with."""
+    followed by ``fir_taps - 1`` more input words, whose sums are not outputs; every row but
+    the pass's first begins and every row but its last ends early by :func:`fir_rows` (the
+    padding it shares with the next row, or, joined, all of it), and each element carries
+    its word's and its sum's row tags."""
     locals_, outs, writes = [], [], []
     for d, (axis, (o_start, count, g_start)) in enumerate(zip(job.axes, desc.axes)):
         extra = job.fir_taps - 1 if job.fir_taps and d == 2 else 0

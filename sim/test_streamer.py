@@ -18,6 +18,7 @@ import dataclasses
 import cocotb
 import numpy as np
 
+from convhw import timing
 from convhw.compiler import compile_layer
 from convhw.compiler.job import descriptors, expand
 from convhw.gateware.job_registers import JobRegisters
@@ -92,10 +93,11 @@ async def run(dut, test: str, jobs, gaps: Inserter) -> None:
         return values
 
     for number, job in enumerate(jobs):
-        # The previous job has left the streamer: its registers may change now, a cycle
-        # before its first pass is offered (the Streamer's contract).
+        # The previous job has left the streamer: its registers may change now,
+        # streamer_job_setup cycles before its first pass is offered (the Streamer's contract).
         dut.job.value = job_registers(job)
-        await step()
+        for _ in range(timing.streamer_job_setup(CONFIG)):
+            await step()
         for desc in descriptors(job):
             for _ in range(gaps.count(12)):
                 await step()

@@ -311,28 +311,29 @@ def test_reset_mid_job_leaves_engine_idle_and_usable():
 
 @pytest.mark.parametrize("spec, shape, config", tiered([
     (ConvSpec(2, 4, 8, 3, padding=2, groups=4, dilation=(2, 1)), (1, 4, 7, 6), SMALL),
+    # joined rows (compiler.job.fir_joined): same padding, asymmetric, a 3-D one plane deep
+    (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 5, 4), SMALL),
+    (ConvSpec(2, 4, 4, (3, 4), padding=((1, 1), (2, 1)), groups=4), (1, 4, 6, 3), SMALL),
+    # polyphase: x strides (timing.fir_takes_stride), 2 and 3 phases, 2 and 3 taps, x tiles
+    (ConvSpec(2, 8, 8, 3, stride=2, padding=1, groups=8), (1, 8, 9, 12), SMALL),
+    (ConvSpec(1, 4, 8, 5, stride=2, padding=((1, 3),), groups=4), (1, 4, 17), SMALL),
+    (ConvSpec(1, 4, 4, 3, stride=2, padding=1, groups=4), (1, 4, 45), TINY),
+    # rows that share their padding words (timing.fir_shares_padding), in y tiles
+    (ConvSpec(2, 4, 4, (2, 3), padding=(1, 2), groups=4), (1, 4, 6, 5), TINY),
     (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 9, 11), SMALL),
     (ConvSpec(1, 4, 4, 4, padding="same", groups=4, padding_mode="reflect"), (2, 4, 13), TINY),
+    # (the rest: pytest -m exhaustive)
     (ConvSpec(2, 6, 6, (2, 3), stride=(2, 1), padding=1, groups=6, padding_mode="circular"),
      (1, 6, 8, 9), TINY),
     (ConvSpec(3, 4, 4, 3, padding=1, groups=4, padding_mode="replicate"), (1, 4, 3, 4, 5),
      TINY),
-    # rows that share their padding words (timing.fir_shares_padding), in y tiles; x tiles
-    # (which have padding at one end only: none shared)
-    (ConvSpec(2, 4, 4, (2, 3), padding=(1, 2), groups=4), (1, 4, 6, 5), TINY),
+    # x tiles (padding at one end only: none shared)
     (ConvSpec(1, 4, 4, 3, padding=2, groups=4), (1, 4, 30), TINY),
     (ConvSpec(1, 4, 4, 3, padding=5, groups=4), (1, 4, 9), SMALL),
-    # polyphase: x strides (timing.fir_takes_stride), 2 and 3 phases, 2 and 3 taps, x tiles
-    (ConvSpec(2, 8, 8, 3, stride=2, padding=1, groups=8), (1, 8, 9, 12), SMALL),
-    (ConvSpec(1, 4, 8, 5, stride=2, padding=((1, 3),), groups=4), (1, 4, 17), SMALL),
     (ConvSpec(2, 4, 4, (2, 4), stride=(1, 3), padding=1, groups=4), (1, 4, 3, 31), SMALL),
-    (ConvSpec(1, 4, 4, 3, stride=2, padding=1, groups=4), (1, 4, 45), TINY),
-    # joined rows (compiler.job.fir_joined): same padding, asymmetric, a 3-D one plane deep
-    (ConvSpec(2, 8, 8, 3, padding=1, groups=8), (1, 8, 5, 4), SMALL),
-    (ConvSpec(2, 4, 4, (3, 4), padding=((1, 1), (2, 1)), groups=4), (1, 4, 6, 3), SMALL),
     (ConvSpec(3, 4, 4, (1, 2, 3), padding=((0, 0), (1, 0), (0, 2)), groups=4), (1, 4, 1, 4, 5),
      SMALL),
-], fast=1, several=True))
+], fast=1, slow=8, several=True))
 def test_depthwise_fir_mode(spec, shape, config):
     steps = check_layer(spec, shape, config, seed=11)
     kernel, stride = spec.kernel_size[-1], spec.stride[-1]

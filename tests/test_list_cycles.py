@@ -93,7 +93,9 @@ FAST_CASES = {("chained", 2), ("depthwise", 1), ("pointwise-strided", 0), ("tran
 
 @pytest.mark.parametrize("name, memory", [
     pytest.param(name, memory, id=f"{name}-{memory.bytes_per_cycle}B-{memory.latency}",
-                 marks=() if (name, i) in FAST_CASES else pytest.mark.slow)
+                 marks=() if (name, i) in FAST_CASES
+                 else pytest.mark.exhaustive if name == "depthwise-strided"
+                 else pytest.mark.slow)
     for name in ("chained", "strided", "depthwise", "depthwise-strided", "transposed",
                  "pointwise-strided")
     for i, memory in enumerate(MEMORIES)])
